@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README): host tests of the whole workspace (optimized, see [profile.test]),
+# the AVX2 path forced on top of the best one, and the NEON paths under qemu-user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== host tests, best kernels"
+cargo test --workspace
+echo "== octet-kernels with every x86 level forced"
+for level in scalar avx2; do
+  OCTET_KERNEL=$level cargo test -p octet-kernels
+done
+echo "== NEON under qemu"
+bash scripts/test-neon.sh

@@ -1,0 +1,4 @@
+//! The `octet` command line.
+fn main() {
+    println!("octet {} ({})", env!("CARGO_PKG_VERSION"), octet_kernels::describe());
+}
