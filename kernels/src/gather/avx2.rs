@@ -1,0 +1,118 @@
+//! AVX2 gather rows: 8 f32 lanes per step (one ymm register), the last `len % 8` values done
+//! by the scalar reference. f16 rows use F16C's `vcvtph2ps`, which `for_isa` checks for.
+//! Same operations in the same order as [`super::scalar`]: bit-exact.
+
+use super::scalar;
+use half::f16;
+use std::arch::x86_64::*;
+
+/// f32 lanes per step: one ymm register.
+const LANES: usize = 8;
+
+/// Stores `value` to `dst`, adding the previous contents when `ACCUMULATE`.
+///
+/// # Safety
+/// AVX must be available and `dst` valid for 8 floats.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn put<const ACCUMULATE: bool>(dst: *mut f32, value: __m256) {
+    // SAFETY: the caller guarantees 8 valid floats at `dst`.
+    unsafe {
+        let value = if ACCUMULATE {
+            _mm256_add_ps(_mm256_loadu_ps(dst), value)
+        } else {
+            value
+        };
+        _mm256_storeu_ps(dst, value);
+    }
+}
+
+pub(super) fn i8_row(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), dst.len());
+    // SAFETY: only reached through the AVX2 kernel, handed out after AVX2, FMA and F16C were
+    // detected; the lengths are equal.
+    unsafe {
+        if accumulate {
+            i8_row_impl::<true>(src, zero_point, row_scale, dst)
+        } else {
+            i8_row_impl::<false>(src, zero_point, row_scale, dst)
+        }
+    }
+    let done = src.len() / LANES * LANES;
+    scalar::i8_row(&src[done..], zero_point, row_scale, &mut dst[done..], accumulate);
+}
+
+/// Full 8-lane steps only.
+/// # Safety
+/// AVX2 must be available; `src.len() == dst.len()`.
+#[target_feature(enable = "avx2")]
+unsafe fn i8_row_impl<const ACCUMULATE: bool>(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    let zp = _mm256_set1_epi32(zero_point);
+    let scale = _mm256_set1_ps(row_scale);
+    for (s, d) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)) {
+        // SAFETY: each chunk holds exactly 8 values.
+        unsafe {
+            let q = _mm_loadl_epi64(s.as_ptr().cast::<__m128i>());
+            let centred = _mm256_sub_epi32(_mm256_cvtepi8_epi32(q), zp);
+            put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(centred), scale));
+        }
+    }
+}
+
+pub(super) fn f16_row(src: &[f16], multiplier: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), dst.len());
+    // SAFETY: as in `i8_row`.
+    unsafe {
+        if accumulate {
+            f16_row_impl::<true>(src, multiplier, dst)
+        } else {
+            f16_row_impl::<false>(src, multiplier, dst)
+        }
+    }
+    let done = src.len() / LANES * LANES;
+    scalar::f16_row(&src[done..], multiplier, &mut dst[done..], accumulate);
+}
+
+/// Full 8-lane steps only.
+/// # Safety
+/// AVX2 and F16C must be available; `src.len() == dst.len()`.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_row_impl<const ACCUMULATE: bool>(src: &[f16], multiplier: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    let m = _mm256_set1_ps(multiplier);
+    for (s, d) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)) {
+        // SAFETY: each chunk holds exactly 8 values; `f16` is a transparent 16-bit value.
+        unsafe {
+            let h = _mm_loadu_si128(s.as_ptr().cast::<__m128i>());
+            put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtph_ps(h), m));
+        }
+    }
+}
+
+pub(super) fn f32_row(src: &[f32], multiplier: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), dst.len());
+    // SAFETY: as in `i8_row`.
+    unsafe {
+        if accumulate {
+            f32_row_impl::<true>(src, multiplier, dst)
+        } else {
+            f32_row_impl::<false>(src, multiplier, dst)
+        }
+    }
+    let done = src.len() / LANES * LANES;
+    scalar::f32_row(&src[done..], multiplier, &mut dst[done..], accumulate);
+}
+
+/// Full 8-lane steps only.
+/// # Safety
+/// AVX2 must be available; `src.len() == dst.len()`.
+#[target_feature(enable = "avx2")]
+unsafe fn f32_row_impl<const ACCUMULATE: bool>(src: &[f32], multiplier: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    let m = _mm256_set1_ps(multiplier);
+    for (s, d) in src.chunks_exact(LANES).zip(dst.chunks_exact_mut(LANES)) {
+        // SAFETY: each chunk holds exactly 8 values.
+        unsafe { put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_loadu_ps(s.as_ptr()), m)) }
+    }
+}

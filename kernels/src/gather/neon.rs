@@ -1,0 +1,119 @@
+//! NEON gather rows: 8 values per step (two q registers of 4 f32 lanes), the last `len % 8`
+//! done by the scalar reference. One kernel serves the neon, dotprod and i8mm levels.
+//! Same operations in the same order as [`super::scalar`]: bit-exact.
+//!
+//! f16 -> f32 uses `fcvtl`/`fcvtl2` through `asm!`: they are baseline ARMv8 instructions, but
+//! the intrinsics take `float16x4_t`, which stable Rust does not have.
+
+use super::scalar;
+use half::f16;
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+/// Values per step: 8 int8 / f16 values widen to two 4-lane f32 registers.
+const STEP: usize = 8;
+
+/// Stores `value` to `dst`, adding the previous contents when `ACCUMULATE`.
+///
+/// # Safety
+/// `dst` must be valid for 4 floats.
+#[inline(always)]
+unsafe fn put<const ACCUMULATE: bool>(dst: *mut f32, value: float32x4_t) {
+    // SAFETY: the caller guarantees 4 valid floats at `dst`; NEON is baseline on aarch64.
+    unsafe {
+        let value = if ACCUMULATE {
+            vaddq_f32(vld1q_f32(dst), value)
+        } else {
+            value
+        };
+        vst1q_f32(dst, value);
+    }
+}
+
+pub(super) fn i8_row(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), dst.len());
+    if accumulate {
+        i8_steps::<true>(src, zero_point, row_scale, dst)
+    } else {
+        i8_steps::<false>(src, zero_point, row_scale, dst)
+    }
+    let done = src.len() / STEP * STEP;
+    scalar::i8_row(&src[done..], zero_point, row_scale, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only.
+fn i8_steps<const ACCUMULATE: bool>(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (s, d) in src.chunks_exact(STEP).zip(dst.chunks_exact_mut(STEP)) {
+        // SAFETY: NEON is baseline on aarch64; each chunk holds exactly 8 values.
+        unsafe {
+            let zp = vdupq_n_s32(zero_point);
+            let scale = vdupq_n_f32(row_scale);
+            let q16 = vmovl_s8(vld1_s8(s.as_ptr()));
+            let lo = vsubq_s32(vmovl_s16(vget_low_s16(q16)), zp);
+            let hi = vsubq_s32(vmovl_high_s16(q16), zp);
+            put::<ACCUMULATE>(d.as_mut_ptr(), vmulq_f32(vcvtq_f32_s32(lo), scale));
+            put::<ACCUMULATE>(d.as_mut_ptr().add(4), vmulq_f32(vcvtq_f32_s32(hi), scale));
+        }
+    }
+}
+
+pub(super) fn f16_row(src: &[f16], multiplier: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), dst.len());
+    if accumulate {
+        f16_steps::<true>(src, multiplier, dst)
+    } else {
+        f16_steps::<false>(src, multiplier, dst)
+    }
+    let done = src.len() / STEP * STEP;
+    scalar::f16_row(&src[done..], multiplier, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only.
+fn f16_steps<const ACCUMULATE: bool>(src: &[f16], multiplier: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (s, d) in src.chunks_exact(STEP).zip(dst.chunks_exact_mut(STEP)) {
+        // SAFETY: NEON is baseline on aarch64; each chunk holds exactly 8 values and `f16`
+        // is a transparent 16-bit value. `fcvtl`/`fcvtl2` only read and write registers.
+        unsafe {
+            let m = vdupq_n_f32(multiplier);
+            let h = vld1q_u16(s.as_ptr().cast::<u16>());
+            let lo: float32x4_t;
+            let hi: float32x4_t;
+            asm!(
+                "fcvtl {lo:v}.4s, {h:v}.4h",
+                "fcvtl2 {hi:v}.4s, {h:v}.8h",
+                h = in(vreg) h,
+                lo = out(vreg) lo,
+                hi = out(vreg) hi,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+            put::<ACCUMULATE>(d.as_mut_ptr(), vmulq_f32(lo, m));
+            put::<ACCUMULATE>(d.as_mut_ptr().add(4), vmulq_f32(hi, m));
+        }
+    }
+}
+
+pub(super) fn f32_row(src: &[f32], multiplier: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), dst.len());
+    if accumulate {
+        f32_steps::<true>(src, multiplier, dst)
+    } else {
+        f32_steps::<false>(src, multiplier, dst)
+    }
+    let done = src.len() / STEP * STEP;
+    scalar::f32_row(&src[done..], multiplier, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only.
+fn f32_steps<const ACCUMULATE: bool>(src: &[f32], multiplier: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (s, d) in src.chunks_exact(STEP).zip(dst.chunks_exact_mut(STEP)) {
+        // SAFETY: NEON is baseline on aarch64; each chunk holds exactly 8 values.
+        unsafe {
+            let m = vdupq_n_f32(multiplier);
+            put::<ACCUMULATE>(d.as_mut_ptr(), vmulq_f32(vld1q_f32(s.as_ptr()), m));
+            put::<ACCUMULATE>(d.as_mut_ptr().add(4), vmulq_f32(vld1q_f32(s.as_ptr().add(4)), m));
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Scalar reference rows for the gather family: the definition in the parent module's docs,
+//! written as plainly as possible. Every SIMD path must match these bit for bit.
+
+use half::f16;
+
+/// Stores `value` into `dst`, or adds it when `accumulate`.
+#[inline(always)]
+fn put(dst: &mut f32, value: f32, accumulate: bool) {
+    *dst = if accumulate { *dst + value } else { value };
+}
+
+/// `dst = f32(src - zero_point) * row_scale` (or `dst += ...`).
+pub(super) fn i8_row(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (d, &q) in dst.iter_mut().zip(src) {
+        put(d, dequant_i8(q, zero_point, row_scale), accumulate);
+    }
+}
+
+/// One int8 value dequantized.
+#[inline(always)]
+fn dequant_i8(q: i8, zero_point: i32, row_scale: f32) -> f32 {
+    (q as i32).wrapping_sub(zero_point) as f32 * row_scale
+}
+
+/// `dst = f32(src) * multiplier` (or `dst += ...`); the conversion is exact.
+pub(super) fn f16_row(src: &[f16], multiplier: f32, dst: &mut [f32], accumulate: bool) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (d, &h) in dst.iter_mut().zip(src) {
+        put(d, h.to_f32() * multiplier, accumulate);
+    }
+}
+
+/// `dst = src * multiplier` (or `dst += ...`).
+pub(super) fn f32_row(src: &[f32], multiplier: f32, dst: &mut [f32], accumulate: bool) {
+    debug_assert_eq!(src.len(), dst.len());
+    for (d, &x) in dst.iter_mut().zip(src) {
+        put(d, x * multiplier, accumulate);
+    }
+}

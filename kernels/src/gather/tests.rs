@@ -1,0 +1,275 @@
+//! Gather tests: every kernel the host supports against the scalar reference and against the
+//! definition written out independently here. All comparisons are bit-exact (`to_bits`), see
+//! the parent module's docs for why that holds.
+
+use super::*;
+use proptest::prelude::*;
+
+/// Small deterministic generator (64-bit LCG, high bits), so the tests need no RNG crate.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_u32(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 32) as u32
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    }
+}
+
+/// Owned table contents from which [`Table`] views of every kind are borrowed.
+struct Tables {
+    rows: usize,
+    dim: usize,
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    zero_points: Vec<i32>,
+    halves: Vec<f16>,
+    floats: Vec<f32>,
+}
+
+impl Tables {
+    fn new(rows: usize, dim: usize, seed: u64) -> Tables {
+        let mut rng = Lcg(seed);
+        let n = rows * dim;
+        // The int8 extremes and the f16 specials (infinities, a subnormal, -0) are placed first.
+        let mut q: Vec<i8> = (0..n).map(|_| rng.next_u32() as i8).collect();
+        for (slot, v) in q.iter_mut().zip([-128i8, 127, 0, -1]) {
+            *slot = v;
+        }
+        let mut halves: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.unit() * 8.0)).collect();
+        let specials = [
+            f16::INFINITY,
+            f16::NEG_INFINITY,
+            f16::from_bits(1),
+            f16::NEG_ZERO,
+            f16::MAX,
+        ];
+        for (slot, v) in halves.iter_mut().zip(specials) {
+            *slot = v;
+        }
+        Tables {
+            rows,
+            dim,
+            q,
+            scales: (0..rows).map(|_| 0.001 + rng.unit().abs() * 0.05).collect(),
+            zero_points: (0..rows).map(|r| [-128, 127, 0, 5, -7][r % 5]).collect(),
+            halves,
+            floats: (0..n).map(|_| rng.unit() * 3.0).collect(),
+        }
+    }
+
+    /// Every table kind and quantization granularity.
+    fn kinds(&self) -> Vec<(&'static str, Table<'_>)> {
+        use PerRowOrTensor::{Row, Tensor};
+        vec![
+            (
+                "i8 per-tensor",
+                Table::I8 {
+                    data: &self.q,
+                    scale: Tensor(0.02),
+                    zero_point: Tensor(3),
+                },
+            ),
+            (
+                "i8 per-row",
+                Table::I8 {
+                    data: &self.q,
+                    scale: Row(&self.scales),
+                    zero_point: Row(&self.zero_points),
+                },
+            ),
+            (
+                "i8 row scale, tensor zp",
+                Table::I8 {
+                    data: &self.q,
+                    scale: Row(&self.scales),
+                    zero_point: Tensor(-128),
+                },
+            ),
+            ("f16", Table::F16(&self.halves)),
+            ("f32", Table::F32(&self.floats)),
+        ]
+    }
+}
+
+/// The definition from the module docs, written independently of `scalar.rs`.
+fn definition(table: &Table, dim: usize, ids: &[u32], multiplier: f32, out: &mut [f32], accumulate: bool) {
+    for (i, &id) in ids.iter().enumerate() {
+        let r = id as usize;
+        for j in 0..dim {
+            let value = match table {
+                Table::I8 {
+                    data,
+                    scale,
+                    zero_point,
+                } => {
+                    let s = match scale {
+                        PerRowOrTensor::Tensor(s) => *s,
+                        PerRowOrTensor::Row(v) => v[r],
+                    };
+                    let zp = match zero_point {
+                        PerRowOrTensor::Tensor(z) => *z,
+                        PerRowOrTensor::Row(v) => v[r],
+                    };
+                    ((data[r * dim + j] as i32 - zp) as f32) * (s * multiplier)
+                }
+                Table::F16(data) => f32::from(data[r * dim + j]) * multiplier,
+                Table::F32(data) => data[r * dim + j] * multiplier,
+            };
+            let o = &mut out[i * dim + j];
+            *o = if accumulate { *o + value } else { value };
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs every supported kernel on one shape and checks it, both forms, both multipliers.
+fn check_shape(rows: usize, dim: usize, ids: &[u32], seed: u64) {
+    let tables = Tables::new(rows, dim, seed);
+    let mut rng = Lcg(seed ^ 0x5eed);
+    let initial: Vec<f32> = (0..ids.len() * dim + 3).map(|_| rng.unit()).collect();
+    for (what, table) in tables.kinds() {
+        for multiplier in [1.0, (768f32).sqrt()] {
+            for accumulate in [false, true] {
+                let mut expected = initial.clone();
+                definition(&table, dim, ids, multiplier, &mut expected, accumulate);
+                for isa in Isa::supported() {
+                    let kernel = for_isa(isa);
+                    let mut out = initial.clone();
+                    let f = if accumulate { gather_add } else { gather };
+                    f(kernel, &table, tables.rows, tables.dim, ids, multiplier, &mut out).unwrap();
+                    assert_eq!(
+                        bits(&out),
+                        bits(&expected),
+                        "{} {what} rows={rows} dim={dim} multiplier={multiplier} accumulate={accumulate}",
+                        kernel.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_matches_definition_on_model_dims() {
+    let rows = 9;
+    // Ids include the first and last row, and repeats.
+    let ids = [0u32, 8, 3, 3, 0, 7, 1, 8];
+    for dim in [1, 3, 15, 17, 31, 33, 384, 512, 768] {
+        check_shape(rows, dim, &ids, dim as u64);
+    }
+}
+
+#[test]
+fn empty_ids_and_zero_dim_are_no_ops() {
+    let tables = Tables::new(3, 4, 1);
+    for isa in Isa::supported() {
+        for (_, table) in tables.kinds() {
+            let mut out = [7.0f32; 4];
+            gather(for_isa(isa), &table, 3, 4, &[], 1.0, &mut out).unwrap();
+            gather(for_isa(isa), &table, 3, 0, &[2, 1], 1.0, &mut out[..0]).unwrap();
+            assert_eq!(out, [7.0; 4]);
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_and_write_nothing() {
+    let (rows, dim) = (5, 6);
+    let tables = Tables::new(rows, dim, 2);
+    for isa in Isa::supported() {
+        let k = for_isa(isa);
+        for (what, table) in tables.kinds() {
+            let mut out = vec![9.0f32; 3 * dim];
+            // An out-of-range id after valid ones: nothing is written.
+            let err = gather(k, &table, rows, dim, &[0, 1, rows as u32], 1.0, &mut out).unwrap_err();
+            assert_eq!(err, KernelError::IdOutOfRange { id: rows as u32, rows }, "{what}");
+            assert!(out.iter().all(|&x| x == 9.0), "{what}: wrote before failing");
+            let err = gather_add(k, &table, rows, dim, &[u32::MAX], 1.0, &mut out).unwrap_err();
+            assert_eq!(err, KernelError::IdOutOfRange { id: u32::MAX, rows });
+            // Output too short.
+            let err = gather(k, &table, rows, dim, &[0, 1, 2, 3], 1.0, &mut out).unwrap_err();
+            assert_eq!(
+                err,
+                KernelError::Length {
+                    what: "gather output",
+                    expected: 4 * dim,
+                    got: 3 * dim
+                }
+            );
+            // Table shorter than rows x dim.
+            assert!(matches!(
+                gather(k, &table, rows + 1, dim, &[0], 1.0, &mut out),
+                Err(KernelError::Length { .. })
+            ));
+            // rows x dim overflowing.
+            assert!(matches!(
+                gather(k, &table, usize::MAX, 2, &[0], 1.0, &mut out),
+                Err(KernelError::Invalid(_))
+            ));
+        }
+        // Per-row parameters shorter than rows.
+        use PerRowOrTensor::{Row, Tensor};
+        let short_scale = Table::I8 {
+            data: &tables.q,
+            scale: Row(&tables.scales[..rows - 1]),
+            zero_point: Tensor(0),
+        };
+        let short_zp = Table::I8 {
+            data: &tables.q,
+            scale: Tensor(1.0),
+            zero_point: Row(&tables.zero_points[..2]),
+        };
+        let mut out = vec![0.0f32; dim];
+        for (what, table) in [("per-row scales", short_scale), ("per-row zero points", short_zp)] {
+            let err = gather(k, &table, rows, dim, &[0], 1.0, &mut out).unwrap_err();
+            assert!(matches!(err, KernelError::Length { what: w, .. } if w == what), "{err}");
+        }
+    }
+}
+
+#[test]
+fn kernels_are_named_per_isa() {
+    for isa in Isa::supported() {
+        let name = for_isa(isa).name;
+        assert!(!name.is_empty());
+        if isa != Isa::Scalar {
+            assert_ne!(name, SCALAR.name, "{isa:?} fell back to scalar");
+        }
+    }
+}
+
+/// A longer output than needed: the values past `ids.len() * dim` are untouched.
+#[test]
+fn output_past_the_gathered_rows_is_untouched() {
+    let tables = Tables::new(4, 5, 3);
+    for isa in Isa::supported() {
+        let mut out = vec![-3.0f32; 2 * 5 + 4];
+        gather(for_isa(isa), &Table::F32(&tables.floats), 4, 5, &[3, 0], 2.0, &mut out).unwrap();
+        assert!(out[10..].iter().all(|&x| x == -3.0));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn ragged_shapes_match_definition(
+        rows in 1usize..24,
+        dim in 1usize..80,
+        raw_ids in proptest::collection::vec(any::<u32>(), 0..12),
+        seed in any::<u64>(),
+    ) {
+        let ids: Vec<u32> = raw_ids.iter().map(|&id| id % rows as u32).collect();
+        check_shape(rows, dim, &ids, seed);
+    }
+}
