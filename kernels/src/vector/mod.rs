@@ -1,16 +1,236 @@
-//! Placeholder: the vector kernel family (being written).
+//! Row helpers an encoder needs between its matrix multiplies: LayerNorm, RMSNorm, softmax,
+//! GELU, residual add, scaling, dot product and L2 normalization.
+//!
+//! Definitions (per row of `dim` values where the function works on rows; `n` = row length):
+//!
+//! ```text
+//! layer_norm:   mean = Σx / n;  var = Σ(x - mean)² / n          (two passes, biased variance)
+//!               y = (x - mean) * (1 / sqrt(var + eps)) * gamma + beta
+//! rms_norm:     ms = Σx² / n  (f32, as Gemma and T5 compute it)
+//!               y = x * (1 / sqrt(ms + eps)) * w       with w = 1 + weight (Gemma) or weight (T5)
+//! softmax:      m = max x;  e = exp(x - m), and exactly 0 where x - m < -87;  y = e * (1 / Σe)
+//! gelu:         crate::activation::gelu, element by element
+//! add:          dst = dst + src
+//! scale:        x = x * s
+//! dot:          Σ a * b
+//! l2_normalize: x = x * (1 / max(sqrt(Σx²), 1e-12))      (PyTorch's F.normalize)
+//! ```
+//!
+//! Special cases, by definition: a softmax row that is entirely -inf (every position masked)
+//! becomes all zeros rather than NaN, and -inf entries of other rows become exactly 0 (so do
+//! entries more than 87 below the row maximum, whose true value is below 1.7e-38). A row
+//! holding +inf or NaN gives NaN (unspecified lanes). `l2_normalize` leaves a zero vector zero.
+//!
+//! Accuracy between implementations: `add` and `scale` are single IEEE operations per
+//! element, so all implementations agree bit for bit. The rest differ from the scalar
+//! reference only by summation order (SIMD keeps several partial sums), fused multiply-adds
+//! and the few-ulp differences of the SIMD `exp`/`erf`/`tanh` forms; the tests state the
+//! resulting tolerances.
+//!
+//! Files: [`scalar`] (reference), `avx2`, `avx512`, `neon` (one per ISA), `tests`.
 
-use crate::Isa;
+mod scalar;
 
-/// The vector implementation for one instruction-set level.
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+#[cfg(test)]
+mod tests;
+
+use crate::activation::GeluForm;
+use crate::{Isa, KernelError};
+
+/// The epsilon under the square root of [`l2_normalize`], as in PyTorch's `F.normalize`.
+pub const L2_NORM_EPS: f32 = 1e-12;
+
+/// Below this (relative to the row maximum) a softmax entry is stored as exactly 0.
+/// It is the clamp floor of [`crate::activation::exp`]; e^-87 = 1.6e-38.
+const SOFTMAX_FLOOR: f32 = -87.0;
+
+/// The vector implementation for one instruction-set level. Holding one proves the CPU
+/// supports it: the statics are private and handed out only by [`for_isa`]. Each field works
+/// on one row (or one pair of equal-length slices, which the public functions ensure).
 pub struct VectorKernel {
-    /// Kernel name, with its geometry, e.g. `x86_64-...-avx512`.
+    /// Kernel name with its geometry: architecture, f32 lanes x partial sums, ISA.
     pub name: &'static str,
+    layer_norm_row: fn(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32),
+    rms_norm_row: fn(x: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
+    softmax_row: fn(x: &mut [f32]),
+    gelu: fn(form: GeluForm, x: &mut [f32]),
+    add: fn(dst: &mut [f32], src: &[f32]),
+    scale: fn(x: &mut [f32], s: f32),
+    dot: fn(a: &[f32], b: &[f32]) -> f32,
 }
 
-static SCALAR: VectorKernel = VectorKernel { name: "vector-scalar" };
+static SCALAR: VectorKernel = VectorKernel {
+    name: "generic-vector-f32x1-scalar",
+    layer_norm_row: scalar::layer_norm_row,
+    rms_norm_row: scalar::rms_norm_row,
+    softmax_row: scalar::softmax_row,
+    gelu: scalar::gelu,
+    add: scalar::add,
+    scale: scalar::scale,
+    dot: scalar::dot,
+};
 
-/// The best vector implementation at or below `isa`.
-pub fn for_isa(_isa: Isa) -> &'static VectorKernel {
-    &SCALAR
+#[cfg(target_arch = "x86_64")]
+static AVX2: VectorKernel = VectorKernel {
+    name: "x86_64-vector-f32x8x4-avx2",
+    layer_norm_row: avx2::layer_norm_row,
+    rms_norm_row: avx2::rms_norm_row,
+    softmax_row: avx2::softmax_row,
+    gelu: avx2::gelu,
+    add: avx2::add,
+    scale: avx2::scale,
+    dot: avx2::dot,
+};
+
+#[cfg(target_arch = "x86_64")]
+static AVX512: VectorKernel = VectorKernel {
+    name: "x86_64-vector-f32x16x4-avx512",
+    layer_norm_row: avx512::layer_norm_row,
+    rms_norm_row: avx512::rms_norm_row,
+    softmax_row: avx512::softmax_row,
+    gelu: avx512::gelu,
+    add: avx512::add,
+    scale: avx512::scale,
+    dot: avx512::dot,
+};
+
+#[cfg(target_arch = "aarch64")]
+static NEON: VectorKernel = VectorKernel {
+    name: "aarch64-vector-f32x4x4-neon",
+    layer_norm_row: neon::layer_norm_row,
+    rms_norm_row: neon::rms_norm_row,
+    softmax_row: neon::softmax_row,
+    gelu: neon::gelu,
+    add: neon::add,
+    scale: neon::scale,
+    dot: neon::dot,
+};
+
+/// The best vector implementation at or below `isa` that this CPU supports. The NEON kernel
+/// serves the dotprod and i8mm levels too: these helpers are f32 only.
+pub fn for_isa(isa: Isa) -> &'static VectorKernel {
+    if !isa.is_supported() {
+        return &SCALAR;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => &AVX512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => &AVX2,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => &NEON,
+        _ => &SCALAR,
+    }
+}
+
+/// Checks that `len` splits into rows of `dim`.
+fn check_rows(what: &'static str, len: usize, dim: usize) -> Result<(), KernelError> {
+    if dim == 0 {
+        return Err(KernelError::Invalid(format!("{what}: row length must be positive")));
+    }
+    if !len.is_multiple_of(dim) {
+        return Err(KernelError::Invalid(format!(
+            "{what}: {len} values do not split into rows of {dim}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a per-feature parameter has exactly `dim` values.
+fn check_exact(what: &'static str, got: usize, dim: usize) -> Result<(), KernelError> {
+    if got != dim {
+        Err(KernelError::Length {
+            what,
+            expected: dim,
+            got,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// LayerNorm in place over every row of `x` (`x.len()` a multiple of `dim`); `gamma` and
+/// `beta` hold exactly `dim` values. See the module docs for the definition.
+pub fn layer_norm(
+    k: &VectorKernel,
+    x: &mut [f32],
+    dim: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> Result<(), KernelError> {
+    check_rows("layer_norm input", x.len(), dim)?;
+    check_exact("layer_norm gamma", gamma.len(), dim)?;
+    check_exact("layer_norm beta", beta.len(), dim)?;
+    for row in x.chunks_exact_mut(dim) {
+        (k.layer_norm_row)(row, gamma, beta, eps);
+    }
+    Ok(())
+}
+
+/// RMSNorm in place over every row of `x`: `x / rms * (1 + weight)` when `one_plus_weight`
+/// (Gemma), else `x / rms * weight` (T5). The mean of squares is accumulated in f32, as both
+/// reference implementations do. `weight` holds exactly `dim` values.
+pub fn rms_norm(
+    k: &VectorKernel,
+    x: &mut [f32],
+    dim: usize,
+    weight: &[f32],
+    eps: f32,
+    one_plus_weight: bool,
+) -> Result<(), KernelError> {
+    check_rows("rms_norm input", x.len(), dim)?;
+    check_exact("rms_norm weight", weight.len(), dim)?;
+    for row in x.chunks_exact_mut(dim) {
+        (k.rms_norm_row)(row, weight, eps, one_plus_weight);
+    }
+    Ok(())
+}
+
+/// Softmax in place over every row of `x`, subtracting the row maximum first. A row that is
+/// entirely -inf becomes all zeros; see the module docs.
+pub fn softmax(k: &VectorKernel, x: &mut [f32], dim: usize) -> Result<(), KernelError> {
+    check_rows("softmax input", x.len(), dim)?;
+    for row in x.chunks_exact_mut(dim) {
+        (k.softmax_row)(row);
+    }
+    Ok(())
+}
+
+/// GELU of the given form, in place, element by element.
+pub fn gelu(k: &VectorKernel, form: GeluForm, x: &mut [f32]) {
+    (k.gelu)(form, x)
+}
+
+/// Residual add: `dst += src`. The lengths must be equal.
+pub fn add(k: &VectorKernel, dst: &mut [f32], src: &[f32]) -> Result<(), KernelError> {
+    check_exact("add source", src.len(), dst.len())?;
+    (k.add)(dst, src);
+    Ok(())
+}
+
+/// `x *= s`, element by element.
+pub fn scale(k: &VectorKernel, x: &mut [f32], s: f32) {
+    (k.scale)(x, s)
+}
+
+/// Dot product. Slices of different lengths are not an error: the product runs over the
+/// shorter length (the common prefix), so callers that care must compare lengths themselves.
+pub fn dot(k: &VectorKernel, a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    (k.dot)(&a[..n], &b[..n])
+}
+
+/// Scales `x` to unit L2 norm: `x / max(||x||, 1e-12)` as PyTorch's `F.normalize`, so a zero
+/// vector stays zero. (Values beyond ~1e19 overflow the sum of squares and give zeros.)
+pub fn l2_normalize(k: &VectorKernel, x: &mut [f32]) {
+    let norm = (k.dot)(x, x).sqrt();
+    (k.scale)(x, 1.0 / norm.max(L2_NORM_EPS))
 }
