@@ -1,16 +1,246 @@
-//! Placeholder: the int8 kernel family (being written).
+//! int8 x int8 -> i32 matrix multiply for linear layers, with a fused dequantize / bias /
+//! activation / residual epilogue.
+//!
+//! `out[r][c] = epilogue(sum_g sa[r][g] * (sum_{k in g} qa[r][k] * w[c][k]) * sw[c])`, where the
+//! weights `w` are int8 packed once by the converter ([`pack`], used in place from a memory
+//! map) with per-column scales `sw`, and the activations `a` are f32 rows quantized on the fly
+//! per row and k-group ([`quantize`]). The integer sums are exact for every int8 weight
+//! (including -128) on every ISA; [`reference`] is the definition and test oracle.
+//!
+//! Flow of [`matmul`]: quantize the rows (vectorized, identical bytes on every ISA), pack them
+//! into the kernel's row tiles ([`a_pack`]), then run the kernel over a fixed grid of
+//! (row block x column block) tasks on rayon's current pool. The grid depends only on the
+//! shape, and every output element is computed by the same instruction sequence wherever it
+//! lies in the grid, so results do not depend on the thread count.
+//!
+//! Kernels ([`for_isa`]):
+//! - `int8-scalar-1x16`: portable Rust, one row x one panel.
+//! - `x86_64-i8-4x8-avx2`: `vpmovsxbw` + `vpmaddwd` on i16, exact for any int8 weight.
+//! - `x86_64-u8i8-12x32-avx512vnni`: `vpdpbusd` on u8 activations (q + 128) with column-sum
+//!   correction, 12 rows x 2 panels of i32 accumulators (24 of 32 zmm registers).
+//! - `aarch64-i8-2x16-neon`: `smull` + `smlal` + `sadalp`.
+//! - `aarch64-i8-4x16-dotprod`: `sdot` (by element).
+//! - `aarch64-i8-8x8-i8mm`: `smmla` on 2x8 row pairs and zipped column pairs.
 
-use crate::Isa;
+pub mod a_pack;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+pub mod pack;
+pub mod quantize;
+pub mod reference;
+mod scalar;
+#[cfg(test)]
+mod tests;
 
-/// The int8 implementation for one instruction-set level.
+pub use pack::{pack_weights, unpack_weights, PackedI8, PackedI8Layout, PackedI8Owned, NR};
+pub use quantize::{quantize_rows, quantize_weights_per_channel, QuantizedRows};
+
+use crate::{Epilogue, Isa, KernelError};
+use rayon::prelude::*;
+
+/// The int8 implementation for one instruction-set level. Holding one proves the CPU runs it.
 pub struct Int8Kernel {
-    /// Kernel name, with its geometry, e.g. `x86_64-...-avx512`.
+    /// Kernel name with its register-tile geometry, e.g. `x86_64-u8i8-12x32-avx512vnni`.
     pub name: &'static str,
+    /// Rows per register tile (and per packed activation tile).
+    mr: usize,
+    /// Quantizes one row: (k values, k_group, k_pad outputs, one scale per group).
+    quantize_row: fn(&[f32], usize, &mut [i8], &mut [f32]),
+    /// Packs quantized rows into this kernel's activation tiles.
+    pack_a: fn(&QuantizedRows, &mut Vec<u8>),
+    /// Computes one task of the grid.
+    block: fn(&Block<'_>, &mut [&mut [f32]]),
 }
 
-static SCALAR: Int8Kernel = Int8Kernel { name: "int8-scalar" };
+impl Int8Kernel {
+    /// Rows per register tile.
+    pub fn rows_per_tile(&self) -> usize {
+        self.mr
+    }
+}
 
-/// The best int8 implementation at or below `isa`.
-pub fn for_isa(_isa: Isa) -> &'static Int8Kernel {
-    &SCALAR
+/// One task: rows `row0 .. row0 + rows` (row0 a multiple of the kernel's `mr`) times panels
+/// `panel0 .. panel0 + panels`. `out[i]` is the output of row `row0 + i` for columns
+/// `panel0 * 16 .. min((panel0 + panels) * 16, n)`.
+pub(crate) struct Block<'a> {
+    pub qa: &'a QuantizedRows,
+    /// All activation tiles, as packed by the kernel's `pack_a`.
+    pub packed_a: &'a [u8],
+    pub row0: usize,
+    pub rows: usize,
+    pub w: &'a PackedI8<'a>,
+    pub panel0: usize,
+    pub panels: usize,
+    pub epilogue: &'a Epilogue<'a>,
+}
+
+static SCALAR: Int8Kernel = Int8Kernel {
+    name: "int8-scalar-1x16",
+    mr: scalar::MR,
+    quantize_row: quantize::quantize_row_scalar,
+    pack_a: scalar::pack_a,
+    block: scalar::block,
+};
+
+/// The best int8 implementation at or below `isa` (scalar if `isa` is unsupported here).
+pub fn for_isa(isa: Isa) -> &'static Int8Kernel {
+    if !isa.is_supported() {
+        return &SCALAR;
+    }
+    match isa {
+        Isa::Scalar => &SCALAR,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => &avx2::KERNEL,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => &avx512::KERNEL,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => &neon::NEON,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod => &neon::DOTPROD,
+        #[cfg(target_arch = "aarch64")]
+        Isa::I8mm => &neon::I8MM,
+        #[allow(unreachable_patterns)]
+        _ => &SCALAR,
+    }
+}
+
+/// `out[r * out_stride + c]` for `r < m`, `c < n` = epilogue of the product of the f32 rows
+/// `a[r * a_stride..][..k]` (quantized on the fly) with the packed weights. Runs in parallel on
+/// rayon's current pool when the work is large enough; results do not depend on the pool size.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    kernel: &Int8Kernel,
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    w: &PackedI8,
+    epilogue: &Epilogue,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), KernelError> {
+    epilogue.check(w.layout.n)?;
+    reference::check_out(out, m, w.layout.n, out_stride)?;
+    let qa = quantize_rows(kernel, a, a_stride, m, &w.layout)?;
+    matmul_quantized(kernel, &qa, w, epilogue, out, out_stride)
+}
+
+/// Like [`matmul`], on rows already quantized (by [`quantize_rows`] or wrapped with
+/// [`QuantizedRows::from_parts`], e.g. with unit scales to check the integer sums exactly).
+pub fn matmul_quantized(
+    kernel: &Int8Kernel,
+    qa: &QuantizedRows,
+    w: &PackedI8,
+    epilogue: &Epilogue,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), KernelError> {
+    let layout = w.layout;
+    if !qa.matches(&layout) {
+        return Err(KernelError::Invalid(
+            "quantized activations were made for a different weight layout".into(),
+        ));
+    }
+    epilogue.check(layout.n)?;
+    reference::check_out(out, qa.m, layout.n, out_stride)?;
+    if qa.m == 0 {
+        return Ok(());
+    }
+    let mut packed_a = Vec::new();
+    (kernel.pack_a)(qa, &mut packed_a);
+    let grid = Grid::new(qa.m, &layout, kernel.mr);
+
+    // Hand each task its output rows, cut to its columns: disjoint mutable slices.
+    let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::with_capacity(grid.row_blocks * grid.col_blocks);
+    for rb in 0..grid.row_blocks {
+        for cb in 0..grid.col_blocks {
+            tasks.push((rb, cb, Vec::with_capacity(grid.rows_per_block)));
+        }
+    }
+    let n = layout.n;
+    for (r, row) in out.chunks_mut(out_stride).take(qa.m).enumerate() {
+        let mut rest = &mut row[..n];
+        let rb = r / grid.rows_per_block;
+        for cb in 0..grid.col_blocks {
+            let cols = (n - cb * grid.panels_per_block * NR).min(grid.panels_per_block * NR);
+            let (mine, tail) = rest.split_at_mut(cols);
+            tasks[rb * grid.col_blocks + cb].2.push(mine);
+            rest = tail;
+        }
+    }
+
+    let run = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
+        let row0 = rb * grid.rows_per_block;
+        let panel0 = cb * grid.panels_per_block;
+        let block = Block {
+            qa,
+            packed_a: &packed_a,
+            row0,
+            rows: rows.len(),
+            w,
+            panel0,
+            panels: grid.panels_per_block.min(layout.panels() - panel0),
+            epilogue,
+        };
+        (kernel.block)(&block, &mut rows);
+    };
+    let work = qa.m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
+    if work < PARALLEL_MIN_MACS || tasks.len() == 1 || rayon::current_num_threads() == 1 {
+        tasks.into_iter().for_each(run);
+    } else {
+        tasks.into_par_iter().for_each(run);
+    }
+    Ok(())
+}
+
+/// Below this many multiply-adds (about 10 us on one core) the pool's overhead outweighs a
+/// second thread.
+const PARALLEL_MIN_MACS: u64 = 1 << 21;
+/// Packed weight bytes of one column block: half the 2 MiB L2 of current x86 and ARM server
+/// cores, so a block stays in L2 while all row tiles stream past it.
+const BLOCK_WEIGHT_BYTES: usize = 1 << 20;
+/// Rows per row block before splitting for parallelism.
+const BLOCK_ROWS: usize = 96;
+/// Tasks to aim for when the work is large: enough for load balance on a few cores.
+const MIN_TASKS: usize = 8;
+
+/// The task grid: a function of the shape only (never of the thread count).
+#[derive(Debug)]
+struct Grid {
+    rows_per_block: usize,
+    row_blocks: usize,
+    panels_per_block: usize,
+    col_blocks: usize,
+}
+
+impl Grid {
+    fn new(m: usize, layout: &PackedI8Layout, mr: usize) -> Grid {
+        let panels = layout.panels();
+        let tiles = m.div_ceil(mr);
+        let max_panels = (BLOCK_WEIGHT_BYTES / layout.panel_stride()).max(2) & !1;
+        let mut col_blocks = panels.div_ceil(max_panels);
+        let mut tiles_per_block = BLOCK_ROWS.div_ceil(mr).min(tiles);
+        let work = m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
+        if work >= PARALLEL_MIN_MACS {
+            let want_row_blocks = MIN_TASKS.div_ceil(col_blocks);
+            if tiles.div_ceil(tiles_per_block) < want_row_blocks {
+                tiles_per_block = tiles.div_ceil(want_row_blocks).max(1);
+            }
+            let row_blocks = tiles.div_ceil(tiles_per_block);
+            if row_blocks * col_blocks < MIN_TASKS {
+                col_blocks = MIN_TASKS.div_ceil(row_blocks).min(panels.div_ceil(2)).max(col_blocks);
+            }
+        }
+        // Even panel counts per block, so two-panel kernels never see a lone panel mid-matrix.
+        let panels_per_block = (panels.div_ceil(col_blocks) + 1) & !1;
+        Grid {
+            rows_per_block: tiles_per_block * mr,
+            row_blocks: tiles.div_ceil(tiles_per_block),
+            panels_per_block,
+            col_blocks: panels.div_ceil(panels_per_block),
+        }
+    }
 }

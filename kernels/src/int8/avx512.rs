@@ -1,0 +1,239 @@
+//! AVX-512 VNNI int8 kernel: `vpdpbusd` on u8 activations with column-sum correction.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes, so activations enter as `q + 128` (the
+//! sign bit flipped at packing time, [`super::a_pack`]) and each group's i32 sum is corrected
+//! by `- 128 * col_sum`. The sum is exact for every int8 weight, -128 included: products fit
+//! in i32 without intermediate saturation.
+//!
+//! Register tile: [`MR`] = 12 rows x 2 panels (32 columns) = 24 zmm accumulators, plus two
+//! zmm of weights per k-quad; activations are embedded-broadcast dword loads from the packed
+//! row tile, each feeding two `vpdpbusd`. Per k-quad that is 24 `vpdpbusd` for 2 weight loads
+//! and 12 broadcasts, within the load ports of one `vpdpbusd` per cycle. The whole k stays in
+//! registers (no k blocking); the weight panels stream from L2 (the column blocks of the task
+//! grid are sized to stay there) and the activation tile (12 x k bytes) stays in L1.
+//! The epilogue (correction, scales, bias, activation, residual) runs on the accumulators.
+
+use super::pack::{K_QUAD, NR};
+use super::quantize::{group_factors, QuantizedRows, Q_MAX};
+use super::{a_pack, Block, Int8Kernel};
+use crate::activation;
+use crate::Activation;
+use std::arch::x86_64::*;
+
+/// Rows per register tile: 12 x 2 accumulators + 2 weight registers leave 6 of 32 zmm for
+/// the broadcast and the epilogue.
+const MR: usize = 12;
+
+pub(super) static KERNEL: Int8Kernel = Int8Kernel {
+    name: "x86_64-u8i8-12x32-avx512vnni",
+    mr: MR,
+    quantize_row,
+    pack_a,
+    block,
+};
+
+fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
+    assert!(q.len() >= x.len() && scales.len() * k_group == q.len());
+    // SAFETY: this kernel is reachable only through `for_isa(Isa::Avx512)`, which checks that
+    // the CPU supports AVX-512 F/BW/VL/VNNI; the lengths were checked above.
+    unsafe { quantize_row_avx512(x, k_group, q, scales) }
+}
+
+fn pack_a(qa: &QuantizedRows, out: &mut Vec<u8>) {
+    a_pack::pack_bytes(qa, MR, K_QUAD, 0x80, out);
+}
+
+fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
+    // SAFETY: as in `quantize_row`; `Block` is built by `matmul_quantized`, which checked the
+    // layout, the packed activations and the output rows it hands over.
+    unsafe { block_avx512(b, out) }
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F and BW; `q.len() >= x.len()`, `scales.len() * k_group == q.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_row_avx512(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
+    const L: usize = 16;
+    let k = x.len();
+    q[k..].fill(0);
+    for (g, scale) in scales.iter_mut().enumerate() {
+        let lo = (g * k_group).min(k);
+        let hi = ((g + 1) * k_group).min(k);
+        let xs = &x[lo..hi];
+        let qs = &mut q[lo..hi];
+        let tail = xs.len() % L;
+        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+        let body = xs.len() - tail;
+        // SAFETY: every load reads 16 floats inside `xs` (the tail under a mask).
+        let maxabs = unsafe {
+            let mut m = _mm512_setzero_ps();
+            for i in (0..body).step_by(L) {
+                // max(|x|, m) returns m when x is NaN: NaN is skipped, as in the scalar form.
+                m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xs.as_ptr().add(i))), m);
+            }
+            if tail > 0 {
+                m = _mm512_max_ps(
+                    _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body))),
+                    m,
+                );
+            }
+            _mm512_reduce_max_ps(m)
+        };
+        let Some((inv, s)) = group_factors(maxabs) else {
+            qs.fill(0);
+            *scale = 0.0;
+            continue;
+        };
+        *scale = s;
+        let vinv = _mm512_set1_ps(inv);
+        let (lo_v, hi_v) = (_mm512_set1_ps(-Q_MAX), _mm512_set1_ps(Q_MAX));
+        // Clamping before rounding equals rounding before clamping at the integer bounds;
+        // the conversion rounds half to even (default MXCSR), as `round_ties_even`.
+        // SAFETY: loads read 16 floats of `xs`, stores write 16 bytes of `qs` (tails masked).
+        unsafe {
+            for i in (0..body).step_by(L) {
+                let v = quantize16(_mm512_loadu_ps(xs.as_ptr().add(i)), vinv, lo_v, hi_v);
+                _mm_storeu_si128(qs.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtepi32_epi8(v));
+            }
+            if tail > 0 {
+                let v = quantize16(
+                    _mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body)),
+                    vinv,
+                    lo_v,
+                    hi_v,
+                );
+                _mm512_mask_cvtepi32_storeu_epi8(qs.as_mut_ptr().add(body) as *mut _, tail_mask, v);
+            }
+        }
+    }
+}
+
+/// Scales, clamps and rounds 16 values to i32.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn quantize16(v: __m512, inv: __m512, lo: __m512, hi: __m512) -> __m512i {
+    _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi))
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI; `b` and `out` must be consistent as
+/// `matmul_quantized` builds them.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
+    let tile_bytes = a_pack::tile_bytes(b.qa, MR, 1);
+    debug_assert_eq!(b.row0 % MR, 0);
+    debug_assert!(b.packed_a.len() >= b.qa.m.div_ceil(MR) * tile_bytes);
+    for t in 0..b.rows.div_ceil(MR) {
+        let a_tile = &b.packed_a[(b.row0 / MR + t) * tile_bytes..][..tile_bytes];
+        let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
+        let mut p = 0;
+        while p < b.panels {
+            // SAFETY: same target features; the tile and panel indices are in range.
+            unsafe {
+                if b.panels - p >= 2 {
+                    tile::<2>(b, a_tile, b.row0 + t * MR, p, rows);
+                    p += 2;
+                } else {
+                    tile::<1>(b, a_tile, b.row0 + t * MR, p, rows);
+                    p += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One register tile: rows `row0 ..` (`out.len()` of them, at most MR) x panels
+/// `b.panel0 + p .. + NP`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI; `a_tile` is the packed tile of `row0`;
+/// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const NP: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, out: &mut [&mut [f32]]) {
+    let l = b.w.layout;
+    let panel = b.panel0 + p;
+    let stride = l.panel_stride();
+    let quads_per_group = l.k_group / K_QUAD;
+    let rows = out.len();
+    debug_assert!(rows <= MR && a_tile.len() == MR * l.k_pad);
+    debug_assert!((panel + NP) * stride <= b.w.data.len());
+    let w_base = b.w.data.as_ptr().wrapping_add(panel * stride);
+    let a_base = a_tile.as_ptr();
+
+    let mut facc = [[_mm512_setzero_ps(); NP]; MR];
+    for g in 0..l.groups {
+        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        for q in g * quads_per_group..(g + 1) * quads_per_group {
+            // SAFETY: q < k_pad / 4, so each weight load reads 64 bytes inside panel
+            // `panel + j`, and each broadcast reads 4 bytes inside the tile.
+            unsafe {
+                let wq = w_base.add(q * NR * K_QUAD);
+                let w = [
+                    _mm512_loadu_si512(wq as *const _),
+                    _mm512_loadu_si512(wq.add(stride * (NP - 1)) as *const _),
+                ];
+                let aq = a_base.add(q * MR * K_QUAD);
+                for (i, acc_row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_epi32((aq.add(i * K_QUAD) as *const i32).read_unaligned());
+                    for (j, a) in acc_row.iter_mut().enumerate() {
+                        *a = _mm512_dpbusd_epi32(*a, av, w[j]);
+                    }
+                }
+            }
+        }
+        // Fold the group: exact i32 correction, then the float steps of the reference.
+        let mut sa = [0f32; MR];
+        for (i, s) in sa.iter_mut().enumerate().take(rows) {
+            *s = b.qa.row_scales(row0 + i)[g];
+        }
+        for j in 0..NP {
+            let sums = &b.w.col_sums[g * l.n_pad + (panel + j) * NR..][..NR];
+            // SAFETY: 16 i32 inside `sums`.
+            let corr = _mm512_slli_epi32::<7>(unsafe { _mm512_loadu_si512(sums.as_ptr() as *const _) });
+            for i in 0..MR {
+                let term = _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)),
+                    _mm512_set1_ps(sa[i]),
+                );
+                facc[i][j] = if g == 0 { term } else { _mm512_add_ps(facc[i][j], term) };
+            }
+        }
+    }
+
+    let epi = b.epilogue;
+    for j in 0..NP {
+        let col0 = (panel + j) * NR;
+        let valid = (l.n - col0).min(NR);
+        let mask: __mmask16 = ((1u32 << valid) - 1) as __mmask16;
+        // SAFETY: col_scales has n_pad entries; the bias (n entries) is read under the mask.
+        let sw = unsafe { _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0)) };
+        let bias = match epi.bias {
+            // SAFETY: as above.
+            Some(bias) => Some(unsafe { _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col0)) }),
+            None => None,
+        };
+        let local = (p + j) * NR;
+        for (i, row) in out.iter_mut().enumerate() {
+            debug_assert!(row.len() >= local + valid);
+            let mut y = _mm512_mul_ps(facc[i][j], sw);
+            if let Some(bias) = bias {
+                y = _mm512_add_ps(y, bias);
+            }
+            y = match epi.activation {
+                Activation::None => y,
+                Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+                // SAFETY: AVX-512F is enabled here.
+                Activation::Gelu(form) => unsafe { activation::avx512::gelu(form, y) },
+            };
+            // SAFETY: `valid` columns from `local` lie inside the row; loads and stores are masked.
+            unsafe {
+                let dst = row.as_mut_ptr().add(local);
+                if epi.accumulate {
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), y);
+                }
+                _mm512_mask_storeu_ps(dst, mask, y);
+            }
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! Tests of the int8 family: every kernel this CPU supports (via `Isa::supported()` and
+//! `for_isa`) against the scalar reference. Integer sums and all float steps except GELU are
+//! bit-exact by construction (see `reference`); GELU outputs get the tolerance of the SIMD
+//! activation forms.
+
+use super::*;
+use crate::activation::GeluForm;
+use crate::Activation;
+use proptest::prelude::*;
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn i8(&mut self) -> i8 {
+        self.next() as i8
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn kernels() -> Vec<&'static Int8Kernel> {
+    Isa::supported().into_iter().map(for_isa).collect()
+}
+
+/// Weights over the full int8 range with the extremes -128 and 127 forced in.
+fn extreme_weights(rng: &mut Rng, n: usize, k: usize) -> Vec<i8> {
+    let mut w: Vec<i8> = (0..n * k).map(|_| rng.i8()).collect();
+    for (i, v) in w.iter_mut().enumerate() {
+        match i % 7 {
+            0 => *v = -128,
+            3 => *v = 127,
+            _ => {}
+        }
+    }
+    w
+}
+
+/// Quantized activations in [-127, 127] with many values at +-127.
+fn extreme_activations(rng: &mut Rng, m: usize, layout: &PackedI8Layout, unit_scales: bool) -> QuantizedRows {
+    let values: Vec<i8> = (0..m * layout.k_pad)
+        .map(|i| match i % 5 {
+            0 => 127,
+            1 => -127,
+            _ => rng.i8().max(-127),
+        })
+        .collect();
+    let scales = (0..m * layout.groups)
+        .map(|_| if unit_scales { 1.0 } else { rng.f32().abs() + 0.01 })
+        .collect();
+    QuantizedRows::from_parts(layout, m, values, scales).unwrap()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs every kernel on `qa` and compares with the reference; `tol` None means bit-exact.
+#[allow(clippy::too_many_arguments)]
+fn check_quantized(
+    qa: &QuantizedRows,
+    w: &[i8],
+    w_scales: &[f32],
+    k_group: Option<usize>,
+    epi: &Epilogue,
+    tol: Option<f32>,
+    what: &str,
+) {
+    let (m, k, n) = (qa.m(), qa.k, w_scales.len());
+    let packed = pack_weights(w, n, k, w_scales, k_group).unwrap();
+    let out_stride = n + 3;
+    let init: Vec<f32> = (0..m * out_stride).map(|i| (i % 13) as f32 - 6.0).collect();
+    let mut expected = init.clone();
+    reference::gemm_quantized(qa, w, w_scales, n, epi, &mut expected, out_stride).unwrap();
+    for kernel in kernels() {
+        let mut got = init.clone();
+        matmul_quantized(kernel, qa, &packed.view(), epi, &mut got, out_stride).unwrap();
+        match tol {
+            None => assert_eq!(
+                bits(&got),
+                bits(&expected),
+                "{} {what} m={m} n={n} k={k} k_group={k_group:?}",
+                kernel.name
+            ),
+            Some(tol) => {
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (g - e).abs() <= tol * e.abs().max(1.0),
+                        "{} {what} at {i}: {g} vs {e}",
+                        kernel.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn layout_offsets_and_padding() {
+    let l = PackedI8Layout::new(20, 13, None).unwrap();
+    assert_eq!((l.n_pad, l.k_pad, l.k_group, l.groups), (32, 16, 16, 1));
+    assert_eq!(l.offset(0, 0), 0);
+    assert_eq!(l.offset(1, 0), 4);
+    assert_eq!(l.offset(0, 5), 64 + 1);
+    assert_eq!(l.offset(17, 6), 16 * 16 + 64 + 4 + 2);
+    assert_eq!((l.data_len(), l.scales_len(), l.sums_len()), (32 * 16, 32, 32));
+    let g = PackedI8Layout::new(5, 100, Some(32)).unwrap();
+    assert_eq!((g.n_pad, g.k_pad, g.k_group, g.groups), (16, 128, 32, 4));
+    assert!(PackedI8Layout::new(5, 100, Some(48)).is_err());
+    assert!(PackedI8Layout::new(5, 100, Some(0)).is_err());
+    assert!(PackedI8Layout::new(0, 100, None).is_err());
+    assert!(PackedI8Layout::new(usize::MAX / 2, 100, None).is_err());
+}
+
+#[test]
+fn pack_round_trips_and_sums_columns() {
+    let mut rng = Rng(7);
+    for k_group in [None, Some(32), Some(64)] {
+        let (n, k) = (21, 70);
+        let w = extreme_weights(&mut rng, n, k);
+        let scales: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let p = pack_weights(&w, n, k, &scales, k_group).unwrap();
+        let v = p.view();
+        assert_eq!(unpack_weights(&v), w);
+        v.verify_sums().unwrap();
+        let l = p.layout;
+        for g in 0..l.groups {
+            for c in 0..l.n_pad {
+                let expect: i32 = if c < n {
+                    (g * l.k_group..((g + 1) * l.k_group).min(k))
+                        .map(|kk| w[c * k + kk] as i32)
+                        .sum()
+                } else {
+                    0
+                };
+                assert_eq!(p.col_sums[g * l.n_pad + c], expect);
+            }
+        }
+        assert_eq!(&p.col_scales[..n], &scales[..]);
+        assert!(p.col_scales[n..].iter().all(|&s| s == 0.0));
+        let from = PackedI8::from_parts(l, &p.data, &p.col_scales, &p.col_sums).unwrap();
+        assert_eq!(from.layout(), &l);
+        let mut bad = p.col_sums.clone();
+        bad[3] += 1;
+        assert!(PackedI8::from_parts(l, &p.data, &p.col_scales, &bad)
+            .unwrap()
+            .verify_sums()
+            .is_err());
+        assert!(PackedI8::from_parts(l, &p.data[1..], &p.col_scales, &p.col_sums).is_err());
+        assert!(PackedI8::from_parts(l, &p.data, &p.col_scales[1..], &p.col_sums).is_err());
+        assert!(PackedI8::from_parts(l, &p.data, &p.col_scales, &p.col_sums[1..]).is_err());
+        let wrong = PackedI8Layout {
+            k_pad: l.k_pad + 8,
+            ..l
+        };
+        assert!(PackedI8::from_parts(wrong, &p.data, &p.col_scales, &p.col_sums).is_err());
+    }
+}
+
+#[test]
+fn weight_quantizer() {
+    let w = [0.5, -1.0, 0.25, 0.0, 0.0, 0.0, 2.0, 1.0, -0.01];
+    let (q, s) = quantize_weights_per_channel(&w, 3, 3);
+    assert_eq!(s, vec![1.0 / 127.0, 1.0, 2.0 / 127.0]);
+    assert_eq!(&q[..3], &[64, -127, 32]); // 63.5 rounds half to even
+    assert_eq!(&q[3..6], &[0, 0, 0]);
+    assert_eq!(&q[6..], &[127, 64, -1]); // 63.5 -> 64, -0.635 -> -1
+}
+
+#[test]
+fn quantizers_agree_on_every_isa() {
+    let mut rng = Rng(11);
+    for (k, k_group) in [
+        (1, None),
+        (7, None),
+        (33, None),
+        (384, None),
+        (100, Some(32)),
+        (300, Some(64)),
+        (1536, None),
+    ] {
+        let layout = PackedI8Layout::new(16, k, k_group).unwrap();
+        let m = 5;
+        let stride = k + 2;
+        let mut a: Vec<f32> = (0..m * stride).map(|_| rng.f32() * 10.0).collect();
+        // Ties at half steps, an all-zero row, a row with a NaN, tiny values.
+        for v in &mut a[..stride] {
+            *v = ((rng.next() % 255) as f32 - 127.0) / 2.0;
+        }
+        a[stride..2 * stride].fill(0.0);
+        a[2 * stride + k / 2] = f32::NAN;
+        a[3 * stride..4 * stride].iter_mut().for_each(|v| *v *= 1e-39);
+        let expected = reference::quantize_rows(&a, stride, m, &layout).unwrap();
+        assert!(expected.row(1).iter().all(|&q| q == 0) && expected.row_scales(1).iter().all(|&s| s == 0.0));
+        for kernel in kernels() {
+            let got = quantize_rows(kernel, &a, stride, m, &layout).unwrap();
+            for r in [0, 1, 3, 4] {
+                assert_eq!(got.row(r), expected.row(r), "{} row {r} k={k}", kernel.name);
+                assert_eq!(
+                    bits(got.row_scales(r)),
+                    bits(expected.row_scales(r)),
+                    "{} scales row {r}",
+                    kernel.name
+                );
+            }
+            // NaN inputs are unspecified but must not break the other values of their group.
+            assert_eq!(got.row_scales(2), expected.row_scales(2), "{}", kernel.name);
+        }
+        // Ties quantize half to even: the first row's max is |x| <= 63.5 so values hit halves.
+        let row = expected.row(0);
+        assert!(row.iter().all(|&q| q >= -127));
+    }
+}
+
+#[test]
+fn integer_sums_exact_with_extreme_values() {
+    let mut rng = Rng(1);
+    let shapes: &[(usize, usize, usize)] = if cfg!(target_arch = "x86_64") {
+        &[
+            (1, 1, 1),
+            (3, 17, 9),
+            (13, 33, 40),
+            (25, 48, 384),
+            (12, 384, 1536),
+            (30, 70, 3072),
+        ]
+    } else {
+        &[(1, 1, 1), (3, 17, 9), (13, 33, 40), (9, 48, 384)]
+    };
+    for &(m, n, k) in shapes {
+        for k_group in [None, Some(32), Some(128)] {
+            let layout = PackedI8Layout::new(n, k, k_group).unwrap();
+            let w = extreme_weights(&mut rng, n, k);
+            let qa = extreme_activations(&mut rng, m, &layout, true);
+            check_quantized(&qa, &w, &vec![1.0; n], k_group, &Epilogue::NONE, None, "unit scales");
+        }
+    }
+    // The largest possible sums: all products 127 * -128 or -127 * -128.
+    for (act, wv) in [(127i8, -128i8), (-127, -128), (127, 127), (-127, 127)] {
+        let (m, n, k) = (5, 20, 1000);
+        let layout = PackedI8Layout::new(n, k, None).unwrap();
+        let qa = QuantizedRows::from_parts(&layout, m, vec![act; m * layout.k_pad], vec![1.0; m]).unwrap();
+        check_quantized(
+            &qa,
+            &vec![wv; n * k],
+            &vec![1.0; n],
+            None,
+            &Epilogue::NONE,
+            None,
+            "saturation corner",
+        );
+    }
+}
+
+#[test]
+fn scaled_outputs_and_epilogues_match_reference() {
+    let mut rng = Rng(3);
+    let (m, n, k) = (14, 37, 200);
+    let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    for k_group in [None, Some(64)] {
+        let layout = PackedI8Layout::new(n, k, k_group).unwrap();
+        let w = extreme_weights(&mut rng, n, k);
+        let w_scales: Vec<f32> = (0..n).map(|_| rng.f32().abs() * 1e-3).collect();
+        let qa = extreme_activations(&mut rng, m, &layout, false);
+        let exact = [
+            Epilogue::NONE,
+            Epilogue {
+                bias: Some(&bias),
+                ..Epilogue::NONE
+            },
+            Epilogue {
+                bias: Some(&bias),
+                activation: Activation::Relu,
+                accumulate: false,
+            },
+            Epilogue {
+                bias: None,
+                activation: Activation::Relu,
+                accumulate: true,
+            },
+            Epilogue {
+                bias: Some(&bias),
+                activation: Activation::None,
+                accumulate: true,
+            },
+        ];
+        for epi in &exact {
+            check_quantized(&qa, &w, &w_scales, k_group, epi, None, "exact epilogue");
+        }
+        // GELU: the SIMD forms differ from the scalar form by a few ulp (activation.rs bounds
+        // them by 2e-6 relative); 1e-5 relative leaves room for the residual add.
+        for form in [GeluForm::Erf, GeluForm::Tanh] {
+            for accumulate in [false, true] {
+                let epi = Epilogue {
+                    bias: Some(&bias),
+                    activation: Activation::Gelu(form),
+                    accumulate,
+                };
+                check_quantized(&qa, &w, &w_scales, k_group, &epi, Some(1e-5), "gelu");
+            }
+        }
+    }
+}
+
+/// End to end from f32 activations: all ISAs must equal the scalar reference bit for bit
+/// (identical quantization and float steps).
+fn check_f32(m: usize, n: usize, k: usize, k_group: Option<usize>, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let a_stride = k + 5;
+    let a: Vec<f32> = (0..m * a_stride).map(|_| rng.f32() * 4.0).collect();
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+    let (w, w_scales) = quantize_weights_per_channel(&wf, n, k);
+    let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    let epi = Epilogue {
+        bias: Some(&bias),
+        activation: Activation::Relu,
+        accumulate: false,
+    };
+    let packed = pack_weights(&w, n, k, &w_scales, k_group).unwrap();
+    let mut expected = vec![0f32; m * n];
+    reference::matmul(&a, a_stride, m, &w, &w_scales, n, k, k_group, &epi, &mut expected, n).unwrap();
+    for kernel in kernels() {
+        let mut got = vec![0f32; m * n];
+        matmul(kernel, &a, a_stride, m, &packed.view(), &epi, &mut got, n).unwrap();
+        assert_eq!(
+            bits(&got),
+            bits(&expected),
+            "{} m={m} n={n} k={k} k_group={k_group:?}",
+            kernel.name
+        );
+    }
+}
+
+#[test]
+fn f32_rows_end_to_end_including_one_row() {
+    check_f32(1, 1536, 384, None, 1);
+    check_f32(1, 384, 1536, None, 2);
+    check_f32(1, 40, 70, Some(32), 3);
+    check_f32(7, 50, 96, Some(96), 4);
+}
+
+#[test]
+fn model_shapes() {
+    // MiniLM: hidden 384, FFN 1536. Gemma: hidden 768, FFN 1152, q/k/v 768 -> 3 x 256.
+    let shapes: &[(usize, usize, usize)] = if cfg!(target_arch = "x86_64") {
+        &[
+            (33, 1536, 384),
+            (33, 384, 1536),
+            (20, 768, 768),
+            (20, 1152, 768),
+            (20, 768, 1152),
+            (20, 256, 768),
+        ]
+    } else {
+        &[(9, 384, 384), (5, 256, 768)]
+    };
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        check_f32(m, n, k, None, 10 + i as u64);
+        check_f32(m, n, k, Some(32), 20 + i as u64);
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let (m, n, k) = if cfg!(target_arch = "x86_64") {
+        (200, 384, 768)
+    } else {
+        (40, 96, 128)
+    };
+    let mut rng = Rng(5);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+    let (w, s) = quantize_weights_per_channel(&wf, n, k);
+    let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    for k_group in [None, Some(64)] {
+        let packed = pack_weights(&w, n, k, &s, k_group).unwrap();
+        let epi = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Gelu(GeluForm::Tanh),
+            accumulate: false,
+        };
+        for kernel in kernels() {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut out = vec![0f32; m * n];
+                pool.install(|| matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n))
+                    .unwrap();
+                out
+            };
+            assert_eq!(bits(&run(1)), bits(&run(2)), "{}", kernel.name);
+            assert_eq!(bits(&run(1)), bits(&run(3)), "{}", kernel.name);
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let (m, n, k) = (3, 20, 30);
+    let w = vec![1i8; n * k];
+    let s = vec![1f32; n];
+    assert!(pack_weights(&w[1..], n, k, &s, None).is_err());
+    assert!(pack_weights(&w, n, k, &s[1..], None).is_err());
+    let packed = pack_weights(&w, n, k, &s, None).unwrap();
+    let v = packed.view();
+    let a = vec![0.5f32; m * k];
+    let bias = vec![0f32; n];
+    for kernel in kernels() {
+        let mut out = vec![0f32; m * n];
+        assert!(matmul(kernel, &a[1..], k, m, &v, &Epilogue::NONE, &mut out, n).is_err());
+        assert!(matmul(kernel, &a, k - 1, m, &v, &Epilogue::NONE, &mut out, n).is_err());
+        assert!(matmul(kernel, &a, k, m, &v, &Epilogue::NONE, &mut out[1..], n).is_err());
+        assert!(matmul(kernel, &a, k, m, &v, &Epilogue::NONE, &mut out, n - 1).is_err());
+        let short_bias = Epilogue {
+            bias: Some(&bias[1..]),
+            ..Epilogue::NONE
+        };
+        assert!(matmul(kernel, &a, k, m, &v, &short_bias, &mut out, n).is_err());
+        assert!(matmul(kernel, &a, k, 0, &v, &Epilogue::NONE, &mut [], n).is_ok());
+        let other = PackedI8Layout::new(n, k, Some(64)).unwrap();
+        let qa = QuantizedRows::from_parts(&other, m, vec![0; m * other.k_pad], vec![1.0; m * other.groups]).unwrap();
+        assert!(matmul_quantized(kernel, &qa, &v, &Epilogue::NONE, &mut out, n).is_err());
+        matmul(kernel, &a, k, m, &v, &Epilogue::NONE, &mut out, n).unwrap();
+        assert!(out.iter().all(|&x| (x - 15.0).abs() < 1e-3), "{}", kernel.name);
+    }
+    let l = v.layout();
+    assert!(QuantizedRows::from_parts(l, m, vec![-128; m * l.k_pad], vec![1.0; m]).is_err());
+    assert!(QuantizedRows::from_parts(l, m, vec![0; m * l.k_pad - 1], vec![1.0; m]).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn ragged_shapes_match_reference(
+        m in 1usize..30,
+        n in 1usize..70,
+        k in 1usize..150,
+        grouped in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let k_group = grouped.then_some(32);
+        let mut rng = Rng(seed | 1);
+        let layout = PackedI8Layout::new(n, k, k_group).unwrap();
+        let w = extreme_weights(&mut rng, n, k);
+        let qa = extreme_activations(&mut rng, m, &layout, true);
+        check_quantized(&qa, &w, &vec![1.0; n], k_group, &Epilogue::NONE, None, "proptest");
+        check_f32(m, n, k, k_group, seed);
+    }
+}
+
+/// Prints GOPS of the best kernel and the `vpdpbusd` peak. Run with
+/// `cargo test -p octet-kernels --release int8::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    use std::time::Instant;
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx512.is_supported() {
+        // SAFETY: AVX-512 VNNI detected above.
+        let per_s = unsafe { vpdpbusd_rate() };
+        println!(
+            "vpdpbusd peak: {:.2} G/s = {:.1} GOPS per core",
+            per_s / 1e9,
+            per_s * 128.0 / 1e9
+        );
+    }
+    let kernel = for_isa(Isa::best());
+    let shapes = std::env::var("OCTET_INT8_SHAPES").ok();
+    let mut list = vec![(128, 384, 1536), (128, 1536, 384), (4096, 384, 1536), (4096, 1536, 384)];
+    if let Some(s) = shapes {
+        list = s
+            .split(';')
+            .map(|t| {
+                let v: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                (v[0], v[1], v[2])
+            })
+            .collect();
+    }
+    for (m, k, n) in list {
+        let mut rng = Rng(9);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let (w, s) = quantize_weights_per_channel(&wf, n, k);
+        let packed = pack_weights(&w, n, k, &s, None).unwrap();
+        let bias = vec![0.1f32; n];
+        let epi = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Gelu(GeluForm::Erf),
+            accumulate: false,
+        };
+        let mut out = vec![0f32; m * n];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let ops = 2.0 * (m * n * k) as f64;
+            let reps = ((4e10 / ops) as usize).clamp(3, 2000);
+            pool.install(|| matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n))
+                .unwrap();
+            let t = Instant::now();
+            for _ in 0..reps {
+                pool.install(|| matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n))
+                    .unwrap();
+            }
+            let secs = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "{} m={m} k={k} n={n} threads={threads}: {:.1} GOPS ({:.1} us)",
+                kernel.name,
+                ops / secs / 1e9,
+                secs * 1e6
+            );
+        }
+    }
+}
+
+/// `vpdpbusd` per second on one core: 12 independent accumulators, so throughput-bound.
+///
+/// # Safety
+/// The CPU must support AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn vpdpbusd_rate() -> f64 {
+    use std::arch::asm;
+    let iters: u64 = 50_000_000;
+    let t = std::time::Instant::now();
+    // SAFETY: pure register arithmetic on AVX-512 registers, which the caller guarantees.
+    unsafe {
+        asm!(
+            "vpxord zmm0, zmm0, zmm0", "vpxord zmm1, zmm1, zmm1", "vpxord zmm2, zmm2, zmm2",
+            "vpxord zmm3, zmm3, zmm3", "vpxord zmm4, zmm4, zmm4", "vpxord zmm5, zmm5, zmm5",
+            "vpxord zmm6, zmm6, zmm6", "vpxord zmm7, zmm7, zmm7", "vpxord zmm8, zmm8, zmm8",
+            "vpxord zmm9, zmm9, zmm9", "vpxord zmm10, zmm10, zmm10", "vpxord zmm11, zmm11, zmm11",
+            "2:",
+            "vpdpbusd zmm0, zmm30, zmm31", "vpdpbusd zmm1, zmm30, zmm31", "vpdpbusd zmm2, zmm30, zmm31",
+            "vpdpbusd zmm3, zmm30, zmm31", "vpdpbusd zmm4, zmm30, zmm31", "vpdpbusd zmm5, zmm30, zmm31",
+            "vpdpbusd zmm6, zmm30, zmm31", "vpdpbusd zmm7, zmm30, zmm31", "vpdpbusd zmm8, zmm30, zmm31",
+            "vpdpbusd zmm9, zmm30, zmm31", "vpdpbusd zmm10, zmm30, zmm31", "vpdpbusd zmm11, zmm30, zmm31",
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) iters => _,
+            out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _,
+            out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+            options(nomem, nostack),
+        );
+    }
+    (iters * 12) as f64 / t.elapsed().as_secs_f64()
+}
