@@ -13,7 +13,7 @@
 //! group: 8 accumulators + 2 weight registers + 1 broadcast of the 16 ymm registers.
 
 use super::pack::{K_QUAD, NR};
-use super::quantize::{group_factors, QuantizedRows, Q_MAX};
+use super::quantize::{group_factors, Q_MAX};
 use super::{a_pack, Block, Int8Kernel};
 use crate::activation;
 use crate::Activation;
@@ -28,7 +28,8 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-i8-4x8-avx2",
     mr: MR,
     quantize_row,
-    pack_a,
+    a_elem: 2,
+    pack_row: a_pack::pack_row_i16::<MR>,
     block,
 };
 
@@ -37,10 +38,6 @@ fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
     // SAFETY: reachable only through `for_isa(Isa::Avx2)` or above, which checks AVX2 + FMA;
     // lengths checked above.
     unsafe { quantize_row_avx2(x, k_group, q, scales) }
-}
-
-fn pack_a(qa: &QuantizedRows, out: &mut Vec<u8>) {
-    a_pack::pack_i16(qa, MR, out);
 }
 
 fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
@@ -118,11 +115,8 @@ fn quantize8(v: __m256, inv: __m256, lo: __m256, hi: __m256) -> __m256i {
 /// The CPU must support AVX2 and FMA; `b` and `out` as `matmul_quantized` builds them.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(b: &Block<'_>, out: &mut [&mut [f32]]) {
-    let tile_bytes = a_pack::tile_bytes(b.qa, MR, 2);
-    debug_assert_eq!(b.row0 % MR, 0);
-    debug_assert!(b.packed_a.len() >= b.qa.m.div_ceil(MR) * tile_bytes);
     for t in 0..b.rows.div_ceil(MR) {
-        let a_tile = &b.packed_a[(b.row0 / MR + t) * tile_bytes..][..tile_bytes];
+        let a_tile = b.a_tile(b.row0 + t * MR, MR);
         let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
         for p in 0..b.panels {
             for half in 0..NR / NC {
@@ -180,7 +174,7 @@ unsafe fn tile(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: usize,
             // [c0 c0' c1 c1' c2 c2' c3 c3'] and the same for c4..c7: vphaddd gives
             // [c0 c1 c4 c5 | c2 c3 c6 c7]; the 64-bit permute restores column order.
             let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(acc[i][0], acc[i][1]));
-            let sa = if i < rows { b.qa.row_scales(row0 + i)[g] } else { 0.0 };
+            let sa = b.row_scale(row0 + i, g);
             let term = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(sa));
             *f = if g == 0 { term } else { _mm256_add_ps(*f, term) };
         }

@@ -14,7 +14,7 @@
 //! The epilogue (correction, scales, bias, activation, residual) runs on the accumulators.
 
 use super::pack::{K_QUAD, NR};
-use super::quantize::{group_factors, QuantizedRows, Q_MAX};
+use super::quantize::{group_factors, Q_MAX};
 use super::{a_pack, Block, Int8Kernel};
 use crate::activation;
 use crate::Activation;
@@ -28,7 +28,8 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-u8i8-12x32-avx512vnni",
     mr: MR,
     quantize_row,
-    pack_a,
+    a_elem: 1,
+    pack_row: a_pack::pack_row_bytes::<MR, K_QUAD, 0x80>,
     block,
 };
 
@@ -37,10 +38,6 @@ fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
     // SAFETY: this kernel is reachable only through `for_isa(Isa::Avx512)`, which checks that
     // the CPU supports AVX-512 F/BW/VL/VNNI; the lengths were checked above.
     unsafe { quantize_row_avx512(x, k_group, q, scales) }
-}
-
-fn pack_a(qa: &QuantizedRows, out: &mut Vec<u8>) {
-    a_pack::pack_bytes(qa, MR, K_QUAD, 0x80, out);
 }
 
 fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
@@ -120,11 +117,8 @@ fn quantize16(v: __m512, inv: __m512, lo: __m512, hi: __m512) -> __m512i {
 /// `matmul_quantized` builds them.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
-    let tile_bytes = a_pack::tile_bytes(b.qa, MR, 1);
-    debug_assert_eq!(b.row0 % MR, 0);
-    debug_assert!(b.packed_a.len() >= b.qa.m.div_ceil(MR) * tile_bytes);
     for t in 0..b.rows.div_ceil(MR) {
-        let a_tile = &b.packed_a[(b.row0 / MR + t) * tile_bytes..][..tile_bytes];
+        let a_tile = b.a_tile(b.row0 + t * MR, MR);
         let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
         let mut p = 0;
         while p < b.panels {
@@ -184,8 +178,8 @@ unsafe fn tile<const NP: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, p: us
         }
         // Fold the group: exact i32 correction, then the float steps of the reference.
         let mut sa = [0f32; MR];
-        for (i, s) in sa.iter_mut().enumerate().take(rows) {
-            *s = b.qa.row_scales(row0 + i)[g];
+        for (i, s) in sa.iter_mut().enumerate() {
+            *s = b.row_scale(row0 + i, g);
         }
         for j in 0..NP {
             let sums = &b.w.col_sums[g * l.n_pad + (panel + j) * NR..][..NR];

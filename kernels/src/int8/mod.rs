@@ -39,7 +39,7 @@ mod tests;
 pub use pack::{pack_weights, unpack_weights, PackedI8, PackedI8Layout, PackedI8Owned, NR};
 pub use quantize::{quantize_rows, quantize_weights_per_channel, QuantizedRows};
 
-use crate::{Epilogue, Isa, KernelError};
+use crate::{check_len, Epilogue, Isa, KernelError};
 use rayon::prelude::*;
 
 /// The int8 implementation for one instruction-set level. Holding one proves the CPU runs it.
@@ -48,10 +48,12 @@ pub struct Int8Kernel {
     pub name: &'static str,
     /// Rows per register tile (and per packed activation tile).
     mr: usize,
+    /// Bytes per packed activation value (1, or 2 for the AVX2 i16 form).
+    a_elem: usize,
     /// Quantizes one row: (k values, k_group, k_pad outputs, one scale per group).
     quantize_row: fn(&[f32], usize, &mut [i8], &mut [f32]),
-    /// Packs quantized rows into this kernel's activation tiles.
-    pack_a: fn(&QuantizedRows, &mut Vec<u8>),
+    /// Packs quantized row i (`k_pad` values) into its activation tile ([`a_pack`]).
+    pack_row: fn(&[i8], usize, &mut [u8]),
     /// Computes one task of the grid.
     block: fn(&Block<'_>, &mut [&mut [f32]]),
 }
@@ -67,9 +69,11 @@ impl Int8Kernel {
 /// `panel0 .. panel0 + panels`. `out[i]` is the output of row `row0 + i` for columns
 /// `panel0 * 16 .. min((panel0 + panels) * 16, n)`.
 pub(crate) struct Block<'a> {
-    pub qa: &'a QuantizedRows,
-    /// All activation tiles, as packed by the kernel's `pack_a`.
+    /// All activation tiles, `tile_bytes` each, as packed by the kernel's `pack_row`.
     pub packed_a: &'a [u8],
+    pub tile_bytes: usize,
+    /// Activation scales, `groups` per row, rows padded to whole tiles with scale 0.
+    pub scales: &'a [f32],
     pub row0: usize,
     pub rows: usize,
     pub w: &'a PackedI8<'a>,
@@ -78,11 +82,27 @@ pub(crate) struct Block<'a> {
     pub epilogue: &'a Epilogue<'a>,
 }
 
+impl Block<'_> {
+    /// The packed activation tile holding row `row` (a multiple of `mr`).
+    #[inline]
+    pub fn a_tile(&self, row: usize, mr: usize) -> &[u8] {
+        debug_assert_eq!(row % mr, 0);
+        &self.packed_a[row / mr * self.tile_bytes..][..self.tile_bytes]
+    }
+
+    /// The scale of row `row` (possibly a padding row: 0) in group `g`.
+    #[inline]
+    pub fn row_scale(&self, row: usize, g: usize) -> f32 {
+        self.scales[row * self.w.layout.groups + g]
+    }
+}
+
 static SCALAR: Int8Kernel = Int8Kernel {
     name: "int8-scalar-1x16",
     mr: scalar::MR,
+    a_elem: 1,
     quantize_row: quantize::quantize_row_scalar,
-    pack_a: scalar::pack_a,
+    pack_row: a_pack::pack_row_bytes::<{ scalar::MR }, { pack::K_QUAD }, 0>,
     block: scalar::block,
 };
 
@@ -122,10 +142,16 @@ pub fn matmul(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), KernelError> {
-    epilogue.check(w.layout.n)?;
-    reference::check_out(out, m, w.layout.n, out_stride)?;
-    let qa = quantize_rows(kernel, a, a_stride, m, &w.layout)?;
-    matmul_quantized(kernel, &qa, w, epilogue, out, out_stride)
+    let k = w.layout.k;
+    if m > 0 {
+        if a_stride < k {
+            return Err(KernelError::Invalid(format!(
+                "activation row stride {a_stride} is below k={k}"
+            )));
+        }
+        check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
+    }
+    run(kernel, m, Rows::F32 { a, a_stride }, w, epilogue, out, out_stride)
 }
 
 /// Like [`matmul`], on rows already quantized (by [`quantize_rows`] or wrapped with
@@ -138,20 +164,53 @@ pub fn matmul_quantized(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), KernelError> {
-    let layout = w.layout;
-    if !qa.matches(&layout) {
+    if !qa.matches(&w.layout) {
         return Err(KernelError::Invalid(
             "quantized activations were made for a different weight layout".into(),
         ));
     }
+    run(kernel, qa.m, Rows::Quantized(qa), w, epilogue, out, out_stride)
+}
+
+/// Where the activation rows come from.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    F32 { a: &'a [f32], a_stride: usize },
+    Quantized(&'a QuantizedRows),
+}
+
+/// Packed activation tiles and padded scales, reused across calls on the calling thread so
+/// that large batches do not pay page faults for fresh buffers every time.
+#[derive(Default)]
+struct Scratch {
+    packed_a: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+fn run(
+    kernel: &Int8Kernel,
+    m: usize,
+    rows: Rows<'_>,
+    w: &PackedI8,
+    epilogue: &Epilogue,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), KernelError> {
+    let layout = w.layout;
     epilogue.check(layout.n)?;
-    reference::check_out(out, qa.m, layout.n, out_stride)?;
-    if qa.m == 0 {
+    reference::check_out(out, m, layout.n, out_stride)?;
+    if m == 0 {
         return Ok(());
     }
-    let mut packed_a = Vec::new();
-    (kernel.pack_a)(qa, &mut packed_a);
-    let grid = Grid::new(qa.m, &layout, kernel.mr);
+    let mut scratch = SCRATCH.with(|s| s.take());
+    let parallel =
+        m as u64 * layout.n_pad as u64 * layout.k_pad as u64 >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1;
+    prepare_rows(kernel, m, rows, &layout, parallel, &mut scratch);
+    let grid = Grid::new(m, &layout, kernel.mr);
 
     // Hand each task its output rows, cut to its columns: disjoint mutable slices.
     let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::with_capacity(grid.row_blocks * grid.col_blocks);
@@ -161,7 +220,7 @@ pub fn matmul_quantized(
         }
     }
     let n = layout.n;
-    for (r, row) in out.chunks_mut(out_stride).take(qa.m).enumerate() {
+    for (r, row) in out.chunks_mut(out_stride).take(m).enumerate() {
         let mut rest = &mut row[..n];
         let rb = r / grid.rows_per_block;
         for cb in 0..grid.col_blocks {
@@ -171,14 +230,14 @@ pub fn matmul_quantized(
             rest = tail;
         }
     }
-
-    let run = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
-        let row0 = rb * grid.rows_per_block;
+    let tile_bytes = kernel.mr * layout.k_pad * kernel.a_elem;
+    let run_task = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
         let panel0 = cb * grid.panels_per_block;
         let block = Block {
-            qa,
-            packed_a: &packed_a,
-            row0,
+            packed_a: &scratch.packed_a,
+            tile_bytes,
+            scales: &scratch.scales,
+            row0: rb * grid.rows_per_block,
             rows: rows.len(),
             w,
             panel0,
@@ -187,13 +246,69 @@ pub fn matmul_quantized(
         };
         (kernel.block)(&block, &mut rows);
     };
-    let work = qa.m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
-    if work < PARALLEL_MIN_MACS || tasks.len() == 1 || rayon::current_num_threads() == 1 {
-        tasks.into_iter().for_each(run);
+    if parallel && tasks.len() > 1 {
+        tasks.into_par_iter().for_each(run_task);
     } else {
-        tasks.into_par_iter().for_each(run);
+        tasks.into_iter().for_each(run_task);
     }
+    SCRATCH.with(|s| s.set(scratch));
     Ok(())
+}
+
+/// Quantizes (or copies) and packs every row into the kernel's activation tiles, with
+/// padded per-row scales; in parallel over tiles when `parallel`.
+fn prepare_rows(
+    kernel: &Int8Kernel,
+    m: usize,
+    rows: Rows<'_>,
+    layout: &PackedI8Layout,
+    parallel: bool,
+    scratch: &mut Scratch,
+) {
+    let (mr, k, k_pad, groups) = (kernel.mr, layout.k, layout.k_pad, layout.groups);
+    let tiles = m.div_ceil(mr);
+    let tile_bytes = mr * k_pad * kernel.a_elem;
+    scratch.packed_a.resize(tiles * tile_bytes, 0);
+    scratch.scales.clear();
+    scratch.scales.resize(tiles * mr * groups, 0.0);
+    let pack_tile = |row_buf: &mut Vec<i8>, (t, (tile, scales)): (usize, (&mut [u8], &mut [f32]))| {
+        row_buf.resize(k_pad, 0);
+        for i in 0..mr {
+            let r = t * mr + i;
+            let row: &[i8] = if r >= m {
+                row_buf.fill(0);
+                row_buf
+            } else {
+                match rows {
+                    Rows::F32 { a, a_stride } => {
+                        let x = &a[r * a_stride..r * a_stride + k];
+                        (kernel.quantize_row)(x, layout.k_group, row_buf, &mut scales[i * groups..(i + 1) * groups]);
+                        row_buf
+                    }
+                    Rows::Quantized(qa) => {
+                        scales[i * groups..(i + 1) * groups].copy_from_slice(qa.row_scales(r));
+                        qa.row(r)
+                    }
+                }
+            };
+            (kernel.pack_row)(row, i, tile);
+        }
+    };
+    if parallel && tiles > 1 {
+        scratch
+            .packed_a
+            .par_chunks_exact_mut(tile_bytes)
+            .zip(scratch.scales.par_chunks_exact_mut(mr * groups))
+            .enumerate()
+            .for_each_init(Vec::new, pack_tile);
+    } else {
+        let mut row_buf = Vec::new();
+        let tiles_iter = scratch
+            .packed_a
+            .chunks_exact_mut(tile_bytes)
+            .zip(scratch.scales.chunks_exact_mut(mr * groups));
+        tiles_iter.enumerate().for_each(|item| pack_tile(&mut row_buf, item));
+    }
 }
 
 /// Below this many multiply-adds (about 10 us on one core) the pool's overhead outweighs a

@@ -18,7 +18,7 @@
 //! [`super::reference`] exactly (no fused multiply-add).
 
 use super::pack::{K_QUAD, NR};
-use super::quantize::{group_factors, QuantizedRows, Q_MAX};
+use super::quantize::{group_factors, Q_MAX};
 use super::{a_pack, Block, Int8Kernel};
 use crate::activation;
 use crate::Activation;
@@ -38,31 +38,26 @@ pub(super) static NEON: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-2x16-neon",
     mr: NEON_MR,
     quantize_row,
-    pack_a: pack_a_quads::<NEON_MR>,
+    a_elem: 1,
+    pack_row: a_pack::pack_row_bytes::<NEON_MR, K_QUAD, 0>,
     block: block_neon,
 };
 pub(super) static DOTPROD: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-4x16-dotprod",
     mr: DOT_MR,
     quantize_row,
-    pack_a: pack_a_quads::<DOT_MR>,
+    a_elem: 1,
+    pack_row: a_pack::pack_row_bytes::<DOT_MR, K_QUAD, 0>,
     block: block_dot,
 };
 pub(super) static I8MM: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-8x8-i8mm",
     mr: MMLA_MR,
     quantize_row,
-    pack_a: pack_a_octets,
+    a_elem: 1,
+    pack_row: a_pack::pack_row_bytes::<MMLA_MR, { 2 * K_QUAD }, 0>,
     block: block_mmla,
 };
-
-fn pack_a_quads<const MR: usize>(qa: &QuantizedRows, out: &mut Vec<u8>) {
-    a_pack::pack_bytes(qa, MR, K_QUAD, 0, out);
-}
-
-fn pack_a_octets(qa: &QuantizedRows, out: &mut Vec<u8>) {
-    a_pack::pack_bytes(qa, MMLA_MR, 2 * K_QUAD, 0, out);
-}
 
 fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
     assert!(q.len() >= x.len() && scales.len() * k_group == q.len());
@@ -119,11 +114,10 @@ fn fold<const MR: usize, const NC4: usize>(
     sums: &[[int32x4_t; NC4]; MR],
     b: &Block<'_>,
     row0: usize,
-    rows: usize,
     g: usize,
 ) {
     for i in 0..MR {
-        let sa = if i < rows { b.qa.row_scales(row0 + i)[g] } else { 0.0 };
+        let sa = b.row_scale(row0 + i, g);
         for j in 0..NC4 {
             // SAFETY: NEON is baseline on aarch64.
             unsafe {
@@ -190,10 +184,8 @@ fn for_each_tile<const MR: usize>(
     out: &mut [&mut [f32]],
     mut tile: impl FnMut(&[u8], usize, usize, &mut [&mut [f32]]),
 ) {
-    let tile_bytes = a_pack::tile_bytes(b.qa, MR, 1);
-    debug_assert_eq!(b.row0 % MR, 0);
     for t in 0..b.rows.div_ceil(MR) {
-        let a_tile = &b.packed_a[(b.row0 / MR + t) * tile_bytes..][..tile_bytes];
+        let a_tile = b.a_tile(b.row0 + t * MR, MR);
         let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
         for p in 0..b.panels {
             tile(a_tile, b.row0 + t * MR, p, rows);
@@ -251,7 +243,7 @@ fn tile_neon(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, out: &mut [&mu
                 sums[i][j] = unsafe { vpaddq_s32(acc[i][2 * j], acc[i][2 * j + 1]) };
             }
         }
-        fold(&mut facc, &sums, b, row0, out.len(), g);
+        fold(&mut facc, &sums, b, row0, g);
     }
     finish(&facc, b, panel * NR, p * NR, out);
 }
@@ -317,7 +309,7 @@ unsafe fn tile_dot(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, out: &mu
                 }
             }
         }
-        fold(&mut facc, &acc, b, row0, out.len(), g);
+        fold(&mut facc, &acc, b, row0, g);
     }
     finish(&facc, b, panel * NR, p * NR, out);
 }
@@ -391,7 +383,7 @@ unsafe fn tile_mmla(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: u
                 }
             }
         }
-        fold(&mut facc, &sums, b, row0, out.len(), g);
+        fold(&mut facc, &sums, b, row0, g);
     }
     finish(&facc, b, panel * NR + half * MMLA_NC, p * NR + half * MMLA_NC, out);
 }

@@ -2,17 +2,11 @@
 //! i32 sums, float steps exactly as in [`super::reference`].
 
 use super::pack::{K_QUAD, NR};
-use super::quantize::QuantizedRows;
 use super::reference::dequantize;
 use super::Block;
 
-/// One row per tile: the scalar kernel reads the canonical quantized rows directly.
+/// One row per tile: the packed tile of a row is the row itself.
 pub(crate) const MR: usize = 1;
-
-/// No packing: the canonical rows are the input.
-pub(crate) fn pack_a(_qa: &QuantizedRows, out: &mut Vec<u8>) {
-    out.clear();
-}
 
 pub(crate) fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
     let l = b.w.layout;
@@ -21,8 +15,8 @@ pub(crate) fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
     let mut col_dots = vec![0i32; l.groups];
     for (i, out_row) in out.iter_mut().enumerate() {
         let r = b.row0 + i;
-        let a = b.qa.row(r);
-        let sa = b.qa.row_scales(r);
+        let a = b.a_tile(r, MR);
+        let sa = &b.scales[r * l.groups..(r + 1) * l.groups];
         for p in 0..b.panels {
             let panel = b.panel0 + p;
             let wp = &b.w.data[panel * l.panel_stride()..][..l.panel_stride()];
@@ -33,7 +27,7 @@ pub(crate) fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
                     let wq = &wp[q * NR * K_QUAD..][..NR * K_QUAD];
                     for (c, s) in acc.iter_mut().enumerate() {
                         let w4 = &wq[c * K_QUAD..][..K_QUAD];
-                        *s += (0..K_QUAD).map(|j| a4[j] as i32 * w4[j] as i32).sum::<i32>();
+                        *s += (0..K_QUAD).map(|j| a4[j] as i8 as i32 * w4[j] as i32).sum::<i32>();
                     }
                 }
             }

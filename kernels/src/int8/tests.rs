@@ -474,31 +474,31 @@ fn throughput() {
         let (w, s) = quantize_weights_per_channel(&wf, n, k);
         let packed = pack_weights(&w, n, k, &s, None).unwrap();
         let bias = vec![0.1f32; n];
-        let gelu = Epilogue { bias: Some(&bias), activation: Activation::Gelu(GeluForm::Erf), accumulate: false };
+        let gelu = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Gelu(GeluForm::Erf),
+            accumulate: false,
+        };
         let mut out = vec![0f32; m * n];
         {
-            // Phases on one thread: quantize, pack activations.
+            // Preparation (quantize + pack the activations) on one thread.
             let reps = 20;
-            let t = thread_cpu_seconds();
-            let mut qa = quantize_rows(kernel, &a, k, m, packed.view().layout()).unwrap();
-            for _ in 1..reps {
-                qa = quantize_rows(kernel, &a, k, m, packed.view().layout()).unwrap();
-            }
-            let tq = (thread_cpu_seconds() - t) / reps as f64;
-            let mut buf = Vec::new();
+            let mut scratch = Scratch::default();
+            let rows = Rows::F32 { a: &a, a_stride: k };
             let t = thread_cpu_seconds();
             for _ in 0..reps {
-                (kernel.pack_a)(&qa, &mut buf);
+                prepare_rows(kernel, m, rows, packed.view().layout(), false, &mut scratch);
             }
-            let tp = (thread_cpu_seconds() - t) / reps as f64;
-            println!("m={m} k={k} n={n}: quantize {:.1} us, pack {:.1} us", tq * 1e6, tp * 1e6);
+            let tq = (thread_cpu_seconds() - t) / reps as f64;
+            println!("m={m} k={k} n={n}: quantize + pack {:.1} us", tq * 1e6);
         }
         for (label, epi) in [("plain", Epilogue::NONE), ("bias+gelu", gelu)] {
             for threads in [1, 2] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let ops = 2.0 * (m * n * k) as f64;
                 let reps = ((2e10 / ops) as usize).clamp(3, 2000);
-                pool.install(|| matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n)).unwrap();
+                pool.install(|| matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n))
+                    .unwrap();
                 let t = Instant::now();
                 // In a one-thread pool all work runs on the worker thread, whose CPU time is the
                 // fair measure on a shared machine; two threads use wall time.
@@ -521,7 +521,11 @@ fn throughput() {
                 #[cfg(not(target_arch = "x86_64"))]
                 let peak = String::new();
                 let gops = ops / secs / 1e9;
-                println!("  {} {label} threads={threads}: {gops:.1} GOPS ({:.1} us){peak}", kernel.name, secs * 1e6);
+                println!(
+                    "  {} {label} threads={threads}: {gops:.1} GOPS ({:.1} us){peak}",
+                    kernel.name,
+                    secs * 1e6
+                );
             }
         }
     }
