@@ -76,8 +76,11 @@ fn splat(v: f32) -> float32x4_t {
 
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    // SAFETY (closure): NEON is baseline on aarch64.
-    let (acc, done) = fold_blocks(a, b, splat(0.0), |acc, x, y| unsafe { vfmaq_f32(acc, x, y) }, add4);
+    let fma = |acc, x, y| {
+        // SAFETY: NEON is baseline on aarch64.
+        unsafe { vfmaq_f32(acc, x, y) }
+    };
+    let (acc, done) = fold_blocks(a, b, splat(0.0), fma, add4);
     hsum(acc) + scalar::dot(&a[done..], &b[done..])
 }
 
