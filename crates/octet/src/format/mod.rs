@@ -1,0 +1,56 @@
+//! The `.octet` flat model file: one self-contained, memory-mappable file per model.
+//!
+//! Layout (the full specification is `FORMAT.md` next to this file):
+//!
+//! ```text
+//! [0, 128)                 header: magic "OCTETMDL", version, flags, section offsets, file length,
+//!                          sha256 over header + JSON                              (header.rs)
+//! [128, 128 + json_len)    UTF-8 JSON: { "meta": {...}, "tensors": [...], "data_sha256": "..." }
+//!                          (meta.rs, table.rs)
+//! zero padding up to data_offset (a multiple of 64)
+//! [data_offset, file_len)  data section; every tensor at a 64-byte aligned offset in it
+//! ```
+//!
+//! [`ModelFile`] maps a file, validates all of it, and hands out zero-copy typed views;
+//! [`ModelWriter`] builds files (converter and tests share it) and writes them atomically.
+//! Everything that can go wrong is a [`FormatError`] that says what and how to fix it.
+
+mod dtype;
+mod error;
+mod header;
+mod meta;
+mod reader;
+mod table;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use dtype::{Dtype, PackedF32Layout, PackedI8Layout, QuantParam, F32_PANEL_N, I8_K_STEP, I8_PANEL_N};
+pub use error::FormatError;
+pub use header::{HEADER_LEN, OPTIONAL_FLAGS_MASK, REQUIRED_FLAGS_MASK};
+pub use meta::{
+    Architecture, DenseLayer, ModelMeta, Pooling, PoolingMode, Provenance, Quantization, SourceFile,
+    SUPPORTED_ARCHITECTURES,
+};
+pub use reader::{I8Quant, I8Tensor, ModelFile, TensorView};
+pub use table::{MAX_NAME_LEN, MAX_RANK};
+pub use writer::ModelWriter;
+
+// Tensors are reinterpreted in place and written with their in-memory bytes; the format is
+// little-endian. Every platform octet targets (x86_64, aarch64) is.
+#[cfg(target_endian = "big")]
+compile_error!("the .octet format is little-endian and is read in place: big-endian targets are not supported");
+
+/// The 8 bytes every `.octet` file starts with.
+pub const MAGIC: [u8; 8] = *b"OCTETMDL";
+/// The format major version this crate reads and writes. A reader rejects other majors.
+pub const FORMAT_MAJOR: u16 = 1;
+/// The format minor version this crate writes. A reader accepts any minor of its major.
+pub const FORMAT_MINOR: u16 = 0;
+/// Alignment of the data section and of every tensor in it: a cache line, and enough for any
+/// SIMD load (AVX-512 is 64 bytes).
+pub const ALIGN: u64 = 64;
+/// Largest JSON document a reader accepts (256 MiB), so a hostile header cannot make it allocate
+/// without bound. Real models need well under 1 MiB (the tokenizer is a tensor, not JSON).
+pub const MAX_JSON_LEN: u64 = 256 << 20;

@@ -1,0 +1,301 @@
+//! Round trips: what the writer stores, the reader returns, from memory and from disk.
+
+use super::super::*;
+use super::util::*;
+use half::{bf16, f16};
+
+fn check_sample(model: &ModelFile) {
+    assert_eq!(model.meta(), &sample_meta());
+    model.verify_data().unwrap();
+    assert_eq!(model.tokenizer_json().unwrap(), TOKENIZER_JSON);
+    assert_eq!(model.blob("tokenizer.json").unwrap(), TOKENIZER_JSON);
+
+    assert_eq!(model.f32("emb.f32", &[3, 5]).unwrap(), &ramp_f32(15, 0.0)[..]);
+    let halves: Vec<f16> = ramp_f32(6, 1.0).into_iter().map(f16::from_f32).collect();
+    assert_eq!(model.f16("emb.f16", &[2, 3]).unwrap(), &halves[..]);
+    let brains: Vec<bf16> = ramp_f32(4, 2.0).into_iter().map(bf16::from_f32).collect();
+    assert_eq!(model.bf16("emb.bf16", &[4]).unwrap(), &brains[..]);
+    assert_eq!(model.i32("ids", &[2, 2]).unwrap(), &ramp_i32(4, 0)[..]);
+
+    let raw = model.i8("raw.i8", &[7]).unwrap();
+    assert_eq!(raw.data, &ramp_i8(7, 0)[..]);
+    assert_eq!(raw.quant, None);
+
+    let pt = model.i8("table.pt", &[2, 3]).unwrap();
+    assert_eq!(pt.data, &ramp_i8(6, 1)[..]);
+    assert_eq!(
+        pt.quant,
+        Some(I8Quant {
+            scale: QuantParam::PerTensor(0.5),
+            zero_point: QuantParam::PerTensor(3),
+            axis: None
+        })
+    );
+
+    let pc = model.i8("table.pc", &[4, 3]).unwrap();
+    assert_eq!(pc.data, &ramp_i8(12, 2)[..]);
+    assert_eq!(
+        pc.quant,
+        Some(I8Quant {
+            scale: QuantParam::PerChannel(&[0.1, 0.2, 0.3, 0.4]),
+            zero_point: QuantParam::PerChannel(&[-1, 0, 1, 2]),
+            axis: Some(0),
+        })
+    );
+    let cols = model.i8("table.cols", &[2, 3]).unwrap();
+    assert_eq!(
+        cols.quant,
+        Some(I8Quant {
+            scale: QuantParam::PerChannel(&[0.25, 0.5, 1.0]),
+            zero_point: QuantParam::PerTensor(0),
+            axis: Some(1),
+        })
+    );
+
+    let (layout, w, s, c) = model.packed_i8_parts("lin.i8", 5, 9).unwrap();
+    assert_eq!(
+        (layout.n_pad, layout.k_pad, layout.groups, layout.k_group),
+        (16, 16, 1, None)
+    );
+    assert_eq!(w, &ramp_i8(256, 4)[..]);
+    assert_eq!(s, &ramp_f32(16, 3.0)[..]);
+    assert_eq!(c, &ramp_i32(16, 5)[..]);
+    let (layout, w, s, c) = model.packed_i8_parts("lin.i8g", 17, 20).unwrap();
+    assert_eq!(
+        (layout.n_pad, layout.k_pad, layout.groups, layout.k_group),
+        (32, 24, 3, Some(8))
+    );
+    assert_eq!(w, &ramp_i8(32 * 24, 5)[..]);
+    assert_eq!(s, &ramp_f32(32, 4.0)[..]);
+    assert_eq!(c, &ramp_i32(96, 6)[..]);
+    assert_eq!(model.tensor("lin.i8g").unwrap().k_group(), Some(8));
+    assert_eq!(model.packed_f32_parts("lin.f32", 3, 5).unwrap(), &ramp_f32(80, 5.0)[..]);
+
+    assert_eq!(model.f32("empty", &[0, 3]).unwrap(), &[] as &[f32]);
+    assert_eq!(model.f32("scalar", &[]).unwrap(), &[42.0]);
+
+    // Every tensor is 64-byte aligned in memory, whatever backs the file.
+    for t in model.tensors() {
+        assert_eq!(t.bytes.as_ptr() as usize % 64, 0, "{} is misaligned", t.name);
+    }
+    let names: Vec<&str> = model.tensors().map(|t| t.name).collect();
+    assert_eq!(names.len(), 23, "{names:?}");
+    assert!(names.contains(&"table.pc.scale") && names.contains(&"table.pc.zero_point"));
+    assert!(names.contains(&"lin.i8.col_scales") && names.contains(&"lin.i8.col_sums"));
+    assert!(!names.contains(&"table.cols.zero_point"));
+}
+
+#[test]
+fn every_dtype_round_trips_in_memory() {
+    let bytes = sample_bytes();
+    let model = ModelFile::from_bytes(bytes.clone()).unwrap();
+    assert_eq!(model.version(), (FORMAT_MAJOR, FORMAT_MINOR));
+    assert_eq!(model.file_len(), bytes.len() as u64);
+    assert!(model.path().is_none());
+    check_sample(&model);
+}
+
+#[test]
+fn every_dtype_round_trips_through_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.octet");
+    let written = sample_writer().write(&path).unwrap();
+    assert_eq!(written, std::fs::metadata(&path).unwrap().len());
+    let model = ModelFile::open(&path).unwrap();
+    assert_eq!(model.path(), Some(path.as_path()));
+    check_sample(&model);
+    // The file is byte-identical to the in-memory serialization: the writer is deterministic.
+    assert_eq!(std::fs::read(&path).unwrap(), sample_bytes());
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("model.octet")]);
+}
+
+#[test]
+fn rewriting_a_mapped_file_replaces_it_without_touching_the_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.octet");
+    sample_writer().write(&path).unwrap();
+    let old = ModelFile::open(&path).unwrap();
+
+    let mut w = sample_writer();
+    w.meta_mut().max_seq_len = 128;
+    w.add_f32("new", &[2], &[1.0, 2.0]).unwrap();
+    w.write(&path).unwrap();
+
+    // The old map still sees the old file (the writer renamed a new file over it).
+    check_sample(&old);
+    let new = ModelFile::open(&path).unwrap();
+    assert_eq!(new.meta().max_seq_len, 128);
+    assert_eq!(new.f32("new", &[2]).unwrap(), &[1.0, 2.0]);
+}
+
+#[test]
+fn accessors_check_dtype_shape_and_presence() {
+    let model = ModelFile::from_bytes(sample_bytes()).unwrap();
+    assert!(matches!(
+        model.f32("emb.f32", &[5, 3]),
+        Err(FormatError::WrongShape { expected, got, .. }) if expected == [5, 3] && got == [3, 5]
+    ));
+    assert!(matches!(
+        model.f16("emb.f32", &[3, 5]),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(
+        model.i8("emb.f32", &[3, 5]),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(model.blob("emb.f32"), Err(FormatError::WrongDtype { .. })));
+    assert!(matches!(
+        model.f32("nope", &[1]),
+        Err(FormatError::MissingTensor { .. })
+    ));
+    assert!(matches!(model.tensor("nope"), Err(FormatError::MissingTensor { .. })));
+    assert!(matches!(
+        model.packed_i8_parts("lin.i8", 9, 5),
+        Err(FormatError::WrongShape { .. })
+    ));
+    assert!(matches!(
+        model.packed_i8_parts("lin.f32", 3, 5),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(
+        model.packed_f32_parts("lin.i8", 5, 9),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(model.contains("lin.i8") && !model.contains("nope"));
+}
+
+#[test]
+fn writer_rejects_inconsistent_input() {
+    let mut w = sample_writer();
+    let invalid = |r: Result<(), FormatError>| matches!(r, Err(FormatError::InvalidInput { .. }));
+    assert!(invalid(w.add_f32("emb.f32", &[1], &[0.0])), "duplicate name");
+    assert!(invalid(w.add_f32("x", &[2, 2], &[0.0; 3])), "wrong length");
+    assert!(invalid(w.add_f32("x", &[usize::MAX, 2], &[])), "overflowing shape");
+    assert!(
+        invalid(w.add("x", Dtype::I8Packed, &[1, 1], vec![0; 128])),
+        "packed through add"
+    );
+    assert!(
+        invalid(w.add_packed_i8("p", 5, 9, None, &[0; 255], &[0.0; 16], &[0; 16])),
+        "short weights"
+    );
+    assert!(
+        invalid(w.add_packed_i8("p", 5, 9, Some(0), &[0; 256], &[0.0; 16], &[0; 16])),
+        "zero k_group"
+    );
+    assert!(
+        invalid(w.add_packed_i8("p", 5, 9, None, &[0; 256], &[0.0; 15], &[0; 16])),
+        "short col_scales"
+    );
+    assert!(invalid(w.add_packed_f32("p", 3, 5, &[0.0; 15])), "short packed f32");
+    assert!(invalid(w.add_i8_table(
+        "t",
+        &[2, 2],
+        &[0; 4],
+        QuantParam::PerTensor(f32::NAN),
+        QuantParam::PerTensor(0),
+        None
+    )));
+    assert!(invalid(w.add_i8_table(
+        "t",
+        &[2, 2],
+        &[0; 4],
+        QuantParam::PerChannel(&[1.0, 1.0]),
+        QuantParam::PerTensor(0),
+        None
+    )));
+    assert!(invalid(w.add_i8_table(
+        "t",
+        &[2, 2],
+        &[0; 4],
+        QuantParam::PerChannel(&[1.0]),
+        QuantParam::PerTensor(0),
+        Some(0)
+    )));
+    assert!(invalid(w.add_i8_table(
+        "t",
+        &[2, 2],
+        &[0; 4],
+        QuantParam::PerTensor(1.0),
+        QuantParam::PerTensor(0),
+        Some(2)
+    )));
+    assert!(invalid(w.add_i8_table(
+        "emb.f32",
+        &[2, 2],
+        &[0; 4],
+        QuantParam::PerTensor(1.0),
+        QuantParam::PerTensor(0),
+        None
+    )));
+    // The rejected calls left nothing behind: the model still writes and reads back.
+    check_sample(&ModelFile::from_bytes(w.to_bytes().unwrap()).unwrap());
+
+    // A model the reader would reject is not written.
+    let mut no_tokenizer = ModelWriter::new(sample_meta());
+    no_tokenizer.add_f32("dense.0.weight", &[4, 8], &[0.0; 32]).unwrap();
+    no_tokenizer.add_f32("dense.0.bias", &[4], &[0.0; 4]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.octet");
+    let err = no_tokenizer.write(&path).unwrap_err();
+    assert!(matches!(err, FormatError::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+    assert!(!path.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temporary file left behind"
+    );
+}
+
+#[test]
+fn every_dtype_name_parses_back() {
+    for d in Dtype::ALL {
+        assert_eq!(Dtype::parse(d.as_str()), Some(d));
+    }
+    assert_eq!(Dtype::parse("f64"), None);
+}
+
+#[test]
+fn packed_layout_sizes() {
+    // MiniLM FFN: n = 1536, k = 384.
+    let l = PackedI8Layout::new(1536, 384, None).unwrap();
+    assert_eq!((l.n_pad, l.k_pad, l.groups, l.weight_len()), (1536, 384, 1, 1536 * 384));
+    let l = PackedI8Layout::new(1, 1, None).unwrap();
+    assert_eq!(
+        (l.n_pad, l.k_pad, l.col_scales_len(), l.col_sums_len()),
+        (16, 8, 16, 16)
+    );
+    let l = PackedI8Layout::new(1152, 768, Some(64)).unwrap();
+    assert_eq!((l.k_pad, l.groups, l.col_sums_len()), (768, 12, 12 * 1152));
+    assert_eq!(PackedI8Layout::new(u64::MAX, 8, None), None);
+    assert_eq!(PackedI8Layout::new(1 << 40, 1 << 40, None), None);
+    assert_eq!(PackedI8Layout::new(4, 4, Some(0)), None);
+    let l = PackedF32Layout::new(17, 3).unwrap();
+    assert_eq!((l.n_pad, l.weight_len()), (32, 96));
+    assert_eq!(PackedF32Layout::new(u64::MAX - 3, 1), None);
+}
+
+#[test]
+fn model_file_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ModelFile>();
+}
+
+#[test]
+fn optional_flags_and_newer_minor_versions_are_accepted() {
+    let mut parts = split(&sample_bytes());
+    parts.header.flags = 0x0000_8001;
+    parts.header.minor = FORMAT_MINOR + 7;
+    // Unknown fields, as a newer minor version may add, are ignored.
+    parts.json["meta"]["some_new_field"] = serde_json::json!(true);
+    parts.json["tensors"][0]["some_new_field"] = serde_json::json!(1);
+    let model = ModelFile::from_bytes(assemble(&parts)).unwrap();
+    assert_eq!(model.version(), (FORMAT_MAJOR, FORMAT_MINOR + 7));
+    check_sample(&model);
+}
