@@ -21,14 +21,20 @@ pub(crate) fn pack_row_bytes<const MR: usize, const CHUNK: usize, const FLIP: u8
     i: usize,
     tile: &mut [u8],
 ) {
-    debug_assert!(i < MR && row.len() % CHUNK == 0 && tile.len() == MR * row.len());
-    let flip = u64::from_ne_bytes([FLIP; 8]);
-    for (c, src) in row.chunks_exact(CHUNK).enumerate() {
-        let dst = &mut tile[(c * MR + i) * CHUNK..][..CHUNK];
-        if CHUNK == 4 {
-            let v = u32::from_ne_bytes([src[0] as u8, src[1] as u8, src[2] as u8, src[3] as u8]) ^ flip as u32;
-            dst.copy_from_slice(&v.to_ne_bytes());
-        } else {
+    assert!(i < MR && row.len() % CHUNK == 0 && tile.len() == MR * row.len());
+    if CHUNK == 4 {
+        let flip = u32::from_ne_bytes([FLIP; 4]);
+        let src = row.as_ptr() as *const u32;
+        let dst = tile.as_mut_ptr() as *mut u32;
+        for c in 0..row.len() / 4 {
+            // SAFETY: chunk c of the row is bytes 4c..4c+4 < row.len(); its destination,
+            // dword c * MR + i, ends at 4 (c * MR + i + 1) <= 4 MR (c + 1) <= tile.len()
+            // (checked above). Unaligned accesses.
+            unsafe { dst.add(c * MR + i).write_unaligned(src.add(c).read_unaligned() ^ flip) };
+        }
+    } else {
+        for (c, src) in row.chunks_exact(CHUNK).enumerate() {
+            let dst = &mut tile[(c * MR + i) * CHUNK..][..CHUNK];
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d = s as u8 ^ FLIP;
             }
