@@ -1,10 +1,12 @@
-//! Tensor element types ([`Dtype`]), the int8 quantization parameters ([`QuantParam`]) and the sizes
-//! of the octet-kernels packed weight layouts ([`PackedI8Layout`], [`PackedF32Layout`]).
+//! Tensor element types ([`Dtype`]), the int8 quantization parameters ([`QuantParam`]) and the
+//! octet-kernels packed weight layouts ([`PackedI8Layout`], [`PackedF32Layout`]) of packed tensors.
 //!
 //! A tensor's `shape` is always its *logical* shape. For plain dtypes its byte length is
 //! `product(shape) * element size`. For the packed dtypes the shape is `[n, k]` (n output
-//! features, k input features) and the byte length is that of the padded panel layout below.
+//! features, k input features) and the byte length is that of the octet-kernels panel layout.
 
+use octet_kernels::f32::PackedF32Layout;
+use octet_kernels::int8::PackedI8Layout;
 use std::fmt;
 
 /// The element type and layout of a tensor.
@@ -94,101 +96,46 @@ pub(crate) fn round_up(x: u64, to: u64) -> Option<u64> {
     x.checked_add(to - 1).map(|v| v / to * to)
 }
 
-/// Output features per int8 panel (`n` is padded to a multiple of this).
-pub const I8_PANEL_N: u64 = 16;
-/// `k` is padded to a multiple of this when the whole `k` is one group (the dot-product depth
-/// the int8 kernels consume per step).
-pub const I8_K_STEP: u64 = 8;
-/// Output features per f32 panel (`n` is padded to a multiple of this).
-pub const F32_PANEL_N: u64 = 16;
-
-/// Sizes of an octet-kernels int8 packed weight: `n_pad * k_pad` i8 weights, `n_pad` f32 column
-/// scales and `groups * n_pad` i32 column sums.
-///
-/// `n_pad = round_up(n, 16)`; `k_pad = round_up(k, 8)` when `k_group` is `None` (one group spanning
-/// the whole `k`), else `round_up(k, k_group)`; `groups = k_pad / k_group` (1 when `None`).
-///
-/// TODO: once `octet_kernels::int8::PackedI8Layout` exists, compute these with it instead of
-/// repeating the arithmetic here (the two must agree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackedI8Layout {
-    pub n: usize,
-    pub k: usize,
-    pub k_group: Option<usize>,
-    pub n_pad: usize,
-    pub k_pad: usize,
-    pub groups: usize,
+/// The octet-kernels int8 packed layout of an `i8_packed` tensor of logical shape `[n, k]` with the
+/// file's `k_group` (`None`: one activation scale per row). The sizes (`n_pad * k_pad` weight
+/// bytes, `n_pad` col_scales, `groups * n_pad` col_sums) come from
+/// [`octet_kernels::int8::PackedI8Layout::new`], so the file and the kernels cannot disagree; its
+/// rules apply (n, k >= 1; a k_group is a positive multiple of 32). `Err` says why not.
+pub(crate) fn packed_i8_layout(n: u64, k: u64, k_group: Option<u64>) -> Result<PackedI8Layout, String> {
+    let too_big = || format!("[{n}, {k}] is too large for this platform");
+    let n = usize::try_from(n).map_err(|_| too_big())?;
+    let k = usize::try_from(k).map_err(|_| too_big())?;
+    let k_group = match k_group {
+        None => None,
+        Some(g) => Some(usize::try_from(g).map_err(|_| format!("k_group {g} is too large"))?),
+    };
+    PackedI8Layout::new(n, k, k_group).map_err(|e| e.to_string())
 }
 
-impl PackedI8Layout {
-    /// The layout for `n` x `k` with optional `k_group`; `None` if a size overflows or `k_group`
-    /// is zero.
-    pub fn new(n: u64, k: u64, k_group: Option<u64>) -> Option<PackedI8Layout> {
-        let n_pad = round_up(n, I8_PANEL_N)?;
-        let (k_pad, groups) = match k_group {
-            None => (round_up(k, I8_K_STEP)?, 1),
-            Some(0) => return None,
-            Some(g) => {
-                let k_pad = round_up(k, g)?;
-                (k_pad, k_pad / g)
-            }
-        };
-        // Every byte count must fit in u64 and every element count in usize.
-        usize::try_from(n_pad.checked_mul(k_pad)?).ok()?;
-        usize::try_from(groups.checked_mul(n_pad)?.checked_mul(4)?).ok()?;
-        Some(PackedI8Layout {
-            n: usize::try_from(n).ok()?,
-            k: usize::try_from(k).ok()?,
-            k_group: match k_group {
-                None => None,
-                Some(g) => Some(usize::try_from(g).ok()?),
-            },
-            n_pad: usize::try_from(n_pad).ok()?,
-            k_pad: usize::try_from(k_pad).ok()?,
-            groups: usize::try_from(groups).ok()?,
-        })
-    }
-
-    /// Bytes (= elements) of the packed weights.
-    pub fn weight_len(&self) -> usize {
-        self.n_pad * self.k_pad
-    }
-
-    /// Elements of the `<name>.col_scales` companion (f32).
-    pub fn col_scales_len(&self) -> usize {
-        self.n_pad
-    }
-
-    /// Elements of the `<name>.col_sums` companion (i32), stored as shape `[groups, n_pad]`.
-    pub fn col_sums_len(&self) -> usize {
-        self.groups * self.n_pad
+/// The file's `k_group` for a kernel layout: `None` when the per-row layout of the same `n, k` is
+/// identical (so one layout has one spelling), else `Some(layout.k_group)`.
+pub(crate) fn file_k_group(layout: &PackedI8Layout) -> Option<usize> {
+    match PackedI8Layout::new(layout.n, layout.k, None) {
+        Ok(per_row) if per_row == *layout => None,
+        _ => Some(layout.k_group),
     }
 }
 
-/// Sizes of an octet-kernels f32 packed weight: `n_pad * k` floats with `n_pad = round_up(n, 16)`.
-///
-/// TODO: once `octet_kernels::f32::PackedF32Layout` exists, compute these with it instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackedF32Layout {
-    pub n: usize,
-    pub k: usize,
-    pub n_pad: usize,
-}
-
-impl PackedF32Layout {
-    /// The layout for `n` x `k`; `None` if a size overflows.
-    pub fn new(n: u64, k: u64) -> Option<PackedF32Layout> {
-        let n_pad = round_up(n, F32_PANEL_N)?;
-        usize::try_from(n_pad.checked_mul(k)?.checked_mul(4)?).ok()?;
-        Some(PackedF32Layout {
-            n: usize::try_from(n).ok()?,
-            k: usize::try_from(k).ok()?,
-            n_pad: usize::try_from(n_pad).ok()?,
-        })
-    }
-
-    /// Elements (f32) of the packed weights.
-    pub fn weight_len(&self) -> usize {
-        self.n_pad * self.k
-    }
+/// The octet-kernels f32 packed layout of an `f32_packed` tensor of logical shape `[n, k]`:
+/// `n_pad * k` floats with `n_pad` = n rounded up to a multiple of 16 (see
+/// [`octet_kernels::f32::PackedF32Layout`]). Checks that every size fits before building it,
+/// since that constructor does not.
+pub(crate) fn packed_f32_layout(n: u64, k: u64) -> Result<PackedF32Layout, String> {
+    let too_big = || format!("[{n}, {k}] is too large for this platform");
+    let n_pad = round_up(n, octet_kernels::f32::NR as u64).ok_or_else(too_big)?;
+    let bytes = n_pad
+        .checked_mul(k)
+        .and_then(|v| v.checked_mul(4))
+        .ok_or_else(too_big)?;
+    usize::try_from(bytes).map_err(|_| too_big())?;
+    usize::try_from(n_pad).map_err(|_| too_big())?;
+    // n <= n_pad, which fits.
+    let layout = PackedF32Layout::new(n as usize, usize::try_from(k).map_err(|_| too_big())?);
+    debug_assert_eq!(layout.n_pad as u64, n_pad);
+    Ok(layout)
 }

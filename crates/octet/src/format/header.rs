@@ -194,7 +194,7 @@ impl Header {
                 self.json_offset, self.data_offset
             )));
         }
-        if self.data_offset % ALIGN != 0 {
+        if !self.data_offset.is_multiple_of(ALIGN) {
             return Err(FormatError::bad_header(format!(
                 "data_offset {} is not a multiple of {ALIGN}",
                 self.data_offset

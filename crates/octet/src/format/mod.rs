@@ -26,14 +26,16 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use dtype::{Dtype, PackedF32Layout, PackedI8Layout, QuantParam, F32_PANEL_N, I8_K_STEP, I8_PANEL_N};
+pub use dtype::{Dtype, QuantParam};
 pub use error::FormatError;
 pub use header::{HEADER_LEN, OPTIONAL_FLAGS_MASK, REQUIRED_FLAGS_MASK};
 pub use meta::{
     Architecture, DenseLayer, ModelMeta, Pooling, PoolingMode, Provenance, Quantization, SourceFile,
     SUPPORTED_ARCHITECTURES,
 };
-pub use reader::{I8Quant, I8Tensor, ModelFile, TensorView};
+pub use octet_kernels::f32::PackedF32Layout;
+pub use octet_kernels::int8::PackedI8Layout;
+pub use reader::{I8Quant, I8Tensor, ModelFile, PackedI8Parts, TensorView};
 pub use table::{MAX_NAME_LEN, MAX_RANK};
 pub use writer::ModelWriter;
 

@@ -17,9 +17,7 @@
 //! folder and renames it over the target, so existing maps keep the old file's pages. Replace
 //! models only that way (`octet convert`, or copy then `mv`).
 
-#[cfg(doc)]
-use super::dtype::PackedF32Layout;
-use super::dtype::{Dtype, PackedI8Layout, QuantParam};
+use super::dtype::{Dtype, QuantParam};
 use super::header::{Header, HEADER_LEN};
 use super::meta::ModelMeta;
 use super::table::{parse_document, to_hex, Document, ParamRef, TensorInfo};
@@ -27,6 +25,9 @@ use super::FormatError;
 use bytemuck::{Pod, Zeroable};
 use half::{bf16, f16};
 use memmap2::Mmap;
+#[cfg(doc)]
+use octet_kernels::f32::PackedF32Layout;
+use octet_kernels::int8::PackedI8Layout;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -78,7 +79,7 @@ pub struct TensorView<'a> {
 impl<'a> TensorView<'a> {
     /// The group size along k of an `i8_packed` tensor (`None` for other dtypes or one group).
     pub fn k_group(&self) -> Option<usize> {
-        self.info.packed_i8.and_then(|l| l.k_group)
+        self.info.k_group
     }
 
     /// Number of elements of the logical shape.
@@ -95,6 +96,9 @@ pub struct I8Quant<'a> {
     /// The channel axis, when a parameter is per channel.
     pub axis: Option<usize>,
 }
+
+/// The parts of an `i8_packed` weight: layout, packed weights, `col_scales`, `col_sums`.
+pub type PackedI8Parts<'a> = (PackedI8Layout, &'a [i8], &'a [f32], &'a [i32]);
 
 /// An `i8` tensor and its quantization parameters, if it has any.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -319,14 +323,10 @@ impl ModelFile {
         Ok(I8Tensor { data, quant })
     }
 
-    /// An `i8_packed` weight of logical shape `[n, k]`: its layout, the packed weights, and the
-    /// `col_scales` (`n_pad` f32) and `col_sums` (`groups * n_pad` i32) companions.
-    pub fn packed_i8_parts(
-        &self,
-        name: &str,
-        n: usize,
-        k: usize,
-    ) -> Result<(PackedI8Layout, &[i8], &[f32], &[i32]), FormatError> {
+    /// An `i8_packed` weight of logical shape `[n, k]`: its octet-kernels layout, the packed
+    /// weights, and the `col_scales` (`n_pad` f32) and `col_sums` (`[groups, n_pad]` i32)
+    /// companions, ready for `octet_kernels::int8::PackedI8::from_parts`.
+    pub fn packed_i8_parts(&self, name: &str, n: usize, k: usize) -> Result<PackedI8Parts<'_>, FormatError> {
         let view = self.checked(name, Dtype::I8Packed, Some(&[n, k]))?;
         let layout = view
             .info

@@ -7,9 +7,11 @@
 //! then overlaps between entries, then companion tensors (packed and quantized), then the
 //! tensors the metadata names.
 
-use super::dtype::{Dtype, PackedF32Layout, PackedI8Layout, KNOWN_DTYPES};
+use super::dtype::{packed_f32_layout, packed_i8_layout, Dtype, KNOWN_DTYPES};
 use super::meta::{is_sha256_hex, Architecture, ModelMeta};
 use super::{FormatError, ALIGN};
+use octet_kernels::f32::PackedF32Layout;
+use octet_kernels::int8::PackedI8Layout;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -89,6 +91,8 @@ pub(crate) struct TensorInfo {
     pub offset: usize,
     pub len: usize,
     pub quant: Option<QuantInfo>,
+    /// The file's `k_group` of an `i8_packed` tensor (`None`: one activation scale per row).
+    pub k_group: Option<usize>,
     pub packed_i8: Option<PackedI8Layout>,
     pub packed_f32: Option<PackedF32Layout>,
 }
@@ -153,14 +157,13 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
                 return Err(bad_shape(entry, format!("{dtype} tensors have shape [n, k]")));
             };
             if dtype == Dtype::I8Packed {
-                let layout = PackedI8Layout::new(n, k, entry.k_group)
-                    .ok_or_else(|| bad_shape(entry, "k_group is 0 or the packed size overflows"))?;
+                let layout = packed_i8_layout(n, k, entry.k_group).map_err(|e| bad_shape(entry, e))?;
                 packed_i8 = Some(layout);
-                layout.weight_len() as u64
+                layout.data_len() as u64
             } else {
-                let layout = PackedF32Layout::new(n, k).ok_or_else(|| bad_shape(entry, "the packed size overflows"))?;
+                let layout = packed_f32_layout(n, k).map_err(|e| bad_shape(entry, e))?;
                 packed_f32 = Some(layout);
-                layout.weight_len() as u64 * 4
+                layout.len() as u64 * 4
             }
         }
         _ => plain_len(&entry.shape, dtype.element_size())
@@ -173,7 +176,7 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
             got: entry.len,
         });
     }
-    if entry.offset % ALIGN != 0 {
+    if !entry.offset.is_multiple_of(ALIGN) {
         return Err(FormatError::Misaligned {
             tensor: entry.name.clone(),
             offset: entry.offset,
@@ -203,6 +206,7 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
         offset: to_usize(entry.offset)?,
         len: to_usize(entry.len)?,
         quant: None,
+        k_group: packed_i8.and(entry.k_group.map(|g| g as usize)),
         packed_i8,
         packed_f32,
     })

@@ -7,13 +7,14 @@
 //! folder, flushed and fsynced, then renamed over the target. A reader that has the old file
 //! mapped keeps the old pages; nobody ever sees a half-written model.
 
-use super::dtype::{round_up, Dtype, PackedF32Layout, PackedI8Layout, QuantParam};
+use super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout, round_up, Dtype, QuantParam};
 use super::header::{Header, HEADER_LEN};
 use super::meta::ModelMeta;
 use super::table::{to_hex, validate_document, RawDocumentOut, RawQuant, RawTensorEntry};
 use super::{FormatError, ALIGN};
 use bytemuck::Pod;
 use half::{bf16, f16};
+use octet_kernels::int8::PackedI8Layout;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -235,7 +236,8 @@ impl ModelWriter {
     }
 
     /// Adds an octet-kernels packed int8 weight of logical shape `[n, k]` with its companions
-    /// `<name>.col_scales` (`n_pad` f32) and `<name>.col_sums` (`[groups, n_pad]` i32).
+    /// `<name>.col_scales` (`n_pad` f32) and `<name>.col_sums` (`[groups, n_pad]` i32). `k_group`
+    /// is `None` for one activation scale per row, as in `octet_kernels::int8::pack_weights`.
     #[allow(clippy::too_many_arguments)]
     pub fn add_packed_i8(
         &mut self,
@@ -247,12 +249,34 @@ impl ModelWriter {
         col_scales: &[f32],
         col_sums: &[i32],
     ) -> Result<(), FormatError> {
-        let layout = PackedI8Layout::new(n as u64, k as u64, k_group.map(|g| g as u64)).ok_or_else(|| {
-            FormatError::invalid(format!("tensor '{name}': k_group is 0 or the packed size overflows"))
-        })?;
-        check_len(name, "the packed weights", data.len(), layout.weight_len())?;
-        check_len(name, "col_scales", col_scales.len(), layout.col_scales_len())?;
-        check_len(name, "col_sums", col_sums.len(), layout.col_sums_len())?;
+        let layout = packed_i8_layout(n as u64, k as u64, k_group.map(|g| g as u64))
+            .map_err(|e| FormatError::invalid(format!("tensor '{name}': {e}")))?;
+        self.add_packed_i8_layout(name, &layout, data, col_scales, col_sums)
+    }
+
+    /// Adds packed int8 weights described by their octet-kernels layout (e.g. the fields of an
+    /// `octet_kernels::int8::PackedI8Owned`), storing `k_group` in its canonical form.
+    pub fn add_packed_i8_layout(
+        &mut self,
+        name: &str,
+        layout: &PackedI8Layout,
+        data: &[i8],
+        col_scales: &[f32],
+        col_sums: &[i32],
+    ) -> Result<(), FormatError> {
+        let k_group = file_k_group(layout);
+        // The layout's fields are public: check they are what the file will say.
+        match packed_i8_layout(layout.n as u64, layout.k as u64, k_group.map(|g| g as u64)) {
+            Ok(expected) if expected == *layout => {}
+            _ => {
+                return Err(FormatError::invalid(format!(
+                    "tensor '{name}': inconsistent packed layout {layout:?}"
+                )))
+            }
+        }
+        check_len(name, "the packed weights", data.len(), layout.data_len())?;
+        check_len(name, "col_scales", col_scales.len(), layout.scales_len())?;
+        check_len(name, "col_sums", col_sums.len(), layout.sums_len())?;
         let scales_name = format!("{name}.col_scales");
         let sums_name = format!("{name}.col_sums");
         for companion in [&scales_name, &sums_name] {
@@ -260,18 +284,19 @@ impl ModelWriter {
                 return Err(FormatError::invalid(format!("tensor '{companion}' added twice")));
             }
         }
-        let mut entry = Self::plain_entry(name, Dtype::I8Packed, &[n, k], data.len());
+        let mut entry = Self::plain_entry(name, Dtype::I8Packed, &[layout.n, layout.k], data.len());
         entry.k_group = k_group.map(|g| g as u64);
         self.push(entry, le_bytes(data))?;
         self.add_f32(&scales_name, &[layout.n_pad], col_scales)?;
         self.add_i32(&sums_name, &[layout.groups, layout.n_pad], col_sums)
     }
 
-    /// Adds an octet-kernels packed f32 weight of logical shape `[n, k]` (`n_pad * k` floats).
+    /// Adds an octet-kernels packed f32 weight of logical shape `[n, k]` (`n_pad * k` floats, as
+    /// `octet_kernels::f32::pack_nk` writes them).
     pub fn add_packed_f32(&mut self, name: &str, n: usize, k: usize, data: &[f32]) -> Result<(), FormatError> {
-        let layout = PackedF32Layout::new(n as u64, k as u64)
-            .ok_or_else(|| FormatError::invalid(format!("tensor '{name}': the packed size overflows")))?;
-        check_len(name, "the packed weights", data.len(), layout.weight_len())?;
+        let layout =
+            packed_f32_layout(n as u64, k as u64).map_err(|e| FormatError::invalid(format!("tensor '{name}': {e}")))?;
+        check_len(name, "the packed weights", data.len(), layout.len())?;
         let entry = Self::plain_entry(name, Dtype::F32Packed, &[n, k], data.len() * 4);
         self.push(entry, le_bytes(data))
     }

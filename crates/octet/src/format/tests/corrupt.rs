@@ -5,6 +5,9 @@ use super::super::*;
 use super::util::*;
 use serde_json::json;
 
+type HeaderEdit = Box<dyn Fn(&mut super::super::header::Header)>;
+type PartsEdit = Box<dyn Fn(&mut Parts)>;
+
 #[test]
 fn truncation_at_every_offset_is_reported_as_truncated() {
     let bytes = sample_bytes();
@@ -165,7 +168,7 @@ fn impossible_header_layouts_are_rejected() {
         open_err(out)
     };
     let len = bytes.len() as u64;
-    let cases: Vec<(&str, Box<dyn Fn(&mut super::super::header::Header)>)> = vec![
+    let cases: Vec<(&str, HeaderEdit)> = vec![
         ("json inside header", Box::new(|h| h.json_offset = 64)),
         ("json over limit", Box::new(|h| h.json_len = MAX_JSON_LEN + 1)),
         ("json into data", Box::new(|h| h.json_len += 64)),
@@ -324,8 +327,23 @@ fn sizes_inconsistent_with_dtype_and_shape_are_rejected() {
         ),
         "{err:?}"
     );
-    let err = edited(|p| entry_mut(p, "lin.i8g")["k_group"] = json!(16));
-    assert!(matches!(err, FormatError::SizeMismatch { .. }), "{err:?}");
+    let err = edited(|p| {
+        entry_mut(p, "lin.i8g").as_object_mut().unwrap().remove("k_group");
+    });
+    assert!(
+        matches!(
+            err,
+            FormatError::SizeMismatch {
+                expected: 1280,
+                got: 2048,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The same weight bytes with one 64-wide group: col_sums no longer fit.
+    let err = edited(|p| entry_mut(p, "lin.i8g")["k_group"] = json!(64));
+    assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
     let err = edited(|p| entry_mut(p, "lin.f32")["shape"] = json!([3, 6]));
     assert!(matches!(err, FormatError::SizeMismatch { .. }), "{err:?}");
 }
@@ -351,6 +369,14 @@ fn overflowing_or_malformed_shapes_are_rejected() {
     ));
     assert!(matches!(
         edited(|p| entry_mut(p, "lin.i8")["k_group"] = json!(0)),
+        FormatError::BadShape { .. }
+    ));
+    assert!(matches!(
+        edited(|p| entry_mut(p, "lin.i8")["k_group"] = json!(8)),
+        FormatError::BadShape { .. }
+    ));
+    assert!(matches!(
+        edited(|p| entry_mut(p, "lin.i8")["shape"] = json!([0, 9])),
         FormatError::BadShape { .. }
     ));
     assert!(matches!(
@@ -386,7 +412,7 @@ fn missing_or_wrong_companions_are_rejected() {
     // A companion of the wrong shape or dtype.
     let err = edited(|p| {
         let sums = entry_mut(p, "lin.i8g.col_sums");
-        sums["shape"] = json!([96]);
+        sums["shape"] = json!([64]);
     });
     assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
     let err = edited(|p| {
@@ -402,7 +428,7 @@ fn missing_or_wrong_companions_are_rejected() {
 
 #[test]
 fn invalid_quantization_records_are_rejected() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Parts)>)> = vec![
+    let cases: Vec<(&str, PartsEdit)> = vec![
         (
             "quant on f32",
             Box::new(|p| entry_mut(p, "emb.f32")["quant"] = json!({ "scale": 1.0 })),
@@ -449,7 +475,7 @@ fn invalid_quantization_records_are_rejected() {
 
 #[test]
 fn invalid_metadata_values_are_rejected() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Parts)>)> = vec![
+    let cases: Vec<(&str, PartsEdit)> = vec![
         (
             "default prompt",
             Box::new(|p| p.json["meta"]["default_prompt"] = json!("nope")),

@@ -55,20 +55,23 @@ fn check_sample(model: &ModelFile) {
     let (layout, w, s, c) = model.packed_i8_parts("lin.i8", 5, 9).unwrap();
     assert_eq!(
         (layout.n_pad, layout.k_pad, layout.groups, layout.k_group),
-        (16, 16, 1, None)
+        (16, 16, 1, 16)
     );
+    assert_eq!(model.tensor("lin.i8").unwrap().k_group(), None);
     assert_eq!(w, &ramp_i8(256, 4)[..]);
     assert_eq!(s, &ramp_f32(16, 3.0)[..]);
     assert_eq!(c, &ramp_i32(16, 5)[..]);
-    let (layout, w, s, c) = model.packed_i8_parts("lin.i8g", 17, 20).unwrap();
+    let (layout, w, s, c) = model.packed_i8_parts("lin.i8g", 17, 40).unwrap();
     assert_eq!(
         (layout.n_pad, layout.k_pad, layout.groups, layout.k_group),
-        (32, 24, 3, Some(8))
+        (32, 64, 2, 32)
     );
-    assert_eq!(w, &ramp_i8(32 * 24, 5)[..]);
+    assert_eq!(w, &ramp_i8(32 * 64, 5)[..]);
     assert_eq!(s, &ramp_f32(32, 4.0)[..]);
-    assert_eq!(c, &ramp_i32(96, 6)[..]);
-    assert_eq!(model.tensor("lin.i8g").unwrap().k_group(), Some(8));
+    assert_eq!(c, &ramp_i32(64, 6)[..]);
+    assert_eq!(model.tensor("lin.i8g").unwrap().k_group(), Some(32));
+    // The parts are what the kernels take.
+    octet_kernels::int8::PackedI8::from_parts(layout, w, s, c).unwrap();
     assert_eq!(model.packed_f32_parts("lin.f32", 3, 5).unwrap(), &ramp_f32(80, 5.0)[..]);
 
     assert_eq!(model.f32("empty", &[0, 3]).unwrap(), &[] as &[f32]);
@@ -189,6 +192,16 @@ fn writer_rejects_inconsistent_input() {
         "zero k_group"
     );
     assert!(
+        invalid(w.add_packed_i8("p", 5, 9, Some(8), &[0; 128], &[0.0; 16], &[0; 32])),
+        "k_group not x32"
+    );
+    let mut bent = octet_kernels::int8::PackedI8Layout::new(5, 9, None).unwrap();
+    bent.groups = 2;
+    assert!(
+        invalid(w.add_packed_i8_layout("p", &bent, &[0; 256], &[0.0; 16], &[0; 32])),
+        "inconsistent layout"
+    );
+    assert!(
         invalid(w.add_packed_i8("p", 5, 9, None, &[0; 256], &[0.0; 15], &[0; 16])),
         "short col_scales"
     );
@@ -262,23 +275,30 @@ fn every_dtype_name_parses_back() {
 }
 
 #[test]
-fn packed_layout_sizes() {
+fn packed_layouts_come_from_the_kernels() {
+    use super::super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout};
     // MiniLM FFN: n = 1536, k = 384.
-    let l = PackedI8Layout::new(1536, 384, None).unwrap();
-    assert_eq!((l.n_pad, l.k_pad, l.groups, l.weight_len()), (1536, 384, 1, 1536 * 384));
-    let l = PackedI8Layout::new(1, 1, None).unwrap();
-    assert_eq!(
-        (l.n_pad, l.k_pad, l.col_scales_len(), l.col_sums_len()),
-        (16, 8, 16, 16)
-    );
-    let l = PackedI8Layout::new(1152, 768, Some(64)).unwrap();
-    assert_eq!((l.k_pad, l.groups, l.col_sums_len()), (768, 12, 12 * 1152));
-    assert_eq!(PackedI8Layout::new(u64::MAX, 8, None), None);
-    assert_eq!(PackedI8Layout::new(1 << 40, 1 << 40, None), None);
-    assert_eq!(PackedI8Layout::new(4, 4, Some(0)), None);
-    let l = PackedF32Layout::new(17, 3).unwrap();
-    assert_eq!((l.n_pad, l.weight_len()), (32, 96));
-    assert_eq!(PackedF32Layout::new(u64::MAX - 3, 1), None);
+    let l = packed_i8_layout(1536, 384, None).unwrap();
+    assert_eq!((l.n_pad, l.k_pad, l.groups, l.data_len()), (1536, 384, 1, 1536 * 384));
+    assert_eq!(file_k_group(&l), None);
+    let l = packed_i8_layout(1, 1, None).unwrap();
+    assert_eq!((l.n_pad, l.k_pad, l.scales_len(), l.sums_len()), (16, 8, 16, 16));
+    // Gemma FFN with groups of 64.
+    let l = packed_i8_layout(1152, 768, Some(64)).unwrap();
+    assert_eq!((l.k_pad, l.groups, l.sums_len()), (768, 12, 12 * 1152));
+    assert_eq!(file_k_group(&l), Some(64));
+    // One group that happens to span k is the per-row layout: stored as None.
+    assert_eq!(file_k_group(&packed_i8_layout(16, 384, Some(384)).unwrap()), None);
+    assert_eq!(file_k_group(&packed_i8_layout(16, 100, Some(128)).unwrap()), Some(128));
+    assert!(packed_i8_layout(u64::MAX, 8, None).is_err());
+    assert!(packed_i8_layout(1 << 40, 1 << 40, None).is_err());
+    assert!(packed_i8_layout(4, 4, Some(0)).is_err());
+    assert!(packed_i8_layout(0, 4, None).is_err());
+    let l = packed_f32_layout(17, 3).unwrap();
+    assert_eq!((l.n_pad, l.len()), (32, 96));
+    assert_eq!(packed_f32_layout(0, u64::MAX).unwrap().len(), 0);
+    assert!(packed_f32_layout(u64::MAX - 3, 1).is_err());
+    assert!(packed_f32_layout(1 << 40, 1 << 40).is_err());
 }
 
 #[test]

@@ -110,15 +110,15 @@ pub fn sample_writer() -> ModelWriter {
         &ramp_i32(16, 5),
     )
     .unwrap();
-    // n = 17, k = 20, groups of 8: n_pad 32, k_pad 24, 3 groups.
+    // n = 17, k = 40, groups of 32: n_pad 32, k_pad 64, 2 groups.
     w.add_packed_i8(
         "lin.i8g",
         17,
-        20,
-        Some(8),
-        &ramp_i8(32 * 24, 5),
+        40,
+        Some(32),
+        &ramp_i8(32 * 64, 5),
         &ramp_f32(32, 4.0),
-        &ramp_i32(3 * 32, 6),
+        &ramp_i32(2 * 32, 6),
     )
     .unwrap();
     // n = 3, k = 5: n_pad 16.
