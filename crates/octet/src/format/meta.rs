@@ -78,36 +78,23 @@ pub struct Pooling {
     pub normalize: bool,
 }
 
-/// One post-pooling projection `y = activation(W x + b)` (sentence-transformers `Dense`). Its
-/// tensors are `<name>.weight`, logical shape `[out, in]` (f32, f16, bf16, i8 or a packed dtype),
-/// and, when `bias` is true, `<name>.bias`, shape `[out]` (f32, f16 or bf16).
+/// One post-pooling projection `y = activation(W x + b)` (sentence-transformers `Dense`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DenseLayer {
-    /// Tensor name prefix, e.g. `"dense.0"`.
-    pub name: String,
     /// Input features.
     #[serde(rename = "in")]
     pub in_features: usize,
     /// Output features.
     #[serde(rename = "out")]
     pub out_features: usize,
-    /// Whether the layer has a bias tensor.
-    pub bias: bool,
     /// Activation name as sentence-transformers spells it, e.g. `"identity"`, `"tanh"`; the engine
     /// rejects names it does not implement.
     pub activation: String,
-}
-
-impl DenseLayer {
-    /// Name of the weight tensor.
-    pub fn weight_name(&self) -> String {
-        format!("{}.weight", self.name)
-    }
-
-    /// Name of the bias tensor, if the layer has one.
-    pub fn bias_name(&self) -> Option<String> {
-        self.bias.then(|| format!("{}.bias", self.name))
-    }
+    /// Name of the weight tensor, logical shape `[out, in]` (f32, f16, bf16, i8 or a packed dtype).
+    pub weight: String,
+    /// Name of the bias tensor, shape `[out]` (f32, f16 or bf16), or `None` for no bias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<String>,
 }
 
 /// How the weights were quantized.
@@ -207,9 +194,6 @@ impl ModelMeta {
             return Err(FormatError::bad_meta("`matryoshka_dims` must not contain 0"));
         }
         for (i, layer) in self.dense.iter().enumerate() {
-            if layer.name.is_empty() {
-                return Err(FormatError::bad_meta(format!("dense layer {i} has an empty name")));
-            }
             if layer.in_features == 0 || layer.out_features == 0 {
                 return Err(FormatError::bad_meta(format!("dense layer {i} has a zero size")));
             }

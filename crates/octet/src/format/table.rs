@@ -457,12 +457,12 @@ pub(crate) fn validate_document(
         require(
             &tensors,
             &index,
-            &layer.weight_name(),
+            &layer.weight,
             &needed_by,
             &weight_dtypes,
             Some(&shape),
         )?;
-        if let Some(bias) = layer.bias_name() {
+        if let Some(bias) = &layer.bias {
             require(
                 &tensors,
                 &index,

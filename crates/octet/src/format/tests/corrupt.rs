@@ -498,7 +498,7 @@ fn invalid_metadata_values_are_rejected() {
             "dense chain",
             Box::new(|p| {
                 let mut second = p.json["meta"]["dense"][0].clone();
-                second["name"] = json!("dense.1");
+                second["weight"] = json!("emb.f32");
                 p.json["meta"]["dense"].as_array_mut().unwrap().push(second);
             }),
         ),

@@ -26,11 +26,11 @@ pub fn sample_meta() -> ModelMeta {
         default_prompt: Some("query".into()),
         matryoshka_dims: vec![8, 4],
         dense: vec![DenseLayer {
-            name: "dense.0".into(),
             in_features: 8,
             out_features: 4,
-            bias: true,
             activation: "tanh".into(),
+            weight: "dense.0.weight".into(),
+            bias: Some("dense.0.bias".into()),
         }],
         quantization: Quantization {
             recipe: "int8-per-channel".into(),
