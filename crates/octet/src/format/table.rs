@@ -466,7 +466,7 @@ pub(crate) fn validate_document(
             require(
                 &tensors,
                 &index,
-                &bias,
+                bias,
                 &needed_by,
                 &bias_dtypes,
                 Some(&[layer.out_features]),
