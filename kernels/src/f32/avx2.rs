@@ -69,10 +69,25 @@ unsafe fn tile<const ROWS: usize>(job: &TileJob) {
             a = a.add(ROWS);
             b = b.add(16);
         }
-        for (r, row) in acc.iter().enumerate() {
+        // Intermediate k blocks: plain stores, a loop the compiler unrolls completely.
+        if job.finish.is_none() {
+            for (r, row) in acc.iter().enumerate() {
+                _mm256_storeu_ps(job.dst.add(r * job.dst_ld), row[0]);
+                _mm256_storeu_ps(job.dst.add(r * job.dst_ld + 8), row[1]);
+            }
+            return;
+        }
+        // The epilogue loop is too big to unroll; were it to index `acc`, the accumulators
+        // would live in memory (stored on every k step). Spill them once instead.
+        let mut sums = [[0f32; 16]; ROWS];
+        for (row, out) in acc.iter().zip(sums.iter_mut()) {
+            _mm256_storeu_ps(out.as_mut_ptr(), row[0]);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), row[1]);
+        }
+        for (r, row) in sums.iter().enumerate() {
             let dst = job.dst.add(r * job.dst_ld);
-            finish_store(job, row[0], dst, 0);
-            finish_store(job, row[1], dst.add(8), 8);
+            finish_store(job, _mm256_loadu_ps(row.as_ptr()), dst, 0);
+            finish_store(job, _mm256_loadu_ps(row.as_ptr().add(8)), dst.add(8), 8);
         }
     }
 }

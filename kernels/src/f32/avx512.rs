@@ -77,10 +77,27 @@ unsafe fn tile<const ROWS: usize, const PANELS: usize>(job: &TileJob) {
             a = a.add(ROWS);
             b = b.add(16);
         }
-        for (r, row) in acc.iter().enumerate() {
+        // Intermediate k blocks: plain stores, a loop the compiler unrolls completely.
+        if job.finish.is_none() {
+            for (r, row) in acc.iter().enumerate() {
+                for (p, &v) in row.iter().enumerate() {
+                    _mm512_storeu_ps(job.dst.add(r * job.dst_ld + 16 * p), v);
+                }
+            }
+            return;
+        }
+        // The epilogue loop is too big to unroll; were it to index `acc`, the accumulators
+        // would live in memory (stored on every k step). Spill them once instead.
+        let mut sums = [[[0f32; 16]; PANELS]; ROWS];
+        for (row, out) in acc.iter().zip(sums.iter_mut()) {
+            for (&v, o) in row.iter().zip(out.iter_mut()) {
+                _mm512_storeu_ps(o.as_mut_ptr(), v);
+            }
+        }
+        for (r, row) in sums.iter().enumerate() {
             let dst = job.dst.add(r * job.dst_ld);
-            for (p, &v) in row.iter().enumerate() {
-                finish_store(job, v, dst.add(16 * p), 16 * p);
+            for (p, v) in row.iter().enumerate() {
+                finish_store(job, _mm512_loadu_ps(v.as_ptr()), dst.add(16 * p), 16 * p);
             }
         }
     }

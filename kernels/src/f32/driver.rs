@@ -65,7 +65,8 @@ pub(crate) struct TileJob {
     pub a: *const f32,
     /// First panel of B at this k block: `kc` rows of 16 floats.
     pub b: *const f32,
-    /// Floats from one panel to the next (`16 · k`).
+    /// Floats from one panel to the next (`16 · k`); read by two-panel tiles only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub b_panel_stride: usize,
     /// Starting sums (`rows` rows of tile width, row stride `init_ld`), or null for zeros.
     pub init: *const f32,

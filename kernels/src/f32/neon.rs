@@ -32,7 +32,7 @@ fn fma_lane(acc: float32x4_t, b: float32x4_t, a: float32x4_t, lane: usize) -> fl
 ///
 /// # Safety
 /// `dst` valid for 4 floats, `bias` (when not null) for `col + 4`.
-#[inline(always)]
+#[inline]
 unsafe fn finish_store(job: &TileJob, v: float32x4_t, dst: *mut f32, col: usize) {
     // SAFETY: pointers as the caller vouches; NEON is baseline.
     unsafe {
@@ -61,10 +61,9 @@ unsafe fn finish_store(job: &TileJob, v: float32x4_t, dst: *mut f32, col: usize)
 /// # Safety
 /// See [`TileFn`]; the A micro-panel is read in whole q registers, up to 2 floats past its end.
 unsafe fn tile<const ROWS: usize>(job: &TileJob) {
-    let zero = [vdupq_n_f32(0.0); 4];
-    let mut acc = [zero; ROWS];
     // SAFETY: every pointer is valid for the tile as the caller vouches (TileFn contract).
     unsafe {
+        let mut acc = [[vdupq_n_f32(0.0); 4]; ROWS];
         if !job.init.is_null() {
             for (r, row) in acc.iter_mut().enumerate() {
                 for (q, v) in row.iter_mut().enumerate() {
@@ -86,10 +85,27 @@ unsafe fn tile<const ROWS: usize>(job: &TileJob) {
             a = a.add(ROWS);
             b = b.add(16);
         }
-        for (r, row) in acc.iter().enumerate() {
-            let dst = job.dst.add(r * job.dst_ld);
+        // Intermediate k blocks: plain stores, a loop the compiler unrolls completely.
+        if job.finish.is_none() {
+            for (r, row) in acc.iter().enumerate() {
+                for (q, &v) in row.iter().enumerate() {
+                    vst1q_f32(job.dst.add(r * job.dst_ld + 4 * q), v);
+                }
+            }
+            return;
+        }
+        // The epilogue loop is too big to unroll; were it to index `acc`, the accumulators
+        // would live in memory (stored on every k step). Spill them once instead.
+        let mut sums = [[0f32; 16]; ROWS];
+        for (row, out) in acc.iter().zip(sums.iter_mut()) {
             for (q, &v) in row.iter().enumerate() {
-                finish_store(job, v, dst.add(4 * q), 4 * q);
+                vst1q_f32(out.as_mut_ptr().add(4 * q), v);
+            }
+        }
+        for (r, row) in sums.iter().enumerate() {
+            let dst = job.dst.add(r * job.dst_ld);
+            for q in 0..4 {
+                finish_store(job, vld1q_f32(row.as_ptr().add(4 * q)), dst.add(4 * q), 4 * q);
             }
         }
     }

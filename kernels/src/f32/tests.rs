@@ -286,23 +286,49 @@ proptest! {
     }
 }
 
-/// Measures the single-core FMA peak and the GFLOPS of the best kernel on benchmark shapes.
-/// Run: `cargo test -p octet-kernels --release --lib f32::tests::gflops -- --ignored --nocapture`.
+/// CPU time used so far by all threads of this process (Linux: the per-thread run times in
+/// `/proc/self/task/*/schedstat`, in ns), or `None` elsewhere. On a shared machine, FLOPs per
+/// CPU-second measure the kernel, where wall time also measures the neighbours.
+fn process_cpu_seconds() -> Option<f64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total as f64 * 1e-9)
+}
+
+/// Wall seconds and CPU seconds of `f`.
+fn timed(f: impl FnOnce()) -> (f64, f64) {
+    let (t, c) = (std::time::Instant::now(), process_cpu_seconds());
+    f();
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = match (c, process_cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    (wall, cpu)
+}
+
+/// Measures the single-core FMA peak and the GFLOPS of the best kernel on benchmark shapes,
+/// per wall second and per CPU second (see [`process_cpu_seconds`]).
+/// Run: `cargo test -p octet-kernels --release --lib f32::tests::gflops -- --ignored --nocapture`
+/// (`OCTET_F32_SHAPES="m,n,k;m,n,k"` for other shapes, `OCTET_KERNEL` for another kernel).
 #[test]
 #[ignore]
 fn gflops() {
-    let kernel = for_isa(Isa::best());
+    let kernel = crate::kernels().f32;
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx512.is_supported() {
+        let mut flops = 0.0;
         // SAFETY: AVX-512F detected just now.
-        let peak = unsafe { fma_peak_avx512() };
-        println!("single-core AVX-512 FMA peak: {peak:.1} GFLOPS");
+        let (wall, cpu) = timed(|| flops = unsafe { fma_peak_avx512() });
+        println!("single-core AVX-512 FMA peak: {:.1} GFLOPS wall, {:.1} per CPU second", flops / wall / 1e9, flops / cpu / 1e9);
     }
     let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
     let pools = [(1, pool(1)), (2, pool(2))];
     let mut shapes = vec![(128, 1536, 384), (4096, 1536, 384), (128, 384, 1536), (4096, 384, 1536)];
     if let Ok(extra) = std::env::var("OCTET_F32_SHAPES") {
-        // "m,n,k;m,n,k"
         shapes = extra
             .split(';')
             .map(|s| {
@@ -319,21 +345,27 @@ fn gflops() {
             let mut out = case.out0.clone();
             let b = case.packed.as_packed();
             let flops = 2.0 * (m * n * k) as f64;
-            let reps = ((4e10 / flops) as usize).clamp(3, 2000);
+            let reps = ((2e10 / flops) as usize).clamp(3, 2000);
             pool.install(|| {
                 matmul(kernel, &case.a, case.lda, m, &b, &e, &mut out, case.ldo).unwrap();
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    matmul(kernel, &case.a, case.lda, m, &b, &e, &mut out, case.ldo).unwrap();
-                }
-                let secs = t.elapsed().as_secs_f64() / reps as f64;
-                println!("{} m={m} n={n} k={k} threads={threads}: {:.1} GFLOPS", kernel.name, flops / secs / 1e9);
+                let (wall, cpu) = timed(|| {
+                    for _ in 0..reps {
+                        matmul(kernel, &case.a, case.lda, m, &b, &e, &mut out, case.ldo).unwrap();
+                    }
+                });
+                let total = flops * reps as f64;
+                println!(
+                    "{} m={m} n={n} k={k} threads={threads}: {:.1} GFLOPS wall, {:.1} per CPU second",
+                    kernel.name,
+                    total / wall / 1e9,
+                    total / cpu / 1e9
+                );
             });
         }
     }
 }
 
-/// GFLOPS of a loop of 12 independent `vfmadd231ps zmm` chains (inline assembly, so the
+/// FLOPs of a loop of 12 independent `vfmadd231ps zmm` chains (inline assembly, so the
 /// compiler cannot reshape it).
 ///
 /// # Safety
@@ -341,8 +373,8 @@ fn gflops() {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn fma_peak_avx512() -> f64 {
+    // Returns the FLOPs done; the caller times it.
     let iters = 100_000_000u64;
-    let t = std::time::Instant::now();
     // SAFETY: register-only instructions the caller's CPU supports; all touched registers are
     // declared clobbered.
     unsafe {
@@ -371,6 +403,44 @@ unsafe fn fma_peak_avx512() -> f64 {
             options(nostack, nomem),
         );
     }
-    let secs = t.elapsed().as_secs_f64();
-    (iters * 12 * 32) as f64 / secs / 1e9
+    (iters * 12 * 32) as f64
+}
+
+/// GFLOPS of the main register tile alone, with A and B in L1 (an upper bound for the
+/// blocked loop nest). Run like [`gflops`] with `tile_gflops`.
+#[test]
+#[ignore]
+fn tile_gflops() {
+    use super::driver::TileJob;
+    for isa in Isa::supported() {
+        let kernel = for_isa(isa);
+        let g = kernel.geometry;
+        let (mr, panels) = (g.mr, g.panels);
+        let kc = 128;
+        let a = values(mr * kc + 16, 1);
+        let b = values(panels * 16 * kc, 2);
+        let mut dst = vec![0f32; mr * panels * 16];
+        let job = TileJob {
+            kc,
+            a: a.as_ptr(),
+            b: b.as_ptr(),
+            b_panel_stride: 16 * kc,
+            init: std::ptr::null(),
+            init_ld: 0,
+            dst: dst.as_mut_ptr(),
+            dst_ld: panels * 16,
+            finish: None,
+        };
+        let tile = g.tiles[g.row_variants.len() - 1][panels - 1];
+        let reps = 200_000;
+        let (wall, cpu) = timed(|| {
+            for _ in 0..reps {
+                // SAFETY: the kernel came from `for_isa` for a supported level; the buffers hold
+                // the tile's A (plus slack), B and output.
+                unsafe { tile(std::hint::black_box(&job)) };
+            }
+        });
+        let flops = (2 * mr * panels * 16 * kc * reps) as f64;
+        println!("{} tile {mr}x{}: {:.1} GFLOPS wall, {:.1} per CPU second", kernel.name, panels * 16, flops / wall / 1e9, flops / cpu / 1e9);
+    }
 }
