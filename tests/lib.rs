@@ -1,1 +1,160 @@
-//! Shared helpers for the integration tests in this folder.
+//! Shared helpers for the integration tests: fetching the real models with the project's own
+//! scripts (so a fresh machine needs nothing prepared, and no test can skip for lack of a
+//! model), converting them once per test process, reading the committed reference fixtures,
+//! and the similarity statistics the tests report.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Runs a fetch script from `scripts/` and returns the folder it prints last.
+/// Panics with the script's output if it fails: a missing model is a failure, never a skip.
+pub fn fetch(script: &str) -> PathBuf {
+    let output = Command::new("bash")
+        .arg(repo_root().join("scripts").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    PathBuf::from(stdout.lines().last().expect("the fetch script prints its folder").trim())
+}
+
+/// The all-MiniLM-L6-v2 sentence-transformers folder, fetched on first use.
+pub fn minilm_source() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| fetch("fetch-minilm.sh"))
+}
+
+/// The gensim evaluation data folder, fetched on first use.
+pub fn gensim_data() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| fetch("fetch-gensim-data.sh"))
+}
+
+/// A scratch folder for converted models, unique to this test process.
+pub fn scratch_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("octet-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        dir
+    })
+}
+
+/// Converts `source` with `recipe` into the scratch folder (once per process and name).
+pub fn convert(source: &Path, name: &str, recipe: &str) -> PathBuf {
+    let out = scratch_dir().join(format!("{name}-{recipe}.octet"));
+    if !out.exists() {
+        let recipe = octet_tools::convert::recipe::Recipe::parse(recipe, vec![], None).expect("known recipe");
+        octet_tools::convert::convert(source, &out, &recipe, false).unwrap_or_else(|e| panic!("convert {name} {}: {e:#}", recipe.name));
+    }
+    out
+}
+
+/// One text of a reference fixture.
+#[derive(Debug, Deserialize)]
+pub struct FixtureText {
+    pub id: String,
+    pub category: String,
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub truncated: bool,
+    pub embedding: Vec<f32>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
+/// A reference-embedding fixture file (`tests/fixtures/*/reference.json`).
+#[derive(Debug, Deserialize)]
+pub struct Fixture {
+    pub texts: Vec<FixtureText>,
+}
+
+/// Loads `tests/fixtures/<name>/reference.json`.
+pub fn load_fixture(name: &str) -> Fixture {
+    let path = repo_root().join("tests/fixtures").join(name).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad fixture {}: {e}", path.display()))
+}
+
+/// Cosine similarity in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vector lengths differ");
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return if aa == bb { 1.0 } else { 0.0 };
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+/// Largest absolute element difference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Pearson correlation.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    sxy / (sxx.sqrt() * syy.sqrt())
+}
+
+/// Ranks with ties given their average rank (as scipy's `rankdata`).
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman rank correlation.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.9994).abs() < 1e-3);
+        assert_eq!(ranks(&[10.0, 20.0, 10.0]), vec![1.5, 3.0, 1.5]);
+        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]) - 0.8).abs() < 1e-12);
+        assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,196 @@
+//! BERT-family encoders (BERT, MiniLM, bge, e5, gte...): Devlin et al. 2018,
+//! <https://arxiv.org/abs/1810.04805>.
+//!
+//! word + position + token-type embeddings -> LayerNorm, then per layer (post-LayerNorm):
+//! x = LN(x + Wo·attention(Wqkv·x)); x = LN(x + W2·GELU(W1·x)). Q, K and V are one fused
+//! [3h, h] projection (the converter concatenates them). Token-type ids are all 0, as
+//! sentence-transformers uses them for single texts.
+//!
+//! Tensor names (written by `octet convert`):
+//! `embeddings.{word,position,token_type}`, `embeddings.norm.{weight,bias}`,
+//! `layers.{i}.attention.{qkv,output}.{weight,bias}`, `layers.{i}.attention.norm.{weight,bias}`,
+//! `layers.{i}.ffn.{up,down}.{weight,bias}`, `layers.{i}.ffn.norm.{weight,bias}`.
+
+use super::{parse_config, Encoder, PackedBatch};
+use crate::attention::{attention, AttentionShape};
+use crate::error::{Error, Result};
+use crate::format::ModelFile;
+use crate::weights::{Embedding, Linear};
+use octet_kernels::activation::GeluForm;
+use octet_kernels::{kernels, vector, Activation};
+use serde::Deserialize;
+
+const ARCH: &str = "bert";
+
+/// The fields of a Hugging Face BERT `config.json` that the encoder uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BertConfig {
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f32,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f32 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+impl BertConfig {
+    /// The FFN activation that `hidden_act` names.
+    pub fn activation(&self) -> Result<Activation> {
+        match self.hidden_act.as_str() {
+            "gelu" => Ok(Activation::Gelu(GeluForm::Erf)),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::Gelu(GeluForm::Tanh)),
+            "relu" => Ok(Activation::Relu),
+            other => Err(Error::model(ARCH, format!("unsupported hidden_act '{other}' (gelu, gelu_new, gelu_pytorch_tanh, relu)"))),
+        }
+    }
+
+    /// Checks the sizes fit together.
+    fn validate(&self) -> Result<()> {
+        let h = self.hidden_size;
+        if h == 0 || self.num_attention_heads == 0 || h % self.num_attention_heads != 0 {
+            return Err(Error::model(ARCH, format!("hidden_size {h} is not a positive multiple of num_attention_heads {}", self.num_attention_heads)));
+        }
+        if self.intermediate_size == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
+            return Err(Error::model(ARCH, "a size in the config is zero"));
+        }
+        Ok(())
+    }
+}
+
+/// A LayerNorm's weight and bias.
+struct LayerNorm<'m> {
+    weight: &'m [f32],
+    bias: &'m [f32],
+}
+
+impl<'m> LayerNorm<'m> {
+    fn load(file: &'m ModelFile, name: &str, h: usize) -> Result<LayerNorm<'m>> {
+        Ok(LayerNorm { weight: file.f32(&format!("{name}.weight"), &[h])?, bias: file.f32(&format!("{name}.bias"), &[h])? })
+    }
+
+    fn apply(&self, x: &mut [f32], eps: f32) -> Result<()> {
+        vector::layer_norm(kernels().vector, x, self.weight.len(), self.weight, self.bias, eps)?;
+        Ok(())
+    }
+}
+
+struct Layer<'m> {
+    qkv: Linear<'m>,
+    output: Linear<'m>,
+    attention_norm: LayerNorm<'m>,
+    up: Linear<'m>,
+    down: Linear<'m>,
+    ffn_norm: LayerNorm<'m>,
+}
+
+/// A bound BERT encoder.
+pub struct Bert<'m> {
+    config: BertConfig,
+    activation: Activation,
+    word: Embedding<'m>,
+    position: Embedding<'m>,
+    token_type: Embedding<'m>,
+    embeddings_norm: LayerNorm<'m>,
+    layers: Vec<Layer<'m>>,
+}
+
+impl<'m> Bert<'m> {
+    /// Binds and validates every tensor of a BERT model.
+    pub fn bind(file: &'m ModelFile) -> Result<Bert<'m>> {
+        let config: BertConfig = parse_config(file, ARCH)?;
+        config.validate()?;
+        let (h, inter) = (config.hidden_size, config.intermediate_size);
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let p = format!("layers.{i}");
+                Ok(Layer {
+                    qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), 3 * h, h, true)?,
+                    output: Linear::load(file, ARCH, &format!("{p}.attention.output"), h, h, true)?,
+                    attention_norm: LayerNorm::load(file, &format!("{p}.attention.norm"), h)?,
+                    up: Linear::load(file, ARCH, &format!("{p}.ffn.up"), inter, h, true)?,
+                    down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), h, inter, true)?,
+                    ffn_norm: LayerNorm::load(file, &format!("{p}.ffn.norm"), h)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bert {
+            activation: config.activation()?,
+            word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, h)?,
+            position: Embedding::load(file, ARCH, "embeddings.position", config.max_position_embeddings, h)?,
+            token_type: Embedding::load(file, ARCH, "embeddings.token_type", config.type_vocab_size, h)?,
+            embeddings_norm: LayerNorm::load(file, "embeddings.norm", h)?,
+            layers,
+            config,
+        })
+    }
+
+    /// The longest sequence the position table allows.
+    pub fn max_positions(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    fn embed(&self, batch: &PackedBatch, x: &mut [f32]) -> Result<()> {
+        self.word.gather(&batch.ids, 1.0, x, false)?;
+        let positions: Vec<u32> = batch.spans.iter().flat_map(|s| 0..s.len as u32).collect();
+        self.position.gather(&positions, 1.0, x, true)?;
+        let types = vec![0u32; batch.tokens()];
+        self.token_type.gather(&types, 1.0, x, true)?;
+        self.embeddings_norm.apply(x, self.config.layer_norm_eps)
+    }
+}
+
+impl Encoder for Bert<'_> {
+    fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (t, h) = (batch.tokens(), c.hidden_size);
+        if let Some(s) = batch.spans.iter().find(|s| s.len > c.max_position_embeddings) {
+            return Err(Error::Option(format!("a sequence of {} tokens exceeds the {} positions of this model", s.len, c.max_position_embeddings)));
+        }
+        let shape = AttentionShape {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_attention_heads,
+            head_dim: h / c.num_attention_heads,
+            scale: 1.0 / ((h / c.num_attention_heads) as f32).sqrt(),
+            window: None,
+        };
+        let mut x = vec![0f32; t * h];
+        self.embed(batch, &mut x)?;
+        let mut qkv = vec![0f32; t * 3 * h];
+        let mut context = vec![0f32; t * h];
+        let mut inner = vec![0f32; t * c.intermediate_size];
+        for layer in &self.layers {
+            layer.qkv.forward(&x, t, &mut qkv, Activation::None, false)?;
+            attention(&qkv, &batch.spans, &shape, None, &mut context)?;
+            layer.output.forward(&context, t, &mut x, Activation::None, true)?;
+            layer.attention_norm.apply(&mut x, c.layer_norm_eps)?;
+            layer.up.forward(&x, t, &mut inner, self.activation, false)?;
+            layer.down.forward(&inner, t, &mut x, Activation::None, true)?;
+            layer.ffn_norm.apply(&mut x, c.layer_norm_eps)?;
+        }
+        Ok(x)
+    }
+}

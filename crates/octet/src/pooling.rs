@@ -1,0 +1,102 @@
+//! From token states to one vector per text: pooling over each sequence, the optional dense
+//! projections that follow it (sentence-transformers `Dense` modules), Matryoshka truncation
+//! and L2 normalization.
+
+use crate::attention::Span;
+use crate::error::{Error, Result};
+use crate::format::{ModelFile, PoolingMode};
+use crate::weights::Linear;
+use octet_kernels::{activation, kernels, vector, Activation};
+
+/// Pools the token states `states` [tokens, dim] of each span into `out` [spans, dim].
+pub fn pool(mode: PoolingMode, states: &[f32], dim: usize, spans: &[Span]) -> Vec<f32> {
+    let mut out = vec![0f32; spans.len() * dim];
+    for (span, row) in spans.iter().zip(out.chunks_exact_mut(dim)) {
+        let tokens = states[span.start * dim..(span.start + span.len) * dim].chunks_exact(dim);
+        match mode {
+            PoolingMode::Cls => row.copy_from_slice(&states[span.start * dim..(span.start + 1) * dim]),
+            PoolingMode::LastToken => row.copy_from_slice(&states[(span.start + span.len - 1) * dim..(span.start + span.len) * dim]),
+            PoolingMode::Mean => {
+                for token in tokens {
+                    row.iter_mut().zip(token).for_each(|(r, t)| *r += t);
+                }
+                let inv = 1.0 / span.len.max(1) as f32;
+                row.iter_mut().for_each(|r| *r *= inv);
+            }
+            PoolingMode::Max => {
+                row.fill(f32::NEG_INFINITY);
+                for token in tokens {
+                    row.iter_mut().zip(token).for_each(|(r, t)| *r = r.max(*t));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The nonlinearity after a dense projection, as sentence-transformers names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseActivation {
+    Identity,
+    Tanh,
+}
+
+impl DenseActivation {
+    /// Parses `torch.nn.modules.linear.Identity`, `torch.nn.modules.activation.Tanh`, `identity`, `tanh`.
+    pub fn parse(name: &str) -> Result<DenseActivation> {
+        let last = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+        match last.as_str() {
+            "identity" | "" => Ok(DenseActivation::Identity),
+            "tanh" => Ok(DenseActivation::Tanh),
+            _ => Err(Error::model("dense", format!("unsupported dense activation '{name}' (identity, tanh)"))),
+        }
+    }
+}
+
+/// One post-pooling projection.
+pub struct Dense<'m> {
+    linear: Linear<'m>,
+    activation: DenseActivation,
+}
+
+impl<'m> Dense<'m> {
+    /// Binds every dense layer the metadata lists.
+    pub fn bind_all(file: &'m ModelFile) -> Result<Vec<Dense<'m>>> {
+        file.meta()
+            .dense
+            .iter()
+            .map(|d| {
+                Ok(Dense {
+                    linear: Linear::load_named(file, "dense", &d.weight, d.bias.as_deref(), d.out_features, d.in_features)?,
+                    activation: DenseActivation::parse(&d.activation)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        self.linear.n
+    }
+
+    /// Applies the projection to `rows` vectors.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; rows * self.linear.n];
+        self.linear.forward(x, rows, &mut out, Activation::None, false)?;
+        if self.activation == DenseActivation::Tanh {
+            out.iter_mut().for_each(|v| *v = activation::tanh(*v));
+        }
+        Ok(out)
+    }
+}
+
+/// Truncates a vector to `dims` (Matryoshka) and, if asked, L2-normalizes it.
+pub fn finish(mut v: Vec<f32>, dims: Option<usize>, normalize: bool) -> Vec<f32> {
+    if let Some(d) = dims {
+        v.truncate(d);
+    }
+    if normalize {
+        vector::l2_normalize(kernels().vector, &mut v);
+    }
+    v
+}

@@ -1,0 +1,67 @@
+//! Text to token ids, with the Hugging Face `tokenizers` crate on the `tokenizer.json` bytes
+//! stored in the model file, and the model's window enforced by a [`Truncation`] policy.
+
+use crate::error::{Error, Result};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// What to do with a text longer than the model's window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Truncation {
+    /// Keep the first tokens that fit (special tokens are kept), as sentence-transformers does.
+    #[default]
+    Truncate,
+    /// Fail with [`Error::TextTooLong`].
+    Error,
+}
+
+/// One tokenized text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    /// Token ids, special tokens included, at most the window long.
+    pub ids: Vec<u32>,
+    /// Whether tokens were dropped to fit the window.
+    pub truncated: bool,
+}
+
+/// The model's tokenizer with the window applied.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    window: usize,
+}
+
+impl TextTokenizer {
+    /// Loads a tokenizer from `tokenizer.json` bytes; texts are cut to `window` tokens.
+    pub fn from_json(bytes: &[u8], window: usize) -> Result<TextTokenizer> {
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("cannot load tokenizer.json: {e}")))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: window,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Tokenizer(format!("cannot set the window of {window} tokens: {e}")))?;
+        Ok(TextTokenizer { inner, window })
+    }
+
+    /// The window in tokens, special tokens included.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Tokenizes one text; `index` only labels the error.
+    pub fn encode(&self, index: usize, text: &str, policy: Truncation) -> Result<Tokens> {
+        let encoding = self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+        let truncated = !encoding.get_overflowing().is_empty();
+        if truncated && policy == Truncation::Error {
+            return Err(Error::TextTooLong { index, max: self.window });
+        }
+        Ok(Tokens { ids: encoding.get_ids().to_vec(), truncated })
+    }
+}

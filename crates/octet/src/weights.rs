@@ -1,0 +1,129 @@
+//! Typed, validated views of the weights in a [`ModelFile`]: linear layers (int8 or f32
+//! packed panels), embedding tables (int8 with scales, f16 or f32) and norm vectors.
+//!
+//! Each `load` checks the dtype and the exact shape the architecture expects, so a file that
+//! does not fit its architecture gets [`Error::Model`] naming the tensor, never a panic later.
+//! All views borrow from the memory map: no copy, no repacking.
+
+use crate::error::{Error, Result};
+use crate::format::{Dtype, ModelFile, QuantParam};
+use octet_kernels::gather::{self, PerRowOrTensor, Table};
+use octet_kernels::{f32 as kf32, int8, kernels, Activation, Epilogue};
+
+/// The weights of a linear layer in one of the two packed layouts of octet-kernels.
+#[derive(Clone, Copy)]
+enum LinearWeight<'m> {
+    F32(kf32::PackedF32<'m>),
+    I8(int8::PackedI8<'m>),
+}
+
+/// y = x W^T + b for a weight W of shape [n, k].
+#[derive(Clone, Copy)]
+pub struct Linear<'m> {
+    weight: LinearWeight<'m>,
+    bias: Option<&'m [f32]>,
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+}
+
+impl<'m> Linear<'m> {
+    /// Loads `{name}.weight` ([n, k], int8 or f32 packed) and, if `bias`, `{name}.bias` ([n]).
+    pub fn load(file: &'m ModelFile, arch: &str, name: &str, n: usize, k: usize, bias: bool) -> Result<Linear<'m>> {
+        let bias_name = format!("{name}.bias");
+        Linear::load_named(file, arch, &format!("{name}.weight"), bias.then_some(bias_name.as_str()), n, k)
+    }
+
+    /// Loads the weight `weight_name` ([n, k]) and the bias `bias_name` ([n]), if any.
+    pub fn load_named(file: &'m ModelFile, arch: &str, weight_name: &str, bias_name: Option<&str>, n: usize, k: usize) -> Result<Linear<'m>> {
+        let view = file.tensor(weight_name)?;
+        let weight = match view.dtype {
+            Dtype::I8Packed => {
+                let (_, data, scales, sums) = file.packed_i8_parts(weight_name, n, k)?;
+                let layout = int8::PackedI8Layout::new(n, k, view.k_group())?;
+                LinearWeight::I8(int8::PackedI8::from_parts(layout, data, scales, sums)?)
+            }
+            Dtype::F32Packed => {
+                let data = file.packed_f32_parts(weight_name, n, k)?;
+                LinearWeight::F32(kf32::PackedF32::from_parts(kf32::PackedF32Layout::new(n, k), data)?)
+            }
+            other => {
+                return Err(Error::model(arch, format!("{weight_name} has dtype {other}; a linear weight must be i8_packed or f32_packed")))
+            }
+        };
+        let bias = match bias_name {
+            Some(b) => Some(file.f32(b, &[n])?),
+            None => None,
+        };
+        Ok(Linear { weight, bias, n, k })
+    }
+
+    /// Whether the weight is int8.
+    pub fn is_int8(&self) -> bool {
+        matches!(self.weight, LinearWeight::I8(_))
+    }
+
+    /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused
+    /// residual add). Uses rayon's current pool.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], activation: Activation, accumulate: bool) -> Result<()> {
+        let epilogue = Epilogue { bias: self.bias, activation, accumulate };
+        let k = kernels();
+        match &self.weight {
+            LinearWeight::I8(w) => int8::matmul(k.int8, x, self.k, m, w, &epilogue, out, self.n)?,
+            LinearWeight::F32(w) => kf32::matmul(k.f32, x, self.k, m, w, &epilogue, out, self.n)?,
+        }
+        Ok(())
+    }
+}
+
+/// A token-embedding (or position / type) table of shape [rows, dim].
+pub struct Embedding<'m> {
+    table: Table<'m>,
+    /// Rows in the table.
+    pub rows: usize,
+    /// Width of each row.
+    pub dim: usize,
+}
+
+impl<'m> Embedding<'m> {
+    /// Loads `name` as an f32, f16 or int8 (with scale and zero point) table of [rows, dim].
+    pub fn load(file: &'m ModelFile, arch: &str, name: &str, rows: usize, dim: usize) -> Result<Embedding<'m>> {
+        let view = file.tensor(name)?;
+        let table = match view.dtype {
+            Dtype::F32 => Table::F32(file.f32(name, &[rows, dim])?),
+            Dtype::F16 => Table::F16(file.f16(name, &[rows, dim])?),
+            Dtype::I8 => {
+                let tensor = file.i8(name, &[rows, dim])?;
+                let quant = tensor.quant.ok_or_else(|| Error::model(arch, format!("int8 table {name} has no scale and zero point")))?;
+                if matches!(quant.scale, QuantParam::PerChannel(_)) || matches!(quant.zero_point, QuantParam::PerChannel(_)) {
+                    if quant.axis != Some(0) {
+                        return Err(Error::model(arch, format!("int8 table {name} must be quantized per row (axis 0) or per tensor")));
+                    }
+                }
+                let scale = match quant.scale {
+                    QuantParam::PerTensor(s) => PerRowOrTensor::Tensor(s),
+                    QuantParam::PerChannel(s) => PerRowOrTensor::Row(s),
+                };
+                let zero_point = match quant.zero_point {
+                    QuantParam::PerTensor(z) => PerRowOrTensor::Tensor(z),
+                    QuantParam::PerChannel(z) => PerRowOrTensor::Row(z),
+                };
+                Table::I8 { data: tensor.data, scale, zero_point }
+            }
+            other => return Err(Error::model(arch, format!("{name} has dtype {other}; an embedding table must be f32, f16 or i8"))),
+        };
+        Ok(Embedding { table, rows, dim })
+    }
+
+    /// Writes `multiplier x row(ids[i])` into row i of `out` (`add`: adds instead).
+    pub fn gather(&self, ids: &[u32], multiplier: f32, out: &mut [f32], add: bool) -> Result<()> {
+        let k = kernels().gather;
+        if add {
+            gather::gather_add(k, &self.table, self.rows, self.dim, ids, multiplier, out)?;
+        } else {
+            gather::gather(k, &self.table, self.rows, self.dim, ids, multiplier, out)?;
+        }
+        Ok(())
+    }
+}

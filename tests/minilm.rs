@@ -1,0 +1,153 @@
+//! all-MiniLM-L6-v2, the real model, against sentence-transformers: f32 must match the
+//! committed reference embeddings, int8 must stay close to f32, the int8 file must be small,
+//! and the embedder must be deterministic across batches, threads and concurrent callers.
+//! The model is fetched by `scripts/fetch-minilm.sh` if it is not cached: never skipped.
+
+use octet::{EmbedOptions, Embedder, Truncation};
+use octet_tests::*;
+use std::sync::OnceLock;
+
+fn embedder(recipe: &str) -> &'static Embedder {
+    static F32: OnceLock<Embedder> = OnceLock::new();
+    static INT8: OnceLock<Embedder> = OnceLock::new();
+    static INT8_EMB: OnceLock<Embedder> = OnceLock::new();
+    let cell = match recipe {
+        "f32" => &F32,
+        "int8" => &INT8,
+        _ => &INT8_EMB,
+    };
+    cell.get_or_init(|| Embedder::open(convert(minilm_source(), "minilm", recipe)).expect("open converted MiniLM"))
+}
+
+fn texts() -> Vec<String> {
+    load_fixture("minilm").texts.into_iter().map(|t| t.text).collect()
+}
+
+#[test]
+fn tokenizer_matches_sentence_transformers_ids() {
+    let fixture = load_fixture("minilm");
+    let e = embedder("f32");
+    let tokenizer = octet::tokenize::TextTokenizer::from_json(e.file().blob(&e.file().meta().tokenizer).unwrap(), e.window()).unwrap();
+    for (i, t) in fixture.texts.iter().enumerate() {
+        let tokens = tokenizer.encode(i, &t.text, Truncation::Truncate).unwrap();
+        assert_eq!(tokens.ids, t.token_ids, "token ids of {} ({:?})", t.id, t.text);
+        assert_eq!(tokens.truncated, t.truncated, "truncation flag of {}", t.id);
+    }
+}
+
+#[test]
+fn f32_matches_sentence_transformers() {
+    let fixture = load_fixture("minilm");
+    assert!(fixture.texts.len() >= 64);
+    let got = embedder("f32").embed(&texts()).unwrap();
+    let mut worst_cos = 1f64;
+    let mut worst_diff = 0f32;
+    for (t, v) in fixture.texts.iter().zip(&got) {
+        let (c, d) = (cosine(v, &t.embedding), max_abs_diff(v, &t.embedding));
+        assert!(c >= 0.99999, "{} ({}): cosine {c}", t.id, t.category);
+        assert!(d <= 1e-4, "{} ({}): max abs diff {d}", t.id, t.category);
+        worst_cos = worst_cos.min(c);
+        worst_diff = worst_diff.max(d);
+    }
+    eprintln!("MiniLM f32 vs sentence-transformers over {} texts: min cosine {worst_cos:.7}, max abs diff {worst_diff:.2e}", got.len());
+}
+
+#[test]
+fn int8_stays_close_to_f32() {
+    let texts = texts();
+    let reference = embedder("f32").embed(&texts).unwrap();
+    for recipe in ["int8", "int8-embeddings"] {
+        let got = embedder(recipe).embed(&texts).unwrap();
+        let cos: Vec<f64> = got.iter().zip(&reference).map(|(a, b)| cosine(a, b)).collect();
+        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+        let min = cos.iter().cloned().fold(1.0, f64::min);
+        eprintln!("MiniLM {recipe} vs f32 over {} texts: mean cosine {mean:.5}, min {min:.5}", cos.len());
+        assert!(mean >= 0.995, "{recipe}: mean cosine {mean}");
+        assert!(min >= 0.98, "{recipe}: min cosine {min}");
+        if recipe == "int8-embeddings" {
+            assert!(mean >= 0.9999, "int8-embeddings: mean cosine {mean}");
+        }
+    }
+}
+
+#[test]
+fn int8_file_is_at_most_a_quarter_of_the_f32_safetensors() {
+    let safetensors = std::fs::metadata(minilm_source().join("model.safetensors")).unwrap().len();
+    let int8 = std::fs::metadata(convert(minilm_source(), "minilm", "int8")).unwrap().len();
+    let f32 = std::fs::metadata(convert(minilm_source(), "minilm", "f32")).unwrap().len();
+    let emb = std::fs::metadata(convert(minilm_source(), "minilm", "int8-embeddings")).unwrap().len();
+    eprintln!(
+        "MiniLM sizes: safetensors {safetensors} B, octet f32 {f32} B, int8-embeddings {emb} B, int8 {int8} B ({:.1}% of safetensors)",
+        100.0 * int8 as f64 / safetensors as f64
+    );
+    assert!(int8 * 4 <= safetensors, "int8 file {int8} B is over 25% of {safetensors} B");
+}
+
+#[test]
+fn vectors_do_not_depend_on_batching_or_threads() {
+    let texts = texts();
+    let path = convert(minilm_source(), "minilm", "int8");
+    let one_thread = Embedder::open_with_threads(&path, 1).unwrap();
+    let two_threads = Embedder::open_with_threads(&path, 2).unwrap();
+    let alone: Vec<Vec<f32>> = texts.iter().map(|t| one_thread.embed(&[t]).unwrap().remove(0)).collect();
+    for (batch_size, e) in [(1, &two_threads), (7, &one_thread), (32, &two_threads), (1000, &two_threads)] {
+        let options = EmbedOptions { batch_size, ..EmbedOptions::default() };
+        let batched = e.embed_with(&texts, &options).unwrap();
+        for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+            let c = cosine(a, b);
+            assert!(c >= 0.999999, "text {i}, batch size {batch_size}, {} threads: cosine {c}", e.threads());
+        }
+    }
+}
+
+#[test]
+fn concurrent_callers_get_the_sequential_results() {
+    let texts = texts();
+    let e = embedder("int8");
+    let sequential = e.embed(&texts).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|k| {
+            let texts = &texts;
+            s.spawn(move || {
+                let mine: Vec<&String> = texts.iter().skip(k).step_by(4).collect();
+                (k, e.embed(&mine).unwrap())
+            })
+        }).collect();
+        for h in handles {
+            let (k, got) = h.join().unwrap();
+            for (j, v) in got.iter().enumerate() {
+                let c = cosine(v, &sequential[k + 4 * j]);
+                assert!(c >= 0.999999, "thread {k} text {}: cosine {c}", k + 4 * j);
+            }
+        }
+    });
+}
+
+#[test]
+fn window_policy_empty_and_whitespace_texts() {
+    let e = embedder("int8");
+    let long = "word ".repeat(600);
+    let strict = EmbedOptions { truncation: Truncation::Error, ..EmbedOptions::default() };
+    match e.embed_with(&["short", long.as_str()], &strict) {
+        Err(octet::Error::TextTooLong { index: 1, max: 256 }) => {}
+        other => panic!("expected TextTooLong for text 1, got {other:?}"),
+    }
+    let out = e.embed_detailed(&[long.as_str(), "", "   ", "\t\n"], &EmbedOptions::default()).unwrap();
+    assert_eq!(out.truncated, 1);
+    assert!(out.vectors.iter().all(|v| v.len() == 384 && v.iter().all(|x| x.is_finite())));
+    assert!(cosine(&out.vectors[1], &out.vectors[2]) > 0.999999, "empty and whitespace-only both tokenize to [CLS] [SEP]");
+    assert!(e.embed(&Vec::<String>::new()).unwrap().is_empty());
+}
+
+#[test]
+fn options_are_checked() {
+    let e = embedder("int8");
+    let bad_dims = EmbedOptions { dims: Some(385), ..EmbedOptions::default() };
+    assert!(matches!(e.embed_with(&["x"], &bad_dims), Err(octet::Error::Option(_))));
+    let bad_prompt = EmbedOptions { prompt: Some("query".into()), ..EmbedOptions::default() };
+    assert!(matches!(e.embed_with(&["x"], &bad_prompt), Err(octet::Error::Option(_))));
+    let dims = EmbedOptions { dims: Some(128), ..EmbedOptions::default() };
+    let v = e.embed_with(&["a cat"], &dims).unwrap().remove(0);
+    assert_eq!(v.len(), 128);
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+}

@@ -1,0 +1,51 @@
+//! `octet convert`: see [`crate::convert`].
+
+use octet_tools::convert::{self, recipe::Recipe};
+use anyhow::Result;
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Convert a sentence-transformers / Hugging Face model folder into a .octet file.
+///
+/// The folder needs config.json, model.safetensors and tokenizer.json; modules.json,
+/// 1_Pooling/config.json, Dense modules and config_sentence_transformers.json (prompts) are
+/// read when present.
+///
+/// Example:
+///   octet convert ~/.cache/octet/sources/all-MiniLM-L6-v2 -o minilm-int8.octet --quant int8
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct ConvertArgs {
+    /// The model folder.
+    input: PathBuf,
+    /// Where to write the .octet file (written to a temporary file, then renamed).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Quantization recipe: f32 (no quantization), int8-embeddings (only the token-embedding
+    /// table in int8), int8 (table and every linear layer in int8).
+    #[arg(long, default_value = "int8")]
+    quant: String,
+    /// Keep tensors matching this pattern in f32 (repeatable; `*` is a wildcard),
+    /// e.g. --keep 'layers.0.*' --keep 'dense.*'.
+    #[arg(long)]
+    keep: Vec<String>,
+    /// Hide the progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(args: ConvertArgs) -> Result<()> {
+    let recipe = Recipe::parse(&args.quant, args.keep, None).map_err(|e| octet_tools::exit::CliError::usage(e.to_string()))?;
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let report = convert::convert(&args.input, &args.output, &recipe, progress)?;
+    eprintln!(
+        "wrote {} ({} model, {} tensors, recipe {}, {:.1} MB)",
+        args.output.display(),
+        report.architecture,
+        report.tensors,
+        recipe.name,
+        report.bytes as f64 / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `octet convert`: a sentence-transformers / Hugging Face folder to a `.octet` file.
+//!
+//! The source is read ([`source`]), mapped to octet's tensor names by its architecture
+//! ([`bert`]), each tensor is stored in the precision the [`recipe`] chooses ([`store`]),
+//! and the engine crate's writer writes the file (temporary file, then rename).
+
+pub mod bert;
+pub mod recipe;
+pub mod source;
+pub mod store;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use octet::format::{Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
+use recipe::Recipe;
+use source::{SourceFolder, SourcePooling};
+use std::path::Path;
+
+/// A tensor in octet's naming, before a precision is chosen for it.
+pub enum Logical {
+    /// y = x W^T + b with W [n, k].
+    Linear { weight: Vec<f32>, n: usize, k: usize, bias: Option<Vec<f32>> },
+    /// A token-embedding table [rows, dim].
+    Table { data: Vec<f32>, rows: usize, dim: usize },
+    /// Anything else (norm weights, position tables), always f32.
+    Vector { data: Vec<f32>, shape: Vec<usize> },
+}
+
+/// A named logical tensor.
+pub struct Planned {
+    pub name: String,
+    pub tensor: Logical,
+}
+
+impl Planned {
+    pub fn new(name: &str, tensor: Logical) -> Planned {
+        Planned { name: name.to_string(), tensor }
+    }
+}
+
+/// What `convert` did.
+pub struct ConvertReport {
+    pub bytes: u64,
+    pub tensors: usize,
+    pub architecture: String,
+}
+
+/// Converts the folder `input` into the `.octet` file `output` with `recipe`.
+pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool) -> Result<ConvertReport> {
+    let src = SourceFolder::open(input)?;
+    let (architecture, mut planned) = match src.model_type() {
+        "bert" => (Architecture::Bert, bert::plan(&src)?),
+        "" => bail!("config.json has no model_type; cannot tell the architecture"),
+        other => bail!("unknown architecture '{other}' in config.json; octet converts: bert"),
+    };
+    for (j, d) in src.dense.iter().enumerate() {
+        let file = source::SafetensorsFile::open(&d.folder.join("model.safetensors"))?;
+        let (weight, _) = file.f32("linear.weight", Some(&[d.out_features, d.in_features]))?;
+        let bias = if d.bias { Some(file.f32("linear.bias", Some(&[d.out_features]))?.0) } else { None };
+        planned.push(Planned::new(&format!("dense.{j}"), Logical::Linear { weight, n: d.out_features, k: d.in_features, bias }));
+    }
+    let max_seq_len = match src.max_seq_len {
+        Some(n) => n,
+        None => src.config_usize("max_position_embeddings").context("no max_seq_length in sentence_bert_config.json and no max_position_embeddings")?,
+    };
+    let meta = ModelMeta {
+        architecture,
+        config: src.config.clone(),
+        tokenizer: "tokenizer.json".to_string(),
+        pooling: Pooling {
+            mode: match src.pooling {
+                SourcePooling::Mean => PoolingMode::Mean,
+                SourcePooling::Cls => PoolingMode::Cls,
+                SourcePooling::Max => PoolingMode::Max,
+                SourcePooling::LastToken => PoolingMode::LastToken,
+            },
+            normalize: src.normalize,
+        },
+        max_seq_len,
+        prompts: src.prompts.clone(),
+        default_prompt: src.default_prompt.clone(),
+        matryoshka_dims: Vec::new(),
+        dense: src
+            .dense
+            .iter()
+            .enumerate()
+            .map(|(j, d)| DenseLayer {
+                in_features: d.in_features,
+                out_features: d.out_features,
+                activation: d.activation.clone(),
+                weight: format!("dense.{j}.weight"),
+                bias: d.bias.then(|| format!("dense.{j}.bias")),
+            })
+            .collect(),
+        quantization: Quantization {
+            recipe: recipe.name.clone(),
+            k_group: recipe.k_group,
+            notes: (!recipe.keep.is_empty()).then(|| format!("kept in f32: {}", recipe.keep.join(", "))),
+        },
+        provenance: Provenance {
+            converter: format!("octet {}", env!("CARGO_PKG_VERSION")),
+            sources: src.sources.iter().map(|(file, sha256)| SourceFile { file: file.clone(), sha256: sha256.clone() }).collect(),
+        },
+        extra: Default::default(),
+    };
+
+    let bar = if show_progress { ProgressBar::new(planned.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} tensors ({elapsed})").expect("valid template").progress_chars("=> "));
+    bar.set_message("quantizing");
+    let mut writer = ModelWriter::new(meta);
+    writer.add_blob("tokenizer.json", &src.tokenizer_json)?;
+    let count = planned.len();
+    for p in planned.drain(..) {
+        store::store(&mut writer, recipe, p)?;
+        bar.inc(1);
+    }
+    bar.set_message("writing");
+    let bytes = writer.write(output).with_context(|| format!("cannot write {}", output.display()))?;
+    bar.finish_and_clear();
+    Ok(ConvertReport { bytes, tensors: count, architecture: architecture.as_str().to_string() })
+}

@@ -1,0 +1,84 @@
+//! Stores one logical tensor in the precision its recipe chooses: f32 or int8 packed panels
+//! for linear weights (octet-kernels layouts), f32 or per-row int8 for embedding tables.
+
+use super::recipe::{Precision, Recipe};
+use super::{Logical, Planned};
+use anyhow::Result;
+use octet::format::{ModelWriter, QuantParam};
+use octet_kernels::{f32 as kf32, int8};
+
+/// Quantizes a [rows, dim] table per row, asymmetric: real = (q - zero_point) x scale, with
+/// q in [-128, 127]. Returns (q, scales, zero_points).
+pub fn quantize_table_per_row(data: &[f32], rows: usize, dim: usize) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+    let mut q = vec![0i8; rows * dim];
+    let mut scales = vec![0f32; rows];
+    let mut zero_points = vec![0i32; rows];
+    for r in 0..rows {
+        let row = &data[r * dim..(r + 1) * dim];
+        let lo = row.iter().cloned().fold(0f32, f32::min);
+        let hi = row.iter().cloned().fold(0f32, f32::max);
+        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zp = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
+        for (dst, &v) in q[r * dim..(r + 1) * dim].iter_mut().zip(row) {
+            *dst = ((v / scale).round() as i32 + zp).clamp(-128, 127) as i8;
+        }
+        scales[r] = scale;
+        zero_points[r] = zp;
+    }
+    (q, scales, zero_points)
+}
+
+/// Adds one tensor to the writer.
+pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Result<()> {
+    let name = planned.name;
+    match planned.tensor {
+        Logical::Vector { data, shape } => writer.add_f32(&name, &shape, &data)?,
+        Logical::Table { data, rows, dim } => match recipe.table_precision(&name) {
+            Precision::F32 => writer.add_f32(&name, &[rows, dim], &data)?,
+            Precision::I8 => {
+                let (q, scales, zero_points) = quantize_table_per_row(&data, rows, dim);
+                writer.add_i8_table(&name, &[rows, dim], &q, QuantParam::PerChannel(&scales), QuantParam::PerChannel(&zero_points), Some(0))?;
+            }
+        },
+        Logical::Linear { weight, n, k, bias } => {
+            let weight_name = format!("{name}.weight");
+            match recipe.linear_precision(&name) {
+                Precision::F32 => {
+                    let layout = kf32::PackedF32Layout::new(n, k);
+                    let mut packed = vec![0f32; layout.len()];
+                    kf32::pack_nk(&weight, n, k, k, &mut packed)?;
+                    writer.add_packed_f32(&weight_name, n, k, &packed)?;
+                }
+                Precision::I8 => {
+                    let (q, scales) = int8::quantize_weights_per_channel(&weight, n, k);
+                    let packed = int8::pack_weights(&q, n, k, &scales, recipe.k_group)?;
+                    writer.add_packed_i8(&weight_name, n, k, recipe.k_group, &packed.data, &packed.col_scales, &packed.col_sums)?;
+                }
+            }
+            if let Some(b) = bias {
+                writer.add_f32(&format!("{name}.bias"), &[n], &b)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_quantization_round_trips_within_half_a_step() {
+        let (rows, dim) = (3, 7);
+        let data: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.37).sin() * (1 + i / dim) as f32).collect();
+        let (q, scales, zps) = quantize_table_per_row(&data, rows, dim);
+        for r in 0..rows {
+            for c in 0..dim {
+                let real = (q[r * dim + c] as i32 - zps[r]) as f32 * scales[r];
+                assert!((real - data[r * dim + c]).abs() <= scales[r] * 0.5 + 1e-6);
+            }
+        }
+        let (_, s, _) = quantize_table_per_row(&[0.0; 4], 1, 4);
+        assert_eq!(s[0], 1.0);
+    }
+}

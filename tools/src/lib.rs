@@ -1,0 +1,5 @@
+//! octet-tools: the library behind the `octet` command line (converter, exit codes), shared
+//! with the integration tests so they convert models exactly as users do.
+
+pub mod convert;
+pub mod exit;
