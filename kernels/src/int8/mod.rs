@@ -106,10 +106,16 @@ static SCALAR: Int8Kernel = Int8Kernel {
     block: scalar::block,
 };
 
-/// The best int8 implementation at or below `isa` (scalar if `isa` is unsupported here).
+/// The best int8 implementation at or below `isa` that this CPU supports (at worst scalar).
 pub fn for_isa(isa: Isa) -> &'static Int8Kernel {
     if !isa.is_supported() {
-        return &SCALAR;
+        let below = match isa {
+            Isa::Avx512 => Isa::Avx2,
+            Isa::I8mm => Isa::Dotprod,
+            Isa::Dotprod => Isa::Neon,
+            _ => Isa::Scalar,
+        };
+        return for_isa(below);
     }
     match isa {
         Isa::Scalar => &SCALAR,

@@ -103,6 +103,17 @@ fn check_quantized(
 }
 
 #[test]
+fn every_supported_level_has_its_own_kernel() {
+    // So that the comparisons below really exercise every path this CPU (or qemu) can run.
+    for isa in Isa::supported() {
+        let kernel = for_isa(isa);
+        assert!(kernel.name.contains(isa.name()), "{:?} -> {}", isa, kernel.name);
+        println!("int8 kernel for {:?}: {}", isa, kernel.name);
+    }
+    assert_eq!(for_isa(Isa::Scalar).name, "int8-scalar-1x16");
+}
+
+#[test]
 fn layout_offsets_and_padding() {
     let l = PackedI8Layout::new(20, 13, None).unwrap();
     assert_eq!((l.n_pad, l.k_pad, l.k_group, l.groups), (32, 16, 16, 1));
