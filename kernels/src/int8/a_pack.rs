@@ -21,7 +21,7 @@ pub(crate) fn pack_row_bytes<const MR: usize, const CHUNK: usize, const FLIP: u8
     i: usize,
     tile: &mut [u8],
 ) {
-    assert!(i < MR && row.len() % CHUNK == 0 && tile.len() == MR * row.len());
+    assert!(i < MR && row.len().is_multiple_of(CHUNK) && tile.len() == MR * row.len());
     if CHUNK == 4 {
         let flip = u32::from_ne_bytes([FLIP; 4]);
         let src = row.as_ptr() as *const u32;
@@ -46,7 +46,7 @@ pub(crate) fn pack_row_bytes<const MR: usize, const CHUNK: usize, const FLIP: u8
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn pack_row_i16<const MR: usize>(row: &[i8], i: usize, tile: &mut [u8]) {
     const CHUNK: usize = 4;
-    debug_assert!(i < MR && row.len() % CHUNK == 0 && tile.len() == 2 * MR * row.len());
+    debug_assert!(i < MR && row.len().is_multiple_of(CHUNK) && tile.len() == 2 * MR * row.len());
     for (c, src) in row.chunks_exact(CHUNK).enumerate() {
         let dst = &mut tile[2 * (c * MR + i) * CHUNK..][..2 * CHUNK];
         for (d, &s) in dst.chunks_exact_mut(2).zip(src) {

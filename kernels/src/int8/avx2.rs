@@ -187,6 +187,8 @@ unsafe fn tile(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: usize,
     let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid as i32), lane);
     // SAFETY: col_scales has n_pad entries; the bias (n entries) is read under the mask.
     let sw = unsafe { _mm256_loadu_ps(b.w.col_scales.as_ptr().add(col0)) };
+    // A match, not `map`: intrinsics inside a closure would not inherit the target features.
+    #[allow(clippy::manual_map)]
     let bias = match epi.bias {
         // SAFETY: as above.
         Some(bias) => Some(unsafe { _mm256_maskload_ps(bias.as_ptr().add(col0), mask) }),

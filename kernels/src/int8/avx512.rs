@@ -181,9 +181,9 @@ unsafe fn tile<const NP: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, p: us
                 ];
                 // Weights stream from L2: prefetch each panel PREFETCH_QUADS k-quads ahead
                 // (a hint; addresses past the panel are harmless).
-                _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(PREFETCH_QUADS * NR * K_QUAD) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(PREFETCH_QUADS * NR * K_QUAD));
                 if NP == 2 {
-                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(stride + PREFETCH_QUADS * NR * K_QUAD) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(stride + PREFETCH_QUADS * NR * K_QUAD));
                 }
                 let aq = a_base.add(q * MR * K_QUAD);
                 for (i, acc_row) in acc.iter_mut().enumerate() {
@@ -214,12 +214,15 @@ unsafe fn tile<const NP: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, p: us
     }
 
     let epi = b.epilogue;
+    #[allow(clippy::needless_range_loop)] // [row][panel] register tile, unrolled.
     for j in 0..NP {
         let col0 = (panel + j) * NR;
         let valid = (l.n - col0).min(NR);
         let mask: __mmask16 = ((1u32 << valid) - 1) as __mmask16;
         // SAFETY: col_scales has n_pad entries; the bias (n entries) is read under the mask.
         let sw = unsafe { _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0)) };
+        // A match, not `map`: intrinsics inside a closure would not inherit the target features.
+        #[allow(clippy::manual_map)]
         let bias = match epi.bias {
             // SAFETY: as above.
             Some(bias) => Some(unsafe { _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col0)) }),

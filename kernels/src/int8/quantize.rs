@@ -68,7 +68,7 @@ pub(crate) fn group_factors(maxabs: f32) -> Option<(f32, f32)> {
 /// Scalar row quantizer: `x` holds the k real values, `q` the `k_pad` outputs, `scales` one
 /// per group.
 pub fn quantize_row_scalar(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
-    debug_assert!(q.len() >= x.len() && q.len() % k_group == 0 && scales.len() == q.len() / k_group);
+    debug_assert!(q.len() >= x.len() && q.len().is_multiple_of(k_group) && scales.len() == q.len() / k_group);
     q[x.len()..].fill(0);
     for (g, scale) in scales.iter_mut().enumerate() {
         let lo = (g * k_group).min(x.len());

@@ -472,7 +472,7 @@ proptest! {
 #[ignore]
 fn throughput() {
     use std::time::Instant;
-    let kernel = for_isa(Isa::best());
+    let kernel = for_isa(crate::kernels().isa); // honours OCTET_KERNEL
     let mut list = vec![(128, 384, 1536), (128, 1536, 384), (4096, 384, 1536), (4096, 1536, 384)];
     if let Ok(s) = std::env::var("OCTET_INT8_SHAPES") {
         let parse = |t: &str| -> Vec<usize> { t.split(',').map(|x| x.trim().parse().unwrap()).collect() };
