@@ -67,7 +67,7 @@ pub struct ModelFile {
 }
 
 /// One tensor: its name, dtype, logical shape and bytes in the file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct TensorView<'a> {
     pub name: &'a str,
     pub dtype: Dtype,
@@ -85,6 +85,18 @@ impl<'a> TensorView<'a> {
     /// Number of elements of the logical shape.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+}
+
+impl std::fmt::Debug for TensorView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the bytes: a tensor can be hundreds of megabytes.
+        f.debug_struct("TensorView")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("len", &self.bytes.len())
+            .finish()
     }
 }
 
