@@ -30,13 +30,18 @@ pub struct ConvertArgs {
     /// e.g. --keep 'layers.0.*' --keep 'dense.*'.
     #[arg(long)]
     keep: Vec<String>,
+    /// For int8 linear layers: quantize activations with one scale per group of this many
+    /// input features (a multiple of 32) instead of one scale per token. Finer groups keep
+    /// more accuracy on models with activation outliers, at some speed cost.
+    #[arg(long)]
+    k_group: Option<usize>,
     /// Hide the progress bar.
     #[arg(short, long)]
     quiet: bool,
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
-    let recipe = Recipe::parse(&args.quant, args.keep, None).map_err(|e| octet_tools::exit::CliError::usage(e.to_string()))?;
+    let recipe = Recipe::parse(&args.quant, args.keep, args.k_group).map_err(|e| octet_tools::exit::CliError::usage(e.to_string()))?;
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let report = convert::convert(&args.input, &args.output, &recipe, progress)?;
     eprintln!(

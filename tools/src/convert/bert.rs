@@ -2,11 +2,12 @@
 //! (see `crates/octet/src/model/bert.rs`): Q, K and V are concatenated into one projection.
 
 use super::source::SourceFolder;
-use super::{Logical, Planned};
+use super::{Logical, Planned, TableKind};
 use anyhow::{bail, Result};
 
 /// Plans every tensor of a BERT encoder.
-pub fn plan(src: &SourceFolder) -> Result<Vec<Planned>> {
+/// Only the first `window` position rows are kept: the engine never reads past the window.
+pub fn plan(src: &SourceFolder, window: usize) -> Result<Vec<Planned>> {
     let w = &src.weights;
     let prefix = ["", "bert.", "model."]
         .into_iter()
@@ -21,8 +22,13 @@ pub fn plan(src: &SourceFolder) -> Result<Vec<Planned>> {
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(&format!("{prefix}{name}"), Some(shape))?.0) };
 
     let mut out = vec![
-        Planned::new("embeddings.word", Logical::Table { data: get("embeddings.word_embeddings.weight", &[vocab, h])?, rows: vocab, dim: h }),
-        Planned::new("embeddings.position", Logical::Vector { data: get("embeddings.position_embeddings.weight", &[positions, h])?, shape: vec![positions, h] }),
+        Planned::new("embeddings.word", Logical::Table { data: get("embeddings.word_embeddings.weight", &[vocab, h])?, rows: vocab, dim: h, kind: TableKind::Token }),
+        Planned::new("embeddings.position", {
+            let kept = window.min(positions);
+            let mut data = get("embeddings.position_embeddings.weight", &[positions, h])?;
+            data.truncate(kept * h);
+            Logical::Table { data, rows: kept, dim: h, kind: TableKind::Position }
+        }),
         Planned::new("embeddings.token_type", Logical::Vector { data: get("embeddings.token_type_embeddings.weight", &[types, h])?, shape: vec![types, h] }),
     ];
     let norm = |out: &mut Vec<Planned>, from: &str, to: &str| -> Result<()> {
@@ -40,14 +46,14 @@ pub fn plan(src: &SourceFolder) -> Result<Vec<Planned>> {
             qkv.extend(get(&format!("{src_layer}.attention.self.{part}.weight"), &[h, h])?);
             qkv_bias.extend(get(&format!("{src_layer}.attention.self.{part}.bias"), &[h])?);
         }
-        out.push(Planned::new(&format!("{dst}.attention.qkv"), Logical::Linear { weight: qkv, n: 3 * h, k: h, bias: Some(qkv_bias) }));
-        let linear = |from: &str, n: usize, k: usize| -> Result<Logical> {
-            Ok(Logical::Linear { weight: get(&format!("{from}.weight"), &[n, k])?, n, k, bias: Some(get(&format!("{from}.bias"), &[n])?) })
+        out.push(Planned::new(&format!("{dst}.attention.qkv"), Logical::Linear { weight: qkv, n: 3 * h, k: h, bias: Some(qkv_bias), after_norm: true }));
+        let linear = |from: &str, n: usize, k: usize, after_norm: bool| -> Result<Logical> {
+            Ok(Logical::Linear { weight: get(&format!("{from}.weight"), &[n, k])?, n, k, bias: Some(get(&format!("{from}.bias"), &[n])?), after_norm })
         };
-        out.push(Planned::new(&format!("{dst}.attention.output"), linear(&format!("{src_layer}.attention.output.dense"), h, h)?));
+        out.push(Planned::new(&format!("{dst}.attention.output"), linear(&format!("{src_layer}.attention.output.dense"), h, h, false)?));
         norm(&mut out, &format!("{src_layer}.attention.output.LayerNorm"), &format!("{dst}.attention.norm"))?;
-        out.push(Planned::new(&format!("{dst}.ffn.up"), linear(&format!("{src_layer}.intermediate.dense"), inter, h)?));
-        out.push(Planned::new(&format!("{dst}.ffn.down"), linear(&format!("{src_layer}.output.dense"), h, inter)?));
+        out.push(Planned::new(&format!("{dst}.ffn.up"), linear(&format!("{src_layer}.intermediate.dense"), inter, h, true)?));
+        out.push(Planned::new(&format!("{dst}.ffn.down"), linear(&format!("{src_layer}.output.dense"), h, inter, false)?));
         norm(&mut out, &format!("{src_layer}.output.LayerNorm"), &format!("{dst}.ffn.norm"))?;
     }
     if h % src.config_usize("num_attention_heads")? != 0 {

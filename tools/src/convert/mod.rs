@@ -18,12 +18,22 @@ use std::path::Path;
 
 /// A tensor in octet's naming, before a precision is chosen for it.
 pub enum Logical {
-    /// y = x W^T + b with W [n, k].
-    Linear { weight: Vec<f32>, n: usize, k: usize, bias: Option<Vec<f32>> },
-    /// A token-embedding table [rows, dim].
-    Table { data: Vec<f32>, rows: usize, dim: usize },
+    /// y = x W^T + b with W [n, k]. `after_norm`: the input comes straight from a norm layer,
+    /// whose outlier channels make per-token int8 activation scales too coarse.
+    Linear { weight: Vec<f32>, n: usize, k: usize, bias: Option<Vec<f32>>, after_norm: bool },
+    /// An embedding table [rows, dim]: token embeddings, or position embeddings.
+    Table { data: Vec<f32>, rows: usize, dim: usize, kind: TableKind },
     /// Anything else (norm weights, position tables), always f32.
     Vector { data: Vec<f32>, shape: Vec<usize> },
+}
+
+/// What an embedding table is indexed by; recipes treat the two differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableKind {
+    /// Indexed by token id (the big table).
+    Token,
+    /// Indexed by position.
+    Position,
 }
 
 /// A named logical tensor.
@@ -48,8 +58,12 @@ pub struct ConvertReport {
 /// Converts the folder `input` into the `.octet` file `output` with `recipe`.
 pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool) -> Result<ConvertReport> {
     let src = SourceFolder::open(input)?;
+    let max_seq_len = match src.max_seq_len {
+        Some(n) => n,
+        None => src.config_usize("max_position_embeddings").context("no max_seq_length in sentence_bert_config.json and no max_position_embeddings")?,
+    };
     let (architecture, mut planned) = match src.model_type() {
-        "bert" => (Architecture::Bert, bert::plan(&src)?),
+        "bert" => (Architecture::Bert, bert::plan(&src, max_seq_len)?),
         "" => bail!("config.json has no model_type; cannot tell the architecture"),
         other => bail!("unknown architecture '{other}' in config.json; octet converts: bert"),
     };
@@ -57,12 +71,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         let file = source::SafetensorsFile::open(&d.folder.join("model.safetensors"))?;
         let (weight, _) = file.f32("linear.weight", Some(&[d.out_features, d.in_features]))?;
         let bias = if d.bias { Some(file.f32("linear.bias", Some(&[d.out_features]))?.0) } else { None };
-        planned.push(Planned::new(&format!("dense.{j}"), Logical::Linear { weight, n: d.out_features, k: d.in_features, bias }));
+        planned.push(Planned::new(&format!("dense.{j}"), Logical::Linear { weight, n: d.out_features, k: d.in_features, bias, after_norm: false }));
     }
-    let max_seq_len = match src.max_seq_len {
-        Some(n) => n,
-        None => src.config_usize("max_position_embeddings").context("no max_seq_length in sentence_bert_config.json and no max_position_embeddings")?,
-    };
     let meta = ModelMeta {
         architecture,
         config: src.config.clone(),
@@ -108,7 +118,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} tensors ({elapsed})").expect("valid template").progress_chars("=> "));
     bar.set_message("quantizing");
     let mut writer = ModelWriter::new(meta);
-    writer.add_blob("tokenizer.json", &src.tokenizer_json)?;
+    writer.add_blob("tokenizer.json", &compact_json(&src.tokenizer_json)?)?;
     let count = planned.len();
     for p in planned.drain(..) {
         store::store(&mut writer, recipe, p)?;
@@ -118,4 +128,11 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     let bytes = writer.write(output).with_context(|| format!("cannot write {}", output.display()))?;
     bar.finish_and_clear();
     Ok(ConvertReport { bytes, tensors: count, architecture: architecture.as_str().to_string() })
+}
+
+/// Re-serializes JSON without whitespace (tokenizer.json files are often pretty-printed).
+/// The content is unchanged: the same objects, arrays and strings.
+fn compact_json(bytes: &[u8]) -> Result<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).context("tokenizer.json is not valid JSON")?;
+    Ok(serde_json::to_vec(&value)?)
 }

@@ -33,14 +33,14 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
     let name = planned.name;
     match planned.tensor {
         Logical::Vector { data, shape } => writer.add_f32(&name, &shape, &data)?,
-        Logical::Table { data, rows, dim } => match recipe.table_precision(&name) {
+        Logical::Table { data, rows, dim, kind } => match recipe.table_precision(&name, kind) {
             Precision::F32 => writer.add_f32(&name, &[rows, dim], &data)?,
             Precision::I8 => {
                 let (q, scales, zero_points) = quantize_table_per_row(&data, rows, dim);
                 writer.add_i8_table(&name, &[rows, dim], &q, QuantParam::PerChannel(&scales), QuantParam::PerChannel(&zero_points), Some(0))?;
             }
         },
-        Logical::Linear { weight, n, k, bias } => {
+        Logical::Linear { weight, n, k, bias, after_norm } => {
             let weight_name = format!("{name}.weight");
             match recipe.linear_precision(&name) {
                 Precision::F32 => {
@@ -51,8 +51,9 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
                 }
                 Precision::I8 => {
                     let (q, scales) = int8::quantize_weights_per_channel(&weight, n, k);
-                    let packed = int8::pack_weights(&q, n, k, &scales, recipe.k_group)?;
-                    writer.add_packed_i8(&weight_name, n, k, recipe.k_group, &packed.data, &packed.col_scales, &packed.col_sums)?;
+                    let k_group = recipe.k_group_for(k, after_norm);
+                    let packed = int8::pack_weights(&q, n, k, &scales, k_group)?;
+                    writer.add_packed_i8(&weight_name, n, k, k_group, &packed.data, &packed.col_scales, &packed.col_sums)?;
                 }
             }
             if let Some(b) = bias {

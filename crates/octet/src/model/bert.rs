@@ -7,7 +7,7 @@
 //! sentence-transformers uses them for single texts.
 //!
 //! Tensor names (written by `octet convert`):
-//! `embeddings.{word,position,token_type}`, `embeddings.norm.{weight,bias}`,
+//! `embeddings.{word,position,token_type}` (position may hold only the first `max_seq_len` rows), `embeddings.norm.{weight,bias}`,
 //! `layers.{i}.attention.{qkv,output}.{weight,bias}`, `layers.{i}.attention.norm.{weight,bias}`,
 //! `layers.{i}.ffn.{up,down}.{weight,bias}`, `layers.{i}.ffn.norm.{weight,bias}`.
 
@@ -129,20 +129,23 @@ impl<'m> Bert<'m> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // The converter may store only the positions the window can reach.
+        let positions = file.tensor("embeddings.position")?.shape.first().copied().unwrap_or(0);
+        if positions == 0 || positions > config.max_position_embeddings || positions < file.meta().max_seq_len {
+            return Err(Error::model(
+                ARCH,
+                format!("embeddings.position has {positions} rows; need between max_seq_len {} and max_position_embeddings {}", file.meta().max_seq_len, config.max_position_embeddings),
+            ));
+        }
         Ok(Bert {
             activation: config.activation()?,
             word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, h)?,
-            position: Embedding::load(file, ARCH, "embeddings.position", config.max_position_embeddings, h)?,
+            position: Embedding::load(file, ARCH, "embeddings.position", positions, h)?,
             token_type: Embedding::load(file, ARCH, "embeddings.token_type", config.type_vocab_size, h)?,
             embeddings_norm: LayerNorm::load(file, "embeddings.norm", h)?,
             layers,
             config,
         })
-    }
-
-    /// The longest sequence the position table allows.
-    pub fn max_positions(&self) -> usize {
-        self.config.max_position_embeddings
     }
 
     fn embed(&self, batch: &PackedBatch, x: &mut [f32]) -> Result<()> {
@@ -167,8 +170,8 @@ impl Encoder for Bert<'_> {
     fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
         let c = &self.config;
         let (t, h) = (batch.tokens(), c.hidden_size);
-        if let Some(s) = batch.spans.iter().find(|s| s.len > c.max_position_embeddings) {
-            return Err(Error::Option(format!("a sequence of {} tokens exceeds the {} positions of this model", s.len, c.max_position_embeddings)));
+        if let Some(s) = batch.spans.iter().find(|s| s.len > self.position.rows) {
+            return Err(Error::Option(format!("a sequence of {} tokens exceeds the {} positions of this model", s.len, self.position.rows)));
         }
         let shape = AttentionShape {
             heads: c.num_attention_heads,
