@@ -1,30 +1,32 @@
 //! The cache-blocked loop nest around the register tiles, edge handling, and the parallel split.
 //!
-//! Loop order for one task (a range of rows × a range of panels), GotoBLAS style:
+//! Loop order for one task (a range of rows × a range of panels), GotoBLAS style with the k
+//! loop inside the column loop:
 //!
 //! ```text
-//! for ic in row blocks of MC:                     A block (MC × KC) + partial sums (MC × cols) in L2
-//!   for each k block of KC:                        pack A[ic.., k block] into micro-panels
-//!     for each column tile (1 or 2 panels):        B sliver (KC × tile width) stays in L1 ...
-//!       for each micro-panel of MR rows:           ... while the A micro-panels stream past it
-//!         register tile: acc (+)= A·B over the k block; on the last k block the epilogue
+//! for ic in row blocks of MC rows:               pack A[ic.., all k] (MC × k, stays in L2)
+//!   for each column tile (1 or 2 panels):
+//!     for each k block of KC:                    B sliver (KC × tile width) stays in L1 ...
+//!       for each micro-panel of MR rows:         ... while the A micro-panels stream from L2
+//!         register tile: acc (+)= A·B over the k block; partial sums in a small scratch
+//!         column (MC × tile width); on the last k block the epilogue, into `out`
 //! ```
 //!
 //! Block sizes come from the cache sizes of the machines we target (48 KiB L1d, 2 MiB L2 per
 //! core on Sapphire Rapids; similar or larger on Zen 4 and Neoverse):
 //! - **KC**: the B sliver (`KC × tile width`) plus one A micro-panel (`KC × MR`) fit in
-//!   [`L1_BUDGET_BYTES`] = 32 KiB, leaving a third of L1 for the output tile, the stack and the
-//!   next sliver's prefetch. `k` is split into equal blocks of at most that size (AVX-512
-//!   12 × 32: KC <= 186, so k = 384 runs as 3 blocks of 128, k = 1536 as 9 blocks of 171).
-//! - **MC**: the packed A block plus the partial-sum block (`MC × columns`, only when there is
-//!   more than one k block) fit in [`L2_BUDGET_BYTES`] = 1 MiB, half of L2, so B streaming
-//!   through from L3 does not evict them.
-//! - No NC block: B slivers are read once per row block and reused from L1, so B's bandwidth
-//!   need is small (about 128 / MC bytes per FMA cycle) and L3 serves it.
+//!   [`L1_BUDGET_BYTES`], leaving room in L1 for the partial sums, the stack and prefetched
+//!   lines. `k` is split into equal blocks of at most that size (AVX-512 12 × 32: KC <= 232, so
+//!   k = 384 runs as 2 blocks of 192, k = 1536 as 7 blocks of about 220).
+//! - **MC**: the packed A block (`MC × k`) fits in [`L2_BUDGET_BYTES`] = 1 MiB, half of L2, so
+//!   B streaming through from L3 does not evict it (k = 384: MC = 672; k = 1536: MC = 168).
+//! - No NC block: every B sliver is read once per row block and then reused from L1 by all
+//!   micro-panels, so B needs about 128 / MC bytes per FMA cycle, which L3 easily serves.
 //!
-//! Partial sums across k blocks go to a per-thread scratch block laid out in whole tiles, so only
-//! the last k block touches `out`, and it applies the epilogue in registers. Tiles that stick out
-//! of `out` (ragged rows or columns) compute into a stack tile whose valid part is copied back.
+//! The partial sums of one column tile live in a per-thread scratch of `MC × tile width` floats
+//! (L1 / L2 resident), so only the last k block touches `out`, and it applies the epilogue in
+//! registers. Tiles that stick out of `out` (ragged rows or columns) compute into a stack tile
+//! whose valid part is copied back.
 //!
 //! Determinism: the k blocks depend only on `k` and the kernel, and every output element is
 //! summed by the same instruction sequence wherever its tile lies, so the result does not
@@ -37,8 +39,8 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Budget for the B sliver plus an A micro-panel (of a 48 KiB L1d); see the module docs.
-pub(crate) const L1_BUDGET_BYTES: usize = 32 * 1024;
-/// Budget for the packed A block plus the partial sums (of a 2 MiB L2); see the module docs.
+pub(crate) const L1_BUDGET_BYTES: usize = 40 * 1024;
+/// Budget for the packed A block (of a 2 MiB L2); see the module docs.
 pub(crate) const L2_BUDGET_BYTES: usize = 1024 * 1024;
 /// Below this many multiply-adds the parallel entry point runs serially: splitting costs a few
 /// microseconds, about what 2^20 FMAs take on one core.
@@ -116,11 +118,9 @@ impl Geometry {
         (count, k.div_ceil(count))
     }
 
-    /// Rows per row block, a multiple of `mr`, for k blocks of `kc` and `scratch_cols` columns of
-    /// partial sums.
-    fn mc(&self, kc: usize, scratch_cols: usize) -> usize {
-        let per_row = (kc + scratch_cols).max(1) * 4;
-        ((L2_BUDGET_BYTES / per_row) / self.mr).max(1) * self.mr
+    /// Rows per row block, a multiple of `mr`, for depth `k`.
+    fn mc(&self, k: usize) -> usize {
+        ((L2_BUDGET_BYTES / (k.max(1) * 4)) / self.mr).max(1) * self.mr
     }
 }
 
@@ -227,15 +227,13 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
     let tw = g.tile_width();
     let col_tiles = (t.p1 - t.p0).div_ceil(g.panels);
     let (kblocks, kc_nom) = g.k_blocks(k);
-    // Partial sums are stored in whole tiles, `sc_ld` floats per row.
-    let sc_ld = col_tiles * tw;
-    let mc = g.mc(kc_nom, if kblocks > 1 { sc_ld } else { 0 }).min(t.r1 - t.r0);
+    let mc = g.mc(k).min(t.r1 - t.r0);
     let mc_pad = mc.div_ceil(g.mr) * g.mr;
     // Slack of 16 floats: NEON tiles load A in whole q registers and may read past the panel.
-    let apack = aligned(abuf, mc_pad * kc_nom + 16);
-    // One raw base pointer for the scratch block: a tile's `init` and `dst` may be the same
+    let apack = aligned(abuf, mc_pad * k + 16);
+    // One raw base pointer for the scratch column: a tile's `init` and `dst` are the same
     // floats (it reads all of `init` before writing `dst`).
-    let scratch = if kblocks > 1 { aligned(sbuf, mc_pad * sc_ld).as_mut_ptr() } else { std::ptr::null_mut() };
+    let scratch = if kblocks > 1 { aligned(sbuf, mc_pad * tw).as_mut_ptr() } else { std::ptr::null_mut() };
     let bdata = p.b.data();
     let bias = p.epilogue.bias;
 
@@ -245,16 +243,16 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
         let tail = rows % g.mr;
         let tail_v = g.variant_for(tail);
         let micro_panels = full + usize::from(tail > 0);
-        for kb in 0..kblocks {
-            let k0 = kb * kc_nom;
-            let kc = kc_nom.min(k - k0.min(k));
-            let (first, last) = (kb == 0, kb + 1 == kblocks);
-            pack_a_block(&p.a[ic * p.lda..], p.lda, rows, k0, kc, g.mr, g.row_variants[tail_v], apack);
-            for ct in 0..col_tiles {
-                let panel = t.p0 + ct * g.panels;
-                let np = g.panels.min(t.p1 - panel);
-                let col0 = panel * NR;
-                let cols = n.min(col0 + np * NR) - col0;
+        pack_a_block(&p.a[ic * p.lda..], p.lda, rows, 0, k, g.mr, g.row_variants[tail_v], apack);
+        for ct in 0..col_tiles {
+            let panel = t.p0 + ct * g.panels;
+            let np = g.panels.min(t.p1 - panel);
+            let col0 = panel * NR;
+            let cols = n.min(col0 + np * NR) - col0;
+            for kb in 0..kblocks {
+                let k0 = kb * kc_nom;
+                let kc = kc_nom.min(k - k0.min(k));
+                let (first, last) = (kb == 0, kb + 1 == kblocks);
                 // SAFETY (pointer arithmetic): `panel < panels` and `k0 <= k`, so the offset is
                 // within (or one past) the packed data.
                 let b = unsafe { bdata.as_ptr().add(panel * NR * k + k0 * NR) };
@@ -263,75 +261,87 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
                     let tile = g.tiles[v][np - 1];
                     let vrows = g.row_variants[v];
                     let row0 = i * g.mr;
-                    let sc_off = row0 * sc_ld + ct * tw;
+                    // SAFETY (pointer arithmetic): the scratch column holds `mc_pad` rows of `tw`
+                    // whenever there is more than one k block.
+                    let sc = if scratch.is_null() { scratch } else { unsafe { scratch.add(row0 * tw) } };
                     let mut job = TileJob {
                         kc,
-                        a: apack[row0 * kc..].as_ptr(),
+                        // Micro-panel `i` holds `vrows × k` floats, k block `kb` from `k0 · vrows`.
+                        a: apack[row0 * k + k0 * vrows..].as_ptr(),
                         b,
                         b_panel_stride: NR * k,
-                        // SAFETY (pointer arithmetic): `sc_off` is inside the scratch block
-                        // whenever there is one (more than one k block).
-                        init: if first { std::ptr::null() } else { unsafe { scratch.add(sc_off) } },
-                        init_ld: sc_ld,
-                        dst: std::ptr::null_mut(),
-                        dst_ld: 0,
+                        init: if first { std::ptr::null() } else { sc },
+                        init_ld: tw,
+                        dst: sc,
+                        dst_ld: tw,
                         finish: None,
                     };
                     if !last {
-                        // SAFETY (pointer arithmetic): as for `init`.
-                        job.dst = unsafe { scratch.add(sc_off) };
-                        job.dst_ld = sc_ld;
                         // SAFETY: the Geometry came from a kernel for a supported ISA; A holds a
                         // whole micro-panel plus slack, B `kc` rows of `np` panels, and the
-                        // scratch tile `vrows` rows of `sc_ld` (within `mc_pad × sc_ld`).
+                        // scratch `vrows` rows of `tw` floats.
                         unsafe { tile(&job) };
                         continue;
                     }
-                    let bias_ptr = bias.map_or(std::ptr::null(), |b| b[col0..].as_ptr());
                     let out_row = ic + row0;
                     // SAFETY (pointer arithmetic): `out_row < m` and `col0 < n`, inside `out`.
                     let out_ptr = unsafe { p.out.0.add(out_row * p.ldo + col0) };
-                    let accumulate = p.epilogue.accumulate;
+                    let finish =
+                        TileFinish { bias: std::ptr::null(), activation: p.epilogue.activation, accumulate: p.epilogue.accumulate };
                     if valid_rows == vrows && cols == np * NR {
                         job.dst = out_ptr;
                         job.dst_ld = p.ldo;
-                        job.finish = Some(TileFinish { bias: bias_ptr, activation: p.epilogue.activation, accumulate });
+                        job.finish = Some(TileFinish { bias: bias.map_or(std::ptr::null(), |b| b[col0..].as_ptr()), ..finish });
                         // SAFETY: as above, and the whole tile lies inside `out` (checked just
                         // now) and inside `bias` (length >= n >= col0 + np · 16).
                         unsafe { tile(&job) };
                     } else {
-                        let w = np * NR;
-                        let mut dst_tile = [0f32; MAX_TILE];
-                        let mut bias_tile = [0f32; 2 * NR];
-                        if accumulate {
-                            for r in 0..valid_rows {
-                                // SAFETY: row `out_row + r < m`, columns `col0 .. col0 + cols <= n`.
-                                let src = unsafe { std::slice::from_raw_parts(out_ptr.add(r * p.ldo), cols) };
-                                dst_tile[r * w..r * w + cols].copy_from_slice(src);
-                            }
-                        }
-                        if let Some(b) = bias {
-                            bias_tile[..cols].copy_from_slice(&b[col0..col0 + cols]);
-                        }
-                        job.dst = dst_tile.as_mut_ptr();
-                        job.dst_ld = w;
-                        job.finish = Some(TileFinish {
-                            bias: if bias.is_some() { bias_tile.as_ptr() } else { std::ptr::null() },
-                            activation: p.epilogue.activation,
-                            accumulate,
-                        });
-                        debug_assert!(vrows * w <= MAX_TILE);
-                        // SAFETY: as above; the stack tile holds `vrows × w` floats and the bias
-                        // tile `w`.
-                        unsafe { tile(&job) };
-                        for r in 0..valid_rows {
-                            // SAFETY: as for the copy in.
-                            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.add(r * p.ldo), cols) };
-                            dst.copy_from_slice(&dst_tile[r * w..r * w + cols]);
-                        }
+                        edge_tile(tile, &mut job, finish, bias, out_ptr, p.ldo, valid_rows, vrows, col0, cols, np * NR);
                     }
                 }
             }
         }
+    }
+}
+
+/// Runs `tile`'s last k block for a tile that sticks out of `out` (`valid_rows` of its `vrows` rows,
+/// `cols` of its `w` columns) through a stack tile, then copies the valid part to `out`.
+#[allow(clippy::too_many_arguments)]
+fn edge_tile(
+    tile: TileFn,
+    job: &mut TileJob,
+    finish: TileFinish,
+    bias: Option<&[f32]>,
+    out_ptr: *mut f32,
+    ldo: usize,
+    valid_rows: usize,
+    vrows: usize,
+    col0: usize,
+    cols: usize,
+    w: usize,
+) {
+    let mut dst_tile = [0f32; MAX_TILE];
+    let mut bias_tile = [0f32; 2 * NR];
+    debug_assert!(vrows * w <= MAX_TILE && w <= 2 * NR);
+    if finish.accumulate {
+        for r in 0..valid_rows {
+            // SAFETY: row `r` of the tile is a row of `out` and `col0 + cols <= n`.
+            let src = unsafe { std::slice::from_raw_parts(out_ptr.add(r * ldo), cols) };
+            dst_tile[r * w..r * w + cols].copy_from_slice(src);
+        }
+    }
+    if let Some(b) = bias {
+        bias_tile[..cols].copy_from_slice(&b[col0..col0 + cols]);
+    }
+    job.dst = dst_tile.as_mut_ptr();
+    job.dst_ld = w;
+    job.finish = Some(TileFinish { bias: if bias.is_some() { bias_tile.as_ptr() } else { std::ptr::null() }, ..finish });
+    // SAFETY: the job's A, B and init were set up by the caller for this tile; the stack tile
+    // holds `vrows × w` floats and the bias tile `w`.
+    unsafe { tile(job) };
+    for r in 0..valid_rows {
+        // SAFETY: as for the copy in.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.add(r * ldo), cols) };
+        dst.copy_from_slice(&dst_tile[r * w..r * w + cols]);
     }
 }
