@@ -5,7 +5,7 @@
 
 Run (see tests/fixtures/README.md):
   bash scripts/fetch-embeddinggemma.sh && bash scripts/fetch-gensim-data.sh
-  HF_HUB_OFFLINE=1 .venv-ref/bin/python scripts/reference/make_embeddinggemma_fixtures.py
+  HF_HUB_OFFLINE=1 .venv-ref/bin/python scripts/reference/make_embeddinggemma_fixtures.py [--only reference|gensim]
 
 Also checks, and records, which bidirectional sliding-window mask transformers really applies,
 by re-running the longest text through the bare Gemma3 model with explicit masks.
@@ -39,10 +39,21 @@ def log(msg):
 
 
 def main():
+    only = sys.argv[2] if len(sys.argv) == 3 and sys.argv[1] == "--only" else None
+    if len(sys.argv) > 1 and only not in ("reference", "gensim"):
+        sys.exit("usage: make_embeddinggemma_fixtures.py [--only reference|gensim]")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = SentenceTransformer(MODEL_DIR, device="cpu", local_files_only=True)
     model.eval()
     assert next(model.parameters()).dtype == torch.float32
+
+    if only != "gensim":
+        write_reference(model)
+    if only != "reference":
+        write_gensim(model)
+
+
+def write_reference(model):
     tok = model.tokenizer
     max_len = model.max_seq_length
     prompts = model.prompts
@@ -63,15 +74,14 @@ def main():
         p = prompt_text(name)
         return lambda t: len(tok(p + t)["input_ids"])
 
-    def encode(texts, name, batch_size=1, truncate_dim=None, normalize=False):
-        with torch.inference_mode():
-            return model.encode(list(texts), prompt_name=name, batch_size=batch_size, convert_to_numpy=True,
-                                truncate_dim=truncate_dim, normalize_embeddings=normalize)
+    def encode(texts, name, **kwargs):
+        return encode_with(model, texts, name, **kwargs)
 
     # --- texts -----------------------------------------------------------------------------
     items = []  # (category, prompt_name, text)
     for k, (category, text) in enumerate(SHORT_TEXTS):
         items.append((category, PROMPT_CYCLE[k % len(PROMPT_CYCLE)], text))
+    items.append(("whitespace", None, ""))  # [BOS, EOS] only (the cycle gave "" the document prompt)
     lee = common.read_lee_docs("lee.cor")
     background = common.read_lee_docs("lee_background.cor")
     items += [("medium_en", p, lee[i]) for p, i in (("STS", 0), ("document", 8), ("query", 23), (None, 30))]
@@ -212,7 +222,21 @@ def main():
     }
     common.write_json(os.path.join(OUT_DIR, "reference.json"), reference)
 
-    # --- gensim figures, without a prompt and with the STS prompt ----------------------------
+
+def encode_with(model, texts, name, batch_size=1, truncate_dim=None, normalize=False):
+    with torch.inference_mode():
+        return model.encode(list(texts), prompt_name=name, batch_size=batch_size, convert_to_numpy=True,
+                            truncate_dim=truncate_dim, normalize_embeddings=normalize)
+
+
+def write_gensim(model):
+    """Gensim figures, without a prompt and with the STS prompt; the top level holds the one that
+    reproduces MODELS.md."""
+    prompts = model.prompts
+
+    def encode(texts, name, **kwargs):
+        return encode_with(model, texts, name, **kwargs)
+
     results = {}
     for name in (None, "STS"):
         t0 = time.time()
@@ -228,9 +252,9 @@ def main():
     gensim = {
         "schema": "octet-reference-gensim/1",
         "generator": "scripts/reference/make_embeddinggemma_fixtures.py",
-        "model": reference["model"]["name"],
-        "safetensors_sha256": reference["model"]["safetensors_sha256"],
-        "versions": reference["versions"],
+        "model": "google/embeddinggemma-300m",
+        "safetensors_sha256": common.sha256_file(os.path.join(MODEL_DIR, "model.safetensors")),
+        "versions": common.library_versions(),
         "prompt_name": None if main_prompt == "none" else main_prompt,
         "prompt": "" if main_prompt == "none" else prompts[main_prompt],
         "embedding": (
