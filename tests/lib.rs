@@ -152,9 +152,76 @@ mod tests {
 
     #[test]
     fn statistics() {
-        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.9994).abs() < 1e-3);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.998).abs() < 1e-3);
         assert_eq!(ranks(&[10.0, 20.0, 10.0]), vec![1.5, 3.0, 1.5]);
         assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]) - 0.8).abs() < 1e-12);
         assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
     }
+}
+
+/// The gensim similarity figures of one model (see `tests/fixtures/README.md` for the method).
+#[derive(Debug, Clone, Copy)]
+pub struct GensimFigures {
+    /// Lee corpus: Pearson r of document cosines against human similarity, 1,225 pairs.
+    pub lee: f64,
+    /// wordsim353: Spearman rho of word cosines against human scores.
+    pub wordsim353: f64,
+    /// simlex999: Spearman rho.
+    pub simlex999: f64,
+}
+
+/// Reads `word1 TAB word2 TAB score` lines, skipping `#` comments.
+fn word_pairs(path: &Path) -> Vec<(String, String, f64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].trim().parse().expect("score"))
+        })
+        .collect()
+}
+
+/// Computes the gensim figures with `embed` (which embeds a list of texts).
+pub fn gensim_figures(embed: &dyn Fn(&[String]) -> Vec<Vec<f32>>) -> GensimFigures {
+    let dir = gensim_data();
+    // lee.cor is ISO-8859-1: every byte is the code point of the same value.
+    let lee_bytes = std::fs::read(dir.join("lee.cor")).expect("lee.cor");
+    let lee_text: String = lee_bytes.iter().map(|&b| b as char).collect();
+    let docs: Vec<String> = lee_text.split('\n').map(String::from).collect();
+    assert_eq!(docs.len(), 50, "lee.cor has 50 documents");
+    let human: Vec<Vec<f64>> = std::fs::read_to_string(dir.join("similarities0-1.txt"))
+        .expect("similarities0-1.txt")
+        .lines()
+        .map(|l| l.split_whitespace().map(|v| v.parse().expect("similarity")).collect())
+        .collect();
+    let vectors = embed(&docs);
+    let (mut model, mut people) = (Vec::new(), Vec::new());
+    for i in 0..50 {
+        for j in i + 1..50 {
+            model.push(cosine(&vectors[i], &vectors[j]));
+            people.push(human[i][j]);
+        }
+    }
+    let lee = pearson(&model, &people);
+    let words = |file: &str| -> f64 {
+        let pairs = word_pairs(&dir.join(file));
+        let mut vocab: Vec<String> = pairs.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
+        vocab.sort();
+        vocab.dedup();
+        let vectors = embed(&vocab);
+        let at = |w: &String| &vectors[vocab.binary_search(w).expect("word in vocab")];
+        let model: Vec<f64> = pairs.iter().map(|(a, b, _)| cosine(at(a), at(b))).collect();
+        let people: Vec<f64> = pairs.iter().map(|(_, _, s)| *s).collect();
+        spearman(&model, &people)
+    };
+    GensimFigures { lee, wordsim353: words("wordsim353.tsv"), simlex999: words("simlex999.txt") }
+}
+
+/// Reads the reference figures from `tests/fixtures/<name>/gensim_reference.json`.
+pub fn gensim_reference(name: &str) -> GensimFigures {
+    let path = repo_root().join("tests/fixtures").join(name).join("gensim_reference.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("gensim reference")).expect("json");
+    let get = |k: &str| v[k]["value"].as_f64().unwrap_or_else(|| panic!("{k}.value in {}", path.display()));
+    GensimFigures { lee: get("lee"), wordsim353: get("wordsim353"), simlex999: get("simlex999") }
 }
