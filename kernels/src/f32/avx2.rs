@@ -25,7 +25,11 @@ unsafe fn finish_store(job: &TileJob, v: __m256, dst: *mut f32, col: usize) {
         let v = match job.finish {
             None => v,
             Some(f) => {
-                let v = if f.bias.is_null() { v } else { _mm256_add_ps(v, _mm256_loadu_ps(f.bias.add(col))) };
+                let v = if f.bias.is_null() {
+                    v
+                } else {
+                    _mm256_add_ps(v, _mm256_loadu_ps(f.bias.add(col)))
+                };
                 let y = match f.activation {
                     Activation::None => v,
                     Activation::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
@@ -97,5 +101,9 @@ static TILES_4: [TileFn; 1] = [tile::<4>];
 static TILES_6: [TileFn; 1] = [tile::<MR>];
 
 /// The AVX2 geometry: 6 × 16 main tile, 2- and 4-row tails.
-pub(crate) static GEOMETRY: Geometry =
-    Geometry { mr: MR, panels: 1, row_variants: &[2, 4, MR], tiles: &[&TILES_2, &TILES_4, &TILES_6] };
+pub(crate) static GEOMETRY: Geometry = Geometry {
+    mr: MR,
+    panels: 1,
+    row_variants: &[2, 4, MR],
+    tiles: &[&TILES_2, &TILES_4, &TILES_6],
+};

@@ -28,7 +28,11 @@ unsafe fn finish_store(job: &TileJob, v: __m512, dst: *mut f32, col: usize) {
         let v = match job.finish {
             None => v,
             Some(f) => {
-                let v = if f.bias.is_null() { v } else { _mm512_add_ps(v, _mm512_loadu_ps(f.bias.add(col))) };
+                let v = if f.bias.is_null() {
+                    v
+                } else {
+                    _mm512_add_ps(v, _mm512_loadu_ps(f.bias.add(col)))
+                };
                 let y = match f.activation {
                     Activation::None => v,
                     Activation::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
@@ -108,5 +112,9 @@ static TILES_8: [TileFn; 2] = [tile::<8, 1>, tile::<8, 2>];
 static TILES_12: [TileFn; 2] = [tile::<MR, 1>, tile::<MR, 2>];
 
 /// The AVX-512 geometry: 12 × 32 main tile, 4- and 8-row and one-panel variants.
-pub(crate) static GEOMETRY: Geometry =
-    Geometry { mr: MR, panels: 2, row_variants: &[4, 8, MR], tiles: &[&TILES_4, &TILES_8, &TILES_12] };
+pub(crate) static GEOMETRY: Geometry = Geometry {
+    mr: MR,
+    panels: 2,
+    row_variants: &[4, 8, MR],
+    tiles: &[&TILES_4, &TILES_8, &TILES_12],
+};

@@ -108,7 +108,10 @@ impl Geometry {
 
     /// Index of the smallest row variant with at least `rows` rows.
     fn variant_for(&self, rows: usize) -> usize {
-        self.row_variants.iter().position(|&v| v >= rows).unwrap_or(self.row_variants.len() - 1)
+        self.row_variants
+            .iter()
+            .position(|&v| v >= rows)
+            .unwrap_or(self.row_variants.len() - 1)
     }
 
     /// The k blocks: `(count, nominal size)`; block `i` covers `i·size .. min(k, (i+1)·size)`.
@@ -174,18 +177,33 @@ pub(crate) fn run(g: &Geometry, p: &Problem, parallel: bool) {
 /// whole tiles. Boundaries split evenly by rows, not tiles, so that e.g. 128 rows on 2 threads
 /// are 64 + 64, not 72 + 56.
 fn plan(g: &Geometry, m: usize, panels: usize, threads: usize, fmas: usize) -> Vec<Task> {
-    let whole = Task { r0: 0, r1: m, p0: 0, p1: panels };
+    let whole = Task {
+        r0: 0,
+        r1: m,
+        p0: 0,
+        p1: panels,
+    };
     if threads <= 1 || fmas < PARALLEL_MIN_FMAS {
         return vec![whole];
     }
     let row_tiles = m.div_ceil(g.mr);
     let col_tiles = panels.div_ceil(g.panels);
     if row_tiles >= 2 * threads {
-        (0..threads).map(|i| Task { r0: m * i / threads, r1: m * (i + 1) / threads, ..whole }).collect()
+        (0..threads)
+            .map(|i| Task {
+                r0: m * i / threads,
+                r1: m * (i + 1) / threads,
+                ..whole
+            })
+            .collect()
     } else {
         let parts = threads.min(col_tiles);
         (0..parts)
-            .map(|i| Task { p0: (col_tiles * i / parts) * g.panels, p1: ((col_tiles * (i + 1) / parts) * g.panels).min(panels), ..whole })
+            .map(|i| Task {
+                p0: (col_tiles * i / parts) * g.panels,
+                p1: ((col_tiles * (i + 1) / parts) * g.panels).min(panels),
+                ..whole
+            })
             .collect()
     }
 }
@@ -233,7 +251,11 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
     let apack = aligned(abuf, mc_pad * k + 16);
     // One raw base pointer for the scratch column: a tile's `init` and `dst` are the same
     // floats (it reads all of `init` before writing `dst`).
-    let scratch = if kblocks > 1 { aligned(sbuf, mc_pad * tw).as_mut_ptr() } else { std::ptr::null_mut() };
+    let scratch = if kblocks > 1 {
+        aligned(sbuf, mc_pad * tw).as_mut_ptr()
+    } else {
+        std::ptr::null_mut()
+    };
     let bdata = p.b.data();
     let bias = p.epilogue.bias;
 
@@ -243,7 +265,16 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
         let tail = rows % g.mr;
         let tail_v = g.variant_for(tail);
         let micro_panels = full + usize::from(tail > 0);
-        pack_a_block(&p.a[ic * p.lda..], p.lda, rows, 0, k, g.mr, g.row_variants[tail_v], apack);
+        pack_a_block(
+            &p.a[ic * p.lda..],
+            p.lda,
+            rows,
+            0,
+            k,
+            g.mr,
+            g.row_variants[tail_v],
+            apack,
+        );
         for ct in 0..col_tiles {
             let panel = t.p0 + ct * g.panels;
             let np = g.panels.min(t.p1 - panel);
@@ -257,13 +288,21 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
                 // within (or one past) the packed data.
                 let b = unsafe { bdata.as_ptr().add(panel * NR * k + k0 * NR) };
                 for i in 0..micro_panels {
-                    let (v, valid_rows) = if i < full { (g.row_variants.len() - 1, g.mr) } else { (tail_v, tail) };
+                    let (v, valid_rows) = if i < full {
+                        (g.row_variants.len() - 1, g.mr)
+                    } else {
+                        (tail_v, tail)
+                    };
                     let tile = g.tiles[v][np - 1];
                     let vrows = g.row_variants[v];
                     let row0 = i * g.mr;
                     // SAFETY (pointer arithmetic): the scratch column holds `mc_pad` rows of `tw`
                     // whenever there is more than one k block.
-                    let sc = if scratch.is_null() { scratch } else { unsafe { scratch.add(row0 * tw) } };
+                    let sc = if scratch.is_null() {
+                        scratch
+                    } else {
+                        unsafe { scratch.add(row0 * tw) }
+                    };
                     let mut job = TileJob {
                         kc,
                         // Micro-panel `i` holds `vrows × k` floats, k block `kb` from `k0 · vrows`.
@@ -286,17 +325,35 @@ fn run_task_with(g: &Geometry, p: &Problem, t: Task, abuf: &mut Vec<f32>, sbuf: 
                     let out_row = ic + row0;
                     // SAFETY (pointer arithmetic): `out_row < m` and `col0 < n`, inside `out`.
                     let out_ptr = unsafe { p.out.0.add(out_row * p.ldo + col0) };
-                    let finish =
-                        TileFinish { bias: std::ptr::null(), activation: p.epilogue.activation, accumulate: p.epilogue.accumulate };
+                    let finish = TileFinish {
+                        bias: std::ptr::null(),
+                        activation: p.epilogue.activation,
+                        accumulate: p.epilogue.accumulate,
+                    };
                     if valid_rows == vrows && cols == np * NR {
                         job.dst = out_ptr;
                         job.dst_ld = p.ldo;
-                        job.finish = Some(TileFinish { bias: bias.map_or(std::ptr::null(), |b| b[col0..].as_ptr()), ..finish });
+                        job.finish = Some(TileFinish {
+                            bias: bias.map_or(std::ptr::null(), |b| b[col0..].as_ptr()),
+                            ..finish
+                        });
                         // SAFETY: as above, and the whole tile lies inside `out` (checked just
                         // now) and inside `bias` (length >= n >= col0 + np · 16).
                         unsafe { tile(&job) };
                     } else {
-                        edge_tile(tile, &mut job, finish, bias, out_ptr, p.ldo, valid_rows, vrows, col0, cols, np * NR);
+                        edge_tile(
+                            tile,
+                            &mut job,
+                            finish,
+                            bias,
+                            out_ptr,
+                            p.ldo,
+                            valid_rows,
+                            vrows,
+                            col0,
+                            cols,
+                            np * NR,
+                        );
                     }
                 }
             }
@@ -335,7 +392,14 @@ fn edge_tile(
     }
     job.dst = dst_tile.as_mut_ptr();
     job.dst_ld = w;
-    job.finish = Some(TileFinish { bias: if bias.is_some() { bias_tile.as_ptr() } else { std::ptr::null() }, ..finish });
+    job.finish = Some(TileFinish {
+        bias: if bias.is_some() {
+            bias_tile.as_ptr()
+        } else {
+            std::ptr::null()
+        },
+        ..finish
+    });
     // SAFETY: the job's A, B and init were set up by the caller for this tile; the stack tile
     // holds `vrows × w` floats and the bias tile `w`.
     unsafe { tile(job) };

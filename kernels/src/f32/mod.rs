@@ -20,16 +20,16 @@
 //! - `aarch64-f32-6x16-neon`: 6 rows × 4 q registers, 24 accumulators of 32, A values
 //!   used by lane (`fmla v.4s, v.4s, v.s[i]`).
 
-mod driver;
-pub mod pack;
-pub mod reference;
-mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod driver;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+pub mod pack;
+pub mod reference;
+mod scalar;
 #[cfg(test)]
 mod tests;
 
@@ -54,13 +54,25 @@ impl F32Kernel {
     }
 }
 
-static SCALAR: F32Kernel = F32Kernel { name: "f32-scalar-4x16", geometry: &scalar::GEOMETRY };
+static SCALAR: F32Kernel = F32Kernel {
+    name: "f32-scalar-4x16",
+    geometry: &scalar::GEOMETRY,
+};
 #[cfg(target_arch = "x86_64")]
-static AVX2: F32Kernel = F32Kernel { name: "x86_64-f32-6x16-avx2", geometry: &avx2::GEOMETRY };
+static AVX2: F32Kernel = F32Kernel {
+    name: "x86_64-f32-6x16-avx2",
+    geometry: &avx2::GEOMETRY,
+};
 #[cfg(target_arch = "x86_64")]
-static AVX512: F32Kernel = F32Kernel { name: "x86_64-f32-12x32-avx512", geometry: &avx512::GEOMETRY };
+static AVX512: F32Kernel = F32Kernel {
+    name: "x86_64-f32-12x32-avx512",
+    geometry: &avx512::GEOMETRY,
+};
 #[cfg(target_arch = "aarch64")]
-static NEON: F32Kernel = F32Kernel { name: "aarch64-f32-6x16-neon", geometry: &neon::GEOMETRY };
+static NEON: F32Kernel = F32Kernel {
+    name: "aarch64-f32-6x16-neon",
+    geometry: &neon::GEOMETRY,
+};
 
 /// The best f32 implementation at or below `isa` that this CPU supports.
 pub fn for_isa(isa: Isa) -> &'static F32Kernel {
@@ -96,7 +108,10 @@ impl<'a> PackedF32<'a> {
     pub fn from_parts(layout: PackedF32Layout, data: &'a [f32]) -> Result<Self, KernelError> {
         layout.validate()?;
         crate::check_len("packed f32 data", data.len(), layout.len())?;
-        Ok(PackedF32 { layout, data: &data[..layout.len()] })
+        Ok(PackedF32 {
+            layout,
+            data: &data[..layout.len()],
+        })
     }
 
     /// The shape.
@@ -136,7 +151,10 @@ impl PackedF32Owned {
 
     /// Borrows it for [`matmul`].
     pub fn as_packed(&self) -> PackedF32<'_> {
-        PackedF32 { layout: self.layout, data: &self.data }
+        PackedF32 {
+            layout: self.layout,
+            data: &self.data,
+        }
     }
 }
 
@@ -155,7 +173,15 @@ fn problem<'a>(
     check_matrix("A", a.len(), m, layout.k, a_stride)?;
     check_matrix("out", out.len(), m, layout.n, out_stride)?;
     epilogue.check(layout.n)?;
-    Ok(Problem { a, lda: a_stride, m, b, epilogue, out: OutPtr(out.as_mut_ptr()), ldo: out_stride })
+    Ok(Problem {
+        a,
+        lda: a_stride,
+        m,
+        b,
+        epilogue,
+        out: OutPtr(out.as_mut_ptr()),
+        ldo: out_stride,
+    })
 }
 
 /// `out[r][c] = epilogue(Σ_k a[r][k] · B[k][c])` for `r < m`, `c < n`, on rayon's current pool

@@ -39,7 +39,11 @@ unsafe fn finish_store(job: &TileJob, v: float32x4_t, dst: *mut f32, col: usize)
         let v = match job.finish {
             None => v,
             Some(f) => {
-                let v = if f.bias.is_null() { v } else { vaddq_f32(v, vld1q_f32(f.bias.add(col))) };
+                let v = if f.bias.is_null() {
+                    v
+                } else {
+                    vaddq_f32(v, vld1q_f32(f.bias.add(col)))
+                };
                 let y = match f.activation {
                     Activation::None => v,
                     Activation::Relu => vmaxq_f32(v, vdupq_n_f32(0.0)),
@@ -73,7 +77,12 @@ unsafe fn tile<const ROWS: usize>(job: &TileJob) {
         }
         let (mut a, mut b) = (job.a, job.b);
         for _ in 0..job.kc {
-            let bv = [vld1q_f32(b), vld1q_f32(b.add(4)), vld1q_f32(b.add(8)), vld1q_f32(b.add(12))];
+            let bv = [
+                vld1q_f32(b),
+                vld1q_f32(b.add(4)),
+                vld1q_f32(b.add(8)),
+                vld1q_f32(b.add(12)),
+            ];
             let a_lo = vld1q_f32(a);
             let a_hi = if ROWS > 4 { vld1q_f32(a.add(4)) } else { a_lo };
             for (r, row) in acc.iter_mut().enumerate() {
@@ -116,5 +125,9 @@ static TILES_4: [TileFn; 1] = [tile::<4>];
 static TILES_6: [TileFn; 1] = [tile::<MR>];
 
 /// The NEON geometry: 6 × 16 main tile, 2- and 4-row tails.
-pub(crate) static GEOMETRY: Geometry =
-    Geometry { mr: MR, panels: 1, row_variants: &[2, 4, MR], tiles: &[&TILES_2, &TILES_4, &TILES_6] };
+pub(crate) static GEOMETRY: Geometry = Geometry {
+    mr: MR,
+    panels: 1,
+    row_variants: &[2, 4, MR],
+    tiles: &[&TILES_2, &TILES_4, &TILES_6],
+};

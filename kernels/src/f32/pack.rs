@@ -46,7 +46,11 @@ pub struct PackedF32Layout {
 impl PackedF32Layout {
     /// The layout for `n` columns of depth `k`.
     pub fn new(n: usize, k: usize) -> Self {
-        PackedF32Layout { n, k, n_pad: n.div_ceil(NR) * NR }
+        PackedF32Layout {
+            n,
+            k,
+            n_pad: n.div_ceil(NR) * NR,
+        }
     }
 
     /// Number of f32 elements of the packed data.
@@ -77,17 +81,33 @@ impl PackedF32Layout {
 }
 
 /// Checks a strided 2-D source: `rows` rows of `cols` values `stride` apart.
-pub(crate) fn check_matrix(what: &'static str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<(), KernelError> {
+pub(crate) fn check_matrix(
+    what: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+) -> Result<(), KernelError> {
     if stride < cols {
-        return Err(KernelError::Invalid(format!("{what}: row stride {stride} is smaller than the row length {cols}")));
+        return Err(KernelError::Invalid(format!(
+            "{what}: row stride {stride} is smaller than the row length {cols}"
+        )));
     }
-    let needed = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * stride + cols };
+    let needed = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * stride + cols
+    };
     crate::check_len(what, len, needed)
 }
 
 fn check_out(layout: &PackedF32Layout, out: &[f32]) -> Result<(), KernelError> {
     if out.len() != layout.len() {
-        return Err(KernelError::Length { what: "packed f32 output", expected: layout.len(), got: out.len() });
+        return Err(KernelError::Length {
+            what: "packed f32 output",
+            expected: layout.len(),
+            got: out.len(),
+        });
     }
     Ok(())
 }
@@ -134,7 +154,17 @@ pub fn pack_kn(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut [f32]) -> Re
 /// Packs rows `0 .. rows` of `a` (row stride `lda`), columns `k0 .. k0 + kc`, into micro-panels:
 /// full panels of `mr` rows, then one panel of `tail_mr` rows (>= the remaining rows) whose
 /// missing rows are zero. Panel `i` starts at `out[i * mr * kc]`.
-pub(crate) fn pack_a_block(a: &[f32], lda: usize, rows: usize, k0: usize, kc: usize, mr: usize, tail_mr: usize, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_a_block(
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    k0: usize,
+    kc: usize,
+    mr: usize,
+    tail_mr: usize,
+    out: &mut [f32],
+) {
     let full = rows / mr;
     for i in 0..full {
         pack_a_panel(a, lda, i * mr, mr, mr, k0, kc, &mut out[i * mr * kc..][..mr * kc]);
@@ -142,7 +172,16 @@ pub(crate) fn pack_a_block(a: &[f32], lda: usize, rows: usize, k0: usize, kc: us
     let tail = rows - full * mr;
     if tail > 0 {
         debug_assert!(tail <= tail_mr && tail_mr <= mr);
-        pack_a_panel(a, lda, full * mr, tail, tail_mr, k0, kc, &mut out[full * mr * kc..][..tail_mr * kc]);
+        pack_a_panel(
+            a,
+            lda,
+            full * mr,
+            tail,
+            tail_mr,
+            k0,
+            kc,
+            &mut out[full * mr * kc..][..tail_mr * kc],
+        );
     }
 }
 
@@ -190,7 +229,12 @@ fn transpose4(rows: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
             let [r0, r1, r2, r3] = rows.map(|r| _mm_loadu_ps(r.as_ptr()));
             let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3)); // k0 k1 of rows 01, 23
             let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3)); // k2 k3
-            let cols = [_mm_movelh_ps(t0, t1), _mm_movehl_ps(t1, t0), _mm_movelh_ps(t2, t3), _mm_movehl_ps(t3, t2)];
+            let cols = [
+                _mm_movelh_ps(t0, t1),
+                _mm_movehl_ps(t1, t0),
+                _mm_movelh_ps(t2, t3),
+                _mm_movehl_ps(t3, t2),
+            ];
             let mut out = [[0f32; 4]; 4];
             for (o, c) in out.iter_mut().zip(cols) {
                 _mm_storeu_ps(o.as_mut_ptr(), c);
@@ -229,7 +273,11 @@ mod tests {
             for kk in 0..k {
                 for j in 0..NR {
                     let c = p * NR + j;
-                    let (ew, eb) = if c < n { (w[c * (k + 2) + kk], b[kk * (n + 1) + c]) } else { (0.0, 0.0) };
+                    let (ew, eb) = if c < n {
+                        (w[c * (k + 2) + kk], b[kk * (n + 1) + c])
+                    } else {
+                        (0.0, 0.0)
+                    };
                     assert_eq!(pw[p * NR * k + kk * NR + j], ew);
                     assert_eq!(pb[p * NR * k + kk * NR + j], eb);
                 }
@@ -240,9 +288,18 @@ mod tests {
     #[test]
     fn pack_errors() {
         let mut out = vec![0.0; PackedF32Layout::new(4, 4).len()];
-        assert!(matches!(pack_nk(&[0.0; 15], 4, 4, 4, &mut out), Err(KernelError::Length { .. })));
-        assert!(matches!(pack_nk(&[0.0; 16], 4, 4, 3, &mut out), Err(KernelError::Invalid(_))));
-        assert!(matches!(pack_kn(&[0.0; 16], 4, 4, 4, &mut out[1..]), Err(KernelError::Length { .. })));
+        assert!(matches!(
+            pack_nk(&[0.0; 15], 4, 4, 4, &mut out),
+            Err(KernelError::Length { .. })
+        ));
+        assert!(matches!(
+            pack_nk(&[0.0; 16], 4, 4, 3, &mut out),
+            Err(KernelError::Invalid(_))
+        ));
+        assert!(matches!(
+            pack_kn(&[0.0; 16], 4, 4, 4, &mut out[1..]),
+            Err(KernelError::Length { .. })
+        ));
         assert!(pack_kn(&[0.0; 16], 4, 4, 4, &mut out).is_ok());
         // Empty shapes are fine.
         assert!(pack_nk(&[], 0, 7, 7, &mut []).is_ok());
@@ -273,7 +330,11 @@ mod tests {
                 assert_eq!(out[kk * mr + r], a[r * lda + k0 + kk]);
             }
             for r in 0..tail_mr {
-                let want = if mr + r < rows { a[(mr + r) * lda + k0 + kk] } else { 0.0 };
+                let want = if mr + r < rows {
+                    a[(mr + r) * lda + k0 + kk]
+                } else {
+                    0.0
+                };
                 assert_eq!(out[mr * kc + kk * tail_mr + r], want);
             }
         }

@@ -60,7 +60,11 @@ pub fn matmul(
     for r in 0..m {
         let a_row = &a[r * a_stride..][..k];
         for c in 0..n {
-            let sum: f64 = a_row.iter().zip(&cols[c * k..][..k]).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let sum: f64 = a_row
+                .iter()
+                .zip(&cols[c * k..][..k])
+                .map(|(&x, &y)| x as f64 * y as f64)
+                .sum();
             let o = &mut out[r * out_stride + c];
             *o = epilogue.apply(c, sum as f32, *o);
         }
@@ -70,7 +74,14 @@ pub fn matmul(
 
 /// `Σ_kk |a[r][kk]| · |B[kk][c]|` for every `r < m`, `c < n` (row-major, `m × n`): the scale of
 /// the rounding error of an f32 dot product summed in any order.
-pub fn abs_dots(a: &[f32], a_stride: usize, m: usize, k: usize, b: RefB<'_>, n: usize) -> Result<Vec<f64>, KernelError> {
+pub fn abs_dots(
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    k: usize,
+    b: RefB<'_>,
+    n: usize,
+) -> Result<Vec<f64>, KernelError> {
     check_matrix("A", a.len(), m, k, a_stride)?;
     b.check(k, n)?;
     let cols = b.columns(k, n);
@@ -78,7 +89,13 @@ pub fn abs_dots(a: &[f32], a_stride: usize, m: usize, k: usize, b: RefB<'_>, n: 
     for r in 0..m {
         let a_row = &a[r * a_stride..][..k];
         for c in 0..n {
-            scales.push(a_row.iter().zip(&cols[c * k..][..k]).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum());
+            scales.push(
+                a_row
+                    .iter()
+                    .zip(&cols[c * k..][..k])
+                    .map(|(&x, &y)| (x as f64 * y as f64).abs())
+                    .sum(),
+            );
         }
     }
     Ok(scales)
@@ -96,7 +113,11 @@ mod tests {
         let b = [5.0, 6.0, 7.0, 8.0];
         let bt = [5.0, 7.0, 6.0, 8.0];
         let bias = [1.0, -100.0];
-        let e = Epilogue { bias: Some(&bias), activation: Activation::Relu, accumulate: false };
+        let e = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Relu,
+            accumulate: false,
+        };
         let mut out = [0.0; 4];
         matmul(&a, 2, 2, 2, RefB::Kn { data: &b, ld: 2 }, 2, &e, &mut out, 2).unwrap();
         assert_eq!(out, [20.0, 0.0, 44.0, 0.0]);

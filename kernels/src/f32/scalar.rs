@@ -51,16 +51,26 @@ unsafe fn tile<const ROWS: usize>(job: &TileJob) {
         }
     }
     // SAFETY: the packed A micro-panel has `kc · ROWS` floats and the B panel `kc · 16`.
-    let (a, b) = unsafe { (std::slice::from_raw_parts(job.a, job.kc * ROWS), std::slice::from_raw_parts(job.b, job.kc * NR)) };
+    let (a, b) = unsafe {
+        (
+            std::slice::from_raw_parts(job.a, job.kc * ROWS),
+            std::slice::from_raw_parts(job.b, job.kc * NR),
+        )
+    };
     for (av, bv) in a.chunks_exact(ROWS).zip(b.chunks_exact(NR)) {
+        // Fixed-size arrays, so the compiler unrolls and vectorizes the row updates.
+        let bv: &[f32; NR] = bv.try_into().expect("chunk of NR");
+        let av: &[f32; ROWS] = av.try_into().expect("chunk of ROWS");
         for (row, &x) in acc.iter_mut().zip(av) {
             for (s, &y) in row.iter_mut().zip(bv) {
                 *s += x * y;
             }
         }
     }
+    // The store loop is not unrolled; handing it a copy keeps `acc` itself in registers.
+    let sums = std::hint::black_box(acc);
     // SAFETY: forwarded from the caller.
-    unsafe { store::<ROWS>(job, &acc) }
+    unsafe { store::<ROWS>(job, &sums) }
 }
 
 static TILES_1: [TileFn; 1] = [tile::<1>];
@@ -68,5 +78,9 @@ static TILES_2: [TileFn; 1] = [tile::<2>];
 static TILES_4: [TileFn; 1] = [tile::<MR>];
 
 /// The scalar geometry: 4 × 16 main tile, 1- and 2-row tails.
-pub(crate) static GEOMETRY: Geometry =
-    Geometry { mr: MR, panels: 1, row_variants: &[1, 2, MR], tiles: &[&TILES_1, &TILES_2, &TILES_4] };
+pub(crate) static GEOMETRY: Geometry = Geometry {
+    mr: MR,
+    panels: 1,
+    row_variants: &[1, 2, MR],
+    tiles: &[&TILES_1, &TILES_2, &TILES_4],
+};

@@ -29,9 +29,18 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 fn epilogues(bias: &[f32]) -> Vec<Epilogue<'_>> {
     let mut all = Vec::new();
     for bias in [None, Some(bias)] {
-        for activation in [Activation::None, Activation::Relu, Activation::Gelu(GeluForm::Erf), Activation::Gelu(GeluForm::Tanh)] {
+        for activation in [
+            Activation::None,
+            Activation::Relu,
+            Activation::Gelu(GeluForm::Erf),
+            Activation::Gelu(GeluForm::Tanh),
+        ] {
             for accumulate in [false, true] {
-                all.push(Epilogue { bias, activation, accumulate });
+                all.push(Epilogue {
+                    bias,
+                    activation,
+                    accumulate,
+                });
             }
         }
     }
@@ -83,13 +92,33 @@ impl Case {
         };
         let bias = values(n, seed + 2);
         let out0 = values(m * ldo, seed + 3);
-        Case { m, n, k, lda, ldo, a, b_raw, ldb, source, packed, bias, out0, oracle: Default::default() }
+        Case {
+            m,
+            n,
+            k,
+            lda,
+            ldo,
+            a,
+            b_raw,
+            ldb,
+            source,
+            packed,
+            bias,
+            out0,
+            oracle: Default::default(),
+        }
     }
 
     fn ref_b(&self) -> RefB<'_> {
         match self.source {
-            Source::Nk => RefB::Nk { data: &self.b_raw, ld: self.ldb },
-            Source::Kn => RefB::Kn { data: &self.b_raw, ld: self.ldb },
+            Source::Nk => RefB::Nk {
+                data: &self.b_raw,
+                ld: self.ldb,
+            },
+            Source::Kn => RefB::Kn {
+                data: &self.b_raw,
+                ld: self.ldb,
+            },
         }
     }
 
@@ -106,8 +135,18 @@ impl Case {
     fn oracle(&self) -> &(Vec<f32>, Vec<f64>) {
         self.oracle.get_or_init(|| {
             let mut dots = vec![0.0; self.m * self.ldo];
-            reference::matmul(&self.a, self.lda, self.m, self.k, self.ref_b(), self.n, &Epilogue::NONE, &mut dots, self.ldo)
-                .unwrap();
+            reference::matmul(
+                &self.a,
+                self.lda,
+                self.m,
+                self.k,
+                self.ref_b(),
+                self.n,
+                &Epilogue::NONE,
+                &mut dots,
+                self.ldo,
+            )
+            .unwrap();
             let scales = reference::abs_dots(&self.a, self.lda, self.m, self.k, self.ref_b(), self.n).unwrap();
             (dots, scales)
         })
@@ -163,7 +202,10 @@ fn names_and_dispatch() {
 
 #[test]
 fn every_kernel_every_epilogue_small_shapes() {
-    for (i, &(m, n, k)) in [(1, 1, 1), (3, 17, 5), (13, 33, 7), (25, 48, 64), (7, 20, 0)].iter().enumerate() {
+    for (i, &(m, n, k)) in [(1, 1, 1), (3, 17, 5), (13, 33, 7), (25, 48, 64), (7, 20, 0)]
+        .iter()
+        .enumerate()
+    {
         for source in [Source::Nk, Source::Kn] {
             let case = Case::new(m, n, k, source, i as u64 * 10);
             for kernel in kernels() {
@@ -199,10 +241,24 @@ fn real_model_shapes() {
         shapes.extend([(128, 1536, 384), (64, 384, 1536), (20, 1152, 768), (12, 768, 768)]);
     }
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
-        let case = Case::new(m, n, k, if i % 2 == 0 { Source::Nk } else { Source::Kn }, 100 + i as u64);
+        let case = Case::new(
+            m,
+            n,
+            k,
+            if i % 2 == 0 { Source::Nk } else { Source::Kn },
+            100 + i as u64,
+        );
         let bias = case.bias.clone();
-        let gelu = Epilogue { bias: Some(&bias), activation: Activation::Gelu(GeluForm::Erf), accumulate: false };
-        let residual = Epilogue { bias: Some(&bias), activation: Activation::None, accumulate: true };
+        let gelu = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Gelu(GeluForm::Erf),
+            accumulate: false,
+        };
+        let residual = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::None,
+            accumulate: true,
+        };
         for kernel in kernels() {
             case.check(kernel, &gelu, false).unwrap();
             case.check(kernel, &residual, false).unwrap();
@@ -215,13 +271,20 @@ fn thread_count_does_not_change_bits() {
     let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
     let (one, two, three) = (pool(1), pool(2), pool(3));
     // Row split (many rows), column split (few rows), and several k blocks with accumulate.
-    let shapes: &[(usize, usize, usize)] =
-        if cfg!(target_arch = "x86_64") { &[(130, 384, 64), (10, 1552, 128), (50, 200, 600)] } else { &[(40, 200, 200)] };
+    let shapes: &[(usize, usize, usize)] = if cfg!(target_arch = "x86_64") {
+        &[(130, 384, 64), (10, 1552, 128), (50, 200, 600)]
+    } else {
+        &[(40, 200, 200)]
+    };
     for kernel in kernels() {
         for (i, &(m, n, k)) in shapes.iter().enumerate() {
             let case = Case::new(m, n, k, Source::Nk, 7 + i as u64);
             let bias = case.bias.clone();
-            let e = Epilogue { bias: Some(&bias), activation: Activation::Gelu(GeluForm::Tanh), accumulate: true };
+            let e = Epilogue {
+                bias: Some(&bias),
+                activation: Activation::Gelu(GeluForm::Tanh),
+                accumulate: true,
+            };
             let r1 = one.install(|| case.run(kernel, &e, false));
             let r2 = two.install(|| case.run(kernel, &e, false));
             let r3 = three.install(|| case.run(kernel, &e, false));
@@ -244,13 +307,31 @@ fn errors_instead_of_panics() {
     let mut out = vec![0.0; m * n];
     let e = Epilogue::NONE;
     assert!(matmul(kernel, &a, k, m, &b, &e, &mut out, n).is_ok());
-    assert!(matches!(matmul(kernel, &a[1..], k, m, &b, &e, &mut out, n), Err(KernelError::Length { .. })));
-    assert!(matches!(matmul(kernel, &a, k - 1, m, &b, &e, &mut out, n), Err(KernelError::Invalid(_))));
-    assert!(matches!(matmul_serial(kernel, &a, k, m, &b, &e, &mut out[1..], n), Err(KernelError::Length { .. })));
-    assert!(matches!(matmul(kernel, &a, k, m, &b, &e, &mut out, n - 1), Err(KernelError::Invalid(_))));
+    assert!(matches!(
+        matmul(kernel, &a[1..], k, m, &b, &e, &mut out, n),
+        Err(KernelError::Length { .. })
+    ));
+    assert!(matches!(
+        matmul(kernel, &a, k - 1, m, &b, &e, &mut out, n),
+        Err(KernelError::Invalid(_))
+    ));
+    assert!(matches!(
+        matmul_serial(kernel, &a, k, m, &b, &e, &mut out[1..], n),
+        Err(KernelError::Length { .. })
+    ));
+    assert!(matches!(
+        matmul(kernel, &a, k, m, &b, &e, &mut out, n - 1),
+        Err(KernelError::Invalid(_))
+    ));
     let short_bias = [0.0; 4];
-    let e = Epilogue { bias: Some(&short_bias), ..Epilogue::NONE };
-    assert!(matches!(matmul(kernel, &a, k, m, &b, &e, &mut out, n), Err(KernelError::Length { .. })));
+    let e = Epilogue {
+        bias: Some(&short_bias),
+        ..Epilogue::NONE
+    };
+    assert!(matches!(
+        matmul(kernel, &a, k, m, &b, &e, &mut out, n),
+        Err(KernelError::Length { .. })
+    ));
     let layout = PackedF32Layout::new(n, k);
     assert!(PackedF32::from_parts(layout, &vec![0.0; layout.len() - 1]).is_err());
     assert!(PackedF32::from_parts(PackedF32Layout { n_pad: 5, ..layout }, &vec![0.0; 100]).is_err());
@@ -281,7 +362,7 @@ proptest! {
         let case = Case::new(m, n, k, if nk { Source::Nk } else { Source::Kn }, seed);
         let e = epilogues(&case.bias)[e_index];
         for kernel in kernels() {
-            prop_assert!(case.check(kernel, &e, seed % 2 == 0).map_err(|s| TestCaseError::fail(s)).is_ok());
+            case.check(kernel, &e, seed % 2 == 0).map_err(TestCaseError::fail)?;
         }
     }
 }
@@ -352,7 +433,11 @@ fn gflops() {
     for (m, n, k) in shapes {
         let case = Case::new(m, n, k, Source::Nk, 1);
         let bias = case.bias.clone();
-        let e = Epilogue { bias: Some(&bias), activation: Activation::None, accumulate: false };
+        let e = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::None,
+            accumulate: false,
+        };
         for (threads, pool) in &pools {
             let mut out = case.out0.clone();
             let b = case.packed.as_packed();
@@ -365,7 +450,10 @@ fn gflops() {
                         matmul(kernel, &case.a, case.lda, m, &b, &e, &mut out, case.ldo).unwrap();
                     }
                 });
-                println!("{} m={m} n={n} k={k} threads={threads}: {wall:.1} GFLOPS wall, {cpu:.1} per CPU second", kernel.name);
+                println!(
+                    "{} m={m} n={n} k={k} threads={threads}: {wall:.1} GFLOPS wall, {cpu:.1} per CPU second",
+                    kernel.name
+                );
             });
         }
     }
@@ -452,7 +540,11 @@ fn tile_gflops() {
                         unsafe { tile(std::hint::black_box(&job)) };
                     }
                 });
-                println!("{} tile {mr}x{}: {wall:.1} GFLOPS wall, {cpu:.1} per CPU second", kernel.name, panels * 16);
+                println!(
+                    "{} tile {mr}x{}: {wall:.1} GFLOPS wall, {cpu:.1} per CPU second",
+                    kernel.name,
+                    panels * 16
+                );
             }
         }
     }
