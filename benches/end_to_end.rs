@@ -1,0 +1,211 @@
+//! f32 vs int8 end-to-end embedding with the real all-MiniLM-L6-v2.
+//!
+//! The model is fetched with `scripts/fetch-minilm.sh` (cached after the first run) and
+//! converted with the project's own converter into a temporary folder under three recipes:
+//! `f32`, `int8-embeddings` (int8 token table, f32 linear layers) and `int8`. Each file is
+//! opened with [`octet::Embedder::open_with_threads`] for 1 and 2 threads, and `embed` is timed
+//! on real English prose cut to an exact token count (special tokens included; see
+//! [`octet_benches::prose`]) at these points:
+//!
+//! - batch 1 x 16, 128 and 256 tokens (256 is MiniLM's window),
+//! - batch 32 x 128 tokens (32 different texts; the engine's default batch size is 32).
+//!
+//! Tokenization is part of the timing, as a user sees it. The run ends with markdown tables:
+//! medians, the int8 / f32 and int8-embeddings / f32 speed ratios (f32 time / other time) and
+//! the 2-thread scaling. The machine may be busy: ratios of points measured side by side in
+//! one run are the meaningful figures.
+//!
+//! Run: `cargo bench -p octet-benches --bench end_to_end`.
+
+use criterion::{Criterion, SamplingMode};
+use octet::tokenize::{TextTokenizer, Truncation};
+use octet::Embedder;
+use octet_benches::host;
+use octet_benches::prose::{fixture_words, text_of_tokens};
+use octet_benches::samples::{time_iters, Samples};
+use octet_benches::table::{num, ratio, Table};
+use octet_tools::convert::recipe::Recipe;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Conversion recipes, the float baseline first.
+const RECIPES: [&str; 3] = ["f32", "int8-embeddings", "int8"];
+/// (texts per call, tokens per text).
+const POINTS: [(usize, usize); 4] = [(1, 16), (1, 128), (1, 256), (32, 128)];
+/// Pool sizes (the machine this was written for has 2 cores).
+const THREADS: [usize; 2] = [1, 2];
+
+/// Runs `scripts/fetch-minilm.sh` and returns the folder it prints on its last line.
+fn fetch_minilm() -> PathBuf {
+    let script = octet_benches::repo_root().join("scripts/fetch-minilm.sh");
+    let output = Command::new("bash").arg(&script).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} failed:\n{}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    PathBuf::from(stdout.lines().last().expect("the fetch script prints its folder").trim())
+}
+
+/// Converts `source` with every recipe into `dir`; returns the paths in [`RECIPES`] order.
+fn convert_all(source: &Path, dir: &Path) -> Vec<PathBuf> {
+    RECIPES
+        .iter()
+        .map(|&name| {
+            let out = dir.join(format!("all-MiniLM-L6-v2-{name}.octet"));
+            let recipe = Recipe::parse(name, vec![], None).expect("known recipe");
+            let start = Instant::now();
+            octet_tools::convert::convert(source, &out, &recipe, false).unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
+            let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!("converted {name}: {:.1} MB in {:.1} s", bytes as f64 / 1e6, start.elapsed().as_secs_f64());
+            out
+        })
+        .collect()
+}
+
+/// `batch` texts of exactly `tokens` tokens each, all different.
+fn texts_for(tokenizer: &TextTokenizer, words: &[String], batch: usize, tokens: usize) -> Vec<String> {
+    let count = |text: &str| {
+        let t = tokenizer.encode(0, text, Truncation::Truncate).ok()?;
+        (!t.truncated).then_some(t.ids.len())
+    };
+    (0..batch)
+        .map(|i| {
+            text_of_tokens(words, i * 97, tokens, count).unwrap_or_else(|| panic!("cannot build a text of {tokens} tokens"))
+        })
+        .collect()
+}
+
+/// One measured point.
+struct Point {
+    point: usize,
+    threads: usize,
+    recipe: usize,
+    seconds: Option<f64>,
+}
+
+fn main() {
+    println!("{}", host::describe_host());
+    println!("kernels: {}", octet_kernels::describe());
+    let source = fetch_minilm();
+    let dir = std::env::temp_dir().join(format!("octet-bench-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary folder");
+    let paths = convert_all(&source, &dir);
+
+    // embedders[recipe][thread index]
+    let embedders: Vec<Vec<Embedder>> = paths
+        .iter()
+        .map(|p| THREADS.iter().map(|&t| Embedder::open_with_threads(p, t).expect("open the converted model")).collect())
+        .collect();
+    let file = embedders[0][0].file();
+    let tokenizer = TextTokenizer::from_json(file.blob(&file.meta().tokenizer).expect("tokenizer blob"), file.meta().max_seq_len)
+        .expect("tokenizer");
+    let words = fixture_words(&octet_benches::repo_root().join("tests/fixtures/minilm/reference.json")).expect("fixture words");
+    let texts: Vec<Vec<String>> = POINTS.iter().map(|&(batch, tokens)| texts_for(&tokenizer, &words, batch, tokens)).collect();
+
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .nresamples(10_000)
+        .without_plots()
+        .configure_from_args();
+    let mut points: Vec<Point> = Vec::new();
+    for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
+        let mut group = criterion.benchmark_group(format!("minilm batch {batch}x{tokens}"));
+        let sample_size = if batch * tokens >= 1024 { 10 } else { 20 };
+        group.sampling_mode(SamplingMode::Flat).sample_size(sample_size);
+        if batch * tokens >= 1024 {
+            group.measurement_time(Duration::from_secs(3));
+        }
+        for (ti, &threads) in THREADS.iter().enumerate() {
+            for (ri, recipe) in RECIPES.iter().enumerate() {
+                let embedder = &embedders[ri][ti];
+                let texts = &texts[pi];
+                let mut samples = Samples::default();
+                group.bench_function(format!("{recipe}/t{threads}"), |b| {
+                    b.iter_custom(|iters| {
+                        let elapsed = time_iters(iters, || {
+                            black_box(embedder.embed(black_box(texts)).expect("embed"));
+                        });
+                        samples.record(iters, elapsed);
+                        elapsed
+                    })
+                });
+                let seconds = samples.median_of_last(sample_size).map(|d| d.as_secs_f64());
+                if let Some(s) = seconds {
+                    println!(
+                        "  batch {batch}x{tokens} t={threads} {recipe}: {:.2} ms, {:.0} tokens/s",
+                        s * 1e3,
+                        (batch * tokens) as f64 / s
+                    );
+                }
+                points.push(Point { point: pi, threads, recipe: ri, seconds });
+            }
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+    drop(embedders);
+    let _ = std::fs::remove_dir_all(&dir);
+    print_summary(&points);
+}
+
+fn print_summary(points: &[Point]) {
+    let seconds = |pi: usize, t: usize, ri: usize| {
+        points.iter().find(|p| p.point == pi && p.threads == t && p.recipe == ri).and_then(|p| p.seconds)
+    };
+    println!();
+    println!("## End to end, all-MiniLM-L6-v2 (median of criterion's samples, tokenization included)");
+    println!();
+    println!("kernels: {}", octet_kernels::describe());
+    println!("ratios are speed-ups: f32 time / other time, measured side by side in this run.");
+    println!();
+    let mut table = Table::new(&[
+        "batch x tokens",
+        "threads",
+        "f32 ms",
+        "int8-emb ms",
+        "int8 ms",
+        "int8-emb/f32",
+        "int8/f32",
+        "int8 tokens/s",
+    ]);
+    for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
+        for &t in &THREADS {
+            let s = |ri| seconds(pi, t, ri);
+            if (0..RECIPES.len()).all(|ri| s(ri).is_none()) {
+                continue;
+            }
+            let ms = |ri| num(s(ri).map(|x| x * 1e3), 2);
+            let speedup = |ri| s(0).zip(s(ri)).map(|(f, o)| f / o);
+            table.row(vec![
+                format!("{batch}x{tokens}"),
+                t.to_string(),
+                ms(0),
+                ms(1),
+                ms(2),
+                ratio(speedup(1)),
+                ratio(speedup(2)),
+                num(s(2).map(|x| (batch * tokens) as f64 / x), 0),
+            ]);
+        }
+    }
+    println!("{}", table.render());
+
+    println!("## Thread scaling (1-thread time / 2-thread time)");
+    println!();
+    let mut scaling = Table::new(&["batch x tokens", "f32 2T/1T", "int8-emb 2T/1T", "int8 2T/1T"]);
+    for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
+        let speedup = |ri| seconds(pi, 1, ri).zip(seconds(pi, 2, ri)).map(|(one, two)| one / two);
+        if (0..RECIPES.len()).all(|ri| speedup(ri).is_none()) {
+            continue;
+        }
+        scaling.row(vec![format!("{batch}x{tokens}"), ratio(speedup(0)), ratio(speedup(1)), ratio(speedup(2))]);
+    }
+    println!("{}", scaling.render());
+}
