@@ -94,6 +94,6 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{text}");
-        assert!(lines[1].ends_with(":|"));
+        assert!(lines[1].ends_with(": |"), "{text}");
     }
 }
