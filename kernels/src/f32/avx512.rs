@@ -1,12 +1,12 @@
 //! `x86_64-f32-12x32-avx512`: AVX-512F register tiles.
 //!
-//! 12 rows × two 16-column panels: 24 zmm accumulators + 2 B registers of the 32 zmm, with each
-//! A value broadcast from memory into the FMA (`vfmadd231ps zmm, zmm, [mem]{1to16}`), so no
-//! register holds it. Per k step: 2 B loads + 12 broadcast loads for 24 FMAs, i.e. 12 cycles of
-//! two FMA ports against 14 loads (two load ports). 24 independent chains cover the 4-cycle FMA
-//! latency three times over. Why not 14 × 32 (28 accumulators): 12 divides the usual row
-//! counts better (m = 128 splits as 2 × 64 = 2 × (5 × 12 + 4)), and the measured speed is the
-//! same. One-panel and 4- / 8-row variants cover the edges.
+//! 12 rows × two 16-column panels: 24 zmm accumulators + 2 B registers + 1 broadcast A value
+//! of the 32 zmm. Per k step: 2 B loads + 12 broadcast loads (`vbroadcastss`, load ports only)
+//! for 24 FMAs, i.e. 12 cycles of two FMA ports against 14 loads on two load ports. 24
+//! independent chains cover the 4-cycle FMA latency three times over. Why 12 rows rather than
+//! 14 (28 accumulators): 12 divides the usual row counts better (m = 128 on two threads is
+//! 2 × (5 × 12 + 4)), and the 4- and 8-row variants keep ragged tails cheap. One-panel
+//! variants cover an odd panel count.
 
 use super::driver::{Geometry, TileFn, TileJob};
 use crate::activation::avx512 as act;

@@ -15,8 +15,8 @@
 //! Kernels ([`for_isa`]), named by register tile (rows × columns):
 //! - `f32-scalar-4x16`: portable Rust.
 //! - `x86_64-f32-6x16-avx2`: 6 rows × 2 ymm, 12 accumulators of 16 ymm registers.
-//! - `x86_64-f32-12x32-avx512`: 12 rows × 2 panels, 24 zmm accumulators of 32, B values
-//!   broadcast from memory straight into the FMA.
+//! - `x86_64-f32-12x32-avx512`: 12 rows × 2 panels, 24 zmm accumulators of 32, each A value
+//!   broadcast once per k step and shared by both panels.
 //! - `aarch64-f32-6x16-neon`: 6 rows × 4 q registers, 24 accumulators of 32, A values
 //!   used by lane (`fmla v.4s, v.4s, v.s[i]`).
 
