@@ -40,7 +40,10 @@ const THREADS: [usize; 2] = [1, 2];
 /// Runs `scripts/fetch-minilm.sh` and returns the folder it prints on its last line.
 fn fetch_minilm() -> PathBuf {
     let script = octet_benches::repo_root().join("scripts/fetch-minilm.sh");
-    let output = Command::new("bash").arg(&script).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let output = Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
         output.status.success(),
         "{} failed:\n{}\n{}",
@@ -49,7 +52,13 @@ fn fetch_minilm() -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    PathBuf::from(stdout.lines().last().expect("the fetch script prints its folder").trim())
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the fetch script prints its folder")
+            .trim(),
+    )
 }
 
 /// Converts `source` with every recipe into `dir`; returns the paths in [`RECIPES`] order.
@@ -60,9 +69,14 @@ fn convert_all(source: &Path, dir: &Path) -> Vec<PathBuf> {
             let out = dir.join(format!("all-MiniLM-L6-v2-{name}.octet"));
             let recipe = Recipe::parse(name, vec![], None).expect("known recipe");
             let start = Instant::now();
-            octet_tools::convert::convert(source, &out, &recipe, false).unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
+            octet_tools::convert::convert(source, &out, &recipe, false)
+                .unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-            println!("converted {name}: {:.1} MB in {:.1} s", bytes as f64 / 1e6, start.elapsed().as_secs_f64());
+            println!(
+                "converted {name}: {:.1} MB in {:.1} s",
+                bytes as f64 / 1e6,
+                start.elapsed().as_secs_f64()
+            );
             out
         })
         .collect()
@@ -76,9 +90,18 @@ fn texts_for(tokenizer: &TextTokenizer, words: &[String], batch: usize, tokens: 
     };
     (0..batch)
         .map(|i| {
-            text_of_tokens(words, i * 97, tokens, count).unwrap_or_else(|| panic!("cannot build a text of {tokens} tokens"))
+            text_of_tokens(words, i * 97, tokens, count)
+                .unwrap_or_else(|| panic!("cannot build a text of {tokens} tokens"))
         })
         .collect()
+}
+
+/// How busy the rest of the machine was while one (point, threads) row was measured.
+struct Busy {
+    point: usize,
+    threads: usize,
+    /// CPUs kept busy by other processes, on average ([`host::CpuMeter`]).
+    other_cpus: Option<f64>,
 }
 
 /// One measured point.
@@ -92,6 +115,7 @@ struct Point {
 fn main() {
     println!("{}", host::describe_host());
     println!("kernels: {}", octet_kernels::describe());
+    println!("load average at start: {}", num(host::load_average(), 2));
     let source = fetch_minilm();
     let dir = std::env::temp_dir().join(format!("octet-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a temporary folder");
@@ -100,13 +124,25 @@ fn main() {
     // embedders[recipe][thread index]
     let embedders: Vec<Vec<Embedder>> = paths
         .iter()
-        .map(|p| THREADS.iter().map(|&t| Embedder::open_with_threads(p, t).expect("open the converted model")).collect())
+        .map(|p| {
+            THREADS
+                .iter()
+                .map(|&t| Embedder::open_with_threads(p, t).expect("open the converted model"))
+                .collect()
+        })
         .collect();
     let file = embedders[0][0].file();
-    let tokenizer = TextTokenizer::from_json(file.blob(&file.meta().tokenizer).expect("tokenizer blob"), file.meta().max_seq_len)
-        .expect("tokenizer");
-    let words = fixture_words(&octet_benches::repo_root().join("tests/fixtures/minilm/reference.json")).expect("fixture words");
-    let texts: Vec<Vec<String>> = POINTS.iter().map(|&(batch, tokens)| texts_for(&tokenizer, &words, batch, tokens)).collect();
+    let tokenizer = TextTokenizer::from_json(
+        file.blob(&file.meta().tokenizer).expect("tokenizer blob"),
+        file.meta().max_seq_len,
+    )
+    .expect("tokenizer");
+    let words =
+        fixture_words(&octet_benches::repo_root().join("tests/fixtures/minilm/reference.json")).expect("fixture words");
+    let texts: Vec<Vec<String>> = POINTS
+        .iter()
+        .map(|&(batch, tokens)| texts_for(&tokenizer, &words, batch, tokens))
+        .collect();
 
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
@@ -115,6 +151,7 @@ fn main() {
         .without_plots()
         .configure_from_args();
     let mut points: Vec<Point> = Vec::new();
+    let mut busy: Vec<Busy> = Vec::new();
     for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
         let mut group = criterion.benchmark_group(format!("minilm batch {batch}x{tokens}"));
         let sample_size = if batch * tokens >= 1024 { 10 } else { 20 };
@@ -123,6 +160,7 @@ fn main() {
             group.measurement_time(Duration::from_secs(3));
         }
         for (ti, &threads) in THREADS.iter().enumerate() {
+            let meter = host::CpuMeter::now();
             for (ri, recipe) in RECIPES.iter().enumerate() {
                 let embedder = &embedders[ri][ti];
                 let texts = &texts[pi];
@@ -144,26 +182,44 @@ fn main() {
                         (batch * tokens) as f64 / s
                     );
                 }
-                points.push(Point { point: pi, threads, recipe: ri, seconds });
+                points.push(Point {
+                    point: pi,
+                    threads,
+                    recipe: ri,
+                    seconds,
+                });
             }
+            let other_cpus = meter
+                .zip(host::CpuMeter::now())
+                .and_then(|(a, b)| a.other_busy_cpus(&b));
+            busy.push(Busy {
+                point: pi,
+                threads,
+                other_cpus,
+            });
         }
         group.finish();
     }
     criterion.final_summary();
     drop(embedders);
     let _ = std::fs::remove_dir_all(&dir);
-    print_summary(&points);
+    println!("load average at end: {}", num(host::load_average(), 2));
+    print_summary(&points, &busy);
 }
 
-fn print_summary(points: &[Point]) {
+fn print_summary(points: &[Point], busy: &[Busy]) {
     let seconds = |pi: usize, t: usize, ri: usize| {
-        points.iter().find(|p| p.point == pi && p.threads == t && p.recipe == ri).and_then(|p| p.seconds)
+        points
+            .iter()
+            .find(|p| p.point == pi && p.threads == t && p.recipe == ri)
+            .and_then(|p| p.seconds)
     };
     println!();
     println!("## End to end, all-MiniLM-L6-v2 (median of criterion's samples, tokenization included)");
     println!();
     println!("kernels: {}", octet_kernels::describe());
-    println!("ratios are speed-ups: f32 time / other time, measured side by side in this run.");
+    println!("ratios are speed-ups: f32 time / other time, measured side by side in this run;");
+    println!("other CPUs busy = CPUs used by other processes on average while the row was measured (noise).");
     println!();
     let mut table = Table::new(&[
         "batch x tokens",
@@ -174,6 +230,7 @@ fn print_summary(points: &[Point]) {
         "int8-emb/f32",
         "int8/f32",
         "int8 tokens/s",
+        "other CPUs busy",
     ]);
     for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
         for &t in &THREADS {
@@ -192,6 +249,12 @@ fn print_summary(points: &[Point]) {
                 ratio(speedup(1)),
                 ratio(speedup(2)),
                 num(s(2).map(|x| (batch * tokens) as f64 / x), 0),
+                num(
+                    busy.iter()
+                        .find(|b| b.point == pi && b.threads == t)
+                        .and_then(|b| b.other_cpus),
+                    2,
+                ),
             ]);
         }
     }
@@ -205,7 +268,12 @@ fn print_summary(points: &[Point]) {
         if (0..RECIPES.len()).all(|ri| speedup(ri).is_none()) {
             continue;
         }
-        scaling.row(vec![format!("{batch}x{tokens}"), ratio(speedup(0)), ratio(speedup(1)), ratio(speedup(2))]);
+        scaling.row(vec![
+            format!("{batch}x{tokens}"),
+            ratio(speedup(0)),
+            ratio(speedup(1)),
+            ratio(speedup(2)),
+        ]);
     }
     println!("{}", scaling.render());
 }

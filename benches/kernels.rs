@@ -44,14 +44,54 @@ impl Shape {
 }
 
 const SHAPES: [Shape; 8] = [
-    Shape { model: "minilm", layer: "qkv", k: 384, n: 1152 },
-    Shape { model: "minilm", layer: "attn-out", k: 384, n: 384 },
-    Shape { model: "minilm", layer: "ffn-up", k: 384, n: 1536 },
-    Shape { model: "minilm", layer: "ffn-down", k: 1536, n: 384 },
-    Shape { model: "gemma", layer: "qkv", k: 768, n: 1280 },
-    Shape { model: "gemma", layer: "attn-out", k: 768, n: 768 },
-    Shape { model: "gemma", layer: "gate|up(x2)", k: 768, n: 1152 },
-    Shape { model: "gemma", layer: "down", k: 1152, n: 768 },
+    Shape {
+        model: "minilm",
+        layer: "qkv",
+        k: 384,
+        n: 1152,
+    },
+    Shape {
+        model: "minilm",
+        layer: "attn-out",
+        k: 384,
+        n: 384,
+    },
+    Shape {
+        model: "minilm",
+        layer: "ffn-up",
+        k: 384,
+        n: 1536,
+    },
+    Shape {
+        model: "minilm",
+        layer: "ffn-down",
+        k: 1536,
+        n: 384,
+    },
+    Shape {
+        model: "gemma",
+        layer: "qkv",
+        k: 768,
+        n: 1280,
+    },
+    Shape {
+        model: "gemma",
+        layer: "attn-out",
+        k: 768,
+        n: 768,
+    },
+    Shape {
+        model: "gemma",
+        layer: "gate|up(x2)",
+        k: 768,
+        n: 1152,
+    },
+    Shape {
+        model: "gemma",
+        layer: "down",
+        k: 1152,
+        n: 768,
+    },
 ];
 
 /// Activation rows: one short text, one long text, a batch of 32 x 128 tokens.
@@ -123,7 +163,9 @@ impl Weights {
         let kernels = octet_kernels::kernels();
         let (k, n) = (self.k, self.n);
         let result = match variant {
-            Variant::Int8PerToken => int8::matmul(kernels.int8, a, k, m, &self.int8_token.view(), &Epilogue::NONE, out, n),
+            Variant::Int8PerToken => {
+                int8::matmul(kernels.int8, a, k, m, &self.int8_token.view(), &Epilogue::NONE, out, n)
+            }
             Variant::Int8Group64 => int8::matmul(kernels.int8, a, k, m, &self.int8_g64.view(), &Epilogue::NONE, out, n),
             Variant::F32 => kf32::matmul(kernels.f32, a, k, m, &self.f32.as_packed(), &Epilogue::NONE, out, n),
         };
@@ -155,7 +197,13 @@ impl Peaks {
     fn measure() -> Peaks {
         let by_threads = THREADS
             .iter()
-            .map(|&t| (t, peak::measure(PeakInstruction::Vpdpbusd, t), peak::measure(PeakInstruction::Vfmadd231ps, t)))
+            .map(|&t| {
+                (
+                    t,
+                    peak::measure(PeakInstruction::Vpdpbusd, t),
+                    peak::measure(PeakInstruction::Vfmadd231ps, t),
+                )
+            })
             .collect();
         Peaks { by_threads }
     }
@@ -167,6 +215,15 @@ impl Peaks {
             PeakInstruction::Vfmadd231ps => fma,
         }
     }
+}
+
+/// How busy the rest of the machine was while one (shape, m, threads) row was measured.
+struct Busy {
+    shape: usize,
+    m: usize,
+    threads: usize,
+    /// CPUs kept busy by other processes, on average ([`host::CpuMeter`]).
+    other_cpus: Option<f64>,
 }
 
 /// One measured point.
@@ -184,9 +241,13 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, m
     let samples = if m >= 1024 { 10 } else { 20 };
     group.sampling_mode(SamplingMode::Flat).sample_size(samples);
     if m >= 1024 {
-        group.warm_up_time(Duration::from_millis(150)).measurement_time(Duration::from_millis(600));
+        group
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(1200));
     } else {
-        group.warm_up_time(Duration::from_millis(150)).measurement_time(Duration::from_millis(350));
+        group
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600));
     }
     samples
 }
@@ -199,7 +260,12 @@ fn main() {
     let listing = std::env::args().any(|a| a == "--list");
     println!("{}", host::describe_host());
     println!("kernels: {}", octet_kernels::describe());
-    let peaks = if listing { Peaks { by_threads: Vec::new() } } else { Peaks::measure() };
+    println!("load average at start: {}", num(host::load_average(), 2));
+    let peaks = if listing {
+        Peaks { by_threads: Vec::new() }
+    } else {
+        Peaks::measure()
+    };
     for &(t, vnni, fma) in &peaks.by_threads {
         println!(
             "peak on {t} thread(s): {} {} GOPS, {} {} GFLOPS",
@@ -212,7 +278,15 @@ fn main() {
 
     let pools: Vec<(usize, rayon::ThreadPool)> = THREADS
         .iter()
-        .map(|&t| (t, rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("rayon pool")))
+        .map(|&t| {
+            (
+                t,
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .expect("rayon pool"),
+            )
+        })
         .collect();
     let max_m = *ROWS.iter().max().unwrap();
     let max_k = SHAPES.iter().map(|s| s.k).max().unwrap();
@@ -227,6 +301,7 @@ fn main() {
         .without_plots()
         .configure_from_args();
     let mut points: Vec<Point> = Vec::new();
+    let mut busy: Vec<Busy> = Vec::new();
     for (si, shape) in SHAPES.iter().enumerate() {
         let weights = Weights::new(shape);
         let mut group = criterion.benchmark_group(shape.label());
@@ -235,12 +310,15 @@ fn main() {
             let a = &a[..m * shape.k];
             let out = &mut out[..m * shape.n];
             for (threads, pool) in &pools {
+                let meter = host::CpuMeter::now();
                 for variant in Variant::ALL {
                     let mut samples = Samples::default();
                     group.bench_function(format!("{}/m{m}/t{threads}", variant.label()), |b| {
                         b.iter_custom(|iters| {
                             let elapsed = pool.install(|| {
-                                time_iters(iters, || weights.multiply(variant, black_box(a), m, black_box(&mut *out)))
+                                time_iters(iters, || {
+                                    weights.multiply(variant, black_box(a), m, black_box(&mut *out))
+                                })
                             });
                             samples.record(iters, elapsed);
                             elapsed
@@ -260,12 +338,34 @@ fn main() {
                             variant.peak_instruction().name()
                         );
                     }
-                    points.push(Point { shape: si, m, threads: *threads, variant, seconds });
+                    points.push(Point {
+                        shape: si,
+                        m,
+                        threads: *threads,
+                        variant,
+                        seconds,
+                    });
                 }
+                let other_cpus = meter
+                    .zip(host::CpuMeter::now())
+                    .and_then(|(a, b)| a.other_busy_cpus(&b));
+                busy.push(Busy {
+                    shape: si,
+                    m,
+                    threads: *threads,
+                    other_cpus,
+                });
                 let time = |v: Variant| {
-                    points.iter().find(|p| p.shape == si && p.m == m && p.threads == *threads && p.variant == v)?.seconds
+                    points
+                        .iter()
+                        .find(|p| p.shape == si && p.m == m && p.threads == *threads && p.variant == v)?
+                        .seconds
                 };
-                if let (Some(f), Some(tok), Some(g64)) = (time(Variant::F32), time(Variant::Int8PerToken), time(Variant::Int8Group64)) {
+                if let (Some(f), Some(tok), Some(g64)) = (
+                    time(Variant::F32),
+                    time(Variant::Int8PerToken),
+                    time(Variant::Int8Group64),
+                ) {
                     println!(
                         "  {} m={m} t={threads}: int8-token/f32 {:.2}x, int8-g64/f32 {:.2}x (speed ratio, same run)",
                         shape.label(),
@@ -279,13 +379,17 @@ fn main() {
     }
     criterion.final_summary();
     if !listing {
-        print_summary(&points, &peaks);
+        println!("load average at end: {}", num(host::load_average(), 2));
+        print_summary(&points, &busy, &peaks);
     }
 }
 
-fn print_summary(points: &[Point], peaks: &Peaks) {
+fn print_summary(points: &[Point], busy: &[Busy], peaks: &Peaks) {
     let seconds = |si: usize, m: usize, t: usize, v: Variant| {
-        points.iter().find(|p| p.shape == si && p.m == m && p.threads == t && p.variant == v).and_then(|p| p.seconds)
+        points
+            .iter()
+            .find(|p| p.shape == si && p.m == m && p.threads == t && p.variant == v)
+            .and_then(|p| p.seconds)
     };
     let kernels = octet_kernels::kernels();
     println!();
@@ -294,11 +398,16 @@ fn print_summary(points: &[Point], peaks: &Peaks) {
     println!("kernels: {}", octet_kernels::describe());
     println!(
         "int8 kernel {}, f32 kernel {}; %peak = share of the `vpdpbusd zmm` (int8) / `vfmadd231ps zmm` (f32) \
-         throughput measured in this run on the same number of threads; int8/f32 = f32 time / int8 time.",
+         throughput measured in this run on the same number of threads; int8/f32 = f32 time / int8 time; \
+         other CPUs busy = CPUs used by other processes on average while the row was measured (noise).",
         kernels.int8.name, kernels.f32.name
     );
     for &(t, vnni, fma) in &peaks.by_threads {
-        println!("peak, {t} thread(s): vpdpbusd {} GOPS, vfmadd231ps {} GFLOPS", num(vnni, 1), num(fma, 1));
+        println!(
+            "peak, {t} thread(s): vpdpbusd {} GOPS, vfmadd231ps {} GFLOPS",
+            num(vnni, 1),
+            num(fma, 1)
+        );
     }
     println!();
     let mut table = Table::new(&[
@@ -313,6 +422,7 @@ fn print_summary(points: &[Point], peaks: &Peaks) {
         "f32 %peak",
         "int8/f32",
         "g64/f32",
+        "other CPUs busy",
     ]);
     for (si, shape) in SHAPES.iter().enumerate() {
         for &m in &ROWS {
@@ -336,6 +446,12 @@ fn print_summary(points: &[Point], peaks: &Peaks) {
                     pct(share(Variant::F32)),
                     ratio(speedup(Variant::Int8PerToken)),
                     ratio(speedup(Variant::Int8Group64)),
+                    num(
+                        busy.iter()
+                            .find(|b| b.shape == si && b.m == m && b.threads == t)
+                            .and_then(|b| b.other_cpus),
+                        2,
+                    ),
                 ]);
             }
         }
@@ -344,10 +460,29 @@ fn print_summary(points: &[Point], peaks: &Peaks) {
 
     println!("## Thread scaling (1-thread time / 2-thread time)");
     println!();
-    let mut scaling = Table::new(&["shape (k->n)", "m", "int8 2T/1T", "int8-g64 2T/1T", "f32 2T/1T"]);
+    let mut scaling = Table::new(&[
+        "shape (k->n)",
+        "m",
+        "int8 2T/1T",
+        "int8-g64 2T/1T",
+        "f32 2T/1T",
+        "other CPUs busy 1T / 2T",
+    ]);
+    let other = |si: usize, m: usize, t: usize| {
+        num(
+            busy.iter()
+                .find(|b| b.shape == si && b.m == m && b.threads == t)
+                .and_then(|b| b.other_cpus),
+            2,
+        )
+    };
     for (si, shape) in SHAPES.iter().enumerate() {
         for &m in &ROWS {
-            let speedup = |v| seconds(si, m, 1, v).zip(seconds(si, m, 2, v)).map(|(one, two)| one / two);
+            let speedup = |v| {
+                seconds(si, m, 1, v)
+                    .zip(seconds(si, m, 2, v))
+                    .map(|(one, two)| one / two)
+            };
             if Variant::ALL.iter().all(|&v| speedup(v).is_none()) {
                 continue;
             }
@@ -357,6 +492,7 @@ fn print_summary(points: &[Point], peaks: &Peaks) {
                 ratio(speedup(Variant::Int8PerToken)),
                 ratio(speedup(Variant::Int8Group64)),
                 ratio(speedup(Variant::F32)),
+                format!("{} / {}", other(si, m, 1), other(si, m, 2)),
             ]);
         }
     }

@@ -99,10 +99,12 @@ fn loop_fn(instruction: PeakInstruction) -> Option<fn(u64)> {
     #[cfg(target_arch = "x86_64")]
     {
         match instruction {
-            PeakInstruction::Vpdpbusd => {
-                (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")).then_some(x86::vpdpbusd_safe as fn(u64))
+            PeakInstruction::Vpdpbusd => (is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vnni"))
+            .then_some(x86::vpdpbusd_safe as fn(u64)),
+            PeakInstruction::Vfmadd231ps => {
+                is_x86_feature_detected!("avx512f").then_some(x86::vfmadd231ps_safe as fn(u64))
             }
-            PeakInstruction::Vfmadd231ps => is_x86_feature_detected!("avx512f").then_some(x86::vfmadd231ps_safe as fn(u64)),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

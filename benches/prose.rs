@@ -16,10 +16,16 @@ const PROSE_CATEGORIES: [&str; 4] = ["sentence_en", "medium_en", "long_exact_", 
 pub fn fixture_words(fixture: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(fixture).map_err(|e| format!("cannot read {}: {e}", fixture.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fixture.display()))?;
-    let texts = json["texts"].as_array().ok_or_else(|| format!("{}: no `texts` array", fixture.display()))?;
+    let texts = json["texts"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no `texts` array", fixture.display()))?;
     let words: Vec<String> = texts
         .iter()
-        .filter(|t| t["category"].as_str().is_some_and(|c| PROSE_CATEGORIES.iter().any(|p| c.starts_with(p))))
+        .filter(|t| {
+            t["category"]
+                .as_str()
+                .is_some_and(|c| PROSE_CATEGORIES.iter().any(|p| c.starts_with(p)))
+        })
         .filter_map(|t| t["text"].as_str())
         .flat_map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .collect();
@@ -32,7 +38,12 @@ pub fn fixture_words(fixture: &Path) -> Result<Vec<String>, String> {
 /// A text of exactly `target` tokens as counted by `count` (which returns `None` for a text
 /// the tokenizer had to truncate), built from `words` starting at word `start`; `None` if the
 /// pool cannot reach the target.
-pub fn text_of_tokens(words: &[String], start: usize, target: usize, count: impl Fn(&str) -> Option<usize>) -> Option<String> {
+pub fn text_of_tokens(
+    words: &[String],
+    start: usize,
+    target: usize,
+    count: impl Fn(&str) -> Option<usize>,
+) -> Option<String> {
     let mut text = String::new();
     let mut skipped_in_a_row = 0;
     for i in 0.. {
@@ -40,7 +51,11 @@ pub fn text_of_tokens(words: &[String], start: usize, target: usize, count: impl
             return None;
         }
         let word = &words[(start + i) % words.len()];
-        let candidate = if text.is_empty() { word.clone() } else { format!("{text} {word}") };
+        let candidate = if text.is_empty() {
+            word.clone()
+        } else {
+            format!("{text} {word}")
+        };
         match count(&candidate) {
             Some(n) if n == target => return Some(candidate),
             Some(n) if n < target => {
@@ -59,7 +74,10 @@ mod tests {
 
     #[test]
     fn lands_exactly_on_the_target() {
-        let words: Vec<String> = "the quick brown fox jumps over the lazy dog".split(' ').map(String::from).collect();
+        let words: Vec<String> = "the quick brown fox jumps over the lazy dog"
+            .split(' ')
+            .map(String::from)
+            .collect();
         // One token per character: "brown" must be skipped to hit 13 exactly ("the quick fox").
         let count = |t: &str| Some(t.len());
         for target in [3, 9, 13] {

@@ -34,7 +34,11 @@ impl Samples {
         }
         per_iter.sort_by(f64::total_cmp);
         let mid = per_iter.len() / 2;
-        let median = if per_iter.len() % 2 == 1 { per_iter[mid] } else { (per_iter[mid - 1] + per_iter[mid]) / 2.0 };
+        let median = if per_iter.len() % 2 == 1 {
+            per_iter[mid]
+        } else {
+            (per_iter[mid - 1] + per_iter[mid]) / 2.0
+        };
         Some(Duration::from_secs_f64(median))
     }
 }

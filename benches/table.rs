@@ -11,7 +11,10 @@ pub struct Table {
 impl Table {
     /// A table with these column titles.
     pub fn new(header: &[&str]) -> Table {
-        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Appends a row (missing cells print empty, extra cells are dropped).
@@ -25,7 +28,14 @@ impl Table {
         let cols = self.header.len();
         let cell = |row: &[String], c: usize| row.get(c).cloned().unwrap_or_default();
         let widths: Vec<usize> = (0..cols)
-            .map(|c| self.rows.iter().map(|r| cell(r, c).chars().count()).chain([self.header[c].chars().count(), 3]).max().unwrap_or(3))
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| cell(r, c).chars().count())
+                    .chain([self.header[c].chars().count(), 3])
+                    .max()
+                    .unwrap_or(3)
+            })
             .collect();
         let numeric: Vec<bool> = (0..cols)
             .map(|c| self.rows.iter().all(|r| looks_numeric(&cell(r, c))))
@@ -34,14 +44,26 @@ impl Table {
             let padded: Vec<String> = cells
                 .iter()
                 .enumerate()
-                .map(|(c, s)| if numeric[c] { format!("{s:>w$}", w = widths[c]) } else { format!("{s:<w$}", w = widths[c]) })
+                .map(|(c, s)| {
+                    if numeric[c] {
+                        format!("{s:>w$}", w = widths[c])
+                    } else {
+                        format!("{s:<w$}", w = widths[c])
+                    }
+                })
                 .collect();
             format!("| {} |", padded.join(" | "))
         };
         let mut out = line(self.header.clone());
         out.push('\n');
         let rule: Vec<String> = (0..cols)
-            .map(|c| if numeric[c] { format!("{}:", "-".repeat(widths[c] - 1)) } else { "-".repeat(widths[c]) })
+            .map(|c| {
+                if numeric[c] {
+                    format!("{}:", "-".repeat(widths[c] - 1))
+                } else {
+                    "-".repeat(widths[c])
+                }
+            })
             .collect();
         out.push_str(&format!("| {} |\n", rule.join(" | ")));
         for r in &self.rows {
@@ -93,7 +115,10 @@ mod tests {
         let text = t.render();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{text}");
+        assert!(
+            lines.iter().all(|l| l.chars().count() == lines[0].chars().count()),
+            "{text}"
+        );
         assert!(lines[1].ends_with(": |"), "{text}");
     }
 }
