@@ -9,5 +9,7 @@ echo "== octet-kernels with every x86 level forced"
 for level in scalar avx2; do
   OCTET_KERNEL=$level cargo test -p octet-kernels
 done
+echo "== the real MiniLM end to end on the AVX2 path"
+OCTET_KERNEL=avx2 cargo test -p octet-tests --test minilm
 echo "== NEON under qemu"
 bash scripts/test-neon.sh
