@@ -82,7 +82,7 @@ const SHAPES: [Shape; 8] = [
     },
     Shape {
         model: "gemma",
-        layer: "gate|up(x2)",
+        layer: "gate/up(x2)",
         k: 768,
         n: 1152,
     },
