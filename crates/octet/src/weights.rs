@@ -59,11 +59,6 @@ impl<'m> Linear<'m> {
         Ok(Linear { weight, bias, n, k })
     }
 
-    /// Whether the weight is int8.
-    pub fn is_int8(&self) -> bool {
-        matches!(self.weight, LinearWeight::I8(_))
-    }
-
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused
     /// residual add). Uses rayon's current pool.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], activation: Activation, accumulate: bool) -> Result<()> {
