@@ -5,9 +5,11 @@
 //! and the engine crate's writer writes the file (temporary file, then rename).
 
 pub mod bert;
+pub mod gemma3;
 pub mod recipe;
 pub mod source;
 pub mod store;
+pub mod t5;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -64,8 +66,10 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     };
     let (architecture, mut planned) = match src.model_type() {
         "bert" => (Architecture::Bert, bert::plan(&src, max_seq_len)?),
+        "gemma3_text" | "gemma3" => (Architecture::Gemma3, gemma3::plan(&src, max_seq_len)?),
+        "t5" => (Architecture::T5, t5::plan(&src, max_seq_len)?),
         "" => bail!("config.json has no model_type; cannot tell the architecture"),
-        other => bail!("unknown architecture '{other}' in config.json; octet converts: bert"),
+        other => bail!("unknown architecture '{other}' in config.json; octet converts: bert, gemma3_text, t5"),
     };
     for (j, d) in src.dense.iter().enumerate() {
         let file = source::SafetensorsFile::open(&d.folder.join("model.safetensors"))?;

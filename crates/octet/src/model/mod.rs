@@ -6,6 +6,8 @@
 //! open to validate, and again for each call, instead of storing self-referential views.
 
 pub mod bert;
+pub mod gemma3;
+pub mod t5;
 
 use crate::attention::Span;
 use crate::error::{Error, Result};
@@ -52,7 +54,8 @@ pub fn bind(file: &ModelFile) -> Result<Box<dyn Encoder + '_>> {
     let meta = file.meta();
     match meta.architecture {
         Architecture::Bert => Ok(Box::new(bert::Bert::bind(file)?)),
-        other => Err(Error::model(other.as_str(), "this architecture is recognised by the file format but not implemented by this engine yet")),
+        Architecture::Gemma3 => Ok(Box::new(gemma3::Gemma3::bind(file)?)),
+        Architecture::T5 => Ok(Box::new(t5::T5::bind(file)?)),
     }
 }
 

@@ -1,0 +1,10 @@
+//! gemma3 checkpoints to octet's tensor names. Not implemented yet.
+
+use super::source::SourceFolder;
+use super::Planned;
+use anyhow::{bail, Result};
+
+/// Plans every tensor of the encoder.
+pub fn plan(_src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
+    bail!("converting gemma3 checkpoints is not implemented yet")
+}
