@@ -36,6 +36,12 @@ pub fn minilm_source() -> &'static Path {
     DIR.get_or_init(|| fetch("fetch-minilm.sh"))
 }
 
+/// The EmbeddingGemma-300m sentence-transformers folder, fetched on first use (1.15 GB).
+pub fn embeddinggemma_source() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| fetch("fetch-embeddinggemma.sh"))
+}
+
 /// The gensim evaluation data folder, fetched on first use.
 pub fn gensim_data() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -73,6 +79,12 @@ pub struct FixtureText {
     pub embedding: Vec<f32>,
     #[serde(default)]
     pub prompt: Option<String>,
+    /// The name of the prompt (`query`, `document`, `STS`...), if one was used.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+    /// Matryoshka outputs: width -> the first `width` values, L2-normalized again.
+    #[serde(default)]
+    pub embeddings_truncated: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
 /// A reference-embedding fixture file (`tests/fixtures/*/reference.json`).

@@ -71,11 +71,13 @@ impl Embedder {
     pub fn from_file(file: ModelFile, threads: usize) -> Result<Embedder> {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let meta = file.meta();
-        let tokenizer = TextTokenizer::from_json(file.blob(&meta.tokenizer)?, meta.max_seq_len)?;
+        let mut tokenizer = TextTokenizer::from_json(file.blob(&meta.tokenizer)?, meta.max_seq_len)?;
         let encoder = model::bind(&file)?;
-        if tokenizer.vocab_size() > encoder.vocab_size() {
-            return Err(Error::model(meta.architecture.as_str(), format!("the tokenizer has {} tokens but the embedding table only {} rows", tokenizer.vocab_size(), encoder.vocab_size())));
+        // Added tokens past the table (Gemma's `<image_soft_token>`) are refused per text.
+        if tokenizer.vocab_size(false) > encoder.vocab_size() {
+            return Err(Error::model(meta.architecture.as_str(), format!("the tokenizer has {} tokens but the embedding table only {} rows", tokenizer.vocab_size(false), encoder.vocab_size())));
         }
+        tokenizer.limit_ids(encoder.vocab_size());
         let mut output_dim = encoder.hidden_size();
         for dense in Dense::bind_all(&file)? {
             output_dim = dense.out_features();

@@ -15,6 +15,7 @@ pub mod error;
 pub mod format;
 pub mod model;
 pub mod pooling;
+pub mod rope;
 pub mod tokenize;
 pub mod weights;
 

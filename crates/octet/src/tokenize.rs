@@ -27,6 +27,8 @@ pub struct Tokens {
 pub struct TextTokenizer {
     inner: Tokenizer,
     window: usize,
+    /// Ids at or above this have no embedding row (e.g. Gemma's `<image_soft_token>`).
+    table_rows: u32,
 }
 
 impl TextTokenizer {
@@ -42,7 +44,7 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot set the window of {window} tokens: {e}")))?;
-        Ok(TextTokenizer { inner, window })
+        Ok(TextTokenizer { inner, window, table_rows: u32::MAX })
     }
 
     /// The window in tokens, special tokens included.
@@ -50,9 +52,15 @@ impl TextTokenizer {
         self.window
     }
 
-    /// The vocabulary size, added tokens included.
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+    /// The vocabulary size; `with_added`: counting the added tokens too.
+    pub fn vocab_size(&self, with_added: bool) -> usize {
+        self.inner.get_vocab_size(with_added)
+    }
+
+    /// Makes `encode` reject texts with ids of `rows` or more: the embedding table has only
+    /// `rows` rows (tokenizers may define added tokens the encoder never learned).
+    pub fn limit_ids(&mut self, rows: usize) {
+        self.table_rows = u32::try_from(rows).unwrap_or(u32::MAX);
     }
 
     /// Tokenizes one text; `index` only labels the error.
@@ -61,6 +69,10 @@ impl TextTokenizer {
         let truncated = !encoding.get_overflowing().is_empty();
         if truncated && policy == Truncation::Error {
             return Err(Error::TextTooLong { index, max: self.window });
+        }
+        if let Some(&id) = encoding.get_ids().iter().find(|&&id| id >= self.table_rows) {
+            let token = self.inner.id_to_token(id).unwrap_or_default();
+            return Err(Error::Tokenizer(format!("text {index} contains the token '{token}' (id {id}), which this model has no embedding for; remove it from the text")));
         }
         Ok(Tokens { ids: encoding.get_ids().to_vec(), truncated })
     }

@@ -93,7 +93,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         max_seq_len,
         prompts: src.prompts.clone(),
         default_prompt: src.default_prompt.clone(),
-        matryoshka_dims: Vec::new(),
+        matryoshka_dims: matryoshka_dims(architecture, &src),
         dense: src
             .dense
             .iter()
@@ -132,6 +132,17 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     let bytes = writer.write(output).with_context(|| format!("cannot write {}", output.display()))?;
     bar.finish_and_clear();
     Ok(ConvertReport { bytes, tensors: count, architecture: architecture.as_str().to_string() })
+}
+
+/// The Matryoshka widths to record: EmbeddingGemma's, for a Gemma 3 model whose output
+/// (after its dense projections) is 768 wide; none otherwise.
+fn matryoshka_dims(architecture: Architecture, src: &SourceFolder) -> Vec<usize> {
+    let width = src.dense.last().map(|d| d.out_features).or_else(|| src.config_usize("hidden_size").ok());
+    if architecture == Architecture::Gemma3 && width == Some(768) {
+        gemma3::EMBEDDINGGEMMA_MATRYOSHKA_DIMS.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Re-serializes JSON without whitespace (tokenizer.json files are often pretty-printed).
