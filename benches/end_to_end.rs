@@ -1,21 +1,23 @@
-//! f32 vs int8 end-to-end embedding with the real all-MiniLM-L6-v2.
+//! f32 vs int8 end-to-end embedding with the real all-MiniLM-L6-v2 and EmbeddingGemma-300m.
 //!
-//! The model is fetched with `scripts/fetch-minilm.sh` (cached after the first run) and
+//! Each model is fetched with its `scripts/fetch-*.sh` (cached after the first run) and
 //! converted with the project's own converter into a temporary folder under three recipes:
 //! `f32`, `int8-embeddings` (int8 token table, f32 linear layers) and `int8`. Each file is
 //! opened with [`octet::Embedder::open_with_threads`] for 1 and 2 threads, and `embed` is timed
 //! on real English prose cut to an exact token count (special tokens included; see
 //! [`octet_benches::prose`]) at these points:
 //!
-//! - batch 1 x 16, 128 and 256 tokens (256 is MiniLM's window),
-//! - batch 32 x 128 tokens (32 different texts; the engine's default batch size is 32).
+//! - MiniLM: batch 1 x 16, 128 and 256 tokens (256 is its window), batch 32 x 128 tokens
+//!   (32 different texts; the engine's default batch size is 32);
+//! - EmbeddingGemma: batch 1 x 16, 128 and 512 tokens, batch 8 x 128 tokens (no prompt).
 //!
 //! Tokenization is part of the timing, as a user sees it. The run ends with markdown tables:
 //! medians, the int8 / f32 and int8-embeddings / f32 speed ratios (f32 time / other time) and
 //! the 2-thread scaling. The machine may be busy: ratios of points measured side by side in
 //! one run are the meaningful figures.
 //!
-//! Run: `cargo bench -p octet-benches --bench end_to_end`.
+//! Run: `cargo bench -p octet-benches --bench end_to_end` (both models), or choose with
+//! `OCTET_BENCH_MODELS=minilm` / `embeddinggemma`.
 
 use criterion::{Criterion, SamplingMode};
 use octet::tokenize::{TextTokenizer, Truncation};
@@ -32,14 +34,27 @@ use std::time::{Duration, Instant};
 
 /// Conversion recipes, the float baseline first.
 const RECIPES: [&str; 3] = ["f32", "int8-embeddings", "int8"];
-/// (texts per call, tokens per text).
-const POINTS: [(usize, usize); 4] = [(1, 16), (1, 128), (1, 256), (32, 128)];
+/// One model to measure.
+struct Case {
+    name: &'static str,
+    /// Fetch script in `scripts/`.
+    script: &'static str,
+    /// Reference fixture whose texts supply the words of the benchmark texts.
+    fixture: &'static str,
+    /// (texts per call, tokens per text).
+    points: &'static [(usize, usize)],
+}
+
+const CASES: [Case; 2] = [
+    Case { name: "all-MiniLM-L6-v2", script: "fetch-minilm.sh", fixture: "minilm", points: &[(1, 16), (1, 128), (1, 256), (32, 128)] },
+    Case { name: "EmbeddingGemma-300m", script: "fetch-embeddinggemma.sh", fixture: "embeddinggemma", points: &[(1, 16), (1, 128), (1, 512), (8, 128)] },
+];
 /// Pool sizes (the machine this was written for has 2 cores).
 const THREADS: [usize; 2] = [1, 2];
 
-/// Runs `scripts/fetch-minilm.sh` and returns the folder it prints on its last line.
-fn fetch_minilm() -> PathBuf {
-    let script = octet_benches::repo_root().join("scripts/fetch-minilm.sh");
+/// Runs a fetch script and returns the folder it prints on its last line.
+fn fetch(script: &str) -> PathBuf {
+    let script = octet_benches::repo_root().join("scripts").join(script);
     let output = Command::new("bash")
         .arg(&script)
         .output()
@@ -62,18 +77,18 @@ fn fetch_minilm() -> PathBuf {
 }
 
 /// Converts `source` with every recipe into `dir`; returns the paths in [`RECIPES`] order.
-fn convert_all(source: &Path, dir: &Path) -> Vec<PathBuf> {
+fn convert_all(model: &str, source: &Path, dir: &Path) -> Vec<PathBuf> {
     RECIPES
         .iter()
         .map(|&name| {
-            let out = dir.join(format!("all-MiniLM-L6-v2-{name}.octet"));
+            let out = dir.join(format!("{model}-{name}.octet"));
             let recipe = Recipe::parse(name, vec![], None).expect("known recipe");
             let start = Instant::now();
             octet_tools::convert::convert(source, &out, &recipe, false)
                 .unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             println!(
-                "converted {name}: {:.1} MB in {:.1} s",
+                "converted {model} {name}: {:.1} MB in {:.1} s",
                 bytes as f64 / 1e6,
                 start.elapsed().as_secs_f64()
             );
@@ -115,11 +130,25 @@ struct Point {
 fn main() {
     println!("{}", host::describe_host());
     println!("kernels: {}", octet_kernels::describe());
-    println!("load average at start: {}", num(host::load_average(), 2));
-    let source = fetch_minilm();
+    let chosen = std::env::var("OCTET_BENCH_MODELS").unwrap_or_else(|_| "minilm,embeddinggemma".into());
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .nresamples(10_000)
+        .without_plots()
+        .configure_from_args();
+    for case in CASES.iter().filter(|c| chosen.split(',').any(|m| m.trim() == c.fixture)) {
+        run_case(case, &mut criterion);
+    }
+    criterion.final_summary();
+}
+
+fn run_case(case: &Case, criterion: &mut Criterion) {
+    println!("load average at start of {}: {}", case.name, num(host::load_average(), 2));
+    let source = fetch(case.script);
     let dir = std::env::temp_dir().join(format!("octet-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a temporary folder");
-    let paths = convert_all(&source, &dir);
+    let paths = convert_all(case.fixture, &source, &dir);
 
     // embedders[recipe][thread index]
     let embedders: Vec<Vec<Embedder>> = paths
@@ -137,23 +166,18 @@ fn main() {
         file.meta().max_seq_len,
     )
     .expect("tokenizer");
-    let words =
-        fixture_words(&octet_benches::repo_root().join("tests/fixtures/minilm/reference.json")).expect("fixture words");
-    let texts: Vec<Vec<String>> = POINTS
+    let fixture = octet_benches::repo_root().join("tests/fixtures").join(case.fixture).join("reference.json");
+    let words = fixture_words(&fixture).expect("fixture words");
+    let texts: Vec<Vec<String>> = case
+        .points
         .iter()
         .map(|&(batch, tokens)| texts_for(&tokenizer, &words, batch, tokens))
         .collect();
 
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .nresamples(10_000)
-        .without_plots()
-        .configure_from_args();
     let mut points: Vec<Point> = Vec::new();
     let mut busy: Vec<Busy> = Vec::new();
-    for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
-        let mut group = criterion.benchmark_group(format!("minilm batch {batch}x{tokens}"));
+    for (pi, &(batch, tokens)) in case.points.iter().enumerate() {
+        let mut group = criterion.benchmark_group(format!("{} batch {batch}x{tokens}", case.fixture));
         let sample_size = if batch * tokens >= 1024 { 10 } else { 20 };
         group.sampling_mode(SamplingMode::Flat).sample_size(sample_size);
         if batch * tokens >= 1024 {
@@ -200,14 +224,13 @@ fn main() {
         }
         group.finish();
     }
-    criterion.final_summary();
     drop(embedders);
     let _ = std::fs::remove_dir_all(&dir);
-    println!("load average at end: {}", num(host::load_average(), 2));
-    print_summary(&points, &busy);
+    println!("load average at end of {}: {}", case.name, num(host::load_average(), 2));
+    print_summary(case, &points, &busy);
 }
 
-fn print_summary(points: &[Point], busy: &[Busy]) {
+fn print_summary(case: &Case, points: &[Point], busy: &[Busy]) {
     let seconds = |pi: usize, t: usize, ri: usize| {
         points
             .iter()
@@ -215,7 +238,7 @@ fn print_summary(points: &[Point], busy: &[Busy]) {
             .and_then(|p| p.seconds)
     };
     println!();
-    println!("## End to end, all-MiniLM-L6-v2 (median of criterion's samples, tokenization included)");
+    println!("## End to end, {} (median of criterion's samples, tokenization included)", case.name);
     println!();
     println!("kernels: {}", octet_kernels::describe());
     println!("ratios are speed-ups: f32 time / other time, measured side by side in this run;");
@@ -232,7 +255,7 @@ fn print_summary(points: &[Point], busy: &[Busy]) {
         "int8 tokens/s",
         "other CPUs busy",
     ]);
-    for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
+    for (pi, &(batch, tokens)) in case.points.iter().enumerate() {
         for &t in &THREADS {
             let s = |ri| seconds(pi, t, ri);
             if (0..RECIPES.len()).all(|ri| s(ri).is_none()) {
@@ -260,10 +283,10 @@ fn print_summary(points: &[Point], busy: &[Busy]) {
     }
     println!("{}", table.render());
 
-    println!("## Thread scaling (1-thread time / 2-thread time)");
+    println!("## Thread scaling, {} (1-thread time / 2-thread time)", case.name);
     println!();
     let mut scaling = Table::new(&["batch x tokens", "f32 2T/1T", "int8-emb 2T/1T", "int8 2T/1T"]);
-    for (pi, &(batch, tokens)) in POINTS.iter().enumerate() {
+    for (pi, &(batch, tokens)) in case.points.iter().enumerate() {
         let speedup = |ri| seconds(pi, 1, ri).zip(seconds(pi, 2, ri)).map(|(one, two)| one / two);
         if (0..RECIPES.len()).all(|ri| speedup(ri).is_none()) {
             continue;

@@ -64,6 +64,15 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         Some(n) => n,
         None => src.config_usize("max_position_embeddings").context("no max_seq_length in sentence_bert_config.json and no max_position_embeddings")?,
     };
+    // Gemma's activations carry outliers that one scale per token cannot hold (see gemma3.rs):
+    // unless told otherwise, its int8 layers use one scale per 32 inputs, as llama.cpp's Q8_0.
+    let gemma_recipe;
+    let recipe = if matches!(src.model_type(), "gemma3_text" | "gemma3") && recipe.k_group.is_none() {
+        gemma_recipe = Recipe { k_group: Some(gemma3::K_GROUP), ..recipe.clone() };
+        &gemma_recipe
+    } else {
+        recipe
+    };
     let (architecture, mut planned) = match src.model_type() {
         "bert" => (Architecture::Bert, bert::plan(&src, max_seq_len)?),
         "gemma3_text" | "gemma3" => (Architecture::Gemma3, gemma3::plan(&src, max_seq_len)?),
