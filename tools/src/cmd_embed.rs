@@ -1,29 +1,80 @@
-//! `octet embed`: texts in, one JSON line per text out.
+//! `octet embed`: texts in (arguments, plain text, JSON lines, CSV), vectors out (JSON lines,
+//! `.npy`, raw f16), streamed in chunks with a progress bar; see [`crate::input`],
+//! [`crate::output`] and [`crate::stream`] for the rules.
 
-use octet_tools::exit::CliError;
-use anyhow::{Context, Result};
+use crate::input::{InputKind, TextReader};
+use crate::load;
+use crate::output::{partial_path, VectorFormat, VectorWriter};
+use crate::stream::{self, Progress};
+use anyhow::Result;
 use clap::Args;
-use octet::{EmbedOptions, Embedder, Truncation};
-use std::io::{BufRead, BufWriter, Write};
+use octet_tools::exit::{self, CliError};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Instant;
 
-/// Embed texts and print one JSON line per text: {"id": N, "embedding": [...]}.
+/// Embed texts: one vector per text, in input order.
 ///
-/// Texts come from the arguments, or else from standard input, one text per line. Lines are
-/// read and embedded in chunks, so input of any length streams with bounded memory. An empty
-/// line is embedded like any other text (the model sees only its special tokens).
+/// Input (one of):
+///   TEXT arguments                 each argument is one text
+///   --input FILE, or stdin         plain text, one text per line; an empty line is an
+///                                  empty text, so line N always has id N-1
+///   ... with --field NAME          JSON lines: one object per line, text in field NAME
+///                                  (blank lines are skipped; ids count records)
+///   ... with --column NAME         CSV with a header row (quoted fields may hold commas
+///                                  and newlines; .tsv files are tab-separated)
+///
+/// Output (--format, or guessed from --output's extension: .npy -> npy, .f16 -> f16):
+///   jsonl      one line per text: {"id":N,"embedding":[...]} (default)
+///   npy        NumPy float32 array (count, dims)
+///   npy-int8   NumPy int8 array (count, dims) plus X.scales.npy, float32 (count,):
+///              vector i ~ q[i] * scale[i], scale[i] = max|v[i]| / 127
+///   f16        raw little-endian float16, count x dims values, no header
+///
+/// With --output FILE, vectors go to FILE.partial, renamed to FILE when complete: an
+/// interrupted run never leaves a FILE that looks complete. --resume continues a JSON lines
+/// FILE.partial: it keeps the complete lines, cuts a torn last one, and skips as many input
+/// records. If a text is bad (invalid UTF-8, missing field, over the window with
+/// --no-truncate), the vectors before it are written (kept in FILE.partial for --resume) and
+/// octet stops with an error naming the line. A write error (disk full) removes this run's
+/// output.
+///
+/// Texts longer than the model's window are cut to it (a note at the end counts them), or
+/// rejected with --no-truncate. The input streams in chunks of 1024 texts: any size works in
+/// bounded memory. A progress bar with texts/s, tokens/s and ETA shows on a terminal.
 ///
 /// Examples:
 ///   octet embed minilm-int8.octet "The cat sat on the mat." "A dog barked."
 ///   cat sentences.txt | octet embed minilm-int8.octet > vectors.jsonl
+///   octet embed minilm-int8.octet --input docs.jsonl --field body -o vectors.npy
+///   octet embed minilm-int8.octet --input faq.csv --column question -o faq.npy --format npy-int8
+///   octet embed minilm-int8.octet --input big.txt -o big.jsonl --resume    # after Ctrl-C
 ///   octet embed gemma.octet --prompt query --dims 256 "how do cats sleep"
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct EmbedArgs {
     /// The .octet model file.
     model: PathBuf,
-    /// Texts to embed; if none are given, read standard input, one text per line.
+    /// Texts to embed; if none are given, read --input or standard input.
     texts: Vec<String>,
+    /// Read texts from this file ("-": standard input).
+    #[arg(short, long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// The input is JSON lines; embed the string in this field of each object.
+    #[arg(long, value_name = "NAME")]
+    field: Option<String>,
+    /// The input is CSV with a header row; embed this column.
+    #[arg(long, value_name = "NAME")]
+    column: Option<String>,
+    /// Write vectors to this file (atomically, via FILE.partial) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Output format [default: from --output's extension, else jsonl].
+    #[arg(short, long, value_enum)]
+    format: Option<VectorFormat>,
+    /// Continue an interrupted run into --output (JSON lines only).
+    #[arg(long, requires = "output")]
+    resume: bool,
     /// Task prompt stored in the model (e.g. query, document); see `octet info`.
     #[arg(long)]
     prompt: Option<String>,
@@ -42,76 +93,126 @@ pub struct EmbedArgs {
     /// Do not L2-normalize the vectors.
     #[arg(long)]
     no_normalize: bool,
-    /// Replace invalid UTF-8 on standard input instead of failing.
+    /// Replace invalid UTF-8 in the input with U+FFFD instead of failing.
     #[arg(long)]
     lossy: bool,
+    /// Hide the progress bar and the summary.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
-const CHUNK_LINES: usize = 1024;
-
 pub fn run(args: EmbedArgs) -> Result<()> {
-    let embedder = Embedder::open_with_threads(&args.model, args.threads)?;
-    let options = EmbedOptions {
-        batch_size: args.batch_size,
-        truncation: if args.no_truncate { Truncation::Error } else { Truncation::Truncate },
-        prompt: args.prompt.clone(),
-        dims: args.dims,
-        normalize: if args.no_normalize { Some(false) } else { None },
-    };
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut next_id = 0usize;
-    let mut truncated = 0usize;
-    let mut emit = |texts: &[String], out: &mut BufWriter<std::io::StdoutLock>| -> Result<()> {
-        let result = embedder.embed_detailed(texts, &options).map_err(|e| match e {
-            octet::Error::TextTooLong { index, max } => {
-                CliError::bad_input(format!("text {} is longer than the model's window of {max} tokens (drop --no-truncate to truncate it)", next_id + index + 1))
-            }
-            other => other.into(),
-        })?;
-        truncated += result.truncated;
-        for v in result.vectors {
-            serde_json::to_writer(&mut *out, &serde_json::json!({ "id": next_id, "embedding": v }))?;
-            out.write_all(b"\n")?;
-            next_id += 1;
-        }
-        Ok(())
-    };
-    if !args.texts.is_empty() {
-        emit(&args.texts, &mut out)?;
-    } else {
-        let stdin = std::io::stdin();
-        let mut reader = stdin.lock();
-        let mut chunk = Vec::with_capacity(CHUNK_LINES);
-        let mut line_no = 0usize;
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf).context("cannot read standard input")? == 0 {
-                break;
-            }
-            line_no += 1;
-            while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                buf.pop();
-            }
-            let text = match String::from_utf8(std::mem::take(&mut buf)) {
-                Ok(s) => s,
-                Err(e) if args.lossy => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                Err(e) => return Err(CliError::bad_input(format!("line {line_no} of standard input is not valid UTF-8 ({}); fix the input or pass --lossy to replace bad bytes", e.utf8_error()))),
-            };
-            chunk.push(text);
-            if chunk.len() == CHUNK_LINES {
-                emit(&chunk, &mut out)?;
-                chunk.clear();
-            }
-        }
-        if !chunk.is_empty() {
-            emit(&chunk, &mut out)?;
+    let kind = InputKind::from_flags(args.field.clone(), args.column.clone())?;
+    if !args.texts.is_empty() && args.input.is_some() {
+        return Err(CliError::usage("give texts as arguments or with --input, not both"));
+    }
+    if !args.texts.is_empty() && kind != InputKind::Lines {
+        return Err(CliError::usage(
+            "--field and --column describe --input or standard input, not text arguments",
+        ));
+    }
+    let format = args.format.unwrap_or_else(|| {
+        args.output
+            .as_deref()
+            .map_or(VectorFormat::Jsonl, VectorFormat::from_extension)
+    });
+    if args.output.is_none() && format.is_binary() && std::io::stdout().is_terminal() {
+        return Err(CliError::usage(format!(
+            "--format {} is binary: write it with --output FILE or redirect standard output",
+            clap::ValueEnum::to_possible_value(&format).map_or(String::new(), |v| v.get_name().to_string())
+        )));
+    }
+    if let (Some(input), Some(output)) = (&args.input, &args.output) {
+        if input
+            .canonicalize()
+            .ok()
+            .is_some_and(|i| Some(i) == output.canonicalize().ok())
+        {
+            return Err(CliError::usage(
+                "--output is the --input file; write the vectors elsewhere",
+            ));
         }
     }
-    out.flush().context("cannot write to standard output")?;
-    if truncated > 0 {
-        eprintln!("note: {truncated} text(s) were longer than the model's window of {} tokens and were truncated", embedder.window());
+
+    let embedder = load::open_model(&args.model, args.threads)?;
+    let options = load::embed_options(
+        args.batch_size,
+        args.no_truncate,
+        args.prompt.clone(),
+        args.dims,
+        args.no_normalize,
+    );
+    load::check_options(&embedder, &options)?;
+    let dims = load::output_dims(&embedder, &options);
+
+    let mut reader = if args.texts.is_empty() {
+        if args.input.is_none() && std::io::stdin().is_terminal() && !args.quiet {
+            eprintln!("reading texts from the terminal, one per line; end with Ctrl-D (see `octet embed --help`)");
+        }
+        TextReader::open(args.input.as_deref(), kind, args.lossy)?
+    } else {
+        TextReader::from_args(args.texts.clone())
+    };
+
+    let (mut writer, already) = match &args.output {
+        None => (VectorWriter::stdout(format, dims)?, 0),
+        Some(path) => VectorWriter::create(path, format, dims, args.resume)?,
+    };
+    if already > 0 {
+        let skipped = reader.skip(already)?;
+        if skipped < already {
+            let note = writer.discard();
+            return Err(CliError::usage(format!(
+                "{} holds {already} vectors but {} has only {skipped} texts: it is not this input's output; \
+                 delete it to start over ({})",
+                partial_path(args.output.as_deref().unwrap_or_else(|| "".as_ref())).display(),
+                reader.name(),
+                note.unwrap_or_default()
+            )));
+        }
+        if !args.quiet {
+            eprintln!("resuming after {already} vectors already in the output");
+        }
+    }
+
+    let progress = Progress::new(args.quiet, reader.total_bytes(), "embedding");
+    progress.start_at(reader.bytes_read());
+    let started = Instant::now();
+    let result = stream::embed_all(&embedder, &options, &mut reader, &mut writer, &progress);
+    progress.finish();
+    let totals = match result {
+        Ok(t) => t,
+        Err(e) => {
+            let code = exit::code_for(&e);
+            let note = if code == exit::BAD_INPUT {
+                writer.keep()
+            } else {
+                writer.discard()
+            };
+            return Err(match note {
+                Some(note) if !exit::is_broken_pipe(&e) => CliError::with_code(code, format!("{e:#}\n  {note}")),
+                _ => e,
+            });
+        }
+    };
+    let count = writer.count();
+    writer.finish()?;
+    if totals.truncated > 0 {
+        eprintln!(
+            "note: {} text(s) were longer than the model's window of {} tokens and were cut to it \
+             (--no-truncate makes that an error)",
+            totals.truncated,
+            embedder.window()
+        );
+    }
+    if let (Some(path), false) = (&args.output, args.quiet) {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "wrote {count} vectors of {dims} dims to {} ({} texts in {secs:.1} s, {:.0} texts/s)",
+            path.display(),
+            totals.texts,
+            totals.texts as f64 / secs.max(1e-9)
+        );
     }
     Ok(())
 }

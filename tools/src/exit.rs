@@ -1,12 +1,31 @@
-//! Maps errors to the exit codes documented in `main.rs`.
+//! Exit codes of the `octet` command line, and the mapping from an error to its code.
+//!
+//! The codes follow BSD `sysexits.h`, so scripts can tell "you called it wrong" from "the
+//! data is bad" from "a file could not be read or written" from "octet has a bug":
+//!
+//! | code | name        | meaning |
+//! |-----:|-------------|---------|
+//! |    0 |             | success |
+//! |    2 | USAGE       | bad flags or arguments (clap's own errors use 2 too) |
+//! |   65 | BAD_INPUT   | a model file or a text that cannot be used (corrupt, newer format, invalid UTF-8, missing field...) |
+//! |   66 | NO_INPUT    | an input file (model, `--input`, corpus) does not exist or cannot be opened |
+//! |   70 | INTERNAL    | a bug in octet (including a panic) |
+//! |   73 | CANT_CREATE | an output file cannot be created (missing folder, no permission) |
+//! |   74 | IO          | reading or writing failed midway (disk full, file-size limit, I/O error) |
 
-/// A usage error found after argument parsing (e.g. conflicting inputs).
+use std::io::ErrorKind;
+
+/// Bad flags or arguments, found after argument parsing (e.g. conflicting inputs).
 pub const USAGE: u8 = 2;
 /// Bad input: a model file or text that cannot be used.
 pub const BAD_INPUT: u8 = 65;
+/// An input file that does not exist or cannot be opened.
+pub const NO_INPUT: u8 = 66;
 /// Internal error: a bug.
 pub const INTERNAL: u8 = 70;
-/// I/O error: a file that cannot be read or written.
+/// An output file that cannot be created.
+pub const CANT_CREATE: u8 = 73;
+/// I/O error while reading or writing.
 pub const IO: u8 = 74;
 
 /// An error the command line raises itself, with its exit code.
@@ -18,11 +37,37 @@ pub struct CliError {
 }
 
 impl CliError {
-    pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        CliError { message: message.into(), code: USAGE }.into()
+    /// An error with an explicit exit code.
+    pub fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
+        CliError {
+            message: message.into(),
+            code,
+        }
+        .into()
     }
+    /// Bad flags or arguments.
+    pub fn usage(message: impl Into<String>) -> anyhow::Error {
+        Self::with_code(USAGE, message)
+    }
+    /// A text, record or model that cannot be used.
     pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-        CliError { message: message.into(), code: BAD_INPUT }.into()
+        Self::with_code(BAD_INPUT, message)
+    }
+    /// An input file that cannot be opened.
+    pub fn no_input(message: impl Into<String>) -> anyhow::Error {
+        Self::with_code(NO_INPUT, message)
+    }
+    /// An output file that cannot be created.
+    pub fn cant_create(message: impl Into<String>) -> anyhow::Error {
+        Self::with_code(CANT_CREATE, message)
+    }
+    /// Reading or writing failed midway.
+    pub fn io(message: impl Into<String>) -> anyhow::Error {
+        Self::with_code(IO, message)
+    }
+    /// A bug.
+    pub fn internal(message: impl Into<String>) -> anyhow::Error {
+        Self::with_code(INTERNAL, message)
     }
 }
 
@@ -35,13 +80,60 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<octet::Error>() {
             return match e {
                 octet::Error::Kernel(_) => INTERNAL,
-                octet::Error::Format(octet::format::FormatError::Io { .. }) => IO,
+                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => io_code(source),
                 _ => BAD_INPUT,
             };
         }
-        if cause.downcast_ref::<std::io::Error>().is_some() {
-            return IO;
+        if let Some(e) = cause.downcast_ref::<octet::format::FormatError>() {
+            return match e {
+                octet::format::FormatError::Io { source, .. } => io_code(source),
+                _ => BAD_INPUT,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            return io_code(e);
         }
     }
     BAD_INPUT
+}
+
+/// An I/O error on opening is a missing input; anything else failed midway.
+fn io_code(e: &std::io::Error) -> u8 {
+    match e.kind() {
+        ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory => NO_INPUT,
+        _ => IO,
+    }
+}
+
+/// True if the chain holds a broken pipe (the reader of our standard output went away, as in
+/// `octet embed ... | head -1`): not an error worth a message.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut codes = [USAGE, BAD_INPUT, NO_INPUT, INTERNAL, CANT_CREATE, IO];
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn first_recognised_cause_decides() {
+        let err = CliError::io("disk full").context("writing vectors");
+        assert_eq!(code_for(&err), IO);
+        let missing: anyhow::Error = std::io::Error::from(ErrorKind::NotFound).into();
+        assert_eq!(code_for(&missing), NO_INPUT);
+        let kernel: anyhow::Error = octet::Error::Option("x".into()).into();
+        assert_eq!(code_for(&kernel), BAD_INPUT);
+        let pipe: anyhow::Error = std::io::Error::from(ErrorKind::BrokenPipe).into();
+        assert!(is_broken_pipe(&pipe.context("writing")));
+    }
 }
