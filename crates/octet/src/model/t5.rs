@@ -1,29 +1,496 @@
-//! T5 encoders (original T5 with ReLU FFN, T5 v1.1 with gated GELU). Not implemented yet.
+//! T5 encoders: the original T5 (ReLU feed-forward) and T5 v1.1 (gated GELU), as used by
+//! sentence-T5 and GTR. Raffel et al. 2019, <https://arxiv.org/abs/1910.10683>; the v1.1 FFN
+//! is GEGLU from Shazeer 2020, <https://arxiv.org/abs/2002.05202>.
+//!
+//! Token embeddings (not scaled, no position table), then per layer (pre-norm, residual kept
+//! un-normalized):
+//!
+//! ```text
+//! x = x + Wo · attention(Wqkv · rms(x))          scores = q·k (no 1/sqrt(d) scale) + bias[h][j - i]
+//! x = x + Wdown · ffn(rms(x))                     ffn = relu(Wup ·)   or   act(Wgate ·) * (Wup ·)
+//! ```
+//!
+//! and a final RMSNorm. `rms(x) = x / sqrt(mean(x²) + eps) * w` (T5's LayerNorm: no mean, no
+//! bias, the weight itself rather than 1 + weight). The attention width `heads x d_kv` may
+//! differ from `d_model` (T5 v1.1 small: 6 x 64 = 384 against 512).
+//!
+//! **Relative position bias.** Every layer adds the same learned bias, one value per head and
+//! *bucket* of the relative position `j - i` (key minus query). The buckets are bidirectional:
+//! half of them for keys after the query, half for keys before; within a half, distances below
+//! `half / 2` have a bucket each, longer ones share logarithmically wider buckets up to
+//! `max_distance`, and everything beyond shares the last one ([`relative_position_bucket`]).
+//! In Hugging Face checkpoints only block 0 holds the table; the other blocks reuse its bias.
+//! [`T5::forward`] expands the table once per batch into one row per head over every relative
+//! position the longest sequence can have, and all layers and sequences read slices of it.
+//!
+//! Tensor names (written by `octet convert`, see `tools/src/convert/t5.rs`):
+//! `embeddings.word` [vocab, d_model], `relative_attention_bias` [num_buckets, heads] (f32),
+//! `layers.{i}.attention.norm.weight` [d_model], `layers.{i}.attention.qkv.weight`
+//! [3 x heads x d_kv, d_model] (q, k, v rows), `layers.{i}.attention.output.weight`
+//! [d_model, heads x d_kv], `layers.{i}.ffn.norm.weight` [d_model], then either
+//! `layers.{i}.ffn.up.weight` [d_ff, d_model] (ungated) or `layers.{i}.ffn.gate_up.weight`
+//! [2 x d_ff, d_model] (gated: rows `0..d_ff` the gate `wi_0`, rows `d_ff..` the up `wi_1`),
+//! `layers.{i}.ffn.down.weight` [d_model, d_ff], `final_norm.weight` [d_model]. No biases.
 
-use super::{Encoder, PackedBatch};
+use super::{parse_config, Encoder, PackedBatch};
+use crate::attention::{attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
+use crate::weights::{Embedding, Linear};
+use octet_kernels::activation::GeluForm;
+use octet_kernels::{kernels, vector, Activation};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+const ARCH: &str = "t5";
+
+/// The fields of a Hugging Face `T5Config` that the encoder uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct T5Config {
+    pub d_model: usize,
+    /// Width of one attention head.
+    pub d_kv: usize,
+    pub d_ff: usize,
+    /// Encoder layers.
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub vocab_size: usize,
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: usize,
+    #[serde(default = "default_max_distance")]
+    pub relative_attention_max_distance: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f32,
+    /// `relu`, `gelu`, `gated-gelu` (T5 v1.1: gelu_new), `gated-<act>`...
+    #[serde(default = "default_ffn")]
+    pub feed_forward_proj: String,
+}
+
+fn default_buckets() -> usize {
+    32
+}
+fn default_max_distance() -> usize {
+    128
+}
+fn default_eps() -> f32 {
+    1e-6
+}
+fn default_ffn() -> String {
+    "relu".into()
+}
+
+/// The feed-forward block that `feed_forward_proj` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedForward {
+    /// `down(act(up(x)))`: original T5 (`DenseReluDense.wi`, `wo`).
+    Plain(Activation),
+    /// `down(act(gate(x)) * up(x))`: T5 v1.1 (`wi_0` the gate, `wi_1` the up, `wo`).
+    Gated(Activation),
+}
+
+impl FeedForward {
+    /// Whether the block has a gate projection.
+    pub fn is_gated(self) -> bool {
+        matches!(self, FeedForward::Gated(_))
+    }
+}
+
+impl T5Config {
+    /// The FFN as transformers reads `feed_forward_proj`: `act` or `gated-act`, where
+    /// `gated-gelu` means the tanh form (`gelu_new`) and plain `gelu` the erf form.
+    pub fn feed_forward(&self) -> Result<FeedForward> {
+        let proj = self.feed_forward_proj.as_str();
+        let (gated, act) = match proj.split_once('-') {
+            Some(("gated", act)) => (true, act),
+            None => (false, proj),
+            Some(_) => {
+                return Err(Error::model(
+                    ARCH,
+                    format!("feed_forward_proj '{proj}' is not 'act' or 'gated-act'"),
+                ))
+            }
+        };
+        let activation = match (gated, act) {
+            (true, "gelu") => Activation::Gelu(GeluForm::Tanh),
+            (_, "relu") => Activation::Relu,
+            (_, "gelu") => Activation::Gelu(GeluForm::Erf),
+            (_, "gelu_new" | "gelu_pytorch_tanh") => Activation::Gelu(GeluForm::Tanh),
+            _ => {
+                return Err(Error::model(
+                    ARCH,
+                    format!("unsupported feed_forward_proj '{proj}' (relu, gelu, gelu_new, gated-relu, gated-gelu, gated-gelu_new)"),
+                ))
+            }
+        };
+        Ok(if gated {
+            FeedForward::Gated(activation)
+        } else {
+            FeedForward::Plain(activation)
+        })
+    }
+
+    /// Width of the attention projections: heads x d_kv.
+    pub fn inner_dim(&self) -> usize {
+        self.num_heads * self.d_kv
+    }
+
+    /// Checks the sizes fit together.
+    pub fn validate(&self) -> Result<()> {
+        if [self.d_model, self.d_kv, self.d_ff, self.num_heads, self.vocab_size].contains(&0) {
+            return Err(Error::model(
+                ARCH,
+                "a size in the config (d_model, d_kv, d_ff, num_heads, vocab_size) is zero",
+            ));
+        }
+        let (buckets, max_distance) = (
+            self.relative_attention_num_buckets,
+            self.relative_attention_max_distance,
+        );
+        // Each direction needs an exact half (buckets / 4 >= 1) and a log half that reaches past it.
+        if buckets < 4 || !buckets.is_multiple_of(2) || max_distance <= buckets / 4 {
+            return Err(Error::model(
+                ARCH,
+                format!("relative_attention_num_buckets {buckets} must be even and at least 4, and relative_attention_max_distance {max_distance} above {}", buckets / 4),
+            ));
+        }
+        self.feed_forward().map(|_| ())
+    }
+}
+
+/// The bidirectional bucket of a relative position `relative` = key position - query position,
+/// as transformers' `T5Attention._relative_position_bucket` computes it. Keys after the query
+/// use buckets `half..num_buckets`, the rest `0..half` (`half = num_buckets / 2`). Within a
+/// half, a distance below `half / 2` is its own bucket; longer ones go to
+/// `half/2 + trunc(ln(d / (half/2)) / ln(max_distance / (half/2)) * (half - half/2))`, at most
+/// `half - 1`. The logarithm is evaluated in f32 like PyTorch's, so bucket edges land exactly
+/// where they do in the reference (checked against its tables in `tests/t5.rs`).
+/// Needs `num_buckets >= 4` and `max_distance > num_buckets / 4` ([`T5Config::validate`]).
+pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance: usize) -> usize {
+    let half = num_buckets / 2;
+    let base = if relative > 0 { half } else { 0 };
+    let distance = relative.unsigned_abs();
+    let max_exact = (half / 2) as u64;
+    if distance < max_exact {
+        return base + distance as usize;
+    }
+    let log_ratio = (max_distance as f64 / max_exact as f64).ln() as f32;
+    let scaled = (distance as f32 / max_exact as f32).ln() / log_ratio * (half as u64 - max_exact) as f32;
+    // `scaled` >= 0 here; the float-to-int cast truncates, as `.to(torch.long)` does.
+    let large = (max_exact as usize).saturating_add(scaled as usize);
+    base + large.min(half - 1)
+}
+
+/// The relative-position bias of one batch: for each head, a row over every relative position
+/// `-(longest - 1) ..= longest - 1`, so that query `i` of any sequence reads its `len` key
+/// biases as one contiguous slice.
+struct PositionBias {
+    /// [heads, 2 x longest - 1]: entry `(h, r + longest - 1)` is the bias of head h at relative position r.
+    table: Vec<f32>,
+    longest: usize,
+}
+
+impl PositionBias {
+    fn new(weights: &[f32], heads: usize, num_buckets: usize, max_distance: usize, longest: usize) -> PositionBias {
+        let longest = longest.max(1);
+        let width = 2 * longest - 1;
+        let mut table = vec![0f32; heads * width];
+        for (slot, relative) in (-(longest as i64 - 1)..=(longest as i64 - 1)).enumerate() {
+            let bucket = relative_position_bucket(relative, num_buckets, max_distance);
+            for h in 0..heads {
+                table[h * width + slot] = weights[bucket * heads + h];
+            }
+        }
+        PositionBias { table, longest }
+    }
+
+    /// Adds the bias of head `head` to the `len x len` scores of one sequence.
+    fn add(&self, head: usize, len: usize, scores: &mut [f32]) {
+        debug_assert!(len <= self.longest && scores.len() == len * len);
+        let width = 2 * self.longest - 1;
+        let row_bias = &self.table[head * width..(head + 1) * width];
+        for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+            // Key j sits at relative position j - i, slot j - i + longest - 1.
+            let first = self.longest - 1 - i;
+            row.iter_mut()
+                .zip(&row_bias[first..first + len])
+                .for_each(|(s, b)| *s += b);
+        }
+    }
+}
+
+/// A T5 RMSNorm weight.
+struct RmsNorm<'m> {
+    weight: &'m [f32],
+}
+
+impl<'m> RmsNorm<'m> {
+    fn load(file: &'m ModelFile, name: &str, d: usize) -> Result<RmsNorm<'m>> {
+        Ok(RmsNorm {
+            weight: file.f32(&format!("{name}.weight"), &[d])?,
+        })
+    }
+
+    fn apply(&self, x: &mut [f32], eps: f32) -> Result<()> {
+        vector::rms_norm(kernels().vector, x, self.weight.len(), self.weight, eps, false)?;
+        Ok(())
+    }
+}
+
+struct Layer<'m> {
+    attention_norm: RmsNorm<'m>,
+    qkv: Linear<'m>,
+    output: Linear<'m>,
+    ffn_norm: RmsNorm<'m>,
+    /// [d_ff, d_model] ungated, [2 d_ff, d_model] gated (gate rows first).
+    up: Linear<'m>,
+    down: Linear<'m>,
+}
 
 /// A bound T5 encoder.
-pub struct T5 {
-    _private: (),
+pub struct T5<'m> {
+    config: T5Config,
+    feed_forward: FeedForward,
+    word: Embedding<'m>,
+    /// [num_buckets, heads].
+    relative_bias: &'m [f32],
+    layers: Vec<Layer<'m>>,
+    final_norm: RmsNorm<'m>,
 }
 
-impl T5 {
-    /// Binds a T5 encoder.
-    pub fn bind(_file: &ModelFile) -> Result<T5> {
-        Err(Error::model("t5", "the T5 encoder is not implemented by this engine yet"))
+impl<'m> T5<'m> {
+    /// Binds and validates every tensor of a T5 encoder.
+    pub fn bind(file: &'m ModelFile) -> Result<T5<'m>> {
+        let config: T5Config = parse_config(file, ARCH)?;
+        config.validate()?;
+        let feed_forward = config.feed_forward()?;
+        let (d, inner, ff) = (config.d_model, config.inner_dim(), config.d_ff);
+        let up_rows = if feed_forward.is_gated() { 2 * ff } else { ff };
+        let up_name = if feed_forward.is_gated() { "gate_up" } else { "up" };
+        let layers = (0..config.num_layers)
+            .map(|i| {
+                let p = format!("layers.{i}");
+                Ok(Layer {
+                    attention_norm: RmsNorm::load(file, &format!("{p}.attention.norm"), d)?,
+                    qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), 3 * inner, d, false)?,
+                    output: Linear::load(file, ARCH, &format!("{p}.attention.output"), d, inner, false)?,
+                    ffn_norm: RmsNorm::load(file, &format!("{p}.ffn.norm"), d)?,
+                    up: Linear::load(file, ARCH, &format!("{p}.ffn.{up_name}"), up_rows, d, false)?,
+                    down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), d, ff, false)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(T5 {
+            word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, d)?,
+            relative_bias: file.f32(
+                "relative_attention_bias",
+                &[config.relative_attention_num_buckets, config.num_heads],
+            )?,
+            final_norm: RmsNorm::load(file, "final_norm", d)?,
+            layers,
+            feed_forward,
+            config,
+        })
+    }
+
+    /// The configuration the file holds.
+    pub fn config(&self) -> &T5Config {
+        &self.config
+    }
+
+    /// `x` [t, d_model] -> `out` [t, d_model] += the feed-forward block of `normed`.
+    fn feed_forward(
+        &self,
+        layer: &Layer<'_>,
+        normed: &[f32],
+        t: usize,
+        inner: &mut [f32],
+        gate_up: &mut [f32],
+        x: &mut [f32],
+    ) -> Result<()> {
+        let ff = self.config.d_ff;
+        match self.feed_forward {
+            FeedForward::Plain(act) => layer.up.forward(normed, t, inner, act, false)?,
+            FeedForward::Gated(act) => {
+                layer.up.forward(normed, t, gate_up, Activation::None, false)?;
+                gate_up
+                    .par_chunks_exact_mut(2 * ff)
+                    .zip(inner.par_chunks_exact_mut(ff))
+                    .for_each(|(row, out)| {
+                        let (gate, up) = row.split_at_mut(ff);
+                        activate(act, gate);
+                        out.iter_mut()
+                            .zip(gate.iter().zip(up.iter()))
+                            .for_each(|(o, (g, u))| *o = g * u);
+                    });
+            }
+        }
+        layer.down.forward(inner, t, x, Activation::None, true)
     }
 }
 
-impl Encoder for T5 {
+/// Applies `act` in place.
+fn activate(act: Activation, x: &mut [f32]) {
+    match act {
+        Activation::None => {}
+        Activation::Gelu(form) => vector::gelu(kernels().vector, form, x),
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+    }
+}
+
+impl Encoder for T5<'_> {
     fn hidden_size(&self) -> usize {
-        0
+        self.config.d_model
     }
+
     fn vocab_size(&self) -> usize {
-        0
+        self.config.vocab_size
     }
-    fn forward(&self, _batch: &PackedBatch) -> Result<Vec<f32>> {
-        Err(Error::model("t5", "not implemented"))
+
+    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (t, d, inner) = (batch.tokens(), c.d_model, c.inner_dim());
+        let shape = AttentionShape {
+            heads: c.num_heads,
+            kv_heads: c.num_heads,
+            head_dim: c.d_kv,
+            scale: 1.0,
+            window: None,
+        };
+        let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
+        let bias = PositionBias::new(
+            self.relative_bias,
+            c.num_heads,
+            c.relative_attention_num_buckets,
+            c.relative_attention_max_distance,
+            longest,
+        );
+        let add_bias = |head: usize, len: usize, scores: &mut [f32]| bias.add(head, len, scores);
+
+        let mut x = vec![0f32; t * d];
+        self.word.gather(&batch.ids, 1.0, &mut x, false)?;
+        let mut normed = vec![0f32; t * d];
+        let mut qkv = vec![0f32; t * 3 * inner];
+        let mut context = vec![0f32; t * inner];
+        let mut ffn_inner = vec![0f32; t * c.d_ff];
+        let mut gate_up = if self.feed_forward.is_gated() {
+            vec![0f32; t * 2 * c.d_ff]
+        } else {
+            Vec::new()
+        };
+        for layer in &self.layers {
+            normed.copy_from_slice(&x);
+            layer.attention_norm.apply(&mut normed, c.layer_norm_epsilon)?;
+            layer.qkv.forward(&normed, t, &mut qkv, Activation::None, false)?;
+            attention(&qkv, &batch.spans, &shape, Some(&add_bias), &mut context)?;
+            layer.output.forward(&context, t, &mut x, Activation::None, true)?;
+
+            normed.copy_from_slice(&x);
+            layer.ffn_norm.apply(&mut normed, c.layer_norm_epsilon)?;
+            self.feed_forward(layer, &normed, t, &mut ffn_inner, &mut gate_up, &mut x)?;
+        }
+        self.final_norm.apply(&mut x, c.layer_norm_epsilon)?;
+        Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(proj: &str) -> T5Config {
+        serde_json::from_value(serde_json::json!({
+            "d_model": 8, "d_kv": 4, "d_ff": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 10,
+            "feed_forward_proj": proj
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn feed_forward_names() {
+        assert_eq!(
+            config("relu").feed_forward().unwrap(),
+            FeedForward::Plain(Activation::Relu)
+        );
+        assert_eq!(
+            config("gated-gelu").feed_forward().unwrap(),
+            FeedForward::Gated(Activation::Gelu(GeluForm::Tanh))
+        );
+        assert_eq!(
+            config("gelu").feed_forward().unwrap(),
+            FeedForward::Plain(Activation::Gelu(GeluForm::Erf))
+        );
+        assert_eq!(
+            config("gated-relu").feed_forward().unwrap(),
+            FeedForward::Gated(Activation::Relu)
+        );
+        assert!(config("gated-silu").feed_forward().is_err());
+        assert!(config("double-gated-gelu").feed_forward().is_err());
+        let defaults = config("relu");
+        assert_eq!(
+            (
+                defaults.relative_attention_num_buckets,
+                defaults.relative_attention_max_distance
+            ),
+            (32, 128)
+        );
+        assert!(defaults.validate().is_ok());
+        let bad = T5Config {
+            relative_attention_num_buckets: 2,
+            ..defaults
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn buckets_at_the_t5_defaults() {
+        // Values of transformers' _relative_position_bucket(num_buckets=32, max_distance=128).
+        let cases = [
+            (0, 0),
+            (-1, 1),
+            (1, 17),
+            (-7, 7),
+            (7, 23),
+            (-8, 8),
+            (8, 24),
+            (-15, 9),
+            (-16, 10),
+            (16, 26),
+            (-31, 11),
+            (-32, 12),
+            (-64, 14),
+            (-127, 15),
+            (-128, 15),
+            (5000, 31),
+        ];
+        for (relative, bucket) in cases {
+            assert_eq!(
+                relative_position_bucket(relative, 32, 128),
+                bucket,
+                "relative {relative}"
+            );
+        }
+    }
+
+    #[test]
+    fn position_bias_rows_are_slices_of_the_table() {
+        let (heads, buckets, max_distance) = (2, 8, 6);
+        let weights: Vec<f32> = (0..buckets * heads).map(|v| v as f32).collect();
+        let bias = PositionBias::new(&weights, heads, buckets, max_distance, 5);
+        for len in [1, 3, 5] {
+            for h in 0..heads {
+                let mut scores = vec![0f32; len * len];
+                bias.add(h, len, &mut scores);
+                for i in 0..len {
+                    for j in 0..len {
+                        let bucket = relative_position_bucket(j as i64 - i as i64, buckets, max_distance);
+                        assert_eq!(
+                            scores[i * len + j],
+                            weights[bucket * heads + h],
+                            "len {len} head {h} ({i}, {j})"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
