@@ -5,7 +5,7 @@
 //!   quantized activations) with a fused dequantize / bias / GELU epilogue.
 //! - [`f32`]: the packed, cache-blocked, register-tiled f32 matrix multiply that is the float
 //!   baseline, with the same epilogue.
-//! - [`gather`]: gather-dequantize of int8 / f16 / f32 embedding tables.
+//! - [`gather`]: gather-dequantize of int8 / 6-bit / f16 / f32 embedding tables.
 //! - [`vector`]: LayerNorm, RMSNorm, softmax, GELU and friends over rows.
 //!
 //! [`dispatch`] picks one implementation per family once per process from the CPU's features

@@ -1,8 +1,12 @@
 //! AVX2 gather rows: 8 f32 lanes per step (one ymm register), the last `len % 8` values done
 //! by the scalar reference. f16 rows use F16C's `vcvtph2ps`, which `for_isa` checks for.
+//! u6 rows unpack 8 values (two 3-byte groups) per step: the 6 bytes are broadcast to every
+//! 64-bit lane, `vpshufb` copies group 0 into the four low 32-bit lanes and group 1 into the
+//! four high ones, `vpsrlvd` shifts lane `i` right by `6 * (i % 4)`, and a mask keeps 6 bits.
 //! Same operations in the same order as [`super::scalar`]: bit-exact.
 
 use super::scalar;
+use super::u6::{two_groups, U6_GROUP_BYTES};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -57,6 +61,59 @@ unsafe fn i8_row_impl<const ACCUMULATE: bool>(src: &[i8], zero_point: i32, row_s
             let centred = _mm256_sub_epi32(_mm256_cvtepi8_epi32(q), zp);
             put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(centred), scale));
         }
+    }
+}
+
+/// `vpshufb` control for u6 unpacking: byte `k` of 32-bit lane `i` takes byte
+/// `3 * (i / 4) + k` of the broadcast 6 bytes for `k < 3` and zero (index bit 7 set) for
+/// `k == 3`. `vpshufb` indexes within each 128-bit half, and both halves hold the same 8
+/// bytes after the broadcast, so the upper half (lanes 4..8) uses indices 3..6.
+const U6_SPREAD: [i8; 32] = {
+    let mut control = [0i8; 32];
+    let mut b = 0;
+    while b < 32 {
+        let (lane, k) = (b / 4, b % 4);
+        control[b] = if k == 3 { -128 } else { (3 * (lane / 4) + k) as i8 };
+        b += 1;
+    }
+    control
+};
+
+pub(super) fn u6_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), super::u6_row_bytes(dst.len()));
+    // SAFETY: as in `i8_row`; the slices hold `dst.len()` values in the u6 layout.
+    unsafe {
+        if accumulate {
+            u6_row_impl::<true>(src, zero_point, row_scale, dst)
+        } else {
+            u6_row_impl::<false>(src, zero_point, row_scale, dst)
+        }
+    }
+    let done = dst.len() / LANES * LANES;
+    let done_bytes = done / 4 * U6_GROUP_BYTES;
+    scalar::u6_row(&src[done_bytes..], zero_point, row_scale, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only (6 bytes each).
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+unsafe fn u6_row_impl<const ACCUMULATE: bool>(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), super::u6_row_bytes(dst.len()));
+    let zp = _mm256_set1_epi32(zero_point);
+    let scale = _mm256_set1_ps(row_scale);
+    let six_bits = _mm256_set1_epi32(63);
+    let shifts = _mm256_setr_epi32(0, 6, 12, 18, 0, 6, 12, 18);
+    // SAFETY: U6_SPREAD is 32 bytes; unaligned load.
+    let spread = unsafe { _mm256_loadu_si256(U6_SPREAD.as_ptr().cast::<__m256i>()) };
+    // `zip` stops at the shorter: a trailing group of 3 bytes without 8 values is left alone.
+    for (s, d) in src.chunks_exact(2 * U6_GROUP_BYTES).zip(dst.chunks_exact_mut(LANES)) {
+        let bytes = _mm256_set1_epi64x(two_groups(s) as i64);
+        let words = _mm256_shuffle_epi8(bytes, spread);
+        let q = _mm256_and_si256(_mm256_srlv_epi32(words, shifts), six_bits);
+        let centred = _mm256_sub_epi32(q, zp);
+        // SAFETY: each output chunk holds exactly 8 values.
+        unsafe { put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(centred), scale)) }
     }
 }
 

@@ -3,28 +3,33 @@
 //! For every id, row `ids[i]` of a `[rows, dim]` table is dequantized to f32, multiplied by a
 //! constant and written to (or, in [`gather_add`], added into) row `i` of the output. The
 //! constant exists because Gemma scales its token embeddings by sqrt(hidden); BERT sums word,
-//! position and token-type embeddings, hence the adding form. Keeping the table in int8 is
-//! what lets a model like the browser's T5 encoder (a [32128, 512] table) stay small.
+//! position and token-type embeddings, hence the adding form. Keeping the table in int8 (or
+//! 6 bits) is what lets a model like the browser's T5 encoder (a [32128, 512] table) stay small.
 //!
 //! Table kinds ([`Table`]) and the exact definition every implementation computes:
 //!
 //! ```text
 //! int8:  out = f32(q - zero_point) * (scale * multiplier)   // scale, zero point per row or per tensor
+//! u6:    out = f32(q - zero_point) * (scale * multiplier)   // q in 0..=63 unpacked from the u6 layout
 //! f16:   out = f32(h) * multiplier                           // f16 -> f32 is exact
 //! f32:   out = x * multiplier
 //! add:   out = out + (the value above)
 //! ```
 //!
-//! `q - zero_point` is an i32 subtraction (wrapping, which only matters for zero points far
-//! outside the int8 range), the conversion to f32 rounds to nearest even, and
+//! The u6 layout (four 6-bit values in three bytes, rows padded to whole groups) is specified
+//! in [`u6`]'s docs, with [`pack_u6`] to build it. `q - zero_point` is an i32 subtraction
+//! (wrapping, which only matters for zero points far outside the value range), the conversion
+//! to f32 rounds to nearest even, and
 //! `scale * multiplier` is one f32 product formed once per row. Every SIMD path evaluates the
 //! same IEEE operations in the same order, without fused multiply-adds, so **all
 //! implementations are bit-exact with the scalar reference** ([`scalar`]): there is no
 //! summation and no contraction that could reorder a rounding.
 //!
-//! Files: [`scalar`] (reference), `avx2`, `avx512`, `neon` (one per ISA), `tests`.
+//! Files: [`u6`] (the 6-bit layout, packing), [`scalar`] (reference), `avx2`, `avx512`, `neon`
+//! (one per ISA), `tests`.
 
 mod scalar;
+pub mod u6;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -38,6 +43,7 @@ mod tests;
 
 use crate::{check_len, Isa, KernelError};
 use half::f16;
+pub use u6::{pack_u6, u6_row_bytes, u6_table_bytes, unpack_u6, U6_MAX};
 
 /// A quantization parameter that is either one value for the whole table or one per row.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +83,13 @@ pub enum Table<'a> {
         scale: PerRowOrTensor<'a, f32>,
         zero_point: PerRowOrTensor<'a, i32>,
     },
+    /// Unsigned 6-bit values in the [`u6`] layout (`rows * u6_row_bytes(dim)` bytes) with
+    /// affine quantization: real = (q - zero_point) * scale, q in 0..=63.
+    U6 {
+        data: &'a [u8],
+        scale: PerRowOrTensor<'a, f32>,
+        zero_point: PerRowOrTensor<'a, i32>,
+    },
     /// IEEE half precision.
     F16(&'a [f16]),
     /// Plain f32.
@@ -86,6 +99,9 @@ pub enum Table<'a> {
 /// Dequantizes one int8 row: `dst = f32(src - zero_point) * row_scale`, or adds that into `dst`
 /// when `accumulate`. `src.len() == dst.len()`.
 type I8RowFn = fn(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool);
+/// Unpacks and dequantizes one u6 row: `dst = f32(q - zero_point) * row_scale` (or adds it),
+/// `src.len() == u6_row_bytes(dst.len())`.
+type U6RowFn = fn(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool);
 /// Converts one f16 row: `dst = f32(src) * multiplier` (or adds it).
 type F16RowFn = fn(src: &[f16], multiplier: f32, dst: &mut [f32], accumulate: bool);
 /// Scales one f32 row: `dst = src * multiplier` (or adds it).
@@ -97,37 +113,42 @@ pub struct GatherKernel {
     /// Kernel name with its geometry: architecture, table types, f32 lanes per step, ISA.
     pub name: &'static str,
     i8_row: I8RowFn,
+    u6_row: U6RowFn,
     f16_row: F16RowFn,
     f32_row: F32RowFn,
 }
 
 static SCALAR: GatherKernel = GatherKernel {
-    name: "generic-gather-i8f16f32-1xf32-scalar",
+    name: "generic-gather-i8u6f16f32-1xf32-scalar",
     i8_row: scalar::i8_row,
+    u6_row: scalar::u6_row,
     f16_row: scalar::f16_row,
     f32_row: scalar::f32_row,
 };
 
 #[cfg(target_arch = "x86_64")]
 static AVX2: GatherKernel = GatherKernel {
-    name: "x86_64-gather-i8f16f32-8xf32-avx2",
+    name: "x86_64-gather-i8u6f16f32-8xf32-avx2",
     i8_row: avx2::i8_row,
+    u6_row: avx2::u6_row,
     f16_row: avx2::f16_row,
     f32_row: avx2::f32_row,
 };
 
 #[cfg(target_arch = "x86_64")]
 static AVX512: GatherKernel = GatherKernel {
-    name: "x86_64-gather-i8f16f32-16xf32-avx512",
+    name: "x86_64-gather-i8u6f16f32-16xf32-avx512",
     i8_row: avx512::i8_row,
+    u6_row: avx512::u6_row,
     f16_row: avx512::f16_row,
     f32_row: avx512::f32_row,
 };
 
 #[cfg(target_arch = "aarch64")]
 static NEON: GatherKernel = GatherKernel {
-    name: "aarch64-gather-i8f16f32-4xf32-neon",
+    name: "aarch64-gather-i8u6f16f32-4xf32-neon",
     i8_row: neon::i8_row,
+    u6_row: neon::u6_row,
     f16_row: neon::f16_row,
     f32_row: neon::f32_row,
 };
@@ -209,6 +230,16 @@ fn run(
                 let row_scale = scale.at(row) * multiplier;
                 (kernel.i8_row)(&data[span], zero_point.at(row), row_scale, dst, accumulate)
             }
+            Table::U6 {
+                data,
+                scale,
+                zero_point,
+            } => {
+                let row_bytes = u6_row_bytes(dim);
+                let src = &data[row * row_bytes..(row + 1) * row_bytes];
+                let row_scale = scale.at(row) * multiplier;
+                (kernel.u6_row)(src, zero_point.at(row), row_scale, dst, accumulate)
+            }
             Table::F16(data) => (kernel.f16_row)(&data[span], multiplier, dst, accumulate),
             Table::F32(data) => (kernel.f32_row)(&data[span], multiplier, dst, accumulate),
         }
@@ -228,6 +259,17 @@ fn check(table: &Table, rows: usize, dim: usize, ids: &[u32], out: &[f32]) -> Re
             zero_point,
         } => {
             check_len("int8 embedding table", data.len(), elements)?;
+            scale.check("per-row scales", rows)?;
+            zero_point.check("per-row zero points", rows)?;
+        }
+        Table::U6 {
+            data,
+            scale,
+            zero_point,
+        } => {
+            let bytes = u6_table_bytes(rows, dim)
+                .ok_or_else(|| KernelError::Invalid(format!("u6 embedding table of {rows} x {dim} overflows usize")))?;
+            check_len("u6 embedding table", data.len(), bytes)?;
             scale.check("per-row scales", rows)?;
             zero_point.check("per-row zero points", rows)?;
         }

@@ -4,8 +4,13 @@
 //!
 //! f16 -> f32 uses `fcvtl`/`fcvtl2` through `asm!`: they are baseline ARMv8 instructions, but
 //! the intrinsics take `float16x4_t`, which stable Rust does not have.
+//!
+//! u6 rows unpack 8 values (two 3-byte groups) per step: the 6 bytes go into one register,
+//! `tbl` copies group 0 (then group 1) into each of four 32-bit lanes (index 255 gives a zero
+//! byte), `ushl` by `-6 * lane` shifts lane `i` right by `6 * i`, and a mask keeps 6 bits.
 
 use super::scalar;
+use super::u6::{two_groups, U6_GROUP_BYTES};
 use half::f16;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -54,6 +59,49 @@ fn i8_steps<const ACCUMULATE: bool>(src: &[i8], zero_point: i32, row_scale: f32,
             let hi = vsubq_s32(vmovl_high_s16(q16), zp);
             put::<ACCUMULATE>(d.as_mut_ptr(), vmulq_f32(vcvtq_f32_s32(lo), scale));
             put::<ACCUMULATE>(d.as_mut_ptr().add(4), vmulq_f32(vcvtq_f32_s32(hi), scale));
+        }
+    }
+}
+
+/// `tbl` indices for u6 unpacking: bytes 0, 1, 2 of the register (group 0) into each 32-bit
+/// lane, the top byte zero (255 is out of range, which `tbl` turns into 0).
+const U6_GROUP0: [u8; 16] = [0, 1, 2, 255, 0, 1, 2, 255, 0, 1, 2, 255, 0, 1, 2, 255];
+/// The same for group 1 (bytes 3, 4, 5).
+const U6_GROUP1: [u8; 16] = [3, 4, 5, 255, 3, 4, 5, 255, 3, 4, 5, 255, 3, 4, 5, 255];
+/// Per-lane shifts: `ushl` by a negative amount shifts right, lane `j` by `6 * j`.
+const U6_SHIFTS: [i32; 4] = [0, -6, -12, -18];
+
+pub(super) fn u6_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), super::u6_row_bytes(dst.len()));
+    if accumulate {
+        u6_steps::<true>(src, zero_point, row_scale, dst)
+    } else {
+        u6_steps::<false>(src, zero_point, row_scale, dst)
+    }
+    let done = dst.len() / STEP * STEP;
+    let done_bytes = done / 4 * U6_GROUP_BYTES;
+    scalar::u6_row(&src[done_bytes..], zero_point, row_scale, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only (6 bytes each).
+fn u6_steps<const ACCUMULATE: bool>(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), super::u6_row_bytes(dst.len()));
+    // `zip` stops at the shorter: a trailing group of 3 bytes without 8 values is left alone.
+    for (s, d) in src.chunks_exact(2 * U6_GROUP_BYTES).zip(dst.chunks_exact_mut(STEP)) {
+        // SAFETY: NEON is baseline on aarch64; the constant tables are 16 and 4 elements, and
+        // each output chunk holds exactly 8 values.
+        unsafe {
+            let zp = vdupq_n_s32(zero_point);
+            let scale = vdupq_n_f32(row_scale);
+            let six_bits = vdupq_n_u32(63);
+            let shifts = vld1q_s32(U6_SHIFTS.as_ptr());
+            let bytes = vreinterpretq_u8_u64(vdupq_n_u64(two_groups(s)));
+            for (half, indices) in [U6_GROUP0, U6_GROUP1].iter().enumerate() {
+                let words = vreinterpretq_u32_u8(vqtbl1q_u8(bytes, vld1q_u8(indices.as_ptr())));
+                let q = vandq_u32(vshlq_u32(words, shifts), six_bits);
+                let centred = vsubq_s32(vreinterpretq_s32_u32(q), zp);
+                put::<ACCUMULATE>(d.as_mut_ptr().add(4 * half), vmulq_f32(vcvtq_f32_s32(centred), scale));
+            }
         }
     }
 }

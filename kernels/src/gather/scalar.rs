@@ -1,6 +1,7 @@
 //! Scalar reference rows for the gather family: the definition in the parent module's docs,
 //! written as plainly as possible. Every SIMD path must match these bit for bit.
 
+use super::u6::{group_word, u6_row_bytes, U6_GROUP_BYTES, U6_GROUP_VALUES};
 use half::f16;
 
 /// Stores `value` into `dst`, or adds it when `accumulate`.
@@ -21,6 +22,19 @@ pub(super) fn i8_row(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32
 #[inline(always)]
 fn dequant_i8(q: i8, zero_point: i32, row_scale: f32) -> f32 {
     (q as i32).wrapping_sub(zero_point) as f32 * row_scale
+}
+
+/// `dst = f32(q - zero_point) * row_scale` (or `dst += ...`) for the `dst.len()` values `q`
+/// packed in `src` (the u6 layout: `u6_row_bytes(dst.len())` bytes, four values per 3 bytes).
+pub(super) fn u6_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    debug_assert_eq!(src.len(), u6_row_bytes(dst.len()));
+    for (bytes, group) in src.chunks_exact(U6_GROUP_BYTES).zip(dst.chunks_mut(U6_GROUP_VALUES)) {
+        let w = group_word(bytes);
+        for (j, d) in group.iter_mut().enumerate() {
+            let q = ((w >> (6 * j)) & 63) as i32;
+            put(d, q.wrapping_sub(zero_point) as f32 * row_scale, accumulate);
+        }
+    }
 }
 
 /// `dst = f32(src) * multiplier` (or `dst += ...`); the conversion is exact.

@@ -27,6 +27,10 @@ struct Tables {
     rows: usize,
     dim: usize,
     q: Vec<i8>,
+    /// u6 values (one per byte) and the same packed.
+    q6: Vec<u8>,
+    packed6: Vec<u8>,
+    zero_points6: Vec<i32>,
     scales: Vec<f32>,
     zero_points: Vec<i32>,
     halves: Vec<f16>,
@@ -40,6 +44,10 @@ impl Tables {
         // The int8 extremes and the f16 specials (infinities, a subnormal, -0) are placed first.
         let mut q: Vec<i8> = (0..n).map(|_| rng.next_u32() as i8).collect();
         for (slot, v) in q.iter_mut().zip([-128i8, 127, 0, -1]) {
+            *slot = v;
+        }
+        let mut q6: Vec<u8> = (0..n).map(|_| (rng.next_u32() >> 26) as u8).collect();
+        for (slot, v) in q6.iter_mut().zip([63u8, 0, 1, 62]) {
             *slot = v;
         }
         let mut halves: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.unit() * 8.0)).collect();
@@ -56,6 +64,9 @@ impl Tables {
         Tables {
             rows,
             dim,
+            packed6: pack_u6(&q6, rows, dim).unwrap(),
+            q6,
+            zero_points6: (0..rows).map(|r| [0, 63, 32, 5, -7, 70][r % 6]).collect(),
             q,
             scales: (0..rows).map(|_| 0.001 + rng.unit().abs() * 0.05).collect(),
             zero_points: (0..rows).map(|r| [-128, 127, 0, 5, -7][r % 5]).collect(),
@@ -92,10 +103,37 @@ impl Tables {
                     zero_point: Tensor(-128),
                 },
             ),
+            (
+                "u6 per-tensor",
+                Table::U6 {
+                    data: &self.packed6,
+                    scale: Tensor(0.03),
+                    zero_point: Tensor(31),
+                },
+            ),
+            (
+                "u6 per-row",
+                Table::U6 {
+                    data: &self.packed6,
+                    scale: Row(&self.scales),
+                    zero_point: Row(&self.zero_points6),
+                },
+            ),
             ("f16", Table::F16(&self.halves)),
             ("f32", Table::F32(&self.floats)),
         ]
     }
+}
+
+/// Value `j` of row `r` of a u6 table, read independently of `u6.rs`: the layout is the same
+/// as a little-endian bit stream per row (value `j` at bits `6j .. 6j + 6` of the row), with
+/// every row starting at a multiple of 3 bytes.
+fn u6_value(data: &[u8], dim: usize, r: usize, j: usize) -> u8 {
+    let row_start = r * (dim.div_ceil(4) * 3);
+    (0..6).fold(0u8, |q, b| {
+        let bit = 6 * j + b;
+        q | ((data[row_start + bit / 8] >> (bit % 8)) & 1) << b
+    })
 }
 
 /// The definition from the module docs, written independently of `scalar.rs`.
@@ -118,6 +156,21 @@ fn definition(table: &Table, dim: usize, ids: &[u32], multiplier: f32, out: &mut
                         PerRowOrTensor::Row(v) => v[r],
                     };
                     ((data[r * dim + j] as i32 - zp) as f32) * (s * multiplier)
+                }
+                Table::U6 {
+                    data,
+                    scale,
+                    zero_point,
+                } => {
+                    let s = match scale {
+                        PerRowOrTensor::Tensor(s) => *s,
+                        PerRowOrTensor::Row(v) => v[r],
+                    };
+                    let zp = match zero_point {
+                        PerRowOrTensor::Tensor(z) => *z,
+                        PerRowOrTensor::Row(v) => v[r],
+                    };
+                    ((u6_value(data, dim, r, j) as i32 - zp) as f32) * (s * multiplier)
                 }
                 Table::F16(data) => f32::from(data[r * dim + j]) * multiplier,
                 Table::F32(data) => data[r * dim + j] * multiplier,
@@ -164,7 +217,7 @@ fn every_kernel_matches_definition_on_model_dims() {
     let rows = 9;
     // Ids include the first and last row, and repeats.
     let ids = [0u32, 8, 3, 3, 0, 7, 1, 8];
-    for dim in [1, 3, 15, 17, 31, 33, 384, 512, 768] {
+    for dim in [1, 3, 4, 12, 15, 17, 20, 31, 33, 384, 512, 768] {
         check_shape(rows, dim, &ids, dim as u64);
     }
 }
@@ -229,8 +282,23 @@ fn bad_arguments_are_errors_and_write_nothing() {
             scale: Tensor(1.0),
             zero_point: Row(&tables.zero_points[..2]),
         };
+        let short_scale6 = Table::U6 {
+            data: &tables.packed6,
+            scale: Row(&tables.scales[..rows - 1]),
+            zero_point: Tensor(0),
+        };
+        let short_zp6 = Table::U6 {
+            data: &tables.packed6,
+            scale: Tensor(1.0),
+            zero_point: Row(&tables.zero_points6[..2]),
+        };
         let mut out = vec![0.0f32; dim];
-        for (what, table) in [("per-row scales", short_scale), ("per-row zero points", short_zp)] {
+        for (what, table) in [
+            ("per-row scales", short_scale),
+            ("per-row zero points", short_zp),
+            ("per-row scales", short_scale6),
+            ("per-row zero points", short_zp6),
+        ] {
             let err = gather(k, &table, rows, dim, &[0], 1.0, &mut out).unwrap_err();
             assert!(matches!(err, KernelError::Length { what: w, .. } if w == what), "{err}");
         }
@@ -244,6 +312,57 @@ fn kernels_are_named_per_isa() {
         assert!(!name.is_empty());
         if isa != Isa::Scalar {
             assert_ne!(name, SCALAR.name, "{isa:?} fell back to scalar");
+        }
+    }
+}
+
+/// The packed values are what `pack_u6` was given, and the tests' independent reader agrees.
+#[test]
+fn u6_values_read_back() {
+    for dim in [1, 2, 3, 4, 5, 7, 8, 9, 384] {
+        let tables = Tables::new(3, dim, dim as u64);
+        for r in 0..3 {
+            for j in 0..dim {
+                assert_eq!(
+                    u6_value(&tables.packed6, dim, r, j),
+                    tables.q6[r * dim + j],
+                    "dim {dim} r {r} j {j}"
+                );
+            }
+        }
+        assert_eq!(unpack_u6(&tables.packed6, 3, dim).unwrap(), tables.q6);
+    }
+}
+
+/// Padding bits (the unused values of a row's last group) are ignored by every kernel, so a
+/// file whose writer left garbage there reads the same.
+#[test]
+fn u6_padding_bits_are_ignored() {
+    for dim in [1, 2, 3, 5, 6, 7, 13, 17, 18, 19, 31, 45] {
+        let rows = 4;
+        let tables = Tables::new(rows, dim, 11 + dim as u64);
+        let mut dirty = tables.packed6.clone();
+        let row_bytes = u6_row_bytes(dim);
+        let used_bits = 6 * (dim % 4);
+        for r in 0..rows {
+            let last = &mut dirty[r * row_bytes + row_bytes - 3..r * row_bytes + row_bytes];
+            let w = u32::from_le_bytes([last[0], last[1], last[2], 0]) | (0xff_ffff << used_bits & 0xff_ffff);
+            last.copy_from_slice(&w.to_le_bytes()[..3]);
+        }
+        assert_ne!(dirty, tables.packed6);
+        let ids = [3u32, 0, 2, 1, 3];
+        for isa in Isa::supported() {
+            let mut clean_out = vec![0.0f32; ids.len() * dim];
+            let mut dirty_out = vec![0.0f32; ids.len() * dim];
+            for (data, out) in [(&tables.packed6, &mut clean_out), (&dirty, &mut dirty_out)] {
+                let table = Table::U6 {
+                    data,
+                    scale: PerRowOrTensor::Row(&tables.scales),
+                    zero_point: PerRowOrTensor::Tensor(32),
+                };
+                gather(for_isa(isa), &table, rows, dim, &ids, 1.0, out).unwrap();
+            }
+            assert_eq!(bits(&clean_out), bits(&dirty_out), "{isa:?} dim {dim}");
         }
     }
 }
