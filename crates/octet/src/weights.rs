@@ -1,12 +1,12 @@
 //! Typed, validated views of the weights in a [`ModelFile`]: linear layers (int8 or f32
-//! packed panels), embedding tables (int8 with scales, f16 or f32) and norm vectors.
+//! packed panels), embedding tables (int8 or 6-bit with scales, f16 or f32) and norm vectors.
 //!
 //! Each `load` checks the dtype and the exact shape the architecture expects, so a file that
 //! does not fit its architecture gets [`Error::Model`] naming the tensor, never a panic later.
 //! All views borrow from the memory map: no copy, no repacking.
 
 use crate::error::{Error, Result};
-use crate::format::{Dtype, ModelFile, QuantParam};
+use crate::format::{Dtype, I8Quant, ModelFile, QuantParam};
 use octet_kernels::gather::{self, PerRowOrTensor, Table};
 use octet_kernels::{f32 as kf32, int8, kernels, Activation, Epilogue};
 
@@ -82,7 +82,8 @@ pub struct Embedding<'m> {
 }
 
 impl<'m> Embedding<'m> {
-    /// Loads `name` as an f32, f16 or int8 (with scale and zero point) table of [rows, dim].
+    /// Loads `name` as an f32, f16, int8 or u6 (both with scale and zero point) table of
+    /// [rows, dim].
     pub fn load(file: &'m ModelFile, arch: &str, name: &str, rows: usize, dim: usize) -> Result<Embedding<'m>> {
         let view = file.tensor(name)?;
         let table = match view.dtype {
@@ -91,22 +92,15 @@ impl<'m> Embedding<'m> {
             Dtype::I8 => {
                 let tensor = file.i8(name, &[rows, dim])?;
                 let quant = tensor.quant.ok_or_else(|| Error::model(arch, format!("int8 table {name} has no scale and zero point")))?;
-                if matches!(quant.scale, QuantParam::PerChannel(_)) || matches!(quant.zero_point, QuantParam::PerChannel(_)) {
-                    if quant.axis != Some(0) {
-                        return Err(Error::model(arch, format!("int8 table {name} must be quantized per row (axis 0) or per tensor")));
-                    }
-                }
-                let scale = match quant.scale {
-                    QuantParam::PerTensor(s) => PerRowOrTensor::Tensor(s),
-                    QuantParam::PerChannel(s) => PerRowOrTensor::Row(s),
-                };
-                let zero_point = match quant.zero_point {
-                    QuantParam::PerTensor(z) => PerRowOrTensor::Tensor(z),
-                    QuantParam::PerChannel(z) => PerRowOrTensor::Row(z),
-                };
+                let (scale, zero_point) = per_row_params(arch, name, "int8", quant)?;
                 Table::I8 { data: tensor.data, scale, zero_point }
             }
-            other => return Err(Error::model(arch, format!("{name} has dtype {other}; an embedding table must be f32, f16 or i8"))),
+            Dtype::U6 => {
+                let tensor = file.u6(name, rows, dim)?;
+                let (scale, zero_point) = per_row_params(arch, name, "u6", tensor.quant)?;
+                Table::U6 { data: tensor.data, scale, zero_point }
+            }
+            other => return Err(Error::model(arch, format!("{name} has dtype {other}; an embedding table must be f32, f16, i8 or u6"))),
         };
         Ok(Embedding { table, rows, dim })
     }
@@ -121,4 +115,20 @@ impl<'m> Embedding<'m> {
         }
         Ok(())
     }
+}
+
+/// The gather's scale and zero point of a quantized table: per tensor, or per row (axis 0).
+fn per_row_params<'m>(arch: &str, name: &str, kind: &str, quant: I8Quant<'m>) -> Result<(PerRowOrTensor<'m, f32>, PerRowOrTensor<'m, i32>)> {
+    if (matches!(quant.scale, QuantParam::PerChannel(_)) || matches!(quant.zero_point, QuantParam::PerChannel(_))) && quant.axis != Some(0) {
+        return Err(Error::model(arch, format!("{kind} table {name} must be quantized per row (axis 0) or per tensor")));
+    }
+    let scale = match quant.scale {
+        QuantParam::PerTensor(s) => PerRowOrTensor::Tensor(s),
+        QuantParam::PerChannel(s) => PerRowOrTensor::Row(s),
+    };
+    let zero_point = match quant.zero_point {
+        QuantParam::PerTensor(z) => PerRowOrTensor::Tensor(z),
+        QuantParam::PerChannel(z) => PerRowOrTensor::Row(z),
+    };
+    Ok((scale, zero_point))
 }

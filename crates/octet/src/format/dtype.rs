@@ -1,9 +1,12 @@
-//! Tensor element types ([`Dtype`]), the int8 quantization parameters ([`QuantParam`]) and the
-//! octet-kernels packed weight layouts ([`PackedI8Layout`], [`PackedF32Layout`]) of packed tensors.
+//! Tensor element types ([`Dtype`]), the quantization parameters of `i8` and `u6` tensors
+//! ([`QuantParam`]), the octet-kernels packed weight layouts ([`PackedI8Layout`],
+//! [`PackedF32Layout`]) of packed tensors and the 6-bit table layout of `u6` tensors.
 //!
 //! A tensor's `shape` is always its *logical* shape. For plain dtypes its byte length is
 //! `product(shape) * element size`. For the packed dtypes the shape is `[n, k]` (n output
 //! features, k input features) and the byte length is that of the octet-kernels panel layout.
+//! For `u6` the shape is `[rows, dim]` and the byte length `rows * 3 * ceil(dim / 4)`
+//! ([`octet_kernels::gather::u6`]).
 
 use octet_kernels::f32::PackedF32Layout;
 use octet_kernels::int8::PackedI8Layout;
@@ -29,14 +32,18 @@ pub enum Dtype {
     I8Packed,
     /// octet-kernels f32 weight panels, shape `[n, k]`. See [`PackedF32Layout`].
     F32Packed,
+    /// Unsigned 6-bit values, four in three bytes, shape `[rows, dim]`, each row padded to a
+    /// whole group (the layout of [`octet_kernels::gather::u6`]); always quantized (the entry's
+    /// `quant`, per tensor or per row). Added in format 1.1.
+    U6,
 }
 
 /// Every dtype name this reader knows, for error messages.
-pub const KNOWN_DTYPES: &str = "f32, f16, bf16, i8, i32, u8, i8_packed, f32_packed";
+pub const KNOWN_DTYPES: &str = "f32, f16, bf16, i8, i32, u8, i8_packed, f32_packed, u6";
 
 impl Dtype {
     /// All dtypes, in spec order.
-    pub const ALL: [Dtype; 8] = [
+    pub const ALL: [Dtype; 9] = [
         Dtype::F32,
         Dtype::F16,
         Dtype::Bf16,
@@ -45,6 +52,7 @@ impl Dtype {
         Dtype::U8,
         Dtype::I8Packed,
         Dtype::F32Packed,
+        Dtype::U6,
     ];
 
     /// The name used in the JSON tensor table.
@@ -58,6 +66,7 @@ impl Dtype {
             Dtype::U8 => "u8",
             Dtype::I8Packed => "i8_packed",
             Dtype::F32Packed => "f32_packed",
+            Dtype::U6 => "u6",
         }
     }
 
@@ -66,13 +75,18 @@ impl Dtype {
         Dtype::ALL.into_iter().find(|d| d.as_str() == name)
     }
 
-    /// Bytes per stored element.
+    /// Bytes per stored element: the unit the data is viewed in (`u6` data is a byte array).
     pub fn element_size(self) -> u64 {
         match self {
             Dtype::F32 | Dtype::I32 | Dtype::F32Packed => 4,
             Dtype::F16 | Dtype::Bf16 => 2,
-            Dtype::I8 | Dtype::U8 | Dtype::I8Packed => 1,
+            Dtype::I8 | Dtype::U8 | Dtype::I8Packed | Dtype::U6 => 1,
         }
+    }
+
+    /// Whether the byte length is `product(shape) * element_size` (not a packed layout).
+    pub fn is_plain(self) -> bool {
+        !matches!(self, Dtype::I8Packed | Dtype::F32Packed | Dtype::U6)
     }
 }
 
@@ -82,7 +96,7 @@ impl fmt::Display for Dtype {
     }
 }
 
-/// An int8 quantization parameter: one value for the whole tensor, or one per channel along the
+/// An `i8` or `u6` quantization parameter: one value for the whole tensor, or one per channel along the
 /// quantization axis (borrowed from the file by the reader, from the caller by the writer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum QuantParam<'a, T> {
@@ -138,4 +152,17 @@ pub(crate) fn packed_f32_layout(n: u64, k: u64) -> Result<PackedF32Layout, Strin
     let layout = PackedF32Layout::new(n as usize, usize::try_from(k).map_err(|_| too_big())?);
     debug_assert_eq!(layout.n_pad as u64, n_pad);
     Ok(layout)
+}
+
+/// Byte length of a `u6` tensor of logical shape `[rows, dim]`: `rows * 3 * ceil(dim / 4)`,
+/// computed by [`octet_kernels::gather::u6_table_bytes`] so the file and the kernels cannot
+/// disagree. `Err` if it does not fit this platform.
+pub(crate) fn u6_len(rows: u64, dim: u64) -> Result<u64, String> {
+    let too_big = || format!("[{rows}, {dim}] is too large for this platform");
+    let rows = usize::try_from(rows).map_err(|_| too_big())?;
+    let dim = usize::try_from(dim).map_err(|_| too_big())?;
+    // The values must be addressable too (the gather computes rows * dim).
+    rows.checked_mul(dim).ok_or_else(too_big)?;
+    let bytes = octet_kernels::gather::u6_table_bytes(rows, dim).ok_or_else(too_big)?;
+    Ok(bytes as u64)
 }

@@ -30,7 +30,7 @@ const SHA_RANGE: std::ops::Range<usize> = 56..88;
 pub const OPTIONAL_FLAGS_MASK: u32 = 0x0000_ffff;
 /// Flag bits 16..32 are required features: a reader rejects a file with one it does not know.
 pub const REQUIRED_FLAGS_MASK: u32 = 0xffff_0000;
-/// Required flags this reader understands (none in format 1.0).
+/// Required flags this reader understands (none in formats 1.0 and 1.1).
 const KNOWN_REQUIRED_FLAGS: u32 = 0;
 
 /// The decoded header fields.

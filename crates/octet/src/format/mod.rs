@@ -35,7 +35,7 @@ pub use meta::{
 };
 pub use octet_kernels::f32::PackedF32Layout;
 pub use octet_kernels::int8::PackedI8Layout;
-pub use reader::{I8Quant, I8Tensor, ModelFile, PackedI8Parts, TensorView};
+pub use reader::{I8Quant, I8Tensor, ModelFile, PackedI8Parts, TensorView, U6Tensor};
 pub use table::{MAX_NAME_LEN, MAX_RANK};
 pub use writer::ModelWriter;
 
@@ -49,7 +49,8 @@ pub const MAGIC: [u8; 8] = *b"OCTETMDL";
 /// The format major version this crate reads and writes. A reader rejects other majors.
 pub const FORMAT_MAJOR: u16 = 1;
 /// The format minor version this crate writes. A reader accepts any minor of its major.
-pub const FORMAT_MINOR: u16 = 0;
+/// 1.1 added the `u6` dtype (older 1.x readers reject it by name, asking for an upgrade).
+pub const FORMAT_MINOR: u16 = 1;
 /// Alignment of the data section and of every tensor in it: a cache line, and enough for any
 /// SIMD load (AVX-512 is 64 bytes).
 pub const ALIGN: u64 = 64;

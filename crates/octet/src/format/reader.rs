@@ -100,13 +100,22 @@ impl std::fmt::Debug for TensorView<'_> {
     }
 }
 
-/// Quantization parameters of an `i8` tensor: `real = scale * (q - zero_point)`.
+/// Quantization parameters of an `i8` or `u6` tensor: `real = scale * (q - zero_point)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct I8Quant<'a> {
     pub scale: QuantParam<'a, f32>,
     pub zero_point: QuantParam<'a, i32>,
     /// The channel axis, when a parameter is per channel.
     pub axis: Option<usize>,
+}
+
+/// A `u6` table of logical shape `[rows, dim]`: its packed bytes (`rows * 3 * ceil(dim / 4)`,
+/// the layout of `octet_kernels::gather::u6`) and its quantization parameters, which a `u6`
+/// tensor always has (per tensor, or per row with `axis == Some(0)`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct U6Tensor<'a> {
+    pub data: &'a [u8],
+    pub quant: I8Quant<'a>,
 }
 
 /// The parts of an `i8_packed` weight: layout, packed weights, `col_scales`, `col_sums`.
@@ -333,6 +342,25 @@ impl ModelFile {
             }),
         };
         Ok(I8Tensor { data, quant })
+    }
+
+    /// A `u6` table of exactly `[rows, dim]`, with its quantization parameters.
+    pub fn u6(&self, name: &str, rows: usize, dim: usize) -> Result<U6Tensor<'_>, FormatError> {
+        let view = self.checked(name, Dtype::U6, Some(&[rows, dim]))?;
+        // Validated on open: every u6 tensor has `quant`.
+        let q = view
+            .info
+            .quant
+            .ok_or_else(|| FormatError::bad_meta(format!("u6 tensor '{name}' without quant")))?;
+        let quant = I8Quant {
+            scale: self.param(q.scale)?,
+            zero_point: self.param(q.zero_point)?,
+            axis: q.axis,
+        };
+        Ok(U6Tensor {
+            data: view.bytes,
+            quant,
+        })
     }
 
     /// An `i8_packed` weight of logical shape `[n, k]`: its octet-kernels layout, the packed

@@ -7,7 +7,7 @@
 //! then overlaps between entries, then companion tensors (packed and quantized), then the
 //! tensors the metadata names.
 
-use super::dtype::{packed_f32_layout, packed_i8_layout, Dtype, KNOWN_DTYPES};
+use super::dtype::{packed_f32_layout, packed_i8_layout, u6_len, Dtype, KNOWN_DTYPES};
 use super::meta::{is_sha256_hex, Architecture, ModelMeta};
 use super::{FormatError, ALIGN};
 use octet_kernels::f32::PackedF32Layout;
@@ -30,7 +30,7 @@ pub(crate) struct RawTensorEntry {
     pub offset: u64,
     /// Byte length.
     pub len: u64,
-    /// int8 quantization parameters (only on `i8`).
+    /// Quantization parameters (only on `i8`, and required on `u6`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quant: Option<RawQuant>,
     /// Group size along k (only on `i8_packed`); absent = one group spanning k.
@@ -38,7 +38,7 @@ pub(crate) struct RawTensorEntry {
     pub k_group: Option<u64>,
 }
 
-/// `quant` of an `i8` entry as stored: `scale` is a number or a tensor name, `zero_point` an
+/// `quant` of an `i8` or `u6` entry as stored: `scale` is a number or a tensor name, `zero_point` an
 /// integer, a tensor name or absent (0); `axis` is required when either is a tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RawQuant {
@@ -73,7 +73,7 @@ pub(crate) enum ParamRef<T> {
     Tensor(usize),
 }
 
-/// Validated `quant` of an `i8` tensor.
+/// Validated `quant` of an `i8` or `u6` tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct QuantInfo {
     pub scale: ParamRef<f32>,
@@ -137,9 +137,9 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
     if entry.shape.len() > MAX_RANK {
         return Err(bad_shape(entry, format!("more than {MAX_RANK} dimensions")));
     }
-    if entry.quant.is_some() && dtype != Dtype::I8 {
+    if entry.quant.is_some() && !matches!(dtype, Dtype::I8 | Dtype::U6) {
         return Err(FormatError::bad_meta(format!(
-            "tensor '{}' is {dtype} but has `quant` (only i8 may)",
+            "tensor '{}' is {dtype} but has `quant` (only i8 and u6 may)",
             entry.name
         )));
     }
@@ -165,6 +165,12 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
                 packed_f32 = Some(layout);
                 layout.len() as u64 * 4
             }
+        }
+        Dtype::U6 => {
+            let &[rows, dim] = entry.shape.as_slice() else {
+                return Err(bad_shape(entry, "u6 tensors have shape [rows, dim]"));
+            };
+            u6_len(rows, dim).map_err(|e| bad_shape(entry, e))?
         }
         _ => plain_len(&entry.shape, dtype.element_size())
             .ok_or_else(|| bad_shape(entry, "the byte size overflows 64 bits"))?,
@@ -246,7 +252,7 @@ fn require(
     Ok(i)
 }
 
-/// Validates an `i8` entry's `quant` against the table.
+/// Validates an `i8` or `u6` entry's `quant` against the table.
 fn validate_quant(
     raw: &RawQuant,
     info: &TensorInfo,
@@ -317,6 +323,20 @@ fn validate_quant(
         zero_point,
         axis,
     })
+}
+
+/// A `u6` table must have `quant`, per tensor or per row (axis 0): the layout packs rows.
+fn check_u6_quant(info: &TensorInfo) -> Result<(), FormatError> {
+    let name = &info.name;
+    match info.quant {
+        None => Err(FormatError::bad_meta(format!(
+            "tensor '{name}' is u6 but has no `quant` (a u6 table needs its scale and zero point)"
+        ))),
+        Some(QuantInfo { axis: Some(a), .. }) if a != 0 => Err(FormatError::bad_meta(format!(
+            "tensor '{name}' is u6 with quant axis {a}; u6 is quantized per tensor or per row (axis 0)"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Parses the hex `data_sha256`.
@@ -423,6 +443,9 @@ pub(crate) fn validate_document(
         if let Some(raw) = &entries[i].quant {
             let quant = validate_quant(raw, &tensors[i], &tensors, &index)?;
             tensors[i].quant = Some(quant);
+        }
+        if tensors[i].dtype == Dtype::U6 {
+            check_u6_quant(&tensors[i])?;
         }
     }
 

@@ -7,7 +7,7 @@
 //! folder, flushed and fsynced, then renamed over the target. A reader that has the old file
 //! mapped keeps the old pages; nobody ever sees a half-written model.
 
-use super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout, round_up, Dtype, QuantParam};
+use super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout, round_up, u6_len, Dtype, QuantParam};
 use super::header::{Header, HEADER_LEN};
 use super::meta::ModelMeta;
 use super::table::{to_hex, validate_document, RawDocumentOut, RawQuant, RawTensorEntry};
@@ -68,6 +68,9 @@ fn check_len(name: &str, what: &str, got: usize, expected: usize) -> Result<(), 
     Ok(())
 }
 
+/// A `quant` record and the companion tensors (with their bytes) it names.
+type QuantRecord = (RawQuant, Vec<(RawTensorEntry, Vec<u8>)>);
+
 /// Bytes of a slice of plain numbers, little-endian (this crate only builds on little-endian
 /// targets, see `format/mod.rs`).
 fn le_bytes<T: Pod>(data: &[T]) -> Vec<u8> {
@@ -111,9 +114,9 @@ impl ModelWriter {
 
     /// Adds a tensor of a plain dtype (not packed, no quantization) from its little-endian bytes.
     pub fn add(&mut self, name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> Result<(), FormatError> {
-        if matches!(dtype, Dtype::I8Packed | Dtype::F32Packed) {
+        if !dtype.is_plain() {
             return Err(FormatError::invalid(format!(
-                "tensor '{name}': add {dtype} with add_packed_i8 / add_packed_f32"
+                "tensor '{name}': add {dtype} with add_packed_i8 / add_packed_f32 / add_u6_table"
             )));
         }
         let expected = numel(shape)?
@@ -173,7 +176,7 @@ impl ModelWriter {
         check_len(name, "the data", data.len(), numel(shape)?)?;
         let per_channel = matches!(scale, QuantParam::PerChannel(_)) || matches!(zero_point, QuantParam::PerChannel(_));
         let channels = match axis {
-            Some(a) if a < shape.len() => Some(shape[a]),
+            Some(a) if a < shape.len() => shape[a],
             Some(a) => {
                 return Err(FormatError::invalid(format!(
                     "tensor '{name}': axis {a} out of range for {shape:?}"
@@ -184,8 +187,55 @@ impl ModelWriter {
                     "tensor '{name}': per-channel quantization needs an axis"
                 )))
             }
-            None => None,
+            None => 0,
         };
+        let (quant, companions) = self.quant_record(name, scale, zero_point, channels, axis)?;
+        let mut entry = Self::plain_entry(name, Dtype::I8, shape, data.len());
+        entry.quant = Some(quant);
+        self.push(entry, le_bytes(data))?;
+        for (companion, bytes) in companions {
+            self.push(companion, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a `u6` table of logical shape `[rows, dim]` (`real = scale * (q - zero_point)`),
+    /// `data` already in the 6-bit layout (`rows * 3 * ceil(dim / 4)` bytes, as
+    /// `octet_kernels::gather::pack_u6` writes it). Per-row parameters have `rows` values and are
+    /// stored as companions `<name>.scale` (f32) and `<name>.zero_point` (i32) with axis 0.
+    pub fn add_u6_table(
+        &mut self,
+        name: &str,
+        rows: usize,
+        dim: usize,
+        data: &[u8],
+        scale: QuantParam<'_, f32>,
+        zero_point: QuantParam<'_, i32>,
+    ) -> Result<(), FormatError> {
+        let len = u6_len(rows as u64, dim as u64).map_err(|e| FormatError::invalid(format!("tensor '{name}': {e}")))?;
+        check_len(name, "the packed bytes", data.len(), len as usize)?;
+        let per_row = matches!(scale, QuantParam::PerChannel(_)) || matches!(zero_point, QuantParam::PerChannel(_));
+        let (quant, companions) = self.quant_record(name, scale, zero_point, rows, per_row.then_some(0))?;
+        let mut entry = Self::plain_entry(name, Dtype::U6, &[rows, dim], data.len());
+        entry.quant = Some(quant);
+        self.push(entry, data.to_vec())?;
+        for (companion, bytes) in companions {
+            self.push(companion, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The `quant` record of tensor `name` and its companions: per-channel parameters (of
+    /// `channels` values) become `<name>.scale` (f32) and `<name>.zero_point` (i32). Checks the
+    /// lengths, a finite per-tensor scale, and that the companion names are free.
+    fn quant_record(
+        &self,
+        name: &str,
+        scale: QuantParam<'_, f32>,
+        zero_point: QuantParam<'_, i32>,
+        channels: usize,
+        axis: Option<usize>,
+    ) -> Result<QuantRecord, FormatError> {
         let scale_name = format!("{name}.scale");
         let zero_point_name = format!("{name}.zero_point");
         let mut companions: Vec<(RawTensorEntry, Vec<u8>)> = Vec::new();
@@ -195,10 +245,9 @@ impl ModelWriter {
                 return Err(FormatError::invalid(format!("tensor '{name}': scale is not finite")))
             }
             QuantParam::PerChannel(values) => {
-                let c = channels.unwrap_or(0);
-                check_len(name, "the scales", values.len(), c)?;
+                check_len(name, "the scales", values.len(), channels)?;
                 companions.push((
-                    Self::plain_entry(&scale_name, Dtype::F32, &[c], c * 4),
+                    Self::plain_entry(&scale_name, Dtype::F32, &[channels], channels * 4),
                     le_bytes(values),
                 ));
                 serde_json::json!(scale_name)
@@ -208,31 +257,28 @@ impl ModelWriter {
             QuantParam::PerTensor(0) => None,
             QuantParam::PerTensor(z) => Some(serde_json::json!(z)),
             QuantParam::PerChannel(values) => {
-                let c = channels.unwrap_or(0);
-                check_len(name, "the zero points", values.len(), c)?;
+                check_len(name, "the zero points", values.len(), channels)?;
                 companions.push((
-                    Self::plain_entry(&zero_point_name, Dtype::I32, &[c], c * 4),
+                    Self::plain_entry(&zero_point_name, Dtype::I32, &[channels], channels * 4),
                     le_bytes(values),
                 ));
                 Some(serde_json::json!(zero_point_name))
             }
         };
-        let mut entry = Self::plain_entry(name, Dtype::I8, shape, data.len());
-        entry.quant = Some(RawQuant {
-            scale: scale_json,
-            zero_point: zero_point_json,
-            axis: axis.map(|a| a as u64),
-        });
+        if self.names.contains(name) {
+            return Err(FormatError::invalid(format!("tensor '{name}' added twice")));
+        }
         for (companion, _) in &companions {
             if self.names.contains(&companion.name) {
                 return Err(FormatError::invalid(format!("tensor '{}' added twice", companion.name)));
             }
         }
-        self.push(entry, le_bytes(data))?;
-        for (companion, bytes) in companions {
-            self.push(companion, bytes)?;
-        }
-        Ok(())
+        let quant = RawQuant {
+            scale: scale_json,
+            zero_point: zero_point_json,
+            axis: axis.map(|a| a as u64),
+        };
+        Ok((quant, companions))
     }
 
     /// Adds an octet-kernels packed int8 weight of logical shape `[n, k]` with its companions

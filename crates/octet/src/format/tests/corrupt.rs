@@ -346,6 +346,21 @@ fn sizes_inconsistent_with_dtype_and_shape_are_rejected() {
     assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
     let err = edited(|p| entry_mut(p, "lin.f32")["shape"] = json!([3, 6]));
     assert!(matches!(err, FormatError::SizeMismatch { .. }), "{err:?}");
+    // u6: 3 bytes per started group of 4 values in each row.
+    let err = edited(|p| entry_mut(p, "table.u6")["shape"] = json!([3, 9]));
+    assert!(
+        matches!(
+            err,
+            FormatError::SizeMismatch {
+                expected: 27,
+                got: 18,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = edited(|p| entry_mut(p, "table.u6t")["len"] = json!(11));
+    assert!(matches!(err, FormatError::SizeMismatch { expected: 12, .. }), "{err:?}");
 }
 
 #[test]
@@ -387,6 +402,15 @@ fn overflowing_or_malformed_shapes_are_rejected() {
         edited(|p| entry_mut(p, "scalar")["shape"] = json!(vec![1; 9])),
         FormatError::BadShape { .. }
     ));
+    for shape in [
+        json!([18]),
+        json!([3, 5, 1]),
+        json!([u64::MAX, 5]),
+        json!([1u64 << 62, 8]),
+    ] {
+        let err = edited(|p| entry_mut(p, "table.u6")["shape"] = shape.clone());
+        assert!(matches!(err, FormatError::BadShape { .. }), "{shape}: {err:?}");
+    }
 }
 
 #[test]
@@ -396,6 +420,8 @@ fn missing_or_wrong_companions_are_rejected() {
         "lin.i8g.col_sums",
         "table.pc.scale",
         "table.pc.zero_point",
+        "table.u6.scale",
+        "table.u6.zero_point",
         "tokenizer.json",
     ] {
         let err = edited(|p| remove_entry(p, companion));
@@ -458,6 +484,20 @@ fn invalid_quantization_records_are_rejected() {
             Box::new(|p| entry_mut(p, "table.pt")["quant"]["zero_point"] = json!(1u64 << 40)),
         ),
         (
+            "u6 without quant",
+            Box::new(|p| {
+                entry_mut(p, "table.u6t").as_object_mut().unwrap().remove("quant");
+            }),
+        ),
+        (
+            "u6 quantized along axis 1",
+            Box::new(|p| entry_mut(p, "table.u6t")["quant"]["axis"] = json!(1)),
+        ),
+        (
+            "u6 per row without axis",
+            Box::new(|p| entry_mut(p, "table.u6")["quant"]["axis"] = json!(null)),
+        ),
+        (
             "fractional zero point",
             Box::new(|p| entry_mut(p, "table.pt")["quant"]["zero_point"] = json!(0.5)),
         ),
@@ -470,6 +510,14 @@ fn invalid_quantization_records_are_rejected() {
     assert!(matches!(err, FormatError::MissingTensor { .. }), "{err:?}");
     // Per-channel scales along the wrong axis have the wrong length.
     let err = edited(|p| entry_mut(p, "table.pc")["quant"]["axis"] = json!(1));
+    assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
+    let err = edited(|p| entry_mut(p, "table.u6")["quant"]["axis"] = json!(1));
+    assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
+    let err = edited(|p| {
+        let scale = entry_mut(p, "table.u6.scale");
+        scale["shape"] = json!([5]);
+        scale["len"] = json!(20);
+    });
     assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
 }
 

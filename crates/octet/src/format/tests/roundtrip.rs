@@ -52,6 +52,30 @@ fn check_sample(model: &ModelFile) {
         })
     );
 
+    let u6 = model.u6("table.u6", 3, 5).unwrap();
+    assert_eq!(u6.data, &packed_u6(3, 5, 1)[..]);
+    assert_eq!(u6.data.len(), 3 * 6);
+    assert_eq!(octet_kernels::gather::unpack_u6(u6.data, 3, 5).unwrap(), ramp_u6(15, 1));
+    assert_eq!(
+        u6.quant,
+        I8Quant {
+            scale: QuantParam::PerChannel(&[0.5, 0.25, 0.125]),
+            zero_point: QuantParam::PerChannel(&[31, 0, 63]),
+            axis: Some(0),
+        }
+    );
+    let u6t = model.u6("table.u6t", 2, 8).unwrap();
+    assert_eq!(u6t.data, &packed_u6(2, 8, 2)[..]);
+    assert_eq!(
+        u6t.quant,
+        I8Quant {
+            scale: QuantParam::PerTensor(0.25),
+            zero_point: QuantParam::PerTensor(32),
+            axis: None,
+        }
+    );
+    assert_eq!(model.tensor("table.u6").unwrap().dtype, Dtype::U6);
+
     let (layout, w, s, c) = model.packed_i8_parts("lin.i8", 5, 9).unwrap();
     assert_eq!(
         (layout.n_pad, layout.k_pad, layout.groups, layout.k_group),
@@ -82,7 +106,9 @@ fn check_sample(model: &ModelFile) {
         assert_eq!(t.bytes.as_ptr() as usize % 64, 0, "{} is misaligned", t.name);
     }
     let names: Vec<&str> = model.tensors().map(|t| t.name).collect();
-    assert_eq!(names.len(), 23, "{names:?}");
+    assert_eq!(names.len(), 27, "{names:?}");
+    assert!(names.contains(&"table.u6.scale") && names.contains(&"table.u6.zero_point"));
+    assert!(!names.contains(&"table.u6t.scale"));
     assert!(names.contains(&"table.pc.scale") && names.contains(&"table.pc.zero_point"));
     assert!(names.contains(&"lin.i8.col_scales") && names.contains(&"lin.i8.col_sums"));
     assert!(!names.contains(&"table.cols.zero_point"));
@@ -169,6 +195,18 @@ fn accessors_check_dtype_shape_and_presence() {
         model.packed_f32_parts("lin.i8", 5, 9),
         Err(FormatError::WrongDtype { .. })
     ));
+    assert!(matches!(
+        model.u6("table.u6", 5, 3),
+        Err(FormatError::WrongShape { .. })
+    ));
+    assert!(matches!(
+        model.u6("table.pc", 4, 3),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(
+        model.i8("table.u6", &[3, 5]),
+        Err(FormatError::WrongDtype { .. })
+    ));
     assert!(model.contains("lin.i8") && !model.contains("nope"));
 }
 
@@ -246,6 +284,33 @@ fn writer_rejects_inconsistent_input() {
         QuantParam::PerTensor(0),
         None
     )));
+    assert!(invalid(w.add("x", Dtype::U6, &[1, 4], vec![0; 3])), "u6 through add");
+    let u6 = |w: &mut ModelWriter, name: &str, rows, dim, len, scale, zero_point| {
+        invalid(w.add_u6_table(name, rows, dim, &vec![0u8; len], scale, zero_point))
+    };
+    let (one, zero) = (QuantParam::PerTensor(1.0), QuantParam::PerTensor(0));
+    assert!(u6(&mut w, "u", 2, 5, 11, one, zero), "short u6 bytes");
+    assert!(u6(&mut w, "u", 2, 5, 13, one, zero), "long u6 bytes");
+    assert!(u6(&mut w, "u", usize::MAX, 8, 0, one, zero), "overflowing u6 shape");
+    assert!(
+        u6(&mut w, "u", 2, 4, 6, QuantParam::PerTensor(f32::INFINITY), zero),
+        "infinite u6 scale"
+    );
+    assert!(
+        u6(&mut w, "u", 2, 4, 6, QuantParam::PerChannel(&[1.0]), zero),
+        "short u6 scales"
+    );
+    assert!(
+        u6(&mut w, "u", 2, 4, 6, one, QuantParam::PerChannel(&[0, 0, 0])),
+        "long u6 zero points"
+    );
+    assert!(u6(&mut w, "table.u6", 2, 4, 6, one, zero), "duplicate u6 name");
+    let mut clash = ModelWriter::new(sample_meta());
+    clash.add_f32("c.scale", &[2], &[1.0, 1.0]).unwrap();
+    assert!(
+        u6(&mut clash, "c", 2, 4, 6, QuantParam::PerChannel(&[1.0, 1.0]), zero),
+        "u6 companion clashing with an existing tensor"
+    );
     // The rejected calls left nothing behind: the model still writes and reads back.
     check_sample(&ModelFile::from_bytes(w.to_bytes().unwrap()).unwrap());
 

@@ -61,6 +61,16 @@ pub fn ramp_i32(n: usize, seed: i32) -> Vec<i32> {
     (0..n).map(|i| (i as i32 - 3) * 1_000_003 + seed).collect()
 }
 
+/// Values in 0..=63 for u6 tables.
+pub fn ramp_u6(n: usize, seed: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 29 + seed) % 64) as u8).collect()
+}
+
+/// `ramp_u6(rows * dim, seed)` in the u6 layout.
+pub fn packed_u6(rows: usize, dim: usize, seed: usize) -> Vec<u8> {
+    octet_kernels::gather::pack_u6(&ramp_u6(rows * dim, seed), rows, dim).unwrap()
+}
+
 /// A writer holding the sample model: every dtype, quantization mode and packed layout.
 pub fn sample_writer() -> ModelWriter {
     let mut w = ModelWriter::new(sample_meta());
@@ -97,6 +107,25 @@ pub fn sample_writer() -> ModelWriter {
         QuantParam::PerChannel(&[0.25, 0.5, 1.0]),
         QuantParam::PerTensor(0),
         Some(1),
+    )
+    .unwrap();
+    // u6: 3 rows of 5 values (ragged: 6 bytes a row) per row; 2 rows of 8 per tensor.
+    w.add_u6_table(
+        "table.u6",
+        3,
+        5,
+        &packed_u6(3, 5, 1),
+        QuantParam::PerChannel(&[0.5, 0.25, 0.125]),
+        QuantParam::PerChannel(&[31, 0, 63]),
+    )
+    .unwrap();
+    w.add_u6_table(
+        "table.u6t",
+        2,
+        8,
+        &packed_u6(2, 8, 2),
+        QuantParam::PerTensor(0.25),
+        QuantParam::PerTensor(32),
     )
     .unwrap();
     // n = 5, k = 9, one group: n_pad 16, k_pad 16.
@@ -242,6 +271,15 @@ pub fn touch_everything(model: &ModelFile) {
             }
         }
         if let [n, k] = shape[..] {
+            if let Ok(t) = model.u6(&name, n, k) {
+                let _ = t.data.iter().map(|&b| b as u64).sum::<u64>();
+                if let QuantParam::PerChannel(s) = t.quant.scale {
+                    let _ = s.iter().sum::<f32>();
+                }
+                if let QuantParam::PerChannel(z) = t.quant.zero_point {
+                    let _ = z.iter().map(|&v| v as i64).sum::<i64>();
+                }
+            }
             let _ = model.packed_i8_parts(&name, n, k);
             let _ = model.packed_f32_parts(&name, n, k);
         }
