@@ -62,7 +62,11 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     let src = SourceFolder::open(input)?;
     let max_seq_len = match src.max_seq_len {
         Some(n) => n,
-        None => src.config_usize("max_position_embeddings").context("no max_seq_length in sentence_bert_config.json and no max_position_embeddings")?,
+        // T5 configs name their trained length n_positions.
+        None => src
+            .config_usize("max_position_embeddings")
+            .or_else(|_| src.config_usize("n_positions"))
+            .context("no max_seq_length in sentence_bert_config.json, and no max_position_embeddings or n_positions in config.json")?,
     };
     // Gemma's activations carry outliers that one scale per token cannot hold (see gemma3.rs):
     // unless told otherwise, its int8 layers use one scale per 32 inputs, as llama.cpp's Q8_0.

@@ -196,6 +196,16 @@ impl SourceFolder {
 }
 
 fn parse_pooling(cfg: &Value) -> Result<SourcePooling> {
+    // sentence-transformers 6 writes one string; earlier versions one flag per mode.
+    if let Some(mode) = cfg.get("pooling_mode").and_then(Value::as_str) {
+        return match mode {
+            "mean" => Ok(SourcePooling::Mean),
+            "cls" => Ok(SourcePooling::Cls),
+            "max" => Ok(SourcePooling::Max),
+            "lasttoken" => Ok(SourcePooling::LastToken),
+            other => bail!("pooling mode '{other}' is not supported (mean, cls, max, lasttoken)"),
+        };
+    }
     let on = |k: &str| cfg.get(k).and_then(Value::as_bool).unwrap_or(false);
     let modes = [
         (on("pooling_mode_mean_tokens"), SourcePooling::Mean),
@@ -208,5 +218,19 @@ fn parse_pooling(cfg: &Value) -> Result<SourcePooling> {
         [one] => Ok(one.clone()),
         [] => bail!("the pooling config enables no pooling mode"),
         _ => bail!("the pooling config enables several modes at once ({chosen:?}); octet supports one"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pooling_configs_of_both_sentence_transformers_generations() {
+        assert_eq!(parse_pooling(&json!({"pooling_mode_mean_tokens": true})).unwrap(), SourcePooling::Mean);
+        assert_eq!(parse_pooling(&json!({"pooling_mode": "cls"})).unwrap(), SourcePooling::Cls);
+        assert!(parse_pooling(&json!({"pooling_mode": "weightedmean"})).is_err());
+        assert!(parse_pooling(&json!({})).is_err());
     }
 }
