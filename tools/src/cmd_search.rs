@@ -197,7 +197,6 @@ fn search_cache(
     let vectors = &map[CACHE_HEADER_LEN..];
     let queries = embedder.embed_with(&args.queries, query_options)?;
 
-    let mut results: Vec<Vec<(f32, u64)>> = Vec::with_capacity(queries.len());
     let mut doc = vec![0f32; dims];
     let mut best: Vec<Vec<(f32, u64)>> = vec![Vec::with_capacity(args.top_k + 1); queries.len()];
     let query_norms: Vec<f64> = queries.iter().map(|q| norm(q)).collect();
@@ -216,7 +215,7 @@ fn search_cache(
             insert_top(top, args.top_k, score, i as u64);
         }
     }
-    results.extend(best);
+    let results = best;
 
     // Fetch the winners' texts in one more pass over the corpus.
     let wanted: BTreeMap<u64, ()> = results.iter().flatten().map(|&(_, i)| (i, ())).collect();
@@ -239,10 +238,15 @@ fn search_cache(
         for (rank, &(score, id)) in top.iter().enumerate() {
             let (text, line) = texts.get(&id).map_or(("", 0), |(t, l)| (t.as_str(), *l));
             if args.json {
-                let row = serde_json::json!({
-                    "query": query, "rank": rank + 1, "score": score, "id": id, "line": line, "text": text
-                });
-                out.push_str(&row.to_string());
+                let row = Hit {
+                    query,
+                    rank: rank + 1,
+                    score,
+                    id,
+                    line,
+                    text,
+                };
+                out.push_str(&serde_json::to_string(&row)?);
                 out.push('\n');
             } else {
                 out.push_str(&format!(
@@ -255,6 +259,17 @@ fn search_cache(
     }
     print!("{out}");
     Ok(())
+}
+
+/// One `--json` result line.
+#[derive(serde::Serialize)]
+struct Hit<'a> {
+    query: &'a str,
+    rank: usize,
+    score: f32,
+    id: u64,
+    line: u64,
+    text: &'a str,
 }
 
 fn norm(v: &[f32]) -> f64 {
