@@ -40,7 +40,7 @@ use std::time::Instant;
 /// output.
 ///
 /// Texts longer than the model's window are cut to it (a note at the end counts them), or
-/// rejected with --no-truncate. The input streams in chunks of 1024 texts: any size works in
+/// rejected with --no-truncate. The input streams in chunks of 256 texts: any size works in
 /// bounded memory. A progress bar with texts/s, tokens/s and ETA shows on a terminal.
 ///
 /// Examples:
@@ -158,14 +158,14 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         None => (VectorWriter::stdout(format, dims)?, 0),
         Some(path) => VectorWriter::create(path, format, dims, args.resume)?,
     };
-    if already > 0 {
+    if let (true, Some(output)) = (already > 0, &args.output) {
         let skipped = reader.skip(already)?;
         if skipped < already {
             let note = writer.discard();
             return Err(CliError::usage(format!(
                 "{} holds {already} vectors but {} has only {skipped} texts: it is not this input's output; \
                  delete it to start over ({})",
-                partial_path(args.output.as_deref().unwrap_or_else(|| "".as_ref())).display(),
+                partial_path(output).display(),
                 reader.name(),
                 note.unwrap_or_default()
             )));

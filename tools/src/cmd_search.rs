@@ -144,7 +144,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         let mut reader = TextReader::open(Some(&args.corpus), kind.clone(), args.lossy)?;
         let mut writer = match VectorWriter::create_cache(&cache, dims, key) {
             Ok(w) => w,
-            Err(e) if exit::code_for(&e) == exit::CANT_CREATE && cache != temp_cache => {
+            Err(e) if exit::code_for(&e) == exit::CANT_CREATE && args.cache.is_none() && !args.no_cache => {
                 if !args.quiet {
                     eprintln!("note: {e:#}; caching in {} for this run only", temp_cache.display());
                 }

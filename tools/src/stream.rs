@@ -16,11 +16,11 @@ use octet_tools::exit::CliError;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-/// Texts per chunk: enough for the engine to sort by length and fill its batches, few enough
-/// that the progress bar moves every second or so on a laptop.
-pub const CHUNK_TEXTS: usize = 1024;
+/// Texts per chunk: enough for the engine to sort by length and fill several batches of 32,
+/// few enough that the progress bar moves about every second even on a busy laptop.
+pub const CHUNK_TEXTS: usize = 256;
 /// Bytes of text per chunk, so a file of long documents also moves in small steps.
-pub const CHUNK_BYTES: usize = 1 << 20;
+pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// What a streaming run did.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +56,7 @@ impl Progress {
                 .with_style(ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("valid template")),
         };
         bar.set_prefix(label.to_string());
+        bar.set_message("starting");
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress { bar }
     }
