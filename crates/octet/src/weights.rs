@@ -79,13 +79,23 @@ pub struct Embedding<'m> {
     pub rows: usize,
     /// Width of each row.
     pub dim: usize,
+    /// Stored rows per logical row: a table may be stored as [rows x blocks, dim / blocks], so
+    /// that a quantized table gets one scale and zero point per block of a row instead of one
+    /// per row (the converter does this for EmbeddingGemma, whose rows have outliers).
+    blocks: usize,
 }
 
 impl<'m> Embedding<'m> {
     /// Loads `name` as an f32, f16, int8 or u6 (both with scale and zero point) table of
     /// [rows, dim].
-    pub fn load(file: &'m ModelFile, arch: &str, name: &str, rows: usize, dim: usize) -> Result<Embedding<'m>> {
+    /// The table may also be stored as [rows x b, dim / b] for a whole number of blocks b.
+    pub fn load(file: &'m ModelFile, arch: &str, name: &str, logical_rows: usize, logical_dim: usize) -> Result<Embedding<'m>> {
         let view = file.tensor(name)?;
+        let blocks = match view.shape.as_slice() {
+            &[r, d] if logical_rows > 0 && r > logical_rows && r % logical_rows == 0 && d * (r / logical_rows) == logical_dim => r / logical_rows,
+            _ => 1,
+        };
+        let (rows, dim) = (logical_rows * blocks, logical_dim / blocks);
         let table = match view.dtype {
             Dtype::F32 => Table::F32(file.f32(name, &[rows, dim])?),
             Dtype::F16 => Table::F16(file.f16(name, &[rows, dim])?),
@@ -102,16 +112,28 @@ impl<'m> Embedding<'m> {
             }
             other => return Err(Error::model(arch, format!("{name} has dtype {other}; an embedding table must be f32, f16, i8 or u6"))),
         };
-        Ok(Embedding { table, rows, dim })
+        Ok(Embedding { table, rows: logical_rows, dim: logical_dim, blocks })
     }
 
     /// Writes `multiplier x row(ids[i])` into row i of `out` (`add`: adds instead).
     pub fn gather(&self, ids: &[u32], multiplier: f32, out: &mut [f32], add: bool) -> Result<()> {
         let k = kernels().gather;
-        if add {
-            gather::gather_add(k, &self.table, self.rows, self.dim, ids, multiplier, out)?;
+        let b = self.blocks;
+        // Block j of row id is stored row id x b + j; the stored rows of one id are adjacent,
+        // so gathering them in order writes the logical row. Ids past the table stay past it.
+        let expanded: Vec<u32>;
+        let ids = if b == 1 {
+            ids
         } else {
-            gather::gather(k, &self.table, self.rows, self.dim, ids, multiplier, out)?;
+            let b32 = b as u32;
+            expanded = ids.iter().flat_map(|&id| (0..b32).map(move |j| id.saturating_mul(b32).saturating_add(j))).collect();
+            &expanded
+        };
+        let (rows, dim) = (self.rows * b, self.dim / b);
+        if add {
+            gather::gather_add(k, &self.table, rows, dim, ids, multiplier, out)?;
+        } else {
+            gather::gather(k, &self.table, rows, dim, ids, multiplier, out)?;
         }
         Ok(())
     }

@@ -15,6 +15,15 @@ use anyhow::{bail, Result};
 /// output error of the down projection, whose input holds single huge values (max/rms ~ 30).
 pub const K_GROUP: usize = 32;
 
+/// Values per scale and zero point in a quantized token table. EmbeddingGemma's rows hold
+/// outliers (max/rms 6 to 11), so one scale per row is coarse: int8 per row gives a relative
+/// error per row of 1.1% on average (2.0% on BOS), per block of 128 values 0.70% (1.2%), per
+/// 64 0.59%. End to end over the 82 fixture texts (layers int8, groups of 32), table per row:
+/// mean cosine 0.99931, min 0.99343; per 128-value block: 0.99939 / 0.99723; per 64: 0.99938 /
+/// 0.99728; f32 table: 0.99939 / 0.99777; 6 bits per 32-value block: 0.99921 / 0.99053.
+/// Blocks of 128 cost 12.6 MB of scales and zero points (6 per row).
+pub const TABLE_BLOCK: usize = 128;
+
 /// The Matryoshka widths EmbeddingGemma was trained for (its model card); recorded in the file
 /// when the converted model's output is 768 wide.
 pub const EMBEDDINGGEMMA_MATRYOSHKA_DIMS: [usize; 3] = [512, 256, 128];
@@ -39,9 +48,12 @@ pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(&format!("{prefix}{name}"), Some(shape))?.0) };
     let vector = |name: &str, len: usize| -> Result<Logical> { Ok(Logical::Vector { data: get(name, &[len])?, shape: vec![len] }) };
 
+    // Stored as [vocab x blocks, hidden / blocks] (the engine reads it back as [vocab, hidden]),
+    // so a quantized table has one scale and zero point per TABLE_BLOCK values (module docs).
+    let blocks = if h % TABLE_BLOCK == 0 { h / TABLE_BLOCK } else { 1 };
     let mut out = vec![Planned::new(
         "embeddings.word",
-        Logical::Table { data: get("embed_tokens.weight", &[vocab, h])?, rows: vocab, dim: h, kind: TableKind::Token },
+        Logical::Table { data: get("embed_tokens.weight", &[vocab, h])?, rows: vocab * blocks, dim: h / blocks, kind: TableKind::Token },
     )];
     for i in 0..layers {
         let s = format!("layers.{i}");
