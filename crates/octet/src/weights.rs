@@ -91,8 +91,8 @@ impl<'m> Embedding<'m> {
     /// The table may also be stored as [rows x b, dim / b] for a whole number of blocks b.
     pub fn load(file: &'m ModelFile, arch: &str, name: &str, logical_rows: usize, logical_dim: usize) -> Result<Embedding<'m>> {
         let view = file.tensor(name)?;
-        let blocks = match view.shape.as_slice() {
-            &[r, d] if logical_rows > 0 && r > logical_rows && r % logical_rows == 0 && d * (r / logical_rows) == logical_dim => r / logical_rows,
+        let blocks = match view.shape[..] {
+            [r, d] if logical_rows > 0 && r > logical_rows && r % logical_rows == 0 && d * (r / logical_rows) == logical_dim => r / logical_rows,
             _ => 1,
         };
         let (rows, dim) = (logical_rows * blocks, logical_dim / blocks);
