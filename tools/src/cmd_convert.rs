@@ -1,8 +1,8 @@
 //! `octet convert`: see [`crate::convert`].
 
-use octet_tools::convert::{self, recipe::Recipe};
 use anyhow::Result;
 use clap::Args;
+use octet_tools::convert::{self, recipe::Recipe};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -35,13 +35,19 @@ pub struct ConvertArgs {
     /// more accuracy on models with activation outliers, at some speed cost.
     #[arg(long)]
     k_group: Option<usize>,
+    /// Bits per value of quantized token-embedding tables: 6 (four values in three bytes,
+    /// per-row scale and zero point) or 8. Default: 6 for --quant int8, 8 for int8-embeddings.
+    #[arg(long)]
+    table_bits: Option<u8>,
     /// Hide the progress bar.
     #[arg(short, long)]
     quiet: bool,
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
-    let recipe = Recipe::parse(&args.quant, args.keep, args.k_group).map_err(|e| octet_tools::exit::CliError::usage(e.to_string()))?;
+    let recipe = Recipe::parse(&args.quant, args.keep, args.k_group)
+        .and_then(|r| r.with_table_bits(args.table_bits))
+        .map_err(|e| octet_tools::exit::CliError::usage(e.to_string()))?;
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let report = convert::convert(&args.input, &args.output, &recipe, progress)?;
     eprintln!(
