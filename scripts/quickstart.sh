@@ -12,7 +12,7 @@ cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 model="$cache/models/all-MiniLM-L6-v2-int8.octet"
 
 cargo build --release -q -p octet-tools
-octet=target/release/octet
+octet="${CARGO_TARGET_DIR:-target}/release/octet"
 
 source_dir="$(bash scripts/fetch-minilm.sh | tail -n 1)"
 if [ -f "$model" ] && "$octet" info "$model" >/dev/null 2>&1; then
@@ -30,5 +30,4 @@ echo "cosine similarity:"
   "Stock markets fell sharply today." \
   "Shares dropped at the close of trading."
 echo
-echo "next: $octet embed $model --input FILE -o vectors.npy      (see $octet embed --help)"
-echo "      $octet search $model --corpus FILE \"a query\"        (see $octet search --help)"
+echo "next: \`$octet embed --help\` (files, JSON lines, CSV -> JSON lines, .npy, f16) and \`$octet search --help\`"
