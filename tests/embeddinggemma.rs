@@ -52,7 +52,7 @@ fn f32_vectors() -> &'static [Vec<f32>] {
 fn tokenizer_matches_sentence_transformers_ids() {
     let fixture = load_fixture("embeddinggemma");
     let e = embedder("f32");
-    let tokenizer = octet::tokenize::TextTokenizer::from_json(e.file().blob(&e.file().meta().tokenizer).unwrap(), e.window()).unwrap();
+    let tokenizer = octet::tokenize::TextTokenizer::from_file(e.file(), e.window()).unwrap();
     let prompts = &e.file().meta().prompts;
     for (i, t) in fixture.texts.iter().enumerate() {
         let prompt = t.prompt_name.as_ref().map(|name| prompts[name].clone()).unwrap_or_default();
@@ -145,6 +145,7 @@ fn file_sizes() {
     let (f32, emb, int8) = (size("f32"), size("int8-embeddings"), size("int8"));
     eprintln!("EmbeddingGemma sizes: safetensors {safetensors} B, octet f32 {f32} B, int8-embeddings {emb} B, int8 {int8} B ({:.1}% of f32)", 100.0 * int8 as f64 / f32 as f64);
     // The token table alone is 262144 x 768: one byte per value is 201 MB of the int8 file.
+    // Measured: f32 1,244.7 MB, int8-embeddings 653 MB (52%: the layers stay f32), int8 349 MB (28%).
     assert!(int8 < f32 * 30 / 100, "int8 {int8} B is over 30% of f32 {f32} B");
-    assert!(emb < f32 * 45 / 100, "int8-embeddings {emb} B is over 45% of f32 {f32} B");
+    assert!(emb < f32 * 55 / 100, "int8-embeddings {emb} B is over 55% of f32 {f32} B");
 }
