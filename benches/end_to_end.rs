@@ -161,11 +161,7 @@ fn run_case(case: &Case, criterion: &mut Criterion) {
         })
         .collect();
     let file = embedders[0][0].file();
-    let tokenizer = TextTokenizer::from_json(
-        file.blob(&file.meta().tokenizer).expect("tokenizer blob"),
-        file.meta().max_seq_len,
-    )
-    .expect("tokenizer");
+    let tokenizer = TextTokenizer::from_file(file, file.meta().max_seq_len).expect("tokenizer");
     let fixture = octet_benches::repo_root().join("tests/fixtures").join(case.fixture).join("reference.json");
     let words = fixture_words(&fixture).expect("fixture words");
     let texts: Vec<Vec<String>> = case

@@ -71,7 +71,7 @@ impl Embedder {
     pub fn from_file(file: ModelFile, threads: usize) -> Result<Embedder> {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let meta = file.meta();
-        let mut tokenizer = TextTokenizer::from_json(file.blob(&meta.tokenizer)?, meta.max_seq_len)?;
+        let mut tokenizer = TextTokenizer::from_file(&file, meta.max_seq_len)?;
         let encoder = model::bind(&file)?;
         // Added tokens past the table (Gemma's `<image_soft_token>`) are refused per text.
         if tokenizer.vocab_size(false) > encoder.vocab_size() {

@@ -10,6 +10,7 @@ pub mod recipe;
 pub mod source;
 pub mod store;
 pub mod t5;
+pub mod tokenizer;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -140,7 +141,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} tensors ({elapsed})").expect("valid template").progress_chars("=> "));
     bar.set_message("quantizing");
     let mut writer = ModelWriter::new(meta);
-    writer.add_blob("tokenizer.json", &compact_json(&src.tokenizer_json)?)?;
+    tokenizer::add(&mut writer, "tokenizer.json", &src.tokenizer_json)?;
     let count = planned.len();
     for p in planned.drain(..) {
         store::store(&mut writer, recipe, p)?;
@@ -161,11 +162,4 @@ fn matryoshka_dims(architecture: Architecture, src: &SourceFolder) -> Vec<usize>
     } else {
         Vec::new()
     }
-}
-
-/// Re-serializes JSON without whitespace (tokenizer.json files are often pretty-printed).
-/// The content is unchanged: the same objects, arrays and strings.
-fn compact_json(bytes: &[u8]) -> Result<Vec<u8>> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).context("tokenizer.json is not valid JSON")?;
-    Ok(serde_json::to_vec(&value)?)
 }

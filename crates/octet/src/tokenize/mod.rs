@@ -1,7 +1,15 @@
-//! Text to token ids, with the Hugging Face `tokenizers` crate on the `tokenizer.json` bytes
-//! stored in the model file, and the model's window enforced by a [`Truncation`] policy.
+//! Text to token ids, with the Hugging Face `tokenizers` crate on the tokenizer stored in the
+//! model file, and the model's window enforced by a [`Truncation`] policy.
+//!
+//! A model file holds either a complete `tokenizer.json` or, for BPE tokenizers, a skeleton
+//! with the vocabulary and merges in binary tensors ([`stored`]), which loads several times
+//! faster. [`TextTokenizer::from_file`] takes either.
+
+pub mod stored;
 
 use crate::error::{Error, Result};
+use crate::format::ModelFile;
+use stored::{LoadPath, StoredBpe};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// What to do with a text longer than the model's window.
@@ -29,12 +37,39 @@ pub struct TextTokenizer {
     window: usize,
     /// Ids at or above this have no embedding row (e.g. Gemma's `<image_soft_token>`).
     table_rows: u32,
+    load_path: LoadPath,
 }
 
 impl TextTokenizer {
-    /// Loads a tokenizer from `tokenizer.json` bytes; texts are cut to `window` tokens.
+    /// Loads the tokenizer `file` stores (named by `meta.tokenizer`), complete or in parts;
+    /// texts are cut to `window` tokens.
+    pub fn from_file(file: &ModelFile, window: usize) -> Result<TextTokenizer> {
+        let json = file.blob(&file.meta().tokenizer)?;
+        match stored::stored_names(json) {
+            Some(names) => TextTokenizer::from_stored_bpe(&StoredBpe::from_file(file, json, &names)?, window),
+            None => TextTokenizer::from_json(json, window),
+        }
+    }
+
+    /// Loads a tokenizer from complete `tokenizer.json` bytes; texts are cut to `window` tokens.
     pub fn from_json(bytes: &[u8], window: usize) -> Result<TextTokenizer> {
-        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("cannot load tokenizer.json: {e}")))?;
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| {
+            if stored::stored_names(bytes).is_some() {
+                Error::Tokenizer("this tokenizer.json keeps its vocabulary and merges in separate tensors of the model file; load it with TextTokenizer::from_file".into())
+            } else {
+                Error::Tokenizer(format!("cannot load tokenizer.json: {e}"))
+            }
+        })?;
+        TextTokenizer::with_window(inner, window, LoadPath::Json)
+    }
+
+    /// Loads a BPE tokenizer stored in parts (see [`stored`]); texts are cut to `window` tokens.
+    pub fn from_stored_bpe(parts: &StoredBpe<'_>, window: usize) -> Result<TextTokenizer> {
+        let (inner, path) = parts.build()?;
+        TextTokenizer::with_window(inner, window, path)
+    }
+
+    fn with_window(mut inner: Tokenizer, window: usize, load_path: LoadPath) -> Result<TextTokenizer> {
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {
@@ -44,7 +79,19 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot set the window of {window} tokens: {e}")))?;
-        Ok(TextTokenizer { inner, window, table_rows: u32::MAX })
+        Ok(TextTokenizer { inner, window, table_rows: u32::MAX, load_path })
+    }
+
+    /// How this tokenizer was loaded.
+    pub fn load_path(&self) -> LoadPath {
+        self.load_path
+    }
+
+    /// The tokenizer as the `tokenizers` crate serializes it: vocabulary in id order, merges in
+    /// rank order, added tokens by id. Two tokenizers with the same canonical JSON are the same
+    /// tokenizer (the converter checks a stored BPE tokenizer against its source this way).
+    pub fn canonical_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| Error::Tokenizer(format!("cannot serialize the tokenizer: {e}")))
     }
 
     /// The window in tokens, special tokens included.
@@ -65,7 +112,8 @@ impl TextTokenizer {
 
     /// Tokenizes one text; `index` only labels the error.
     pub fn encode(&self, index: usize, text: &str, policy: Truncation) -> Result<Tokens> {
-        let encoding = self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+        let encoding =
+            self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
         let truncated = !encoding.get_overflowing().is_empty();
         if truncated && policy == Truncation::Error {
             return Err(Error::TextTooLong { index, max: self.window });

@@ -1,0 +1,383 @@
+//! A BPE `tokenizer.json` stored in parts, so that opening a model skips the slow JSON path.
+//!
+//! EmbeddingGemma's `tokenizer.json` is 33 MB: 262,144 vocabulary strings and 514,906 merges.
+//! `Tokenizer::from_bytes` spends about 2 s of CPU on it, mostly in serde: the model is a
+//! tagged enum, so the whole vocabulary and merge list are first copied into a
+//! `serde_json::Value` and then deserialized a second time. The converter therefore stores a
+//! BPE tokenizer as (FORMAT.md, "Tokenizer tensors"):
+//!
+//! - the *skeleton*: the `tokenizer.json` with `model.vocab` and `model.merges` replaced by
+//!   JSON strings, the names of the tensors that hold them. Everything else (normalizer,
+//!   pre-tokenizer, post-processor, decoder, added tokens, BPE options) is unchanged.
+//! - `<vocab>` (`u8`): the vocabulary strings in id order, UTF-8, back to back, and
+//!   `<vocab>.offsets` (`i32`, `[n + 1]`): string `i` is `vocab[offsets[i]..offsets[i + 1]]`.
+//! - `<merges>` (`i32`, `[m, 2]`): the merges in rank order, each a pair of token ids.
+//!
+//! [`StoredBpe::build`] hands these to the same public builders the JSON path ends in
+//! (`BpeBuilder` with every option of the skeleton, `TokenizerBuilder` with the skeleton's
+//! normalizer, pre-tokenizer, post-processor and decoder, then `add_tokens` with the added
+//! tokens in file order), so it builds the same tokenizer without the detour through
+//! `serde_json::Value`. The vocabulary map and the merge strings are built on two threads.
+//! If an added token does not get the id the skeleton gives it, the parts are joined back
+//! into a plain `tokenizer.json` and loaded the slow way ([`LoadPath::StoredBpeViaJson`]):
+//! slow, but never different ids.
+
+use crate::error::{Error, Result};
+use crate::format::ModelFile;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use tokenizers::models::bpe::{Merges, Vocab, BPE};
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
+    TokenizerBuilder,
+};
+
+/// Suffix of the tensor holding the vocabulary offsets: `<vocab>.offsets`.
+pub const OFFSETS_SUFFIX: &str = ".offsets";
+
+/// How a tokenizer was loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadPath {
+    /// From a complete `tokenizer.json` (`Tokenizer::from_bytes`).
+    Json,
+    /// From a skeleton and binary vocabulary and merges, with the builders.
+    StoredBpe,
+    /// From a skeleton and binary parts joined back into a `tokenizer.json`, because the
+    /// builders gave an added token another id than the skeleton says.
+    StoredBpeViaJson,
+}
+
+/// The tensor names a skeleton's `model.vocab` and `model.merges` hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredNames {
+    /// The `u8` tensor of vocabulary strings (its offsets are `<vocab>.offsets`).
+    pub vocab: String,
+    /// The `i32` tensor `[m, 2]` of merges.
+    pub merges: String,
+}
+
+/// Returns the tensor names if `json` is a skeleton (its `model.vocab` and `model.merges` are
+/// strings), `None` for a complete `tokenizer.json` or anything else. Skips the rest of the
+/// document without building it, so it is cheap even on a 33 MB file.
+pub fn stored_names(json: &[u8]) -> Option<StoredNames> {
+    let probe: Probe = serde_json::from_slice(json).ok()?;
+    let model = probe.model?;
+    Some(StoredNames { vocab: model.vocab.0?, merges: model.merges.0? })
+}
+
+/// The parts of a stored BPE tokenizer, borrowed from a model file or the converter's memory.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredBpe<'a> {
+    /// The skeleton `tokenizer.json`.
+    pub skeleton: &'a [u8],
+    /// The vocabulary strings in id order, back to back.
+    pub vocab: &'a [u8],
+    /// `n + 1` offsets into `vocab`: string `i` is `vocab[offsets[i]..offsets[i + 1]]`.
+    pub offsets: &'a [i32],
+    /// `2 m` token ids: merge `r` (rank `r`) joins `merges[2r]` and `merges[2r + 1]`.
+    pub merges: &'a [i32],
+}
+
+impl<'a> StoredBpe<'a> {
+    /// Finds the parts `skeleton` names in `file`, checking their dtypes and shapes.
+    pub fn from_file(file: &'a ModelFile, skeleton: &'a [u8], names: &StoredNames) -> Result<StoredBpe<'a>> {
+        let vocab = file.blob(&names.vocab)?;
+        let offsets_name = format!("{}{OFFSETS_SUFFIX}", names.vocab);
+        let offsets_len = rank1_len(file, &offsets_name)?;
+        let offsets = file.i32(&offsets_name, &[offsets_len])?;
+        let merges_rows = file.tensor(&names.merges)?.shape.first().copied().unwrap_or(0);
+        let merges = file.i32(&names.merges, &[merges_rows, 2])?;
+        Ok(StoredBpe { skeleton, vocab, offsets, merges })
+    }
+
+    /// Builds the tokenizer (see the module docs) and says which way it went.
+    pub fn build(&self) -> Result<(Tokenizer, LoadPath)> {
+        let skeleton: Skeleton =
+            serde_json::from_slice(self.skeleton).map_err(|e| bad(format!("the skeleton tokenizer.json: {e}")))?;
+        if skeleton.version != "1.0" {
+            return Err(bad(format!("unknown tokenizer.json version '{}'", skeleton.version)));
+        }
+        if skeleton.model.kind != "BPE" {
+            return Err(bad(format!("a stored vocabulary needs a BPE model, not '{}'", skeleton.model.kind)));
+        }
+        let strings = self.strings()?;
+        let pairs = self.merge_pairs(strings.len())?;
+        // The two big inputs of `BpeBuilder` take about as long as each other: build them on
+        // two threads. The builder itself (reverse map, merge map) is single-threaded.
+        let (vocab, merges) = std::thread::scope(|scope| {
+            let merges = scope.spawn(|| merge_strings(&strings, &pairs));
+            let vocab = vocab_map(&strings);
+            (vocab, merges.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        });
+        if vocab.len() != strings.len() {
+            return Err(bad(format!(
+                "the vocabulary holds {} strings but only {} distinct ones",
+                strings.len(),
+                vocab.len()
+            )));
+        }
+        let model = &skeleton.model;
+        let mut builder = BPE::builder().vocab_and_merges(vocab, merges);
+        // As the JSON path does: only options present and not null reach the builder.
+        if let Some(p) = model.dropout {
+            builder = builder.dropout(p);
+        }
+        if let Some(unk) = &model.unk_token {
+            builder = builder.unk_token(unk.clone());
+        }
+        if let Some(prefix) = &model.continuing_subword_prefix {
+            builder = builder.continuing_subword_prefix(prefix.clone());
+        }
+        if let Some(suffix) = &model.end_of_word_suffix {
+            builder = builder.end_of_word_suffix(suffix.clone());
+        }
+        if let Some(fuse) = model.fuse_unk {
+            builder = builder.fuse_unk(fuse);
+        }
+        if let Some(fallback) = model.byte_fallback {
+            builder = builder.byte_fallback(fallback);
+        }
+        if let Some(ignore) = model.ignore_merges {
+            builder = builder.ignore_merges(ignore);
+        }
+        let bpe = builder.build().map_err(|e| bad(format!("cannot build the BPE model: {e}")))?;
+        let mut tokenizer: Tokenizer = TokenizerBuilder::new()
+            .with_model(ModelWrapper::from(bpe))
+            .with_normalizer(skeleton.normalizer)
+            .with_pre_tokenizer(skeleton.pre_tokenizer)
+            .with_post_processor(skeleton.post_processor)
+            .with_decoder(skeleton.decoder)
+            .build()
+            .map_err(|e| bad(format!("cannot assemble the tokenizer: {e}")))?
+            .into();
+        let added: Vec<AddedToken> = skeleton.added_tokens.iter().map(AddedTokenWithId::token).collect();
+        tokenizer.add_tokens(&added);
+        let ids_match = skeleton.added_tokens.iter().all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
+        if ids_match {
+            return Ok((tokenizer, LoadPath::StoredBpe));
+        }
+        let json = self.to_json()?;
+        let tokenizer =
+            Tokenizer::from_bytes(&json).map_err(|e| bad(format!("cannot load the joined tokenizer.json: {e}")))?;
+        Ok((tokenizer, LoadPath::StoredBpeViaJson))
+    }
+
+    /// Joins the parts back into a complete `tokenizer.json`: the skeleton with the vocabulary
+    /// as a `{string: id}` object and the merges as `[[a, b], ...]` string pairs.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let strings = self.strings()?;
+        let pairs = self.merge_pairs(strings.len())?;
+        let mut skeleton: serde_json::Value =
+            serde_json::from_slice(self.skeleton).map_err(|e| bad(format!("the skeleton tokenizer.json: {e}")))?;
+        let model = skeleton
+            .get_mut("model")
+            .and_then(|m| m.as_object_mut())
+            .ok_or_else(|| bad("the skeleton has no model object".into()))?;
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            strings.iter().enumerate().map(|(id, s)| (s.to_string(), id.into())).collect();
+        let merges: Vec<serde_json::Value> =
+            pairs.iter().map(|&(a, b)| serde_json::json!([strings[a], strings[b]])).collect();
+        model.insert("vocab".into(), vocab.into());
+        model.insert("merges".into(), merges.into());
+        serde_json::to_vec(&skeleton).map_err(|e| bad(format!("cannot write the joined tokenizer.json: {e}")))
+    }
+
+    /// The vocabulary strings, checked: offsets start at 0, never decrease, end at the blob's
+    /// end and fall on character boundaries of valid UTF-8.
+    fn strings(&self) -> Result<Vec<&'a str>> {
+        let text = std::str::from_utf8(self.vocab).map_err(|e| bad(format!("the vocabulary is not UTF-8: {e}")))?;
+        let (&first, &last) = match (self.offsets.first(), self.offsets.last()) {
+            (Some(first), Some(last)) => (first, last),
+            _ => return Err(bad("the vocabulary offsets are empty (they need n + 1 entries)".into())),
+        };
+        if first != 0 || usize::try_from(last).ok() != Some(text.len()) {
+            return Err(bad(format!(
+                "the vocabulary offsets run from {first} to {last}, not from 0 to {}",
+                text.len()
+            )));
+        }
+        let mut strings = Vec::with_capacity(self.offsets.len() - 1);
+        for (id, window) in self.offsets.windows(2).enumerate() {
+            let piece = usize::try_from(window[0])
+                .ok()
+                .zip(usize::try_from(window[1]).ok())
+                .and_then(|(start, end)| text.get(start..end))
+                .ok_or_else(|| bad(format!("vocabulary string {id} has bad offsets {}..{}", window[0], window[1])))?;
+            strings.push(piece);
+        }
+        Ok(strings)
+    }
+
+    /// The merges as id pairs, checked against the vocabulary size `n`.
+    fn merge_pairs(&self, n: usize) -> Result<Vec<(usize, usize)>> {
+        if self.merges.len() % 2 != 0 {
+            return Err(bad(format!("the merges hold {} ids, not pairs", self.merges.len())));
+        }
+        let id = |raw: i32, rank: usize| {
+            usize::try_from(raw)
+                .ok()
+                .filter(|&i| i < n)
+                .ok_or_else(|| bad(format!("merge {rank} names token {raw}, outside the vocabulary of {n}")))
+        };
+        self.merges
+            .chunks_exact(2)
+            .enumerate()
+            .map(|(rank, pair)| Ok((id(pair[0], rank)?, id(pair[1], rank)?)))
+            .collect()
+    }
+}
+
+/// The length of a rank-1 tensor (0 if it has another rank: the typed read then says why).
+fn rank1_len(file: &ModelFile, name: &str) -> Result<usize> {
+    let view = file.tensor(name)?;
+    Ok(if view.shape.len() == 1 { view.shape[0] } else { 0 })
+}
+
+fn vocab_map(strings: &[&str]) -> Vocab {
+    let mut vocab = Vocab::with_capacity(strings.len());
+    for (id, s) in strings.iter().enumerate() {
+        vocab.insert((*s).to_owned(), id as u32);
+    }
+    vocab
+}
+
+fn merge_strings(strings: &[&str], pairs: &[(usize, usize)]) -> Merges {
+    pairs.iter().map(|&(a, b)| (strings[a].to_owned(), strings[b].to_owned())).collect()
+}
+
+fn bad(detail: String) -> Error {
+    Error::Tokenizer(format!("stored BPE tokenizer: {detail}"))
+}
+
+/// The skeleton `tokenizer.json`, with the fields the JSON path reads. Truncation and padding
+/// are left out: the engine sets its own.
+#[derive(Deserialize)]
+struct Skeleton {
+    version: String,
+    #[serde(default)]
+    added_tokens: Vec<AddedTokenWithId>,
+    #[serde(default)]
+    normalizer: Option<NormalizerWrapper>,
+    #[serde(default)]
+    pre_tokenizer: Option<PreTokenizerWrapper>,
+    #[serde(default)]
+    post_processor: Option<PostProcessorWrapper>,
+    #[serde(default)]
+    decoder: Option<DecoderWrapper>,
+    model: SkeletonBpe,
+}
+
+/// The skeleton's `model`: the BPE options, each optional as in the JSON path.
+#[derive(Deserialize)]
+struct SkeletonBpe {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    dropout: Option<f32>,
+    #[serde(default)]
+    unk_token: Option<String>,
+    #[serde(default)]
+    continuing_subword_prefix: Option<String>,
+    #[serde(default)]
+    end_of_word_suffix: Option<String>,
+    #[serde(default)]
+    fuse_unk: Option<bool>,
+    #[serde(default)]
+    byte_fallback: Option<bool>,
+    #[serde(default)]
+    ignore_merges: Option<bool>,
+}
+
+/// One entry of `added_tokens`: every field is required, as in the JSON path.
+#[derive(Deserialize)]
+struct AddedTokenWithId {
+    id: u32,
+    content: String,
+    single_word: bool,
+    lstrip: bool,
+    rstrip: bool,
+    normalized: bool,
+    special: bool,
+}
+
+impl AddedTokenWithId {
+    fn token(&self) -> AddedToken {
+        AddedToken {
+            content: self.content.clone(),
+            single_word: self.single_word,
+            lstrip: self.lstrip,
+            rstrip: self.rstrip,
+            normalized: self.normalized,
+            special: self.special,
+        }
+    }
+}
+
+/// Just enough of a `tokenizer.json` to tell a skeleton: everything else is skipped.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    model: Option<ProbeModel>,
+}
+
+#[derive(Deserialize)]
+struct ProbeModel {
+    #[serde(default)]
+    vocab: Marker,
+    #[serde(default)]
+    merges: Marker,
+}
+
+/// A JSON string (a tensor name) or anything else (skipped, `None`).
+#[derive(Default)]
+struct Marker(Option<String>);
+
+impl<'de> Deserialize<'de> for Marker {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Marker, D::Error> {
+        deserializer.deserialize_any(MarkerVisitor)
+    }
+}
+
+struct MarkerVisitor;
+
+impl<'de> Visitor<'de> for MarkerVisitor {
+    type Value = Marker;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Marker, E> {
+        Ok(Marker(Some(v.to_string())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Marker, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Marker(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Marker, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Marker(None))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Marker, E> {
+        Ok(Marker(None))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Marker, E> {
+        Ok(Marker(None))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Marker, E> {
+        Ok(Marker(None))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Marker, E> {
+        Ok(Marker(None))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Marker, E> {
+        Ok(Marker(None))
+    }
+}
