@@ -56,10 +56,11 @@ impl SplitBpe {
     /// that opening the model reports the same error as before.
     fn matches(&self, compact: &[u8]) -> Result<bool> {
         // The window only sets truncation, the same on both sides.
-        let Ok(original) = TextTokenizer::from_json(compact, 1) else {
+        const WINDOW: usize = 1 << 20;
+        let Ok(original) = TextTokenizer::from_json(compact, WINDOW) else {
             return Ok(false);
         };
-        let Ok(stored) = TextTokenizer::from_stored_bpe(&self.parts(), 1) else {
+        let Ok(stored) = TextTokenizer::from_stored_bpe(&self.parts(), WINDOW) else {
             return Ok(false);
         };
         Ok(stored.load_path() == LoadPath::StoredBpe && stored.canonical_json()? == original.canonical_json()?)

@@ -10,7 +10,7 @@ pub mod stored;
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use stored::{LoadPath, StoredBpe};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// What to do with a text longer than the model's window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -70,6 +70,13 @@ impl TextTokenizer {
     }
 
     fn with_window(mut inner: Tokenizer, window: usize, load_path: LoadPath) -> Result<TextTokenizer> {
+        // The tokenizers crate subtracts these from the window without a check.
+        let specials = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        if window < specials {
+            return Err(Error::Tokenizer(format!(
+                "a window of {window} tokens cannot hold the {specials} special tokens every text gets"
+            )));
+        }
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {

@@ -381,3 +381,66 @@ impl<'de> Visitor<'de> for MarkerVisitor {
         Ok(Marker(None))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SKELETON: &str = r#"{"version":"1.0","added_tokens":[{"id":0,"content":"<unk>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"BPE","unk_token":"<unk>","vocab":"v","merges":"m"}}"#;
+    const VOCAB: &[u8] = b"<unk>ababc";
+    const OFFSETS: &[i32] = &[0, 5, 6, 7, 9, 10];
+    const MERGES: &[i32] = &[1, 2];
+
+    fn parts<'a>(offsets: &'a [i32], merges: &'a [i32]) -> StoredBpe<'a> {
+        StoredBpe { skeleton: SKELETON.as_bytes(), vocab: VOCAB, offsets, merges }
+    }
+
+    #[test]
+    fn a_skeleton_is_told_from_a_whole_file() {
+        assert_eq!(stored_names(SKELETON.as_bytes()), Some(StoredNames { vocab: "v".into(), merges: "m".into() }));
+        let whole = r#"{"model":{"type":"BPE","vocab":{"a":0},"merges":[["a","a"]]},"added_tokens":[]}"#;
+        assert_eq!(stored_names(whole.as_bytes()), None);
+        assert_eq!(stored_names(b"not json"), None);
+        assert_eq!(stored_names(b"{}"), None);
+    }
+
+    #[test]
+    fn builds_from_parts() {
+        let (tokenizer, path) = parts(OFFSETS, MERGES).build().unwrap();
+        assert_eq!(path, LoadPath::StoredBpe);
+        assert_eq!(tokenizer.encode_fast("abcx", false).unwrap().get_ids(), &[3, 4, 0]);
+        let joined: serde_json::Value = serde_json::from_slice(&parts(OFFSETS, MERGES).to_json().unwrap()).unwrap();
+        assert_eq!(joined["model"]["vocab"], serde_json::json!({"<unk>": 0, "a": 1, "b": 2, "ab": 3, "c": 4}));
+        assert_eq!(joined["model"]["merges"], serde_json::json!([["a", "b"]]));
+    }
+
+    #[test]
+    fn bad_parts_are_refused() {
+        let cases: &[(&[i32], &[i32], &str)] = &[
+            (&[], MERGES, "empty"),
+            (&[1, 5, 6, 7, 9, 10], MERGES, "from 1"),
+            (&[0, 5, 6, 7, 9, 11], MERGES, "to 11"),
+            (&[0, 5, 4, 7, 9, 10], MERGES, "string 1"),
+            (OFFSETS, &[1, 5], "outside the vocabulary"),
+            (OFFSETS, &[1, -1], "outside the vocabulary"),
+            (OFFSETS, &[1], "not pairs"),
+            (&[0, 5, 6, 7, 8, 10], MERGES, "distinct"),
+        ];
+        for &(offsets, merges, expected) in cases {
+            let err = parts(offsets, merges).build().err().unwrap_or_else(|| panic!("{expected}: accepted"));
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+        // A merge whose result is not in the vocabulary: the BPE builder's own check.
+        assert!(parts(OFFSETS, &[2, 4]).build().is_err());
+    }
+
+    #[test]
+    fn an_added_token_with_another_id_goes_through_the_joined_json() {
+        let skeleton = SKELETON.replace(r#""id":0"#, r#""id":7"#);
+        let stored = StoredBpe { skeleton: skeleton.as_bytes(), vocab: VOCAB, offsets: OFFSETS, merges: MERGES };
+        let (tokenizer, path) = stored.build().unwrap();
+        assert_eq!(path, LoadPath::StoredBpeViaJson);
+        let whole = Tokenizer::from_bytes(stored.to_json().unwrap()).unwrap();
+        assert_eq!(tokenizer.to_string(false).unwrap(), whole.to_string(false).unwrap());
+    }
+}
