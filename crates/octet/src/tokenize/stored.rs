@@ -210,7 +210,7 @@ impl<'a> StoredBpe<'a> {
 
     /// The merges as id pairs, checked against the vocabulary size `n`.
     fn merge_pairs(&self, n: usize) -> Result<Vec<(usize, usize)>> {
-        if self.merges.len() % 2 != 0 {
+        if !self.merges.len().is_multiple_of(2) {
             return Err(bad(format!("the merges hold {} ids, not pairs", self.merges.len())));
         }
         let id = |raw: i32, rank: usize| {
