@@ -130,9 +130,18 @@ pub struct I8Tensor<'a> {
 
 impl ModelFile {
     /// Opens and validates the file at `path`, memory-mapping it.
+    ///
+    /// `path` must be a regular file (a symlink to one is fine): a FIFO or device is refused
+    /// before it is opened, since opening a FIFO blocks and a device has no length to check.
+    ///
+    /// The weights stay in the map, so **the file must not be truncated or rewritten while this
+    /// `ModelFile` lives**: reading a page past a new, shorter end raises SIGBUS (the process
+    /// dies), and bytes rewritten in place change tensors that were validated on open. Replace
+    /// models by writing a new file and renaming it over the old one, as `octet convert` and
+    /// [`super::ModelWriter`] do: an existing map keeps the old file. For a file in a location
+    /// others may write to, use [`ModelFile::open_copied`]. See FORMAT.md, section 8.
     pub fn open(path: &Path) -> Result<ModelFile, FormatError> {
-        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
-        let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
+        let (file, len) = Self::open_regular(path)?;
         if len < HEADER_LEN as u64 {
             // Too short to map usefully (and empty files cannot be mapped everywhere): read it and
             // let the header check say what it is.
@@ -153,6 +162,53 @@ impl ModelFile {
         let mut model = Self::validate(Backing::Mapped(map))?;
         model.path = Some(path.to_path_buf());
         Ok(model)
+    }
+
+    /// Opens and validates the file at `path`, reading it into memory instead of mapping it: the
+    /// model then no longer depends on the file, so another process truncating or rewriting it
+    /// cannot crash this one or change its weights. Costs the file's size in memory and the time
+    /// to read it. Use it for models in locations others may write to.
+    pub fn open_copied(path: &Path) -> Result<ModelFile, FormatError> {
+        let (mut file, len) = Self::open_regular(path)?;
+        let len = usize::try_from(len).map_err(|_| FormatError::io(path, std::io::ErrorKind::OutOfMemory.into()))?;
+        let mut chunks = vec![Align64([0; 64]); len.div_ceil(64)];
+        let buf = &mut bytemuck::cast_slice_mut::<Align64, u8>(&mut chunks)[..len];
+        // A file that shrank since `metadata` fails here (UnexpectedEof); one that grew is
+        // caught by the length check against the header.
+        file.read_exact(buf).map_err(|e| FormatError::io(path, e))?;
+        let mut model = Self::validate(Backing::Owned { chunks, len })?;
+        model.path = Some(path.to_path_buf());
+        Ok(model)
+    }
+
+    /// Opens `path` for reading after checking that it is a regular file, and returns its length.
+    fn open_regular(path: &Path) -> Result<(File, u64), FormatError> {
+        let kind = std::fs::metadata(path)
+            .map_err(|e| FormatError::io(path, e))?
+            .file_type();
+        if !kind.is_file() {
+            let what = if kind.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what}; a model must be a regular file"),
+            );
+            return Err(FormatError::io(path, e));
+        }
+        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+        let meta = file.metadata().map_err(|e| FormatError::io(path, e))?;
+        if !meta.is_file() {
+            // Swapped for something else between the two looks.
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file; a model must be a regular file",
+            );
+            return Err(FormatError::io(path, e));
+        }
+        Ok((file, meta.len()))
     }
 
     /// Validates a file held in memory, with the same checks as [`ModelFile::open`]. The bytes are

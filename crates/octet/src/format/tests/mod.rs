@@ -4,4 +4,5 @@
 mod corrupt;
 mod fuzz;
 mod roundtrip;
+mod untrusted;
 mod util;

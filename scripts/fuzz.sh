@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fuzzes the readers of untrusted input with cargo fuzz (libFuzzer, nightly): each target runs
+# for SECONDS (default 600), one after the other. A crash, hang (-timeout) or out-of-memory
+# (-rss_limit_mb) stops the run with a non-zero status and leaves the input in
+# fuzz/artifacts/TARGET/; turn it into a regression test (crates/octet/src/format/tests/untrusted.rs
+# for model files) before fixing it.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+#   targets: model_file (a whole .octet file, up to an embedding), tokenizer_blob (a stored
+#   tokenizer.json), tflite (a .tflite file through the reader and graph walk, when present).
+#
+# Seeds are made fresh, not committed: the small T5 fixture models converted with each recipe,
+# and the fixtures' tokenizer.json files. The corpus grows in fuzz/corpus/TARGET (gitignored).
+# Needs: rustup's nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-600}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(model_file tokenizer_blob)
+  grep -q '^name = "tflite"' fuzz/Cargo.toml && targets+=(tflite)
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/fuzz-tools}"
+cargo build --release -q -p octet-tools
+octet="$CARGO_TARGET_DIR/release/octet"
+
+seed_model_file() {
+  local dir=fuzz/corpus/model_file
+  mkdir -p "$dir"
+  for variant in gated relu; do
+    for quant in f32 int8-embeddings int8; do
+      "$octet" convert "tests/fixtures/t5/$variant/model" -o "$dir/seed-t5-$variant-$quant.octet" --quant "$quant" -q
+    done
+  done
+}
+
+seed_tokenizer_blob() {
+  local dir=fuzz/corpus/tokenizer_blob
+  mkdir -p "$dir"
+  for variant in gated relu; do
+    cp "tests/fixtures/t5/$variant/model/tokenizer.json" "$dir/seed-t5-$variant.json"
+  done
+}
+
+seed_tflite() {
+  mkdir -p fuzz/corpus/tflite
+  # Any .tflite files the TFLite tests made (see scripts/reference/make_tflite_*.py).
+  find tests/fixtures/tflite -name '*.tflite' -size -4M -exec cp {} fuzz/corpus/tflite/ \; 2>/dev/null || true
+}
+
+for target in "${targets[@]}"; do
+  "seed_$target"
+  echo "== fuzzing $target for ${seconds}s ($(ls "fuzz/corpus/$target" | wc -l) inputs to start from)"
+  (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1)
+done
