@@ -5,10 +5,12 @@
 //! with the vocabulary and merges in binary tensors ([`stored`]), which loads several times
 //! faster. [`TextTokenizer::from_file`] takes either.
 
+mod guard;
 pub mod stored;
 
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
+use guard::{check_json, guarded};
 use stored::{LoadPath, StoredBpe};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
@@ -53,12 +55,15 @@ impl TextTokenizer {
 
     /// Loads a tokenizer from complete `tokenizer.json` bytes; texts are cut to `window` tokens.
     pub fn from_json(bytes: &[u8], window: usize) -> Result<TextTokenizer> {
-        let inner = Tokenizer::from_bytes(bytes).map_err(|e| {
-            if stored::stored_names(bytes).is_some() {
-                Error::Tokenizer("this tokenizer.json keeps its vocabulary and merges in separate tensors of the model file; load it with TextTokenizer::from_file".into())
-            } else {
-                Error::Tokenizer(format!("cannot load tokenizer.json: {e}"))
-            }
+        check_json("tokenizer.json", bytes)?;
+        let inner = guarded("loading tokenizer.json", || {
+            Tokenizer::from_bytes(bytes).map_err(|e| {
+                if stored::stored_names(bytes).is_some() {
+                    Error::Tokenizer("this tokenizer.json keeps its vocabulary and merges in separate tensors of the model file; load it with TextTokenizer::from_file".into())
+                } else {
+                    Error::Tokenizer(format!("cannot load tokenizer.json: {e}"))
+                }
+            })
         })?;
         TextTokenizer::with_window(inner, window, LoadPath::Json)
     }
@@ -119,8 +124,9 @@ impl TextTokenizer {
 
     /// Tokenizes one text; `index` only labels the error.
     pub fn encode(&self, index: usize, text: &str, policy: Truncation) -> Result<Tokens> {
-        let encoding =
-            self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+        let encoding = guarded(format_args!("tokenizing text {index}"), || {
+            self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))
+        })?;
         let truncated = !encoding.get_overflowing().is_empty();
         if truncated && policy == Truncation::Error {
             return Err(Error::TextTooLong { index, max: self.window });

@@ -90,8 +90,14 @@ impl<'a> StoredBpe<'a> {
         Ok(StoredBpe { skeleton, vocab, offsets, merges })
     }
 
-    /// Builds the tokenizer (see the module docs) and says which way it went.
+    /// Builds the tokenizer (see the module docs) and says which way it went. A panic inside
+    /// the `tokenizers` crate on a malformed skeleton becomes an error (see `guard`).
     pub fn build(&self) -> Result<(Tokenizer, LoadPath)> {
+        super::guard::check_json("the skeleton tokenizer.json", self.skeleton)?;
+        super::guard::guarded("building the stored BPE tokenizer", || self.build_unguarded())
+    }
+
+    fn build_unguarded(&self) -> Result<(Tokenizer, LoadPath)> {
         let skeleton: Skeleton =
             serde_json::from_slice(self.skeleton).map_err(|e| bad(format!("the skeleton tokenizer.json: {e}")))?;
         if skeleton.version != "1.0" {
