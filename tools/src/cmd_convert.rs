@@ -12,8 +12,12 @@ use std::path::PathBuf;
 /// 1_Pooling/config.json, Dense modules and config_sentence_transformers.json (prompts) are
 /// read when present.
 ///
+/// A TFLite BERT encoder (a .tflite file, as TensorFlow's converter writes it) converts too,
+/// with its tokenizer given by --tokenizer; its int8 tensors are kept exactly.
+///
 /// Example:
 ///   octet convert ~/.cache/octet/sources/all-MiniLM-L6-v2 -o minilm-int8.octet --quant int8
+///   octet convert minilm-int8.tflite --tokenizer tokenizer.json -o minilm.octet
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct ConvertArgs {
@@ -39,6 +43,13 @@ pub struct ConvertArgs {
     /// per-row scale and zero point) or 8. Default: 6 for --quant int8, 8 for int8-embeddings.
     #[arg(long)]
     table_bits: Option<u8>,
+    /// For a .tflite input: the model's tokenizer.json (required).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// For a .tflite input: a JSON file naming the tensors ({"tensors": {name or index: engine
+    /// name}, "config": {...}}) when the graph is not recognised.
+    #[arg(long)]
+    tflite_map: Option<PathBuf>,
     /// Hide the progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -49,7 +60,13 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         .and_then(|r| r.with_table_bits(args.table_bits))
         .map_err(|e| octet_tools::exit::CliError::usage(e.to_string()))?;
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let report = convert::convert(&args.input, &args.output, &recipe, progress)?;
+    let report = if convert::tflite::is_tflite(&args.input) {
+        let tokenizer = args.tokenizer.ok_or_else(|| octet_tools::exit::CliError::usage("a .tflite input needs --tokenizer tokenizer.json".to_string()))?;
+        let inputs = convert::tflite::TfliteInputs { tokenizer: &tokenizer, mapping: args.tflite_map.as_deref() };
+        convert::tflite::convert(&args.input, &args.output, &recipe, &inputs)?
+    } else {
+        convert::convert(&args.input, &args.output, &recipe, progress)?
+    };
     eprintln!(
         "wrote {} ({} model, {} tensors, recipe {}, {:.1} MB)",
         args.output.display(),

@@ -22,6 +22,11 @@ enum LinearWeight<'m> {
 pub struct Linear<'m> {
     weight: LinearWeight<'m>,
     bias: Option<&'m [f32]>,
+    /// For int8 weights: the per-column scales and sums (one k-group), kept for
+    /// [`Linear::with_asymmetric_rows`].
+    columns: Option<(&'m [f32], &'m [i32])>,
+    /// Quantize activation rows asymmetrically, as TFLite's hybrid FULLY_CONNECTED does.
+    asymmetric_rows: bool,
     /// Output features.
     pub n: usize,
     /// Input features.
@@ -38,10 +43,14 @@ impl<'m> Linear<'m> {
     /// Loads the weight `weight_name` ([n, k]) and the bias `bias_name` ([n]), if any.
     pub fn load_named(file: &'m ModelFile, arch: &str, weight_name: &str, bias_name: Option<&str>, n: usize, k: usize) -> Result<Linear<'m>> {
         let view = file.tensor(weight_name)?;
+        let mut columns = None;
         let weight = match view.dtype {
             Dtype::I8Packed => {
                 let (_, data, scales, sums) = file.packed_i8_parts(weight_name, n, k)?;
                 let layout = int8::PackedI8Layout::new(n, k, view.k_group())?;
+                if layout.groups == 1 && scales.len() >= n && sums.len() >= n {
+                    columns = Some((scales, sums));
+                }
                 LinearWeight::I8(int8::PackedI8::from_parts(layout, data, scales, sums)?)
             }
             Dtype::F32Packed => {
@@ -56,7 +65,17 @@ impl<'m> Linear<'m> {
             Some(b) => Some(file.f32(b, &[n])?),
             None => None,
         };
-        Ok(Linear { weight, bias, n, k })
+        Ok(Linear { weight, bias, columns, asymmetric_rows: false, n, k })
+    }
+
+    /// Makes an int8 layer quantize each activation row asymmetrically, as TFLite's hybrid
+    /// FULLY_CONNECTED does (`asymmetric_quantize_inputs`): scale = (max - min) / 255 over the
+    /// row's range widened to include 0, an int8 zero point, then the integer product corrected
+    /// by zero point x column sum (see [`asymmetric_row`]). For layers imported from TFLite, so
+    /// that octet computes what the interpreter computes. No effect on f32 or k-grouped layers.
+    pub fn with_asymmetric_rows(mut self, on: bool) -> Self {
+        self.asymmetric_rows = on && self.columns.is_some();
+        self
     }
 
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused
@@ -64,12 +83,99 @@ impl<'m> Linear<'m> {
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], activation: Activation, accumulate: bool) -> Result<()> {
         let epilogue = Epilogue { bias: self.bias, activation, accumulate };
         let k = kernels();
+        if let (true, LinearWeight::I8(w), Some(columns)) = (self.asymmetric_rows, &self.weight, self.columns) {
+            return self.forward_asymmetric(w, columns, x, m, out, &epilogue);
+        }
         match &self.weight {
             LinearWeight::I8(w) => int8::matmul(k.int8, x, self.k, m, w, &epilogue, out, self.n)?,
             LinearWeight::F32(w) => kf32::matmul(k.f32, x, self.k, m, w, &epilogue, out, self.n)?,
         }
         Ok(())
     }
+}
+
+impl Linear<'_> {
+    /// [`Linear::forward`] with asymmetric activation rows: the integer products come from the
+    /// int8 kernel on the rows' codes, then each output gets
+    /// `scale_row x scale_col x (sum - zero_point_row x colsum_col)` and the epilogue.
+    fn forward_asymmetric(&self, w: &int8::PackedI8, (col_scales, col_sums): (&[f32], &[i32]), x: &[f32], m: usize, out: &mut [f32], epilogue: &Epilogue) -> Result<()> {
+        let (n, k) = (self.n, self.k);
+        if m == 0 {
+            return Ok(());
+        }
+        if x.len() < m * k || out.len() < m * n {
+            return Err(Error::Option(format!("linear: {} inputs and {} outputs for {m} rows of {k} -> {n}", x.len(), out.len())));
+        }
+        let layout = int8::PackedI8Layout::new(n, k, None)?;
+        let mut codes = vec![0i8; m * layout.k_pad];
+        let mut scales = vec![0f32; m];
+        let mut zero_points = vec![0i32; m];
+        for r in 0..m {
+            let (s, z) = asymmetric_row(&x[r * k..(r + 1) * k], &mut codes[r * layout.k_pad..r * layout.k_pad + k]);
+            scales[r] = s;
+            zero_points[r] = z;
+        }
+        // The kernels take codes in [-127, 127] (-128 breaks their exactness tricks), and the
+        // low end of a row's range is -128 (often many codes: GELU outputs crowd there). So
+        // q = clamp(q, -127, 127) + e with e in {-1, 0}, and the two products add up exactly;
+        // the second runs only when some code is -128 (it doubles the layer's int8 work).
+        let low: Vec<i8> = codes.iter().map(|&c| if c == i8::MIN { -1 } else { 0 }).collect();
+        let any_low = low.contains(&-1);
+        for c in codes.iter_mut() {
+            *c = (*c).max(-127);
+        }
+        let rows = int8::QuantizedRows::from_parts(&layout, m, codes, vec![1f32; m])?;
+        let mut sums = vec![0f32; m * n];
+        int8::matmul_quantized(kernels().int8, &rows, w, &Epilogue::NONE, &mut sums, n)?;
+        if any_low {
+            let rows = int8::QuantizedRows::from_parts(&layout, m, low, vec![1f32; m])?;
+            let accumulate = Epilogue { bias: None, activation: octet_kernels::Activation::None, accumulate: true };
+            int8::matmul_quantized(kernels().int8, &rows, w, &accumulate, &mut sums, n)?;
+        }
+        for r in 0..m {
+            let z = zero_points[r] as f32;
+            for c in 0..n {
+                // The products divided by the column scale (kernel output = sum x scale_col).
+                let raw = sums[r * n + c] - z * col_sums[c] as f32 * col_scales[c];
+                let value = scales[r] * raw;
+                out[r * n + c] = epilogue.apply(c, value, out[r * n + c]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quantizes one activation row as TFLite's `AsymmetricQuantizeFloats` (the hybrid kernels'
+/// reference): range = [min(0, min x), max(0, max x)], scale = range / 255, the zero point from
+/// the end with the smaller error, nudged into [-128, 127] and rounded, then
+/// q = clamp(round(zero_point + x / scale), -128, 127) with ties away from zero. Computed in
+/// f64 where TFLite does. Returns (scale, zero_point); a constant-zero row gets (0, 0).
+pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    debug_assert_eq!(x.len(), q.len());
+    let lo = x.iter().fold(0f32, |m, &v| m.min(v)) as f64;
+    let hi = x.iter().fold(0f32, |m, &v| m.max(v)) as f64;
+    if lo == hi || !(lo.is_finite() && hi.is_finite()) {
+        q.fill(0);
+        return (0.0, 0);
+    }
+    let (qmin, qmax) = (-128f64, 127f64);
+    let scale = (hi - lo) / (qmax - qmin);
+    let from_min = qmin - lo / scale;
+    let from_max = qmax - hi / scale;
+    let zero = if qmin.abs() + (lo / scale).abs() < qmax.abs() + (hi / scale).abs() { from_min } else { from_max };
+    let zero_point = if zero <= qmin {
+        -128
+    } else if zero >= qmax {
+        127
+    } else {
+        zero.round() as i32
+    };
+    let scale = scale as f32;
+    let inv = 1.0f32 / scale;
+    for (d, &v) in q.iter_mut().zip(x) {
+        *d = ((zero_point as f32 + v * inv).round() as i32).clamp(-128, 127) as i8;
+    }
+    (scale, zero_point)
 }
 
 /// A token-embedding (or position / type) table of shape [rows, dim].

@@ -10,6 +10,7 @@ pub mod recipe;
 pub mod source;
 pub mod store;
 pub mod t5;
+pub mod tflite;
 pub mod tokenizer;
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +29,14 @@ pub enum Logical {
     Table { data: Vec<f32>, rows: usize, dim: usize, kind: TableKind },
     /// Anything else (norm weights, position tables), always f32.
     Vector { data: Vec<f32>, shape: Vec<usize> },
+    /// A linear layer already quantized by its source (a TFLite file): int8 weights [n, k]
+    /// with one scale per output channel and zero point 0. Stored as they are under every
+    /// recipe, never re-quantized; activations are quantized per token (as TFLite's hybrid
+    /// FULLY_CONNECTED does, per row) unless `--k-group` says otherwise.
+    QuantizedLinear { q: Vec<i8>, scales: Vec<f32>, n: usize, k: usize, bias: Option<Vec<f32>> },
+    /// An int8 embedding table [rows, dim] already quantized by its source: one scale and zero
+    /// point for the whole table, or one per row. Stored as it is.
+    QuantizedTable { q: Vec<i8>, rows: usize, dim: usize, scales: Vec<f32>, zero_points: Vec<i32> },
 }
 
 /// What an embedding table is indexed by; recipes treat the two differently.

@@ -85,6 +85,24 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
                 writer.add_f32(&format!("{name}.bias"), &[n], &b)?;
             }
         }
+        Logical::QuantizedLinear { q, scales, n, k, bias } => {
+            let k_group = recipe.k_group.filter(|&g| g < k);
+            let packed = int8::pack_weights(&q, n, k, &scales, k_group)?;
+            writer.add_packed_i8(&format!("{name}.weight"), n, k, k_group, &packed.data, &packed.col_scales, &packed.col_sums)?;
+            if let Some(b) = bias {
+                writer.add_f32(&format!("{name}.bias"), &[n], &b)?;
+            }
+        }
+        Logical::QuantizedTable { q, rows, dim, scales, zero_points } => {
+            let per_row = scales.len() > 1 || zero_points.len() > 1;
+            let (scale, zero_point) = if per_row {
+                (QuantParam::PerChannel(&scales[..]), QuantParam::PerChannel(&zero_points[..]))
+            } else {
+                let (Some(&s), Some(&z)) = (scales.first(), zero_points.first()) else { anyhow::bail!("{name}: no scale or zero point") };
+                (QuantParam::PerTensor(s), QuantParam::PerTensor(z))
+            };
+            writer.add_i8_table(&name, &[rows, dim], &q, scale, zero_point, per_row.then_some(0))?;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,12 @@
 //! [3h, h] projection (the converter concatenates them). Token-type ids are all 0, as
 //! sentence-transformers uses them for single texts.
 //!
+//! `folded_norms` (config, default false; set by the TFLite importer): TensorFlow's converter
+//! folds each LayerNorm's gamma and beta into the linear layers that read it, which then read
+//! the normalised values before gamma and beta. With it, the projections after a LayerNorm
+//! (QKV, FFN up) read those values and the residual stream still gets gamma and beta, so the
+//! converted int8 weights are used exactly as the TFLite interpreter uses them.
+//!
 //! Tensor names (written by `octet convert`):
 //! `embeddings.{word,position,token_type}` (position may hold only the first `max_seq_len` rows), `embeddings.norm.{weight,bias}`,
 //! `layers.{i}.attention.{qkv,output}.{weight,bias}`, `layers.{i}.attention.norm.{weight,bias}`,
@@ -37,6 +43,13 @@ pub struct BertConfig {
     pub layer_norm_eps: f32,
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// The linear layers after each LayerNorm have its gamma and beta folded in (module docs).
+    #[serde(default)]
+    pub folded_norms: bool,
+    /// int8 layers quantize activation rows asymmetrically, as TFLite's hybrid kernels do
+    /// ([`Linear::with_asymmetric_rows`]; set by the TFLite importer).
+    #[serde(default)]
+    pub asymmetric_activations: bool,
 }
 
 fn default_type_vocab() -> usize {
@@ -88,6 +101,28 @@ impl<'m> LayerNorm<'m> {
         vector::layer_norm(kernels().vector, x, self.weight.len(), self.weight, self.bias, eps)?;
         Ok(())
     }
+
+    /// `x = (x - mean) / sqrt(var + eps)` per row, without gamma and beta (`unit` holds the
+    /// ones and zeros).
+    fn normalize(&self, x: &mut [f32], eps: f32, unit: &Unit) -> Result<()> {
+        vector::layer_norm(kernels().vector, x, self.weight.len(), &unit.ones, &unit.zeros, eps)?;
+        Ok(())
+    }
+
+    /// `x = x * gamma + beta` per row.
+    fn affine(&self, x: &mut [f32]) {
+        for row in x.chunks_exact_mut(self.weight.len()) {
+            for ((v, &g), &b) in row.iter_mut().zip(self.weight).zip(self.bias) {
+                *v = *v * g + b;
+            }
+        }
+    }
+}
+
+/// A gamma of ones and a beta of zeros, for LayerNorms whose affine part comes later.
+struct Unit {
+    ones: Vec<f32>,
+    zeros: Vec<f32>,
 }
 
 struct Layer<'m> {
@@ -108,6 +143,7 @@ pub struct Bert<'m> {
     token_type: Embedding<'m>,
     embeddings_norm: LayerNorm<'m>,
     layers: Vec<Layer<'m>>,
+    unit: Unit,
 }
 
 impl<'m> Bert<'m> {
@@ -119,12 +155,13 @@ impl<'m> Bert<'m> {
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
+                let asym = config.asymmetric_activations;
                 Ok(Layer {
-                    qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), 3 * h, h, true)?,
-                    output: Linear::load(file, ARCH, &format!("{p}.attention.output"), h, h, true)?,
+                    qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), 3 * h, h, true)?.with_asymmetric_rows(asym),
+                    output: Linear::load(file, ARCH, &format!("{p}.attention.output"), h, h, true)?.with_asymmetric_rows(asym),
                     attention_norm: LayerNorm::load(file, &format!("{p}.attention.norm"), h)?,
-                    up: Linear::load(file, ARCH, &format!("{p}.ffn.up"), inter, h, true)?,
-                    down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), h, inter, true)?,
+                    up: Linear::load(file, ARCH, &format!("{p}.ffn.up"), inter, h, true)?.with_asymmetric_rows(asym),
+                    down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), h, inter, true)?.with_asymmetric_rows(asym),
                     ffn_norm: LayerNorm::load(file, &format!("{p}.ffn.norm"), h)?,
                 })
             })
@@ -144,6 +181,7 @@ impl<'m> Bert<'m> {
             token_type: Embedding::load(file, ARCH, "embeddings.token_type", config.type_vocab_size, h)?,
             embeddings_norm: LayerNorm::load(file, "embeddings.norm", h)?,
             layers,
+            unit: Unit { ones: vec![1.0; h], zeros: vec![0.0; h] },
             config,
         })
     }
@@ -154,7 +192,11 @@ impl<'m> Bert<'m> {
         self.position.gather(&positions, 1.0, x, true)?;
         let types = vec![0u32; batch.tokens()];
         self.token_type.gather(&types, 1.0, x, true)?;
-        self.embeddings_norm.apply(x, self.config.layer_norm_eps)
+        if self.config.folded_norms {
+            self.embeddings_norm.normalize(x, self.config.layer_norm_eps, &self.unit)
+        } else {
+            self.embeddings_norm.apply(x, self.config.layer_norm_eps)
+        }
     }
 }
 
@@ -185,14 +227,34 @@ impl Encoder for Bert<'_> {
         let mut qkv = vec![0f32; t * 3 * h];
         let mut context = vec![0f32; t * h];
         let mut inner = vec![0f32; t * c.intermediate_size];
+        let folded = c.folded_norms;
+        // With folded norms, `x` enters each projection normalised but without the previous
+        // LayerNorm's gamma and beta, which are applied after it for the residual.
+        let mut previous_norm = &self.embeddings_norm;
         for layer in &self.layers {
             layer.qkv.forward(&x, t, &mut qkv, Activation::None, false)?;
+            if folded {
+                previous_norm.affine(&mut x);
+            }
             attention(&qkv, &batch.spans, &shape, None, &mut context)?;
             layer.output.forward(&context, t, &mut x, Activation::None, true)?;
-            layer.attention_norm.apply(&mut x, c.layer_norm_eps)?;
-            layer.up.forward(&x, t, &mut inner, self.activation, false)?;
-            layer.down.forward(&inner, t, &mut x, Activation::None, true)?;
-            layer.ffn_norm.apply(&mut x, c.layer_norm_eps)?;
+            if folded {
+                layer.attention_norm.normalize(&mut x, c.layer_norm_eps, &self.unit)?;
+                layer.up.forward(&x, t, &mut inner, self.activation, false)?;
+                layer.attention_norm.affine(&mut x);
+                layer.down.forward(&inner, t, &mut x, Activation::None, true)?;
+                layer.ffn_norm.normalize(&mut x, c.layer_norm_eps, &self.unit)?;
+            } else {
+                layer.attention_norm.apply(&mut x, c.layer_norm_eps)?;
+                layer.up.forward(&x, t, &mut inner, self.activation, false)?;
+                layer.down.forward(&inner, t, &mut x, Activation::None, true)?;
+                layer.ffn_norm.apply(&mut x, c.layer_norm_eps)?;
+            }
+            previous_norm = &layer.ffn_norm;
+        }
+        if folded {
+            // The last LayerNorm feeds the pooling, not a projection.
+            previous_norm.affine(&mut x);
         }
         Ok(x)
     }

@@ -1,0 +1,443 @@
+//! `octet convert model.tflite --tokenizer tokenizer.json`: a TFLite BERT encoder to a `.octet`
+//! file.
+//!
+//! The graph is recognised by [`crate::tflite::bert`] (or given by a `--tflite-map` file), and
+//! its constants become octet's tensors: int8 tensors keep their exact values, scales and zero
+//! points ([`Logical::QuantizedLinear`], [`Logical::QuantizedTable`]); float32 and float16 ones
+//! follow the recipe like any source. The config the engine reads is written from the graph:
+//! sizes from the tensor shapes, heads from the attention RESHAPE, epsilon from the LayerNorm,
+//! GELU's form, and `folded_norms` when the converter folded LayerNorm gamma and beta into the
+//! projections. TFLite's hybrid FULLY_CONNECTED quantizes each activation row on the fly, so
+//! the int8 layers keep octet's per-token activation scales (no k-group).
+//!
+//! The tokenizer is not inside a converter-written file: `--tokenizer` names the model's
+//! `tokenizer.json`. A `sentence_bert_config.json` beside it sets the window
+//! (`max_seq_length`); else the window is the position table's length.
+
+use super::recipe::Recipe;
+use super::{store, tokenizer, ConvertReport, Logical, Planned, TableKind};
+use crate::tflite::bert::{self, BertGraph, LinearRef};
+use crate::tflite::{TensorType, TfliteModel};
+use anyhow::{bail, Context, Result};
+use octet::format::{Architecture, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// What `octet convert` needs besides the .tflite file.
+pub struct TfliteInputs<'a> {
+    /// The model's `tokenizer.json`.
+    pub tokenizer: &'a Path,
+    /// A mapping file (see [`bert::from_mapping`]) used instead of recognising the graph.
+    pub mapping: Option<&'a Path>,
+}
+
+/// True when `path` is a TFLite file: its file identifier, or failing a readable header, its
+/// extension.
+pub fn is_tflite(path: &Path) -> bool {
+    if path.is_file() {
+        let mut head = [0u8; 8];
+        if let Ok(mut f) = std::fs::File::open(path) {
+            use std::io::Read;
+            if f.read_exact(&mut head).is_ok() {
+                return crate::tflite::looks_like_tflite(&head);
+            }
+        }
+    }
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
+}
+
+/// A linear layer read from the file: exact int8, or f32.
+enum Weights {
+    I8 { q: Vec<i8>, scales: Vec<f32> },
+    F32(Vec<f32>),
+}
+
+struct LinearData {
+    weights: Weights,
+    bias: Vec<f32>,
+    n: usize,
+    k: usize,
+}
+
+impl LinearData {
+    fn dequantized(&self) -> Vec<f32> {
+        match &self.weights {
+            Weights::F32(w) => w.clone(),
+            Weights::I8 { q, scales } => q
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v as f32 * scales[i / self.k])
+                .collect(),
+        }
+    }
+}
+
+fn shape2(model: &TfliteModel, t: usize, what: &str) -> Result<(usize, usize)> {
+    match model.tensors[t].shape[..] {
+        [a, b] => Ok((a, b)),
+        ref s => bail!(
+            "{what}: tensor {} has shape {s:?}, expected 2-D",
+            model.tensors[t].label()
+        ),
+    }
+}
+
+/// Reads a linear layer; `k` is the expected input width.
+fn read_linear(model: &TfliteModel, r: &LinearRef, k_expected: usize, what: &str) -> Result<LinearData> {
+    let t = &model.tensors[r.weight];
+    let (a, b) = shape2(model, r.weight, what)?;
+    let (n, k) = if r.transposed { (b, a) } else { (a, b) };
+    if k != k_expected {
+        bail!("{what}: weight {} has {k} inputs, expected {k_expected}", t.label());
+    }
+    // The channel axis of a per-channel weight must be the output axis.
+    let out_axis = if r.transposed { 1 } else { 0 };
+    let exact = match (&t.dtype, &t.quant) {
+        (TensorType::I8 | TensorType::I4, Some(q))
+            if q.zero_point.iter().all(|&z| z == 0) && (!q.per_channel() || q.axis == out_axis) =>
+        {
+            let mut values = model.i8_values(t)?;
+            if r.transposed {
+                values = (0..n * k).map(|i| values[(i % k) * n + i / k]).collect();
+            }
+            let scales = if q.per_channel() {
+                q.scale.clone()
+            } else {
+                vec![q.scale[0]; n]
+            };
+            Some(Weights::I8 { q: values, scales })
+        }
+        _ => None,
+    };
+    let weights = match exact {
+        Some(w) => w,
+        None => {
+            let mut values = model.f32_values(t)?;
+            if r.transposed {
+                values = (0..n * k).map(|i| values[(i % k) * n + i / k]).collect();
+            }
+            Weights::F32(values)
+        }
+    };
+    let bias = match r.bias {
+        Some(b) => {
+            let values = model.f32_values(&model.tensors[b])?;
+            if values.len() != n {
+                bail!(
+                    "{what}: bias {} has {} values for {n} outputs",
+                    model.tensors[b].label(),
+                    values.len()
+                );
+            }
+            values
+        }
+        None => vec![0.0; n],
+    };
+    Ok(LinearData { weights, bias, n, k })
+}
+
+/// One linear layer made of `parts` stacked along the outputs (QKV), int8 if every part is.
+fn linear_logical(parts: Vec<LinearData>, after_norm: bool) -> Logical {
+    let k = parts[0].k;
+    let n: usize = parts.iter().map(|p| p.n).sum();
+    let bias: Vec<f32> = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
+    if parts.iter().all(|p| matches!(p.weights, Weights::I8 { .. })) {
+        let (mut q, mut scales) = (Vec::with_capacity(n * k), Vec::with_capacity(n));
+        for p in parts {
+            if let Weights::I8 { q: pq, scales: ps } = p.weights {
+                q.extend(pq);
+                scales.extend(ps);
+            }
+        }
+        Logical::QuantizedLinear {
+            q,
+            scales,
+            n,
+            k,
+            bias: Some(bias),
+        }
+    } else {
+        let weight = parts.iter().flat_map(|p| p.dequantized()).collect();
+        Logical::Linear {
+            weight,
+            n,
+            k,
+            bias: Some(bias),
+            after_norm,
+        }
+    }
+}
+
+fn vector(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f32>> {
+    let values = model.f32_values(&model.tensors[t])?;
+    if values.len() != len {
+        bail!(
+            "{what}: tensor {} has {} values, expected {len}",
+            model.tensors[t].label(),
+            values.len()
+        );
+    }
+    Ok(values)
+}
+
+/// The sizes of a recognised encoder.
+pub struct Sizes {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub positions: usize,
+}
+
+/// Plans every tensor of the encoder in octet's BERT naming.
+pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)> {
+    let (vocab, h) = shape2(model, g.word, "embeddings.word")?;
+    if h == 0 || g.heads == 0 || h % g.heads != 0 {
+        bail!("hidden size {h} is not a multiple of {} heads", g.heads);
+    }
+    let word = &model.tensors[g.word];
+    let word_logical = match (&word.dtype, &word.quant) {
+        (TensorType::I8, Some(q)) if !q.per_channel() || q.axis == 0 => {
+            let zero_points: Result<Vec<i32>> = q
+                .zero_point
+                .iter()
+                .map(|&z| i32::try_from(z).context("zero point out of range"))
+                .collect();
+            let mut zero_points = zero_points?;
+            if zero_points.is_empty() {
+                zero_points.push(0);
+            }
+            Logical::QuantizedTable {
+                q: model.i8_values(word)?,
+                rows: vocab,
+                dim: h,
+                scales: q.scale.clone(),
+                zero_points,
+            }
+        }
+        _ => Logical::Table {
+            data: model.f32_values(word)?,
+            rows: vocab,
+            dim: h,
+            kind: TableKind::Token,
+        },
+    };
+    let position = g
+        .position
+        .context("no position table found (octet's BERT adds learned positions)")?;
+    let pos_tensor = &model.tensors[position];
+    let positions = match pos_tensor.shape[..] {
+        [p, d] | [1, p, d] if d == h && p > 0 => p,
+        ref s => bail!("position table {} has shape {s:?}", pos_tensor.label()),
+    };
+    let mut token_type = vec![0f32; h];
+    for &t in &g.token_type {
+        for (acc, v) in token_type.iter_mut().zip(vector(model, t, h, "token type")?) {
+            *acc += v;
+        }
+    }
+    let mut out = vec![
+        Planned::new("embeddings.word", word_logical),
+        Planned::new(
+            "embeddings.position",
+            Logical::Table {
+                data: model.f32_values(pos_tensor)?,
+                rows: positions,
+                dim: h,
+                kind: TableKind::Position,
+            },
+        ),
+        Planned::new(
+            "embeddings.token_type",
+            Logical::Vector {
+                data: token_type,
+                shape: vec![1, h],
+            },
+        ),
+    ];
+    let norm = |out: &mut Vec<Planned>, r: &bert::NormRef, name: &str| -> Result<()> {
+        out.push(Planned::new(
+            &format!("{name}.weight"),
+            Logical::Vector {
+                data: vector(model, r.weight, h, name)?,
+                shape: vec![h],
+            },
+        ));
+        out.push(Planned::new(
+            &format!("{name}.bias"),
+            Logical::Vector {
+                data: vector(model, r.bias, h, name)?,
+                shape: vec![h],
+            },
+        ));
+        Ok(())
+    };
+    norm(&mut out, &g.embeddings_norm, "embeddings.norm")?;
+    let mut intermediate = 0;
+    for (i, l) in g.layers.iter().enumerate() {
+        let p = format!("layers.{i}");
+        let q = read_linear(model, &l.query, h, &format!("{p} query"))?;
+        let k = read_linear(model, &l.key, h, &format!("{p} key"))?;
+        let v = read_linear(model, &l.value, h, &format!("{p} value"))?;
+        if q.n != h || k.n != h || v.n != h {
+            bail!(
+                "{p}: query/key/value have {}/{}/{} outputs, expected {h}",
+                q.n,
+                k.n,
+                v.n
+            );
+        }
+        out.push(Planned::new(
+            &format!("{p}.attention.qkv"),
+            linear_logical(vec![q, k, v], !g.folded_norms),
+        ));
+        let o = read_linear(model, &l.output, h, &format!("{p} attention output"))?;
+        if o.n != h {
+            bail!("{p}: attention output has {} outputs, expected {h}", o.n);
+        }
+        out.push(Planned::new(
+            &format!("{p}.attention.output"),
+            linear_logical(vec![o], false),
+        ));
+        norm(&mut out, &l.attention_norm, &format!("{p}.attention.norm"))?;
+        let up = read_linear(model, &l.up, h, &format!("{p} FFN up"))?;
+        if i == 0 {
+            intermediate = up.n;
+        } else if up.n != intermediate {
+            bail!("{p}: FFN width {} differs from layer 0's {intermediate}", up.n);
+        }
+        out.push(Planned::new(
+            &format!("{p}.ffn.up"),
+            linear_logical(vec![up], !g.folded_norms),
+        ));
+        let down = read_linear(model, &l.down, intermediate, &format!("{p} FFN down"))?;
+        if down.n != h {
+            bail!("{p}: FFN down has {} outputs, expected {h}", down.n);
+        }
+        out.push(Planned::new(
+            &format!("{p}.ffn.down"),
+            linear_logical(vec![down], false),
+        ));
+        norm(&mut out, &l.ffn_norm, &format!("{p}.ffn.norm"))?;
+    }
+    Ok((
+        out,
+        Sizes {
+            hidden: h,
+            intermediate,
+            vocab,
+            positions,
+        },
+    ))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Converts the TFLite file `input` into the `.octet` file `output`.
+pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInputs) -> Result<ConvertReport> {
+    let model = TfliteModel::open(input)?;
+    let graph = match inputs.mapping {
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let map: serde_json::Value =
+                serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+            bert::from_mapping(&model, &map)?
+        }
+        None => bert::recognise(&model).with_context(|| {
+            format!(
+                "{}: pass --tflite-map FILE to name the tensors by hand",
+                input.display()
+            )
+        })?,
+    };
+    let (mut planned, sizes) = plan(&model, &graph)?;
+    let tokenizer_json =
+        std::fs::read(inputs.tokenizer).with_context(|| format!("cannot read {}", inputs.tokenizer.display()))?;
+    let window = inputs
+        .tokenizer
+        .parent()
+        .map(|d| d.join("sentence_bert_config.json"))
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
+        .map(|m| m as usize);
+    let max_seq_len = window.unwrap_or(sizes.positions).min(sizes.positions);
+    let config = serde_json::json!({
+        "model_type": "bert",
+        "hidden_size": sizes.hidden,
+        "num_hidden_layers": graph.layers.len(),
+        "num_attention_heads": graph.heads,
+        "intermediate_size": sizes.intermediate,
+        "vocab_size": sizes.vocab,
+        "max_position_embeddings": sizes.positions,
+        "type_vocab_size": 1,
+        "layer_norm_eps": graph.eps,
+        "hidden_act": if graph.gelu_tanh { "gelu_new" } else { "gelu" },
+        "folded_norms": graph.folded_norms,
+        "asymmetric_activations": graph.asymmetric_inputs,
+    });
+    let file_bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let name_of = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let prequantized = planned.iter().any(|p| {
+        matches!(
+            p.tensor,
+            Logical::QuantizedLinear { .. } | Logical::QuantizedTable { .. }
+        )
+    });
+    let meta = ModelMeta {
+        architecture: Architecture::Bert,
+        config,
+        tokenizer: "tokenizer.json".to_string(),
+        pooling: Pooling {
+            mode: PoolingMode::Mean,
+            normalize: graph.pooling.normalize,
+        },
+        max_seq_len,
+        prompts: Default::default(),
+        default_prompt: None,
+        matryoshka_dims: Vec::new(),
+        dense: Vec::new(),
+        quantization: Quantization {
+            recipe: recipe.name.clone(),
+            k_group: recipe.k_group,
+            notes: prequantized.then(|| {
+                "int8 tensors of the TFLite file kept as they are (per-channel weights, activations per token)"
+                    .to_string()
+            }),
+        },
+        provenance: Provenance {
+            converter: format!("octet {}", env!("CARGO_PKG_VERSION")),
+            sources: vec![
+                SourceFile {
+                    file: name_of(input),
+                    sha256: sha256_hex(&file_bytes),
+                },
+                SourceFile {
+                    file: name_of(inputs.tokenizer),
+                    sha256: sha256_hex(&tokenizer_json),
+                },
+            ],
+        },
+        extra: Default::default(),
+    };
+    drop(file_bytes);
+    let mut writer = ModelWriter::new(meta);
+    tokenizer::add(&mut writer, "tokenizer.json", &tokenizer_json)?;
+    let count = planned.len();
+    for p in planned.drain(..) {
+        store::store(&mut writer, recipe, p)?;
+    }
+    let bytes = writer
+        .write(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(ConvertReport {
+        bytes,
+        tensors: count,
+        architecture: Architecture::Bert.as_str().to_string(),
+    })
+}

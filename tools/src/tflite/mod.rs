@@ -1,0 +1,23 @@
+//! Reading TFLite flatbuffers (`.tflite`) and recognising the encoder inside them.
+//!
+//! - [`schema`]: the handful of schema tables read, verified by the `flatbuffers` crate before
+//!   any field is followed (the only `unsafe` of the importer, each use paired with a verified field).
+//! - [`model`]: the main subgraph decoded into owned tensors and operators, with every index,
+//!   shape and buffer length checked; constants read as f32, int8, int4 or int32.
+//! - [`bert`]: walks the operator graph from the token-id input to the engine's BERT tensors
+//!   (the names in a converted file say little), or takes a user's mapping file.
+//!
+//! A malformed file is an error ([`TfliteError`]), never a panic.
+
+pub mod bert;
+pub mod error;
+pub mod model;
+pub mod schema;
+
+pub use error::TfliteError;
+pub use model::{Operator, Tensor, TensorType, TfliteModel};
+
+/// True when `bytes` start like a TFLite flatbuffer (file identifier `TFL3` at offset 4).
+pub fn looks_like_tflite(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[4..8] == model::FILE_IDENTIFIER
+}
