@@ -1,7 +1,7 @@
 //! TFLite import: all-MiniLM-L6-v2 as TensorFlow's converter writes it (float32 and
 //! dynamic-range int8, built by `scripts/fetch-tflite-minilm.sh`), converted by `octet convert`
 //! and compared with the LiteRT interpreter's embeddings of the same files
-//! (`tests/fixtures/tflite/reference.json`) and with sentence-transformers fp32
+//! (`tests/fixtures/tflite/reference.json`, LiteRT's builtin kernels) and with sentence-transformers fp32
 //! (`tests/fixtures/minilm/reference.json`). Never skipped: the files are built if missing.
 
 use octet::Embedder;
@@ -16,6 +16,13 @@ struct TfliteModelRef {
     file: String,
     sha256: String,
     embeddings: Vec<Vec<f32>>,
+    xnnpack_vs_builtin: CosineSummary,
+}
+
+#[derive(Deserialize)]
+struct CosineSummary {
+    mean_cosine: f64,
+    min_cosine: f64,
 }
 
 #[derive(Deserialize)]
@@ -133,14 +140,23 @@ fn int8_import_matches_the_interpreter() {
     assert!(texts.len() >= 64);
     let got = embedder("int8").embed(&texts).unwrap();
     // Every FULLY_CONNECTED matches the interpreter's to ~1e-5 given the same input (octet
-    // quantizes activation rows as TFLite's hybrid kernel does, see octet::weights::asymmetric_row),
-    // but float differences elsewhere (LayerNorm, softmax) flip activation codes, and the flips
-    // grow through six layers: measured mean 0.99934, min 0.99684 (3-5 token texts are the
-    // worst). The target of 0.9999 is not met; these bounds hold the measured level.
+    // quantizes activation rows as TFLite's hybrid kernel does: octet::weights::asymmetric_row),
+    // and a numpy replay of the graph with TFLite's formulas matches it exactly. But the model
+    // is chaotic at the float level: one-ulp differences in LayerNorm or softmax flip
+    // activation codes, and the flips grow through six layers (the numpy replay with a 1e-6
+    // relative perturbation drops to 0.994 on one 5-token text). LiteRT's own XNNPACK delegate
+    // differs from its builtin kernels as much (fixture: mean 0.9996, min 0.9949). Measured
+    // here: mean 0.99934, min 0.99684; the 0.9999 is out of reach of any engine that
+    // does not replay TFLite's float ops bit for bit.
     let (mean, min, _) = compare(
         "TFLite int8 import vs LiteRT interpreter",
         &got,
         &fixture().models["int8"].embeddings,
+    );
+    let xnn = &fixture().models["int8"].xnnpack_vs_builtin;
+    eprintln!(
+        "  (LiteRT's XNNPACK delegate vs its builtin kernels: mean cosine {:.6}, min {:.6})",
+        xnn.mean_cosine, xnn.min_cosine
     );
     assert!(mean >= 0.999 && min >= 0.995, "min cosine {min} (mean {mean})");
     let (mean, min, _) = compare(
@@ -167,4 +183,61 @@ fn f32_import_matches_the_interpreter() {
         &sentence_transformers(),
     );
     assert!(min >= 0.99999, "min cosine {min}");
+}
+
+/// A `--tflite-map` file naming every tensor by index (as written here from the recognised
+/// graph) converts to the same model as the graph walk.
+#[test]
+fn a_mapping_file_gives_the_same_model() {
+    use octet_tools::tflite::{bert, TfliteModel};
+    let input = tflite_dir().join(&fixture().models["int8"].file);
+    let model = TfliteModel::open(&input).unwrap();
+    let g = bert::recognise(&model).unwrap();
+    let mut tensors = serde_json::Map::new();
+    let mut name = |t: usize, engine: String| {
+        tensors.insert(t.to_string(), serde_json::Value::String(engine));
+    };
+    name(g.word, "embeddings.word".into());
+    name(g.position.unwrap(), "embeddings.position".into());
+    name(g.token_type[0], "embeddings.token_type".into());
+    let norm = |name: &mut dyn FnMut(usize, String), n: &bert::NormRef, p: &str| {
+        name(n.weight, format!("{p}.weight"));
+        name(n.bias, format!("{p}.bias"));
+    };
+    let linear = |name: &mut dyn FnMut(usize, String), l: &bert::LinearRef, p: &str| {
+        name(l.weight, format!("{p}.weight"));
+        if let Some(b) = l.bias {
+            name(b, format!("{p}.bias"));
+        }
+    };
+    norm(&mut name, &g.embeddings_norm, "embeddings.norm");
+    for (i, l) in g.layers.iter().enumerate() {
+        let p = format!("layers.{i}");
+        for (lin, part) in [
+            (&l.query, "attention.query"),
+            (&l.key, "attention.key"),
+            (&l.value, "attention.value"),
+            (&l.output, "attention.output"),
+            (&l.up, "ffn.up"),
+            (&l.down, "ffn.down"),
+        ] {
+            linear(&mut name, lin, &format!("{p}.{part}"));
+        }
+        norm(&mut name, &l.attention_norm, &format!("{p}.attention.norm"));
+        norm(&mut name, &l.ffn_norm, &format!("{p}.ffn.norm"));
+    }
+    let map = serde_json::json!({
+        "tensors": tensors,
+        "config": {"num_attention_heads": g.heads, "layer_norm_eps": g.eps, "hidden_act": "gelu",
+                   "folded_norms": g.folded_norms, "asymmetric_activations": g.asymmetric_inputs, "normalize": true},
+    });
+    let map_path = scratch_dir().join("tflite-map.json");
+    std::fs::write(&map_path, serde_json::to_vec_pretty(&map).unwrap()).unwrap();
+    let mapped = Embedder::open(convert_tflite("int8", "f32", Some(&map_path))).unwrap();
+    let texts = texts();
+    let (a, b) = (
+        mapped.embed(&texts[..8]).unwrap(),
+        embedder("int8").embed(&texts[..8]).unwrap(),
+    );
+    assert_eq!(a, b, "the mapped model differs from the recognised one");
 }

@@ -203,8 +203,9 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
                 .map(|&z| i32::try_from(z).context("zero point out of range"))
                 .collect();
             let mut zero_points = zero_points?;
-            if zero_points.is_empty() {
-                zero_points.push(0);
+            if zero_points.len() < q.scale.len() {
+                // One zero point (or none: 0) for every row's scale.
+                zero_points = vec![zero_points.first().copied().unwrap_or(0); q.scale.len()];
             }
             Logical::QuantizedTable {
                 q: model.i8_values(word)?,

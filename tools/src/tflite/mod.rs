@@ -21,3 +21,6 @@ pub use model::{Operator, Tensor, TensorType, TfliteModel};
 pub fn looks_like_tflite(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && &bytes[4..8] == model::FILE_IDENTIFIER
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,29 @@
+//! Fuzz target `tflite`: an untrusted `.tflite` file through octet's TFLite importer.
+//!
+//! The input is a whole TFLite file. Bytes 4..8 are set to the file identifier `TFL3` so that
+//! mutations reach the flatbuffer verifier and the decoder instead of stopping at the
+//! identifier check (which has its own unit test). If the file decodes, every constant is read
+//! the ways the importer reads it, the graph walk runs, and when it recognises an encoder the
+//! importer plans every tensor (the step before quantizing and writing). None of it may panic,
+//! hang or use memory out of proportion to the input.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use octet_tools::tflite::{bert, TfliteModel};
+
+fuzz_target!(|data: &[u8]| {
+    let mut bytes = data.to_vec();
+    if bytes.len() >= 8 {
+        bytes[4..8].copy_from_slice(b"TFL3");
+    }
+    let Ok(model) = TfliteModel::from_bytes(bytes) else { return };
+    for t in &model.tensors {
+        let _ = model.f32_values(t);
+        let _ = model.i8_values(t);
+        let _ = model.i32_values(t);
+    }
+    if let Ok(graph) = bert::recognise(&model) {
+        let _ = octet_tools::convert::tflite::plan(&model, &graph);
+    }
+});
