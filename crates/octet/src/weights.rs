@@ -260,3 +260,25 @@ fn per_row_params<'m>(arch: &str, name: &str, kind: &str, quant: I8Quant<'m>) ->
     };
     Ok((scale, zero_point))
 }
+
+#[cfg(test)]
+mod asymmetric_tests {
+    use super::asymmetric_row;
+
+    #[test]
+    fn asymmetric_rows_follow_tflite() {
+        // range [-1, 3]: scale 4/255, zero point round(-128 + 63.75) = -64 (the min end has the
+        // smaller error), codes round(-64 + x * 63.75) with ties away from zero.
+        let mut q = [0i8; 4];
+        let (s, z) = asymmetric_row(&[-1.0, 0.0, 3.0, 0.5], &mut q);
+        assert_eq!((s, z), (4.0f32 / 255.0, -64));
+        assert_eq!(q, [-128, -64, 127, -32]);
+        // All positive: the range is widened to 0, which maps to -128 exactly.
+        let (s, z) = asymmetric_row(&[1.0, 2.0, 0.0, 0.25], &mut q);
+        assert_eq!((s, z), (2.0f32 / 255.0, -128));
+        assert_eq!(q, [-1, 127, -128, -96]); // 1.0 -> -128 + 127.5 = -0.5, away from zero
+        // A zero row.
+        assert_eq!(asymmetric_row(&[0.0; 4], &mut q), (0.0, 0));
+        assert_eq!(q, [0; 4]);
+    }
+}
