@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::format::{Dtype, I8Quant, ModelFile, QuantParam};
 use octet_kernels::gather::{self, PerRowOrTensor, Table};
-use octet_kernels::{f32 as kf32, int8, kernels, Activation, Epilogue};
+use octet_kernels::{f32 as kf32, int8, kernels, vector, Activation, Epilogue};
 
 /// The weights of a linear layer in one of the two packed layouts of octet-kernels.
 #[derive(Clone, Copy)]
@@ -110,10 +110,14 @@ impl Linear<'_> {
         let mut codes = vec![0i8; m * layout.k_pad];
         let mut scales = vec![0f32; m];
         let mut zero_points = vec![0i32; m];
-        for r in 0..m {
-            let (s, z) = asymmetric_row(&x[r * k..(r + 1) * k], &mut codes[r * layout.k_pad..r * layout.k_pad + k]);
-            scales[r] = s;
-            zero_points[r] = z;
+        // Rows are independent: quantize them on rayon's current pool, as the kernels run.
+        {
+            use rayon::prelude::*;
+            codes
+                .par_chunks_mut(layout.k_pad)
+                .zip(x[..m * k].par_chunks(k))
+                .zip(scales.par_iter_mut().zip(zero_points.par_iter_mut()))
+                .for_each(|((q, row), (s, z))| (*s, *z) = asymmetric_row(row, &mut q[..k]));
         }
         // The kernels take codes in [-127, 127] (-128 breaks their exactness tricks), and the
         // low end of a row's range is -128 (often many codes: GELU outputs crowd there). So
@@ -132,13 +136,33 @@ impl Linear<'_> {
             let accumulate = Epilogue { bias: None, activation: octet_kernels::Activation::None, accumulate: true };
             int8::matmul_quantized(kernels().int8, &rows, w, &accumulate, &mut sums, n)?;
         }
+        // sums = products x scale_col; the zero-point term is z x colsum x scale_col.
+        let zero_terms: Vec<f32> = (0..n).map(|c| col_sums[c] as f32 * col_scales[c]).collect();
+        let bias = epilogue.bias;
         for r in 0..m {
-            let z = zero_points[r] as f32;
-            for c in 0..n {
-                // The products divided by the column scale (kernel output = sum x scale_col).
-                let raw = sums[r * n + c] - z * col_sums[c] as f32 * col_scales[c];
-                let value = scales[r] * raw;
-                out[r * n + c] = epilogue.apply(c, value, out[r * n + c]);
+            let (z, s) = (zero_points[r] as f32, scales[r]);
+            let row = &mut sums[r * n..(r + 1) * n];
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = s * (*v - z * zero_terms[c]) + bias.map_or(0.0, |b| b[c]);
+            }
+        }
+        match (epilogue.activation, epilogue.accumulate) {
+            (octet_kernels::Activation::None, true) => {
+                for (o, v) in out[..m * n].iter_mut().zip(&sums) {
+                    *o += v;
+                }
+            }
+            (octet_kernels::Activation::None, false) => out[..m * n].copy_from_slice(&sums),
+            // The vectorized GELU, as the fused epilogues use.
+            (octet_kernels::Activation::Gelu(form), false) => {
+                out[..m * n].copy_from_slice(&sums);
+                vector::gelu(kernels().vector, form, &mut out[..m * n]);
+            }
+            (activation, accumulate) => {
+                let rest = Epilogue { bias: None, activation, accumulate };
+                for (i, v) in sums.iter().enumerate() {
+                    out[i] = rest.apply(i % n, *v, out[i]);
+                }
             }
         }
         Ok(())
@@ -173,7 +197,11 @@ pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let scale = scale as f32;
     let inv = 1.0f32 / scale;
     for (d, &v) in q.iter_mut().zip(x) {
-        *d = ((zero_point as f32 + v * inv).round() as i32).clamp(-128, 127) as i8;
+        // Ties away from zero, as std::round: exact in f64 (an f32 plus 0.5 needs no rounding),
+        // and a plain truncating conversion instead of a libm call per element.
+        let t = (zero_point as f32 + v * inv) as f64;
+        let r = if t >= 0.0 { (t + 0.5) as i64 } else { (t - 0.5) as i64 };
+        *d = r.clamp(-128, 127) as i8;
     }
     (scale, zero_point)
 }

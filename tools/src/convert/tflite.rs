@@ -8,7 +8,10 @@
 //! sizes from the tensor shapes, heads from the attention RESHAPE, epsilon from the LayerNorm,
 //! GELU's form, and `folded_norms` when the converter folded LayerNorm gamma and beta into the
 //! projections. TFLite's hybrid FULLY_CONNECTED quantizes each activation row on the fly, so
-//! the int8 layers keep octet's per-token activation scales (no k-group).
+//! the int8 layers quantize per row too: asymmetrically (the engine's `asymmetric_activations`)
+//! when the file's FULLY_CONNECTED options ask for it, as the converter's do. A file with int8
+//! tensors is kept as it is: its float tensors stay f32 whatever `--quant` says (recipe name
+//! `tflite-int8`); a float file follows the recipe.
 //!
 //! The tokenizer is not inside a converter-written file: `--tokenizer` names the model's
 //! `tokenizer.json`. A `sentence_bert_config.json` beside it sets the window
@@ -390,6 +393,18 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
             Logical::QuantizedLinear { .. } | Logical::QuantizedTable { .. }
         )
     });
+    // A file its author already quantized is kept as it is: its float tensors (the position
+    // table, norms, biases) stay f32 whatever the recipe, so octet adds no rounding of its own.
+    let as_converted;
+    let recipe = if prequantized {
+        as_converted = Recipe {
+            name: "tflite-int8".to_string(),
+            ..Recipe::parse("f32", recipe.keep.clone(), recipe.k_group)?
+        };
+        &as_converted
+    } else {
+        recipe
+    };
     let meta = ModelMeta {
         architecture: Architecture::Bert,
         config,
@@ -407,7 +422,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
             recipe: recipe.name.clone(),
             k_group: recipe.k_group,
             notes: prequantized.then(|| {
-                "int8 tensors of the TFLite file kept as they are (per-channel weights, activations per token)"
+                "int8 tensors of the TFLite file kept as they are (per-channel weights; activations quantized per row, \
+                 asymmetric as in TFLite's hybrid kernels when the file asks for it); float tensors f32"
                     .to_string()
             }),
         },
