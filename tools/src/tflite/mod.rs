@@ -23,4 +23,4 @@ pub fn looks_like_tflite(bytes: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -156,6 +156,8 @@ pub struct Tensor {
     pub quant: Option<Quantization>,
     /// Where its constant bytes lie in the file, when it is a constant.
     pub data: Option<Range<usize>>,
+    /// `shape` with -1 where the size is chosen at run time, when the file records it.
+    pub shape_signature: Option<Vec<i32>>,
 }
 
 impl Tensor {
@@ -425,6 +427,7 @@ impl TfliteModel {
                 }
                 None => None,
             };
+            let shape_signature = t.shape_signature().map(|v| v.iter().collect());
             tensors.push(Tensor {
                 index,
                 name,
@@ -432,6 +435,7 @@ impl TfliteModel {
                 dtype,
                 quant,
                 data,
+                shape_signature,
             });
         }
 

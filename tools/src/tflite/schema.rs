@@ -69,7 +69,7 @@ table!(
     SubGraphTable
 );
 table!(
-    /// `table Tensor`: shape (0), type (1), buffer (2), name (3), quantization (4).
+    /// `table Tensor`: shape (0), type (1), buffer (2), name (3), quantization (4), shape_signature (7).
     TensorTable
 );
 table!(
@@ -194,6 +194,7 @@ impl Verifiable for TensorTable<'_> {
             .visit_field::<u32>("buffer", slot(2), false)?
             .visit_field::<Bytes>("name", slot(3), false)?
             .visit_field::<ForwardsUOffset<QuantTable>>("quantization", slot(4), false)?
+            .visit_field::<Ints>("shape_signature", slot(7), false)?
             .finish();
         Ok(())
     }
@@ -203,6 +204,11 @@ impl<'a> TensorTable<'a> {
     pub fn shape(&self) -> Option<Vector<'a, i32>> {
         // SAFETY: verified as an i32 vector at slot 0.
         unsafe { get::<Ints>(&self.0, slot(0)) }
+    }
+    /// The shape with -1 for dimensions chosen at run time (absent when all are fixed).
+    pub fn shape_signature(&self) -> Option<Vector<'a, i32>> {
+        // SAFETY: verified as an i32 vector at slot 7.
+        unsafe { get::<Ints>(&self.0, slot(7)) }
     }
     pub fn type_code(&self) -> i8 {
         // SAFETY: verified as i8 at slot 1 (default FLOAT32 = 0).

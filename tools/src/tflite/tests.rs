@@ -13,7 +13,7 @@ const fn slot(id: u16) -> u16 {
 /// One tensor to write: shape, TensorType code, buffer index, name, optional (scales, zero
 /// points, axis).
 #[derive(Clone)]
-struct TensorSpec {
+pub(crate) struct TensorSpec {
     shape: Vec<i32>,
     dtype: i8,
     buffer: u32,
@@ -23,21 +23,21 @@ struct TensorSpec {
 
 /// A buffer: inline bytes, or an external (offset, size).
 #[derive(Clone)]
-enum BufferSpec {
+pub(crate) enum BufferSpec {
     Inline(Vec<u8>),
     External(u64, u64),
 }
 
 /// One operator: builtin code, inputs, outputs.
 #[derive(Clone)]
-struct OpSpec {
+pub(crate) struct OpSpec {
     code: i32,
     inputs: Vec<i32>,
     outputs: Vec<i32>,
 }
 
 #[derive(Clone)]
-struct ModelSpec {
+pub(crate) struct ModelSpec {
     tensors: Vec<TensorSpec>,
     buffers: Vec<BufferSpec>,
     ops: Vec<OpSpec>,
@@ -46,7 +46,7 @@ struct ModelSpec {
     identifier: &'static str,
 }
 
-fn build(spec: &ModelSpec) -> Vec<u8> {
+pub(crate) fn build(spec: &ModelSpec) -> Vec<u8> {
     let mut b = FlatBufferBuilder::new();
     let buffers: Vec<WIPOffset<flatbuffers::TableFinishedWIPOffset>> = spec
         .buffers
@@ -147,7 +147,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 /// ids (int32 input) -> GATHER(table f32 [4, 3]) -> output; plus an int8 per-channel [2, 3]
 /// constant and an int4 [5] constant.
-fn valid() -> ModelSpec {
+pub(crate) fn valid() -> ModelSpec {
     let table: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
     ModelSpec {
         tensors: vec![
