@@ -11,6 +11,11 @@
 //!   (32 different texts; the engine's default batch size is 32);
 //! - EmbeddingGemma: batch 1 x 16, 128 and 512 tokens, batch 8 x 128 tokens (no prompt).
 //!
+//! Then the fixed corpus (`tools/data/lee-sentences.txt`, 400 real sentences of mixed length)
+//! is embedded whole, in texts/s, and each file is run in fresh processes of
+//! `octet-bench-timer` (`benches/timer.rs`) for the cold start (process start to the first
+//! vector) and the peak RSS of a corpus run.
+//!
 //! Tokenization is part of the timing, as a user sees it. The run ends with markdown tables:
 //! medians, the int8 / f32 and int8-embeddings / f32 speed ratios (f32 time / other time) and
 //! the 2-thread scaling. The machine may be busy: ratios of points measured side by side in
@@ -20,10 +25,10 @@
 //! `OCTET_BENCH_MODELS=minilm` / `embeddinggemma`.
 
 use criterion::{Criterion, SamplingMode};
-use octet::tokenize::{TextTokenizer, Truncation};
+use octet::tokenize::TextTokenizer;
 use octet::Embedder;
 use octet_benches::host;
-use octet_benches::prose::{fixture_words, text_of_tokens};
+use octet_benches::prose::{fixture_words, lee_corpus, texts_of_exact_tokens};
 use octet_benches::samples::{time_iters, Samples};
 use octet_benches::table::{num, ratio, Table};
 use octet_tools::convert::recipe::Recipe;
@@ -97,20 +102,6 @@ fn convert_all(model: &str, source: &Path, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `batch` texts of exactly `tokens` tokens each, all different.
-fn texts_for(tokenizer: &TextTokenizer, words: &[String], batch: usize, tokens: usize) -> Vec<String> {
-    let count = |text: &str| {
-        let t = tokenizer.encode(0, text, Truncation::Truncate).ok()?;
-        (!t.truncated).then_some(t.ids.len())
-    };
-    (0..batch)
-        .map(|i| {
-            text_of_tokens(words, i * 97, tokens, count)
-                .unwrap_or_else(|| panic!("cannot build a text of {tokens} tokens"))
-        })
-        .collect()
-}
-
 /// How busy the rest of the machine was while one (point, threads) row was measured.
 struct Busy {
     point: usize,
@@ -167,7 +158,7 @@ fn run_case(case: &Case, criterion: &mut Criterion) {
     let texts: Vec<Vec<String>> = case
         .points
         .iter()
-        .map(|&(batch, tokens)| texts_for(&tokenizer, &words, batch, tokens))
+        .map(|&(batch, tokens)| texts_of_exact_tokens(&tokenizer, &words, batch, tokens).expect("texts"))
         .collect();
 
     let mut points: Vec<Point> = Vec::new();
@@ -220,10 +211,131 @@ fn run_case(case: &Case, criterion: &mut Criterion) {
         }
         group.finish();
     }
+    let corpus = corpus_throughput(&embedders);
     drop(embedders);
+    let process = paths.iter().map(|p| process_figures(p)).collect::<Vec<_>>();
     let _ = std::fs::remove_dir_all(&dir);
     println!("load average at end of {}: {}", case.name, num(host::load_average(), 2));
     print_summary(case, &points, &busy);
+    print_corpus_summary(case, &corpus, &process);
+}
+
+/// Rounds of the corpus pass per (recipe, threads), after one warm-up pass; the median counts.
+fn corpus_rounds() -> usize {
+    std::env::var("OCTET_BENCH_CORPUS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1)
+}
+
+/// Texts per second on the fixed corpus (`tools/data/lee-sentences.txt`, 400 sentences of
+/// mixed length, default batch size 32), `[recipe][thread index]`. Timed by hand rather than
+/// by criterion: one pass takes seconds, and criterion wants at least 10 samples.
+fn corpus_throughput(embedders: &[Vec<Embedder>]) -> Vec<Vec<f64>> {
+    let corpus = lee_corpus().expect("the committed corpus");
+    let rounds = corpus_rounds();
+    embedders
+        .iter()
+        .enumerate()
+        .map(|(ri, per_thread)| {
+            per_thread
+                .iter()
+                .zip(THREADS)
+                .map(|(embedder, threads)| {
+                    black_box(embedder.embed(&corpus).expect("embed the corpus"));
+                    let mut seconds: Vec<f64> = (0..rounds)
+                        .map(|_| {
+                            let start = Instant::now();
+                            black_box(embedder.embed(&corpus).expect("embed the corpus"));
+                            start.elapsed().as_secs_f64()
+                        })
+                        .collect();
+                    seconds.sort_by(f64::total_cmp);
+                    let per_s = corpus.len() as f64 / seconds[seconds.len() / 2];
+                    println!("  corpus {} t={threads}: {per_s:.1} texts/s", RECIPES[ri]);
+                    per_s
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// What a fresh process costs with one model file, measured with `octet-bench-timer`.
+struct ProcessFigures {
+    file_bytes: u64,
+    /// Median wall time from spawning the process to its exit after the first vector.
+    cold_start_ms: Option<f64>,
+    /// Peak resident set of a process that embeds the corpus once (after a warm-up pass).
+    peak_rss_bytes: Option<u64>,
+}
+
+/// Cold start (median of 5 process runs, one short text, every core) and peak RSS of the
+/// corpus run (2 threads) for one file.
+fn process_figures(path: &Path) -> ProcessFigures {
+    let timer = env!("CARGO_BIN_EXE_octet-bench-timer");
+    let mut cold: Vec<f64> = (0..5)
+        .filter_map(|_| {
+            let start = Instant::now();
+            let out = Command::new(timer)
+                .arg("cold")
+                .arg(path)
+                .args(["0", "The quick brown fox jumps over the lazy dog."])
+                .output()
+                .ok()?;
+            out.status.success().then(|| start.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect();
+    cold.sort_by(f64::total_cmp);
+    let corpus_file = octet_benches::repo_root().join("tools/data/lee-sentences.txt");
+    let peak_rss_bytes = Command::new(timer)
+        .arg("corpus")
+        .arg(path)
+        .arg("2")
+        .arg(&corpus_file)
+        .arg("1")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v["peak_rss_bytes"].as_u64());
+    ProcessFigures {
+        file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        cold_start_ms: cold.get(cold.len() / 2).copied(),
+        peak_rss_bytes,
+    }
+}
+
+fn print_corpus_summary(case: &Case, corpus: &[Vec<f64>], process: &[ProcessFigures]) {
+    println!("## Corpus throughput, cold start and peak RSS, {}", case.name);
+    println!();
+    println!(
+        "corpus: tools/data/lee-sentences.txt ({} rounds, median); cold start: process spawn to exit after the \
+         first vector, median of 5; peak RSS: VmHWM of a process embedding the corpus on 2 threads.",
+        corpus_rounds()
+    );
+    println!();
+    let mb = |b: u64| b as f64 / 1e6;
+    let mut table = Table::new(&[
+        "recipe",
+        "file MB",
+        "texts/s 1T",
+        "texts/s 2T",
+        "vs f32 (2T)",
+        "cold start ms",
+        "peak RSS MB",
+        "RSS - file MB",
+    ]);
+    for (ri, recipe) in RECIPES.iter().enumerate() {
+        let p = &process[ri];
+        table.row(vec![
+            recipe.to_string(),
+            num(Some(mb(p.file_bytes)), 1),
+            num(corpus[ri].first().copied(), 1),
+            num(corpus[ri].get(1).copied(), 1),
+            ratio(corpus[ri].get(1).zip(corpus[0].get(1)).map(|(o, f)| o / f)),
+            num(p.cold_start_ms, 1),
+            num(p.peak_rss_bytes.map(mb), 1),
+            num(p.peak_rss_bytes.map(|r| mb(r) - mb(p.file_bytes)), 1),
+        ]);
+    }
+    println!("{}", table.render());
 }
 
 fn print_summary(case: &Case, points: &[Point], busy: &[Busy]) {

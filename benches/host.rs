@@ -128,6 +128,23 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// The peak resident set size of this process so far (`VmHWM` in `/proc/self/status`), in
+/// bytes, or `None` where that file is missing.
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+/// The resident set size of this process now (`VmRSS`), in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! starting word (wrapping around the pool); a word that would overshoot the target is skipped
 //! and the next one tried, so the count lands exactly on the target.
 
+use octet::tokenize::{TextTokenizer, Truncation};
 use std::path::Path;
 
 /// Fixture categories that hold ordinary English prose.
@@ -68,6 +69,40 @@ pub fn text_of_tokens(
     None
 }
 
+/// `batch` texts of exactly `tokens` tokens each (special tokens included, as `tokenizer`
+/// counts them), all different: text `i` starts at word `i * 97` of `words`.
+pub fn texts_of_exact_tokens(
+    tokenizer: &TextTokenizer,
+    words: &[String],
+    batch: usize,
+    tokens: usize,
+) -> Result<Vec<String>, String> {
+    let count = |text: &str| {
+        let t = tokenizer.encode(0, text, Truncation::Truncate).ok()?;
+        (!t.truncated).then_some(t.ids.len())
+    };
+    (0..batch)
+        .map(|i| {
+            text_of_tokens(words, i * 97, tokens, count).ok_or_else(|| format!("cannot build a text of {tokens} tokens"))
+        })
+        .collect()
+}
+
+/// The lines of a corpus file (one text per line, blank lines skipped).
+pub fn corpus_lines(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    if lines.is_empty() {
+        return Err(format!("{}: no texts", path.display()));
+    }
+    Ok(lines)
+}
+
+/// The fixed corpus of the throughput runs: `tools/data/lee-sentences.txt` (400 sentences).
+pub fn lee_corpus() -> Result<Vec<String>, String> {
+    corpus_lines(&crate::repo_root().join("tools/data/lee-sentences.txt"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +125,10 @@ mod tests {
     fn the_fixture_has_prose() {
         let words = fixture_words(&crate::repo_root().join("tests/fixtures/minilm/reference.json")).unwrap();
         assert!(words.len() > 500, "{}", words.len());
+    }
+
+    #[test]
+    fn the_corpus_has_400_sentences() {
+        assert_eq!(lee_corpus().unwrap().len(), 400);
     }
 }
