@@ -51,8 +51,18 @@ struct Case {
 }
 
 const CASES: [Case; 2] = [
-    Case { name: "all-MiniLM-L6-v2", script: "fetch-minilm.sh", fixture: "minilm", points: &[(1, 16), (1, 128), (1, 256), (32, 128)] },
-    Case { name: "EmbeddingGemma-300m", script: "fetch-embeddinggemma.sh", fixture: "embeddinggemma", points: &[(1, 16), (1, 128), (1, 512), (8, 128)] },
+    Case {
+        name: "all-MiniLM-L6-v2",
+        script: "fetch-minilm.sh",
+        fixture: "minilm",
+        points: &[(1, 16), (1, 128), (1, 256), (32, 128)],
+    },
+    Case {
+        name: "EmbeddingGemma-300m",
+        script: "fetch-embeddinggemma.sh",
+        fixture: "embeddinggemma",
+        points: &[(1, 16), (1, 128), (1, 512), (8, 128)],
+    },
 ];
 /// Pool sizes (the machine this was written for has 2 cores).
 const THREADS: [usize; 2] = [1, 2];
@@ -128,14 +138,21 @@ fn main() {
         .nresamples(10_000)
         .without_plots()
         .configure_from_args();
-    for case in CASES.iter().filter(|c| chosen.split(',').any(|m| m.trim() == c.fixture)) {
+    for case in CASES
+        .iter()
+        .filter(|c| chosen.split(',').any(|m| m.trim() == c.fixture))
+    {
         run_case(case, &mut criterion);
     }
     criterion.final_summary();
 }
 
 fn run_case(case: &Case, criterion: &mut Criterion) {
-    println!("load average at start of {}: {}", case.name, num(host::load_average(), 2));
+    println!(
+        "load average at start of {}: {}",
+        case.name,
+        num(host::load_average(), 2)
+    );
     let source = fetch(case.script);
     let dir = std::env::temp_dir().join(format!("octet-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a temporary folder");
@@ -153,7 +170,10 @@ fn run_case(case: &Case, criterion: &mut Criterion) {
         .collect();
     let file = embedders[0][0].file();
     let tokenizer = TextTokenizer::from_file(file, file.meta().max_seq_len).expect("tokenizer");
-    let fixture = octet_benches::repo_root().join("tests/fixtures").join(case.fixture).join("reference.json");
+    let fixture = octet_benches::repo_root()
+        .join("tests/fixtures")
+        .join(case.fixture)
+        .join("reference.json");
     let words = fixture_words(&fixture).expect("fixture words");
     let texts: Vec<Vec<String>> = case
         .points
@@ -222,7 +242,11 @@ fn run_case(case: &Case, criterion: &mut Criterion) {
 
 /// Rounds of the corpus pass per (recipe, threads), after one warm-up pass; the median counts.
 fn corpus_rounds() -> usize {
-    std::env::var("OCTET_BENCH_CORPUS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1)
+    std::env::var("OCTET_BENCH_CORPUS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1)
 }
 
 /// Texts per second on the fixed corpus (`tools/data/lee-sentences.txt`, 400 sentences of
@@ -346,7 +370,10 @@ fn print_summary(case: &Case, points: &[Point], busy: &[Busy]) {
             .and_then(|p| p.seconds)
     };
     println!();
-    println!("## End to end, {} (median of criterion's samples, tokenization included)", case.name);
+    println!(
+        "## End to end, {} (median of criterion's samples, tokenization included)",
+        case.name
+    );
     println!();
     println!("kernels: {}", octet_kernels::describe());
     println!("ratios are speed-ups: f32 time / other time, measured side by side in this run;");

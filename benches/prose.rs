@@ -83,7 +83,8 @@ pub fn texts_of_exact_tokens(
     };
     (0..batch)
         .map(|i| {
-            text_of_tokens(words, i * 97, tokens, count).ok_or_else(|| format!("cannot build a text of {tokens} tokens"))
+            text_of_tokens(words, i * 97, tokens, count)
+                .ok_or_else(|| format!("cannot build a text of {tokens} tokens"))
         })
         .collect()
 }
@@ -91,7 +92,12 @@ pub fn texts_of_exact_tokens(
 /// The lines of a corpus file (one text per line, blank lines skipped).
 pub fn corpus_lines(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if lines.is_empty() {
         return Err(format!("{}: no texts", path.display()));
     }

@@ -58,7 +58,9 @@ fn main() {
 
 /// Parses `32x128` into (32, 128).
 fn parse_point(point: &str) -> Result<(usize, usize), String> {
-    let (b, t) = point.split_once('x').ok_or_else(|| format!("point '{point}' is not BATCHxTOKENS"))?;
+    let (b, t) = point
+        .split_once('x')
+        .ok_or_else(|| format!("point '{point}' is not BATCHxTOKENS"))?;
     let parse = |s: &str| s.parse::<usize>().map_err(|e| format!("point '{point}': {e}"));
     Ok((parse(b)?, parse(t)?))
 }
@@ -112,7 +114,11 @@ fn handle(models: &mut HashMap<String, Embedder>, request: &Value) -> Result<Val
             .as_array()
             .ok_or("no 'texts' array")?
             .iter()
-            .map(|t| t.as_str().map(String::from).ok_or_else(|| "a text is not a string".to_string()))
+            .map(|t| {
+                t.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| "a text is not a string".to_string())
+            })
             .collect()
     };
     match request["op"].as_str() {
@@ -151,7 +157,9 @@ fn cold(model: &str, threads: &str, text: &str, start: Instant) -> Result<Option
     let embedder = open(model, parse_threads(threads)?)?;
     let vectors = embedder.embed(&[text]).map_err(|e| e.to_string())?;
     let first_ms = start.elapsed().as_secs_f64() * 1e3;
-    Ok(Some(json!({ "main_to_first_vector_ms": first_ms, "dim": vectors[0].len() })))
+    Ok(Some(
+        json!({ "main_to_first_vector_ms": first_ms, "dim": vectors[0].len() }),
+    ))
 }
 
 fn corpus(model: &str, threads: &str, file: &str, rounds: Option<&str>) -> Result<Option<Value>, String> {

@@ -17,7 +17,8 @@ Points: batch 1 at 16, 128 and 256 tokens, batch 32 at 128 tokens (texts of exac
 special tokens included, from `octet-bench-timer texts`, the same texts as the criterion bench), and the
 fixed corpus tools/data/lee-sentences.txt (400 sentences, batches of 32 sorted by length). For each point
 and thread count the engines run in rounds: in each round every engine runs one block (one warm-up call,
-then calls until about --block-seconds have passed, at least 2), engine after engine, with a short pause
+then calls until about --block-seconds have passed, at least 2; a call longer than that is a block on
+its own), engine after engine, with a short pause
 between blocks so that no engine's spinning worker threads eat into the next one's time. A block gives
 the median per-call time; an engine's figure is the median over rounds, and a speed ratio octet/peer is
 the median over rounds of (peer time / octet time) within the same round.
@@ -297,8 +298,12 @@ def load_llama():
 
 
 def block(engine, texts, seconds):
-    """One warm-up call, then calls until `seconds` have passed (at least 2): median ms per call."""
+    """Median ms per call over one block. A call longer than `seconds` (batch 32, the corpus) is the block
+    on its own (every engine was warmed up by the quality pass); shorter calls get one more warm-up call,
+    then as many calls as fit in `seconds` (at least 2, at most 50)."""
     first = engine.time_calls(texts, 1)[0]
+    if first >= seconds:
+        return first
     calls = max(2, min(50, int(seconds * 1e3 / max(first, 1e-3))))
     return statistics.median(engine.time_calls(texts, calls))
 
@@ -376,6 +381,85 @@ def speed_ratio(times, fast, slow):
     return med([s / f for f, s in zip(times[fast], times[slow])])
 
 
+INT8_PEERS = ("ort-int8-qint8", "ort-int8-quint8", "llama-q8_0")
+
+
+def vs_fastest_peer_int8(times, octet="octet-int8"):
+    """Median over rounds of (fastest int8 peer's time in that round / octet's time), and that peer's name."""
+    peers = [p for p in INT8_PEERS if times.get(p)]
+    if not peers or not times.get(octet):
+        return None, None
+    ratios, winners = [], []
+    for r, o in enumerate(times[octet]):
+        best = min(peers, key=lambda p: times[p][r])
+        ratios.append(times[best][r] / o)
+        winners.append(best)
+    return med(ratios), max(set(winners), key=winners.count)
+
+
+def targets(res):
+    """The issue's targets with the measured figures."""
+    rows = []
+
+    def row(target, measured, ok):
+        verdict = "not measured" if measured == "n/a" else ("met" if ok else "**missed**")
+        rows.append(f"| {target} | {measured} | {verdict} |")
+
+    def ratio_cells(fast, slow, point):
+        out = {}
+        for t in res["threads"]:
+            times = res["times"].get(f"{t}/{point}", {})
+            if times.get(fast) and times.get(slow):
+                out[t] = speed_ratio(times, fast, slow)
+        return out
+
+    def fmt(cells):
+        return ", ".join(f"{v:.2f}x ({t}T)" for t, v in cells.items()) or "n/a"
+
+    for point, goal in (("32x128", 2.5), ("1x128", 1.8)):
+        c = ratio_cells("octet-int8", "octet-f32", point)
+        row(f"octet int8 >= {goal}x octet f32 at b{point}", fmt(c), bool(c) and min(c.values()) >= goal)
+    for point in res["points"] + ["corpus"]:
+        goal = {"32x128": 2.0, "1x16": 3.0}.get(point, 1.5)
+        cells, names = {}, set()
+        for t in res["threads"]:
+            v, who = vs_fastest_peer_int8(res["times"].get(f"{t}/{point}", {}))
+            if v is not None:
+                cells[t] = v
+                names.add(who)
+        row(f"octet int8 >= {goal}x the fastest peer int8 at {point} ({', '.join(sorted(names))})", fmt(cells),
+            bool(cells) and min(cells.values()) >= goal)
+    cells = {}
+    for point in res["points"] + ["corpus"]:
+        for t, v in ratio_cells("octet-f32", "ort-f32", point).items():
+            cells[f"{point}/{t}T"] = v
+    worst = min(cells.items(), key=lambda kv: kv[1]) if cells else None
+    row("octet f32 >= ORT f32 everywhere",
+        f"{sum(v >= 1 for v in cells.values())} of {len(cells)} points; worst {worst[1]:.2f}x at {worst[0]}" if worst else "n/a",
+        bool(cells) and min(cells.values()) >= 1.0)
+    cold = res["cold"].get("octet-int8 process start to first vector (spawn to exit, 2 threads)")
+    ort_cold = {k.split(" ")[0]: v for k, v in res["cold"].items() if k.startswith("ort-int8")}
+    if cold is not None:
+        row("cold start MiniLM int8 <= 50 ms", f"{cold:.1f} ms", cold <= 50)
+    if cold is not None and ort_cold:
+        best = min(ort_cold, key=ort_cold.get)
+        row("cold start >= 5x faster than ORT session creation + first run",
+            f"{ort_cold[best] / cold:.2f}x ({best}: {ort_cold[best]:.1f} ms)", ort_cold[best] / cold >= 5)
+    rss = res["rss"].get("octet-int8 corpus run, 2 threads")
+    if rss:
+        extra = (rss["peak_rss_bytes"] - rss["file_bytes"]) / 1e6
+        row("peak RSS, MiniLM int8 corpus run <= file size + 40 MB",
+            f"{rss['peak_rss_bytes'] / 1e6:.1f} MB = file {rss['file_bytes'] / 1e6:.1f} MB + {extra:.1f} MB", extra <= 40)
+    q = res["quality"]
+    if "octet-int8" in q:
+        peers = {p: q[p][0] for p in INT8_PEERS if p in q}
+        row("octet int8 mean cosine >= ORT int8's and llama.cpp Q8_0's",
+            f"octet {q['octet-int8'][0]:.5f}; " + ", ".join(f"{p} {v:.5f}" for p, v in peers.items()),
+            all(q["octet-int8"][0] >= v for v in peers.values()))
+    head = ["### Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    return "\n".join(head + rows) + "\n"
+
+
 def write_report(res, out_md):
     lines = []
     add = lines.append
@@ -410,7 +494,13 @@ def write_report(res, out_md):
                 times = res["times"].get(f"{t}/{c}", {})
                 cells.append(f"{speed_ratio(times, o, p):.2f}x" if times.get(o) and times.get(p) else "n/a")
             add(f"| {o} vs {p} | " + " | ".join(cells) + " |")
+        cells = []
+        for c in cols:
+            v, who = vs_fastest_peer_int8(res["times"].get(f"{t}/{c}", {}))
+            cells.append(f"{v:.2f}x ({who})" if v is not None else "n/a")
+        add("| octet-int8 vs the fastest peer int8 (per round) | " + " | ".join(cells) + " |")
         add("")
+    add(targets(res))
     add("### Quality on the corpus (cosine vs fp32 sentence-transformers, 400 sentences)")
     add("")
     add("| engine | mean cosine | min cosine | file MB |")
