@@ -1,6 +1,7 @@
-//! octet-tools: the library behind the `octet` command line (converter, exit codes), shared
-//! with the integration tests so they convert models exactly as users do.
+//! octet-tools: the library behind the `octet` command line (converter, model inventories, exit
+//! codes), shared with the integration tests so they convert models exactly as users do.
 
 pub mod convert;
 pub mod exit;
+pub mod inventory;
 pub mod tflite;
