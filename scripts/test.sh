@@ -3,6 +3,8 @@
 # the AVX2 path forced on top of the best one, and the NEON paths under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== TFLite MiniLM files for tests/tflite.rs (TF venv ~1 min + conversion ~35 s when not cached)"
+bash scripts/fetch-tflite-minilm.sh >/dev/null
 echo "== host tests, best kernels"
 cargo test --workspace
 echo "== octet-kernels with every x86 level forced"
