@@ -48,14 +48,29 @@ pub fn gensim_data() -> &'static Path {
     DIR.get_or_init(|| fetch("fetch-gensim-data.sh"))
 }
 
-/// A scratch folder for converted models, unique to this test process.
+/// A scratch folder for converted models, unique to this test process. Statics are never
+/// dropped, so each test process leaves its folder behind (EmbeddingGemma's are 2 GB); the
+/// first call removes the folders of processes that no longer run.
 pub fn scratch_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        remove_stale_scratch_dirs();
         let dir = std::env::temp_dir().join(format!("octet-tests-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create scratch dir");
         dir
     })
+}
+
+/// Removes `octet-tests-<pid>` folders whose process is gone (Linux: no `/proc/<pid>`).
+fn remove_stale_scratch_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-tests-")) else { continue };
+        if pid.parse::<u32>().is_ok() && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Converts `source` with `recipe` into the scratch folder (once per process and name).

@@ -243,3 +243,69 @@ fn a_mapping_file_gives_the_same_model() {
     );
     assert_eq!(a, b, "the mapped model differs from the recognised one");
 }
+
+/// `octet inspect` on both files (the inventory behind it): every tensor read, the int8 file's
+/// int8 constants quantized with positive scales, the same [1, ?] input and [1, 384] output.
+#[test]
+fn inspect_reads_both_files() {
+    use octet_tools::inventory::{self, Format, Quantization};
+    for kind in ["f32", "int8"] {
+        let path = tflite_dir().join(&fixture().models[kind].file);
+        let inv = inventory::read(&path).unwrap();
+        assert_eq!(inv.format, Format::Tflite);
+        assert_eq!(inv.tensors.len(), 111, "{kind}: constant tensors");
+        assert_eq!(inv.inputs.len(), 1, "{kind}: one input (token ids)");
+        assert_eq!(inv.outputs.len(), 1, "{kind}: one output (the embedding)");
+        assert!(inv.outputs[0].describe().contains("384"), "{kind}: output {}", inv.outputs[0].describe());
+        assert!(inv.operators.iter().any(|(op, n)| op == "GATHER" && *n == 1), "{kind}: one GATHER");
+        assert!(inv.operators.iter().any(|(op, n)| op == "FULLY_CONNECTED" && *n >= 36), "{kind}: {:?}", inv.operators);
+        let int8: Vec<_> = inv.tensors.iter().filter(|t| t.dtype == "INT8").collect();
+        if kind == "f32" {
+            assert!(int8.is_empty());
+        } else {
+            // 36 encoder weights (6 layers x Q, K, V, O, up, down) and the token table.
+            assert_eq!(int8.len(), 37);
+            for t in int8 {
+                match &t.quantization {
+                    Quantization::PerTensor { scale, .. } => assert!(*scale > 0.0, "{}", t.name),
+                    Quantization::PerChannel { min_scale, channels, .. } => assert!(*min_scale > 0.0 && *channels > 0, "{}", t.name),
+                    Quantization::None => panic!("{} is int8 without quantization", t.name),
+                }
+            }
+        }
+        let sum: u64 = inv.totals_by_dtype().iter().map(|t| t.bytes).sum();
+        assert_eq!(sum, inv.tensor_bytes());
+        assert!(inv.tensor_bytes() <= inv.file_bytes);
+    }
+}
+
+/// `octet diff` of the f32 and dynamic-range int8 files: what uncovered the browser's change.
+/// Same counts, same inputs and outputs, and exactly 37 weight tensors changed, each from
+/// FLOAT32 to INT8, saving about three quarters of their bytes.
+#[test]
+fn diff_of_f32_and_int8_finds_the_quantized_tensors() {
+    use octet_tools::inventory::{self, diff};
+    let a = inventory::read(&tflite_dir().join(&fixture().models["f32"].file)).unwrap();
+    let b = inventory::read(&tflite_dir().join(&fixture().models["int8"].file)).unwrap();
+    let d = diff::diff(&a, &b);
+    assert_eq!(d.tensors, (111, 111));
+    assert!(d.same_inputs && d.same_outputs);
+    assert_eq!(d.matched, 111);
+    assert!(d.only_in_a.is_empty() && d.only_in_b.is_empty());
+    // Besides the 37 weights, TensorFlow numbers its scalar `arith.constant*` tensors anew in
+    // each file, so a few same-named scalars differ in dtype: bytes, not weights.
+    let (weights, scalars): (Vec<_>, Vec<_>) = d.changed.iter().partition(|c| c.a.bytes > 1024);
+    assert_eq!(weights.len(), 37);
+    assert!(scalars.iter().all(|c| c.a.name.starts_with("arith.constant") && c.b.bytes <= 1024), "{scalars:?}");
+    assert_eq!(d.unchanged + d.changed.len(), 111);
+    let mut saved = 0i64;
+    for c in &weights {
+        assert_eq!((c.a.dtype.as_str(), c.b.dtype.as_str()), ("FLOAT32", "INT8"), "{}", c.a.name);
+        assert_eq!(c.a.shape, c.b.shape, "{}", c.a.name);
+        assert!(c.saved() as u64 >= c.a.bytes * 3 / 4 - 4096, "{}: saved {} of {}", c.a.name, c.saved(), c.a.bytes);
+        saved += c.saved();
+    }
+    let file_change = d.file_bytes.0 as i64 - d.file_bytes.1 as i64;
+    assert!((saved - file_change).abs() < 1 << 20, "tensors save {saved} B, the file shrank by {file_change} B");
+    eprintln!("f32 -> int8 TFLite: 37 tensors changed, {:.3} MB saved", saved as f64 / 1e6);
+}

@@ -4,4 +4,5 @@
 pub mod convert;
 pub mod exit;
 pub mod inventory;
+pub mod report;
 pub mod tflite;

@@ -1,9 +1,12 @@
 //! The `octet` command line: convert models, embed text, compare and search texts, show model
-//! info. Exit codes are listed in `octet_tools::exit` and in `octet --help`.
+//! info, inspect and diff model files. Exit codes are listed in `octet_tools::exit` and in
+//! `octet --help`.
 
 mod cmd_convert;
+mod cmd_diff;
 mod cmd_embed;
 mod cmd_info;
+mod cmd_inspect;
 mod cmd_search;
 mod cmd_similarity;
 mod input;
@@ -25,7 +28,9 @@ use std::process::ExitCode;
         octet convert ~/.cache/octet/sources/all-MiniLM-L6-v2 -o minilm-int8.octet --quant int8\n  \
         octet embed minilm-int8.octet --input sentences.txt -o vectors.npy\n  \
         octet similarity minilm-int8.octet \"The cat sat.\" \"A kitten rested.\"\n  \
-        octet search minilm-int8.octet --corpus faq.txt \"reset my password\"\n\n\
+        octet search minilm-int8.octet --corpus faq.txt \"reset my password\"\n  \
+        octet inspect minilm-int8.octet\n  \
+        octet diff minilm-f32.octet minilm-int8.octet\n\n\
         `octet <command> --help` explains each command with examples.",
     after_long_help = "Exit codes: 0 success; 2 usage error (bad flags or arguments); 65 bad input (a model \
         file or text that cannot be used); 66 an input file is missing or unreadable; 70 internal error (a bug); \
@@ -45,6 +50,8 @@ enum Command {
     Similarity(cmd_similarity::SimilarityArgs),
     Search(cmd_search::SearchArgs),
     Info(cmd_info::InfoArgs),
+    Inspect(cmd_inspect::InspectArgs),
+    Diff(cmd_diff::DiffArgs),
 }
 
 fn version() -> &'static str {
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
         Command::Similarity(args) => cmd_similarity::run(args),
         Command::Search(args) => cmd_search::run(args),
         Command::Info(args) => cmd_info::run(args),
+        Command::Inspect(args) => cmd_inspect::run(args),
+        Command::Diff(args) => cmd_diff::run(args),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

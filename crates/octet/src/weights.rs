@@ -1,9 +1,14 @@
 //! Typed, validated views of the weights in a [`ModelFile`]: linear layers (int8 or f32
-//! packed panels), embedding tables (int8 or 6-bit with scales, f16 or f32) and norm vectors.
+//! packed panels, or plain f16), embedding tables (int8 or 6-bit with scales, f16 or f32) and
+//! norm vectors.
 //!
 //! Each `load` checks the dtype and the exact shape the architecture expects, so a file that
 //! does not fit its architecture gets [`Error::Model`] naming the tensor, never a panic later.
-//! All views borrow from the memory map: no copy, no repacking.
+//! All views borrow from the memory map: no copy, no repacking, except f16 linear weights (the
+//! `f16` recipe), which are widened to f32 and packed once at load into owned buffers. Such a
+//! model computes exactly as an f32 model and holds the same resident memory for its linear
+//! weights (the f16 pages of the map are read once and can be dropped by the OS); the saving
+//! is on disk and in download size.
 
 use crate::error::{Error, Result};
 use crate::format::{Dtype, I8Quant, ModelFile, QuantParam};
@@ -11,14 +16,16 @@ use octet_kernels::gather::{self, PerRowOrTensor, Table};
 use octet_kernels::{f32 as kf32, int8, kernels, vector, Activation, Epilogue};
 
 /// The weights of a linear layer in one of the two packed layouts of octet-kernels.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum LinearWeight<'m> {
     F32(kf32::PackedF32<'m>),
     I8(int8::PackedI8<'m>),
+    /// f32 panels packed at load from an f16 `[n, k]` tensor (`n_pad * k` floats).
+    F32Owned(kf32::PackedF32Layout, Vec<f32>),
 }
 
 /// y = x W^T + b for a weight W of shape [n, k].
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Linear<'m> {
     weight: LinearWeight<'m>,
     bias: Option<&'m [f32]>,
@@ -34,7 +41,7 @@ pub struct Linear<'m> {
 }
 
 impl<'m> Linear<'m> {
-    /// Loads `{name}.weight` ([n, k], int8 or f32 packed) and, if `bias`, `{name}.bias` ([n]).
+    /// Loads `{name}.weight` ([n, k], int8 or f32 packed, or plain f16) and, if `bias`, `{name}.bias` ([n]).
     pub fn load(file: &'m ModelFile, arch: &str, name: &str, n: usize, k: usize, bias: bool) -> Result<Linear<'m>> {
         let bias_name = format!("{name}.bias");
         Linear::load_named(file, arch, &format!("{name}.weight"), bias.then_some(bias_name.as_str()), n, k)
@@ -57,8 +64,21 @@ impl<'m> Linear<'m> {
                 let data = file.packed_f32_parts(weight_name, n, k)?;
                 LinearWeight::F32(kf32::PackedF32::from_parts(kf32::PackedF32Layout::new(n, k), data)?)
             }
+            Dtype::F16 => {
+                let half = file.f16(weight_name, &[n, k])?;
+                let wide: Vec<f32> = half.iter().map(|v| v.to_f32()).collect();
+                let layout = kf32::PackedF32Layout::new(n, k);
+                let mut packed = vec![0f32; layout.len()];
+                kf32::pack_nk(&wide, n, k, k, &mut packed)?;
+                // Checks the length once here, so forward's from_parts cannot fail.
+                kf32::PackedF32::from_parts(layout, &packed)?;
+                LinearWeight::F32Owned(layout, packed)
+            }
             other => {
-                return Err(Error::model(arch, format!("{weight_name} has dtype {other}; a linear weight must be i8_packed or f32_packed")))
+                return Err(Error::model(
+                    arch,
+                    format!("{weight_name} has dtype {other}; a linear weight must be i8_packed, f32_packed or f16"),
+                ))
             }
         };
         let bias = match bias_name {
@@ -89,6 +109,10 @@ impl<'m> Linear<'m> {
         match &self.weight {
             LinearWeight::I8(w) => int8::matmul(k.int8, x, self.k, m, w, &epilogue, out, self.n)?,
             LinearWeight::F32(w) => kf32::matmul(k.f32, x, self.k, m, w, &epilogue, out, self.n)?,
+            LinearWeight::F32Owned(layout, data) => {
+                let w = kf32::PackedF32::from_parts(*layout, data)?;
+                kf32::matmul(k.f32, x, self.k, m, &w, &epilogue, out, self.n)?
+            }
         }
         Ok(())
     }

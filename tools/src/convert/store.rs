@@ -1,6 +1,6 @@
 //! Stores one logical tensor in the precision its recipe chooses: f32 or int8 packed panels
-//! for linear weights (octet-kernels layouts), f32, per-row int8 or per-row 6-bit (`u6`) for
-//! embedding tables.
+//! for linear weights (octet-kernels layouts) or plain f16, f32, f16, per-row int8 or per-row
+//! 6-bit (`u6`) for embedding tables.
 
 use super::recipe::{Precision, Recipe};
 use super::{Logical, Planned};
@@ -47,6 +47,12 @@ pub fn quantize_table_per_row_u6(data: &[f32], rows: usize, dim: usize) -> (Vec<
     (q.into_iter().map(|v| v as u8).collect(), scales, zero_points)
 }
 
+/// Rounds to IEEE half precision (round to nearest even; beyond ±65504 becomes infinite,
+/// which no trained weight reaches).
+fn to_f16(data: &[f32]) -> Vec<half::f16> {
+    data.iter().map(|&v| half::f16::from_f32(v)).collect()
+}
+
 /// Adds one tensor to the writer.
 pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Result<()> {
     let name = planned.name;
@@ -54,6 +60,7 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
         Logical::Vector { data, shape } => writer.add_f32(&name, &shape, &data)?,
         Logical::Table { data, rows, dim, kind } => match recipe.table_precision(&name, kind) {
             Precision::F32 => writer.add_f32(&name, &[rows, dim], &data)?,
+            Precision::F16 => writer.add_f16(&name, &[rows, dim], &to_f16(&data))?,
             Precision::I8 => {
                 let (q, scales, zero_points) = quantize_table_per_row(&data, rows, dim);
                 writer.add_i8_table(&name, &[rows, dim], &q, QuantParam::PerChannel(&scales), QuantParam::PerChannel(&zero_points), Some(0))?;
@@ -74,6 +81,8 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
                     kf32::pack_nk(&weight, n, k, k, &mut packed)?;
                     writer.add_packed_f32(&weight_name, n, k, &packed)?;
                 }
+                // Plain [n, k]: the engine packs it to f32 panels when it opens the model.
+                Precision::F16 => writer.add_f16(&weight_name, &[n, k], &to_f16(&weight))?,
                 Precision::I8 => {
                     let (q, scales) = int8::quantize_weights_per_channel(&weight, n, k);
                     let k_group = recipe.k_group_for(k, after_norm);

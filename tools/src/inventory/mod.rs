@@ -13,17 +13,20 @@
 //! `TFL3` at offset 4 is TFLite, and an 8-byte little-endian length followed by `{` is
 //! safetensors.
 
+pub mod diff;
 pub mod octet;
 pub mod safetensors;
 pub mod tflite;
 
 use anyhow::{bail, Context, Result};
+use serde::Serialize;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A model file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Octet,
     Safetensors,
@@ -41,7 +44,7 @@ impl fmt::Display for Format {
 }
 
 /// How a tensor's stored values map to real numbers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum Quantization {
     /// Stored as real numbers (f32, f16, bf16), or integers that are not quantized values.
     None,
@@ -79,7 +82,7 @@ impl fmt::Display for Quantization {
 }
 
 /// One stored tensor.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TensorEntry {
     pub name: String,
     /// The logical shape (for packed layouts, the unpacked `[n, k]`).
@@ -94,7 +97,7 @@ pub struct TensorEntry {
 }
 
 /// One dimension of a model input or output.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Dim {
     Fixed(usize),
     /// Chosen at run time: `batch`, `tokens`, or `?` when the format only says "any".
@@ -111,7 +114,7 @@ impl fmt::Display for Dim {
 }
 
 /// A model input or output.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Port {
     pub name: String,
     pub dtype: String,
@@ -134,7 +137,7 @@ impl Port {
 }
 
 /// Everything `octet inspect` shows about one model file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Inventory {
     pub format: Format,
     pub path: PathBuf,
@@ -154,7 +157,7 @@ pub struct Inventory {
 }
 
 /// Per-dtype totals: dtype, tensor count, bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DtypeTotal {
     pub dtype: String,
     pub tensors: usize,

@@ -40,7 +40,7 @@ pub fn read(path: &Path) -> Result<Inventory> {
             if let Some(meta) = entry.as_object() {
                 for (k, v) in meta {
                     inv.facts.push((
-                        k.clone(),
+                        format!("metadata {k}"),
                         v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
                     ));
                 }
