@@ -117,7 +117,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         output.display(),
         report.architecture,
         report.tensors,
-        recipe.name,
+        report.recipe,
         report.bytes as f64 / 1e6
     );
     Ok(())

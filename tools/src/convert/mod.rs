@@ -65,6 +65,8 @@ pub struct ConvertReport {
     pub bytes: u64,
     pub tensors: usize,
     pub architecture: String,
+    /// The recipe the file was written with (a pre-quantized TFLite file has its own).
+    pub recipe: String,
 }
 
 /// Converts the folder `input` into the `.octet` file `output` with `recipe`.
@@ -159,7 +161,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     bar.set_message("writing");
     let bytes = writer.write(output).with_context(|| format!("cannot write {}", output.display()))?;
     bar.finish_and_clear();
-    Ok(ConvertReport { bytes, tensors: count, architecture: architecture.as_str().to_string() })
+    Ok(ConvertReport { bytes, tensors: count, architecture: architecture.as_str().to_string(), recipe: recipe.name.clone() })
 }
 
 /// The Matryoshka widths to record: EmbeddingGemma's, for a Gemma 3 model whose output

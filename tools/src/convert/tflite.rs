@@ -456,5 +456,6 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         bytes,
         tensors: count,
         architecture: Architecture::Bert.as_str().to_string(),
+        recipe: recipe.name.clone(),
     })
 }
