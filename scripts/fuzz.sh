@@ -10,7 +10,7 @@
 #   tokenizer.json), tflite (a .tflite file through the reader and graph walk, when present).
 #
 # Seeds are made fresh, not committed: the small T5 fixture models converted with each recipe,
-# and the fixtures' tokenizer.json files. The corpus grows in fuzz/corpus/TARGET (gitignored).
+# the fixtures' tokenizer.json files, and a tiny TFLite BERT (make_tflite_fuzz_seeds.py). The corpus grows in fuzz/corpus/TARGET (gitignored).
 # Needs: rustup's nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,8 +46,13 @@ seed_tokenizer_blob() {
 
 seed_tflite() {
   mkdir -p fuzz/corpus/tflite
-  # Any .tflite files the TFLite tests made (see scripts/reference/make_tflite_*.py).
-  find tests/fixtures/tflite -name '*.tflite' -size -4M -exec cp {} fuzz/corpus/tflite/ \; 2>/dev/null || true
+  # A tiny BERT the importer recognises, in float32 and dynamic-range int8, written by
+  # TensorFlow's converter (the TF venv of the TFLite tests, ~1 min to install when missing).
+  local venv
+  venv="$(bash scripts/reference/setup-tf-venv.sh)"
+  "$venv/bin/python" scripts/reference/make_tflite_fuzz_seeds.py fuzz/corpus/tflite
+  # Any small .tflite files the TFLite tests keep (see scripts/reference/make_tflite_*.py).
+  find tests/fixtures -name '*.tflite' -size -4M -exec cp {} fuzz/corpus/tflite/ \; 2>/dev/null || true
 }
 
 for target in "${targets[@]}"; do
