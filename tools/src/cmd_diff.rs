@@ -53,6 +53,9 @@ pub fn run(args: DiffArgs) -> Result<()> {
 /// Tensors listed per "only in" side; files of different formats can differ in all of them.
 const LISTED: usize = 20;
 
+/// Changed tensors smaller than this on both sides are counted, not listed.
+const SMALL_BYTES: u64 = 1024;
+
 fn mb(bytes: u64) -> String {
     format!("{:.3}", bytes as f64 / 1e6)
 }
@@ -103,8 +106,11 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
             let comp = if s.companions > 0 { format!("+{}", s.companions) } else { String::new() };
             format!("{}{comp} {}", s.dtype, mb(s.bytes))
         };
-        let rows: Vec<[String; 4]> = d
-            .changed
+        // Tiny tensors (scalars, shape constants) are listed only as a count: converters such as
+        // TensorFlow's number them anew in each file, so same-named ones rarely mean the same.
+        let (listed, tiny): (Vec<&diff::Change>, Vec<&diff::Change>) =
+            d.changed.iter().partition(|c| c.a.bytes.max(c.b.bytes) >= SMALL_BYTES);
+        let rows: Vec<[String; 4]> = listed
             .iter()
             .map(|c| {
                 let name = if c.a.name == c.b.name { c.a.name.clone() } else { format!("{} -> {}", c.a.name, c.b.name) };
@@ -118,6 +124,13 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
         out += &line(head);
         for r in &rows {
             out += &line([&r[0], &r[1], &r[2], &r[3]]);
+        }
+        if !tiny.is_empty() {
+            let bytes: i64 = tiny.iter().map(|c| c.saved()).sum();
+            out += &format!(
+                "... and {} tensors under {SMALL_BYTES} bytes (scalars, shapes) that differ in dtype or size, together {bytes:+} bytes saved (--json lists them)\n",
+                tiny.len()
+            );
         }
         let saved: i64 = d.changed.iter().map(diff::Change::saved).sum();
         out += &format!("{} changed tensors save {} MB\n", d.changed.len(), format!("{:.3}", saved as f64 / 1e6));
