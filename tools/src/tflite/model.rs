@@ -36,6 +36,7 @@ pub mod op {
     pub const CAST: i32 = 53;
     pub const SLICE: i32 = 65;
     pub const RSQRT: i32 = 76;
+    pub const SHAPE: i32 = 77;
     pub const SQUARED_DIFFERENCE: i32 = 99;
     pub const BATCH_MATMUL: i32 = 126;
     pub const GELU: i32 = 150;
@@ -60,6 +61,7 @@ pub mod op {
             (CAST, "CAST"),
             (SLICE, "SLICE"),
             (RSQRT, "RSQRT"),
+            (SHAPE, "SHAPE"),
             (SQUARED_DIFFERENCE, "SQUARED_DIFFERENCE"),
             (BATCH_MATMUL, "BATCH_MATMUL"),
             (GELU, "GELU"),
