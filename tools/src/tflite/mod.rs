@@ -6,6 +6,8 @@
 //!   shape and buffer length checked; constants read as f32, int8, int4 or int32.
 //! - [`bert`]: walks the operator graph from the token-id input to the engine's BERT tensors
 //!   (the names in a converted file say little), or takes a user's mapping file.
+//! - [`t5`]: the same for a T5 encoder with a fixed, padded input (the browser's embedding
+//!   model's shape), including the inversion of the folded relative-position bias.
 //!
 //! A malformed file is an error ([`TfliteError`]), never a panic.
 
@@ -13,6 +15,7 @@ pub mod bert;
 pub mod error;
 pub mod model;
 pub mod schema;
+pub mod t5;
 
 pub use error::TfliteError;
 pub use model::{Operator, Tensor, TensorType, TfliteModel};

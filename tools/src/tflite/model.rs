@@ -24,6 +24,7 @@ pub mod op {
     pub const FULLY_CONNECTED: i32 = 9;
     pub const L2_NORMALIZATION: i32 = 11;
     pub const MUL: i32 = 18;
+    pub const RELU: i32 = 19;
     pub const RESHAPE: i32 = 22;
     pub const SOFTMAX: i32 = 25;
     pub const GATHER: i32 = 36;
@@ -35,8 +36,11 @@ pub mod op {
     pub const STRIDED_SLICE: i32 = 45;
     pub const CAST: i32 = 53;
     pub const SLICE: i32 = 65;
+    pub const NOT_EQUAL: i32 = 72;
+    pub const SUM: i32 = 74;
     pub const RSQRT: i32 = 76;
     pub const SHAPE: i32 = 77;
+    pub const SQUARE: i32 = 92;
     pub const SQUARED_DIFFERENCE: i32 = 99;
     pub const BATCH_MATMUL: i32 = 126;
     pub const GELU: i32 = 150;
@@ -49,6 +53,7 @@ pub mod op {
             (FULLY_CONNECTED, "FULLY_CONNECTED"),
             (L2_NORMALIZATION, "L2_NORMALIZATION"),
             (MUL, "MUL"),
+            (RELU, "RELU"),
             (RESHAPE, "RESHAPE"),
             (SOFTMAX, "SOFTMAX"),
             (GATHER, "GATHER"),
@@ -60,8 +65,11 @@ pub mod op {
             (STRIDED_SLICE, "STRIDED_SLICE"),
             (CAST, "CAST"),
             (SLICE, "SLICE"),
+            (NOT_EQUAL, "NOT_EQUAL"),
+            (SUM, "SUM"),
             (RSQRT, "RSQRT"),
             (SHAPE, "SHAPE"),
+            (SQUARE, "SQUARE"),
             (SQUARED_DIFFERENCE, "SQUARED_DIFFERENCE"),
             (BATCH_MATMUL, "BATCH_MATMUL"),
             (GELU, "GELU"),
