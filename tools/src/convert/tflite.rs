@@ -1,5 +1,5 @@
-//! `octet convert model.tflite --tokenizer tokenizer.json`: a TFLite BERT encoder to a `.octet`
-//! file.
+//! `octet convert model.tflite [--tokenizer tokenizer.json]`: a TFLite BERT encoder to a
+//! `.octet` file.
 //!
 //! The graph is recognised by [`crate::tflite::bert`] (or given by a `--tflite-map` file), and
 //! its constants become octet's tensors: int8 tensors keep their exact values, scales and zero
@@ -14,8 +14,10 @@
 //! `tflite-int8`); a float file follows the recipe.
 //!
 //! The tokenizer is not inside a converter-written file: `--tokenizer` names the model's
-//! `tokenizer.json`. A `sentence_bert_config.json` beside it sets the window
-//! (`max_seq_length`); else the window is the position table's length.
+//! `tokenizer.json`, and a `sentence_bert_config.json` beside it sets the window
+//! (`max_seq_length`). A MediaPipe / TFLite Support file may carry its tokenizer in its metadata
+//! instead; without `--tokenizer` that one is used ([`crate::tflite::tokenizer_source`]). Else the
+//! window is the position table's length.
 
 use super::recipe::Recipe;
 use super::{store, tokenizer, ConvertReport, Logical, Planned, TableKind};
@@ -28,8 +30,8 @@ use std::path::Path;
 
 /// What `octet convert` needs besides the .tflite file.
 pub struct TfliteInputs<'a> {
-    /// The model's `tokenizer.json`.
-    pub tokenizer: &'a Path,
+    /// The model's `tokenizer.json`; None: the tokenizer in the file's metadata.
+    pub tokenizer: Option<&'a Path>,
     /// A mapping file (see [`bert::from_mapping`]) used instead of recognising the graph.
     pub mapping: Option<&'a Path>,
 }
@@ -356,17 +358,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         })?,
     };
     let (mut planned, sizes) = plan(&model, &graph)?;
-    let tokenizer_json =
-        std::fs::read(inputs.tokenizer).with_context(|| format!("cannot read {}", inputs.tokenizer.display()))?;
-    let window = inputs
-        .tokenizer
-        .parent()
-        .map(|d| d.join("sentence_bert_config.json"))
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
-        .map(|m| m as usize);
-    let max_seq_len = window.unwrap_or(sizes.positions).min(sizes.positions);
+    let tokenizer = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
+    let max_seq_len = tokenizer.window.unwrap_or(sizes.positions).min(sizes.positions);
     let config = serde_json::json!({
         "model_type": "bert",
         "hidden_size": sizes.hidden,
@@ -435,8 +428,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
                     sha256: sha256_hex(&file_bytes),
                 },
                 SourceFile {
-                    file: name_of(inputs.tokenizer),
-                    sha256: sha256_hex(&tokenizer_json),
+                    file: tokenizer.origin.clone(),
+                    sha256: sha256_hex(&tokenizer.json),
                 },
             ],
         },
@@ -444,7 +437,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
     };
     drop(file_bytes);
     let mut writer = ModelWriter::new(meta);
-    tokenizer::add(&mut writer, "tokenizer.json", &tokenizer_json)?;
+    tokenizer::add(&mut writer, "tokenizer.json", &tokenizer.json)?;
     let count = planned.len();
     for p in planned.drain(..) {
         store::store(&mut writer, recipe, p)?;
