@@ -22,7 +22,9 @@
 use super::error::TfliteError;
 use super::model::TfliteModel;
 use super::schema::{get, slot, table, Bytes, TableVec};
-use flatbuffers::{ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions};
+use flatbuffers::{
+    ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions,
+};
 use std::io::Read;
 
 /// The `Model.metadata` name of the TFLite Support metadata buffer.
@@ -115,7 +117,9 @@ impl Verifiable for TensorMetadataTable<'_> {
 impl<'a> TensorMetadataTable<'a> {
     fn name(&self) -> &'a [u8] {
         // SAFETY: verified as a byte vector at slot 0.
-        unsafe { get::<Bytes>(&self.0, slot(0)) }.map(|b| b.bytes()).unwrap_or(&[])
+        unsafe { get::<Bytes>(&self.0, slot(0)) }
+            .map(|b| b.bytes())
+            .unwrap_or(&[])
     }
     fn process_units(&self) -> Option<Vector<'a, ForwardsUOffset<ProcessUnitTable<'a>>>> {
         // SAFETY: verified as TableVec<ProcessUnitTable> at slot 4.
@@ -126,17 +130,27 @@ impl<'a> TensorMetadataTable<'a> {
 impl Verifiable for ProcessUnitTable<'_> {
     fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
         v.visit_table(pos)?
-            .visit_union::<u8, _>("options_type", slot(0), "options", slot(1), false, |key, v, pos| match key {
-                UNIT_BERT_TOKENIZER => {
-                    v.verify_union_variant::<ForwardsUOffset<BertTokenizerOptionsTable>>("BertTokenizerOptions", pos)
-                }
-                UNIT_SENTENCE_PIECE_TOKENIZER => v.verify_union_variant::<ForwardsUOffset<SentencePieceOptionsTable>>(
-                    "SentencePieceTokenizerOptions",
-                    pos,
-                ),
-                // Other units (normalization, score calibration, regex tokenizer) are never read.
-                _ => Ok(()),
-            })?
+            .visit_union::<u8, _>(
+                "options_type",
+                slot(0),
+                "options",
+                slot(1),
+                false,
+                |key, v, pos| match key {
+                    UNIT_BERT_TOKENIZER => v
+                        .verify_union_variant::<ForwardsUOffset<BertTokenizerOptionsTable>>(
+                            "BertTokenizerOptions",
+                            pos,
+                        ),
+                    UNIT_SENTENCE_PIECE_TOKENIZER => v
+                        .verify_union_variant::<ForwardsUOffset<SentencePieceOptionsTable>>(
+                            "SentencePieceTokenizerOptions",
+                            pos,
+                        ),
+                    // Other units (normalization, score calibration, regex tokenizer) are never read.
+                    _ => Ok(()),
+                },
+            )?
             .finish();
         Ok(())
     }
@@ -202,7 +216,9 @@ impl<'a> SentencePieceOptionsTable<'a> {
 
 impl Verifiable for AssociatedFileTable<'_> {
     fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
-        v.visit_table(pos)?.visit_field::<Bytes>("name", slot(0), false)?.finish();
+        v.visit_table(pos)?
+            .visit_field::<Bytes>("name", slot(0), false)?
+            .finish();
         Ok(())
     }
 }
@@ -210,7 +226,9 @@ impl Verifiable for AssociatedFileTable<'_> {
 impl AssociatedFileTable<'_> {
     fn name(&self) -> String {
         // SAFETY: verified as a byte vector at slot 0.
-        let bytes = unsafe { get::<Bytes>(&self.0, slot(0)) }.map(|b| b.bytes()).unwrap_or(&[]);
+        let bytes = unsafe { get::<Bytes>(&self.0, slot(0)) }
+            .map(|b| b.bytes())
+            .unwrap_or(&[]);
         String::from_utf8_lossy(bytes).into_owned()
     }
 }
@@ -266,18 +284,32 @@ fn invalid(msg: impl Into<String>) -> TfliteError {
 }
 
 /// The first associated file of a unit's file list, which must name one.
-fn first_file(files: Option<Vector<'_, ForwardsUOffset<AssociatedFileTable<'_>>>>, what: &str) -> Result<String, TfliteError> {
-    let name = files.filter(|f| !f.is_empty()).map(|f| f.get(0).name()).unwrap_or_default();
+fn first_file(
+    files: Option<Vector<'_, ForwardsUOffset<AssociatedFileTable<'_>>>>,
+    what: &str,
+) -> Result<String, TfliteError> {
+    let name = files
+        .filter(|f| !f.is_empty())
+        .map(|f| f.get(0).name())
+        .unwrap_or_default();
     if name.is_empty() {
-        return Err(invalid(format!("TFLite metadata: the {what} names no associated file")));
+        return Err(invalid(format!(
+            "TFLite metadata: the {what} names no associated file"
+        )));
     }
     Ok(name)
 }
 
 /// The tokenizer named by one process unit, if it is one.
-fn unit_tokenizer(unit: ProcessUnitTable<'_>, attached_to: &str) -> Result<Option<TokenizerUnit>, TfliteError> {
+fn unit_tokenizer(
+    unit: ProcessUnitTable<'_>,
+    attached_to: &str,
+) -> Result<Option<TokenizerUnit>, TfliteError> {
     let found = if let Some(bert) = unit.bert_tokenizer() {
-        Some((TokenizerKind::Bert, first_file(bert.vocab_file(), "BERT tokenizer")?))
+        Some((
+            TokenizerKind::Bert,
+            first_file(bert.vocab_file(), "BERT tokenizer")?,
+        ))
     } else if let Some(sp) = unit.sentence_piece_tokenizer() {
         let file = match sp.model_file() {
             Some(f) if !f.is_empty() => first_file(Some(f), "SentencePiece tokenizer")?,
@@ -297,8 +329,13 @@ fn unit_tokenizer(unit: ProcessUnitTable<'_>, attached_to: &str) -> Result<Optio
 /// Reads a `ModelMetadata` buffer (`M001`) and returns the input tokenizer of its first
 /// subgraph: a subgraph-wide input process unit first, else one on an input tensor.
 pub fn tokenizer_unit(metadata: &[u8]) -> Result<Option<TokenizerUnit>, TfliteError> {
-    if metadata.len() < 8 || !flatbuffers::buffer_has_identifier(metadata, METADATA_IDENTIFIER, false) {
-        let found = metadata.get(4..8).map(String::from_utf8_lossy).unwrap_or_default();
+    if metadata.len() < 8
+        || !flatbuffers::buffer_has_identifier(metadata, METADATA_IDENTIFIER, false)
+    {
+        let found = metadata
+            .get(4..8)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         return Err(invalid(format!(
             "the {METADATA_NAME} buffer ({} bytes) has identifier {found:?}, not \"{METADATA_IDENTIFIER}\"",
             metadata.len()
@@ -351,7 +388,9 @@ pub fn associated_file(file: &[u8], name: &str) -> Result<Vec<u8>, TfliteError> 
         .read_to_end(&mut contents)
         .map_err(|e| invalid(format!("associated file '{name}': {e}")))?;
     if contents.len() as u64 > MAX_ASSOCIATED_FILE {
-        return Err(invalid(format!("associated file '{name}' is over the {MAX_ASSOCIATED_FILE}-byte limit")));
+        return Err(invalid(format!(
+            "associated file '{name}' is over the {MAX_ASSOCIATED_FILE}-byte limit"
+        )));
     }
     Ok(contents)
 }
@@ -359,7 +398,10 @@ pub fn associated_file(file: &[u8], name: &str) -> Result<Vec<u8>, TfliteError> 
 /// The fixed length of the model's first input, when its shape is [1, n] with n fixed.
 fn fixed_input_len(model: &TfliteModel) -> Option<usize> {
     let t = &model.tensors[*model.inputs.first()?];
-    if t.shape_signature.as_ref().is_some_and(|s| s.iter().any(|&d| d < 0)) {
+    if t.shape_signature
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|&d| d < 0))
+    {
         return None;
     }
     match t.shape[..] {

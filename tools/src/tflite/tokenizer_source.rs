@@ -1,12 +1,15 @@
 //! Where a TFLite import's `tokenizer.json` comes from: the user's `--tokenizer` file, which
 //! always wins, or else the tokenizer the file's MediaPipe / TFLite Support metadata carries
 //! ([`super::metadata`]; a BERT vocab becomes a `tokenizer.json` through [`super::wordpiece`]).
-//! With neither, the error names both.
+//! With neither, the error names both. Errors keep the CLI's exit codes: an unreadable
+//! `--tokenizer` file is a missing input, no tokenizer at all a usage error, malformed metadata
+//! a bad input.
 
-use super::error::TfliteError;
 use super::metadata::{self, TokenizerKind};
 use super::model::TfliteModel;
 use super::wordpiece;
+use crate::exit::CliError;
+use anyhow::{Context, Result};
 use std::path::Path;
 
 /// The tokenizer a conversion stores.
@@ -20,8 +23,6 @@ pub struct TokenizerSource {
     /// The window it implies, if any: `max_seq_length` of a `sentence_bert_config.json` beside
     /// the user's file, or the fixed token input length of a file with metadata.
     pub window: Option<usize>,
-    /// One line for people: where the tokenizer was found.
-    pub description: String,
 }
 
 fn file_name(p: &Path) -> String {
@@ -31,8 +32,8 @@ fn file_name(p: &Path) -> String {
 }
 
 /// The user's `tokenizer.json` at `path`.
-fn from_user_file(path: &Path) -> Result<TokenizerSource, TfliteError> {
-    let json = std::fs::read(path).map_err(|e| TfliteError::Io(format!("cannot read {}: {e}", path.display())))?;
+fn from_user_file(path: &Path) -> Result<TokenizerSource> {
+    let json = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let window = path
         .parent()
         .map(|d| d.join("sentence_bert_config.json"))
@@ -44,18 +45,17 @@ fn from_user_file(path: &Path) -> Result<TokenizerSource, TfliteError> {
         json,
         origin: file_name(path),
         window,
-        description: format!("--tokenizer {}", path.display()),
     })
 }
 
 /// The tokenizer for converting `model` (read from `input`): `user`'s file when given, else the
 /// one in the model's metadata.
-pub fn resolve(model: &TfliteModel, user: Option<&Path>, input: &Path) -> Result<TokenizerSource, TfliteError> {
+pub fn resolve(model: &TfliteModel, user: Option<&Path>, input: &Path) -> Result<TokenizerSource> {
     if let Some(path) = user {
         return from_user_file(path);
     }
     let Some(found) = metadata::embedded_tokenizer(model)? else {
-        return Err(TfliteError::Unrecognised(format!(
+        return Err(CliError::usage(format!(
             "{} has no tokenizer: it carries no MediaPipe / TFLite Support tokenizer metadata (a BERT vocab \
              or SentencePiece model named in its {} buffer); pass --tokenizer tokenizer.json (the model's \
              Hugging Face tokenizer)",
@@ -68,12 +68,8 @@ pub fn resolve(model: &TfliteModel, user: Option<&Path>, input: &Path) -> Result
             json: wordpiece::tokenizer_json(&found.contents, found.lower_case(), &found.unit.file)?,
             origin: format!("{}:{}", file_name(input), found.unit.file),
             window: found.max_seq_len,
-            description: format!(
-                "BERT vocab '{}' from the file's TFLite metadata ({} input)",
-                found.unit.file, found.unit.attached_to
-            ),
         }),
-        TokenizerKind::SentencePiece => Err(TfliteError::Unrecognised(format!(
+        TokenizerKind::SentencePiece => Err(CliError::usage(format!(
             "{} carries a SentencePiece tokenizer ('{}') in its TFLite metadata; extracting SentencePiece \
              models is not supported yet: pass --tokenizer tokenizer.json",
             input.display(),
