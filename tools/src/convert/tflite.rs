@@ -358,8 +358,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         })?,
     };
     let (mut planned, sizes) = plan(&model, &graph)?;
-    let tokenizer = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
-    let max_seq_len = tokenizer.window.unwrap_or(sizes.positions).min(sizes.positions);
+    let user_or_embedded = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
+    let max_seq_len = user_or_embedded.window.unwrap_or(sizes.positions).min(sizes.positions);
     let config = serde_json::json!({
         "model_type": "bert",
         "hidden_size": sizes.hidden,
@@ -428,8 +428,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
                     sha256: sha256_hex(&file_bytes),
                 },
                 SourceFile {
-                    file: tokenizer.origin.clone(),
-                    sha256: sha256_hex(&tokenizer.json),
+                    file: user_or_embedded.origin.clone(),
+                    sha256: sha256_hex(&user_or_embedded.json),
                 },
             ],
         },
@@ -437,7 +437,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
     };
     drop(file_bytes);
     let mut writer = ModelWriter::new(meta);
-    tokenizer::add(&mut writer, "tokenizer.json", &tokenizer.json)?;
+    tokenizer::add(&mut writer, "tokenizer.json", &user_or_embedded.json)?;
     let count = planned.len();
     for p in planned.drain(..) {
         store::store(&mut writer, recipe, p)?;

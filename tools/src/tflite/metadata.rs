@@ -382,7 +382,8 @@ pub fn associated_file(file: &[u8], name: &str) -> Result<Vec<u8>, TfliteError> 
             entry.size()
         )));
     }
-    let mut contents = Vec::with_capacity(entry.size() as usize);
+    // The header's size is a claim: reserve at most 1 MB up front.
+    let mut contents = Vec::with_capacity(entry.size().min(1 << 20) as usize);
     entry
         .take(MAX_ASSOCIATED_FILE + 1)
         .read_to_end(&mut contents)
