@@ -4,6 +4,8 @@ model's vocab.txt packed inside, written by MediaPipe's own metadata writer clas
 
   build      <out_dir>/minilm-int8-metadata.tflite
   embedder   tries MediaPipe's TextEmbedder on that file and prints what happens
+  seed       IN.tflite OUT.tflite: the same metadata on a small model with a 64-token vocab, a
+             seed for the `tflite` fuzz target (scripts/fuzz.sh) that reaches the metadata path
 
 The metadata is what MediaPipe's text writers produce for a BERT model (GeneralMd, a TensorMd per
 input and output, a BertTokenizerMd subgraph input process unit whose vocab file is an
@@ -71,27 +73,41 @@ def metadata_buffer(vocab_name):
     return b.Output()
 
 
-def build(out_dir):
-    src = SOURCE
-    if not os.path.isfile(src) or not os.path.isfile(VOCAB):
-        sys.exit(f"need {src} and {VOCAB}: run scripts/fetch-tflite-minilm.sh first")
+def with_metadata(src, vocab, dest):
+    """Writes `src` with the BERT-tokenizer metadata and `vocab` packed in, to `dest`."""
     with open(src, "rb") as f:
         model = f.read()
     populator = metadata.MetadataPopulator.with_model_buffer(model)
     # The associated file is named by its base name, as MediaPipe's writers do.
-    populator.load_metadata_buffer(metadata_buffer(os.path.basename(VOCAB)))
-    populator.load_associated_files([VOCAB])
+    populator.load_metadata_buffer(metadata_buffer(os.path.basename(vocab)))
+    populator.load_associated_files([vocab])
     with mock.patch("time.time", return_value=float(ZIP_EPOCH)):
         populator.populate()
     out = populator.get_model_buffer()
-    os.makedirs(out_dir, exist_ok=True)
-    dest = os.path.join(out_dir, OUT_NAME)
     tmp = dest + ".partial"
     with open(tmp, "wb") as f:
         f.write(out)
     os.replace(tmp, dest)
     print("packed files:", populator.get_packed_associated_file_list(), file=sys.stderr)
     print(f"wrote {dest} ({len(out)} bytes)", file=sys.stderr)
+
+
+def build(out_dir):
+    if not os.path.isfile(SOURCE) or not os.path.isfile(VOCAB):
+        sys.exit(f"need {SOURCE} and {VOCAB}: run scripts/fetch-tflite-minilm.sh first")
+    os.makedirs(out_dir, exist_ok=True)
+    with_metadata(SOURCE, VOCAB, os.path.join(out_dir, OUT_NAME))
+
+
+def seed(src, dest):
+    import tempfile
+
+    words = [f"w{i}" for i in range(59)]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = os.path.join(tmp, "vocab.txt")
+        with open(vocab, "w") as f:
+            f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
+        with_metadata(src, vocab, dest)
 
 
 def embedder(out_dir):
@@ -110,10 +126,16 @@ def embedder(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["build", "embedder"])
+    ap.add_argument("what", choices=["build", "embedder", "seed"])
+    ap.add_argument("files", nargs="*", help="seed: IN.tflite OUT.tflite")
     ap.add_argument("--out", default=DEFAULT_OUT, help="folder of the output file")
     args = ap.parse_args()
-    {"build": build, "embedder": embedder}[args.what](args.out)
+    if args.what == "seed":
+        if len(args.files) != 2:
+            ap.error("seed takes IN.tflite OUT.tflite")
+        seed(*args.files)
+    else:
+        {"build": build, "embedder": embedder}[args.what](args.out)
 
 
 if __name__ == "__main__":
