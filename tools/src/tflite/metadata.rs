@@ -15,8 +15,8 @@
 //! buffer before any field is followed, and a malformed buffer or archive is an error, never a
 //! panic. [`super::wordpiece`] turns a BERT vocab into a `tokenizer.json`.
 //!
-//! The metadata has no lower-case or window field: TFLite Support's BERT tokenizer lower-cases,
-//! and the window is the token input's length when the file fixes it (MediaPipe's BERT models
+//! The metadata has no lower-case or window field: MediaPipe's and TFLite Support's BERT
+//! preprocessors lower-case the text before WordPiece, and the window is the token input's length when the file fixes it (MediaPipe's BERT models
 //! take [1, 128]); a file with a dynamic length leaves it to the converter.
 
 use super::error::TfliteError;
@@ -272,8 +272,8 @@ pub struct EmbeddedTokenizer {
 }
 
 impl EmbeddedTokenizer {
-    /// TFLite Support's BERT tokenizer lower-cases its input, and the metadata has no flag to
-    /// say otherwise.
+    /// MediaPipe's and TFLite Support's BERT preprocessors lower-case the text, and the
+    /// metadata has no flag to say otherwise.
     pub fn lower_case(&self) -> bool {
         self.unit.kind == TokenizerKind::Bert
     }

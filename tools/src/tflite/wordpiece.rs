@@ -2,8 +2,10 @@
 //! the Hugging Face `tokenizer.json` the engine loads, built with the `tokenizers` crate's own
 //! types: BERT normalizer (clean text, CJK spacing, lower case), BERT pre-tokenizer, WordPiece
 //! with `[UNK]` and `##` continuations (100 characters at most per word), `[CLS] A [SEP]`
-//! template, WordPiece decoder. That is the pipeline TFLite Support's BERT tokenizer runs, and
-//! the one in a Hugging Face BERT's own `tokenizer.json`.
+//! template, WordPiece decoder: the pipeline of a Hugging Face BERT's own `tokenizer.json`.
+//! MediaPipe's and TFLite Support's BERT preprocessors lower-case ASCII only before their
+//! WordPiece, so on non-ASCII capitals and accented letters the two can give different ids
+//! (octet follows the Hugging Face form, which `tests/mediapipe.rs` checks against MiniLM's).
 
 use super::error::TfliteError;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
