@@ -99,7 +99,7 @@ fn embedder(variant: &str, kind: &str) -> &'static Embedder {
         let recipe = octet_tools::convert::recipe::Recipe::parse("f32", vec![], None).unwrap();
         let tokenizer = t5_dir().join(format!("t5-{variant}-hf/tokenizer.json"));
         let inputs = octet_tools::convert::tflite::TfliteInputs {
-            tokenizer: &tokenizer,
+            tokenizer: Some(&tokenizer),
             mapping: None,
         };
         octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)

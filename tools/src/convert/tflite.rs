@@ -1,4 +1,4 @@
-//! `octet convert model.tflite --tokenizer tokenizer.json`: a TFLite BERT or T5 encoder to a
+//! `octet convert model.tflite [--tokenizer tokenizer.json]`: a TFLite BERT or T5 encoder to a
 //! `.octet` file.
 //!
 //! The graph is recognised by [`crate::tflite::bert`], else by [`crate::tflite::t5`] (planned
@@ -30,8 +30,8 @@ use std::path::Path;
 
 /// What `octet convert` needs besides the .tflite file.
 pub struct TfliteInputs<'a> {
-    /// The model's `tokenizer.json`.
-    pub tokenizer: &'a Path,
+    /// The model's `tokenizer.json`; None: the tokenizer in the file's metadata.
+    pub tokenizer: Option<&'a Path>,
     /// A mapping file (see [`bert::from_mapping`]) used instead of recognising the graph.
     pub mapping: Option<&'a Path>,
 }
@@ -422,17 +422,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         positions,
         dense,
     } = plan;
-    let tokenizer_json =
-        std::fs::read(inputs.tokenizer).with_context(|| format!("cannot read {}", inputs.tokenizer.display()))?;
-    let window = inputs
-        .tokenizer
-        .parent()
-        .map(|d| d.join("sentence_bert_config.json"))
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
-        .map(|m| m as usize);
-    let max_seq_len = window.unwrap_or(positions).min(positions);
+    let user_or_embedded = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
+    let max_seq_len = user_or_embedded.window.unwrap_or(positions).min(positions);
     let file_bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let name_of = |p: &Path| {
         p.file_name()
@@ -487,8 +478,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
                     sha256: sha256_hex(&file_bytes),
                 },
                 SourceFile {
-                    file: name_of(inputs.tokenizer),
-                    sha256: sha256_hex(&tokenizer_json),
+                    file: user_or_embedded.origin.clone(),
+                    sha256: sha256_hex(&user_or_embedded.json),
                 },
             ],
         },
@@ -496,7 +487,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
     };
     drop(file_bytes);
     let mut writer = ModelWriter::new(meta);
-    tokenizer::add(&mut writer, "tokenizer.json", &tokenizer_json)?;
+    tokenizer::add(&mut writer, "tokenizer.json", &user_or_embedded.json)?;
     let count = planned.len();
     for p in planned.drain(..) {
         store::store(&mut writer, recipe, p)?;
