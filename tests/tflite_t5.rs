@@ -227,8 +227,9 @@ fn tokenizer_gives_the_ids_the_interpreter_was_fed() {
         truncated += tokens.truncated as usize;
     }
     assert!(
-        truncated > 0 && truncated < fixture().texts.len() / 2,
-        "{truncated} texts truncated: the set should have both"
+        truncated > 0 && truncated < fixture().texts.len(),
+        "{truncated} of {} texts truncated: the set should have both",
+        fixture().texts.len()
     );
 }
 
@@ -257,6 +258,9 @@ fn int8_import_matches_the_interpreter_and_stays_close_to_transformers() {
             "  (LiteRT's XNNPACK delegate vs its builtin kernels: mean {:.6}, min {:.6})",
             model.xnnpack_vs_builtin.mean_cosine, model.xnnpack_vs_builtin.min_cosine
         );
+        // Measured (gated / relu): mean 0.999955 / 0.999994, min 0.999834 / 0.999965; LiteRT's
+        // own XNNPACK run is as far from its builtin kernels. Unlike MiniLM (tests/tflite.rs),
+        // these two-layer models do not amplify one-ulp differences into flipped codes.
         assert!(mean >= 0.9999 && min >= 0.999, "{variant}: mean cosine {mean}, min {min}");
         let reference = &fixture().transformers.embeddings[variant];
         let (mean, min, _) = compare(&format!("T5 {variant} TFLite int8 import vs transformers"), &got, reference);
