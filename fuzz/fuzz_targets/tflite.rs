@@ -3,16 +3,16 @@
 //! The input is a whole TFLite file. Bytes 4..8 are set to the file identifier `TFL3` so that
 //! mutations reach the flatbuffer verifier and the decoder instead of stopping at the
 //! identifier check (which has its own unit test). If the file decodes, every constant is read
-//! the ways the importer reads it, the graph walk runs, and when it recognises an encoder the
-//! importer plans every tensor (the step before quantizing and writing). The tokenizer metadata
-//! is read too (the `TFLITE_METADATA` buffer, the zip archive of associated files, a BERT vocab
+//! the ways the importer reads it, the graph walks (BERT, T5) run, and when one recognises an
+//! encoder the importer plans its tensors, the step before quantizing and writing (for T5: the
+//! inversion of the position bias). The tokenizer metadata is read too (the `TFLITE_METADATA` buffer, the zip archive of associated files, a BERT vocab
 //! turned into a tokenizer.json). None of it may panic, hang or use memory out of proportion to
 //! the input.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use octet_tools::tflite::{bert, metadata, wordpiece, TfliteModel};
+use octet_tools::tflite::{bert, metadata, t5, wordpiece, TfliteModel};
 
 fuzz_target!(|data: &[u8]| {
     let mut bytes = data.to_vec();
@@ -30,5 +30,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(graph) = bert::recognise(&model) {
         let _ = octet_tools::convert::tflite::plan(&model, &graph);
+    }
+    if let Ok(graph) = t5::recognise(&model) {
+        if let Ok(values) = model.f32_values(&model.tensors[graph.position_bias]) {
+            let _ = t5::bucket_table(&values, graph.heads, graph.sequence);
+        }
     }
 });

@@ -134,11 +134,54 @@ pub fn read(path: &Path) -> Result<Inventory> {
                 input.note = "token ids".into();
             }
         }
-        Err(e) => inv
-            .notes
-            .push(format!("octet convert would not recognise this graph: {e}")),
+        Err(bert_error) => match crate::tflite::t5::recognise(&model) {
+            Ok(g) => describe_t5(&model, &g, &mut inv),
+            Err(t5_error) => inv.notes.push(format!(
+                "octet convert would not recognise this graph: as a BERT encoder: {bert_error}; as a T5 encoder: {t5_error}"
+            )),
+        },
     }
     Ok(inv)
+}
+
+/// The facts of a recognised T5 encoder.
+fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut Inventory) {
+    use crate::tflite::t5::FfnActivation;
+    let d = model.tensors[g.word].shape.get(1).copied().unwrap_or(0);
+    let act = match g.activation {
+        FfnActivation::Relu => "ReLU",
+        FfnActivation::GeluTanh => "GELU (tanh)",
+        FfnActivation::GeluErf => "GELU (erf)",
+    };
+    let bias = model
+        .f32_values(&model.tensors[g.position_bias])
+        .ok()
+        .and_then(|v| crate::tflite::t5::bucket_table(&v, g.heads, g.sequence).ok())
+        .map(|b| format!("{} buckets up to distance {}", b.num_buckets, b.max_distance))
+        .unwrap_or_else(|| "a position bias no T5 bucketing reproduces".into());
+    inv.facts.push((
+        "recognised".into(),
+        format!(
+            "T5 encoder: {} layers, d_model {d}, {} heads of {}, {}{act} FFN, relative-position bias folded over {} positions ({bias}){}{}",
+            g.layers.len(),
+            g.heads,
+            g.d_kv,
+            if g.gated { "gated " } else { "" },
+            g.sequence,
+            if g.dense.is_some() { ", Dense after pooling" } else { "" },
+            if g.asymmetric_inputs { ", asymmetric int8 activations" } else { "" },
+        ),
+    ));
+    if let Some(out) = inv.outputs.first_mut() {
+        let pooled = if g.dense.is_some() { "masked mean, Dense" } else { "masked mean" };
+        out.note = if g.normalize { format!("{pooled}, L2-normalized embedding") } else { format!("{pooled} embedding") };
+    }
+    if let Some(input) = inv.inputs.iter_mut().find(|p| p.dtype == "INT32" || p.dtype == "INT64") {
+        input.note = match g.pad_id {
+            Some(pad) => format!("token ids, {pad} = padding"),
+            None => "token ids".into(),
+        };
+    }
 }
 
 #[cfg(test)]

@@ -323,6 +323,7 @@ fn corrupted_bytes_never_panic() {
                 let _ = m.i8_values(t);
             }
             let _ = bert::recognise(&m);
+            let _ = super::t5::recognise(&m);
         }
     }
 }
@@ -338,4 +339,29 @@ fn a_graph_without_an_embedding_says_what_was_not_recognised() {
     let m = decode(&valid()).unwrap();
     let err = bert::recognise(&m).unwrap_err().to_string();
     assert!(err.contains("embeddings") && err.contains("ADD"), "{err}");
+    let err = super::t5::recognise(&m).unwrap_err().to_string();
+    assert!(err.contains("RMSNorm"), "{err}");
+}
+
+/// `octet convert` tries every walk and reports where each stopped.
+#[test]
+fn convert_names_every_walk_that_failed() {
+    let dir = std::env::temp_dir().join(format!("octet-tflite-unrecognised-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("not-an-encoder.tflite");
+    std::fs::write(&input, build(&valid())).unwrap();
+    let recipe = crate::convert::recipe::Recipe::parse("f32", vec![], None).unwrap();
+    let inputs = crate::convert::tflite::TfliteInputs {
+        tokenizer: None,
+        mapping: None,
+    };
+    let err = crate::convert::tflite::convert(&input, &dir.join("out.octet"), &recipe, &inputs)
+        .map(|_| ())
+        .unwrap_err();
+    let text = format!("{err:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        text.contains("as a BERT encoder:") && text.contains("as a T5 encoder:") && text.contains("--tflite-map"),
+        "{text}"
+    );
 }
