@@ -183,6 +183,21 @@ fn vector(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f
     Ok(values)
 }
 
+/// The first `len` values of a constant that is one row, or rows that the graph walk checked
+/// are all equal (litert-torch's token-type row folded over the sequence, [1, n, h]).
+fn first_row(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f32>> {
+    let mut values = model.f32_values(&model.tensors[t])?;
+    if len == 0 || values.is_empty() || values.len() % len != 0 {
+        bail!(
+            "{what}: tensor {} has {} values, expected rows of {len}",
+            model.tensors[t].label(),
+            values.len()
+        );
+    }
+    values.truncate(len);
+    Ok(values)
+}
+
 /// The sizes of a recognised encoder.
 pub struct Sizes {
     pub hidden: usize,
@@ -235,7 +250,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     };
     let mut token_type = vec![0f32; h];
     for &t in &g.token_type {
-        for (acc, v) in token_type.iter_mut().zip(vector(model, t, h, "token type")?) {
+        for (acc, v) in token_type.iter_mut().zip(first_row(model, t, h, "token type")?) {
             *acc += v;
         }
     }
