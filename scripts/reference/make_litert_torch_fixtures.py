@@ -2,7 +2,7 @@
 reference fixture of their outputs, for octet's TFLite importer.
 
   tiny    (default) tests/fixtures/litert_torch/: a tiny seeded BERT (transformers.BertModel,
-          vocab 96, hidden 32, 2 layers, 4 heads, FFN 64, every weight, bias and LayerNorm
+          vocab 86 (5 special tokens, 69 words, 8 suffixes, 4 punctuation marks), hidden 32, 2 layers, 4 heads, FFN 64, every weight, bias and LayerNorm
           parameter drawn from a seeded generator) wrapped to take int32 token ids [1, n] and
           return the mean-pooled, L2-normalised embedding [1, 32]; converted in float32 and with
           litert-torch's dynamic-range int8 recipe; plus its WordPiece tokenizer.json and

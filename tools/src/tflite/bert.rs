@@ -1,26 +1,41 @@
-//! Recognises a BERT encoder in a TFLite graph, as TensorFlow's converter writes one, and
-//! names its constant tensors in the engine's terms (`crates/octet/src/model/bert.rs`).
+//! Recognises a BERT encoder in a TFLite graph, as TensorFlow's converter or litert-torch
+//! (PyTorch -> TFLite) writes one, and names its constant tensors in the engine's terms
+//! (`crates/octet/src/model/bert.rs`).
 //!
 //! Converted files name tensors after the ops that made them (`MatMul_7;add_12`), so the walk
 //! follows the data flow instead, from the int32 token-id input:
 //!
 //! ```text
-//! ids -> [RESHAPE] -> GATHER(word table) [-> DEQUANTIZE] -> ADD position rows / token-type row ...
-//!     -> LayerNorm -> per layer:
-//!        3 x FULLY_CONNECTED -> RESHAPE/TRANSPOSE -> BATCH_MATMUL(Q, K) -> MUL|DIV scale -> SOFTMAX
-//!          -> BATCH_MATMUL(., V) -> TRANSPOSE/RESHAPE -> FULLY_CONNECTED (output) -> ADD residual -> LayerNorm
+//! ids -> [RESHAPE] -> GATHER(word table) | EMBEDDING_LOOKUP(ids, word table) [-> DEQUANTIZE] [-> RESHAPE]
+//!     -> ADD position rows / token-type row ... -> LayerNorm -> per layer:
+//!        3 x FULLY_CONNECTED -> RESHAPE/TRANSPOSE -> BATCH_MATMUL(Q, K) -> MUL|DIV scale [-> ADD zero mask] -> SOFTMAX
+//!          -> [RESHAPE] -> BATCH_MATMUL(., V) -> TRANSPOSE/RESHAPE -> FULLY_CONNECTED (output) -> ADD residual -> LayerNorm
 //!          -> FULLY_CONNECTED (up) -> GELU -> FULLY_CONNECTED (down) -> ADD residual -> LayerNorm
-//!     -> MEAN over tokens [-> L2_NORMALIZATION] -> output
+//!     -> MEAN over tokens [-> L2 normalisation] -> output
 //! ```
 //!
-//! LayerNorm is the converter's lowering of `(x - mean) * rsqrt(var + eps) * gamma + beta`
-//! (MEAN, SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT, SUB, MUL, MUL gamma, ADD beta). The
-//! converter folds gamma and beta into the FULLY_CONNECTED layers that read a LayerNorm (they
-//! then read the normalised values before gamma and beta): the walk accepts either form and
-//! reports which ([`BertGraph::folded_norms`]); the engine has a mode for the folded one.
-//! Query, key and value are told apart by where they enter the two attention products, not by
-//! their order in the file. Anything else gets a [`TfliteError::Unrecognised`] naming the
-//! operator or tensor where the walk stopped.
+//! The two converters differ in a few places, and the walk takes either form at each:
+//!
+//! | step | TensorFlow's converter | litert-torch 0.10 |
+//! |---|---|---|
+//! | token table | GATHER(table, ids) | EMBEDDING_LOOKUP(ids, table) -> RESHAPE [1, n, h] |
+//! | positions, token type | a slice of the position table; a [h] row | both folded to [1, n, h] constants (fixed n); the token-type one has n equal rows |
+//! | LayerNorm | `(x - mean) * rsqrt(var + eps)`: SUB, MUL | `x * r + (0 - r * mean)`: MUL, ADD of SUB(0, MUL(r, mean)), statistics RESHAPEd to [.., n, 1] |
+//! | attention mask | none | ADD of SELECT_V2(constant condition, 0, min) to the scores: accepted only when it is all zeros |
+//! | L2 normalisation | L2_NORMALIZATION | `x / max(POW(SUM(x * x), 0.5), eps)` |
+//!
+//! Both then read the LayerNorm the same way: `(x - mean) * rsqrt(var + eps)`, times gamma,
+//! plus beta (MEAN, SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT shared). Both fold gamma and beta
+//! into the FULLY_CONNECTED layers that read a LayerNorm (they then read the normalised values
+//! before gamma and beta): the walk accepts either form and reports which
+//! ([`BertGraph::folded_norms`]); the engine has a mode for the folded one. Both write
+//! dynamic-range int8 as symmetric per-channel int8 weights; TensorFlow's FULLY_CONNECTED
+//! quantizes activation rows asymmetrically (`asymmetric_quantize_inputs`), litert-torch's
+//! symmetrically ([`BertGraph::asymmetric_inputs`]). Query, key and value are told apart by
+//! where they enter the two attention products, not by their order in the file. Anything else
+//! gets a [`TfliteError::Unrecognised`] naming the operator or tensor where the walk stopped,
+//! and where the forms differ (the table lookup, LayerNorm, the mask, pooling), what each form
+//! expected there.
 
 use super::model::{op, OpOptions, Operator, TfliteModel};
 use super::TfliteError;
