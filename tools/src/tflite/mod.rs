@@ -1,12 +1,12 @@
-//! Reading TFLite flatbuffers (`.tflite`) and recognising the encoder inside them.
+//! Reading TFLite flatbuffers (`.tflite`) and recognising the encoder inside them, as
+//! TensorFlow's converter or litert-torch (PyTorch -> TFLite) writes it.
 //!
 //! - [`schema`]: the handful of schema tables read, verified by the `flatbuffers` crate before
 //!   any field is followed (the only `unsafe` of the importer, each use paired with a verified field).
 //! - [`model`]: the main subgraph decoded into owned tensors and operators, with every index,
 //!   shape and buffer length checked; constants read as f32, int8, int4 or int32.
 //! - [`bert`]: walks the operator graph from the token-id input to the engine's BERT tensors
-//!   (the names in a converted file say little), as TensorFlow's converter or litert-torch
-//!   (PyTorch -> TFLite) writes them, or takes a user's mapping file.
+//!   (the names in a converted file say little), or takes a user's mapping file.
 //!
 //! A malformed file is an error ([`TfliteError`]), never a panic.
 
