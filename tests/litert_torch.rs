@@ -1,5 +1,6 @@
 //! TFLite import of files written by litert-torch (PyTorch -> TFLite): a tiny seeded BERT in
-//! float32 and in litert-torch's dynamic-range int8, one file per fixed sequence length
+//! float32 and in litert-torch's dynamic-range int8, one file per fixed sequence length, and at
+//! n = 9 also with transformers' SDPA attention (its scale folded into the projections)
 //! (`tests/fixtures/litert_torch/`, made by `scripts/reference/make_litert_torch_fixtures.py`).
 //! Each file is converted by `octet convert`'s code and its embeddings are compared with the
 //! LiteRT interpreter's (builtin kernels) and PyTorch's on the same token ids. The files are
@@ -167,6 +168,18 @@ fn every_file_is_recognised() {
         assert!(g.pooling.mean && g.pooling.normalize, "{key}");
         assert!(!g.gelu_tanh, "{key}: erf GELU");
         assert!((g.eps - 1e-12).abs() < 1e-15, "{key}: eps {}", g.eps);
+        // Eager attention scales the scores by a MUL; litert-torch folds SDPA's scale into the
+        // projections, and the query weights get sqrt(head_dim 8) back when planned.
+        let want = if key.contains("sdpa") {
+            8f32.sqrt()
+        } else {
+            1.0
+        };
+        assert!(
+            (g.query_scale - want).abs() < 1e-6,
+            "{key}: query scale {}",
+            g.query_scale
+        );
         let word = &model.tensors[g.word];
         let position = &model.tensors[g.position.unwrap()];
         assert_eq!(

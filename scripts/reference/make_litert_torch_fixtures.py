@@ -5,7 +5,9 @@ reference fixture of their outputs, for octet's TFLite importer.
           vocab 86 (5 special tokens, 69 words, 8 suffixes, 4 punctuation marks), hidden 32, 2 layers, 4 heads, FFN 64, every weight, bias and LayerNorm
           parameter drawn from a seeded generator) wrapped to take int32 token ids [1, n] and
           return the mean-pooled, L2-normalised embedding [1, 32]; converted in float32 and with
-          litert-torch's dynamic-range int8 recipe; plus its WordPiece tokenizer.json and
+          litert-torch's dynamic-range int8 recipe, with eager attention (and at n = 9 also
+          with SDPA attention, whose scale litert-torch folds into the projections); plus its
+          WordPiece tokenizer.json and
           reference.json (token ids, PyTorch outputs, LiteRT interpreter outputs, sha256s,
           versions)
   minilm  <out>/minilm-L256-{f32,int8}.tflite: the real all-MiniLM-L6-v2 (sentence-transformers
@@ -48,6 +50,7 @@ MINILM_OUT = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-litert-torch")
 
 SEED = 20261203
 LENGTHS = (5, 9, 16)
+SDPA_LENGTH = 9
 TEXTS_PER_LENGTH = 6
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = (
@@ -143,7 +146,7 @@ def tiny_module(vocab_size):
         type_vocab_size=2,
         hidden_act="gelu",
         layer_norm_eps=1e-12,
-        attn_implementation="eager",
+        attn_implementation="eager",  # explicit MUL by 1/sqrt(head_dim); see sdpa_module
     )
     bert = transformers.BertModel(config, add_pooling_layer=False).eval()
     # BertModel initialises biases to 0 and LayerNorm to (1, 0), which the converter would fold
@@ -158,6 +161,17 @@ def tiny_module(vocab_size):
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
     return _embedder_class()(bert).eval(), config
+
+
+def sdpa_module(module, config):
+    """`module`'s weights in a BertModel with SDPA attention (transformers' default)."""
+    import transformers
+
+    bert = transformers.BertModel(
+        transformers.BertConfig(**{**config.to_dict(), "attn_implementation": "sdpa"}), add_pooling_layer=False
+    ).eval()
+    bert.load_state_dict(module.bert.state_dict())
+    return _embedder_class()(bert).eval()
 
 
 def _embedder_class():
@@ -239,20 +253,25 @@ def tiny():
     module, config = tiny_module(len(vocab))
     with torch.no_grad():
         pytorch = [module(torch.tensor([t["token_ids"]], dtype=torch.long))[0].numpy() for t in texts]
+    # The same weights with transformers' default SDPA attention: litert-torch folds its
+    # 1/sqrt(head_dim) into the projections, so the graph has no scale on the scores.
+    sdpa = sdpa_module(module, config)
+    variants = [(n, "", module) for n in LENGTHS] + [(SDPA_LENGTH, "sdpa-", sdpa)]
     files = {}
-    for n in LENGTHS:
+    for n, variant, source in variants:
         chosen = [i for i, t in enumerate(texts) if len(t["token_ids"]) == n]
         ids = [texts[i]["token_ids"] for i in chosen]
         for kind in ("f32", "int8"):
-            name = f"tiny-n{n}-{kind}.tflite"
+            name = f"tiny-n{n}-{variant}{kind}.tflite"
             path = os.path.join(FIXTURES, name)
-            convert(module, n, path, kind == "int8")
+            convert(source, n, path, kind == "int8")
             litert = run_litert(path, ids)
             ref = np.stack([pytorch[i] for i in chosen])
             cos = cosines(litert, ref)
             diff = float(np.abs(litert - ref).max())
             print(f"{name}: LiteRT vs PyTorch cosine min {cos.min():.7f}, max abs diff {diff:.2e}", file=sys.stderr)
-            files[f"n{n}-{kind}"] = {
+            files[f"n{n}-{variant}{kind}"] = {
+                "attention": "sdpa" if variant else "eager",
                 "file": name,
                 "bytes": os.path.getsize(path),
                 "sha256": sha256_file(path),

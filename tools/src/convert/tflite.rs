@@ -63,6 +63,18 @@ struct LinearData {
 }
 
 impl LinearData {
+    /// The layer times `factor` (weights and bias; an int8 layer's scales, its codes unchanged).
+    fn scaled(mut self, factor: f32) -> LinearData {
+        if factor != 1.0 {
+            match &mut self.weights {
+                Weights::I8 { scales, .. } => scales.iter_mut().for_each(|s| *s *= factor),
+                Weights::F32(w) => w.iter_mut().for_each(|v| *v *= factor),
+            }
+            self.bias.iter_mut().for_each(|b| *b *= factor);
+        }
+        self
+    }
+
     fn dequantized(&self) -> Vec<f32> {
         match &self.weights {
             Weights::F32(w) => w.clone(),
@@ -294,7 +306,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     let mut intermediate = 0;
     for (i, l) in g.layers.iter().enumerate() {
         let p = format!("layers.{i}");
-        let q = read_linear(model, &l.query, h, &format!("{p} query"))?;
+        let q = read_linear(model, &l.query, h, &format!("{p} query"))?.scaled(g.query_scale);
         let k = read_linear(model, &l.key, h, &format!("{p} key"))?;
         let v = read_linear(model, &l.value, h, &format!("{p} value"))?;
         if q.n != h || k.n != h || v.n != h {

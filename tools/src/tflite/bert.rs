@@ -8,7 +8,7 @@
 //! ```text
 //! ids -> [RESHAPE] -> GATHER(word table) | EMBEDDING_LOOKUP(ids, word table) [-> DEQUANTIZE] [-> RESHAPE]
 //!     -> ADD position rows / token-type row ... -> LayerNorm -> per layer:
-//!        3 x FULLY_CONNECTED -> RESHAPE/TRANSPOSE -> BATCH_MATMUL(Q, K) -> MUL|DIV scale [-> ADD zero mask] -> SOFTMAX
+//!        3 x FULLY_CONNECTED -> RESHAPE/TRANSPOSE -> BATCH_MATMUL(Q, K) [-> MUL|DIV scale] [-> ADD zero mask] -> SOFTMAX
 //!          -> [RESHAPE] -> BATCH_MATMUL(., V) -> TRANSPOSE/RESHAPE -> FULLY_CONNECTED (output) -> ADD residual -> LayerNorm
 //!          -> FULLY_CONNECTED (up) -> GELU -> FULLY_CONNECTED (down) -> ADD residual -> LayerNorm
 //!     -> MEAN over tokens [-> L2 normalisation] -> output
@@ -21,6 +21,7 @@
 //! | token table | GATHER(table, ids) | EMBEDDING_LOOKUP(ids, table) -> RESHAPE [1, n, h] |
 //! | positions, token type | a slice of the position table; a [h] row | both folded to [1, n, h] constants (fixed n); the token-type one has n equal rows |
 //! | LayerNorm | `(x - mean) * rsqrt(var + eps)`: SUB, MUL | `x * r + (0 - r * mean)`: MUL, ADD of SUB(0, MUL(r, mean)), statistics RESHAPEd to [.., n, 1] |
+//! | score scale | MUL or DIV by a scalar | MUL (eager attention); none with SDPA attention, whose scale is folded into the projections ([`BertGraph::query_scale`]) |
 //! | attention mask | none | ADD of SELECT_V2(constant condition, 0, min) to the scores: accepted only when it is all zeros |
 //! | L2 normalisation | L2_NORMALIZATION | `x / max(POW(SUM(x * x), 0.5), eps)` |
 //!
@@ -96,6 +97,11 @@ pub struct BertGraph {
     pub gelu_tanh: bool,
     /// The linear layers after each LayerNorm read the values before its gamma and beta.
     pub folded_norms: bool,
+    /// What the query projection's weights and bias must be multiplied by for the engine's
+    /// 1/sqrt(head_dim) score scale: 1, or sqrt(head_dim) when the graph does not scale the
+    /// scores (litert-torch's SDPA lowering folds the scale into the projections; scores are
+    /// bilinear in query and key, so where it was folded does not matter).
+    pub query_scale: f32,
     /// Some FULLY_CONNECTED has `asymmetric_quantize_inputs`: its hybrid (int8-weight) form
     /// quantizes each activation row with a zero point.
     pub asymmetric_inputs: bool,
@@ -793,25 +799,26 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             )));
         };
         let (value, context_op) = (value_entry.0, value_entry.1);
-        // scores -> MUL / DIV by a constant -> SOFTMAX -> context product.
+        // scores -> MUL / DIV by a constant -> SOFTMAX -> context product. litert-torch folds
+        // the scale of an SDPA attention into the projections instead: no MUL / DIV, scale 1.
         let scores = g.out(g.op(scores_op))?;
         let scale_op = g.consumers[scores]
             .first()
             .map(|&i| g.op(i))
-            .filter(|o| matches!(o.code, op::MUL | op::DIV))
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{ctx}: the attention scores are not scaled by a MUL or DIV"
-                ))
-            })?;
-        let c = scale_op.input(1).and_then(|t| g.scalar(t)).ok_or_else(|| {
-            unrecognised(format!(
-                "{ctx}: {} does not scale by a scalar constant",
-                scale_op.label()
-            ))
-        })?;
-        let scale = if scale_op.code == op::DIV { 1.0 / c } else { c };
-        let mut scaled = g.out(scale_op)?;
+            .filter(|o| matches!(o.code, op::MUL | op::DIV));
+        let (scale, mut scaled) = match scale_op {
+            Some(scale_op) => {
+                let c = scale_op.input(1).and_then(|t| g.scalar(t)).ok_or_else(|| {
+                    unrecognised(format!(
+                        "{ctx}: {} does not scale by a scalar constant",
+                        scale_op.label()
+                    ))
+                })?;
+                let scale = if scale_op.code == op::DIV { 1.0 / c } else { c };
+                (scale, g.out(scale_op)?)
+            }
+            None => (1.0, scores),
+        };
         // litert-torch adds the attention mask, all zeros without padding.
         if let [i] = g.consumers[scaled].as_slice() {
             let add = g.op(*i);
@@ -909,11 +916,18 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
     })?;
     let head_dim = h / heads;
     let want = 1.0 / (head_dim as f32).sqrt();
-    if let Some((_, s)) = layers.iter().find(|(_, s)| (s - want).abs() > want * 1e-4) {
+    // Either every layer scales its scores by 1/sqrt(head_dim), or none does (the scale is in
+    // the projections' weights, and the query weights are rescaled when planned).
+    let unscaled = layers.iter().all(|(_, s)| *s == 1.0);
+    if let Some((_, s)) = layers
+        .iter()
+        .find(|(_, s)| !unscaled && (s - want).abs() > want * 1e-4)
+    {
         return Err(unrecognised(format!(
-            "attention scale {s}; octet's BERT uses 1/sqrt(head_dim {head_dim}) = {want}"
+            "attention scale {s}; octet's BERT uses 1/sqrt(head_dim {head_dim}) = {want}, or no scale in every layer"
         )));
     }
+    let query_scale = if unscaled { 1.0 / want } else { 1.0 };
 
     // Pooling after the last LayerNorm.
     let last = stream.output;
@@ -961,6 +975,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         eps,
         gelu_tanh: gelu_tanh.unwrap_or(false),
         folded_norms: folded.unwrap_or(false),
+        query_scale,
         asymmetric_inputs: model.operators.iter().any(|o| {
             matches!(
                 o.options,
@@ -1145,6 +1160,7 @@ pub fn from_mapping(
             .get("folded_norms")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
+        query_scale: 1.0,
         asymmetric_inputs: config
             .get("asymmetric_activations")
             .and_then(|v| v.as_bool())
