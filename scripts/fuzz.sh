@@ -10,7 +10,8 @@
 #   tokenizer.json), tflite (a .tflite file through the reader and graph walk, when present).
 #
 # Seeds are made fresh, not committed: the small T5 fixture models converted with each recipe,
-# the fixtures' tokenizer.json files, and a tiny TFLite BERT (make_tflite_fuzz_seeds.py). The corpus grows in fuzz/corpus/TARGET (gitignored).
+# the fixtures' tokenizer.json files, and a tiny TFLite BERT (make_tflite_fuzz_seeds.py), also with
+# MediaPipe tokenizer metadata (make_mediapipe_minilm.py seed). The corpus grows in fuzz/corpus/TARGET (gitignored).
 # Needs: rustup's nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,12 @@ seed_tflite() {
   local venv
   venv="$(bash scripts/reference/setup-tf-venv.sh)"
   "$venv/bin/python" scripts/reference/make_tflite_fuzz_seeds.py fuzz/corpus/tflite
+  # The int8 one again with MediaPipe / TFLite Support tokenizer metadata and a packed vocab, so
+  # mutations reach the metadata reader and the zip archive (the mediapipe venv, ~1.5 min when missing).
+  local mp_venv
+  mp_venv="$(bash scripts/reference/setup-mediapipe-venv.sh | tail -n 1)"
+  "$mp_venv/bin/python" scripts/reference/make_mediapipe_minilm.py seed \
+    fuzz/corpus/tflite/seed-tiny-bert-int8.tflite fuzz/corpus/tflite/seed-tiny-bert-int8-metadata.tflite
   # Any small .tflite files the TFLite tests keep (see scripts/reference/make_tflite_*.py).
   find tests/fixtures -name '*.tflite' -size -4M -exec cp {} fuzz/corpus/tflite/ \; 2>/dev/null || true
 }

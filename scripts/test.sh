@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== TFLite MiniLM files for tests/tflite.rs (TF venv ~1 min + conversion ~35 s when not cached)"
 bash scripts/fetch-tflite-minilm.sh >/dev/null
+echo "== TFLite T5 encoders for tests/tflite_t5.rs (~20 s of conversion when not cached)"
+bash scripts/fetch-tflite-t5.sh >/dev/null
+echo "== MediaPipe-style MiniLM for tests/mediapipe.rs (mediapipe venv ~1 min + ~15 s when not cached)"
+bash scripts/fetch-mediapipe-minilm.sh >/dev/null
 echo "== host tests, best kernels"
 cargo test --workspace
 echo "== octet-kernels with every x86 level forced"

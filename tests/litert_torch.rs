@@ -69,7 +69,7 @@ fn convert_file(key: &str) -> PathBuf {
     let recipe = octet_tools::convert::recipe::Recipe::parse("f32", vec![], None).unwrap();
     let tokenizer = dir().join("tokenizer.json");
     let inputs = octet_tools::convert::tflite::TfliteInputs {
-        tokenizer: &tokenizer,
+        tokenizer: Some(&tokenizer),
         mapping: None,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)

@@ -58,7 +58,7 @@ fn convert_tflite(kind: &str, recipe: &str, mapping: Option<&Path>) -> PathBuf {
     let recipe = octet_tools::convert::recipe::Recipe::parse(recipe, vec![], None).unwrap();
     let tokenizer = minilm_source().join("tokenizer.json");
     let inputs = octet_tools::convert::tflite::TfliteInputs {
-        tokenizer: &tokenizer,
+        tokenizer: Some(&tokenizer),
         mapping,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)

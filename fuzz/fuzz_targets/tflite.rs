@@ -4,13 +4,15 @@
 //! mutations reach the flatbuffer verifier and the decoder instead of stopping at the
 //! identifier check (which has its own unit test). If the file decodes, every constant is read
 //! the ways the importer reads it, the graph walk runs, and when it recognises an encoder the
-//! importer plans every tensor (the step before quantizing and writing). None of it may panic,
-//! hang or use memory out of proportion to the input.
+//! importer plans every tensor (the step before quantizing and writing). The tokenizer metadata
+//! is read too (the `TFLITE_METADATA` buffer, the zip archive of associated files, a BERT vocab
+//! turned into a tokenizer.json). None of it may panic, hang or use memory out of proportion to
+//! the input.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use octet_tools::tflite::{bert, TfliteModel};
+use octet_tools::tflite::{bert, metadata, wordpiece, TfliteModel};
 
 fuzz_target!(|data: &[u8]| {
     let mut bytes = data.to_vec();
@@ -22,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = model.f32_values(t);
         let _ = model.i8_values(t);
         let _ = model.i32_values(t);
+    }
+    if let Ok(Some(t)) = metadata::embedded_tokenizer(&model) {
+        let _ = wordpiece::tokenizer_json(&t.contents, t.lower_case(), &t.unit.file);
     }
     if let Ok(graph) = bert::recognise(&model) {
         let _ = octet_tools::convert::tflite::plan(&model, &graph);

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 /// read when present.
 ///
 /// A TFLite BERT encoder (a .tflite file, as TensorFlow's converter writes it) converts too,
-/// with its tokenizer given by --tokenizer; its int8 tensors are kept exactly.
+/// with its tokenizer given by --tokenizer, or else taken from the file's MediaPipe / TFLite
+/// Support metadata (a BERT vocab packed in the file); its int8 tensors are kept exactly.
 ///
 /// Recipes (--quant): f32 (no quantization); f16 (stored in half precision, computed in
 /// f32: half the size, same results to 5 decimals); int8-embeddings (only the token table in
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 ///   octet convert ~/.cache/octet/sources/all-MiniLM-L6-v2 -o minilm-int8.octet --quant int8
 ///   octet convert ~/.cache/octet/sources/all-MiniLM-L6-v2 -o minilm-f16.octet --quant f16
 ///   octet convert minilm-int8.tflite --tokenizer tokenizer.json -o minilm.octet
+///   octet convert mediapipe-text-embedder.tflite -o embedder.octet     # tokenizer from its metadata
 ///
 /// Selective quantization: --keep keeps matching tensors in f32 under any recipe. Names are
 /// octet's (list them with `octet inspect FILE`): layers.N.attention.qkv / .output,
@@ -69,7 +71,8 @@ pub struct ConvertArgs {
     /// per-row scale and zero point) or 8. Default: 6 for --quant int8, 8 for int8-embeddings.
     #[arg(long)]
     table_bits: Option<u8>,
-    /// For a .tflite input: the model's tokenizer.json (required).
+    /// For a .tflite input: the model's tokenizer.json. Without it, the tokenizer the file
+    /// carries in its MediaPipe / TFLite Support metadata (a BERT vocab) is used.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// For a .tflite input: a JSON file naming the tensors ({"tensors": {name or index: engine
@@ -106,8 +109,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         .map_err(|e| CliError::usage(e.to_string()))?;
     let output = args.output.expect("clap requires -o without --report");
     let report = if convert::tflite::is_tflite(&args.input) {
-        let tokenizer = args.tokenizer.ok_or_else(|| octet_tools::exit::CliError::usage("a .tflite input needs --tokenizer tokenizer.json".to_string()))?;
-        let inputs = convert::tflite::TfliteInputs { tokenizer: &tokenizer, mapping: args.tflite_map.as_deref() };
+        let inputs = convert::tflite::TfliteInputs { tokenizer: args.tokenizer.as_deref(), mapping: args.tflite_map.as_deref() };
         convert::tflite::convert(&args.input, &output, &recipe, &inputs)?
     } else {
         convert::convert(&args.input, &output, &recipe, progress)?

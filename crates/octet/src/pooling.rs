@@ -61,13 +61,16 @@ pub struct Dense<'m> {
 
 impl<'m> Dense<'m> {
     /// Binds every dense layer the metadata lists.
+    /// int8 projections of a TFLite import quantize their input asymmetrically, as the encoder's
+    /// layers do (`asymmetric_activations` in the config).
     pub fn bind_all(file: &'m ModelFile) -> Result<Vec<Dense<'m>>> {
+        let asym = file.meta().config.get("asymmetric_activations").and_then(|v| v.as_bool()).unwrap_or(false);
         file.meta()
             .dense
             .iter()
             .map(|d| {
                 Ok(Dense {
-                    linear: Linear::load_named(file, "dense", &d.weight, d.bias.as_deref(), d.out_features, d.in_features)?,
+                    linear: Linear::load_named(file, "dense", &d.weight, d.bias.as_deref(), d.out_features, d.in_features)?.with_asymmetric_rows(asym),
                     activation: DenseActivation::parse(&d.activation)?,
                 })
             })

@@ -11,6 +11,7 @@ pub mod source;
 pub mod store;
 pub mod t5;
 pub mod tflite;
+pub mod tflite_t5;
 pub mod tokenizer;
 
 use anyhow::{bail, Context, Result};

@@ -1,7 +1,9 @@
-//! `octet convert model.tflite --tokenizer tokenizer.json`: a TFLite BERT encoder to a `.octet`
-//! file.
+//! `octet convert model.tflite [--tokenizer tokenizer.json]`: a TFLite BERT or T5 encoder to a
+//! `.octet` file.
 //!
-//! The graph is recognised by [`crate::tflite::bert`] (or given by a `--tflite-map` file), and
+//! The graph is recognised by [`crate::tflite::bert`], else by [`crate::tflite::t5`] (planned
+//! in [`super::tflite_t5`]); a BERT's tensors can also be named by a `--tflite-map` file. When
+//! neither walk fits, the error says where each stopped. For BERT, the graph is read and
 //! its constants become octet's tensors: int8 tensors keep their exact values, scales and zero
 //! points ([`Logical::QuantizedLinear`], [`Logical::QuantizedTable`]); float32 and float16 ones
 //! follow the recipe like any source. The config the engine reads is written from the graph:
@@ -22,14 +24,14 @@ use super::{store, tokenizer, ConvertReport, Logical, Planned, TableKind};
 use crate::tflite::bert::{self, BertGraph, LinearRef};
 use crate::tflite::{TensorType, TfliteModel};
 use anyhow::{bail, Context, Result};
-use octet::format::{Architecture, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
+use octet::format::{Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// What `octet convert` needs besides the .tflite file.
 pub struct TfliteInputs<'a> {
-    /// The model's `tokenizer.json`.
-    pub tokenizer: &'a Path,
+    /// The model's `tokenizer.json`; None: the tokenizer in the file's metadata.
+    pub tokenizer: Option<&'a Path>,
     /// A mapping file (see [`bert::from_mapping`]) used instead of recognising the graph.
     pub mapping: Option<&'a Path>,
 }
@@ -55,11 +57,11 @@ enum Weights {
     F32(Vec<f32>),
 }
 
-struct LinearData {
+pub(super) struct LinearData {
     weights: Weights,
     bias: Vec<f32>,
-    n: usize,
-    k: usize,
+    pub(super) n: usize,
+    pub(super) k: usize,
 }
 
 impl LinearData {
@@ -87,7 +89,7 @@ impl LinearData {
     }
 }
 
-fn shape2(model: &TfliteModel, t: usize, what: &str) -> Result<(usize, usize)> {
+pub(super) fn shape2(model: &TfliteModel, t: usize, what: &str) -> Result<(usize, usize)> {
     match model.tensors[t].shape[..] {
         [a, b] => Ok((a, b)),
         ref s => bail!(
@@ -98,7 +100,7 @@ fn shape2(model: &TfliteModel, t: usize, what: &str) -> Result<(usize, usize)> {
 }
 
 /// Reads a linear layer; `k` is the expected input width.
-fn read_linear(model: &TfliteModel, r: &LinearRef, k_expected: usize, what: &str) -> Result<LinearData> {
+pub(super) fn read_linear(model: &TfliteModel, r: &LinearRef, k_expected: usize, what: &str) -> Result<LinearData> {
     let t = &model.tensors[r.weight];
     let (a, b) = shape2(model, r.weight, what)?;
     let (n, k) = if r.transposed { (b, a) } else { (a, b) };
@@ -152,10 +154,11 @@ fn read_linear(model: &TfliteModel, r: &LinearRef, k_expected: usize, what: &str
 }
 
 /// One linear layer made of `parts` stacked along the outputs (QKV), int8 if every part is.
-fn linear_logical(parts: Vec<LinearData>, after_norm: bool) -> Logical {
+/// `with_bias`: store the bias (zeros where the file has none); T5's layers have none.
+pub(super) fn linear_logical(parts: Vec<LinearData>, after_norm: bool, with_bias: bool) -> Logical {
     let k = parts[0].k;
     let n: usize = parts.iter().map(|p| p.n).sum();
-    let bias: Vec<f32> = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
+    let bias: Option<Vec<f32>> = with_bias.then(|| parts.iter().flat_map(|p| p.bias.iter().copied()).collect());
     if parts.iter().all(|p| matches!(p.weights, Weights::I8 { .. })) {
         let (mut q, mut scales) = (Vec::with_capacity(n * k), Vec::with_capacity(n));
         for p in parts {
@@ -169,7 +172,7 @@ fn linear_logical(parts: Vec<LinearData>, after_norm: bool) -> Logical {
             scales,
             n,
             k,
-            bias: Some(bias),
+            bias,
         }
     } else {
         let weight = parts.iter().flat_map(|p| p.dequantized()).collect();
@@ -177,13 +180,13 @@ fn linear_logical(parts: Vec<LinearData>, after_norm: bool) -> Logical {
             weight,
             n,
             k,
-            bias: Some(bias),
+            bias,
             after_norm,
         }
     }
 }
 
-fn vector(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f32>> {
+pub(super) fn vector(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f32>> {
     let values = model.f32_values(&model.tensors[t])?;
     if values.len() != len {
         bail!(
@@ -193,6 +196,38 @@ fn vector(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f
         );
     }
     Ok(values)
+}
+
+/// The token table: exact int8 with its scales and zero points, or f32.
+pub(super) fn token_table(model: &TfliteModel, word_index: usize, vocab: usize, h: usize) -> Result<Logical> {
+    let word = &model.tensors[word_index];
+    Ok(match (&word.dtype, &word.quant) {
+        (TensorType::I8, Some(q)) if !q.per_channel() || q.axis == 0 => {
+            let zero_points: Result<Vec<i32>> = q
+                .zero_point
+                .iter()
+                .map(|&z| i32::try_from(z).context("zero point out of range"))
+                .collect();
+            let mut zero_points = zero_points?;
+            if zero_points.len() < q.scale.len() {
+                // One zero point (or none: 0) for every row's scale.
+                zero_points = vec![zero_points.first().copied().unwrap_or(0); q.scale.len()];
+            }
+            Logical::QuantizedTable {
+                q: model.i8_values(word)?,
+                rows: vocab,
+                dim: h,
+                scales: q.scale.clone(),
+                zero_points,
+            }
+        }
+        _ => Logical::Table {
+            data: model.f32_values(word)?,
+            rows: vocab,
+            dim: h,
+            kind: TableKind::Token,
+        },
+    })
 }
 
 /// The first `len` values of a constant that is one row, or rows that the graph walk checked
@@ -224,34 +259,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     if h == 0 || g.heads == 0 || h % g.heads != 0 {
         bail!("hidden size {h} is not a multiple of {} heads", g.heads);
     }
-    let word = &model.tensors[g.word];
-    let word_logical = match (&word.dtype, &word.quant) {
-        (TensorType::I8, Some(q)) if !q.per_channel() || q.axis == 0 => {
-            let zero_points: Result<Vec<i32>> = q
-                .zero_point
-                .iter()
-                .map(|&z| i32::try_from(z).context("zero point out of range"))
-                .collect();
-            let mut zero_points = zero_points?;
-            if zero_points.len() < q.scale.len() {
-                // One zero point (or none: 0) for every row's scale.
-                zero_points = vec![zero_points.first().copied().unwrap_or(0); q.scale.len()];
-            }
-            Logical::QuantizedTable {
-                q: model.i8_values(word)?,
-                rows: vocab,
-                dim: h,
-                scales: q.scale.clone(),
-                zero_points,
-            }
-        }
-        _ => Logical::Table {
-            data: model.f32_values(word)?,
-            rows: vocab,
-            dim: h,
-            kind: TableKind::Token,
-        },
-    };
+    let word_logical = token_table(model, g.word, vocab, h)?;
     let position = g
         .position
         .context("no position table found (octet's BERT adds learned positions)")?;
@@ -319,7 +327,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
         }
         out.push(Planned::new(
             &format!("{p}.attention.qkv"),
-            linear_logical(vec![q, k, v], !g.folded_norms),
+            linear_logical(vec![q, k, v], !g.folded_norms, true),
         ));
         let o = read_linear(model, &l.output, h, &format!("{p} attention output"))?;
         if o.n != h {
@@ -327,7 +335,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
         }
         out.push(Planned::new(
             &format!("{p}.attention.output"),
-            linear_logical(vec![o], false),
+            linear_logical(vec![o], false, true),
         ));
         norm(&mut out, &l.attention_norm, &format!("{p}.attention.norm"))?;
         let up = read_linear(model, &l.up, h, &format!("{p} FFN up"))?;
@@ -338,7 +346,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
         }
         out.push(Planned::new(
             &format!("{p}.ffn.up"),
-            linear_logical(vec![up], !g.folded_norms),
+            linear_logical(vec![up], !g.folded_norms, true),
         ));
         let down = read_linear(model, &l.down, intermediate, &format!("{p} FFN down"))?;
         if down.n != h {
@@ -346,7 +354,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
         }
         out.push(Planned::new(
             &format!("{p}.ffn.down"),
-            linear_logical(vec![down], false),
+            linear_logical(vec![down], false, true),
         ));
         norm(&mut out, &l.ffn_norm, &format!("{p}.ffn.norm"))?;
     }
@@ -361,39 +369,42 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     ))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Converts the TFLite file `input` into the `.octet` file `output`.
-pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInputs) -> Result<ConvertReport> {
-    let model = TfliteModel::open(input)?;
-    let graph = match inputs.mapping {
-        Some(path) => {
-            let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let map: serde_json::Value =
-                serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-            bert::from_mapping(&model, &map)?
-        }
-        None => bert::recognise(&model).with_context(|| {
-            format!(
-                "{}: pass --tflite-map FILE to name the tensors by hand",
-                input.display()
-            )
-        })?,
+/// What a recognised graph becomes: the planned tensors and the metadata that depends on the
+/// architecture.
+pub(super) struct Plan {
+    pub planned: Vec<Planned>,
+    pub architecture: Architecture,
+    pub config: serde_json::Value,
+    pub normalize: bool,
+    /// The longest input the graph takes (position table rows, or the fixed input length).
+    pub positions: usize,
+    pub dense: Vec<DenseLayer>,
+}
+
+/// Recognises the encoder in `model`: BERT, then T5. When neither fits, the error says where
+/// each walk stopped.
+fn recognise(model: &TfliteModel, input: &Path) -> Result<Plan> {
+    let bert_error = match bert::recognise(model) {
+        Ok(g) => return plan_bert(model, &g),
+        Err(e) => e,
     };
-    let (mut planned, sizes) = plan(&model, &graph)?;
-    let tokenizer_json =
-        std::fs::read(inputs.tokenizer).with_context(|| format!("cannot read {}", inputs.tokenizer.display()))?;
-    let window = inputs
-        .tokenizer
-        .parent()
-        .map(|d| d.join("sentence_bert_config.json"))
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
-        .map(|m| m as usize);
-    let max_seq_len = window.unwrap_or(sizes.positions).min(sizes.positions);
+    match crate::tflite::t5::recognise(model) {
+        Ok(g) => super::tflite_t5::plan(model, &g),
+        Err(t5_error) => bail!(
+            "{}: the graph is not recognised.\n  as a BERT encoder: {bert_error}\n  as a T5 encoder: {t5_error}\n\
+             pass --tflite-map FILE to name a BERT encoder's tensors by hand",
+            input.display()
+        ),
+    }
+}
+
+/// The BERT plan and config.
+fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> {
+    let (planned, sizes) = plan(model, graph)?;
     let config = serde_json::json!({
         "model_type": "bert",
         "hidden_size": sizes.hidden,
@@ -408,6 +419,38 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         "folded_norms": graph.folded_norms,
         "asymmetric_activations": graph.asymmetric_inputs,
     });
+    Ok(Plan {
+        planned,
+        architecture: Architecture::Bert,
+        config,
+        normalize: graph.pooling.normalize,
+        positions: sizes.positions,
+        dense: Vec::new(),
+    })
+}
+
+/// Converts the TFLite file `input` into the `.octet` file `output`.
+pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInputs) -> Result<ConvertReport> {
+    let model = TfliteModel::open(input)?;
+    let plan = match inputs.mapping {
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let map: serde_json::Value =
+                serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+            plan_bert(&model, &bert::from_mapping(&model, &map)?)?
+        }
+        None => recognise(&model, input)?,
+    };
+    let Plan {
+        mut planned,
+        architecture,
+        config,
+        normalize,
+        positions,
+        dense,
+    } = plan;
+    let user_or_embedded = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
+    let max_seq_len = user_or_embedded.window.unwrap_or(positions).min(positions);
     let file_bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let name_of = |p: &Path| {
         p.file_name()
@@ -433,18 +476,18 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         recipe
     };
     let meta = ModelMeta {
-        architecture: Architecture::Bert,
+        architecture,
         config,
         tokenizer: "tokenizer.json".to_string(),
         pooling: Pooling {
             mode: PoolingMode::Mean,
-            normalize: graph.pooling.normalize,
+            normalize,
         },
         max_seq_len,
         prompts: Default::default(),
         default_prompt: None,
         matryoshka_dims: Vec::new(),
-        dense: Vec::new(),
+        dense,
         quantization: Quantization {
             recipe: recipe.name.clone(),
             k_group: recipe.k_group,
@@ -462,8 +505,8 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
                     sha256: sha256_hex(&file_bytes),
                 },
                 SourceFile {
-                    file: name_of(inputs.tokenizer),
-                    sha256: sha256_hex(&tokenizer_json),
+                    file: user_or_embedded.origin.clone(),
+                    sha256: sha256_hex(&user_or_embedded.json),
                 },
             ],
         },
@@ -471,7 +514,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
     };
     drop(file_bytes);
     let mut writer = ModelWriter::new(meta);
-    tokenizer::add(&mut writer, "tokenizer.json", &tokenizer_json)?;
+    tokenizer::add(&mut writer, "tokenizer.json", &user_or_embedded.json)?;
     let count = planned.len();
     for p in planned.drain(..) {
         store::store(&mut writer, recipe, p)?;
@@ -482,7 +525,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
     Ok(ConvertReport {
         bytes,
         tensors: count,
-        architecture: Architecture::Bert.as_str().to_string(),
+        architecture: architecture.as_str().to_string(),
         recipe: recipe.name.clone(),
     })
 }

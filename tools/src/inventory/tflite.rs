@@ -2,10 +2,12 @@
 //! constant tensors of the main subgraph in tensor order (name, shape, TFLite dtype, stored
 //! bytes, per-tensor or per-channel quantization), the subgraph's inputs and outputs (with
 //! `?` for dimensions chosen at run time), operator counts, and whether octet recognises the
-//! graph as an encoder it can convert (and if not, where the walk stopped).
+//! graph as an encoder it can convert (and if not, where the walk stopped), and the tokenizer
+//! its MediaPipe / TFLite Support metadata carries, if any.
 
 use super::{per_channel, Dim, Format, Inventory, Port, Quantization, TensorEntry};
 use crate::tflite::model::{op, Tensor};
+use crate::tflite::metadata::{self, TokenizerKind};
 use crate::tflite::{bert, TensorType, TfliteModel};
 use anyhow::Result;
 use std::path::Path;
@@ -85,6 +87,20 @@ pub fn read(path: &Path) -> Result<Inventory> {
         "tensors".into(),
         format!("{} ({} constant)", model.tensors.len(), inv.tensors.len()),
     ));
+    match metadata::embedded_tokenizer(&model) {
+        Ok(Some(t)) => {
+            let size = match t.unit.kind {
+                TokenizerKind::Bert => format!("{} tokens", t.contents.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()),
+                TokenizerKind::SentencePiece => format!("{} bytes", t.contents.len()),
+            };
+            inv.facts.push((
+                "tokenizer".into(),
+                format!("{} '{}' ({size}) in the file's TFLite metadata", t.unit.kind.as_str(), t.unit.file),
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => inv.notes.push(format!("the tokenizer named in the TFLite metadata cannot be read: {e}")),
+    }
     match bert::recognise(&model) {
         Ok(g) => {
             let h = model.tensors[g.word].shape.get(1).copied().unwrap_or(0);

@@ -108,7 +108,7 @@ pub struct BertGraph {
     pub pooling: PoolingFound,
 }
 
-fn unrecognised(msg: impl Into<String>) -> TfliteError {
+pub(super) fn unrecognised(msg: impl Into<String>) -> TfliteError {
     TfliteError::Unrecognised(msg.into())
 }
 
@@ -119,11 +119,11 @@ fn message(e: &TfliteError) -> String {
     }
 }
 
-/// The operator graph with producer and consumer links.
-struct Graph<'m> {
-    model: &'m TfliteModel,
-    producer: Vec<Option<usize>>,
-    consumers: Vec<Vec<usize>>,
+/// The operator graph with producer and consumer links (shared with [`super::t5`]).
+pub(super) struct Graph<'m> {
+    pub(super) model: &'m TfliteModel,
+    pub(super) producer: Vec<Option<usize>>,
+    pub(super) consumers: Vec<Vec<usize>>,
 }
 
 /// A matched LayerNorm.
@@ -137,7 +137,7 @@ struct LayerNormMatch {
 }
 
 impl<'m> Graph<'m> {
-    fn new(model: &'m TfliteModel) -> Graph<'m> {
+    pub(super) fn new(model: &'m TfliteModel) -> Graph<'m> {
         let mut producer = vec![None; model.tensors.len()];
         let mut consumers = vec![Vec::new(); model.tensors.len()];
         for o in &model.operators {
@@ -157,16 +157,16 @@ impl<'m> Graph<'m> {
         }
     }
 
-    fn op(&self, i: usize) -> &'m Operator {
+    pub(super) fn op(&self, i: usize) -> &'m Operator {
         &self.model.operators[i]
     }
 
-    fn label(&self, t: usize) -> String {
+    pub(super) fn label(&self, t: usize) -> String {
         self.model.tensors[t].label()
     }
 
     /// Consumers of tensor `t` with builtin `code`.
-    fn users(&self, t: usize, code: i32) -> Vec<&'m Operator> {
+    pub(super) fn users(&self, t: usize, code: i32) -> Vec<&'m Operator> {
         self.consumers[t]
             .iter()
             .map(|&i| self.op(i))
@@ -175,7 +175,7 @@ impl<'m> Graph<'m> {
     }
 
     /// The single consumer of `t` with `code`, or an error describing what was there.
-    fn one_user(&self, t: usize, code: i32, context: &str) -> Result<&'m Operator, TfliteError> {
+    pub(super) fn one_user(&self, t: usize, code: i32, context: &str) -> Result<&'m Operator, TfliteError> {
         let users = self.users(t, code);
         match users.as_slice() {
             [o] => Ok(o),
@@ -195,7 +195,7 @@ impl<'m> Graph<'m> {
     }
 
     /// The first output of an operator.
-    fn out(&self, o: &Operator) -> Result<usize, TfliteError> {
+    pub(super) fn out(&self, o: &Operator) -> Result<usize, TfliteError> {
         o.outputs
             .first()
             .copied()
@@ -203,7 +203,7 @@ impl<'m> Graph<'m> {
     }
 
     /// The constant behind `t`: `t` itself, or the input of the DEQUANTIZE that made it.
-    fn constant(&self, t: usize) -> Option<usize> {
+    pub(super) fn constant(&self, t: usize) -> Option<usize> {
         if self.model.tensors[t].is_constant() {
             return Some(t);
         }
@@ -216,14 +216,14 @@ impl<'m> Graph<'m> {
     }
 
     /// The value of a scalar (one-element) f32 constant.
-    fn scalar(&self, t: usize) -> Option<f32> {
+    pub(super) fn scalar(&self, t: usize) -> Option<f32> {
         let c = self.constant(t)?;
         let values = self.model.f32_values(&self.model.tensors[c]).ok()?;
         (values.len() == 1).then(|| values[0])
     }
 
     /// Follows `t` through single-consumer RESHAPE / TRANSPOSE / SQUEEZE / CAST operators.
-    fn through_layout(&self, mut t: usize) -> usize {
+    pub(super) fn through_layout(&self, mut t: usize) -> usize {
         loop {
             match self.consumers[t].as_slice() {
                 [i] if matches!(
@@ -583,7 +583,7 @@ impl<'m> Graph<'m> {
     }
 
     /// The ADD of `a` and `b` (either order).
-    fn add_of(&self, a: usize, b: usize, context: &str) -> Result<usize, TfliteError> {
+    pub(super) fn add_of(&self, a: usize, b: usize, context: &str) -> Result<usize, TfliteError> {
         let add = self
             .users(a, op::ADD)
             .into_iter()
@@ -1023,7 +1023,7 @@ impl Graph<'_> {
     }
 
     /// The output of the first RESHAPE on the single-consumer layout chain from `t` (or `t`).
-    fn through_layout_first_reshape(&self, mut t: usize) -> usize {
+    pub(super) fn through_layout_first_reshape(&self, mut t: usize) -> usize {
         while let [i] = self.consumers[t].as_slice() {
             let o = self.op(*i);
             if !matches!(o.code, op::RESHAPE | op::TRANSPOSE | op::SQUEEZE | op::CAST) {

@@ -7,13 +7,23 @@
 //!   shape and buffer length checked; constants read as f32, int8, int4 or int32.
 //! - [`bert`]: walks the operator graph from the token-id input to the engine's BERT tensors
 //!   (the names in a converted file say little), or takes a user's mapping file.
+//! - [`t5`]: the same for a T5 encoder with a fixed, padded input (the browser's embedding
+//!   model's shape), including the inversion of the folded relative-position bias.
+//! - [`metadata`]: the tokenizer a MediaPipe / TFLite Support file carries (the `TFLITE_METADATA`
+//!   buffer names it; the vocab or SentencePiece model is in a zip archive after the flatbuffer).
+//! - [`wordpiece`]: a BERT vocab from that metadata turned into a `tokenizer.json`.
+//! - [`tokenizer_source`]: the tokenizer a conversion stores: `--tokenizer`, else the metadata's.
 //!
 //! A malformed file is an error ([`TfliteError`]), never a panic.
 
 pub mod bert;
 pub mod error;
+pub mod metadata;
 pub mod model;
 pub mod schema;
+pub mod t5;
+pub mod tokenizer_source;
+pub mod wordpiece;
 
 pub use error::TfliteError;
 pub use model::{Operator, Tensor, TensorType, TfliteModel};
@@ -23,5 +33,7 @@ pub fn looks_like_tflite(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && &bytes[4..8] == model::FILE_IDENTIFIER
 }
 
+#[cfg(test)]
+mod metadata_tests;
 #[cfg(test)]
 pub(crate) mod tests;

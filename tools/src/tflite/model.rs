@@ -25,6 +25,7 @@ pub mod op {
     pub const FULLY_CONNECTED: i32 = 9;
     pub const L2_NORMALIZATION: i32 = 11;
     pub const MUL: i32 = 18;
+    pub const RELU: i32 = 19;
     pub const RESHAPE: i32 = 22;
     pub const SOFTMAX: i32 = 25;
     pub const GATHER: i32 = 36;
@@ -37,11 +38,13 @@ pub mod op {
     pub const CAST: i32 = 53;
     pub const MAXIMUM: i32 = 55;
     pub const SLICE: i32 = 65;
+    pub const NOT_EQUAL: i32 = 72;
     pub const SUM: i32 = 74;
     pub const SQRT: i32 = 75;
     pub const RSQRT: i32 = 76;
     pub const SHAPE: i32 = 77;
     pub const POW: i32 = 78;
+    pub const SQUARE: i32 = 92;
     pub const SQUARED_DIFFERENCE: i32 = 99;
     pub const SELECT_V2: i32 = 123;
     pub const BATCH_MATMUL: i32 = 126;
@@ -57,6 +60,7 @@ pub mod op {
             (FULLY_CONNECTED, "FULLY_CONNECTED"),
             (L2_NORMALIZATION, "L2_NORMALIZATION"),
             (MUL, "MUL"),
+            (RELU, "RELU"),
             (RESHAPE, "RESHAPE"),
             (SOFTMAX, "SOFTMAX"),
             (GATHER, "GATHER"),
@@ -74,6 +78,8 @@ pub mod op {
             (RSQRT, "RSQRT"),
             (SHAPE, "SHAPE"),
             (POW, "POW"),
+            (NOT_EQUAL, "NOT_EQUAL"),
+            (SQUARE, "SQUARE"),
             (SQUARED_DIFFERENCE, "SQUARED_DIFFERENCE"),
             (SELECT_V2, "SELECT_V2"),
             (BATCH_MATMUL, "BATCH_MATMUL"),
@@ -234,9 +240,20 @@ impl Operator {
     }
 }
 
+/// One entry of `Model.metadata`: a named buffer (e.g. `TFLITE_METADATA`, the TFLite Support
+/// metadata that [`super::metadata`] reads).
+#[derive(Clone, Debug)]
+pub struct MetadataEntry {
+    pub name: String,
+    /// Where the buffer's bytes lie in the file (None when the buffer is empty).
+    pub data: Option<Range<usize>>,
+}
+
 /// A decoded TFLite model: the file's bytes and its main subgraph (subgraph 0).
 pub struct TfliteModel {
     bytes: Vec<u8>,
+    /// The model's named metadata buffers, each buffer index checked.
+    pub metadata: Vec<MetadataEntry>,
     pub tensors: Vec<Tensor>,
     pub inputs: Vec<usize>,
     pub outputs: Vec<usize>,
@@ -268,6 +285,28 @@ fn indices(
         .collect()
 }
 
+/// The `Model.metadata` entries, each buffer index checked against `buffers`.
+fn metadata_entries(
+    model: &schema::ModelTable<'_>,
+    buffers: &[Option<Range<usize>>],
+) -> Result<Vec<MetadataEntry>, TfliteError> {
+    let Some(entries) = model.metadata() else { return Ok(Vec::new()) };
+    entries
+        .iter()
+        .map(|m| {
+            let name = String::from_utf8_lossy(m.name()).into_owned();
+            let buffer = m.buffer() as usize;
+            let data = buffers.get(buffer).cloned().ok_or_else(|| {
+                invalid(format!(
+                    "metadata '{name}' refers to buffer {buffer}, but the model has {} buffers",
+                    buffers.len()
+                ))
+            })?;
+            Ok(MetadataEntry { name, data })
+        })
+        .collect()
+}
+
 impl TfliteModel {
     /// Reads and decodes the file at `path`.
     pub fn open(path: &Path) -> Result<TfliteModel, TfliteError> {
@@ -286,9 +325,10 @@ impl TfliteModel {
                 String::from_utf8_lossy(&bytes[4..8])
             )));
         }
-        let (tensors, inputs, outputs, operators, subgraph_count) = Self::decode(&bytes)?;
+        let (tensors, inputs, outputs, operators, subgraph_count, metadata) = Self::decode(&bytes)?;
         Ok(TfliteModel {
             bytes,
+            metadata,
             tensors,
             inputs,
             outputs,
@@ -299,7 +339,9 @@ impl TfliteModel {
 
     /// Decodes the main subgraph of a file whose identifier was checked.
     #[allow(clippy::type_complexity)]
-    fn decode(bytes: &[u8]) -> Result<(Vec<Tensor>, Vec<usize>, Vec<usize>, Vec<Operator>, usize), TfliteError> {
+    fn decode(
+        bytes: &[u8],
+    ) -> Result<(Vec<Tensor>, Vec<usize>, Vec<usize>, Vec<Operator>, usize, Vec<MetadataEntry>), TfliteError> {
         // A flatbuffer's offsets are 32-bit: the table part lies in the first 2 GB, and larger
         // files keep their buffers after it (Buffer.offset / size).
         let fb = &bytes[..bytes.len().min(flatbuffers::FLATBUFFERS_MAX_BUFFER_SIZE)];
@@ -502,7 +544,23 @@ impl TfliteModel {
                 });
             }
         }
-        Ok((tensors, inputs, outputs, operators, subgraphs.len()))
+        let metadata = metadata_entries(&model, &buffers)?;
+        Ok((tensors, inputs, outputs, operators, subgraphs.len(), metadata))
+    }
+
+    /// The bytes of the metadata buffer called `name`, if the model has one.
+    pub fn metadata_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.metadata
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.data.clone())
+            .map(|r| &self.bytes[r])
+    }
+
+    /// The whole file, including anything after the flatbuffer (such as the zip archive of
+    /// associated files that TFLite Support metadata appends).
+    pub fn file_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The constant bytes of tensor `t` (validated length), or None for a non-constant.

@@ -14,7 +14,7 @@
 use flatbuffers::{Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier, VerifierOptions};
 
 /// The vtable offset of field `id`.
-const fn slot(id: u16) -> u16 {
+pub(super) const fn slot(id: u16) -> u16 {
     4 + 2 * id
 }
 
@@ -28,18 +28,19 @@ macro_rules! table {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy)]
-        pub struct $name<'a>(Table<'a>);
+        pub struct $name<'a>(::flatbuffers::Table<'a>);
 
-        impl<'a> Follow<'a> for $name<'a> {
+        impl<'a> ::flatbuffers::Follow<'a> for $name<'a> {
             type Inner = $name<'a>;
             #[inline]
             unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
                 // SAFETY: the caller guarantees `loc` holds a verified table (see the module docs).
-                $name(unsafe { Table::new(buf, loc) })
+                $name(unsafe { ::flatbuffers::Table::new(buf, loc) })
             }
         }
     };
 }
+pub(super) use table;
 
 /// Reads field `slot` of `table` as `T`.
 ///
@@ -47,18 +48,22 @@ macro_rules! table {
 /// The verifier must have checked field `slot` of this table as type `T` (each accessor below
 /// pairs with the `visit_field` of the same slot and type in its table's `Verifiable` impl).
 #[inline]
-unsafe fn get<'a, T: Follow<'a> + 'a>(table: &Table<'a>, slot: u16) -> Option<T::Inner> {
+pub(super) unsafe fn get<'a, T: Follow<'a> + 'a>(table: &Table<'a>, slot: u16) -> Option<T::Inner> {
     // SAFETY: forwarded to the caller.
     unsafe { table.get::<T>(slot, None) }
 }
 
-type Bytes<'a> = ForwardsUOffset<Vector<'a, u8>>;
+pub(super) type Bytes<'a> = ForwardsUOffset<Vector<'a, u8>>;
 type Ints<'a> = ForwardsUOffset<Vector<'a, i32>>;
-type TableVec<'a, T> = ForwardsUOffset<Vector<'a, ForwardsUOffset<T>>>;
+pub(super) type TableVec<'a, T> = ForwardsUOffset<Vector<'a, ForwardsUOffset<T>>>;
 
 table!(
-    /// `table Model`: operator_codes (1), subgraphs (2), buffers (4).
+    /// `table Model`: operator_codes (1), subgraphs (2), buffers (4), metadata (6).
     ModelTable
+);
+table!(
+    /// `table Metadata`: name (0), buffer (1): a named buffer, such as `TFLITE_METADATA`.
+    MetadataTable
 );
 table!(
     /// `table OperatorCode`: deprecated_builtin_code (0), custom_code (1), version (2), builtin_code (3).
@@ -103,6 +108,7 @@ impl Verifiable for ModelTable<'_> {
             .visit_field::<TableVec<OperatorCodeTable>>("operator_codes", slot(1), false)?
             .visit_field::<TableVec<SubGraphTable>>("subgraphs", slot(2), false)?
             .visit_field::<TableVec<BufferTable>>("buffers", slot(4), false)?
+            .visit_field::<TableVec<MetadataTable>>("metadata", slot(6), false)?
             .finish();
         Ok(())
     }
@@ -120,6 +126,33 @@ impl<'a> ModelTable<'a> {
     pub fn buffers(&self) -> Option<Vector<'a, ForwardsUOffset<BufferTable<'a>>>> {
         // SAFETY: verified as TableVec<BufferTable> at slot 4.
         unsafe { get::<TableVec<BufferTable>>(&self.0, slot(4)) }
+    }
+    pub fn metadata(&self) -> Option<Vector<'a, ForwardsUOffset<MetadataTable<'a>>>> {
+        // SAFETY: verified as TableVec<MetadataTable> at slot 6.
+        unsafe { get::<TableVec<MetadataTable>>(&self.0, slot(6)) }
+    }
+}
+
+impl Verifiable for MetadataTable<'_> {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<Bytes>("name", slot(0), false)?
+            .visit_field::<u32>("buffer", slot(1), false)?
+            .finish();
+        Ok(())
+    }
+}
+
+impl<'a> MetadataTable<'a> {
+    pub fn name(&self) -> &'a [u8] {
+        // SAFETY: verified as a byte vector at slot 0.
+        unsafe { get::<Bytes>(&self.0, slot(0)) }
+            .map(|b| b.bytes())
+            .unwrap_or(&[])
+    }
+    pub fn buffer(&self) -> u32 {
+        // SAFETY: verified as u32 at slot 1.
+        unsafe { get::<u32>(&self.0, slot(1)) }.unwrap_or(0)
     }
 }
 

@@ -39,11 +39,13 @@ pub(crate) struct OpSpec {
 #[derive(Clone)]
 pub(crate) struct ModelSpec {
     tensors: Vec<TensorSpec>,
-    buffers: Vec<BufferSpec>,
+    pub(crate) buffers: Vec<BufferSpec>,
     ops: Vec<OpSpec>,
     inputs: Vec<i32>,
     outputs: Vec<i32>,
     identifier: &'static str,
+    /// `Model.metadata` entries: name and buffer index.
+    pub(crate) metadata: Vec<(&'static str, u32)>,
 }
 
 pub(crate) fn build(spec: &ModelSpec) -> Vec<u8> {
@@ -131,11 +133,26 @@ pub(crate) fn build(spec: &ModelSpec) -> Vec<u8> {
     let subgraphs = b.create_vector(&[sg]);
     let opcodes = b.create_vector(&opcodes);
     let buffers = b.create_vector(&buffers);
+    let metadata: Vec<_> = spec
+        .metadata
+        .iter()
+        .map(|&(name, buffer)| {
+            let name = b.create_string(name);
+            let t = b.start_table();
+            b.push_slot_always(slot(0), name);
+            b.push_slot_always(slot(1), buffer);
+            b.end_table(t)
+        })
+        .collect();
+    let metadata = (!metadata.is_empty()).then(|| b.create_vector(&metadata));
     let m = b.start_table();
     b.push_slot_always(slot(0), 3u32);
     b.push_slot_always(slot(1), opcodes);
     b.push_slot_always(slot(2), subgraphs);
     b.push_slot_always(slot(4), buffers);
+    if let Some(md) = metadata {
+        b.push_slot_always(slot(6), md);
+    }
     let m = b.end_table(m);
     b.finish(m, Some(spec.identifier));
     b.finished_data().to_vec()
@@ -168,6 +185,7 @@ pub(crate) fn valid() -> ModelSpec {
         inputs: vec![0],
         outputs: vec![2],
         identifier: "TFL3",
+        metadata: Vec::new(),
     }
 }
 

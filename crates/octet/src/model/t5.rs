@@ -64,6 +64,10 @@ pub struct T5Config {
     /// `relu`, `gelu`, `gated-gelu` (T5 v1.1: gelu_new), `gated-<act>`...
     #[serde(default = "default_ffn")]
     pub feed_forward_proj: String,
+    /// int8 layers quantize activation rows asymmetrically, as TFLite's hybrid kernels do
+    /// ([`Linear::with_asymmetric_rows`]; set by the TFLite importer).
+    #[serde(default)]
+    pub asymmetric_activations: bool,
 }
 
 fn default_buckets() -> usize {
@@ -266,16 +270,20 @@ impl<'m> T5<'m> {
         let (d, inner, ff) = (config.d_model, config.inner_dim(), config.d_ff);
         let up_rows = if feed_forward.is_gated() { 2 * ff } else { ff };
         let up_name = if feed_forward.is_gated() { "gate_up" } else { "up" };
+        let asym = config.asymmetric_activations;
+        let linear = |name: &str, n: usize, k: usize| -> Result<Linear<'m>> {
+            Ok(Linear::load(file, ARCH, name, n, k, false)?.with_asymmetric_rows(asym))
+        };
         let layers = (0..config.num_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
                 Ok(Layer {
                     attention_norm: RmsNorm::load(file, &format!("{p}.attention.norm"), d)?,
-                    qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), 3 * inner, d, false)?,
-                    output: Linear::load(file, ARCH, &format!("{p}.attention.output"), d, inner, false)?,
+                    qkv: linear(&format!("{p}.attention.qkv"), 3 * inner, d)?,
+                    output: linear(&format!("{p}.attention.output"), d, inner)?,
                     ffn_norm: RmsNorm::load(file, &format!("{p}.ffn.norm"), d)?,
-                    up: Linear::load(file, ARCH, &format!("{p}.ffn.{up_name}"), up_rows, d, false)?,
-                    down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), d, ff, false)?,
+                    up: linear(&format!("{p}.ffn.{up_name}"), up_rows, d)?,
+                    down: linear(&format!("{p}.ffn.down"), d, ff)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -1,0 +1,79 @@
+//! Where a TFLite import's `tokenizer.json` comes from: the user's `--tokenizer` file, which
+//! always wins, or else the tokenizer the file's MediaPipe / TFLite Support metadata carries
+//! ([`super::metadata`]; a BERT vocab becomes a `tokenizer.json` through [`super::wordpiece`]).
+//! With neither, the error names both. Errors keep the CLI's exit codes: an unreadable
+//! `--tokenizer` file is a missing input, no tokenizer at all a usage error, malformed metadata
+//! a bad input.
+
+use super::metadata::{self, TokenizerKind};
+use super::model::TfliteModel;
+use super::wordpiece;
+use crate::exit::CliError;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// The tokenizer a conversion stores.
+#[derive(Debug)]
+pub struct TokenizerSource {
+    /// The `tokenizer.json` bytes.
+    pub json: Vec<u8>,
+    /// What it came from, for the file's provenance: the user's file name, or
+    /// `model.tflite:vocab.txt` for an associated file.
+    pub origin: String,
+    /// The window it implies, if any: `max_seq_length` of a `sentence_bert_config.json` beside
+    /// the user's file, or the fixed token input length of a file with metadata.
+    pub window: Option<usize>,
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The user's `tokenizer.json` at `path`.
+fn from_user_file(path: &Path) -> Result<TokenizerSource> {
+    let json = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let window = path
+        .parent()
+        .map(|d| d.join("sentence_bert_config.json"))
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
+        .map(|m| m as usize);
+    Ok(TokenizerSource {
+        json,
+        origin: file_name(path),
+        window,
+    })
+}
+
+/// The tokenizer for converting `model` (read from `input`): `user`'s file when given, else the
+/// one in the model's metadata.
+pub fn resolve(model: &TfliteModel, user: Option<&Path>, input: &Path) -> Result<TokenizerSource> {
+    if let Some(path) = user {
+        return from_user_file(path);
+    }
+    let Some(found) = metadata::embedded_tokenizer(model)? else {
+        return Err(CliError::usage(format!(
+            "{} has no tokenizer: it carries no MediaPipe / TFLite Support tokenizer metadata (a BERT vocab \
+             or SentencePiece model named in its {} buffer); pass --tokenizer tokenizer.json (the model's \
+             Hugging Face tokenizer)",
+            input.display(),
+            metadata::METADATA_NAME
+        )));
+    };
+    match found.unit.kind {
+        TokenizerKind::Bert => Ok(TokenizerSource {
+            json: wordpiece::tokenizer_json(&found.contents, found.lower_case(), &found.unit.file)?,
+            origin: format!("{}:{}", file_name(input), found.unit.file),
+            window: found.max_seq_len,
+        }),
+        TokenizerKind::SentencePiece => Err(CliError::usage(format!(
+            "{} carries a SentencePiece tokenizer ('{}') in its TFLite metadata; extracting SentencePiece \
+             models is not supported yet: pass --tokenizer tokenizer.json",
+            input.display(),
+            found.unit.file
+        ))),
+    }
+}
