@@ -65,6 +65,18 @@ pub(super) struct LinearData {
 }
 
 impl LinearData {
+    /// The layer times `factor` (weights and bias; an int8 layer's scales, its codes unchanged).
+    fn scaled(mut self, factor: f32) -> LinearData {
+        if factor != 1.0 {
+            match &mut self.weights {
+                Weights::I8 { scales, .. } => scales.iter_mut().for_each(|s| *s *= factor),
+                Weights::F32(w) => w.iter_mut().for_each(|v| *v *= factor),
+            }
+            self.bias.iter_mut().for_each(|b| *b *= factor);
+        }
+        self
+    }
+
     fn dequantized(&self) -> Vec<f32> {
         match &self.weights {
             Weights::F32(w) => w.clone(),
@@ -218,6 +230,21 @@ pub(super) fn token_table(model: &TfliteModel, word_index: usize, vocab: usize, 
     })
 }
 
+/// The first `len` values of a constant that is one row, or rows that the graph walk checked
+/// are all equal (litert-torch's token-type row folded over the sequence, [1, n, h]).
+fn first_row(model: &TfliteModel, t: usize, len: usize, what: &str) -> Result<Vec<f32>> {
+    let mut values = model.f32_values(&model.tensors[t])?;
+    if len == 0 || values.is_empty() || values.len() % len != 0 {
+        bail!(
+            "{what}: tensor {} has {} values, expected rows of {len}",
+            model.tensors[t].label(),
+            values.len()
+        );
+    }
+    values.truncate(len);
+    Ok(values)
+}
+
 /// The sizes of a recognised encoder.
 pub struct Sizes {
     pub hidden: usize,
@@ -243,7 +270,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     };
     let mut token_type = vec![0f32; h];
     for &t in &g.token_type {
-        for (acc, v) in token_type.iter_mut().zip(vector(model, t, h, "token type")?) {
+        for (acc, v) in token_type.iter_mut().zip(first_row(model, t, h, "token type")?) {
             *acc += v;
         }
     }
@@ -287,7 +314,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     let mut intermediate = 0;
     for (i, l) in g.layers.iter().enumerate() {
         let p = format!("layers.{i}");
-        let q = read_linear(model, &l.query, h, &format!("{p} query"))?;
+        let q = read_linear(model, &l.query, h, &format!("{p} query"))?.scaled(g.query_scale);
         let k = read_linear(model, &l.key, h, &format!("{p} key"))?;
         let v = read_linear(model, &l.value, h, &format!("{p} value"))?;
         if q.n != h || k.n != h || v.n != h {

@@ -1,26 +1,42 @@
-//! Recognises a BERT encoder in a TFLite graph, as TensorFlow's converter writes one, and
-//! names its constant tensors in the engine's terms (`crates/octet/src/model/bert.rs`).
+//! Recognises a BERT encoder in a TFLite graph, as TensorFlow's converter or litert-torch
+//! (PyTorch -> TFLite) writes one, and names its constant tensors in the engine's terms
+//! (`crates/octet/src/model/bert.rs`).
 //!
 //! Converted files name tensors after the ops that made them (`MatMul_7;add_12`), so the walk
 //! follows the data flow instead, from the int32 token-id input:
 //!
 //! ```text
-//! ids -> [RESHAPE] -> GATHER(word table) [-> DEQUANTIZE] -> ADD position rows / token-type row ...
-//!     -> LayerNorm -> per layer:
-//!        3 x FULLY_CONNECTED -> RESHAPE/TRANSPOSE -> BATCH_MATMUL(Q, K) -> MUL|DIV scale -> SOFTMAX
-//!          -> BATCH_MATMUL(., V) -> TRANSPOSE/RESHAPE -> FULLY_CONNECTED (output) -> ADD residual -> LayerNorm
+//! ids -> [RESHAPE] -> GATHER(word table) | EMBEDDING_LOOKUP(ids, word table) [-> DEQUANTIZE] [-> RESHAPE]
+//!     -> ADD position rows / token-type row ... -> LayerNorm -> per layer:
+//!        3 x FULLY_CONNECTED -> RESHAPE/TRANSPOSE -> BATCH_MATMUL(Q, K) [-> MUL|DIV scale] [-> ADD zero mask] -> SOFTMAX
+//!          -> [RESHAPE] -> BATCH_MATMUL(., V) -> TRANSPOSE/RESHAPE -> FULLY_CONNECTED (output) -> ADD residual -> LayerNorm
 //!          -> FULLY_CONNECTED (up) -> GELU -> FULLY_CONNECTED (down) -> ADD residual -> LayerNorm
-//!     -> MEAN over tokens [-> L2_NORMALIZATION] -> output
+//!     -> MEAN over tokens [-> L2 normalisation] -> output
 //! ```
 //!
-//! LayerNorm is the converter's lowering of `(x - mean) * rsqrt(var + eps) * gamma + beta`
-//! (MEAN, SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT, SUB, MUL, MUL gamma, ADD beta). The
-//! converter folds gamma and beta into the FULLY_CONNECTED layers that read a LayerNorm (they
-//! then read the normalised values before gamma and beta): the walk accepts either form and
-//! reports which ([`BertGraph::folded_norms`]); the engine has a mode for the folded one.
-//! Query, key and value are told apart by where they enter the two attention products, not by
-//! their order in the file. Anything else gets a [`TfliteError::Unrecognised`] naming the
-//! operator or tensor where the walk stopped.
+//! The two converters differ in a few places, and the walk takes either form at each:
+//!
+//! | step | TensorFlow's converter | litert-torch 0.10 |
+//! |---|---|---|
+//! | token table | GATHER(table, ids) | EMBEDDING_LOOKUP(ids, table) -> RESHAPE [1, n, h] |
+//! | positions, token type | a slice of the position table; a [h] row | both folded to [1, n, h] constants (fixed n); the token-type one has n equal rows |
+//! | LayerNorm | `(x - mean) * rsqrt(var + eps)`: SUB, MUL | `x * r + (0 - r * mean)`: MUL, ADD of SUB(0, MUL(r, mean)), statistics RESHAPEd to [.., n, 1] |
+//! | score scale | MUL or DIV by a scalar | MUL (eager attention); none with SDPA attention, whose scale is folded into the projections ([`BertGraph::query_scale`]) |
+//! | attention mask | none | ADD of SELECT_V2(constant condition, 0, min) to the scores: accepted only when it is all zeros |
+//! | L2 normalisation | L2_NORMALIZATION | `x / max(POW(SUM(x * x), 0.5), eps)` |
+//!
+//! Both then read the LayerNorm the same way: `(x - mean) * rsqrt(var + eps)`, times gamma,
+//! plus beta (MEAN, SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT shared). Both fold gamma and beta
+//! into the FULLY_CONNECTED layers that read a LayerNorm (they then read the normalised values
+//! before gamma and beta): the walk accepts either form and reports which
+//! ([`BertGraph::folded_norms`]); the engine has a mode for the folded one. Both write
+//! dynamic-range int8 as symmetric per-channel int8 weights; TensorFlow's FULLY_CONNECTED
+//! quantizes activation rows asymmetrically (`asymmetric_quantize_inputs`), litert-torch's
+//! symmetrically ([`BertGraph::asymmetric_inputs`]). Query, key and value are told apart by
+//! where they enter the two attention products, not by their order in the file. Anything else
+//! gets a [`TfliteError::Unrecognised`] naming the operator or tensor where the walk stopped,
+//! and where the forms differ (the table lookup, LayerNorm, the mask, pooling), what each form
+//! expected there.
 
 use super::model::{op, OpOptions, Operator, TfliteModel};
 use super::TfliteError;
@@ -81,6 +97,11 @@ pub struct BertGraph {
     pub gelu_tanh: bool,
     /// The linear layers after each LayerNorm read the values before its gamma and beta.
     pub folded_norms: bool,
+    /// What the query projection's weights and bias must be multiplied by for the engine's
+    /// 1/sqrt(head_dim) score scale: 1, or sqrt(head_dim) when the graph does not scale the
+    /// scores (litert-torch's SDPA lowering folds the scale into the projections; scores are
+    /// bilinear in query and key, so where it was folded does not matter).
+    pub query_scale: f32,
     /// Some FULLY_CONNECTED has `asymmetric_quantize_inputs`: its hybrid (int8-weight) form
     /// quantizes each activation row with a zero point.
     pub asymmetric_inputs: bool,
@@ -89,6 +110,13 @@ pub struct BertGraph {
 
 pub(super) fn unrecognised(msg: impl Into<String>) -> TfliteError {
     TfliteError::Unrecognised(msg.into())
+}
+
+/// The text of an error without its kind's prefix, to nest in another message.
+fn message(e: &TfliteError) -> String {
+    match e {
+        TfliteError::Unrecognised(m) | TfliteError::Invalid(m) | TfliteError::Io(m) => m.clone(),
+    }
 }
 
 /// The operator graph with producer and consumer links (shared with [`super::t5`]).
@@ -152,7 +180,10 @@ impl<'m> Graph<'m> {
         match users.as_slice() {
             [o] => Ok(o),
             _ => {
-                let found: Vec<String> = self.consumers[t].iter().map(|&i| self.op(i).label()).collect();
+                let found: Vec<String> = self.consumers[t]
+                    .iter()
+                    .map(|&i| self.op(i).label())
+                    .collect();
                 Err(unrecognised(format!(
                     "{context}: expected one {} reading tensor {}, found consumers [{}]",
                     op::name(code),
@@ -195,8 +226,10 @@ impl<'m> Graph<'m> {
     pub(super) fn through_layout(&self, mut t: usize) -> usize {
         loop {
             match self.consumers[t].as_slice() {
-                [i] if matches!(self.op(*i).code, op::RESHAPE | op::TRANSPOSE | op::SQUEEZE | op::CAST)
-                    && self.op(*i).input(0) == Some(t) =>
+                [i] if matches!(
+                    self.op(*i).code,
+                    op::RESHAPE | op::TRANSPOSE | op::SQUEEZE | op::CAST
+                ) && self.op(*i).input(0) == Some(t) =>
                 {
                     match self.op(*i).outputs.first() {
                         Some(&next) => t = next,
@@ -229,15 +262,15 @@ impl<'m> Graph<'m> {
                             return Err(unrecognised(format!("{}: fused activation {fused_activation} / weights format {weights_format} (octet reads plain FULLY_CONNECTED only)", o.label())));
                         }
                     }
-                    let weight = o
-                        .input(1)
-                        .and_then(|w| self.constant(w))
-                        .ok_or_else(|| unrecognised(format!("{}: the weight is not a constant", o.label())))?;
+                    let weight = o.input(1).and_then(|w| self.constant(w)).ok_or_else(|| {
+                        unrecognised(format!("{}: the weight is not a constant", o.label()))
+                    })?;
                     let bias = o
                         .input(2)
                         .map(|b| {
-                            self.constant(b)
-                                .ok_or_else(|| unrecognised(format!("{}: the bias is not a constant", o.label())))
+                            self.constant(b).ok_or_else(|| {
+                                unrecognised(format!("{}: the bias is not a constant", o.label()))
+                            })
                         })
                         .transpose()?;
                     out.push((
@@ -249,7 +282,13 @@ impl<'m> Graph<'m> {
                         },
                     ));
                 }
-                (op::BATCH_MATMUL, OpOptions::BatchMatMul { adj_x: false, adj_y }) => {
+                (
+                    op::BATCH_MATMUL,
+                    OpOptions::BatchMatMul {
+                        adj_x: false,
+                        adj_y,
+                    },
+                ) => {
                     if let Some(weight) = o.input(1).and_then(|w| self.constant(w)) {
                         out.push((
                             o,
@@ -291,29 +330,42 @@ impl<'m> Graph<'m> {
         Ok(out)
     }
 
-    /// Matches the LayerNorm that starts at tensor `x` (see the module docs).
+    /// Matches the LayerNorm that starts at tensor `x` in either lowering (see the module
+    /// docs); when neither matches, the error says where each one stopped.
     fn layer_norm(&self, x: usize, context: &str) -> Result<LayerNormMatch, TfliteError> {
-        let ctx = |step: &str| format!("{context} LayerNorm ({step})");
+        let ctx = format!("{context} LayerNorm");
+        let (eps, normalized) = match self.normalize_tf(x, &ctx) {
+            Ok(found) => found,
+            Err(tf) => self.normalize_torch(x, &ctx).map_err(|torch| {
+                unrecognised(format!(
+                    "{ctx} reading {}: neither TensorFlow's lowering ({}) nor litert-torch's ({})",
+                    self.label(x),
+                    message(&tf),
+                    message(&torch)
+                ))
+            })?,
+        };
+        self.gamma_beta(normalized, eps, &ctx)
+    }
+
+    /// TensorFlow's lowering up to the normalised values: MEAN, SQUARED_DIFFERENCE, MEAN,
+    /// ADD eps, RSQRT, SUB mean, MUL. Returns (eps, normalised tensor).
+    fn normalize_tf(&self, x: usize, ctx: &str) -> Result<(f32, usize), TfliteError> {
+        let ctx = |step: &str| format!("{ctx} ({step})");
         let mean = self.one_user(x, op::MEAN, &ctx("mean"))?;
         let m = self.out(mean)?;
-        let sqd = self.one_user(x, op::SQUARED_DIFFERENCE, &ctx("variance"))?;
-        let var = self.one_user(self.out(sqd)?, op::MEAN, &ctx("variance mean"))?;
-        let add_eps = self.one_user(self.out(var)?, op::ADD, &ctx("epsilon"))?;
-        let eps_tensor = if add_eps.input(0) == Some(self.out(var)?) {
-            add_eps.input(1)
-        } else {
-            add_eps.input(0)
-        };
-        let eps = eps_tensor
-            .and_then(|t| self.scalar(t))
-            .ok_or_else(|| unrecognised(format!("{}: epsilon is not a scalar constant", ctx("epsilon"))))?;
-        let rsqrt = self.one_user(self.out(add_eps)?, op::RSQRT, &ctx("rsqrt"))?;
-        let r = self.out(rsqrt)?;
+        let (eps, r) = self.inverse_std(x, &ctx("variance"))?;
         let sub = self
             .users(x, op::SUB)
             .into_iter()
             .find(|o| o.input(0) == Some(x) && o.input(1) == Some(m))
-            .ok_or_else(|| unrecognised(format!("{}: no SUB of the mean from {}", ctx("centre"), self.label(x))))?;
+            .ok_or_else(|| {
+                unrecognised(format!(
+                    "{}: no SUB of the mean from {}",
+                    ctx("centre"),
+                    self.label(x)
+                ))
+            })?;
         let d = self.out(sub)?;
         let scale = self
             .users(d, op::MUL)
@@ -325,7 +377,100 @@ impl<'m> Graph<'m> {
                     ctx("normalise")
                 ))
             })?;
-        let normalized = self.out(scale)?;
+        Ok((eps, self.out(scale)?))
+    }
+
+    /// litert-torch's lowering up to the normalised values: `x * r + (0 - r * mean)` with
+    /// `r = RSQRT(MEAN(SQUARED_DIFFERENCE(x, mean)) + eps)`, the per-token statistics
+    /// RESHAPEd to [.., n, 1] where they meet `x`. Returns (eps, normalised tensor).
+    fn normalize_torch(&self, x: usize, ctx: &str) -> Result<(f32, usize), TfliteError> {
+        let ctx = |step: &str| format!("{ctx} ({step})");
+        let mean = self.one_user(x, op::MEAN, &ctx("mean"))?;
+        let m = self.out(mean)?;
+        let (eps, r) = self.inverse_std(x, &ctx("variance"))?;
+        let scaled = self
+            .users(x, op::MUL)
+            .into_iter()
+            .find(|o| {
+                o.inputs
+                    .iter()
+                    .flatten()
+                    .any(|&t| t != x && self.before_reshapes(t) == r)
+            })
+            .ok_or_else(|| {
+                unrecognised(format!(
+                    "{}: no MUL of {} by the rsqrt",
+                    ctx("scale"),
+                    self.label(x)
+                ))
+            })?;
+        let scaled_out = self.out(scaled)?;
+        let shift_add = self.one_user(scaled_out, op::ADD, &ctx("shift"))?;
+        let shift = shift_add
+            .inputs
+            .iter()
+            .flatten()
+            .copied()
+            .find(|&t| t != scaled_out)
+            .map(|t| self.before_reshapes(t))
+            .ok_or_else(|| {
+                unrecognised(format!(
+                    "{}: {} has one input",
+                    ctx("shift"),
+                    shift_add.label()
+                ))
+            })?;
+        // shift = 0 - r * mean
+        let is_shift = self.producer[shift].map(|i| self.op(i)).is_some_and(|sub| {
+            sub.code == op::SUB
+                && sub.input(0).and_then(|z| self.scalar(z)) == Some(0.0)
+                && sub
+                    .input(1)
+                    .and_then(|t| self.producer[t])
+                    .map(|i| self.op(i))
+                    .is_some_and(|mul| {
+                        mul.code == op::MUL
+                            && mul.inputs.contains(&Some(r))
+                            && mul.inputs.contains(&Some(m))
+                    })
+        });
+        if !is_shift {
+            return Err(unrecognised(format!(
+                "{}: {} does not add -(rsqrt x mean)",
+                ctx("shift"),
+                shift_add.label()
+            )));
+        }
+        Ok((eps, self.out(shift_add)?))
+    }
+
+    /// The variance branch both lowerings share: SQUARED_DIFFERENCE(x, mean) -> MEAN -> ADD
+    /// eps -> RSQRT. Returns (eps, the RSQRT's output).
+    fn inverse_std(&self, x: usize, ctx: &str) -> Result<(f32, usize), TfliteError> {
+        let sqd = self.one_user(x, op::SQUARED_DIFFERENCE, ctx)?;
+        let var = self.one_user(self.out(sqd)?, op::MEAN, &format!("{ctx} mean"))?;
+        let v = self.out(var)?;
+        let add_eps = self.one_user(v, op::ADD, &format!("{ctx} epsilon"))?;
+        let eps_tensor = if add_eps.input(0) == Some(v) {
+            add_eps.input(1)
+        } else {
+            add_eps.input(0)
+        };
+        let eps = eps_tensor
+            .and_then(|t| self.scalar(t))
+            .ok_or_else(|| unrecognised(format!("{ctx} epsilon: not a scalar constant")))?;
+        let rsqrt = self.one_user(self.out(add_eps)?, op::RSQRT, &format!("{ctx} rsqrt"))?;
+        Ok((eps, self.out(rsqrt)?))
+    }
+
+    /// The MUL by gamma and ADD of beta after the normalised values.
+    fn gamma_beta(
+        &self,
+        normalized: usize,
+        eps: f32,
+        ctx: &str,
+    ) -> Result<LayerNormMatch, TfliteError> {
+        let ctx = |step: &str| format!("{ctx} ({step})");
         let gamma_op = self
             .users(normalized, op::MUL)
             .into_iter()
@@ -346,7 +491,13 @@ impl<'m> Graph<'m> {
             .inputs
             .iter()
             .flatten()
-            .find_map(|&t| if t != normalized { self.constant(t) } else { None })
+            .find_map(|&t| {
+                if t != normalized {
+                    self.constant(t)
+                } else {
+                    None
+                }
+            })
             .ok_or_else(|| unrecognised(format!("{}: gamma is not a constant", ctx("gamma"))))?;
         let g = self.out(gamma_op)?;
         let beta_op = self.one_user(g, op::ADD, &ctx("beta"))?;
@@ -364,6 +515,71 @@ impl<'m> Graph<'m> {
             normalized,
             output: self.out(beta_op)?,
         })
+    }
+
+    /// `t`, or the tensor a chain of RESHAPEs made it from.
+    fn before_reshapes(&self, mut t: usize) -> usize {
+        while let Some(o) = self.producer[t].map(|i| self.op(i)) {
+            match (o.code, o.input(0)) {
+                (op::RESHAPE, Some(src)) => t = src,
+                _ => break,
+            }
+        }
+        t
+    }
+
+    /// True when the constant `t` has [.., rows, h] values whose rows are all the same (a
+    /// single row broadcast, as litert-torch folds the token-type row over the sequence).
+    fn rows_identical(&self, t: usize, h: usize) -> bool {
+        match self.model.f32_values(&self.model.tensors[t]) {
+            Ok(v) if h > 0 && v.len() % h == 0 && v.len() > h => {
+                v.chunks_exact(h).all(|row| row == &v[..h])
+            }
+            _ => false,
+        }
+    }
+
+    /// True when `t` is an attention mask that adds nothing: an all-zero constant, or
+    /// litert-torch's SELECT_V2(condition, a, b) where a constant condition (possibly through
+    /// BROADCAST_TO / RESHAPE) picks a zero scalar everywhere.
+    fn is_zero_mask(&self, t: usize) -> bool {
+        if let Some(c) = self.constant(t) {
+            return self
+                .model
+                .f32_values(&self.model.tensors[c])
+                .is_ok_and(|v| v.iter().all(|&x| x == 0.0));
+        }
+        let Some(select) = self.producer[t].map(|i| self.op(i)) else {
+            return false;
+        };
+        if select.code != op::SELECT_V2 {
+            return false;
+        }
+        let mut cond = match select.input(0) {
+            Some(c) => c,
+            None => return false,
+        };
+        while let Some(o) = self.producer[cond].map(|i| self.op(i)) {
+            match (o.code, o.input(0)) {
+                (op::BROADCAST_TO | op::RESHAPE, Some(src)) => cond = src,
+                _ => return false,
+            }
+        }
+        let Some(values) = self.bool_values(cond) else {
+            return false;
+        };
+        let zero = |i: usize| select.input(i).and_then(|v| self.scalar(v)) == Some(0.0);
+        (values.iter().all(|&b| b) && zero(1)) || (values.iter().all(|&b| !b) && zero(2))
+    }
+
+    /// A constant BOOL tensor's values (schema TensorType 6, one byte each).
+    fn bool_values(&self, t: usize) -> Option<Vec<bool>> {
+        let tensor = &self.model.tensors[t];
+        if tensor.dtype != super::TensorType::Other(6) {
+            return None;
+        }
+        let bytes = self.model.data(tensor)?;
+        (bytes.len() == tensor.numel()).then(|| bytes.iter().map(|&b| b != 0).collect())
     }
 
     /// The ADD of `a` and `b` (either order).
@@ -387,15 +603,27 @@ impl<'m> Graph<'m> {
 fn find_embedding(g: &Graph) -> Result<(usize, usize), TfliteError> {
     let m = g.model;
     for &input in &m.inputs {
-        if !matches!(m.tensors[input].dtype, super::TensorType::I32 | super::TensorType::I64) {
+        if !matches!(
+            m.tensors[input].dtype,
+            super::TensorType::I32 | super::TensorType::I64
+        ) {
             continue;
         }
         let ids = g.through_layout(input);
-        for o in g.users(ids, op::GATHER) {
-            if o.input(1) != Some(ids) {
-                continue;
-            }
-            if let Some(table) = o.input(0).and_then(|t| g.constant(t)) {
+        // TensorFlow: GATHER(table, ids); litert-torch: EMBEDDING_LOOKUP(ids, table).
+        let lookups = g
+            .users(ids, op::GATHER)
+            .into_iter()
+            .filter(|o| o.input(1) == Some(ids))
+            .map(|o| (o, o.input(0)))
+            .chain(
+                g.users(ids, op::EMBEDDING_LOOKUP)
+                    .into_iter()
+                    .filter(|o| o.input(0) == Some(ids))
+                    .map(|o| (o, o.input(1))),
+            );
+        for (o, table) in lookups {
+            if let Some(table) = table.and_then(|t| g.constant(t)) {
                 if m.tensors[table].shape.len() == 2 {
                     let mut out = g.out(o)?;
                     if let [i] = g.consumers[out].as_slice() {
@@ -403,7 +631,8 @@ fn find_embedding(g: &Graph) -> Result<(usize, usize), TfliteError> {
                             out = g.out(g.op(*i))?;
                         }
                     }
-                    return Ok((table, out));
+                    // litert-torch looks up [n, h] rows and RESHAPEs them to [1, n, h].
+                    return Ok((table, g.through_layout(out)));
                 }
             }
         }
@@ -421,7 +650,7 @@ fn find_embedding(g: &Graph) -> Result<(usize, usize), TfliteError> {
         })
         .collect();
     Err(unrecognised(format!(
-        "no GATHER of a constant [vocab, hidden] table reached from an int32 token-id input (inputs: {})",
+        "no GATHER (TensorFlow) or EMBEDDING_LOOKUP (litert-torch) of a constant [vocab, hidden] table reached from an int32 token-id input (inputs: {})",
         inputs.join(", ")
     )))
 }
@@ -446,6 +675,13 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         if let Some(c) = g.constant(other) {
             match shape_of(c).as_slice() {
                 [d] | [1, d] if *d == h => token_type.push(c),
+                // litert-torch folds the token-type row, broadcast over the fixed sequence
+                // length, into a [1, n, h] constant beside the [1, n, h] position rows.
+                [_, d] | [1, _, d]
+                    if *d == h && token_type.is_empty() && g.rows_identical(c, h) =>
+                {
+                    token_type.push(c)
+                }
                 [p, d] | [1, p, d] if *d == h && position.is_none() => position = Some(c),
                 s => {
                     return Err(unrecognised(format!(
@@ -517,7 +753,8 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             let shaped = g.through_layout(result);
             if heads.is_none() {
                 // The RESHAPE into heads: [..., heads, head_dim] with heads x head_dim = h.
-                if let [.., a, b] = model.tensors[g.through_layout_first_reshape(result)].shape[..] {
+                if let [.., a, b] = model.tensors[g.through_layout_first_reshape(result)].shape[..]
+                {
                     if a * b == h && a > 1 {
                         heads = Some(a);
                     }
@@ -527,7 +764,12 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
                 .users(shaped, op::BATCH_MATMUL)
                 .into_iter()
                 .next()
-                .ok_or_else(|| unrecognised(format!("{ctx}: {} does not reach a BATCH_MATMUL", o.label())))?;
+                .ok_or_else(|| {
+                    unrecognised(format!(
+                        "{ctx}: {} does not reach a BATCH_MATMUL",
+                        o.label()
+                    ))
+                })?;
             let slot = if bmm.input(0) == Some(shaped) { 0 } else { 1 };
             entries.push((lin, bmm.index, slot));
         }
@@ -535,8 +777,17 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             .iter()
             .map(|e| e.1)
             .find(|&b| entries.iter().filter(|e| e.1 == b).count() == 2)
-            .ok_or_else(|| unrecognised(format!("{ctx}: no BATCH_MATMUL of two projections (query x key)")))?;
-        let pick = |bmm: usize, slot: usize| entries.iter().find(|e| e.1 == bmm && e.2 == slot).map(|e| e.0);
+            .ok_or_else(|| {
+                unrecognised(format!(
+                    "{ctx}: no BATCH_MATMUL of two projections (query x key)"
+                ))
+            })?;
+        let pick = |bmm: usize, slot: usize| {
+            entries
+                .iter()
+                .find(|e| e.1 == bmm && e.2 == slot)
+                .map(|e| e.0)
+        };
         let (query, key) = (pick(scores_op, 0), pick(scores_op, 1));
         let value_entry = entries
             .iter()
@@ -548,22 +799,42 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             )));
         };
         let (value, context_op) = (value_entry.0, value_entry.1);
-        // scores -> MUL / DIV by a constant -> SOFTMAX -> context product.
+        // scores -> MUL / DIV by a constant -> SOFTMAX -> context product. litert-torch folds
+        // the scale of an SDPA attention into the projections instead: no MUL / DIV, scale 1.
         let scores = g.out(g.op(scores_op))?;
         let scale_op = g.consumers[scores]
             .first()
             .map(|&i| g.op(i))
-            .filter(|o| matches!(o.code, op::MUL | op::DIV))
-            .ok_or_else(|| unrecognised(format!("{ctx}: the attention scores are not scaled by a MUL or DIV")))?;
-        let c = scale_op.input(1).and_then(|t| g.scalar(t)).ok_or_else(|| {
-            unrecognised(format!(
-                "{ctx}: {} does not scale by a scalar constant",
-                scale_op.label()
-            ))
-        })?;
-        let scale = if scale_op.code == op::DIV { 1.0 / c } else { c };
-        let softmax = g.one_user(g.out(scale_op)?, op::SOFTMAX, &ctx)?;
-        if g.op(context_op).input(0) != Some(g.out(softmax)?) {
+            .filter(|o| matches!(o.code, op::MUL | op::DIV));
+        let (scale, mut scaled) = match scale_op {
+            Some(scale_op) => {
+                let c = scale_op.input(1).and_then(|t| g.scalar(t)).ok_or_else(|| {
+                    unrecognised(format!(
+                        "{ctx}: {} does not scale by a scalar constant",
+                        scale_op.label()
+                    ))
+                })?;
+                let scale = if scale_op.code == op::DIV { 1.0 / c } else { c };
+                (scale, g.out(scale_op)?)
+            }
+            None => (1.0, scores),
+        };
+        // litert-torch adds the attention mask, all zeros without padding.
+        if let [i] = g.consumers[scaled].as_slice() {
+            let add = g.op(*i);
+            if add.code == op::ADD {
+                let mask = add.inputs.iter().flatten().copied().find(|&t| t != scaled);
+                if !mask.is_some_and(|m| g.is_zero_mask(m)) {
+                    return Err(unrecognised(format!(
+                        "{ctx}: {} adds a mask to the attention scores that is not all zeros (octet runs unpadded sequences without a mask)",
+                        add.label()
+                    )));
+                }
+                scaled = g.out(add)?;
+            }
+        }
+        let softmax = g.one_user(scaled, op::SOFTMAX, &ctx)?;
+        if g.op(context_op).input(0) != Some(g.through_layout(g.out(softmax)?)) {
             return Err(unrecognised(format!(
                 "{ctx}: the value product does not read the softmax"
             )));
@@ -593,7 +864,9 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         let gelu = g.one_user(up_out, op::GELU, &format!("{ctx} FFN activation"))?;
         let tanh = matches!(gelu.options, OpOptions::Gelu { approximate: true });
         if *gelu_tanh.get_or_insert(tanh) != tanh {
-            return Err(unrecognised(format!("{ctx}: GELU form differs between layers")));
+            return Err(unrecognised(format!(
+                "{ctx}: GELU form differs between layers"
+            )));
         }
         let mut down = g.linears_reading(g.out(gelu)?)?;
         if down.len() != 1 {
@@ -637,15 +910,24 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         ));
     }
     let heads = heads.ok_or_else(|| {
-        unrecognised("no RESHAPE into attention heads ([..., heads, head_dim]) after the query projection")
+        unrecognised(
+            "no RESHAPE into attention heads ([..., heads, head_dim]) after the query projection",
+        )
     })?;
     let head_dim = h / heads;
     let want = 1.0 / (head_dim as f32).sqrt();
-    if let Some((_, s)) = layers.iter().find(|(_, s)| (s - want).abs() > want * 1e-4) {
+    // Either every layer scales its scores by 1/sqrt(head_dim), or none does (the scale is in
+    // the projections' weights, and the query weights are rescaled when planned).
+    let unscaled = layers.iter().all(|(_, s)| *s == 1.0);
+    if let Some((_, s)) = layers
+        .iter()
+        .find(|(_, s)| !unscaled && (s - want).abs() > want * 1e-4)
+    {
         return Err(unrecognised(format!(
-            "attention scale {s}; octet's BERT uses 1/sqrt(head_dim {head_dim}) = {want}"
+            "attention scale {s}; octet's BERT uses 1/sqrt(head_dim {head_dim}) = {want}, or no scale in every layer"
         )));
     }
+    let query_scale = if unscaled { 1.0 / want } else { 1.0 };
 
     // Pooling after the last LayerNorm.
     let last = stream.output;
@@ -659,6 +941,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         let mean = g.one_user(last, op::MEAN, "pooling")?;
         let pooled = g.out(mean)?;
         let normalize = match g.consumers[pooled].as_slice() {
+            _ if g.lowered_l2_norm(pooled).is_some_and(|out| outputs.contains(&out)) => true,
             [i] if g.op(*i).code == op::L2_NORMALIZATION => {
                 let out = g.out(g.op(*i))?;
                 if !outputs.contains(&out) {
@@ -672,12 +955,15 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             _ if outputs.contains(&pooled) => false,
             _ => {
                 return Err(unrecognised(format!(
-                    "pooling: the mean {} is neither an output nor L2 normalised",
+                    "pooling: the mean {} is neither an output nor L2 normalised (L2_NORMALIZATION, or litert-torch's x / max(POW(SUM(x * x), 0.5), eps))",
                     g.label(pooled)
                 )))
             }
         };
-        PoolingFound { mean: true, normalize }
+        PoolingFound {
+            mean: true,
+            normalize,
+        }
     };
     Ok(BertGraph {
         word,
@@ -689,6 +975,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         eps,
         gelu_tanh: gelu_tanh.unwrap_or(false),
         folded_norms: folded.unwrap_or(false),
+        query_scale,
         asymmetric_inputs: model.operators.iter().any(|o| {
             matches!(
                 o.options,
@@ -703,6 +990,38 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
 }
 
 impl Graph<'_> {
+    /// litert-torch's lowering of `x / max(||x||, eps)`: MUL(x, x) -> SUM -> POW 0.5 (or
+    /// SQRT) -> [MAXIMUM eps] -> DIV(x, .). Returns the DIV's output.
+    fn lowered_l2_norm(&self, x: usize) -> Option<usize> {
+        let square = self
+            .users(x, op::MUL)
+            .into_iter()
+            .find(|o| o.input(0) == Some(x) && o.input(1) == Some(x))?;
+        let sum = self
+            .users(*square.outputs.first()?, op::SUM)
+            .into_iter()
+            .next()?;
+        let s = *sum.outputs.first()?;
+        let root = self.consumers[s].iter().map(|&i| self.op(i)).find(|o| {
+            o.code == op::SQRT
+                || (o.code == op::POW && o.input(1).and_then(|e| self.scalar(e)) == Some(0.5))
+        })?;
+        let mut norm = *root.outputs.first()?;
+        if let Some(max) = self.users(norm, op::MAXIMUM).into_iter().next() {
+            let floor = max.inputs.iter().flatten().copied().find(|&t| t != norm)?;
+            // A floor against division by zero, not a change of the result.
+            if !self.scalar(floor).is_some_and(|f| (0.0..1e-6).contains(&f)) {
+                return None;
+            }
+            norm = *max.outputs.first()?;
+        }
+        let div = self
+            .users(norm, op::DIV)
+            .into_iter()
+            .find(|o| o.input(0) == Some(x) && o.input(1) == Some(norm))?;
+        div.outputs.first().copied()
+    }
+
     /// The output of the first RESHAPE on the single-consumer layout chain from `t` (or `t`).
     pub(super) fn through_layout_first_reshape(&self, mut t: usize) -> usize {
         while let [i] = self.consumers[t].as_slice() {
@@ -710,7 +1029,9 @@ impl Graph<'_> {
             if !matches!(o.code, op::RESHAPE | op::TRANSPOSE | op::SQUEEZE | op::CAST) {
                 break;
             }
-            let Some(&next) = o.outputs.first() else { break };
+            let Some(&next) = o.outputs.first() else {
+                break;
+            };
             if o.code == op::RESHAPE {
                 return next;
             }
@@ -733,12 +1054,17 @@ impl Graph<'_> {
 /// `layers.N.attention.{query,key,value,output}.{weight,bias}`, `layers.N.attention.norm.{weight,bias}`,
 /// `layers.N.ffn.{up,down}.{weight,bias}`, `layers.N.ffn.norm.{weight,bias}`. Linear weights are
 /// [out, in], as FULLY_CONNECTED stores them. Pooling is the mean over tokens.
-pub fn from_mapping(model: &TfliteModel, map: &serde_json::Value) -> Result<BertGraph, TfliteError> {
+pub fn from_mapping(
+    model: &TfliteModel,
+    map: &serde_json::Value,
+) -> Result<BertGraph, TfliteError> {
     let bad = |m: String| TfliteError::Invalid(format!("mapping file: {m}"));
     let tensors = map
         .get("tensors")
         .and_then(|v| v.as_object())
-        .ok_or_else(|| bad("needs an object \"tensors\": {tensor name or index: engine name}".into()))?;
+        .ok_or_else(|| {
+            bad("needs an object \"tensors\": {tensor name or index: engine name}".into())
+        })?;
     let mut by_engine: BTreeMap<String, usize> = BTreeMap::new();
     for (key, value) in tensors {
         let engine = value
@@ -808,25 +1134,43 @@ pub fn from_mapping(model: &TfliteModel, map: &serde_json::Value) -> Result<Bert
     let heads = config
         .get("num_attention_heads")
         .and_then(|v| v.as_u64())
-        .ok_or_else(|| bad("config.num_attention_heads is required".into()))? as usize;
-    let act = config.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu");
+        .ok_or_else(|| bad("config.num_attention_heads is required".into()))?
+        as usize;
+    let act = config
+        .get("hidden_act")
+        .and_then(|v| v.as_str())
+        .unwrap_or("gelu");
     Ok(BertGraph {
         word: get("embeddings.word")?,
         position: by_engine.get("embeddings.position").copied(),
-        token_type: by_engine.get("embeddings.token_type").copied().into_iter().collect(),
+        token_type: by_engine
+            .get("embeddings.token_type")
+            .copied()
+            .into_iter()
+            .collect(),
         embeddings_norm: norm("embeddings.norm")?,
         layers,
         heads,
-        eps: config.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32,
+        eps: config
+            .get("layer_norm_eps")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(1e-12) as f32,
         gelu_tanh: matches!(act, "gelu_new" | "gelu_pytorch_tanh"),
-        folded_norms: config.get("folded_norms").and_then(|v| v.as_bool()).unwrap_or(false),
+        folded_norms: config
+            .get("folded_norms")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        query_scale: 1.0,
         asymmetric_inputs: config
             .get("asymmetric_activations")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
         pooling: PoolingFound {
             mean: true,
-            normalize: config.get("normalize").and_then(|v| v.as_bool()).unwrap_or(true),
+            normalize: config
+                .get("normalize")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true),
         },
     })
 }

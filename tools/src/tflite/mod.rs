@@ -1,4 +1,5 @@
-//! Reading TFLite flatbuffers (`.tflite`) and recognising the encoder inside them.
+//! Reading TFLite flatbuffers (`.tflite`) and recognising the encoder inside them, as
+//! TensorFlow's converter or litert-torch (PyTorch -> TFLite) writes it.
 //!
 //! - [`schema`]: the handful of schema tables read, verified by the `flatbuffers` crate before
 //!   any field is followed (the only `unsafe` of the importer, each use paired with a verified field).

@@ -21,6 +21,7 @@ pub const FILE_IDENTIFIER: &[u8; 4] = b"TFL3";
 pub mod op {
     pub const ADD: i32 = 0;
     pub const DEQUANTIZE: i32 = 6;
+    pub const EMBEDDING_LOOKUP: i32 = 7;
     pub const FULLY_CONNECTED: i32 = 9;
     pub const L2_NORMALIZATION: i32 = 11;
     pub const MUL: i32 = 18;
@@ -35,14 +36,19 @@ pub mod op {
     pub const SQUEEZE: i32 = 43;
     pub const STRIDED_SLICE: i32 = 45;
     pub const CAST: i32 = 53;
+    pub const MAXIMUM: i32 = 55;
     pub const SLICE: i32 = 65;
     pub const NOT_EQUAL: i32 = 72;
     pub const SUM: i32 = 74;
+    pub const SQRT: i32 = 75;
     pub const RSQRT: i32 = 76;
     pub const SHAPE: i32 = 77;
+    pub const POW: i32 = 78;
     pub const SQUARE: i32 = 92;
     pub const SQUARED_DIFFERENCE: i32 = 99;
+    pub const SELECT_V2: i32 = 123;
     pub const BATCH_MATMUL: i32 = 126;
+    pub const BROADCAST_TO: i32 = 130;
     pub const GELU: i32 = 150;
 
     /// A readable name for error messages.
@@ -50,6 +56,7 @@ pub mod op {
         let known = [
             (ADD, "ADD"),
             (DEQUANTIZE, "DEQUANTIZE"),
+            (EMBEDDING_LOOKUP, "EMBEDDING_LOOKUP"),
             (FULLY_CONNECTED, "FULLY_CONNECTED"),
             (L2_NORMALIZATION, "L2_NORMALIZATION"),
             (MUL, "MUL"),
@@ -64,14 +71,19 @@ pub mod op {
             (SQUEEZE, "SQUEEZE"),
             (STRIDED_SLICE, "STRIDED_SLICE"),
             (CAST, "CAST"),
+            (MAXIMUM, "MAXIMUM"),
             (SLICE, "SLICE"),
-            (NOT_EQUAL, "NOT_EQUAL"),
             (SUM, "SUM"),
+            (SQRT, "SQRT"),
             (RSQRT, "RSQRT"),
             (SHAPE, "SHAPE"),
+            (POW, "POW"),
+            (NOT_EQUAL, "NOT_EQUAL"),
             (SQUARE, "SQUARE"),
             (SQUARED_DIFFERENCE, "SQUARED_DIFFERENCE"),
+            (SELECT_V2, "SELECT_V2"),
             (BATCH_MATMUL, "BATCH_MATMUL"),
+            (BROADCAST_TO, "BROADCAST_TO"),
             (GELU, "GELU"),
         ];
         known
