@@ -5,9 +5,9 @@
 //! identifier check (which has its own unit test). If the file decodes, every constant is read
 //! the ways the importer reads it, the graph walks (BERT, T5) run, and when one recognises an
 //! encoder the importer plans its tensors, the step before quantizing and writing (for T5: the
-//! inversion of the position bias). The tokenizer metadata is read too (the `TFLITE_METADATA` buffer, the zip archive of associated files, a BERT vocab
-//! turned into a tokenizer.json). None of it may panic, hang or use memory out of proportion to
-//! the input.
+//! inversion of the position bias). The tokenizer metadata is read too (the `TFLITE_METADATA`
+//! buffer, the zip archive of associated files, a BERT vocab turned into a tokenizer.json).
+//! None of it may panic, hang or use memory out of proportion to the input.
 
 #![no_main]
 
