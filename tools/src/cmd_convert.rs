@@ -14,9 +14,11 @@ use std::path::PathBuf;
 /// 1_Pooling/config.json, Dense modules and config_sentence_transformers.json (prompts) are
 /// read when present.
 ///
-/// A TFLite BERT encoder (a .tflite file, as TensorFlow's converter writes it) converts too,
-/// with its tokenizer given by --tokenizer, or else taken from the file's MediaPipe / TFLite
-/// Support metadata (a BERT vocab packed in the file); its int8 tensors are kept exactly.
+/// A TFLite encoder (a .tflite file) converts too: BERT as TensorFlow's converter or
+/// litert-torch writes it, and T5 as TensorFlow's converter writes it from a fixed, padded
+/// input (ids [1, n], 0 = padding, as the browser's embedding model). Its tokenizer comes from
+/// --tokenizer, or else from the file's MediaPipe / TFLite Support metadata (a BERT vocab
+/// packed in the file); its int8 tensors are kept exactly.
 ///
 /// Recipes (--quant): f32 (no quantization); f16 (stored in half precision, computed in
 /// f32: half the size, same results to 5 decimals); int8-embeddings (only the token table in
