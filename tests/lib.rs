@@ -135,6 +135,21 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Mean and min cosine, and the largest absolute difference, of paired embeddings `got` and
+/// `want`, printed under `label` (the figures the model tests assert on and report).
+pub fn compare_embeddings(label: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f64, f32) {
+    assert_eq!(got.len(), want.len(), "{label}: {} vectors against {}", got.len(), want.len());
+    let cos: Vec<f64> = got.iter().zip(want).map(|(a, b)| cosine(a, b)).collect();
+    let mean = cos.iter().sum::<f64>() / cos.len().max(1) as f64;
+    let min = cos.iter().cloned().fold(1.0, f64::min);
+    let diff = got.iter().zip(want).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+    eprintln!(
+        "{label} over {} inputs: mean cosine {mean:.6}, min {min:.8}, max abs diff {diff:.2e}",
+        cos.len()
+    );
+    (mean, min, diff)
+}
+
 /// Pearson correlation.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;

@@ -77,26 +77,6 @@ fn convert_file(key: &str) -> PathBuf {
     out
 }
 
-/// Minimum cosine and maximum absolute difference of `got` against `want`, printed.
-fn compare(label: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f32) {
-    assert_eq!(got.len(), want.len());
-    let min = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| cosine(a, b))
-        .fold(1.0, f64::min);
-    let diff = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| max_abs_diff(a, b))
-        .fold(0.0, f32::max);
-    eprintln!(
-        "{label}: {} texts, min cosine {min:.8}, max abs diff {diff:.2e}",
-        got.len()
-    );
-    (min, diff)
-}
-
 /// One embedding per text.
 type Rows = Vec<Vec<f32>>;
 
@@ -222,12 +202,12 @@ fn f32_import_matches_litert_and_pytorch() {
     for key in reference().files.keys().filter(|k| k.ends_with("f32")) {
         let (got, litert, pytorch) = embeddings(key);
         // Measured: min cosine 0.99999994, max abs diff 1.2e-7 against both.
-        let (min, diff) = compare(&format!("{key}: octet vs LiteRT"), &got, &litert);
+        let (_, min, diff) = compare_embeddings(&format!("{key}: octet vs LiteRT"), &got, &litert);
         assert!(
             min >= 0.99999 && diff <= 1e-5,
             "{key}: min cosine {min}, max abs diff {diff}"
         );
-        let (min, diff) = compare(&format!("{key}: octet vs PyTorch"), &got, &pytorch);
+        let (_, min, diff) = compare_embeddings(&format!("{key}: octet vs PyTorch"), &got, &pytorch);
         assert!(
             min >= 0.99999 && diff <= 1e-5,
             "{key}: min cosine {min}, max abs diff {diff}"
@@ -246,13 +226,13 @@ fn int8_import_matches_litert() {
         // quantized to the same codes); n5 has one text at cosine 0.9999937, max abs diff
         // 1.3e-3, most likely an activation whose scaled value sits within an ulp of a rounding
         // boundary and gets the other int8 code (the effect tests/tflite.rs measures on MiniLM).
-        let (min, diff) = compare(&format!("{key}: octet vs LiteRT"), &got, &litert);
+        let (_, min, diff) = compare_embeddings(&format!("{key}: octet vs LiteRT"), &got, &litert);
         assert!(
             min >= 0.9999 && diff <= 5e-3,
             "{key}: min cosine {min}, max abs diff {diff}"
         );
         // Measured: min cosine 0.99989, max abs diff 6.1e-3 (LiteRT vs PyTorch is the same).
-        let (min, diff) = compare(&format!("{key}: octet vs PyTorch"), &got, &pytorch);
+        let (_, min, diff) = compare_embeddings(&format!("{key}: octet vs PyTorch"), &got, &pytorch);
         assert!(
             min >= 0.9995 && diff <= 0.02,
             "{key}: min cosine {min}, max abs diff {diff}"

@@ -74,24 +74,6 @@ fn embedder(kind: &str) -> &'static Embedder {
     cell.get_or_init(|| Embedder::open(convert_tflite(kind, "f32", None)).expect("open the converted TFLite model"))
 }
 
-/// Mean and min cosine, max abs diff of `got` against `want`, printed under `label`.
-fn compare(label: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f64, f32) {
-    assert_eq!(got.len(), want.len());
-    let cos: Vec<f64> = got.iter().zip(want).map(|(a, b)| cosine(a, b)).collect();
-    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-    let min = cos.iter().cloned().fold(1.0, f64::min);
-    let diff = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| max_abs_diff(a, b))
-        .fold(0.0, f32::max);
-    eprintln!(
-        "{label} over {} texts: mean cosine {mean:.6}, min {min:.6}, max abs diff {diff:.2e}",
-        cos.len()
-    );
-    (mean, min, diff)
-}
-
 /// The fixture texts (the MiniLM fixture's, with the token ids the interpreter was fed).
 fn texts() -> Vec<String> {
     let minilm = load_fixture("minilm");
@@ -149,7 +131,7 @@ fn int8_import_matches_the_interpreter() {
     // builtin kernels as much (fixture: mean 0.9996, min 0.9949). Measured here: mean 0.99934,
     // min 0.99684. The 0.9999 is out of reach of any engine that does not replay
     // TFLite's float ops bit for bit; the bounds below hold the measured level.
-    let (mean, min, _) = compare(
+    let (mean, min, _) = compare_embeddings(
         "TFLite int8 import vs LiteRT interpreter",
         &got,
         &fixture().models["int8"].embeddings,
@@ -161,7 +143,7 @@ fn int8_import_matches_the_interpreter() {
     );
     // Bounds with room for the ISA: the scalar kernels measured mean 0.99925, min 0.99520.
     assert!(mean >= 0.9985 && min >= 0.99, "min cosine {min} (mean {mean})");
-    let (mean, min, _) = compare(
+    let (mean, min, _) = compare_embeddings(
         "TFLite int8 import vs sentence-transformers fp32",
         &got,
         &sentence_transformers(),
@@ -173,13 +155,13 @@ fn int8_import_matches_the_interpreter() {
 fn f32_import_matches_the_interpreter() {
     let texts = texts();
     let got = embedder("f32").embed(&texts).unwrap();
-    let (_, min, diff) = compare(
+    let (_, min, diff) = compare_embeddings(
         "TFLite f32 import vs LiteRT interpreter",
         &got,
         &fixture().models["f32"].embeddings,
     );
     assert!(min >= 0.99999 && diff <= 1e-4, "min cosine {min}, max abs diff {diff}");
-    let (_, min, _) = compare(
+    let (_, min, _) = compare_embeddings(
         "TFLite f32 import vs sentence-transformers fp32",
         &got,
         &sentence_transformers(),

@@ -127,17 +127,6 @@ fn octet_embeddings(e: &Embedder) -> Vec<Vec<f32>> {
     out
 }
 
-/// Mean and min cosine, max abs diff, printed under `label`.
-fn compare(label: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f64, f32) {
-    assert_eq!(got.len(), want.len(), "{label}");
-    let cos: Vec<f64> = got.iter().zip(want).map(|(a, b)| cosine(a, b)).collect();
-    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-    let min = cos.iter().cloned().fold(1.0, f64::min);
-    let diff = got.iter().zip(want).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
-    eprintln!("{label} over {} inputs: mean cosine {mean:.6}, min {min:.6}, max abs diff {diff:.2e}", cos.len());
-    (mean, min, diff)
-}
-
 #[test]
 fn imported_files_are_the_fixture_files_and_recognised_as_t5() {
     for variant in VARIANTS {
@@ -239,10 +228,10 @@ fn f32_import_matches_the_interpreter_and_transformers() {
         let got = octet_embeddings(embedder(variant, "f32"));
         let lite = &fixture().models[&format!("{variant}-f32")].embeddings;
         // Same f32 operations in another order (and octet's f32 exp/tanh): ~1e-6 per value.
-        let (_, min, diff) = compare(&format!("T5 {variant} TFLite f32 import vs LiteRT"), &got, lite);
+        let (_, min, diff) = compare_embeddings(&format!("T5 {variant} TFLite f32 import vs LiteRT"), &got, lite);
         assert!(min >= 0.99999 && diff <= 1e-4, "{variant}: min cosine {min}, max abs diff {diff}");
         let reference = &fixture().transformers.embeddings[variant];
-        let (_, min, diff) = compare(&format!("T5 {variant} TFLite f32 import vs transformers"), &got, reference);
+        let (_, min, diff) = compare_embeddings(&format!("T5 {variant} TFLite f32 import vs transformers"), &got, reference);
         assert!(min >= 0.99999 && diff <= 1e-4, "{variant}: min cosine {min}, max abs diff {diff}");
     }
 }
@@ -253,7 +242,7 @@ fn int8_import_matches_the_interpreter_and_stays_close_to_transformers() {
         let got = octet_embeddings(embedder(variant, "int8"));
         assert!(got.len() >= 64);
         let model = &fixture().models[&format!("{variant}-int8")];
-        let (mean, min, _) = compare(&format!("T5 {variant} TFLite int8 import vs LiteRT"), &got, &model.embeddings);
+        let (mean, min, _) = compare_embeddings(&format!("T5 {variant} TFLite int8 import vs LiteRT"), &got, &model.embeddings);
         eprintln!(
             "  (LiteRT's XNNPACK delegate vs its builtin kernels: mean {:.6}, min {:.6})",
             model.xnnpack_vs_builtin.mean_cosine, model.xnnpack_vs_builtin.min_cosine
@@ -263,7 +252,7 @@ fn int8_import_matches_the_interpreter_and_stays_close_to_transformers() {
         // these two-layer models do not amplify one-ulp differences into flipped codes.
         assert!(mean >= 0.9999 && min >= 0.999, "{variant}: mean cosine {mean}, min {min}");
         let reference = &fixture().transformers.embeddings[variant];
-        let (mean, min, _) = compare(&format!("T5 {variant} TFLite int8 import vs transformers"), &got, reference);
+        let (mean, min, _) = compare_embeddings(&format!("T5 {variant} TFLite int8 import vs transformers"), &got, reference);
         assert!(mean >= 0.995 && min >= 0.98, "{variant}: mean cosine {mean}, min {min}");
     }
 }
