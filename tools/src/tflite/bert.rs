@@ -600,7 +600,22 @@ impl<'m> Graph<'m> {
 }
 
 /// Finds the GATHER of the token table reached from an int32 / int64 model input.
-fn find_embedding(g: &Graph) -> Result<(usize, usize), TfliteError> {
+/// The token-embedding look-up found from a token-id input.
+pub(super) struct EmbeddingLookup {
+    /// The int32 / int64 model input.
+    pub input: usize,
+    /// The ids as the look-up reads them (after any RESHAPE).
+    pub ids: usize,
+    /// The constant [vocab, hidden] table.
+    pub table: usize,
+    /// The looked-up (and dequantized) rows.
+    pub rows: usize,
+}
+
+/// Finds the look-up of a constant token table reached from a token-id input: GATHER(table,
+/// ids) as TensorFlow writes it, EMBEDDING_LOOKUP(ids, table) as litert-torch does, each maybe
+/// followed by a DEQUANTIZE of the rows (shared with [`super::t5`]).
+pub(super) fn find_embedding(g: &Graph) -> Result<EmbeddingLookup, TfliteError> {
     let m = g.model;
     for &input in &m.inputs {
         if !matches!(
@@ -632,7 +647,12 @@ fn find_embedding(g: &Graph) -> Result<(usize, usize), TfliteError> {
                         }
                     }
                     // litert-torch looks up [n, h] rows and RESHAPEs them to [1, n, h].
-                    return Ok((table, g.through_layout(out)));
+                    return Ok(EmbeddingLookup {
+                        input,
+                        ids,
+                        table,
+                        rows: g.through_layout(out),
+                    });
                 }
             }
         }
@@ -658,7 +678,8 @@ fn find_embedding(g: &Graph) -> Result<(usize, usize), TfliteError> {
 /// Walks the graph of `model` and recognises a BERT encoder (see the module docs).
 pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
     let g = Graph::new(model);
-    let (word, mut x) = find_embedding(&g)?;
+    let lookup = find_embedding(&g)?;
+    let (word, mut x) = (lookup.table, lookup.rows);
     let h = model.tensors[word].shape[1];
 
     // Additions to the token embeddings, up to the LayerNorm.

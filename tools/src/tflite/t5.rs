@@ -25,9 +25,9 @@
 //! exactly for every sequence up to n tokens. Buckets no distance below n reaches are never
 //! read and are stored as 0.
 
-use super::bert::{unrecognised, Graph, LinearRef};
+use super::bert::{find_embedding, unrecognised, Graph, LinearRef};
 use super::model::{op, OpOptions, Operator, TfliteModel};
-use super::{TensorType, TfliteError};
+use super::TfliteError;
 use octet::model::t5::relative_position_bucket;
 
 /// TFLite's fused activation code for RELU.
@@ -279,48 +279,11 @@ impl<'m> Graph<'m> {
     }
 }
 
-/// The token-id input, the ids after any RESHAPE, the table and the embeddings.
-struct Embedding {
-    input: usize,
-    ids: usize,
-    word: usize,
-    x: usize,
-}
-
-fn find_embedding(g: &Graph) -> Result<Embedding, TfliteError> {
-    let m = g.model;
-    for &input in &m.inputs {
-        if !matches!(m.tensors[input].dtype, TensorType::I32 | TensorType::I64) {
-            continue;
-        }
-        let ids = g.through_layout(input);
-        for o in g.users(ids, op::GATHER) {
-            if o.input(1) != Some(ids) {
-                continue;
-            }
-            let Some(word) = o.input(0).and_then(|t| g.constant(t)) else { continue };
-            if m.tensors[word].shape.len() != 2 {
-                continue;
-            }
-            let mut x = g.out(o)?;
-            if let [i] = g.consumers[x].as_slice() {
-                if g.op(*i).code == op::DEQUANTIZE {
-                    x = g.out(g.op(*i))?;
-                }
-            }
-            return Ok(Embedding { input, ids, word, x });
-        }
-    }
-    Err(unrecognised(
-        "no GATHER of a constant [vocab, d_model] table reached from an int32 token-id input",
-    ))
-}
-
 /// Walks the graph of `model` and recognises a T5 encoder (see the module docs).
 pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
     let g = Graph::new(model);
     let emb = find_embedding(&g)?;
-    let d = model.tensors[emb.word].shape[1];
+    let d = model.tensors[emb.table].shape[1];
     let sequence = match model.tensors[emb.input].shape[..] {
         [1, n] | [n] if n > 0 => n,
         ref s => return Err(unrecognised(format!("token-id input of shape {s:?}, expected [1, n]"))),
@@ -333,7 +296,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         .and_then(|c| model.i32_values(&model.tensors[c]).ok())
         .and_then(|v| (v.len() == 1).then(|| v[0]));
 
-    let mut x = emb.x;
+    let mut x = emb.rows;
     let mut layers = Vec::new();
     let (mut eps, mut heads, mut bias, mut form) = (None, None, None, None);
     let final_norm = loop {
@@ -528,7 +491,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         }
     };
     Ok(T5Graph {
-        word: emb.word,
+        word: emb.table,
         position_bias,
         sequence,
         pad_id,
