@@ -133,7 +133,7 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
             );
         }
         let saved: i64 = d.changed.iter().map(diff::Change::saved).sum();
-        out += &format!("{} changed tensors save {} MB\n", d.changed.len(), format!("{:.3}", saved as f64 / 1e6));
+        out += &format!("{} changed tensors save {:.3} MB\n", d.changed.len(), saved as f64 / 1e6);
     }
     for (label, only) in [("only in A", &d.only_in_a), ("only in B", &d.only_in_b)] {
         if !only.is_empty() {

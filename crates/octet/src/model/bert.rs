@@ -76,7 +76,7 @@ impl BertConfig {
     /// Checks the sizes fit together.
     fn validate(&self) -> Result<()> {
         let h = self.hidden_size;
-        if h == 0 || self.num_attention_heads == 0 || h % self.num_attention_heads != 0 {
+        if h == 0 || self.num_attention_heads == 0 || !h.is_multiple_of(self.num_attention_heads) {
             return Err(Error::model(ARCH, format!("hidden_size {h} is not a positive multiple of num_attention_heads {}", self.num_attention_heads)));
         }
         if self.intermediate_size == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {

@@ -92,7 +92,7 @@ impl Gemma3Config {
             return Err(Error::model(ARCH, "rope_scaling is not supported"));
         }
         let sizes = [self.hidden_size, self.num_hidden_layers, self.num_attention_heads, self.num_key_value_heads, self.head_dim, self.intermediate_size, self.vocab_size];
-        if sizes.contains(&0) || self.num_attention_heads % self.num_key_value_heads != 0 || self.head_dim % 2 != 0 {
+        if sizes.contains(&0) || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) || !self.head_dim.is_multiple_of(2) {
             return Err(Error::model(ARCH, "bad sizes: zero, heads not a multiple of key/value heads, or odd head_dim"));
         }
         if self.query_pre_attn_scalar <= 0.0 || !self.query_pre_attn_scalar.is_finite() {
@@ -110,7 +110,7 @@ impl Gemma3Config {
     fn is_sliding(&self, i: usize) -> bool {
         match &self.layer_types {
             Some(types) => types[i] == "sliding_attention",
-            None => (i + 1) % self.sliding_window_pattern.max(1) != 0,
+            None => !(i + 1).is_multiple_of(self.sliding_window_pattern.max(1)),
         }
     }
 
