@@ -675,6 +675,45 @@ pub(super) fn find_embedding(g: &Graph) -> Result<EmbeddingLookup, TfliteError> 
     )))
 }
 
+/// The projections of one attention block, told apart by where they enter the two products.
+pub(super) struct AttentionRoles {
+    pub query: LinearRef,
+    pub key: LinearRef,
+    pub value: LinearRef,
+    /// The BATCH_MATMUL of query and key.
+    pub scores_op: usize,
+    /// The BATCH_MATMUL that reads the value.
+    pub context_op: usize,
+}
+
+/// Assigns query, key and value from `entries`: (projection, the BATCH_MATMUL it reaches, the
+/// operand slot it enters). The product two projections enter is the scores (query in slot 0,
+/// key in slot 1); the third is the value. Shared with [`super::t5`].
+pub(super) fn attention_roles(entries: &[(LinearRef, usize, usize)], ctx: &str) -> Result<AttentionRoles, TfliteError> {
+    let scores_op = entries
+        .iter()
+        .map(|e| e.1)
+        .find(|&b| entries.iter().filter(|e| e.1 == b).count() == 2)
+        .ok_or_else(|| unrecognised(format!("{ctx}: no BATCH_MATMUL of two projections (query x key)")))?;
+    let pick = |slot: usize| entries.iter().find(|e| e.1 == scores_op && e.2 == slot).map(|e| e.0);
+    let (Some(query), Some(key)) = (pick(0), pick(1)) else {
+        return Err(unrecognised(format!(
+            "{ctx}: query and key enter the scores product in an unknown way"
+        )));
+    };
+    let value_entry = entries
+        .iter()
+        .find(|e| e.1 != scores_op)
+        .ok_or_else(|| unrecognised(format!("{ctx}: no value projection")))?;
+    Ok(AttentionRoles {
+        query,
+        key,
+        value: value_entry.0,
+        scores_op,
+        context_op: value_entry.1,
+    })
+}
+
 /// Walks the graph of `model` and recognises a BERT encoder (see the module docs).
 pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
     let g = Graph::new(model);
@@ -794,32 +833,13 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             let slot = if bmm.input(0) == Some(shaped) { 0 } else { 1 };
             entries.push((lin, bmm.index, slot));
         }
-        let scores_op = entries
-            .iter()
-            .map(|e| e.1)
-            .find(|&b| entries.iter().filter(|e| e.1 == b).count() == 2)
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{ctx}: no BATCH_MATMUL of two projections (query x key)"
-                ))
-            })?;
-        let pick = |bmm: usize, slot: usize| {
-            entries
-                .iter()
-                .find(|e| e.1 == bmm && e.2 == slot)
-                .map(|e| e.0)
-        };
-        let (query, key) = (pick(scores_op, 0), pick(scores_op, 1));
-        let value_entry = entries
-            .iter()
-            .find(|e| e.1 != scores_op)
-            .ok_or_else(|| unrecognised(format!("{ctx}: no value projection")))?;
-        let (Some(query), Some(key)) = (query, key) else {
-            return Err(unrecognised(format!(
-                "{ctx}: query and key enter the scores product in an unknown way"
-            )));
-        };
-        let (value, context_op) = (value_entry.0, value_entry.1);
+        let AttentionRoles {
+            query,
+            key,
+            value,
+            scores_op,
+            context_op,
+        } = attention_roles(&entries, &ctx)?;
         // scores -> MUL / DIV by a constant -> SOFTMAX -> context product. litert-torch folds
         // the scale of an SDPA attention into the projections instead: no MUL / DIV, scale 1.
         let scores = g.out(g.op(scores_op))?;

@@ -25,7 +25,7 @@
 //! exactly for every sequence up to n tokens. Buckets no distance below n reaches are never
 //! read and are stored as 0.
 
-use super::bert::{find_embedding, unrecognised, Graph, LinearRef};
+use super::bert::{attention_roles, find_embedding, unrecognised, AttentionRoles, Graph, LinearRef};
 use super::model::{op, OpOptions, Operator, TfliteModel};
 use super::TfliteError;
 use octet::model::t5::relative_position_bucket;
@@ -339,20 +339,13 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
             let slot = if bmm.input(0) == Some(shaped) { 0 } else { 1 };
             entries.push((f.linear, bmm.index, slot));
         }
-        let scores_op = entries
-            .iter()
-            .map(|e| e.1)
-            .find(|&b| entries.iter().filter(|e| e.1 == b).count() == 2)
-            .ok_or_else(|| unrecognised(format!("{ctx}: no BATCH_MATMUL of two projections (query x key)")))?;
-        let pick = |slot: usize| entries.iter().find(|e| e.1 == scores_op && e.2 == slot).map(|e| e.0);
-        let (Some(query), Some(key)) = (pick(0), pick(1)) else {
-            return Err(unrecognised(format!("{ctx}: query and key enter the scores product in an unknown way")));
-        };
-        let value_entry = entries
-            .iter()
-            .find(|e| e.1 != scores_op)
-            .ok_or_else(|| unrecognised(format!("{ctx}: no value projection")))?;
-        let (value, context_op) = (value_entry.0, value_entry.1);
+        let AttentionRoles {
+            query,
+            key,
+            value,
+            scores_op,
+            context_op,
+        } = attention_roles(&entries, &ctx)?;
 
         // scores -> ADD (bias, mask) ... -> SOFTMAX; T5 does not scale the scores.
         let mut t = g.out(g.op(scores_op))?;
