@@ -111,13 +111,30 @@ fn vectors_do_not_depend_on_batching_or_threads() {
     let one_thread = Embedder::open_with_threads(&path, 1).unwrap();
     let two_threads = Embedder::open_with_threads(&path, 2).unwrap();
     let alone: Vec<Vec<f32>> = texts.iter().map(|t| one_thread.embed(&[t]).unwrap().remove(0)).collect();
-    for (batch_size, e) in [(1, &two_threads), (7, &one_thread), (32, &two_threads), (1000, &two_threads)] {
-        let options = EmbedOptions { batch_size, ..EmbedOptions::default() };
+    // Passes cut by text count and by token budget (1: one text per pass; 100: a few short texts).
+    for (batch_size, max_batch_tokens, e) in [(1, 2048, &two_threads), (7, 2048, &one_thread), (32, 2048, &two_threads), (1000, 100_000, &two_threads), (1000, 100, &one_thread), (32, 1, &two_threads)] {
+        let options = EmbedOptions { batch_size, max_batch_tokens, ..EmbedOptions::default() };
         let batched = e.embed_with(&texts, &options).unwrap();
         for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
             let c = cosine(a, b);
-            assert!(c >= 0.999999, "text {i}, batch size {batch_size}, {} threads: cosine {c}", e.threads());
+            assert!(c >= 0.999999, "text {i}, batch size {batch_size}, {max_batch_tokens} tokens per pass, {} threads: cosine {c}", e.threads());
         }
+    }
+}
+
+/// Bind once: opening looks up every tensor, and an `embed` call looks up none (no config
+/// parsing or binding per call), for every recipe (f16 included, whose weights are widened
+/// and packed at open).
+#[test]
+fn embed_does_no_tensor_lookup_after_open() {
+    for recipe in ["int8", "f32", "f16"] {
+        let e = Embedder::open(convert(minilm_source(), "minilm", recipe)).unwrap();
+        let at_open = e.file().lookups();
+        assert!(at_open > 50, "{recipe}: {at_open} look-ups at open");
+        let first = e.embed(&["The cat sat on the mat.", "A second, longer text about nothing in particular."]).unwrap();
+        let second = e.embed(&["The cat sat on the mat.", "A second, longer text about nothing in particular."]).unwrap();
+        assert_eq!(first, second, "{recipe}: a second call gives the same bits");
+        assert_eq!(e.file().lookups(), at_open, "{recipe}: embed looked up tensors by name");
     }
 }
 
@@ -165,6 +182,8 @@ fn options_are_checked() {
     let e = embedder("int8");
     let bad_dims = EmbedOptions { dims: Some(385), ..EmbedOptions::default() };
     assert!(matches!(e.embed_with(&["x"], &bad_dims), Err(octet::Error::Option(_))));
+    let no_tokens = EmbedOptions { max_batch_tokens: 0, ..EmbedOptions::default() };
+    assert!(matches!(e.embed_with(&["x"], &no_tokens), Err(octet::Error::Option(_))));
     let bad_prompt = EmbedOptions { prompt: Some("query".into()), ..EmbedOptions::default() };
     assert!(matches!(e.embed_with(&["x"], &bad_prompt), Err(octet::Error::Option(_))));
     let dims = EmbedOptions { dims: Some(128), ..EmbedOptions::default() };

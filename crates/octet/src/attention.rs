@@ -16,14 +16,7 @@ use crate::error::Result;
 use octet_kernels::{f32 as kf32, kernels, vector, Epilogue};
 use rayon::prelude::*;
 
-/// A sequence's place in a packed batch: rows `start .. start + len`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
-    /// First row.
-    pub start: usize,
-    /// Number of rows (tokens).
-    pub len: usize,
-}
+pub use crate::batch::Span;
 
 /// The geometry of one attention layer.
 #[derive(Clone, Copy, Debug)]

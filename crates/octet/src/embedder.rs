@@ -1,24 +1,35 @@
 //! The public entry point: [`Embedder`] opens a `.octet` file and turns texts into vectors.
 //!
+//! `open` binds the encoder and its Dense layers once: every tensor is looked up and checked
+//! then, and an `embed` call does no config parsing, no tensor look-up and no repacking.
+//!
 //! `embed` tokenizes every text (with the task prompt, if any, prepended), sorts the texts by
-//! token count, and runs them in batches of `batch_size`. A batch holds no padding: its
-//! sequences are stored back to back and attention runs per sequence, so no text pays for a
-//! longer neighbour, and a text's vector does not depend on which batch it landed in.
-//! Vectors come back in the order of the input texts.
+//! token count, and runs them in passes of at most `batch_size` texts and `max_batch_tokens`
+//! tokens. A pass holds no padding: its sequences are stored back to back and attention runs
+//! per sequence, so no text pays for a longer neighbour, and a text's vector does not depend
+//! on which pass it landed in. The activation buffers of a pass ([`Scratch`]) are kept and
+//! reused by the next call, one set per concurrent caller, so memory is bounded by the token
+//! budget, not by the number or length of the texts. Vectors come back in input order.
 
+use crate::batch::PackedBatch;
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
-use crate::model::{self, PackedBatch};
+use crate::model::{self, Encoder};
 use crate::pooling::{self, Dense};
+use crate::scratch::Scratch;
 use crate::tokenize::{TextTokenizer, Tokens, Truncation};
 use rayon::prelude::*;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// Per-call options; [`EmbedOptions::default`] gives the model's own defaults.
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
     /// Texts per forward pass (sorted by length first). Default 32.
     pub batch_size: usize,
+    /// Tokens per forward pass, at most (a single longer text still gets a pass of its own).
+    /// Bounds the activation memory: default [`EmbedOptions::DEFAULT_MAX_BATCH_TOKENS`].
+    pub max_batch_tokens: usize,
     /// What to do with texts over the model's window. Default: truncate.
     pub truncation: Truncation,
     /// Name of a task prompt stored in the model (e.g. `query`); `None` uses the model's
@@ -32,8 +43,15 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { batch_size: 32, truncation: Truncation::Truncate, prompt: None, dims: None, normalize: None }
+        EmbedOptions { batch_size: 32, max_batch_tokens: EmbedOptions::DEFAULT_MAX_BATCH_TOKENS, truncation: Truncation::Truncate, prompt: None, dims: None, normalize: None }
     }
+}
+
+impl EmbedOptions {
+    /// The default token budget of one forward pass: 2,048 tokens keep MiniLM's activations
+    /// near 30 MB and EmbeddingGemma's near 65 MB, and are enough rows for the matmuls to run at
+    /// full speed.
+    pub const DEFAULT_MAX_BATCH_TOKENS: usize = 2048;
 }
 
 /// The vectors of one `embed_detailed` call, with what happened on the way.
@@ -49,11 +67,15 @@ pub struct Embeddings {
 
 /// A loaded model, ready to embed. `Send + Sync`: share one across threads.
 pub struct Embedder {
-    file: ModelFile,
+    file: Arc<ModelFile>,
     tokenizer: TextTokenizer,
+    encoder: Box<dyn Encoder>,
+    dense: Vec<Dense>,
     pool: rayon::ThreadPool,
     threads: usize,
     output_dim: usize,
+    /// Activation buffers of finished calls, taken by the next ones.
+    scratch: Mutex<Vec<Scratch>>,
 }
 
 impl Embedder {
@@ -67,8 +89,13 @@ impl Embedder {
         Embedder::from_file(ModelFile::open(path.as_ref())?, threads)
     }
 
-    /// Wraps an already opened file; validates every tensor the architecture needs.
+    /// Wraps an already opened file; binds and validates every tensor the architecture needs.
     pub fn from_file(file: ModelFile, threads: usize) -> Result<Embedder> {
+        Embedder::from_shared(Arc::new(file), threads)
+    }
+
+    /// Like [`Embedder::from_file`], for a file shared with other owners.
+    pub fn from_shared(file: Arc<ModelFile>, threads: usize) -> Result<Embedder> {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let meta = file.meta();
         let mut tokenizer = TextTokenizer::from_file(&file, meta.max_seq_len)?;
@@ -78,17 +105,14 @@ impl Embedder {
             return Err(Error::model(meta.architecture.as_str(), format!("the tokenizer has {} tokens but the embedding table only {} rows", tokenizer.vocab_size(false), encoder.vocab_size())));
         }
         tokenizer.limit_ids(encoder.vocab_size());
-        let mut output_dim = encoder.hidden_size();
-        for dense in Dense::bind_all(&file)? {
-            output_dim = dense.out_features();
-        }
-        drop(encoder);
+        let dense = Dense::bind_all(&file)?;
+        let output_dim = dense.last().map_or(encoder.hidden_size(), Dense::out_features);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("octet-{i}"))
             .build()
-            .map_err(|e| Error::Option(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Embedder { file, tokenizer, pool, threads, output_dim })
+            .map_err(|e| Error::ThreadPool(format!("{threads} threads: {e}")))?;
+        Ok(Embedder { file, tokenizer, encoder, dense, pool, threads, output_dim, scratch: Mutex::new(Vec::new()) })
     }
 
     /// The model file.
@@ -127,6 +151,9 @@ impl Embedder {
         if options.batch_size == 0 {
             return Err(Error::Option("batch size must be at least 1".into()));
         }
+        if options.max_batch_tokens == 0 {
+            return Err(Error::Option("max_batch_tokens must be at least 1".into()));
+        }
         if let Some(d) = options.dims {
             if d == 0 || d > self.output_dim {
                 return Err(Error::Option(format!("dims {d} is not in 1..={} (this model's Matryoshka dims: {:?})", self.output_dim, self.file.meta().matryoshka_dims)));
@@ -149,15 +176,28 @@ impl Embedder {
             let mut order: Vec<usize> = (0..texts.len()).collect();
             order.sort_by_key(|&i| tokens[i].ids.len());
 
-            let encoder = model::bind(&self.file)?;
-            let dense = Dense::bind_all(&self.file)?;
             let mode = self.file.meta().pooling.mode;
+            let hidden = self.encoder.hidden_size();
             let mut vectors = vec![Vec::new(); texts.len()];
-            for chunk in order.chunks(options.batch_size) {
+            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            let mut start = 0;
+            while start < order.len() {
+                // The next pass: up to batch_size texts and max_batch_tokens tokens, at least one.
+                let (mut end, mut pass_tokens) = (start, 0);
+                while end < order.len() && end - start < options.batch_size {
+                    let len = tokens[order[end]].ids.len();
+                    if end > start && pass_tokens + len > options.max_batch_tokens {
+                        break;
+                    }
+                    pass_tokens += len;
+                    end += 1;
+                }
+                let chunk = &order[start..end];
+                start = end;
                 let batch = PackedBatch::new(chunk.iter().map(|&i| tokens[i].ids.as_slice()));
-                let states = encoder.forward(&batch)?;
-                let mut pooled = pooling::pool(mode, &states, encoder.hidden_size(), &batch.spans);
-                for layer in &dense {
+                let states = self.encoder.forward(&batch, &mut scratch)?;
+                let mut pooled = pooling::pool(mode, states, hidden, &batch.spans);
+                for layer in &self.dense {
                     pooled = layer.forward(&pooled, chunk.len())?;
                 }
                 let width = pooled.len() / chunk.len();
@@ -165,6 +205,7 @@ impl Embedder {
                     vectors[i] = pooling::finish(row.to_vec(), options.dims, normalize);
                 }
             }
+            self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
             Ok(Embeddings {
                 vectors,
                 truncated: tokens.iter().filter(|t| t.truncated).count(),

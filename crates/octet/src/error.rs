@@ -22,6 +22,12 @@ pub enum Error {
     /// An option does not fit this model (prompt name, output dims, batch size...).
     #[error("invalid option: {0}")]
     Option(String),
+    /// The compute threads could not be started (the OS refused them).
+    #[error("cannot start the compute threads: {0}")]
+    ThreadPool(String),
+    /// An invariant of the engine did not hold: a bug, never the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A kernel rejected its arguments: a bug in the engine, never the caller's fault.
     #[error("internal error in a kernel: {0}")]
     Kernel(#[from] octet_kernels::KernelError),

@@ -10,14 +10,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod attention;
+pub mod batch;
 pub mod embedder;
 pub mod error;
 pub mod format;
+pub mod layers;
 pub mod model;
 pub mod pooling;
 pub mod rope;
+pub mod scratch;
 pub mod tokenize;
-pub mod weights;
 
 pub use embedder::{EmbedOptions, Embedder, Embeddings};
 pub use error::{Error, Result};

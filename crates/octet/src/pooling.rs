@@ -2,11 +2,12 @@
 //! projections that follow it (sentence-transformers `Dense` modules), Matryoshka truncation
 //! and L2 normalization.
 
-use crate::attention::Span;
+use crate::batch::Span;
 use crate::error::{Error, Result};
 use crate::format::{ModelFile, PoolingMode};
-use crate::weights::Linear;
+use crate::layers::Linear;
 use octet_kernels::{activation, kernels, vector, Activation};
+use std::sync::Arc;
 
 /// Pools the token states `states` [tokens, dim] of each span into `out` [spans, dim].
 pub fn pool(mode: PoolingMode, states: &[f32], dim: usize, spans: &[Span]) -> Vec<f32> {
@@ -54,16 +55,16 @@ impl DenseActivation {
 }
 
 /// One post-pooling projection.
-pub struct Dense<'m> {
-    linear: Linear<'m>,
+pub struct Dense {
+    linear: Linear,
     activation: DenseActivation,
 }
 
-impl<'m> Dense<'m> {
+impl Dense {
     /// Binds every dense layer the metadata lists.
     /// int8 projections of a TFLite import quantize their input asymmetrically, as the encoder's
     /// layers do (`asymmetric_activations` in the config).
-    pub fn bind_all(file: &'m ModelFile) -> Result<Vec<Dense<'m>>> {
+    pub fn bind_all(file: &Arc<ModelFile>) -> Result<Vec<Dense>> {
         let asym = file.meta().config.get("asymmetric_activations").and_then(|v| v.as_bool()).unwrap_or(false);
         file.meta()
             .dense

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A 64-byte aligned chunk, so an owned buffer has the same alignment guarantees as a map.
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -64,6 +65,8 @@ pub struct ModelFile {
     /// Byte offset of the data section in the file.
     data_start: usize,
     path: Option<PathBuf>,
+    /// Tensor look-ups by name so far ([`ModelFile::lookups`]).
+    lookups: AtomicUsize,
 }
 
 /// One tensor: its name, dtype, logical shape and bytes in the file.
@@ -236,6 +239,7 @@ impl ModelFile {
             doc,
             data_start,
             path: None,
+            lookups: AtomicUsize::new(0),
         })
     }
 
@@ -288,6 +292,7 @@ impl ModelFile {
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo, FormatError> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         match self.doc.index.get(name) {
             Some(&i) => Ok(&self.doc.tensors[i]),
             None => Err(FormatError::MissingTensor {
@@ -295,6 +300,17 @@ impl ModelFile {
                 needed_by: "the engine".into(),
             }),
         }
+    }
+
+    /// How many tensors have been looked up by name since the file was opened. A bound
+    /// [`crate::Embedder`] looks up every tensor once, at open; `embed` looks up none (tested).
+    pub fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// Every byte of the file (header, JSON and data), as mapped or copied.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.backing.bytes()
     }
 
     /// Whether the file has a tensor called `name`.

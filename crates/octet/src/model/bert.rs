@@ -21,10 +21,12 @@ use super::{parse_config, Encoder, PackedBatch};
 use crate::attention::{attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
-use crate::weights::{Embedding, Linear};
+use crate::layers::{Embedding, Linear, Norm};
+use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
-use octet_kernels::{kernels, vector, Activation};
+use octet_kernels::Activation;
 use serde::Deserialize;
+use std::sync::Arc;
 
 const ARCH: &str = "bert";
 
@@ -86,83 +88,44 @@ impl BertConfig {
     }
 }
 
-/// A LayerNorm's weight and bias.
-struct LayerNorm<'m> {
-    weight: &'m [f32],
-    bias: &'m [f32],
-}
-
-impl<'m> LayerNorm<'m> {
-    fn load(file: &'m ModelFile, name: &str, h: usize) -> Result<LayerNorm<'m>> {
-        Ok(LayerNorm { weight: file.f32(&format!("{name}.weight"), &[h])?, bias: file.f32(&format!("{name}.bias"), &[h])? })
-    }
-
-    fn apply(&self, x: &mut [f32], eps: f32) -> Result<()> {
-        vector::layer_norm(kernels().vector, x, self.weight.len(), self.weight, self.bias, eps)?;
-        Ok(())
-    }
-
-    /// `x = (x - mean) / sqrt(var + eps)` per row, without gamma and beta (`unit` holds the
-    /// ones and zeros).
-    fn normalize(&self, x: &mut [f32], eps: f32, unit: &Unit) -> Result<()> {
-        vector::layer_norm(kernels().vector, x, self.weight.len(), &unit.ones, &unit.zeros, eps)?;
-        Ok(())
-    }
-
-    /// `x = x * gamma + beta` per row.
-    fn affine(&self, x: &mut [f32]) {
-        for row in x.chunks_exact_mut(self.weight.len()) {
-            for ((v, &g), &b) in row.iter_mut().zip(self.weight).zip(self.bias) {
-                *v = *v * g + b;
-            }
-        }
-    }
-}
-
-/// A gamma of ones and a beta of zeros, for LayerNorms whose affine part comes later.
-struct Unit {
-    ones: Vec<f32>,
-    zeros: Vec<f32>,
-}
-
-struct Layer<'m> {
-    qkv: Linear<'m>,
-    output: Linear<'m>,
-    attention_norm: LayerNorm<'m>,
-    up: Linear<'m>,
-    down: Linear<'m>,
-    ffn_norm: LayerNorm<'m>,
+struct Layer {
+    qkv: Linear,
+    output: Linear,
+    attention_norm: Norm,
+    up: Linear,
+    down: Linear,
+    ffn_norm: Norm,
 }
 
 /// A bound BERT encoder.
-pub struct Bert<'m> {
+pub struct Bert {
     config: BertConfig,
     activation: Activation,
-    word: Embedding<'m>,
-    position: Embedding<'m>,
-    token_type: Embedding<'m>,
-    embeddings_norm: LayerNorm<'m>,
-    layers: Vec<Layer<'m>>,
-    unit: Unit,
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    embeddings_norm: Norm,
+    layers: Vec<Layer>,
 }
 
-impl<'m> Bert<'m> {
+impl Bert {
     /// Binds and validates every tensor of a BERT model.
-    pub fn bind(file: &'m ModelFile) -> Result<Bert<'m>> {
+    pub fn bind(file: &Arc<ModelFile>) -> Result<Bert> {
         let config: BertConfig = parse_config(file, ARCH)?;
         config.validate()?;
-        let (h, inter) = (config.hidden_size, config.intermediate_size);
+        let (h, inter, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        let asym = config.asymmetric_activations;
+        let linear = |name: &str, n: usize, k: usize| -> Result<Linear> { Ok(Linear::load(file, ARCH, name, n, k, true)?.with_asymmetric_rows(asym)) };
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
-                let asym = config.asymmetric_activations;
                 Ok(Layer {
-                    qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), 3 * h, h, true)?.with_asymmetric_rows(asym),
-                    output: Linear::load(file, ARCH, &format!("{p}.attention.output"), h, h, true)?.with_asymmetric_rows(asym),
-                    attention_norm: LayerNorm::load(file, &format!("{p}.attention.norm"), h)?,
-                    up: Linear::load(file, ARCH, &format!("{p}.ffn.up"), inter, h, true)?.with_asymmetric_rows(asym),
-                    down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), h, inter, true)?.with_asymmetric_rows(asym),
-                    ffn_norm: LayerNorm::load(file, &format!("{p}.ffn.norm"), h)?,
+                    qkv: linear(&format!("{p}.attention.qkv"), 3 * h, h)?,
+                    output: linear(&format!("{p}.attention.output"), h, h)?,
+                    attention_norm: Norm::layer_norm(file, &format!("{p}.attention.norm"), h, eps)?,
+                    up: linear(&format!("{p}.ffn.up"), inter, h)?,
+                    down: linear(&format!("{p}.ffn.down"), h, inter)?,
+                    ffn_norm: Norm::layer_norm(file, &format!("{p}.ffn.norm"), h, eps)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -179,28 +142,26 @@ impl<'m> Bert<'m> {
             word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, h)?,
             position: Embedding::load(file, ARCH, "embeddings.position", positions, h)?,
             token_type: Embedding::load(file, ARCH, "embeddings.token_type", config.type_vocab_size, h)?,
-            embeddings_norm: LayerNorm::load(file, "embeddings.norm", h)?,
+            embeddings_norm: Norm::layer_norm(file, "embeddings.norm", h, eps)?,
             layers,
-            unit: Unit { ones: vec![1.0; h], zeros: vec![0.0; h] },
             config,
         })
     }
 
     fn embed(&self, batch: &PackedBatch, x: &mut [f32]) -> Result<()> {
         self.word.gather(&batch.ids, 1.0, x, false)?;
-        let positions: Vec<u32> = batch.spans.iter().flat_map(|s| 0..s.len as u32).collect();
-        self.position.gather(&positions, 1.0, x, true)?;
+        self.position.gather(&batch.positions(), 1.0, x, true)?;
         let types = vec![0u32; batch.tokens()];
         self.token_type.gather(&types, 1.0, x, true)?;
         if self.config.folded_norms {
-            self.embeddings_norm.normalize(x, self.config.layer_norm_eps, &self.unit)
+            self.embeddings_norm.normalize(x)
         } else {
-            self.embeddings_norm.apply(x, self.config.layer_norm_eps)
+            self.embeddings_norm.apply(x)
         }
     }
 }
 
-impl Encoder for Bert<'_> {
+impl Encoder for Bert {
     fn hidden_size(&self) -> usize {
         self.config.hidden_size
     }
@@ -209,7 +170,7 @@ impl Encoder for Bert<'_> {
         self.config.vocab_size
     }
 
-    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+    fn forward<'s>(&self, batch: &PackedBatch, scratch: &'s mut Scratch) -> Result<&'s [f32]> {
         let c = &self.config;
         let (t, h) = (batch.tokens(), c.hidden_size);
         if let Some(s) = batch.spans.iter().find(|s| s.len > self.position.rows) {
@@ -222,39 +183,36 @@ impl Encoder for Bert<'_> {
             scale: 1.0 / ((h / c.num_attention_heads) as f32).sqrt(),
             window: None,
         };
-        let mut x = vec![0f32; t * h];
-        self.embed(batch, &mut x)?;
-        let mut qkv = vec![0f32; t * 3 * h];
-        let mut context = vec![0f32; t * h];
-        let mut inner = vec![0f32; t * c.intermediate_size];
+        let [x, qkv, context, inner] = scratch.take([t * h, t * 3 * h, t * h, t * c.intermediate_size]);
+        self.embed(batch, x)?;
         let folded = c.folded_norms;
         // With folded norms, `x` enters each projection normalised but without the previous
         // LayerNorm's gamma and beta, which are applied after it for the residual.
         let mut previous_norm = &self.embeddings_norm;
         for layer in &self.layers {
-            layer.qkv.forward(&x, t, &mut qkv, Activation::None, false)?;
+            layer.qkv.forward(x, t, qkv, Activation::None, false)?;
             if folded {
-                previous_norm.affine(&mut x);
+                previous_norm.affine(x);
             }
-            attention(&qkv, &batch.spans, &shape, None, &mut context)?;
-            layer.output.forward(&context, t, &mut x, Activation::None, true)?;
+            attention(qkv, &batch.spans, &shape, None, context)?;
+            layer.output.forward(context, t, x, Activation::None, true)?;
             if folded {
-                layer.attention_norm.normalize(&mut x, c.layer_norm_eps, &self.unit)?;
-                layer.up.forward(&x, t, &mut inner, self.activation, false)?;
-                layer.attention_norm.affine(&mut x);
-                layer.down.forward(&inner, t, &mut x, Activation::None, true)?;
-                layer.ffn_norm.normalize(&mut x, c.layer_norm_eps, &self.unit)?;
+                layer.attention_norm.normalize(x)?;
+                layer.up.forward(x, t, inner, self.activation, false)?;
+                layer.attention_norm.affine(x);
+                layer.down.forward(inner, t, x, Activation::None, true)?;
+                layer.ffn_norm.normalize(x)?;
             } else {
-                layer.attention_norm.apply(&mut x, c.layer_norm_eps)?;
-                layer.up.forward(&x, t, &mut inner, self.activation, false)?;
-                layer.down.forward(&inner, t, &mut x, Activation::None, true)?;
-                layer.ffn_norm.apply(&mut x, c.layer_norm_eps)?;
+                layer.attention_norm.apply(x)?;
+                layer.up.forward(x, t, inner, self.activation, false)?;
+                layer.down.forward(inner, t, x, Activation::None, true)?;
+                layer.ffn_norm.apply(x)?;
             }
             previous_norm = &layer.ffn_norm;
         }
         if folded {
             // The last LayerNorm feeds the pooling, not a projection.
-            previous_norm.affine(&mut x);
+            previous_norm.affine(x);
         }
         Ok(x)
     }

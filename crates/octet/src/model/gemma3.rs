@@ -20,13 +20,15 @@ use super::{parse_config, Encoder, PackedBatch};
 use crate::attention::{attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
+use crate::layers::{Embedding, Linear, Norm};
 use crate::rope::RopeTable;
-use crate::weights::{Embedding, Linear};
+use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::{kernels, vector, Activation};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 const ARCH: &str = "gemma3";
 
@@ -123,70 +125,55 @@ impl Gemma3Config {
     }
 }
 
-/// One RMSNorm's weight, applied as `x * (1 + w)`.
-struct Norm<'m>(&'m [f32]);
-
-impl<'m> Norm<'m> {
-    fn load(file: &'m ModelFile, name: &str, dim: usize) -> Result<Norm<'m>> {
-        Ok(Norm(file.f32(name, &[dim])?))
-    }
-
-    fn apply(&self, x: &mut [f32], eps: f32) -> Result<()> {
-        let (dim, k) = (self.0.len(), kernels().vector);
-        // Rows are independent: split big batches across the pool.
-        x.par_chunks_mut(dim * 64).try_for_each(|rows| vector::rms_norm(k, rows, dim, self.0, eps, true))?;
-        Ok(())
-    }
-}
-
-struct Layer<'m> {
+struct Layer {
     sliding: bool,
-    norm: Norm<'m>,
-    qkv: Linear<'m>,
-    q_norm: Norm<'m>,
-    k_norm: Norm<'m>,
-    output: Linear<'m>,
-    attention_post_norm: Norm<'m>,
-    ffn_norm: Norm<'m>,
-    gate_up: Linear<'m>,
-    down: Linear<'m>,
-    ffn_post_norm: Norm<'m>,
+    norm: Norm,
+    qkv: Linear,
+    q_norm: Norm,
+    k_norm: Norm,
+    output: Linear,
+    attention_post_norm: Norm,
+    ffn_norm: Norm,
+    gate_up: Linear,
+    down: Linear,
+    ffn_post_norm: Norm,
 }
 
 /// A bound Gemma 3 encoder.
-pub struct Gemma3<'m> {
+pub struct Gemma3 {
     config: Gemma3Config,
-    word: Embedding<'m>,
-    layers: Vec<Layer<'m>>,
-    final_norm: Norm<'m>,
+    word: Embedding,
+    layers: Vec<Layer>,
+    final_norm: Norm,
     rope_full: f32,
     rope_sliding: f32,
 }
 
-impl<'m> Gemma3<'m> {
+impl Gemma3 {
     /// Binds and validates every tensor of a Gemma 3 model.
-    pub fn bind(file: &'m ModelFile) -> Result<Gemma3<'m>> {
+    pub fn bind(file: &Arc<ModelFile>) -> Result<Gemma3> {
         let config: Gemma3Config = parse_config(file, ARCH)?;
         config.validate()?;
         let c = &config;
-        let (h, hd, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let (h, hd, inter, eps) = (c.hidden_size, c.head_dim, c.intermediate_size, c.rms_norm_eps);
         let q_width = c.num_attention_heads * hd;
         let qkv_width = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd;
+        let norm = |name: &str, dim: usize| Norm::rms_norm(file, name, dim, eps, true);
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
                 Ok(Layer {
                     sliding: c.is_sliding(i),
-                    norm: Norm::load(file, &format!("{p}.attention.norm.weight"), h)?,
+                    norm: norm(&format!("{p}.attention.norm.weight"), h)?,
                     qkv: Linear::load(file, ARCH, &format!("{p}.attention.qkv"), qkv_width, h, false)?,
-                    q_norm: Norm::load(file, &format!("{p}.attention.q_norm.weight"), hd)?,
-                    k_norm: Norm::load(file, &format!("{p}.attention.k_norm.weight"), hd)?,
+                    q_norm: norm(&format!("{p}.attention.q_norm.weight"), hd)?,
+                    k_norm: norm(&format!("{p}.attention.k_norm.weight"), hd)?,
                     output: Linear::load(file, ARCH, &format!("{p}.attention.output"), h, q_width, false)?,
-                    attention_post_norm: Norm::load(file, &format!("{p}.attention.post_norm.weight"), h)?,
-                    ffn_norm: Norm::load(file, &format!("{p}.ffn.norm.weight"), h)?,
+                    attention_post_norm: norm(&format!("{p}.attention.post_norm.weight"), h)?,
+                    ffn_norm: norm(&format!("{p}.ffn.norm.weight"), h)?,
                     gate_up: Linear::load(file, ARCH, &format!("{p}.ffn.gate_up"), 2 * inter, h, false)?,
                     down: Linear::load(file, ARCH, &format!("{p}.ffn.down"), h, inter, false)?,
-                    ffn_post_norm: Norm::load(file, &format!("{p}.ffn.post_norm.weight"), h)?,
+                    ffn_post_norm: norm(&format!("{p}.ffn.post_norm.weight"), h)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -196,7 +183,7 @@ impl<'m> Gemma3<'m> {
         let (rope_full, rope_sliding) = c.rope_bases();
         Ok(Gemma3 {
             word: Embedding::load(file, ARCH, "embeddings.word", c.vocab_size, h)?,
-            final_norm: Norm::load(file, "final_norm.weight", h)?,
+            final_norm: norm("final_norm.weight", h)?,
             layers,
             rope_full,
             rope_sliding,
@@ -218,14 +205,14 @@ impl<'m> Gemma3<'m> {
     }
 
     /// q/k RMSNorm per head, then RoPE, on the fused QKV rows.
-    fn prepare_qk(&self, layer: &Layer<'_>, qkv: &mut [f32], positions: &[u32], rope: &RopeTable) -> Result<()> {
+    fn prepare_qk(&self, layer: &Layer, qkv: &mut [f32], positions: &[u32], rope: &RopeTable) -> Result<()> {
         let c = &self.config;
         let (hd, eps, k) = (c.head_dim, c.rms_norm_eps, kernels().vector);
         let width = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd;
         let (q_end, k_end) = (c.num_attention_heads * hd, (c.num_attention_heads + c.num_key_value_heads) * hd);
         qkv.par_chunks_mut(width).zip(positions.par_iter()).with_min_len(8).try_for_each(|(row, &p)| -> Result<()> {
-            vector::rms_norm(k, &mut row[..q_end], hd, layer.q_norm.0, eps, true)?;
-            vector::rms_norm(k, &mut row[q_end..k_end], hd, layer.k_norm.0, eps, true)?;
+            vector::rms_norm(k, &mut row[..q_end], hd, layer.q_norm.weight(), eps, true)?;
+            vector::rms_norm(k, &mut row[q_end..k_end], hd, layer.k_norm.weight(), eps, true)?;
             for head in row[..k_end].chunks_exact_mut(hd) {
                 rope.rotate(head, p as usize);
             }
@@ -246,7 +233,7 @@ fn gated_gelu(gate_up: &mut [f32], inter: usize, out: &mut [f32]) {
     });
 }
 
-impl Encoder for Gemma3<'_> {
+impl Encoder for Gemma3 {
     fn hidden_size(&self) -> usize {
         self.config.hidden_size
     }
@@ -255,48 +242,43 @@ impl Encoder for Gemma3<'_> {
         self.config.vocab_size
     }
 
-    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+    fn forward<'s>(&self, batch: &PackedBatch, scratch: &'s mut Scratch) -> Result<&'s [f32]> {
         let c = &self.config;
-        let (t, h, inter, eps) = (batch.tokens(), c.hidden_size, c.intermediate_size, c.rms_norm_eps);
+        let (t, h, inter) = (batch.tokens(), c.hidden_size, c.intermediate_size);
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
         if longest > c.max_position_embeddings {
             return Err(Error::Option(format!("a sequence of {longest} tokens exceeds the {} positions of this model", c.max_position_embeddings)));
         }
-        let positions: Vec<u32> = batch.spans.iter().flat_map(|s| 0..s.len as u32).collect();
+        let positions = batch.positions();
         let rope_full = RopeTable::new(self.rope_full, c.head_dim, longest);
         let rope_sliding = RopeTable::new(self.rope_sliding, c.head_dim, longest);
 
-        let mut x = vec![0f32; t * h];
-        // PyTorch multiplies by the f32 value of sqrt(hidden_size).
-        self.word.gather(&batch.ids, (h as f32).sqrt(), &mut x, false)?;
         let (full_shape, sliding_shape) = (self.attention_shape(false), self.attention_shape(true));
-        let mut normed = vec![0f32; t * h];
-        let mut qkv = vec![0f32; t * full_shape.qkv_width()];
-        let mut context = vec![0f32; t * full_shape.out_width()];
-        let mut block_out = vec![0f32; t * h];
-        let mut gate_up = vec![0f32; t * 2 * inter];
-        let mut inner = vec![0f32; t * inter];
+        let [x, normed, qkv, context, block_out, gate_up, inner] =
+            scratch.take([t * h, t * h, t * full_shape.qkv_width(), t * full_shape.out_width(), t * h, t * 2 * inter, t * inter]);
+        // PyTorch multiplies by the f32 value of sqrt(hidden_size).
+        self.word.gather(&batch.ids, (h as f32).sqrt(), x, false)?;
         let vk = kernels().vector;
         for layer in &self.layers {
             let (shape, rope) = if layer.sliding { (&sliding_shape, &rope_sliding) } else { (&full_shape, &rope_full) };
-            normed.copy_from_slice(&x);
-            layer.norm.apply(&mut normed, eps)?;
-            layer.qkv.forward(&normed, t, &mut qkv, Activation::None, false)?;
-            self.prepare_qk(layer, &mut qkv, &positions, rope)?;
-            attention(&qkv, &batch.spans, shape, None, &mut context)?;
-            layer.output.forward(&context, t, &mut block_out, Activation::None, false)?;
-            layer.attention_post_norm.apply(&mut block_out, eps)?;
-            vector::add(vk, &mut x, &block_out)?;
+            normed.copy_from_slice(x);
+            layer.norm.apply(normed)?;
+            layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
+            self.prepare_qk(layer, qkv, &positions, rope)?;
+            attention(qkv, &batch.spans, shape, None, context)?;
+            layer.output.forward(context, t, block_out, Activation::None, false)?;
+            layer.attention_post_norm.apply(block_out)?;
+            vector::add(vk, x, block_out)?;
 
-            normed.copy_from_slice(&x);
-            layer.ffn_norm.apply(&mut normed, eps)?;
-            layer.gate_up.forward(&normed, t, &mut gate_up, Activation::None, false)?;
-            gated_gelu(&mut gate_up, inter, &mut inner);
-            layer.down.forward(&inner, t, &mut block_out, Activation::None, false)?;
-            layer.ffn_post_norm.apply(&mut block_out, eps)?;
-            vector::add(vk, &mut x, &block_out)?;
+            normed.copy_from_slice(x);
+            layer.ffn_norm.apply(normed)?;
+            layer.gate_up.forward(normed, t, gate_up, Activation::None, false)?;
+            gated_gelu(gate_up, inter, inner);
+            layer.down.forward(inner, t, block_out, Activation::None, false)?;
+            layer.ffn_post_norm.apply(block_out)?;
+            vector::add(vk, x, block_out)?;
         }
-        self.final_norm.apply(&mut x, eps)?;
+        self.final_norm.apply(x)?;
         Ok(x)
     }
 }

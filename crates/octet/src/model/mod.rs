@@ -1,43 +1,20 @@
-//! Encoder architectures, one file each, all behind the [`Encoder`] trait.
+//! Encoder architectures, one file each, all behind the [`Encoder`] trait. Each file wires the
+//! [`crate::layers`] together; it reads its config and binds its tensors once, at open.
 //!
-//! An encoder is *bound* to an open [`ModelFile`]: binding looks up and validates every
-//! tensor the architecture needs (name, dtype, exact shape) and keeps borrowed views into the
-//! memory map. Binding is cheap (a few hundred map look-ups), so the embedder binds once at
-//! open to validate, and again for each call, instead of storing self-referential views.
+//! An encoder is *bound* to a shared [`ModelFile`]: binding parses the architecture's config,
+//! looks up and validates every tensor it needs (name, dtype, exact shape) and keeps
+//! [`crate::layers::Stored`] views into the map. The embedder binds once, at open, and reuses
+//! the bound encoder for every call.
 
 pub mod bert;
 pub mod gemma3;
 pub mod t5;
 
-use crate::attention::Span;
+pub use crate::batch::PackedBatch;
 use crate::error::{Error, Result};
 use crate::format::{Architecture, ModelFile};
-
-/// A batch of token sequences stored back to back, with no padding.
-#[derive(Clone, Debug, Default)]
-pub struct PackedBatch {
-    /// The token ids of every sequence, concatenated.
-    pub ids: Vec<u32>,
-    /// Where each sequence sits in `ids`.
-    pub spans: Vec<Span>,
-}
-
-impl PackedBatch {
-    /// Packs the given sequences.
-    pub fn new<'a>(seqs: impl IntoIterator<Item = &'a [u32]>) -> PackedBatch {
-        let mut batch = PackedBatch::default();
-        for seq in seqs {
-            batch.spans.push(Span { start: batch.ids.len(), len: seq.len() });
-            batch.ids.extend_from_slice(seq);
-        }
-        batch
-    }
-
-    /// Total number of tokens.
-    pub fn tokens(&self) -> usize {
-        self.ids.len()
-    }
-}
+use crate::scratch::Scratch;
+use std::sync::Arc;
 
 /// A transformer encoder: token ids in, one hidden state per token out.
 pub trait Encoder: Send + Sync {
@@ -45,12 +22,13 @@ pub trait Encoder: Send + Sync {
     fn hidden_size(&self) -> usize;
     /// The vocabulary size (rows of the token-embedding table).
     fn vocab_size(&self) -> usize;
-    /// Hidden states [tokens, hidden_size] for a packed batch. Ids must be below `vocab_size`.
-    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>>;
+    /// Hidden states [tokens, hidden_size] for a packed batch, computed in (and returned from)
+    /// the buffers of `scratch`. Ids must be below `vocab_size`.
+    fn forward<'s>(&self, batch: &PackedBatch, scratch: &'s mut Scratch) -> Result<&'s [f32]>;
 }
 
 /// Binds the encoder that the file's architecture names.
-pub fn bind(file: &ModelFile) -> Result<Box<dyn Encoder + '_>> {
+pub fn bind(file: &Arc<ModelFile>) -> Result<Box<dyn Encoder>> {
     let meta = file.meta();
     match meta.architecture {
         Architecture::Bert => Ok(Box::new(bert::Bert::bind(file)?)),

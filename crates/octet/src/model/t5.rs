@@ -36,11 +36,13 @@ use super::{parse_config, Encoder, PackedBatch};
 use crate::attention::{attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
-use crate::weights::{Embedding, Linear};
+use crate::layers::{Embedding, Linear, Norm, Stored};
+use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::{kernels, vector, Activation};
 use rayon::prelude::*;
 use serde::Deserialize;
+use std::sync::Arc;
 
 const ARCH: &str = "t5";
 
@@ -222,66 +224,47 @@ impl PositionBias {
     }
 }
 
-/// A T5 RMSNorm weight.
-struct RmsNorm<'m> {
-    weight: &'m [f32],
-}
-
-impl<'m> RmsNorm<'m> {
-    fn load(file: &'m ModelFile, name: &str, d: usize) -> Result<RmsNorm<'m>> {
-        Ok(RmsNorm {
-            weight: file.f32(&format!("{name}.weight"), &[d])?,
-        })
-    }
-
-    fn apply(&self, x: &mut [f32], eps: f32) -> Result<()> {
-        vector::rms_norm(kernels().vector, x, self.weight.len(), self.weight, eps, false)?;
-        Ok(())
-    }
-}
-
-struct Layer<'m> {
-    attention_norm: RmsNorm<'m>,
-    qkv: Linear<'m>,
-    output: Linear<'m>,
-    ffn_norm: RmsNorm<'m>,
+struct Layer {
+    attention_norm: Norm,
+    qkv: Linear,
+    output: Linear,
+    ffn_norm: Norm,
     /// [d_ff, d_model] ungated, [2 d_ff, d_model] gated (gate rows first).
-    up: Linear<'m>,
-    down: Linear<'m>,
+    up: Linear,
+    down: Linear,
 }
 
 /// A bound T5 encoder.
-pub struct T5<'m> {
+pub struct T5 {
     config: T5Config,
     feed_forward: FeedForward,
-    word: Embedding<'m>,
+    word: Embedding,
     /// [num_buckets, heads].
-    relative_bias: &'m [f32],
-    layers: Vec<Layer<'m>>,
-    final_norm: RmsNorm<'m>,
+    relative_bias: Stored<f32>,
+    layers: Vec<Layer>,
+    final_norm: Norm,
 }
 
-impl<'m> T5<'m> {
+impl T5 {
     /// Binds and validates every tensor of a T5 encoder.
-    pub fn bind(file: &'m ModelFile) -> Result<T5<'m>> {
+    pub fn bind(file: &Arc<ModelFile>) -> Result<T5> {
         let config: T5Config = parse_config(file, ARCH)?;
         config.validate()?;
         let feed_forward = config.feed_forward()?;
-        let (d, inner, ff) = (config.d_model, config.inner_dim(), config.d_ff);
+        let (d, inner, ff, eps) = (config.d_model, config.inner_dim(), config.d_ff, config.layer_norm_epsilon);
         let up_rows = if feed_forward.is_gated() { 2 * ff } else { ff };
         let up_name = if feed_forward.is_gated() { "gate_up" } else { "up" };
         let asym = config.asymmetric_activations;
-        let linear = |name: &str, n: usize, k: usize| -> Result<Linear<'m>> {
-            Ok(Linear::load(file, ARCH, name, n, k, false)?.with_asymmetric_rows(asym))
-        };
+        let linear = |name: &str, n: usize, k: usize| -> Result<Linear> { Ok(Linear::load(file, ARCH, name, n, k, false)?.with_asymmetric_rows(asym)) };
+        let norm = |name: &str| Norm::rms_norm(file, &format!("{name}.weight"), d, eps, false);
         let layers = (0..config.num_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
                 Ok(Layer {
-                    attention_norm: RmsNorm::load(file, &format!("{p}.attention.norm"), d)?,
+                    attention_norm: norm(&format!("{p}.attention.norm"))?,
                     qkv: linear(&format!("{p}.attention.qkv"), 3 * inner, d)?,
                     output: linear(&format!("{p}.attention.output"), d, inner)?,
-                    ffn_norm: RmsNorm::load(file, &format!("{p}.ffn.norm"), d)?,
+                    ffn_norm: norm(&format!("{p}.ffn.norm"))?,
                     up: linear(&format!("{p}.ffn.{up_name}"), up_rows, d)?,
                     down: linear(&format!("{p}.ffn.down"), d, ff)?,
                 })
@@ -289,11 +272,8 @@ impl<'m> T5<'m> {
             .collect::<Result<Vec<_>>>()?;
         Ok(T5 {
             word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, d)?,
-            relative_bias: file.f32(
-                "relative_attention_bias",
-                &[config.relative_attention_num_buckets, config.num_heads],
-            )?,
-            final_norm: RmsNorm::load(file, "final_norm", d)?,
+            relative_bias: Stored::of(file, file.f32("relative_attention_bias", &[config.relative_attention_num_buckets, config.num_heads])?)?,
+            final_norm: norm("final_norm")?,
             layers,
             feed_forward,
             config,
@@ -308,7 +288,7 @@ impl<'m> T5<'m> {
     /// `x` [t, d_model] -> `out` [t, d_model] += the feed-forward block of `normed`.
     fn feed_forward(
         &self,
-        layer: &Layer<'_>,
+        layer: &Layer,
         normed: &[f32],
         t: usize,
         inner: &mut [f32],
@@ -345,7 +325,7 @@ fn activate(act: Activation, x: &mut [f32]) {
     }
 }
 
-impl Encoder for T5<'_> {
+impl Encoder for T5 {
     fn hidden_size(&self) -> usize {
         self.config.d_model
     }
@@ -354,49 +334,29 @@ impl Encoder for T5<'_> {
         self.config.vocab_size
     }
 
-    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>> {
+    fn forward<'s>(&self, batch: &PackedBatch, scratch: &'s mut Scratch) -> Result<&'s [f32]> {
         let c = &self.config;
         let (t, d, inner) = (batch.tokens(), c.d_model, c.inner_dim());
-        let shape = AttentionShape {
-            heads: c.num_heads,
-            kv_heads: c.num_heads,
-            head_dim: c.d_kv,
-            scale: 1.0,
-            window: None,
-        };
+        let shape = AttentionShape { heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.d_kv, scale: 1.0, window: None };
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
-        let bias = PositionBias::new(
-            self.relative_bias,
-            c.num_heads,
-            c.relative_attention_num_buckets,
-            c.relative_attention_max_distance,
-            longest,
-        );
+        let bias = PositionBias::new(self.relative_bias.get(), c.num_heads, c.relative_attention_num_buckets, c.relative_attention_max_distance, longest);
         let add_bias = |head: usize, len: usize, scores: &mut [f32]| bias.add(head, len, scores);
 
-        let mut x = vec![0f32; t * d];
-        self.word.gather(&batch.ids, 1.0, &mut x, false)?;
-        let mut normed = vec![0f32; t * d];
-        let mut qkv = vec![0f32; t * 3 * inner];
-        let mut context = vec![0f32; t * inner];
-        let mut ffn_inner = vec![0f32; t * c.d_ff];
-        let mut gate_up = if self.feed_forward.is_gated() {
-            vec![0f32; t * 2 * c.d_ff]
-        } else {
-            Vec::new()
-        };
+        let gate_up_len = if self.feed_forward.is_gated() { t * 2 * c.d_ff } else { 0 };
+        let [x, normed, qkv, context, ffn_inner, gate_up] = scratch.take([t * d, t * d, t * 3 * inner, t * inner, t * c.d_ff, gate_up_len]);
+        self.word.gather(&batch.ids, 1.0, x, false)?;
         for layer in &self.layers {
-            normed.copy_from_slice(&x);
-            layer.attention_norm.apply(&mut normed, c.layer_norm_epsilon)?;
-            layer.qkv.forward(&normed, t, &mut qkv, Activation::None, false)?;
-            attention(&qkv, &batch.spans, &shape, Some(&add_bias), &mut context)?;
-            layer.output.forward(&context, t, &mut x, Activation::None, true)?;
+            normed.copy_from_slice(x);
+            layer.attention_norm.apply(normed)?;
+            layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
+            attention(qkv, &batch.spans, &shape, Some(&add_bias), context)?;
+            layer.output.forward(context, t, x, Activation::None, true)?;
 
-            normed.copy_from_slice(&x);
-            layer.ffn_norm.apply(&mut normed, c.layer_norm_epsilon)?;
-            self.feed_forward(layer, &normed, t, &mut ffn_inner, &mut gate_up, &mut x)?;
+            normed.copy_from_slice(x);
+            layer.ffn_norm.apply(normed)?;
+            self.feed_forward(layer, normed, t, ffn_inner, gate_up, x)?;
         }
-        self.final_norm.apply(&mut x, c.layer_norm_epsilon)?;
+        self.final_norm.apply(x)?;
         Ok(x)
     }
 }

@@ -1,38 +1,32 @@
-//! Typed, validated views of the weights in a [`ModelFile`]: linear layers (int8 or f32
-//! packed panels, or plain f16), embedding tables (int8 or 6-bit with scales, f16 or f32) and
-//! norm vectors.
+//! [`Linear`]: y = x W^T + b on the int8 or f32 matmul of octet-kernels, with the bias,
+//! activation and residual add fused into the kernel's epilogue.
 //!
-//! Each `load` checks the dtype and the exact shape the architecture expects, so a file that
-//! does not fit its architecture gets [`Error::Model`] naming the tensor, never a panic later.
-//! All views borrow from the memory map: no copy, no repacking, except f16 linear weights (the
-//! `f16` recipe), which are widened to f32 and packed once at load into owned buffers. Such a
-//! model computes exactly as an f32 model and holds the same resident memory for its linear
-//! weights (the f16 pages of the map are read once and can be dropped by the OS); the saving
-//! is on disk and in download size.
+//! The weight is int8 or f32 in the kernels' packed panel layouts, used in place from the map,
+//! or f16 (the `f16` recipe), which is widened to f32 and packed once, when the layer is bound,
+//! into an owned buffer. Such a model computes exactly as an f32 model; the saving is on disk.
 
+use super::stored::Stored;
 use crate::error::{Error, Result};
-use crate::format::{Dtype, I8Quant, ModelFile, QuantParam};
-use octet_kernels::gather::{self, PerRowOrTensor, Table};
+use crate::format::{Dtype, ModelFile};
 use octet_kernels::{f32 as kf32, int8, kernels, vector, Activation, Epilogue};
+use std::sync::Arc;
 
 /// The weights of a linear layer in one of the two packed layouts of octet-kernels.
 #[derive(Clone)]
-enum LinearWeight<'m> {
-    F32(kf32::PackedF32<'m>),
-    I8(int8::PackedI8<'m>),
-    /// f32 panels packed at load from an f16 `[n, k]` tensor (`n_pad * k` floats).
-    F32Owned(kf32::PackedF32Layout, Vec<f32>),
+enum LinearWeight {
+    F32 { layout: kf32::PackedF32Layout, data: Stored<f32> },
+    I8 { layout: int8::PackedI8Layout, data: Stored<i8>, scales: Stored<f32>, sums: Stored<i32> },
+    /// f32 panels packed at bind time from an f16 `[n, k]` tensor.
+    F32Owned { layout: kf32::PackedF32Layout, data: Vec<f32> },
 }
 
 /// y = x W^T + b for a weight W of shape [n, k].
 #[derive(Clone)]
-pub struct Linear<'m> {
-    weight: LinearWeight<'m>,
-    bias: Option<&'m [f32]>,
-    /// For int8 weights: the per-column scales and sums (one k-group), kept for
-    /// [`Linear::with_asymmetric_rows`].
-    columns: Option<(&'m [f32], &'m [i32])>,
+pub struct Linear {
+    weight: LinearWeight,
+    bias: Option<Stored<f32>>,
     /// Quantize activation rows asymmetrically, as TFLite's hybrid FULLY_CONNECTED does.
+    /// Only for int8 weights with one k-group (per-token scales).
     asymmetric_rows: bool,
     /// Output features.
     pub n: usize,
@@ -40,29 +34,29 @@ pub struct Linear<'m> {
     pub k: usize,
 }
 
-impl<'m> Linear<'m> {
-    /// Loads `{name}.weight` ([n, k], int8 or f32 packed, or plain f16) and, if `bias`, `{name}.bias` ([n]).
-    pub fn load(file: &'m ModelFile, arch: &str, name: &str, n: usize, k: usize, bias: bool) -> Result<Linear<'m>> {
+impl Linear {
+    /// Binds `{name}.weight` ([n, k], int8 or f32 packed, or plain f16) and, if `bias`, `{name}.bias` ([n]).
+    pub fn load(file: &Arc<ModelFile>, arch: &str, name: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
         let bias_name = format!("{name}.bias");
         Linear::load_named(file, arch, &format!("{name}.weight"), bias.then_some(bias_name.as_str()), n, k)
     }
 
-    /// Loads the weight `weight_name` ([n, k]) and the bias `bias_name` ([n]), if any.
-    pub fn load_named(file: &'m ModelFile, arch: &str, weight_name: &str, bias_name: Option<&str>, n: usize, k: usize) -> Result<Linear<'m>> {
+    /// Binds the weight `weight_name` ([n, k]) and the bias `bias_name` ([n]), if any.
+    pub fn load_named(file: &Arc<ModelFile>, arch: &str, weight_name: &str, bias_name: Option<&str>, n: usize, k: usize) -> Result<Linear> {
         let view = file.tensor(weight_name)?;
-        let mut columns = None;
         let weight = match view.dtype {
             Dtype::I8Packed => {
                 let (_, data, scales, sums) = file.packed_i8_parts(weight_name, n, k)?;
                 let layout = int8::PackedI8Layout::new(n, k, view.k_group())?;
-                if layout.groups == 1 && scales.len() >= n && sums.len() >= n {
-                    columns = Some((scales, sums));
-                }
-                LinearWeight::I8(int8::PackedI8::from_parts(layout, data, scales, sums)?)
+                // Checks the lengths once here, so forward's from_parts cannot fail.
+                int8::PackedI8::from_parts(layout, data, scales, sums)?;
+                LinearWeight::I8 { layout, data: Stored::of(file, data)?, scales: Stored::of(file, scales)?, sums: Stored::of(file, sums)? }
             }
             Dtype::F32Packed => {
                 let data = file.packed_f32_parts(weight_name, n, k)?;
-                LinearWeight::F32(kf32::PackedF32::from_parts(kf32::PackedF32Layout::new(n, k), data)?)
+                let layout = kf32::PackedF32Layout::new(n, k);
+                kf32::PackedF32::from_parts(layout, data)?;
+                LinearWeight::F32 { layout, data: Stored::of(file, data)? }
             }
             Dtype::F16 => {
                 let half = file.f16(weight_name, &[n, k])?;
@@ -70,22 +64,16 @@ impl<'m> Linear<'m> {
                 let layout = kf32::PackedF32Layout::new(n, k);
                 let mut packed = vec![0f32; layout.len()];
                 kf32::pack_nk(&wide, n, k, k, &mut packed)?;
-                // Checks the length once here, so forward's from_parts cannot fail.
                 kf32::PackedF32::from_parts(layout, &packed)?;
-                LinearWeight::F32Owned(layout, packed)
+                LinearWeight::F32Owned { layout, data: packed }
             }
-            other => {
-                return Err(Error::model(
-                    arch,
-                    format!("{weight_name} has dtype {other}; a linear weight must be i8_packed, f32_packed or f16"),
-                ))
-            }
+            other => return Err(Error::model(arch, format!("{weight_name} has dtype {other}; a linear weight must be i8_packed, f32_packed or f16"))),
         };
         let bias = match bias_name {
-            Some(b) => Some(file.f32(b, &[n])?),
+            Some(b) => Some(Stored::of(file, file.f32(b, &[n])?)?),
             None => None,
         };
-        Ok(Linear { weight, bias, columns, asymmetric_rows: false, n, k })
+        Ok(Linear { weight, bias, asymmetric_rows: false, n, k })
     }
 
     /// Makes an int8 layer quantize each activation row asymmetrically, as TFLite's hybrid
@@ -94,42 +82,47 @@ impl<'m> Linear<'m> {
     /// by zero point x column sum (see [`asymmetric_row`]). For layers imported from TFLite, so
     /// that octet computes what the interpreter computes. No effect on f32 or k-grouped layers.
     pub fn with_asymmetric_rows(mut self, on: bool) -> Self {
-        self.asymmetric_rows = on && self.columns.is_some();
+        self.asymmetric_rows = on && matches!(&self.weight, LinearWeight::I8 { layout, .. } if layout.groups == 1);
         self
     }
 
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused
     /// residual add). Uses rayon's current pool.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], activation: Activation, accumulate: bool) -> Result<()> {
-        let epilogue = Epilogue { bias: self.bias, activation, accumulate };
+        let epilogue = Epilogue { bias: self.bias.as_ref().map(Stored::get), activation, accumulate };
         let k = kernels();
-        if let (true, LinearWeight::I8(w), Some(columns)) = (self.asymmetric_rows, &self.weight, self.columns) {
-            return self.forward_asymmetric(w, columns, x, m, out, &epilogue);
-        }
         match &self.weight {
-            LinearWeight::I8(w) => int8::matmul(k.int8, x, self.k, m, w, &epilogue, out, self.n)?,
-            LinearWeight::F32(w) => kf32::matmul(k.f32, x, self.k, m, w, &epilogue, out, self.n)?,
-            LinearWeight::F32Owned(layout, data) => {
+            LinearWeight::I8 { layout, data, scales, sums } => {
+                let w = int8::PackedI8::from_parts(*layout, data.get(), scales.get(), sums.get())?;
+                if self.asymmetric_rows {
+                    return self.forward_asymmetric(&w, x, m, out, &epilogue);
+                }
+                int8::matmul(k.int8, x, self.k, m, &w, &epilogue, out, self.n)?
+            }
+            LinearWeight::F32 { layout, data } => {
+                let w = kf32::PackedF32::from_parts(*layout, data.get())?;
+                kf32::matmul(k.f32, x, self.k, m, &w, &epilogue, out, self.n)?
+            }
+            LinearWeight::F32Owned { layout, data } => {
                 let w = kf32::PackedF32::from_parts(*layout, data)?;
                 kf32::matmul(k.f32, x, self.k, m, &w, &epilogue, out, self.n)?
             }
         }
         Ok(())
     }
-}
 
-impl Linear<'_> {
     /// [`Linear::forward`] with asymmetric activation rows: the integer products come from the
     /// int8 kernel on the rows' codes, then each output gets
     /// `scale_row x scale_col x (sum - zero_point_row x colsum_col)` and the epilogue.
-    fn forward_asymmetric(&self, w: &int8::PackedI8, (col_scales, col_sums): (&[f32], &[i32]), x: &[f32], m: usize, out: &mut [f32], epilogue: &Epilogue) -> Result<()> {
+    fn forward_asymmetric(&self, w: &int8::PackedI8, x: &[f32], m: usize, out: &mut [f32], epilogue: &Epilogue) -> Result<()> {
         let (n, k) = (self.n, self.k);
         if m == 0 {
             return Ok(());
         }
         if x.len() < m * k || out.len() < m * n {
-            return Err(Error::Option(format!("linear: {} inputs and {} outputs for {m} rows of {k} -> {n}", x.len(), out.len())));
+            return Err(Error::Internal(format!("linear: {} inputs and {} outputs for {m} rows of {k} -> {n}", x.len(), out.len())));
         }
+        let (col_scales, col_sums) = (w.col_scales(), w.col_sums());
         let layout = int8::PackedI8Layout::new(n, k, None)?;
         let mut codes = vec![0i8; m * layout.k_pad];
         let mut scales = vec![0f32; m];
@@ -157,7 +150,7 @@ impl Linear<'_> {
         int8::matmul_quantized(kernels().int8, &rows, w, &Epilogue::NONE, &mut sums, n)?;
         if any_low {
             let rows = int8::QuantizedRows::from_parts(&layout, m, low, vec![1f32; m])?;
-            let accumulate = Epilogue { bias: None, activation: octet_kernels::Activation::None, accumulate: true };
+            let accumulate = Epilogue { bias: None, activation: Activation::None, accumulate: true };
             int8::matmul_quantized(kernels().int8, &rows, w, &accumulate, &mut sums, n)?;
         }
         // sums = products x scale_col; the zero-point term is z x colsum x scale_col.
@@ -171,14 +164,14 @@ impl Linear<'_> {
             }
         }
         match (epilogue.activation, epilogue.accumulate) {
-            (octet_kernels::Activation::None, true) => {
+            (Activation::None, true) => {
                 for (o, v) in out[..m * n].iter_mut().zip(&sums) {
                     *o += v;
                 }
             }
-            (octet_kernels::Activation::None, false) => out[..m * n].copy_from_slice(&sums),
+            (Activation::None, false) => out[..m * n].copy_from_slice(&sums),
             // The vectorized GELU, as the fused epilogues use.
-            (octet_kernels::Activation::Gelu(form), false) => {
+            (Activation::Gelu(form), false) => {
                 out[..m * n].copy_from_slice(&sums);
                 vector::gelu(kernels().vector, form, &mut out[..m * n]);
             }
@@ -228,89 +221,6 @@ pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         *d = r.clamp(-128, 127) as i8;
     }
     (scale, zero_point)
-}
-
-/// A token-embedding (or position / type) table of shape [rows, dim].
-pub struct Embedding<'m> {
-    table: Table<'m>,
-    /// Rows in the table.
-    pub rows: usize,
-    /// Width of each row.
-    pub dim: usize,
-    /// Stored rows per logical row: a table may be stored as [rows x blocks, dim / blocks], so
-    /// that a quantized table gets one scale and zero point per block of a row instead of one
-    /// per row (the converter does this for EmbeddingGemma, whose rows have outliers).
-    blocks: usize,
-}
-
-impl<'m> Embedding<'m> {
-    /// Loads `name` as an f32, f16, int8 or u6 (both with scale and zero point) table of
-    /// [rows, dim].
-    /// The table may also be stored as [rows x b, dim / b] for a whole number of blocks b.
-    pub fn load(file: &'m ModelFile, arch: &str, name: &str, logical_rows: usize, logical_dim: usize) -> Result<Embedding<'m>> {
-        let view = file.tensor(name)?;
-        let blocks = match view.shape[..] {
-            [r, d] if logical_rows > 0 && r > logical_rows && r % logical_rows == 0 && d * (r / logical_rows) == logical_dim => r / logical_rows,
-            _ => 1,
-        };
-        let (rows, dim) = (logical_rows * blocks, logical_dim / blocks);
-        let table = match view.dtype {
-            Dtype::F32 => Table::F32(file.f32(name, &[rows, dim])?),
-            Dtype::F16 => Table::F16(file.f16(name, &[rows, dim])?),
-            Dtype::I8 => {
-                let tensor = file.i8(name, &[rows, dim])?;
-                let quant = tensor.quant.ok_or_else(|| Error::model(arch, format!("int8 table {name} has no scale and zero point")))?;
-                let (scale, zero_point) = per_row_params(arch, name, "int8", quant)?;
-                Table::I8 { data: tensor.data, scale, zero_point }
-            }
-            Dtype::U6 => {
-                let tensor = file.u6(name, rows, dim)?;
-                let (scale, zero_point) = per_row_params(arch, name, "u6", tensor.quant)?;
-                Table::U6 { data: tensor.data, scale, zero_point }
-            }
-            other => return Err(Error::model(arch, format!("{name} has dtype {other}; an embedding table must be f32, f16, i8 or u6"))),
-        };
-        Ok(Embedding { table, rows: logical_rows, dim: logical_dim, blocks })
-    }
-
-    /// Writes `multiplier x row(ids[i])` into row i of `out` (`add`: adds instead).
-    pub fn gather(&self, ids: &[u32], multiplier: f32, out: &mut [f32], add: bool) -> Result<()> {
-        let k = kernels().gather;
-        let b = self.blocks;
-        // Block j of row id is stored row id x b + j; the stored rows of one id are adjacent,
-        // so gathering them in order writes the logical row. Ids past the table stay past it.
-        let expanded: Vec<u32>;
-        let ids = if b == 1 {
-            ids
-        } else {
-            let b32 = b as u32;
-            expanded = ids.iter().flat_map(|&id| (0..b32).map(move |j| id.saturating_mul(b32).saturating_add(j))).collect();
-            &expanded
-        };
-        let (rows, dim) = (self.rows * b, self.dim / b);
-        if add {
-            gather::gather_add(k, &self.table, rows, dim, ids, multiplier, out)?;
-        } else {
-            gather::gather(k, &self.table, rows, dim, ids, multiplier, out)?;
-        }
-        Ok(())
-    }
-}
-
-/// The gather's scale and zero point of a quantized table: per tensor, or per row (axis 0).
-fn per_row_params<'m>(arch: &str, name: &str, kind: &str, quant: I8Quant<'m>) -> Result<(PerRowOrTensor<'m, f32>, PerRowOrTensor<'m, i32>)> {
-    if (matches!(quant.scale, QuantParam::PerChannel(_)) || matches!(quant.zero_point, QuantParam::PerChannel(_))) && quant.axis != Some(0) {
-        return Err(Error::model(arch, format!("{kind} table {name} must be quantized per row (axis 0) or per tensor")));
-    }
-    let scale = match quant.scale {
-        QuantParam::PerTensor(s) => PerRowOrTensor::Tensor(s),
-        QuantParam::PerChannel(s) => PerRowOrTensor::Row(s),
-    };
-    let zero_point = match quant.zero_point {
-        QuantParam::PerTensor(z) => PerRowOrTensor::Tensor(z),
-        QuantParam::PerChannel(z) => PerRowOrTensor::Row(z),
-    };
-    Ok((scale, zero_point))
 }
 
 #[cfg(test)]
