@@ -50,6 +50,7 @@ pub fn embed_options(
         prompt,
         dims,
         normalize: if no_normalize { Some(false) } else { None },
+        ..EmbedOptions::default()
     }
 }
 

@@ -1,17 +1,18 @@
 //! Stores the source's `tokenizer.json` in the model file.
 //!
-//! A BPE tokenizer is stored in parts (`octet::tokenize::stored`, FORMAT.md "Tokenizer
-//! tensors"): a skeleton JSON whose `model.vocab` and `model.merges` name the tensors
-//! [`VOCAB`] (+ `.offsets`) and [`MERGES`], which hold the vocabulary strings in id order and
-//! the merges as id pairs. EmbeddingGemma's 33 MB tokenizer then loads in well under half
-//! the time. Before writing the parts, the converter loads them back and compares the result
+//! A BPE or WordPiece tokenizer is stored in parts (`octet::tokenize::stored`, FORMAT.md
+//! "Tokenizer tensors"): a skeleton JSON whose `model.vocab` (and, for BPE, `model.merges`)
+//! name the tensors [`VOCAB`] (+ `.offsets`) and [`MERGES`], which hold the vocabulary strings
+//! in id order and the merges as id pairs. EmbeddingGemma's 33 MB tokenizer then loads in well
+//! under half the time, and MiniLM's WordPiece vocabulary skips the JSON parse that was most of
+//! its cold start. Before writing the parts, the converter loads them back and compares the result
 //! with the source tokenizer loaded the ordinary way (the `tokenizers` crate's own
-//! serialization of both must be equal); a tokenizer that fails the check, or that is not
-//! BPE, is stored as one compact JSON blob, as before.
+//! serialization of both must be equal); a tokenizer that fails the check, or that is neither
+//! BPE nor WordPiece, is stored as one compact JSON blob, as before.
 
 use anyhow::{Context, Result};
 use octet::format::ModelWriter;
-use octet::tokenize::stored::{LoadPath, StoredBpe, OFFSETS_SUFFIX};
+use octet::tokenize::stored::{LoadPath, StoredTokenizer, OFFSETS_SUFFIX};
 use octet::tokenize::TextTokenizer;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -26,29 +27,32 @@ pub const MERGES: &str = "tokenizer.merges";
 pub fn add(writer: &mut ModelWriter, name: &str, json: &[u8]) -> Result<()> {
     let value: Value = serde_json::from_slice(json).context("tokenizer.json is not valid JSON")?;
     let compact = serde_json::to_vec(&value)?;
-    match split_bpe(&value)? {
+    match split(&value)? {
         Some(parts) if parts.matches(&compact)? => {
             writer.add_blob(name, &parts.skeleton)?;
             writer.add_blob(VOCAB, &parts.vocab)?;
             writer.add_i32(&format!("{VOCAB}{OFFSETS_SUFFIX}"), &[parts.offsets.len()], &parts.offsets)?;
-            writer.add_i32(MERGES, &[parts.merges.len() / 2, 2], &parts.merges)?;
+            if parts.is_bpe {
+                writer.add_i32(MERGES, &[parts.merges.len() / 2, 2], &parts.merges)?;
+            }
         }
         _ => writer.add_blob(name, &compact)?,
     }
     Ok(())
 }
 
-/// A BPE tokenizer cut into the stored parts.
-struct SplitBpe {
+/// A BPE or WordPiece tokenizer cut into the stored parts.
+struct SplitTokenizer {
+    is_bpe: bool,
     skeleton: Vec<u8>,
     vocab: Vec<u8>,
     offsets: Vec<i32>,
     merges: Vec<i32>,
 }
 
-impl SplitBpe {
-    fn parts(&self) -> StoredBpe<'_> {
-        StoredBpe { skeleton: &self.skeleton, vocab: &self.vocab, offsets: &self.offsets, merges: &self.merges }
+impl SplitTokenizer {
+    fn parts(&self) -> StoredTokenizer<'_> {
+        StoredTokenizer { skeleton: &self.skeleton, vocab: &self.vocab, offsets: &self.offsets, merges: &self.merges }
     }
 
     /// Whether the parts load, the fast way, into the same tokenizer as `compact` (the whole
@@ -60,26 +64,28 @@ impl SplitBpe {
         let Ok(original) = TextTokenizer::from_json(compact, WINDOW) else {
             return Ok(false);
         };
-        let Ok(stored) = TextTokenizer::from_stored_bpe(&self.parts(), WINDOW) else {
+        let Ok(stored) = TextTokenizer::from_stored(&self.parts(), WINDOW) else {
             return Ok(false);
         };
-        Ok(stored.load_path() == LoadPath::StoredBpe && stored.canonical_json()? == original.canonical_json()?)
+        Ok(stored.load_path() == LoadPath::Stored && stored.canonical_json()? == original.canonical_json()?)
     }
 }
 
-/// Cuts a BPE `tokenizer.json` into parts; `None` if it is not BPE (with an explicit `type`)
-/// or its vocabulary and merges do not fit the stored layout: ids not exactly `0..n`, a
-/// merge naming a string outside the vocabulary, or sizes past `i32`.
-fn split_bpe(value: &Value) -> Result<Option<SplitBpe>> {
+/// Cuts a BPE or WordPiece `tokenizer.json` into parts; `None` if it is neither (with an
+/// explicit `type`) or its vocabulary and merges do not fit the stored layout: ids not exactly
+/// `0..n`, a merge naming a string outside the vocabulary, or sizes past `i32`.
+fn split(value: &Value) -> Result<Option<SplitTokenizer>> {
     let Some(model) = value.get("model") else {
         return Ok(None);
     };
-    if model.get("type").and_then(Value::as_str) != Some("BPE") {
-        return Ok(None);
-    }
-    let (Some(vocab), Some(merges)) =
-        (model.get("vocab").and_then(Value::as_object), model.get("merges").and_then(Value::as_array))
-    else {
+    let is_bpe = match model.get("type").and_then(Value::as_str) {
+        Some("BPE") => true,
+        Some("WordPiece") => false,
+        _ => return Ok(None),
+    };
+    let empty = Vec::new();
+    let merges = if is_bpe { model.get("merges").and_then(Value::as_array) } else { Some(&empty) };
+    let (Some(vocab), Some(merges)) = (model.get("vocab").and_then(Value::as_object), merges) else {
         return Ok(None);
     };
     let mut by_id: Vec<Option<&str>> = vec![None; vocab.len()];
@@ -126,8 +132,10 @@ fn split_bpe(value: &Value) -> Result<Option<SplitBpe>> {
     }
     let mut skeleton = value.clone();
     skeleton["model"]["vocab"] = Value::String(VOCAB.into());
-    skeleton["model"]["merges"] = Value::String(MERGES.into());
-    Ok(Some(SplitBpe { skeleton: serde_json::to_vec(&skeleton)?, vocab: bytes, offsets, merges: pair_ids }))
+    if is_bpe {
+        skeleton["model"]["merges"] = Value::String(MERGES.into());
+    }
+    Ok(Some(SplitTokenizer { is_bpe, skeleton: serde_json::to_vec(&skeleton)?, vocab: bytes, offsets, merges: pair_ids }))
 }
 
 #[cfg(test)]
@@ -162,11 +170,11 @@ mod tests {
         for merges in [serde_json::json!([["a", "b"], ["\u{2581}", "ab"]]), serde_json::json!(["a b", "\u{2581} ab"])] {
             let value = tiny(merges);
             let compact = serde_json::to_vec(&value).unwrap();
-            let parts = split_bpe(&value).unwrap().expect("a plain BPE tokenizer splits");
+            let parts = split(&value).unwrap().expect("a plain BPE tokenizer splits");
             assert_eq!(parts.offsets.len(), 8);
             assert_eq!(parts.merges, vec![2, 3, 5, 4]);
             assert!(parts.matches(&compact).unwrap());
-            let stored = TextTokenizer::from_stored_bpe(&parts.parts(), 16).unwrap();
+            let stored = TextTokenizer::from_stored(&parts.parts(), 16).unwrap();
             let original = TextTokenizer::from_json(&compact, 16).unwrap();
             for text in ["ab", "a b ab", "ba<extra>ab", "<bos>xyz", ""] {
                 assert_eq!(ids(&stored, text), ids(&original, text), "{text:?}");
@@ -183,12 +191,12 @@ mod tests {
     fn unsuitable_tokenizers_stay_whole() {
         let mut holes = tiny(serde_json::json!([["a", "b"]]));
         holes["model"]["vocab"]["ab"] = 9.into();
-        assert!(split_bpe(&holes).unwrap().is_none(), "ids not exactly 0..n");
+        assert!(split(&holes).unwrap().is_none(), "ids not exactly 0..n");
         let unknown = tiny(serde_json::json!([["a", "zz"]]));
-        assert!(split_bpe(&unknown).unwrap().is_none(), "merge of a string outside the vocabulary");
-        let mut wordpiece = tiny(serde_json::json!([]));
-        wordpiece["model"]["type"] = "WordPiece".into();
-        assert!(split_bpe(&wordpiece).unwrap().is_none());
+        assert!(split(&unknown).unwrap().is_none(), "merge of a string outside the vocabulary");
+        let mut unigram = tiny(serde_json::json!([]));
+        unigram["model"]["type"] = "Unigram".into();
+        assert!(split(&unigram).unwrap().is_none());
     }
 
     #[test]
@@ -198,7 +206,7 @@ mod tests {
         let mut value = tiny(serde_json::json!([["a", "b"]]));
         value["model"]["vocab"].as_object_mut().unwrap().remove("ab");
         value["model"]["vocab"]["ab2"] = 4.into();
-        let parts = split_bpe(&value).unwrap().expect("ids are 0..n and merge strings known");
+        let parts = split(&value).unwrap().expect("ids are 0..n and merge strings known");
         assert!(!parts.matches(&serde_json::to_vec(&value).unwrap()).unwrap());
     }
 }

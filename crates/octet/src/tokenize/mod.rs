@@ -11,7 +11,7 @@ pub mod stored;
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use guard::{check_json, guarded};
-use stored::{LoadPath, StoredBpe};
+use stored::{LoadPath, StoredTokenizer};
 use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// What to do with a text longer than the model's window.
@@ -48,7 +48,7 @@ impl TextTokenizer {
     pub fn from_file(file: &ModelFile, window: usize) -> Result<TextTokenizer> {
         let json = file.blob(&file.meta().tokenizer)?;
         match stored::stored_names(json) {
-            Some(names) => TextTokenizer::from_stored_bpe(&StoredBpe::from_file(file, json, &names)?, window),
+            Some(names) => TextTokenizer::from_stored(&StoredTokenizer::from_file(file, json, &names)?, window),
             None => TextTokenizer::from_json(json, window),
         }
     }
@@ -68,8 +68,8 @@ impl TextTokenizer {
         TextTokenizer::with_window(inner, window, LoadPath::Json)
     }
 
-    /// Loads a BPE tokenizer stored in parts (see [`stored`]); texts are cut to `window` tokens.
-    pub fn from_stored_bpe(parts: &StoredBpe<'_>, window: usize) -> Result<TextTokenizer> {
+    /// Loads a tokenizer stored in parts (see [`stored`]); texts are cut to `window` tokens.
+    pub fn from_stored(parts: &StoredTokenizer<'_>, window: usize) -> Result<TextTokenizer> {
         let (inner, path) = parts.build()?;
         TextTokenizer::with_window(inner, window, path)
     }

@@ -1,4 +1,5 @@
-//! A BPE `tokenizer.json` stored in parts, so that opening a model skips the slow JSON path.
+//! A BPE or WordPiece `tokenizer.json` stored in parts, so that opening a model skips the slow
+//! JSON path.
 //!
 //! EmbeddingGemma's `tokenizer.json` is 33 MB: 262,144 vocabulary strings and 514,906 merges.
 //! `Tokenizer::from_bytes` spends about 2 s of CPU on it, mostly in serde: the model is a
@@ -11,15 +12,18 @@
 //!   pre-tokenizer, post-processor, decoder, added tokens, BPE options) is unchanged.
 //! - `<vocab>` (`u8`): the vocabulary strings in id order, UTF-8, back to back, and
 //!   `<vocab>.offsets` (`i32`, `[n + 1]`): string `i` is `vocab[offsets[i]..offsets[i + 1]]`.
-//! - `<merges>` (`i32`, `[m, 2]`): the merges in rank order, each a pair of token ids.
+//! - `<merges>` (`i32`, `[m, 2]`): the merges in rank order, each a pair of token ids (BPE only).
 //!
-//! [`StoredBpe::build`] hands these to the same public builders the JSON path ends in
-//! (`BpeBuilder` with every option of the skeleton, `TokenizerBuilder` with the skeleton's
+//! A WordPiece tokenizer (BERT, MiniLM) is stored the same way without merges: its 30,522
+//! vocabulary strings were most of MiniLM's cold start through the JSON path.
+//!
+//! [`StoredTokenizer::build`] hands these to the same public builders the JSON path ends in
+//! (`BpeBuilder` or `WordPieceBuilder` with every option of the skeleton, `TokenizerBuilder` with the skeleton's
 //! normalizer, pre-tokenizer, post-processor and decoder, then `add_tokens` with the added
 //! tokens in file order), so it builds the same tokenizer without the detour through
 //! `serde_json::Value`. The vocabulary map and the merge strings are built on two threads.
 //! If an added token does not get the id the skeleton gives it, the parts are joined back
-//! into a plain `tokenizer.json` and loaded the slow way ([`LoadPath::StoredBpeViaJson`]):
+//! into a plain `tokenizer.json` and loaded the slow way ([`LoadPath::StoredViaJson`]):
 //! slow, but never different ids.
 
 use crate::error::{Error, Result};
@@ -27,6 +31,7 @@ use crate::format::ModelFile;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use tokenizers::models::bpe::{Merges, Vocab, BPE};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::{
     AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
     TokenizerBuilder,
@@ -40,11 +45,11 @@ pub const OFFSETS_SUFFIX: &str = ".offsets";
 pub enum LoadPath {
     /// From a complete `tokenizer.json` (`Tokenizer::from_bytes`).
     Json,
-    /// From a skeleton and binary vocabulary and merges, with the builders.
-    StoredBpe,
+    /// From a skeleton and binary vocabulary (and merges), with the builders.
+    Stored,
     /// From a skeleton and binary parts joined back into a `tokenizer.json`, because the
     /// builders gave an added token another id than the skeleton says.
-    StoredBpeViaJson,
+    StoredViaJson,
 }
 
 /// The tensor names a skeleton's `model.vocab` and `model.merges` hold.
@@ -52,49 +57,61 @@ pub enum LoadPath {
 pub struct StoredNames {
     /// The `u8` tensor of vocabulary strings (its offsets are `<vocab>.offsets`).
     pub vocab: String,
-    /// The `i32` tensor `[m, 2]` of merges.
-    pub merges: String,
+    /// The `i32` tensor `[m, 2]` of merges (BPE; a WordPiece skeleton has none).
+    pub merges: Option<String>,
 }
 
-/// Returns the tensor names if `json` is a skeleton (its `model.vocab` and `model.merges` are
-/// strings), `None` for a complete `tokenizer.json` or anything else. Skips the rest of the
-/// document without building it, so it is cheap even on a 33 MB file.
+/// Returns the tensor names if `json` is a skeleton (its `model.vocab`, and `model.merges` if
+/// present, are strings), `None` for a complete `tokenizer.json` or anything else. Skips the
+/// rest of the document without building it, so it is cheap even on a 33 MB file.
 pub fn stored_names(json: &[u8]) -> Option<StoredNames> {
     let probe: Probe = serde_json::from_slice(json).ok()?;
     let model = probe.model?;
-    Some(StoredNames { vocab: model.vocab.0?, merges: model.merges.0? })
+    let vocab = model.vocab.0?;
+    match model.merges {
+        None => Some(StoredNames { vocab, merges: None }),
+        Some(Marker(Some(merges))) => Some(StoredNames { vocab, merges: Some(merges) }),
+        // Merges kept inline next to a stored vocabulary: not a layout octet writes.
+        Some(Marker(None)) => None,
+    }
 }
 
-/// The parts of a stored BPE tokenizer, borrowed from a model file or the converter's memory.
+/// The parts of a stored tokenizer, borrowed from a model file or the converter's memory.
 #[derive(Clone, Copy, Debug)]
-pub struct StoredBpe<'a> {
+pub struct StoredTokenizer<'a> {
     /// The skeleton `tokenizer.json`.
     pub skeleton: &'a [u8],
     /// The vocabulary strings in id order, back to back.
     pub vocab: &'a [u8],
     /// `n + 1` offsets into `vocab`: string `i` is `vocab[offsets[i]..offsets[i + 1]]`.
     pub offsets: &'a [i32],
-    /// `2 m` token ids: merge `r` (rank `r`) joins `merges[2r]` and `merges[2r + 1]`.
+    /// `2 m` token ids: merge `r` (rank `r`) joins `merges[2r]` and `merges[2r + 1]`; empty
+    /// for WordPiece.
     pub merges: &'a [i32],
 }
 
-impl<'a> StoredBpe<'a> {
+impl<'a> StoredTokenizer<'a> {
     /// Finds the parts `skeleton` names in `file`, checking their dtypes and shapes.
-    pub fn from_file(file: &'a ModelFile, skeleton: &'a [u8], names: &StoredNames) -> Result<StoredBpe<'a>> {
+    pub fn from_file(file: &'a ModelFile, skeleton: &'a [u8], names: &StoredNames) -> Result<StoredTokenizer<'a>> {
         let vocab = file.blob(&names.vocab)?;
         let offsets_name = format!("{}{OFFSETS_SUFFIX}", names.vocab);
         let offsets_len = rank1_len(file, &offsets_name)?;
         let offsets = file.i32(&offsets_name, &[offsets_len])?;
-        let merges_rows = file.tensor(&names.merges)?.shape.first().copied().unwrap_or(0);
-        let merges = file.i32(&names.merges, &[merges_rows, 2])?;
-        Ok(StoredBpe { skeleton, vocab, offsets, merges })
+        let merges: &[i32] = match &names.merges {
+            Some(name) => {
+                let rows = file.tensor(name)?.shape.first().copied().unwrap_or(0);
+                file.i32(name, &[rows, 2])?
+            }
+            None => &[],
+        };
+        Ok(StoredTokenizer { skeleton, vocab, offsets, merges })
     }
 
     /// Builds the tokenizer (see the module docs) and says which way it went. A panic inside
     /// the `tokenizers` crate on a malformed skeleton becomes an error (see `guard`).
     pub fn build(&self) -> Result<(Tokenizer, LoadPath)> {
         super::guard::check_json("the skeleton tokenizer.json", self.skeleton)?;
-        super::guard::guarded("building the stored BPE tokenizer", || self.build_unguarded())
+        super::guard::guarded("building the stored tokenizer", || self.build_unguarded())
     }
 
     fn build_unguarded(&self) -> Result<(Tokenizer, LoadPath)> {
@@ -103,16 +120,41 @@ impl<'a> StoredBpe<'a> {
         if skeleton.version != "1.0" {
             return Err(bad(format!("unknown tokenizer.json version '{}'", skeleton.version)));
         }
-        if skeleton.model.kind != "BPE" {
-            return Err(bad(format!("a stored vocabulary needs a BPE model, not '{}'", skeleton.model.kind)));
-        }
         let strings = self.strings()?;
+        let model = match skeleton.model.kind.as_str() {
+            "BPE" => self.bpe(&skeleton.model, &strings)?,
+            "WordPiece" => wordpiece(&skeleton.model, &strings, self.merges)?,
+            other => return Err(bad(format!("a stored vocabulary needs a BPE or WordPiece model, not {other:?}"))),
+        };
+        let mut tokenizer: Tokenizer = TokenizerBuilder::new()
+            .with_model(model)
+            .with_normalizer(skeleton.normalizer)
+            .with_pre_tokenizer(skeleton.pre_tokenizer)
+            .with_post_processor(skeleton.post_processor)
+            .with_decoder(skeleton.decoder)
+            .build()
+            .map_err(|e| bad(format!("cannot assemble the tokenizer: {e}")))?
+            .into();
+        let added: Vec<AddedToken> = skeleton.added_tokens.iter().map(AddedTokenWithId::token).collect();
+        tokenizer.add_tokens(&added);
+        let ids_match = skeleton.added_tokens.iter().all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
+        if ids_match {
+            return Ok((tokenizer, LoadPath::Stored));
+        }
+        let json = self.to_json()?;
+        let tokenizer =
+            Tokenizer::from_bytes(&json).map_err(|e| bad(format!("cannot load the joined tokenizer.json: {e}")))?;
+        Ok((tokenizer, LoadPath::StoredViaJson))
+    }
+
+    /// The BPE model of the skeleton's options, the vocabulary and the merges.
+    fn bpe(&self, model: &SkeletonModel, strings: &[&str]) -> Result<ModelWrapper> {
         let pairs = self.merge_pairs(strings.len())?;
         // The two big inputs of `BpeBuilder` take about as long as each other: build them on
         // two threads. The builder itself (reverse map, merge map) is single-threaded.
         let (vocab, merges) = std::thread::scope(|scope| {
-            let merges = scope.spawn(|| merge_strings(&strings, &pairs));
-            let vocab = vocab_map(&strings);
+            let merges = scope.spawn(|| merge_strings(strings, &pairs));
+            let vocab = vocab_map(strings);
             (vocab, merges.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         });
         if vocab.len() != strings.len() {
@@ -122,7 +164,6 @@ impl<'a> StoredBpe<'a> {
                 vocab.len()
             )));
         }
-        let model = &skeleton.model;
         let mut builder = BPE::builder().vocab_and_merges(vocab, merges);
         // As the JSON path does: only options present and not null reach the builder.
         if let Some(p) = model.dropout {
@@ -147,25 +188,7 @@ impl<'a> StoredBpe<'a> {
             builder = builder.ignore_merges(ignore);
         }
         let bpe = builder.build().map_err(|e| bad(format!("cannot build the BPE model: {e}")))?;
-        let mut tokenizer: Tokenizer = TokenizerBuilder::new()
-            .with_model(ModelWrapper::from(bpe))
-            .with_normalizer(skeleton.normalizer)
-            .with_pre_tokenizer(skeleton.pre_tokenizer)
-            .with_post_processor(skeleton.post_processor)
-            .with_decoder(skeleton.decoder)
-            .build()
-            .map_err(|e| bad(format!("cannot assemble the tokenizer: {e}")))?
-            .into();
-        let added: Vec<AddedToken> = skeleton.added_tokens.iter().map(AddedTokenWithId::token).collect();
-        tokenizer.add_tokens(&added);
-        let ids_match = skeleton.added_tokens.iter().all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
-        if ids_match {
-            return Ok((tokenizer, LoadPath::StoredBpe));
-        }
-        let json = self.to_json()?;
-        let tokenizer =
-            Tokenizer::from_bytes(&json).map_err(|e| bad(format!("cannot load the joined tokenizer.json: {e}")))?;
-        Ok((tokenizer, LoadPath::StoredBpeViaJson))
+        Ok(ModelWrapper::from(bpe))
     }
 
     /// Joins the parts back into a complete `tokenizer.json`: the skeleton with the vocabulary
@@ -183,8 +206,11 @@ impl<'a> StoredBpe<'a> {
             strings.iter().enumerate().map(|(id, s)| (s.to_string(), id.into())).collect();
         let merges: Vec<serde_json::Value> =
             pairs.iter().map(|&(a, b)| serde_json::json!([strings[a], strings[b]])).collect();
+        let is_bpe = model.get("type").and_then(|t| t.as_str()) == Some("BPE");
         model.insert("vocab".into(), vocab.into());
-        model.insert("merges".into(), merges.into());
+        if is_bpe {
+            model.insert("merges".into(), merges.into());
+        }
         serde_json::to_vec(&skeleton).map_err(|e| bad(format!("cannot write the joined tokenizer.json: {e}")))
     }
 
@@ -251,8 +277,37 @@ fn merge_strings(strings: &[&str], pairs: &[(usize, usize)]) -> Merges {
     pairs.iter().map(|&(a, b)| (strings[a].to_owned(), strings[b].to_owned())).collect()
 }
 
+/// The WordPiece model of the skeleton's options and the vocabulary.
+fn wordpiece(model: &SkeletonModel, strings: &[&str], merges: &[i32]) -> Result<ModelWrapper> {
+    if !merges.is_empty() {
+        return Err(bad("a WordPiece model has no merges, but the file stores some".into()));
+    }
+    let vocab = vocab_map(strings);
+    check_distinct(&vocab, strings)?;
+    let mut builder = WordPiece::builder().vocab(vocab);
+    if let Some(unk) = &model.unk_token {
+        builder = builder.unk_token(unk.clone());
+    }
+    if let Some(prefix) = &model.continuing_subword_prefix {
+        builder = builder.continuing_subword_prefix(prefix.clone());
+    }
+    if let Some(max) = model.max_input_chars_per_word {
+        builder = builder.max_input_chars_per_word(max);
+    }
+    let wordpiece = builder.build().map_err(|e| bad(format!("cannot build the WordPiece model: {e}")))?;
+    Ok(ModelWrapper::from(wordpiece))
+}
+
+/// Refuses a vocabulary with a repeated string (the map then holds fewer entries).
+fn check_distinct(vocab: &Vocab, strings: &[&str]) -> Result<()> {
+    if vocab.len() != strings.len() {
+        return Err(bad(format!("the vocabulary holds {} strings but only {} distinct ones", strings.len(), vocab.len())));
+    }
+    Ok(())
+}
+
 fn bad(detail: String) -> Error {
-    Error::Tokenizer(format!("stored BPE tokenizer: {detail}"))
+    Error::Tokenizer(format!("stored tokenizer: {detail}"))
 }
 
 /// The skeleton `tokenizer.json`, with the fields the JSON path reads. Truncation and padding
@@ -270,12 +325,12 @@ struct Skeleton {
     post_processor: Option<PostProcessorWrapper>,
     #[serde(default)]
     decoder: Option<DecoderWrapper>,
-    model: SkeletonBpe,
+    model: SkeletonModel,
 }
 
-/// The skeleton's `model`: the BPE options, each optional as in the JSON path.
+/// The skeleton's `model`: the BPE or WordPiece options, each optional as in the JSON path.
 #[derive(Deserialize)]
-struct SkeletonBpe {
+struct SkeletonModel {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -292,6 +347,8 @@ struct SkeletonBpe {
     byte_fallback: Option<bool>,
     #[serde(default)]
     ignore_merges: Option<bool>,
+    #[serde(default)]
+    max_input_chars_per_word: Option<usize>,
 }
 
 /// One entry of `added_tokens`: every field is required, as in the JSON path.
@@ -331,7 +388,7 @@ struct ProbeModel {
     #[serde(default)]
     vocab: Marker,
     #[serde(default)]
-    merges: Marker,
+    merges: Option<Marker>,
 }
 
 /// A JSON string (a tensor name) or anything else (skipped, `None`).
@@ -397,13 +454,15 @@ mod tests {
     const OFFSETS: &[i32] = &[0, 5, 6, 7, 9, 10];
     const MERGES: &[i32] = &[1, 2];
 
-    fn parts<'a>(offsets: &'a [i32], merges: &'a [i32]) -> StoredBpe<'a> {
-        StoredBpe { skeleton: SKELETON.as_bytes(), vocab: VOCAB, offsets, merges }
+    fn parts<'a>(offsets: &'a [i32], merges: &'a [i32]) -> StoredTokenizer<'a> {
+        StoredTokenizer { skeleton: SKELETON.as_bytes(), vocab: VOCAB, offsets, merges }
     }
 
     #[test]
     fn a_skeleton_is_told_from_a_whole_file() {
-        assert_eq!(stored_names(SKELETON.as_bytes()), Some(StoredNames { vocab: "v".into(), merges: "m".into() }));
+        assert_eq!(stored_names(SKELETON.as_bytes()), Some(StoredNames { vocab: "v".into(), merges: Some("m".into()) }));
+        let wordpiece = r#"{"model":{"type":"WordPiece","vocab":"v"}}"#;
+        assert_eq!(stored_names(wordpiece.as_bytes()), Some(StoredNames { vocab: "v".into(), merges: None }));
         let whole = r#"{"model":{"type":"BPE","vocab":{"a":0},"merges":[["a","a"]]},"added_tokens":[]}"#;
         assert_eq!(stored_names(whole.as_bytes()), None);
         assert_eq!(stored_names(b"not json"), None);
@@ -413,7 +472,7 @@ mod tests {
     #[test]
     fn builds_from_parts() {
         let (tokenizer, path) = parts(OFFSETS, MERGES).build().unwrap();
-        assert_eq!(path, LoadPath::StoredBpe);
+        assert_eq!(path, LoadPath::Stored);
         assert_eq!(tokenizer.encode_fast("abcx", false).unwrap().get_ids(), &[3, 4, 0]);
         let joined: serde_json::Value = serde_json::from_slice(&parts(OFFSETS, MERGES).to_json().unwrap()).unwrap();
         assert_eq!(joined["model"]["vocab"], serde_json::json!({"<unk>": 0, "a": 1, "b": 2, "ab": 3, "c": 4}));
@@ -441,11 +500,27 @@ mod tests {
     }
 
     #[test]
+    fn builds_a_wordpiece_from_parts() {
+        let skeleton = r###"{"version":"1.0","added_tokens":[{"id":0,"content":"[UNK]","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##","max_input_chars_per_word":100,"vocab":"v"}}"###;
+        let stored = StoredTokenizer { skeleton: skeleton.as_bytes(), vocab: b"[UNK]ab##ca", offsets: &[0, 5, 7, 10, 11], merges: &[] };
+        let (tokenizer, path) = stored.build().unwrap();
+        assert_eq!(path, LoadPath::Stored);
+        let whole = Tokenizer::from_bytes(stored.to_json().unwrap()).unwrap();
+        assert_eq!(tokenizer.to_string(false).unwrap(), whole.to_string(false).unwrap());
+        for (text, ids) in [("abc", vec![1, 2]), ("a", vec![3]), ("xyz", vec![0])] {
+            assert_eq!(tokenizer.encode_fast(text, false).unwrap().get_ids(), ids.as_slice(), "{text}");
+            assert_eq!(whole.encode_fast(text, false).unwrap().get_ids(), ids.as_slice(), "{text}");
+        }
+        let with_merges = StoredTokenizer { merges: &[1, 2], ..stored };
+        assert!(with_merges.build().unwrap_err().to_string().contains("no merges"));
+    }
+
+    #[test]
     fn an_added_token_with_another_id_goes_through_the_joined_json() {
         let skeleton = SKELETON.replace(r#""id":0"#, r#""id":7"#);
-        let stored = StoredBpe { skeleton: skeleton.as_bytes(), vocab: VOCAB, offsets: OFFSETS, merges: MERGES };
+        let stored = StoredTokenizer { skeleton: skeleton.as_bytes(), vocab: VOCAB, offsets: OFFSETS, merges: MERGES };
         let (tokenizer, path) = stored.build().unwrap();
-        assert_eq!(path, LoadPath::StoredBpeViaJson);
+        assert_eq!(path, LoadPath::StoredViaJson);
         let whole = Tokenizer::from_bytes(stored.to_json().unwrap()).unwrap();
         assert_eq!(tokenizer.to_string(false).unwrap(), whole.to_string(false).unwrap());
     }
