@@ -26,8 +26,22 @@ impl Rng {
     }
 }
 
+/// Every kernel this CPU runs, plus the AMX kernel's test forms: on AMX hardware without the
+/// small-m threshold, and on emulated tiles wherever AVX-512 VNNI runs (so its addressing,
+/// padding and epilogue are checked on CPUs without AMX too).
 fn kernels() -> Vec<&'static Int8Kernel> {
-    Isa::supported().into_iter().map(for_isa).collect()
+    #[allow(unused_mut)]
+    let mut list: Vec<&'static Int8Kernel> = Isa::supported().into_iter().map(for_isa).collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Amx.is_supported() {
+            list.push(&amx::EVERY_M);
+        }
+        if Isa::Avx512.is_supported() {
+            list.push(&amx::EMULATED);
+        }
+    }
+    list
 }
 
 /// Weights over the full int8 range with the extremes -128 and 127 forced in.
