@@ -18,6 +18,9 @@
 //! - `x86_64-i8-4x8-avx2`: `vpmovsxbw` + `vpmaddwd` on i16, exact for any int8 weight.
 //! - `x86_64-u8i8-12x32-avx512vnni`: `vpdpbusd` on u8 activations (q + 128) with column-sum
 //!   correction, 12 rows x 2 panels of i32 accumulators (24 of 32 zmm registers).
+//! - `x86_64-u8i8-32x32-amx`: AMX `tdpbusd` with the same correction, 2 x 2 accumulator tiles
+//!   (32 rows x 2 panels), B tiles read straight from the packed panels ([`amx`]). Per-row
+//!   layouts with at least 16 rows; it hands grouped layouts and smaller m to the VNNI kernel.
 //! - `aarch64-i8-2x16-neon`: `smull` + `smlal` + `sadalp`.
 //! - `aarch64-i8-4x16-dotprod`: `sdot` (by element).
 //! - `aarch64-i8-8x8-i8mm`: `smmla` on 2x8 row pairs and zipped column pairs.
