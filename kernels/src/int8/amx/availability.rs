@@ -83,7 +83,10 @@ fn cpu_amx() -> CpuAmx {
     #[allow(unused_unsafe)]
     let max_leaf = unsafe { __cpuid(0) }.eax;
     if max_leaf < 7 {
-        return CpuAmx { has_amx_int8: false, os_tile_state: false };
+        return CpuAmx {
+            has_amx_int8: false,
+            os_tile_state: false,
+        };
     }
     // SAFETY: leaf 7 is within the supported range (checked above).
     #[allow(unused_unsafe)]
@@ -92,17 +95,21 @@ fn cpu_amx() -> CpuAmx {
     // SAFETY: leaf 1 always exists.
     #[allow(unused_unsafe)]
     let osxsave = unsafe { __cpuid(1) }.ecx & (1 << 27) != 0;
-    let os_tile_state = osxsave && {
-        let (lo, _hi): (u32, u32);
-        // SAFETY: XGETBV with ECX = 0 is allowed whenever CPUID.1:ECX.OSXSAVE is set (checked);
-        // it only writes EAX and EDX.
-        unsafe {
-            std::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") _hi, options(nomem, nostack, preserves_flags));
-        }
-        let tile_bits = (1u32 << 17) | (1 << 18);
-        lo & tile_bits == tile_bits
-    };
-    CpuAmx { has_amx_int8, os_tile_state }
+    let os_tile_state = osxsave
+        && {
+            let (lo, _hi): (u32, u32);
+            // SAFETY: XGETBV with ECX = 0 is allowed whenever CPUID.1:ECX.OSXSAVE is set (checked);
+            // it only writes EAX and EDX.
+            unsafe {
+                std::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") _hi, options(nomem, nostack, preserves_flags));
+            }
+            let tile_bits = (1u32 << 17) | (1 << 18);
+            lo & tile_bits == tile_bits
+        };
+    CpuAmx {
+        has_amx_int8,
+        os_tile_state,
+    }
 }
 
 /// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)` through libc's `syscall()`.
@@ -116,7 +123,9 @@ fn request_tile_permission() -> Result<(), AmxUnavailable> {
     if ret == 0 {
         Ok(())
     } else {
-        Err(AmxUnavailable::PermissionRefused(errno_name(std::io::Error::last_os_error())))
+        Err(AmxUnavailable::PermissionRefused(errno_name(
+            std::io::Error::last_os_error(),
+        )))
     }
 }
 
@@ -141,17 +150,35 @@ fn errno_name(err: std::io::Error) -> String {
 mod tests {
     use super::*;
 
-    const AMX_CPU: CpuAmx = CpuAmx { has_amx_int8: true, os_tile_state: true };
+    const AMX_CPU: CpuAmx = CpuAmx {
+        has_amx_int8: true,
+        os_tile_state: true,
+    };
 
     #[test]
     fn refusals_and_missing_features_say_why() {
         let refused = decide(AMX_CPU, || Err(AmxUnavailable::PermissionRefused("EPERM".into())));
         let text = refused.unwrap_err().to_string();
-        assert!(text.contains("refused tile data permission") && text.contains("EPERM"), "{text}");
-        let no_cpu = CpuAmx { has_amx_int8: false, os_tile_state: true };
-        assert_eq!(decide(no_cpu, || panic!("must not ask")), Err(AmxUnavailable::CpuLacksAmx));
-        let no_os = CpuAmx { has_amx_int8: true, os_tile_state: false };
-        assert_eq!(decide(no_os, || panic!("must not ask")), Err(AmxUnavailable::OsLacksTileState));
+        assert!(
+            text.contains("refused tile data permission") && text.contains("EPERM"),
+            "{text}"
+        );
+        let no_cpu = CpuAmx {
+            has_amx_int8: false,
+            os_tile_state: true,
+        };
+        assert_eq!(
+            decide(no_cpu, || panic!("must not ask")),
+            Err(AmxUnavailable::CpuLacksAmx)
+        );
+        let no_os = CpuAmx {
+            has_amx_int8: true,
+            os_tile_state: false,
+        };
+        assert_eq!(
+            decide(no_os, || panic!("must not ask")),
+            Err(AmxUnavailable::OsLacksTileState)
+        );
         assert_eq!(decide(AMX_CPU, || Ok(())), Ok(()));
     }
 

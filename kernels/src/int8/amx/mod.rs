@@ -290,10 +290,13 @@ mod tests {
             for kb in 0..k_blocks {
                 let start = block_start(kb, k_pad);
                 let width = k_pad.min(KB);
-                assert!(start + width <= k_pad && start.is_multiple_of(K_QUAD), "k_pad={k_pad} kb={kb}");
+                assert!(
+                    start + width <= k_pad && start.is_multiple_of(K_QUAD),
+                    "k_pad={k_pad} kb={kb}"
+                );
                 // The bytes pack_row fills with values: k in kb * 64 .. k_pad within the block.
-                for k in start.max(kb * KB)..(start + width).min(k_pad) {
-                    seen[k] += 1;
+                for count in &mut seen[start.max(kb * KB)..(start + width).min(k_pad)] {
+                    *count += 1;
                 }
             }
             assert!(seen.iter().all(|&c| c == 1), "k_pad={k_pad}");

@@ -39,7 +39,13 @@ impl TileConfig {
     /// C tiles 16 x 64 bytes, A tiles 16 x `ka`, B tiles `ka / 4` x 64.
     pub(super) fn new(ka: usize) -> TileConfig {
         assert!(ka > 0 && ka <= ROW_BYTES && ka.is_multiple_of(4));
-        let mut c = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
+        let mut c = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [0; 16],
+            rows: [0; 16],
+        };
         for t in 0..4 {
             c.colsb[t] = ROW_BYTES as u16;
             c.rows[t] = 16;
@@ -273,7 +279,11 @@ mod emulation {
         STATE.with_borrow_mut(|s| {
             let ((c_rows, c_colsb), (a_rows, a_colsb), (b_rows, b_colsb)) = (shape(s, c), shape(s, a), shape(s, b));
             assert!(
-                a_colsb / 4 == b_rows && c_rows == a_rows && c_colsb == b_colsb && a_colsb.is_multiple_of(4) && c_colsb.is_multiple_of(4),
+                a_colsb / 4 == b_rows
+                    && c_rows == a_rows
+                    && c_colsb == b_colsb
+                    && a_colsb.is_multiple_of(4)
+                    && c_colsb.is_multiple_of(4),
                 "tdpbusd operand shapes (#UD)"
             );
             let (ta, tb) = (s.tiles[a], s.tiles[b]);
