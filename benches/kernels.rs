@@ -201,34 +201,42 @@ fn pseudo_random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The instruction peaks on one pool size.
+struct PeaksOn {
+    threads: usize,
+    /// `vpdpbusd zmm` GOPS.
+    vnni: Option<f64>,
+    /// `vfmadd231ps zmm` GFLOPS.
+    fma: Option<f64>,
+    /// `tdpbusd tmm` GOPS.
+    amx: Option<f64>,
+}
+
 /// The instruction peaks for each pool size.
 struct Peaks {
-    /// (threads, vpdpbusd GOPS, vfmadd231ps GFLOPS, tdpbusd GOPS)
-    by_threads: Vec<(usize, Option<f64>, Option<f64>, Option<f64>)>,
+    by_threads: Vec<PeaksOn>,
 }
 
 impl Peaks {
     fn measure() -> Peaks {
         let by_threads = THREADS
             .iter()
-            .map(|&t| {
-                (
-                    t,
-                    peak::measure(PeakInstruction::Vpdpbusd, t),
-                    peak::measure(PeakInstruction::Vfmadd231ps, t),
-                    peak::measure(PeakInstruction::Tdpbusd, t),
-                )
+            .map(|&threads| PeaksOn {
+                threads,
+                vnni: peak::measure(PeakInstruction::Vpdpbusd, threads),
+                fma: peak::measure(PeakInstruction::Vfmadd231ps, threads),
+                amx: peak::measure(PeakInstruction::Tdpbusd, threads),
             })
             .collect();
         Peaks { by_threads }
     }
 
     fn get(&self, instruction: PeakInstruction, threads: usize) -> Option<f64> {
-        let &(_, vnni, fma, amx) = self.by_threads.iter().find(|p| p.0 == threads)?;
+        let p = self.by_threads.iter().find(|p| p.threads == threads)?;
         match instruction {
-            PeakInstruction::Vpdpbusd => vnni,
-            PeakInstruction::Vfmadd231ps => fma,
-            PeakInstruction::Tdpbusd => amx,
+            PeakInstruction::Vpdpbusd => p.vnni,
+            PeakInstruction::Vfmadd231ps => p.fma,
+            PeakInstruction::Tdpbusd => p.amx,
         }
     }
 }
@@ -335,7 +343,7 @@ fn main() {
     } else {
         Peaks::measure()
     };
-    for &(t, vnni, fma, amx) in &peaks.by_threads {
+    for &PeaksOn { threads: t, vnni, fma, amx } in &peaks.by_threads {
         println!(
             "peak on {t} thread(s): {} {} GOPS, {} {} GFLOPS, {} {} GOPS",
             PeakInstruction::Vpdpbusd.name(),
@@ -478,7 +486,7 @@ fn print_summary(points: &[Point], busy: &[Busy], peaks: &Peaks) {
          other CPUs busy = CPUs used by other processes on average while the row was measured (noise).",
         kernels.int8.name, kernels.f32.name
     );
-    for &(t, vnni, fma, amx) in &peaks.by_threads {
+    for &PeaksOn { threads: t, vnni, fma, amx } in &peaks.by_threads {
         println!(
             "peak, {t} thread(s): vpdpbusd {} GOPS, vfmadd231ps {} GFLOPS, tdpbusd {} GOPS",
             num(vnni, 1),
