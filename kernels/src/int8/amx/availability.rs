@@ -182,6 +182,21 @@ mod tests {
         assert_eq!(decide(AMX_CPU, || Ok(())), Ok(()));
     }
 
+    /// The real request through libc's `syscall()`: on a CPU without AMX Linux refuses it
+    /// (harmlessly), and under the `noamx.c` shim it fails with EPERM, which the error names.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn permission_request_reports_the_errno() {
+        let shimmed = std::env::var_os("OCTET_TEST_AMX_REFUSED").is_some();
+        if shimmed || !cpu_amx().has_amx_int8 {
+            let err = request_tile_permission().unwrap_err();
+            assert!(matches!(err, AmxUnavailable::PermissionRefused(_)), "{err:?}");
+            if shimmed {
+                assert_eq!(err, AmxUnavailable::PermissionRefused("EPERM".into()));
+            }
+        }
+    }
+
     /// Under the `noamx.c` shim (`LD_PRELOAD=.../noamx.so OCTET_TEST_AMX_REFUSED=1 cargo test
     /// -p octet-kernels amx_refused`) on an AMX machine the real request must fail and dispatch
     /// must say why; elsewhere this only checks that the answer is stable.
