@@ -178,8 +178,10 @@ pub fn kernels() -> &'static Kernels {
         let amx = amx_unavailable();
         let (isa, note) = choose(forced.as_deref(), &Isa::supported(), amx.as_deref());
         let mut table = Kernels::for_isa(isa).expect("chosen level is supported");
+        // Said once: an ignored OCTET_KERNEL=amx already gives the reason.
+        let said = |why: &String| note.as_ref().is_some_and(|n| n.contains(why.as_str()));
+        table.amx_note = amx.filter(|why| isa == Isa::Avx512 && !said(why));
         table.override_note = note;
-        table.amx_note = amx.filter(|_| isa == Isa::Avx512);
         table
     })
 }
