@@ -17,6 +17,11 @@
 //! The run ends with markdown tables (results and 2-thread scaling). The machine may be busy:
 //! ratios of points measured side by side in one run are the meaningful figures.
 //!
+//! On a CPU where the AMX level is available it starts with a side-by-side of the AMX and VNNI
+//! int8 kernels on MiniLM's FFN up shape (k = 384, n = 1536) at m = 128 and 512, one thread,
+//! each as a share of its own instruction's peak (`tdpbusd tmm`, `vpdpbusd zmm`). An int8
+//! point whose call ran on the AMX kernel is given as a share of the `tdpbusd` peak.
+//!
 //! Run: `cargo bench -p octet-benches --bench kernels` (criterion options after `--`, e.g.
 //! `-- minilm` to filter by name).
 
@@ -25,7 +30,7 @@ use octet_benches::host;
 use octet_benches::peak::{self, PeakInstruction};
 use octet_benches::samples::{time_iters, Samples};
 use octet_benches::table::{num, pct, ratio, Table};
-use octet_kernels::{f32 as kf32, int8, Epilogue};
+use octet_kernels::{f32 as kf32, int8, Epilogue, Isa};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -120,17 +125,26 @@ impl Variant {
         }
     }
 
-    fn kernel_name(self) -> &'static str {
+    /// The kernel that runs this variant's call of `m` rows (the AMX kernel hands small m and
+    /// grouped layouts to VNNI).
+    fn kernel_name(self, m: usize, k: usize, n: usize) -> &'static str {
+        let kernels = octet_kernels::kernels();
+        let int8 = |k_group| {
+            let layout = int8::PackedI8Layout::new(n, k, k_group).expect("valid int8 shape");
+            kernels.int8.for_call(m, &layout).name
+        };
         match self {
-            Variant::Int8PerToken | Variant::Int8Group64 => octet_kernels::kernels().int8.name,
-            Variant::F32 => octet_kernels::kernels().f32.name,
+            Variant::Int8PerToken => int8(None),
+            Variant::Int8Group64 => int8(Some(K_GROUP)),
+            Variant::F32 => kernels.f32.name,
         }
     }
 
-    fn peak_instruction(self) -> PeakInstruction {
+    fn peak_instruction(self, m: usize, k: usize, n: usize) -> PeakInstruction {
         match self {
-            Variant::Int8PerToken | Variant::Int8Group64 => PeakInstruction::Vpdpbusd,
             Variant::F32 => PeakInstruction::Vfmadd231ps,
+            _ if self.kernel_name(m, k, n).contains("amx") => PeakInstruction::Tdpbusd,
+            _ => PeakInstruction::Vpdpbusd,
         }
     }
 }
@@ -187,34 +201,97 @@ fn pseudo_random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The instruction peaks on one pool size.
+struct PeaksOn {
+    threads: usize,
+    /// `vpdpbusd zmm` GOPS.
+    vnni: Option<f64>,
+    /// `vfmadd231ps zmm` GFLOPS.
+    fma: Option<f64>,
+    /// `tdpbusd tmm` GOPS.
+    amx: Option<f64>,
+}
+
 /// The instruction peaks for each pool size.
 struct Peaks {
-    /// (threads, vpdpbusd GOPS, vfmadd231ps GFLOPS)
-    by_threads: Vec<(usize, Option<f64>, Option<f64>)>,
+    by_threads: Vec<PeaksOn>,
 }
 
 impl Peaks {
     fn measure() -> Peaks {
         let by_threads = THREADS
             .iter()
-            .map(|&t| {
-                (
-                    t,
-                    peak::measure(PeakInstruction::Vpdpbusd, t),
-                    peak::measure(PeakInstruction::Vfmadd231ps, t),
-                )
+            .map(|&threads| PeaksOn {
+                threads,
+                vnni: peak::measure(PeakInstruction::Vpdpbusd, threads),
+                fma: peak::measure(PeakInstruction::Vfmadd231ps, threads),
+                amx: peak::measure(PeakInstruction::Tdpbusd, threads),
             })
             .collect();
         Peaks { by_threads }
     }
 
     fn get(&self, instruction: PeakInstruction, threads: usize) -> Option<f64> {
-        let &(_, vnni, fma) = self.by_threads.iter().find(|(t, _, _)| *t == threads)?;
+        let p = self.by_threads.iter().find(|p| p.threads == threads)?;
         match instruction {
-            PeakInstruction::Vpdpbusd => vnni,
-            PeakInstruction::Vfmadd231ps => fma,
+            PeakInstruction::Vpdpbusd => p.vnni,
+            PeakInstruction::Vfmadd231ps => p.fma,
+            PeakInstruction::Tdpbusd => p.amx,
         }
     }
+}
+
+/// MiniLM's FFN up shape (k = 384, n = 1536) at m = 128 and 512 on one thread, with the AMX
+/// and the VNNI int8 kernels side by side, each as a share of its instruction's peak. Prints
+/// why it is skipped where AMX is unavailable.
+fn amx_share_of_peak(peaks: &Peaks) {
+    if !Isa::Amx.is_supported() {
+        println!("amx vs vnni: skipped ({})", amx_status());
+        return;
+    }
+    let shape = &SHAPES[2];
+    let weights = Weights::new(shape);
+    let (k, n) = (shape.k, shape.n);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("rayon pool");
+    for m in [128, 512] {
+        let a = pseudo_random(m * k, 0xa11ce ^ m as u64, 1.0);
+        let mut out = vec![0f32; m * n];
+        for (isa, instruction) in [(Isa::Amx, PeakInstruction::Tdpbusd), (Isa::Avx512, PeakInstruction::Vpdpbusd)] {
+            let kernel = int8::for_isa(isa);
+            let packed = weights.int8_token.view();
+            let run = || int8::matmul(kernel, &a, k, m, &packed, &Epilogue::NONE, &mut out, n).expect("valid shape");
+            // Best of 7 runs of ~50 ms each after a warm-up: the machine may be busy.
+            let seconds = pool.install(move || {
+                let mut run = run;
+                run();
+                let ops = 2.0 * (m * n * k) as f64;
+                let iters = ((5e10 / ops) as u64).max(1);
+                (0..7)
+                    .map(|_| time_iters(iters, &mut run).as_secs_f64() / iters as f64)
+                    .fold(f64::INFINITY, f64::min)
+            });
+            let g = gops(m, shape, Some(seconds));
+            println!(
+                "amx vs vnni: {} m={m} t=1 [{}]: {} GOPS, {} of the 1-thread {} peak",
+                shape.label(),
+                kernel.name,
+                num(g, 1),
+                pct(g.zip(peaks.get(instruction, 1)).map(|(g, p)| g / p)),
+                instruction.name()
+            );
+        }
+    }
+}
+
+/// Why the AMX level is or is not in use, for the bench header.
+fn amx_status() -> String {
+    #[cfg(target_arch = "x86_64")]
+    match int8::amx::availability() {
+        Ok(()) => "amx available".into(),
+        Err(why) => format!("amx unavailable: {why}"),
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    "amx unavailable: not x86_64".into()
 }
 
 /// How busy the rest of the machine was while one (shape, m, threads) row was measured.
@@ -266,14 +343,19 @@ fn main() {
     } else {
         Peaks::measure()
     };
-    for &(t, vnni, fma) in &peaks.by_threads {
+    for &PeaksOn { threads: t, vnni, fma, amx } in &peaks.by_threads {
         println!(
-            "peak on {t} thread(s): {} {} GOPS, {} {} GFLOPS",
+            "peak on {t} thread(s): {} {} GOPS, {} {} GFLOPS, {} {} GOPS",
             PeakInstruction::Vpdpbusd.name(),
             num(vnni, 1),
             PeakInstruction::Vfmadd231ps.name(),
-            num(fma, 1)
+            num(fma, 1),
+            PeakInstruction::Tdpbusd.name(),
+            num(amx, 1)
         );
+    }
+    if !listing {
+        amx_share_of_peak(&peaks);
     }
 
     let pools: Vec<(usize, rayon::ThreadPool)> = THREADS
@@ -327,15 +409,16 @@ fn main() {
                     let seconds = samples.median_of_last(sample_size).map(|d| d.as_secs_f64());
                     if seconds.is_some() {
                         let g = gops(m, shape, seconds);
-                        let p = peaks.get(variant.peak_instruction(), *threads);
+                        let instruction = variant.peak_instruction(m, shape.k, shape.n);
+                        let p = peaks.get(instruction, *threads);
                         println!(
                             "  {} m={m} t={threads} {} [{}]: {} GOPS, {} of the {threads}-thread {} peak",
                             shape.label(),
                             variant.label(),
-                            variant.kernel_name(),
+                            variant.kernel_name(m, shape.k, shape.n),
                             num(g, 1),
                             pct(g.zip(p).map(|(g, p)| g / p)),
-                            variant.peak_instruction().name()
+                            instruction.name()
                         );
                     }
                     points.push(Point {
@@ -397,16 +480,18 @@ fn print_summary(points: &[Point], busy: &[Busy], peaks: &Peaks) {
     println!();
     println!("kernels: {}", octet_kernels::describe());
     println!(
-        "int8 kernel {}, f32 kernel {}; %peak = share of the `vpdpbusd zmm` (int8) / `vfmadd231ps zmm` (f32) \
+        "int8 kernel {}, f32 kernel {}; %peak = share of the `vpdpbusd zmm` (int8; `tdpbusd tmm` where the \
+         AMX kernel ran the call) / `vfmadd231ps zmm` (f32) \
          throughput measured in this run on the same number of threads; int8/f32 = f32 time / int8 time; \
          other CPUs busy = CPUs used by other processes on average while the row was measured (noise).",
         kernels.int8.name, kernels.f32.name
     );
-    for &(t, vnni, fma) in &peaks.by_threads {
+    for &PeaksOn { threads: t, vnni, fma, amx } in &peaks.by_threads {
         println!(
-            "peak, {t} thread(s): vpdpbusd {} GOPS, vfmadd231ps {} GFLOPS",
+            "peak, {t} thread(s): vpdpbusd {} GOPS, vfmadd231ps {} GFLOPS, tdpbusd {} GOPS",
             num(vnni, 1),
-            num(fma, 1)
+            num(fma, 1),
+            num(amx, 1)
         );
     }
     println!();
@@ -432,7 +517,7 @@ fn print_summary(points: &[Point], busy: &[Busy], peaks: &Peaks) {
                     continue;
                 }
                 let g = |v| gops(m, shape, s(v));
-                let share = |v: Variant| g(v).zip(peaks.get(v.peak_instruction(), t)).map(|(g, p)| g / p);
+                let share = |v: Variant| g(v).zip(peaks.get(v.peak_instruction(m, shape.k, shape.n), t)).map(|(g, p)| g / p);
                 let speedup = |v| s(Variant::F32).zip(s(v)).map(|(f, i)| f / i);
                 table.row(vec![
                     shape.label(),

@@ -7,6 +7,11 @@
 //! - int8: `vpdpbusd zmm` (AVX-512 VNNI): 16 lanes x 4 byte products = 64 multiply-adds, counted
 //!   as 128 ops.
 //! - f32: `vfmadd231ps zmm` (AVX-512 F): 16 lanes, counted as 32 flops.
+//! - int8 on AMX: `tdpbusd` on full 16 x 64-byte tiles: 16 x 16 outputs x 64 byte products =
+//!   16384 multiply-adds, counted as 32768 ops. Four accumulator tiles (tmm0..tmm3) fed by two
+//!   A and two B tiles loaded once before the loop, so no memory traffic is timed; four in
+//!   flight cover `tdpbusd`'s latency (about 3 x its 16-cycle issue interval on Sapphire
+//!   Rapids). Measured only where [`octet_kernels::int8::amx::availability`] grants the tiles.
 //!
 //! Each loop keeps [`ACCUMULATORS`] = 16 accumulators in flight: more than latency x issue
 //! rate (5 cycles x 2 per cycle on Sapphire Rapids), so the loop is bound by throughput, not by
@@ -26,8 +31,14 @@ pub const ACCUMULATORS: u64 = 16;
 pub const VNNI_OPS_PER_INSTRUCTION: u64 = 128;
 /// f32 flops per `vfmadd231ps zmm`: 16 multiply-adds.
 pub const FMA_OPS_PER_INSTRUCTION: u64 = 32;
+/// int8 ops per `tdpbusd` on full tiles: 16 x 16 x 64 multiply-adds.
+pub const AMX_OPS_PER_INSTRUCTION: u64 = 2 * 16 * 16 * 64;
+/// Accumulator tiles in the `tdpbusd` loop (tmm0..tmm3).
+pub const AMX_ACCUMULATORS: u64 = 4;
 /// Loop trips per timed run: 16 x 2^21 = 33.5M instructions, about 6-12 ms per run.
 const TRIPS: u64 = 1 << 21;
+/// Trips of the `tdpbusd` loop per timed run: 4 x 2^17 instructions of 16 cycles, about 3 ms.
+const AMX_TRIPS: u64 = 1 << 17;
 /// Timed runs; the best one counts.
 const RUNS: usize = 7;
 
@@ -38,6 +49,8 @@ pub enum PeakInstruction {
     Vpdpbusd,
     /// `vfmadd231ps zmm`, the f32 kernel's core.
     Vfmadd231ps,
+    /// `tdpbusd` on full tiles, the AMX int8 kernel's core.
+    Tdpbusd,
 }
 
 impl PeakInstruction {
@@ -46,6 +59,7 @@ impl PeakInstruction {
         match self {
             PeakInstruction::Vpdpbusd => "vpdpbusd zmm",
             PeakInstruction::Vfmadd231ps => "vfmadd231ps zmm",
+            PeakInstruction::Tdpbusd => "tdpbusd tmm",
         }
     }
 
@@ -54,6 +68,15 @@ impl PeakInstruction {
         match self {
             PeakInstruction::Vpdpbusd => VNNI_OPS_PER_INSTRUCTION,
             PeakInstruction::Vfmadd231ps => FMA_OPS_PER_INSTRUCTION,
+            PeakInstruction::Tdpbusd => AMX_OPS_PER_INSTRUCTION,
+        }
+    }
+
+    /// (loop trips per timed run, instructions per trip).
+    fn trips(self) -> (u64, u64) {
+        match self {
+            PeakInstruction::Vpdpbusd | PeakInstruction::Vfmadd231ps => (TRIPS, ACCUMULATORS),
+            PeakInstruction::Tdpbusd => (AMX_TRIPS, AMX_ACCUMULATORS),
         }
     }
 }
@@ -63,27 +86,28 @@ impl PeakInstruction {
 pub fn measure(instruction: PeakInstruction, threads: usize) -> Option<f64> {
     let run = loop_fn(instruction)?;
     let threads = threads.max(1);
-    let ops_per_run = (TRIPS * ACCUMULATORS * instruction.ops()) as f64 * threads as f64;
-    let best = (0..RUNS).map(|_| time_on_threads(run, threads)).min()?;
+    let (trips, per_trip) = instruction.trips();
+    let ops_per_run = (trips * per_trip * instruction.ops()) as f64 * threads as f64;
+    let best = (0..RUNS).map(|_| time_on_threads(run, trips, threads)).min()?;
     Some(ops_per_run / best.as_secs_f64() / 1e9)
 }
 
-/// Runs `run(TRIPS)` on `threads` threads started together and returns the wall time until
+/// Runs `run(trips)` on `threads` threads started together and returns the wall time until
 /// the last one finishes.
-fn time_on_threads(run: fn(u64), threads: usize) -> Duration {
+fn time_on_threads(run: fn(u64), trips: u64, threads: usize) -> Duration {
     if threads == 1 {
-        run(TRIPS / 16); // wake the vector unit up before timing
+        run(trips / 16); // wake the vector unit up before timing
         let start = Instant::now();
-        run(TRIPS);
+        run(trips);
         return start.elapsed();
     }
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                run(TRIPS / 16);
+                run(trips / 16);
                 barrier.wait();
-                run(TRIPS);
+                run(trips);
             });
         }
         barrier.wait();
@@ -105,6 +129,9 @@ fn loop_fn(instruction: PeakInstruction) -> Option<fn(u64)> {
             PeakInstruction::Vfmadd231ps => {
                 is_x86_feature_detected!("avx512f").then_some(x86::vfmadd231ps_safe as fn(u64))
             }
+            PeakInstruction::Tdpbusd => octet_kernels::int8::amx::availability()
+                .is_ok()
+                .then_some(x86::tdpbusd_safe as fn(u64)),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -130,6 +157,68 @@ mod x86 {
         assert!(is_x86_feature_detected!("avx512f"));
         // SAFETY: the CPU has AVX-512 F (checked just above).
         unsafe { vfmadd231ps_loop(trips) }
+    }
+
+    /// Calls [`tdpbusd_loop`]; only reachable through `loop_fn` when AMX is available.
+    pub fn tdpbusd_safe(trips: u64) {
+        assert!(octet_kernels::int8::amx::availability().is_ok());
+        // SAFETY: the CPU has AMX-TILE and AMX-INT8 and the process holds the tile data
+        // permission (checked just above).
+        unsafe { tdpbusd_loop(trips) }
+    }
+
+    /// `ldtilecfg` operand: palette 1, tiles tmm0..tmm7 all 16 rows x 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    impl TileConfig {
+        fn full_tiles() -> TileConfig {
+            let mut c = [0u8; 64];
+            c[0] = 1; // palette
+            for t in 0..8 {
+                c[16 + 2 * t..18 + 2 * t].copy_from_slice(&64u16.to_le_bytes()); // colsb
+                c[48 + t] = 16; // rows
+            }
+            TileConfig(c)
+        }
+    }
+
+    /// `trips` x 4 independent `tdpbusd` (accumulators tmm0..tmm3; A tiles tmm4, tmm5 and B
+    /// tiles tmm6, tmm7 loaded once from a zeroed buffer), between `ldtilecfg` and
+    /// `tilerelease`.
+    ///
+    /// # Safety
+    /// The CPU must support AMX-TILE and AMX-INT8 and the process must hold the tile data
+    /// permission.
+    unsafe fn tdpbusd_loop(trips: u64) {
+        if trips == 0 {
+            return;
+        }
+        let cfg = TileConfig::full_tiles();
+        let zeros = [0u8; 1024];
+        // SAFETY: tile instructions the caller guarantees are usable; `ldtilecfg` reads the 64
+        // bytes of `cfg`, each `tileloadd` reads 16 rows of 64 bytes of `zeros` (stride 64);
+        // the tile state is released before returning, and no general register other than
+        // the declared ones is written.
+        unsafe {
+            asm!(
+                "ldtilecfg [{cfg}]",
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                "tileloadd tmm4, [{src} + {stride}*1]", "tileloadd tmm5, [{src} + {stride}*1]",
+                "tileloadd tmm6, [{src} + {stride}*1]", "tileloadd tmm7, [{src} + {stride}*1]",
+                "2:",
+                "tdpbusd tmm0, tmm4, tmm6", "tdpbusd tmm1, tmm4, tmm7",
+                "tdpbusd tmm2, tmm5, tmm6", "tdpbusd tmm3, tmm5, tmm7",
+                "dec {trips}",
+                "jnz 2b",
+                "tilerelease",
+                cfg = in(reg) &cfg as *const TileConfig,
+                src = in(reg) zeros.as_ptr(),
+                stride = in(reg) 64usize,
+                trips = inout(reg) trips => _,
+                options(nostack, readonly),
+            );
+        }
     }
 
     /// `trips` x 16 independent `vpdpbusd zmm` (accumulators zmm0..zmm15, operands zmm16, zmm17).
@@ -210,7 +299,7 @@ mod tests {
 
     #[test]
     fn peaks_are_positive_where_supported() {
-        for instruction in [PeakInstruction::Vpdpbusd, PeakInstruction::Vfmadd231ps] {
+        for instruction in [PeakInstruction::Vpdpbusd, PeakInstruction::Vfmadd231ps, PeakInstruction::Tdpbusd] {
             if let Some(gops) = measure(instruction, 1) {
                 assert!(gops > 0.0 && gops.is_finite(), "{} {gops}", instruction.name());
             }

@@ -3,9 +3,16 @@
 //! [`Isa`] names an instruction-set level. [`kernels()`] builds, on first use, a [`Kernels`]
 //! table holding one implementation per kernel family for the best level this CPU supports,
 //! or for the level forced by the `OCTET_KERNEL` environment variable
-//! (`scalar|avx2|avx512|neon|dotprod|i8mm`). A forced level that the CPU lacks, or an unknown
+//! (`scalar|avx2|avx512|amx|neon|dotprod|i8mm`). A forced level that the CPU lacks, or an unknown
 //! name, is ignored, and [`describe()`] says so: a forced path must never execute instructions
 //! the CPU does not have.
+//!
+//! `amx` is the AVX-512 level plus the AMX int8 tiles: its int8 kernel is
+//! `x86_64-u8i8-32x32-amx` (which hands small m and grouped layouts to VNNI) and every other
+//! family uses its AVX-512 implementation. It is supported only when CPUID reports AMX-TILE and
+//! AMX-INT8, the OS enables the tile state, and Linux grants the process tile data permission
+//! (requested on first use, [`crate::int8::amx::availability`]); otherwise the best level is
+//! `avx512` and [`describe()`] says why AMX is not used. `OCTET_KERNEL=avx512` forces VNNI.
 //!
 //! Each family module exposes `for_isa(isa) -> &'static FamilyKernel`, returning its best
 //! implementation at or below `isa`; tests call it for every level in [`Isa::supported()`] so
@@ -14,7 +21,7 @@
 use std::sync::OnceLock;
 
 /// An instruction-set level. Levels of one architecture are ordered: each implies the ones
-/// before it (`I8mm` implies `Dotprod` implies `Neon`; `Avx512` implies `Avx2`).
+/// before it (`I8mm` implies `Dotprod` implies `Neon`; `Amx` implies `Avx512` implies `Avx2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
     /// Portable Rust, no SIMD intrinsics. Runs everywhere; the reference for every kernel.
@@ -23,6 +30,9 @@ pub enum Isa {
     Avx2,
     /// x86_64 AVX-512 F/BW/VL plus VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later).
     Avx512,
+    /// `Avx512` plus AMX-TILE and AMX-INT8 (Sapphire Rapids and later), with the tile data
+    /// permission granted by the OS.
+    Amx,
     /// aarch64 Advanced SIMD (every aarch64 CPU).
     Neon,
     /// aarch64 NEON plus the dot-product extension (SDOT).
@@ -33,7 +43,7 @@ pub enum Isa {
 
 impl Isa {
     /// Every level, in order.
-    pub const ALL: [Isa; 6] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon, Isa::Dotprod, Isa::I8mm];
+    pub const ALL: [Isa; 7] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx, Isa::Neon, Isa::Dotprod, Isa::I8mm];
 
     /// The name used by `OCTET_KERNEL` and in kernel names.
     pub fn name(self) -> &'static str {
@@ -41,6 +51,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Amx => "amx",
             Isa::Neon => "neon",
             Isa::Dotprod => "dotprod",
             Isa::I8mm => "i8mm",
@@ -66,6 +77,8 @@ impl Isa {
                     && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => Isa::Avx512.is_supported() && crate::int8::amx::availability().is_ok(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
@@ -102,6 +115,8 @@ pub struct Kernels {
     pub vector: &'static crate::vector::VectorKernel,
     /// Why `OCTET_KERNEL` was ignored, if it was set and could not be honoured.
     pub override_note: Option<String>,
+    /// Why the AMX level is not in use on a CPU with AVX-512 VNNI, when it is not.
+    pub amx_note: Option<String>,
 }
 
 impl Kernels {
@@ -117,19 +132,40 @@ impl Kernels {
             gather: crate::gather::for_isa(isa),
             vector: crate::vector::for_isa(isa),
             override_note: None,
+            amx_note: None,
         })
     }
 }
 
-/// Chooses the level from an `OCTET_KERNEL` value (or none) and this CPU.
-fn choose(forced: Option<&str>) -> (Isa, Option<String>) {
-    let best = Isa::best();
+/// Why AMX is unavailable on this CPU, when the AVX-512 level it builds on is there.
+fn amx_unavailable() -> Option<String> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx512.is_supported() {
+        if let Err(why) = crate::int8::amx::availability() {
+            return Some(why.to_string());
+        }
+    }
+    None
+}
+
+/// Chooses the level from an `OCTET_KERNEL` value (or none), the levels this CPU supports
+/// (in [`Isa::ALL`] order) and why AMX is unavailable (if it is, on an AVX-512 CPU).
+/// Returns the level and the note on an ignored override.
+fn choose(forced: Option<&str>, supported: &[Isa], amx_unavailable: Option<&str>) -> (Isa, Option<String>) {
+    let best = *supported.last().expect("scalar is always supported");
     match forced.map(str::trim).filter(|s| !s.is_empty()) {
         None => (best, None),
         Some(name) => match Isa::from_name(name) {
-            Some(isa) if isa.is_supported() => (isa, None),
+            Some(isa) if supported.contains(&isa) => (isa, None),
+            Some(Isa::Amx) if amx_unavailable.is_some() => (
+                best,
+                Some(format!("OCTET_KERNEL=amx ignored: {}; using {}", amx_unavailable.unwrap_or_default(), best.name())),
+            ),
             Some(isa) => (best, Some(format!("OCTET_KERNEL={} ignored: this CPU does not support it; using {}", isa.name(), best.name()))),
-            None => (best, Some(format!("OCTET_KERNEL={name} ignored: not one of scalar, avx2, avx512, neon, dotprod, i8mm; using {}", best.name()))),
+            None => (
+                best,
+                Some(format!("OCTET_KERNEL={name} ignored: not one of scalar, avx2, avx512, amx, neon, dotprod, i8mm; using {}", best.name())),
+            ),
         },
     }
 }
@@ -139,17 +175,25 @@ pub fn kernels() -> &'static Kernels {
     static TABLE: OnceLock<Kernels> = OnceLock::new();
     TABLE.get_or_init(|| {
         let forced = std::env::var("OCTET_KERNEL").ok();
-        let (isa, note) = choose(forced.as_deref());
+        let amx = amx_unavailable();
+        let (isa, note) = choose(forced.as_deref(), &Isa::supported(), amx.as_deref());
         let mut table = Kernels::for_isa(isa).expect("chosen level is supported");
+        // Said once: an ignored OCTET_KERNEL=amx already gives the reason.
+        let said = |why: &String| note.as_ref().is_some_and(|n| n.contains(why.as_str()));
+        table.amx_note = amx.filter(|why| isa == Isa::Avx512 && !said(why));
         table.override_note = note;
         table
     })
 }
 
 /// One line naming the chosen kernel of every family, for `--version` output and benchmarks,
-/// e.g. `int8=x86_64-i8-16x4-avx512vnni f32=... gather=... vector=...`.
+/// e.g. `isa=avx512 int8=x86_64-u8i8-12x32-avx512vnni f32=... gather=... vector=... (amx: this
+/// CPU has no AMX-TILE / AMX-INT8)`.
 pub fn describe() -> String {
-    let k = kernels();
+    describe_table(kernels())
+}
+
+fn describe_table(k: &Kernels) -> String {
     let mut s = format!(
         "isa={} int8={} f32={} gather={} vector={}",
         k.isa.name(),
@@ -161,6 +205,11 @@ pub fn describe() -> String {
     if let Some(note) = &k.override_note {
         s.push_str(" (");
         s.push_str(note);
+        s.push(')');
+    }
+    if let Some(why) = &k.amx_note {
+        s.push_str(" (amx: ");
+        s.push_str(why);
         s.push(')');
     }
     s
@@ -187,14 +236,39 @@ mod tests {
 
     #[test]
     fn forcing_honours_supported_and_reports_the_rest() {
-        assert_eq!(choose(Some("scalar")), (Isa::Scalar, None));
-        let (isa, note) = choose(Some("bogus"));
+        let here = Isa::supported();
+        let amx = amx_unavailable();
+        let choose = |forced| choose(Some(forced), &here, amx.as_deref());
+        assert_eq!(choose("scalar"), (Isa::Scalar, None));
+        let (isa, note) = choose("bogus");
         assert_eq!(isa, Isa::best());
         assert!(note.unwrap().contains("bogus"));
         let foreign = if cfg!(target_arch = "x86_64") { "i8mm" } else { "avx512" };
-        let (isa, note) = choose(Some(foreign));
+        let (isa, note) = choose(foreign);
         assert_eq!(isa, Isa::best());
         assert!(note.unwrap().contains("does not support"));
+    }
+
+    /// A Sapphire Rapids whose kernel refused the tile permission (simulated): the best level
+    /// is avx512, `OCTET_KERNEL=amx` is ignored with the reason, and describe() says why.
+    #[test]
+    fn refused_amx_falls_back_to_vnni_and_says_why() {
+        let avx512 = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+        let why = "the kernel refused tile data permission (arch_prctl: EPERM)";
+        assert_eq!(choose(None, &avx512, Some(why)), (Isa::Avx512, None));
+        assert_eq!(choose(Some("avx512"), &avx512, Some(why)), (Isa::Avx512, None));
+        let (isa, note) = choose(Some("amx"), &avx512, Some(why));
+        assert_eq!(isa, Isa::Avx512);
+        assert!(note.unwrap().contains(why));
+        let with_amx = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx];
+        assert_eq!(choose(None, &with_amx, None), (Isa::Amx, None));
+        assert_eq!(choose(Some("AVX512"), &with_amx, None), (Isa::Avx512, None));
+        if Isa::Avx512.is_supported() {
+            let mut table = Kernels::for_isa(Isa::Avx512).unwrap();
+            table.amx_note = Some(why.into());
+            let text = describe_table(&table);
+            assert!(text.contains("int8=x86_64-u8i8-12x32-avx512vnni") && text.contains(why), "{text}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - [`vector`]: LayerNorm, RMSNorm, softmax, GELU and friends over rows.
 //!
 //! [`dispatch`] picks one implementation per family once per process from the CPU's features
-//! (overridable with `OCTET_KERNEL=scalar|avx2|avx512|neon|dotprod|i8mm`), and
+//! (overridable with `OCTET_KERNEL=scalar|avx2|avx512|amx|neon|dotprod|i8mm`), and
 //! [`dispatch::describe`] reports what was chosen. Nothing is compiled with `target-cpu=native`:
 //! SIMD code lives in `#[target_feature]` functions reached only after detection.
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -35,7 +35,7 @@ use std::process::ExitCode;
     after_long_help = "Exit codes: 0 success; 2 usage error (bad flags or arguments); 65 bad input (a model \
         file or text that cannot be used); 66 an input file is missing or unreadable; 70 internal error (a bug); \
         73 an output file cannot be created; 74 read or write failure (e.g. disk full).\n\n\
-        Environment: OCTET_KERNEL=scalar|avx2|avx512|neon|dotprod|i8mm forces a kernel path; \
+        Environment: OCTET_KERNEL=scalar|avx2|avx512|amx|neon|dotprod|i8mm forces a kernel path; \
         OCTET_CACHE (default ~/.cache/octet) is where the scripts keep models."
 )]
 struct Cli {

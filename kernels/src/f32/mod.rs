@@ -78,10 +78,11 @@ static NEON: F32Kernel = F32Kernel {
 pub fn for_isa(isa: Isa) -> &'static F32Kernel {
     #[cfg(target_arch = "x86_64")]
     {
-        if isa == Isa::Avx512 && Isa::Avx512.is_supported() {
+        // The AMX level adds int8 tiles only: f32 uses its AVX-512 kernel there.
+        if matches!(isa, Isa::Amx | Isa::Avx512) && Isa::Avx512.is_supported() {
             return &AVX512;
         }
-        if matches!(isa, Isa::Avx512 | Isa::Avx2) && Isa::Avx2.is_supported() {
+        if matches!(isa, Isa::Amx | Isa::Avx512 | Isa::Avx2) && Isa::Avx2.is_supported() {
             return &AVX2;
         }
     }

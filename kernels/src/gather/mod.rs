@@ -158,6 +158,8 @@ static NEON: GatherKernel = GatherKernel {
 /// without it gets the scalar kernel. The NEON kernel serves the dotprod and i8mm levels too:
 /// gathering needs no dot products.
 pub fn for_isa(isa: Isa) -> &'static GatherKernel {
+    // The AMX level adds int8 tiles only: gathering uses AVX-512 there.
+    let isa = if isa == Isa::Amx { Isa::Avx512 } else { isa };
     if !isa.is_supported() {
         return &SCALAR;
     }

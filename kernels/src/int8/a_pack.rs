@@ -12,7 +12,8 @@
 //! `vpdpbusd` / `sdot` (one broadcast dword per row) and 8 for `smmla` (a 2x8 row pair per
 //! register). The VNNI kernel also flips the sign bit (`q ^ 0x80 = q + 128` as u8); the AVX2
 //! kernel widens to little-endian i16 for `vpmaddwd`. Rows are packed one at a time, right
-//! after they are quantized, while they are in L1.
+//! after they are quantized, while they are in L1. The AMX kernel packs 32-row tiles of
+//! 64-byte k-blocks, tile rows rather than dwords, with its own `pack_row` ([`super::amx`]).
 
 /// Packs row `i` (`k_pad` values) of a tile of `MR` rows, in chunks of `CHUNK`, each byte
 /// xor `FLIP`.

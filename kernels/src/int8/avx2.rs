@@ -29,8 +29,10 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     mr: MR,
     quantize_row,
     a_elem: 2,
+    k_align: 1,
     pack_row: a_pack::pack_row_i16::<MR>,
     block,
+    delegate: None,
 };
 
 fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {

@@ -33,11 +33,13 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     mr: MR,
     quantize_row,
     a_elem: 1,
+    k_align: 1,
     pack_row: a_pack::pack_row_bytes::<MR, K_QUAD, 0x80>,
     block,
+    delegate: None,
 };
 
-fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
+pub(super) fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
     assert!(q.len() >= x.len() && scales.len() * k_group == q.len());
     // SAFETY: this kernel is reachable only through `for_isa(Isa::Avx512)`, which checks that
     // the CPU supports AVX-512 F/BW/VL/VNNI; the lengths were checked above.

@@ -18,11 +18,16 @@
 //! - `x86_64-i8-4x8-avx2`: `vpmovsxbw` + `vpmaddwd` on i16, exact for any int8 weight.
 //! - `x86_64-u8i8-12x32-avx512vnni`: `vpdpbusd` on u8 activations (q + 128) with column-sum
 //!   correction, 12 rows x 2 panels of i32 accumulators (24 of 32 zmm registers).
+//! - `x86_64-u8i8-32x32-amx`: AMX `tdpbusd` with the same correction, 2 x 2 accumulator tiles
+//!   (32 rows x 2 panels), B tiles read straight from the packed panels ([`amx`]). Per-row
+//!   layouts with at least 16 rows; it hands grouped layouts and smaller m to the VNNI kernel.
 //! - `aarch64-i8-2x16-neon`: `smull` + `smlal` + `sadalp`.
 //! - `aarch64-i8-4x16-dotprod`: `sdot` (by element).
 //! - `aarch64-i8-8x8-i8mm`: `smmla` on 2x8 row pairs and zipped column pairs.
 
 pub mod a_pack;
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -50,18 +55,35 @@ pub struct Int8Kernel {
     mr: usize,
     /// Bytes per packed activation value (1, or 2 for the AVX2 i16 form).
     a_elem: usize,
+    /// Packed activation rows hold `k_pad` rounded up to a multiple of this (1, or 64 for the
+    /// AMX tiles).
+    k_align: usize,
     /// Quantizes one row: (k values, k_group, k_pad outputs, one scale per group).
     quantize_row: fn(&[f32], usize, &mut [i8], &mut [f32]),
     /// Packs quantized row i (`k_pad` values) into its activation tile ([`a_pack`]).
     pack_row: fn(&[i8], usize, &mut [u8]),
     /// Computes one task of the grid.
     block: fn(&Block<'_>, &mut [&mut [f32]]),
+    /// For a kernel that serves only some calls: given m and the layout, the kernel that runs
+    /// the call instead (chosen before the rows are packed), or `None` to run it here.
+    delegate: Option<fn(usize, &PackedI8Layout) -> Option<&'static Int8Kernel>>,
 }
 
 impl Int8Kernel {
     /// Rows per register tile.
     pub fn rows_per_tile(&self) -> usize {
         self.mr
+    }
+
+    /// The kernel that runs a call of `m` rows on `layout`: this one, or the one it delegates
+    /// such calls to (the AMX kernel hands small m and grouped layouts to VNNI).
+    pub fn for_call(&self, m: usize, layout: &PackedI8Layout) -> &Int8Kernel {
+        self.delegate.and_then(|d| d(m, layout)).unwrap_or(self)
+    }
+
+    /// Bytes of one packed activation tile for `k_pad`.
+    fn tile_bytes(&self, k_pad: usize) -> usize {
+        self.mr * k_pad.next_multiple_of(self.k_align) * self.a_elem
     }
 }
 
@@ -101,15 +123,18 @@ static SCALAR: Int8Kernel = Int8Kernel {
     name: "int8-scalar-1x16",
     mr: scalar::MR,
     a_elem: 1,
+    k_align: 1,
     quantize_row: quantize::quantize_row_scalar,
     pack_row: a_pack::pack_row_bytes::<{ scalar::MR }, { pack::K_QUAD }, 0>,
     block: scalar::block,
+    delegate: None,
 };
 
 /// The best int8 implementation at or below `isa` that this CPU supports (at worst scalar).
 pub fn for_isa(isa: Isa) -> &'static Int8Kernel {
     if !isa.is_supported() {
         let below = match isa {
+            Isa::Amx => Isa::Avx512,
             Isa::Avx512 => Isa::Avx2,
             Isa::I8mm => Isa::Dotprod,
             Isa::Dotprod => Isa::Neon,
@@ -123,6 +148,8 @@ pub fn for_isa(isa: Isa) -> &'static Int8Kernel {
         Isa::Avx2 => &avx2::KERNEL,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => &avx512::KERNEL,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Amx => &amx::KERNEL,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => &neon::NEON,
         #[cfg(target_arch = "aarch64")]
@@ -212,6 +239,7 @@ fn run(
     if m == 0 {
         return Ok(());
     }
+    let kernel = kernel.for_call(m, &layout);
     let mut scratch = SCRATCH.with(|s| s.take());
     let parallel =
         m as u64 * layout.n_pad as u64 * layout.k_pad as u64 >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1;
@@ -236,7 +264,7 @@ fn run(
             rest = tail;
         }
     }
-    let tile_bytes = kernel.mr * layout.k_pad * kernel.a_elem;
+    let tile_bytes = kernel.tile_bytes(layout.k_pad);
     let run_task = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
         let panel0 = cb * grid.panels_per_block;
         let block = Block {
@@ -273,7 +301,7 @@ fn prepare_rows(
 ) {
     let (mr, k, k_pad, groups) = (kernel.mr, layout.k, layout.k_pad, layout.groups);
     let tiles = m.div_ceil(mr);
-    let tile_bytes = mr * k_pad * kernel.a_elem;
+    let tile_bytes = kernel.tile_bytes(k_pad);
     scratch.packed_a.resize(tiles * tile_bytes, 0);
     scratch.scales.clear();
     scratch.scales.resize(tiles * mr * groups, 0.0);

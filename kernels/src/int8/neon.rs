@@ -39,24 +39,30 @@ pub(super) static NEON: Int8Kernel = Int8Kernel {
     mr: NEON_MR,
     quantize_row,
     a_elem: 1,
+    k_align: 1,
     pack_row: a_pack::pack_row_bytes::<NEON_MR, K_QUAD, 0>,
     block: block_neon,
+    delegate: None,
 };
 pub(super) static DOTPROD: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-4x16-dotprod",
     mr: DOT_MR,
     quantize_row,
     a_elem: 1,
+    k_align: 1,
     pack_row: a_pack::pack_row_bytes::<DOT_MR, K_QUAD, 0>,
     block: block_dot,
+    delegate: None,
 };
 pub(super) static I8MM: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-8x8-i8mm",
     mr: MMLA_MR,
     quantize_row,
     a_elem: 1,
+    k_align: 1,
     pack_row: a_pack::pack_row_bytes::<MMLA_MR, { 2 * K_QUAD }, 0>,
     block: block_mmla,
+    delegate: None,
 };
 
 fn quantize_row(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {

@@ -26,8 +26,22 @@ impl Rng {
     }
 }
 
+/// Every kernel this CPU runs, plus the AMX kernel's test forms: on AMX hardware without the
+/// small-m threshold, and on emulated tiles wherever AVX-512 VNNI runs (so its addressing,
+/// padding and epilogue are checked on CPUs without AMX too).
 fn kernels() -> Vec<&'static Int8Kernel> {
-    Isa::supported().into_iter().map(for_isa).collect()
+    #[allow(unused_mut)]
+    let mut list: Vec<&'static Int8Kernel> = Isa::supported().into_iter().map(for_isa).collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Amx.is_supported() {
+            list.push(&amx::EVERY_M);
+        }
+        if Isa::Avx512.is_supported() {
+            list.push(&amx::EMULATED);
+        }
+    }
+    list
 }
 
 /// Weights over the full int8 range with the extremes -128 and 127 forced in.
@@ -409,6 +423,80 @@ fn results_do_not_depend_on_thread_count() {
             assert_eq!(bits(&run(1)), bits(&run(3)), "{}", kernel.name);
         }
     }
+}
+
+/// The AMX kernel's own sweep: every m from 1 to 70 (one and two row halves, ragged row
+/// tiles), n off the 16-column grid (odd panel counts), k below, at and past multiples of 64
+/// (the narrow tile and the overlapping tail block), -128 weights, every epilogue. Exact
+/// epilogues are bit-identical to the reference; GELU is bit-identical to the VNNI kernel,
+/// whose float steps and AVX-512 GELU it shares.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn amx_ragged_shapes_every_epilogue() {
+    let mut amx_kernels: Vec<&'static Int8Kernel> = Vec::new();
+    if Isa::Amx.is_supported() {
+        amx_kernels.push(&amx::EVERY_M);
+    }
+    if Isa::Avx512.is_supported() {
+        amx_kernels.push(&amx::EMULATED);
+    }
+    if !Isa::Avx512.is_supported() {
+        return;
+    }
+    let vnni = for_isa(Isa::Avx512);
+    let mut rng = Rng(13);
+    let ns = [1, 15, 17, 33, 47, 64];
+    let ks = [8, 24, 56, 64, 72, 120, 136, 200, 384];
+    for m in 1..=70usize {
+        let (n, k) = (ns[m % ns.len()], ks[m % ks.len()]);
+        let layout = PackedI8Layout::new(n, k, None).unwrap();
+        let w = extreme_weights(&mut rng, n, k);
+        let w_scales: Vec<f32> = (0..n).map(|_| rng.f32().abs() * 1e-2).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let qa = extreme_activations(&mut rng, m, &layout, false);
+        let packed = pack_weights(&w, n, k, &w_scales, None).unwrap();
+        let activation = match m % 4 {
+            0 => Activation::None,
+            1 => Activation::Relu,
+            2 => Activation::Gelu(GeluForm::Erf),
+            _ => Activation::Gelu(GeluForm::Tanh),
+        };
+        let epi = Epilogue {
+            bias: (m % 3 != 0).then_some(&bias[..]),
+            activation,
+            accumulate: m % 2 == 1,
+        };
+        let out_stride = n + 5;
+        let init: Vec<f32> = (0..m * out_stride).map(|i| (i % 11) as f32 - 5.0).collect();
+        let mut expected = init.clone();
+        if matches!(activation, Activation::Gelu(_)) {
+            matmul_quantized(vnni, &qa, &packed.view(), &epi, &mut expected, out_stride).unwrap();
+        } else {
+            reference::gemm_quantized(&qa, &w, &w_scales, n, &epi, &mut expected, out_stride).unwrap();
+        }
+        for &kernel in &amx_kernels {
+            let mut got = init.clone();
+            matmul_quantized(kernel, &qa, &packed.view(), &epi, &mut got, out_stride).unwrap();
+            assert_eq!(bits(&got), bits(&expected), "{} m={m} n={n} k={k} {epi:?}", kernel.name);
+        }
+    }
+}
+
+/// Which calls the AMX kernel hands to VNNI: grouped layouts always, per-row ones below
+/// `AMX_MIN_ROWS` rows.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn amx_delegates_small_m_and_grouped_layouts() {
+    let per_row = PackedI8Layout::new(64, 384, None).unwrap();
+    let grouped = PackedI8Layout::new(64, 384, Some(32)).unwrap();
+    let vnni = "x86_64-u8i8-12x32-avx512vnni";
+    assert_eq!(amx::KERNEL.for_call(amx::AMX_MIN_ROWS - 1, &per_row).name, vnni);
+    assert_eq!(amx::KERNEL.for_call(amx::AMX_MIN_ROWS, &per_row).name, amx::KERNEL.name);
+    assert_eq!(amx::KERNEL.for_call(4096, &grouped).name, vnni);
+    assert_eq!(amx::EMULATED.for_call(1, &per_row).name, amx::EMULATED.name);
+    // A single group as large as k_pad is the per-row case.
+    let one_group = PackedI8Layout::new(64, 100, Some(128)).unwrap();
+    assert_eq!(amx::KERNEL.for_call(64, &one_group).name, amx::KERNEL.name);
 }
 
 #[test]

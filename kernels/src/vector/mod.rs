@@ -116,6 +116,8 @@ static NEON: VectorKernel = VectorKernel {
 /// The best vector implementation at or below `isa` that this CPU supports. The NEON kernel
 /// serves the dotprod and i8mm levels too: these helpers are f32 only.
 pub fn for_isa(isa: Isa) -> &'static VectorKernel {
+    // The AMX level adds int8 tiles only: these helpers use AVX-512 there.
+    let isa = if isa == Isa::Amx { Isa::Avx512 } else { isa };
     if !isa.is_supported() {
         return &SCALAR;
     }

@@ -1,0 +1,320 @@
+//! AMX int8 kernel: `tdpbusd` on 16 x 64-byte tiles, 32 rows x 32 columns per register block.
+//!
+//! Like the VNNI kernel ([`super::avx512`]), activations enter as unsigned bytes `q + 128`
+//! and each sum is corrected by `- 128 * col_sum`; the sums are exact for every int8 weight.
+//!
+//! # Weights: the packed panels as they are
+//! One B tile is 16 rows of 64 bytes; row q is k-quad q of a 16-column panel, the 64 bytes the
+//! packed layout ([`super::pack`]) already stores contiguously. So 16 consecutive k-quads of a
+//! panel, 1024 contiguous bytes, are one B tile (64 k values x 16 columns) loaded with a row
+//! stride of 64, straight from the model file: no repacking.
+//!
+//! # Activations: [`MR`] = 32 rows in k-blocks of 64
+//! A packed activation tile holds 32 rows; for each k-block of [`KB`] = 64, the 32 rows' 64
+//! bytes in turn (2 KiB), so A tile h of k-block kb (rows 16h..16h+16) is 1 KiB at
+//! `(kb * 32 + 16 h) * 64` with a row stride of 64:
+//!
+//! ```text
+//! byte offset of row i, k-block kb, byte j = (kb * 32 + i) * 64 + j   holding k = start(kb) + j
+//! ```
+//!
+//! # The k tail
+//! When `k_pad` (a multiple of 8) is not a multiple of 64, the last k-block starts at
+//! `k_pad - 64` instead of past the end: its B tile is the panel's last 16 k-quads (inside the
+//! panel, never past the weight slice), and its A bytes for the k that the previous block
+//! already covered are 0 (unsigned 0 adds nothing), so every k counts once. Below `k_pad` = 64
+//! the tiles are configured narrower: A `k_pad` bytes wide, B `k_pad / 4` rows.
+//!
+//! # What it delegates
+//! Grouped layouts (more than one activation scale per row, e.g. k_group = 32) need a float
+//! rescale per group; with k_group = 32 that is every half tile, which would cost more than
+//! the tiles save, so they run on the VNNI kernel, as do calls with fewer than
+//! [`AMX_MIN_ROWS`] rows. The delegation happens before packing (`Int8Kernel::delegate`).
+//!
+//! # Per task
+//! Each task of the grid loads the tile configuration (`ldtilecfg`) and releases it
+//! (`tilerelease`) at its end, so rayon workers shared with other code never see a
+//! configured tile state they did not set up. Within a task: for each panel pair, for each
+//! 32-row tile, the k loop (2 A + 2 B tile loads, 4 `tdpbusd`); the weight pair stays in L1
+//! across the row tiles of the block. The four accumulators are stored to a 4 KiB buffer and
+//! the AVX-512 epilogue (correction, scales, bias, activation, residual) runs on them with the
+//! VNNI kernel's float steps, so outputs are bit-identical to the reference.
+
+pub mod availability;
+mod tiles;
+
+use super::pack::{PackedI8Layout, K_QUAD, NR};
+use super::{Block, Int8Kernel};
+use crate::activation;
+use crate::Activation;
+use std::arch::x86_64::*;
+use tiles::{Hardware, TileConfig, TileUnit, TILE_BYTES};
+
+pub use availability::{availability, AmxUnavailable};
+
+/// Rows per packed activation tile: two A tiles of 16 rows.
+pub(super) const MR: usize = 32;
+/// k values per k-block: one A tile row of 64 bytes, one B tile of 16 k-quads.
+pub(super) const KB: usize = 64;
+/// Calls with fewer rows go to the VNNI kernel. Not measured yet on an AMX machine (the
+/// development machine had none): one row tile of AMX work is 32 rows whatever m is, while
+/// VNNI's tile is 12 rows, and below about 16 rows both are bound by streaming the weights,
+/// where AMX's per-task `ldtilecfg` / `tilerelease` only add cost. Retune from
+/// `cargo test -p octet-kernels --release int8::tests::throughput -- --ignored --nocapture`
+/// with `OCTET_INT8_SHAPES` at m = 4..64 under `OCTET_KERNEL=amx` and `=avx512`.
+pub(super) const AMX_MIN_ROWS: usize = 16;
+
+pub(super) static KERNEL: Int8Kernel = Int8Kernel {
+    name: "x86_64-u8i8-32x32-amx",
+    mr: MR,
+    a_elem: 1,
+    k_align: KB,
+    quantize_row: super::avx512::quantize_row,
+    pack_row,
+    block,
+    delegate: Some(delegate_small_or_grouped),
+};
+
+/// The AMX kernel without the row threshold, so that tests run every m through the tiles.
+#[cfg(test)]
+pub(super) static EVERY_M: Int8Kernel = Int8Kernel {
+    name: "x86_64-u8i8-32x32-amx (every m)",
+    delegate: Some(delegate_grouped),
+    ..KERNEL
+};
+
+/// The AMX kernel on emulated tiles ([`tiles::Emulated`]): runs on any AVX-512 VNNI CPU.
+#[cfg(test)]
+pub(super) static EMULATED: Int8Kernel = Int8Kernel {
+    name: "x86_64-u8i8-32x32-amx (emulated tiles)",
+    block: block_emulated,
+    delegate: Some(delegate_grouped),
+    ..KERNEL
+};
+
+fn delegate_small_or_grouped(m: usize, layout: &PackedI8Layout) -> Option<&'static Int8Kernel> {
+    if m < AMX_MIN_ROWS {
+        return Some(&super::avx512::KERNEL);
+    }
+    delegate_grouped(m, layout)
+}
+
+fn delegate_grouped(_m: usize, layout: &PackedI8Layout) -> Option<&'static Int8Kernel> {
+    (layout.groups > 1).then_some(&super::avx512::KERNEL)
+}
+
+/// Packs row `i` (`k_pad` quantized values) into its activation tile (`MR` rows x
+/// `k_pad` rounded up to [`KB`]) as described in the module docs, flipping the sign bit.
+fn pack_row(row: &[i8], i: usize, tile: &mut [u8]) {
+    let k_pad = row.len();
+    let k_blocks = k_pad.div_ceil(KB);
+    assert!(i < MR && tile.len() == MR * k_blocks * KB);
+    for kb in 0..k_blocks {
+        let start = block_start(kb, k_pad);
+        // Bytes j in lo..hi hold k = start + j; the rest are 0.
+        let lo = kb * KB - start;
+        let hi = (k_pad - start).min(KB);
+        let dst = &mut tile[(kb * MR + i) * KB..][..KB];
+        dst[..lo].fill(0);
+        for (d, &s) in dst[lo..hi].iter_mut().zip(&row[start + lo..start + hi]) {
+            *d = s as u8 ^ 0x80;
+        }
+        dst[hi..].fill(0);
+    }
+}
+
+/// First k of k-block `kb`: `kb * 64`, except that the last block of a `k_pad` over 64 that
+/// is not a multiple of 64 ends at `k_pad`.
+#[inline]
+fn block_start(kb: usize, k_pad: usize) -> usize {
+    if k_pad > KB {
+        (kb * KB).min(k_pad - KB)
+    } else {
+        0
+    }
+}
+
+fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
+    // SAFETY: this kernel is reachable only through `for_isa(Isa::Amx)`, which checks
+    // AVX-512 F/BW/VL/VNNI, AMX-TILE and AMX-INT8 and that Linux granted the tile data
+    // permission; `Block` is built by the driver, which checked the layout, the packed
+    // activations and the output rows it hands over, and delegated grouped layouts.
+    unsafe { block_tiles::<Hardware>(b, out) }
+}
+
+#[cfg(test)]
+fn block_emulated(b: &Block<'_>, out: &mut [&mut [f32]]) {
+    // SAFETY: as in `block`, but the tiles are modelled in software, so only AVX-512 VNNI is
+    // needed (the tests list this kernel only then).
+    unsafe { block_tiles::<tiles::Emulated>(b, out) }
+}
+
+/// The four accumulator tiles, stored for the epilogue: tile `2 h + j` at `[256 * (2 h + j)..]`.
+#[repr(C, align(64))]
+struct Accumulators([i32; 4 * TILE_BYTES / 4]);
+
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and `T` must be usable (AMX available for
+/// [`Hardware`]); `b` and `out` must be consistent as the driver builds them, with one group.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
+    let l = b.w.layout;
+    assert_eq!(l.groups, 1, "grouped layouts are delegated to the VNNI kernel");
+    let mut acc = Accumulators([0; 4 * TILE_BYTES / 4]);
+    // SAFETY: AMX is available (caller); the configuration is valid for k_pad.
+    unsafe { T::load_config(&TileConfig::new(l.k_pad.min(KB))) };
+    let row_tiles = b.rows.div_ceil(MR);
+    let mut p = 0;
+    while p < b.panels {
+        let np = if b.panels - p >= 2 { 2 } else { 1 };
+        for t in 0..row_tiles {
+            let row0 = b.row0 + t * MR;
+            let a_tile = b.a_tile(row0, MR);
+            let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
+            // SAFETY: same features; the tile and panel indices are in range; the tiles are
+            // configured on this thread.
+            unsafe {
+                match (rows.len() > MR / 2, np) {
+                    (true, 2) => tile::<T, 2, 2>(b, a_tile, row0, p, rows, &mut acc),
+                    (true, _) => tile::<T, 2, 1>(b, a_tile, row0, p, rows, &mut acc),
+                    (false, 2) => tile::<T, 1, 2>(b, a_tile, row0, p, rows, &mut acc),
+                    (false, _) => tile::<T, 1, 1>(b, a_tile, row0, p, rows, &mut acc),
+                }
+            }
+        }
+        p += np;
+    }
+    // SAFETY: as for `load_config`.
+    unsafe { T::release() };
+}
+
+/// One register block: rows `row0 ..` (`out.len()` of them, at most 16 `MH`) x panels
+/// `b.panel0 + p .. + NP`.
+///
+/// # Safety
+/// As [`block_tiles`], with the tiles configured; `a_tile` is the packed tile of `row0`;
+/// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
+    b: &Block<'_>,
+    a_tile: &[u8],
+    row0: usize,
+    p: usize,
+    out: &mut [&mut [f32]],
+    acc: &mut Accumulators,
+) {
+    let l = b.w.layout;
+    let panel = b.panel0 + p;
+    let stride = l.panel_stride();
+    let k_blocks = l.k_pad.div_ceil(KB);
+    debug_assert!(out.len() <= 16 * MH && a_tile.len() == MR * k_blocks * KB);
+    assert!((panel + NP) * stride <= b.w.data.len());
+    let w_panel = b.w.data.as_ptr().cast::<u8>().wrapping_add(panel * stride);
+    // SAFETY: configured tiles (caller). Block kb's A tiles are rows kb * 32 .. + 32 of 64
+    // bytes inside `a_tile`; its B tiles are k-quads block_start / 4 .. + min(16, k_pad / 4)
+    // of panels `panel` and `panel + 1`, which end at or before each panel's end (module
+    // docs), inside the weight slice (asserted above).
+    unsafe {
+        T::zero_acc::<MH, NP>();
+        for kb in 0..k_blocks {
+            let b_ptr = w_panel.add(block_start(kb, l.k_pad) / K_QUAD * NR * K_QUAD);
+            T::step::<MH, NP>(a_tile.as_ptr().add(kb * MR * KB), b_ptr, stride);
+        }
+        T::store_acc::<MH, NP>(acc.0.as_mut_ptr().cast());
+    }
+
+    let epi = b.epilogue;
+    let mut sa = [0f32; MR];
+    for (i, s) in sa.iter_mut().enumerate().take(out.len()) {
+        *s = b.row_scale(row0 + i, 0);
+    }
+    for j in 0..NP {
+        let col0 = (panel + j) * NR;
+        let valid = (l.n - col0).min(NR);
+        let mask: __mmask16 = ((1u32 << valid) - 1) as __mmask16;
+        // SAFETY: col_sums (one group) and col_scales have n_pad entries; the bias (n
+        // entries) is read under the mask.
+        let (corr, sw) = unsafe {
+            (
+                _mm512_slli_epi32::<7>(_mm512_loadu_si512(b.w.col_sums.as_ptr().add(col0).cast())),
+                _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0)),
+            )
+        };
+        // A match, not `map`: intrinsics inside a closure would not inherit the target features.
+        #[allow(clippy::manual_map)]
+        let bias = match epi.bias {
+            // SAFETY: as above.
+            Some(bias) => Some(unsafe { _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col0)) }),
+            None => None,
+        };
+        let local = (p + j) * NR;
+        for (i, row) in out.iter_mut().enumerate() {
+            debug_assert!(row.len() >= local + valid);
+            let at = (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR;
+            // SAFETY: 16 i32 of one row of one stored accumulator tile.
+            let sum = unsafe { _mm512_load_si512(acc.0.as_ptr().add(at).cast()) };
+            // The VNNI kernel's float steps for one group: (sum - 128 col_sum) * sa, then * sw.
+            let facc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, corr)), _mm512_set1_ps(sa[i]));
+            let mut y = _mm512_mul_ps(facc, sw);
+            if let Some(bias) = bias {
+                y = _mm512_add_ps(y, bias);
+            }
+            y = match epi.activation {
+                Activation::None => y,
+                Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+                // SAFETY: AVX-512F is enabled here.
+                Activation::Gelu(form) => unsafe { activation::avx512::gelu(form, y) },
+            };
+            // SAFETY: `valid` columns from `local` lie inside the row; loads and stores are masked.
+            unsafe {
+                let dst = row.as_mut_ptr().add(local);
+                if epi.accumulate {
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), y);
+                }
+                _mm512_mask_storeu_ps(dst, mask, y);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_blocks_cover_every_k_once_and_stay_in_the_panel() {
+        for k_pad in (8..=400).step_by(8) {
+            let mut seen = vec![0u32; k_pad];
+            let k_blocks = k_pad.div_ceil(KB);
+            for kb in 0..k_blocks {
+                let start = block_start(kb, k_pad);
+                let width = k_pad.min(KB);
+                assert!(
+                    start + width <= k_pad && start.is_multiple_of(K_QUAD),
+                    "k_pad={k_pad} kb={kb}"
+                );
+                // The bytes pack_row fills with values: k in kb * 64 .. k_pad within the block.
+                for count in &mut seen[start.max(kb * KB)..(start + width).min(k_pad)] {
+                    *count += 1;
+                }
+            }
+            assert!(seen.iter().all(|&c| c == 1), "k_pad={k_pad}");
+        }
+    }
+
+    #[test]
+    fn pack_row_places_flipped_values_and_zero_overlap() {
+        let k_pad = 72; // one full block, then a tail block starting at k = 8
+        let row: Vec<i8> = (0..k_pad).map(|k| k as i8 - 30).collect();
+        let mut tile = vec![0xAAu8; MR * 2 * KB];
+        pack_row(&row, 3, &mut tile);
+        let at = |kb: usize, j: usize| tile[(kb * MR + 3) * KB + j];
+        assert_eq!(at(0, 0), (row[0] as u8) ^ 0x80);
+        assert_eq!(at(0, 63), (row[63] as u8) ^ 0x80);
+        assert!((0..56).all(|j| at(1, j) == 0)); // k = 8..64: already counted
+        assert_eq!(at(1, 56), (row[64] as u8) ^ 0x80);
+        assert_eq!(at(1, 63), (row[71] as u8) ^ 0x80);
+        assert_eq!(tile[(2 * KB)..(3 * KB)], [0xAA; KB]); // row 2 untouched
+    }
+}
