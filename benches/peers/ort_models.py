@@ -57,9 +57,11 @@ def _export_bert(source, path, attn):
             return self.m(input_ids=input_ids, attention_mask=attention_mask,
                           token_type_ids=token_type_ids).last_hidden_state
 
+    tmp = path.with_suffix(".tmp.onnx")
     with torch.no_grad():
-        torch.onnx.export(Wrapper(bert), tuple(enc[n] for n in names), str(path), input_names=names,
+        torch.onnx.export(Wrapper(bert), tuple(enc[n] for n in names), str(tmp), input_names=names,
                           output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    os.replace(tmp, path)
 
 
 def _quantize(src, dst, weight_type="QInt8", reduce_range=False):
@@ -67,10 +69,12 @@ def _quantize(src, dst, weight_type="QInt8", reduce_range=False):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     log(f"quantize_dynamic {src.name} -> {dst.name}")
+    tmp = dst.with_suffix(".tmp.onnx")  # an interrupted run never leaves a file that looks cached
     # DefaultTensorType: the fused com.microsoft ops of an optimized graph defeat shape inference.
-    quantize_dynamic(str(src), str(dst), per_channel=True, reduce_range=reduce_range,
+    quantize_dynamic(str(src), str(tmp), per_channel=True, reduce_range=reduce_range,
                      weight_type=getattr(QuantType, weight_type),
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    os.replace(tmp, dst)
 
 
 def minilm_models(source, work, quint8=False):
@@ -161,12 +165,9 @@ def gemma_models(source, work):
     if not int8.exists():
         f32 = work / "gemma-f32.onnx"
         try:
-            if not f32.exists():
-                log("exporting EmbeddingGemma to ONNX (once; 1.2 GB fp32, deleted after quantization)")
-                subprocess.run([sys.executable, __file__, "gemma-export", str(source), str(f32)], check=True)
-            tmp = int8.with_suffix(".tmp.onnx")
-            _quantize(f32, tmp)
-            os.replace(tmp, int8)
+            log("exporting EmbeddingGemma to ONNX (once; 1.2 GB fp32, deleted after quantization)")
+            subprocess.run([sys.executable, __file__, "gemma-export", str(source), str(f32)], check=True)
+            _quantize(f32, int8)
         finally:
             f32.unlink(missing_ok=True)
             for extra in work.glob("gemma-f32.onnx*"):

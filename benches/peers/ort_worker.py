@@ -2,7 +2,7 @@
 
 The runner starts one worker per preload setting: a plain one, and one under `LD_PRELOAD=noamx.so`
 (benches/peers/noamx.c: `arch_prctl(ARCH_REQ_XCOMP_PERM)` fails, so MLAS cannot get AMX tiles and uses its
-AVX-512 VNNI kernels). A worker imports only onnxruntime, numpy and the tokenizers, never torch or llama.cpp,
+AVX-512 VNNI kernels). A worker imports only onnxruntime, numpy and `tokenizers`, never torch or llama.cpp,
 so ORT runs as in a process of its own, as a user runs it; its blocks are still interleaved with the other
 engines' in the same rounds. Protocol, one JSON line each way (like `octet-bench-timer serve`):
 
@@ -32,11 +32,38 @@ def normalize(x):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+class FastTokenizer:
+    """The model's tokenizer.json through the `tokenizers` library (transformers would import torch into the
+    worker): padding to the longest text of a batch, truncation at `max_length`, special tokens as the file
+    says. Gives the same ids as transformers' fast tokenizer for MiniLM and EmbeddingGemma."""
+
+    def __init__(self, folder, max_length):
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(os.path.join(str(folder), "tokenizer.json"))
+        pad = self.tok.padding
+        if pad:
+            pad_id, pad_token = pad["pad_id"], pad["pad_token"]
+        else:
+            pad_token = next((t for t in ("[PAD]", "<pad>") if self.tok.token_to_id(t) is not None), None)
+            pad_id = self.tok.token_to_id(pad_token) if pad_token else 0
+        self.tok.enable_padding(pad_id=pad_id, pad_token=pad_token or "")
+        self.tok.enable_truncation(max_length)
+
+    def __call__(self, texts):
+        import numpy as np
+
+        encs = self.tok.encode_batch(list(texts))
+        return {"input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
+
+
 class OrtEngine:
     """One session: texts sorted by length, batches of 32 padded to the longest, tokenization included.
     "hidden" graphs are mean-pooled and normalized in numpy; "sentence" graphs return finished vectors."""
 
-    def __init__(self, path, tokenizer, threads, output="hidden", max_length=256, spin=True):
+    def __init__(self, path, tokenizer, threads, output="hidden", spin=True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -46,7 +73,7 @@ class OrtEngine:
         if not spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer, self.threads, self.output, self.max_length = tokenizer, threads, output, max_length
+        self.tokenizer, self.threads, self.output = tokenizer, threads, output
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def embed_batch(self, texts):
@@ -56,9 +83,8 @@ class OrtEngine:
         out = [None] * len(texts)
         for start in range(0, len(order), BATCH):
             chunk = order[start:start + BATCH]
-            enc = self.tokenizer([texts[i] for i in chunk], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="np")
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
+            enc = self.tokenizer([texts[i] for i in chunk])
+            feed = {k: v for k, v in enc.items() if k in self.inputs}
             result = self.session.run(None, feed)[0]
             if self.output == "hidden":
                 mask = enc["attention_mask"][..., None].astype(np.float32)
@@ -101,7 +127,6 @@ def serve():
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     import onnxruntime as ort
-    from transformers import AutoTokenizer
 
     engines, tokenizers = {}, {}
     for line in sys.stdin:
@@ -115,12 +140,13 @@ def serve():
             if op == "hello":
                 answer = {"ort": ort.__version__, "amx_permission": amx_permission(), "pid": os.getpid()}
             elif op == "load":
-                tok = tokenizers.get(req["tokenizer"])
+                which = (req["tokenizer"], req.get("max_length", 256))
+                tok = tokenizers.get(which)
                 if tok is None:
-                    tok = tokenizers[req["tokenizer"]] = AutoTokenizer.from_pretrained(req["tokenizer"])
+                    tok = tokenizers[which] = FastTokenizer(*which)
                 start = time.perf_counter()
                 engines[req["name"]] = OrtEngine(req["model"], tok, req["threads"], req.get("output", "hidden"),
-                                                 req.get("max_length", 256), req.get("spin", True))
+                                                 req.get("spin", True))
                 answer = {"load_ms": (time.perf_counter() - start) * 1e3}
             elif op == "time":
                 answer = {"ms": engines[req["name"]].time_calls(req["texts"], max(1, int(req.get("iters", 1))))}

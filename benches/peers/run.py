@@ -55,7 +55,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ort_models  # noqa: E402
-from ort_worker import OrtEngine, OrtWorker, RemoteOrtEngine, normalize  # noqa: E402
+from ort_worker import FastTokenizer, OrtEngine, OrtWorker, RemoteOrtEngine, normalize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target" / "bench"))
@@ -117,7 +117,9 @@ def convert_octet(cli, key, spec, reconvert):
     for recipe in spec["recipes"]:
         out = WORK / f"{key}-{recipe}.octet"
         if reconvert or not out.exists():
-            run([cli, "convert", spec["source"], "-o", out, "--quant", recipe], stdout=subprocess.DEVNULL)
+            tmp = out.with_suffix(".tmp")  # an interrupted conversion never looks cached
+            run([cli, "convert", spec["source"], "-o", tmp, "--quant", recipe], stdout=subprocess.DEVNULL)
+            os.replace(tmp, out)
         paths[recipe] = out
     return paths
 
@@ -202,8 +204,8 @@ class TorchEngine(PyEngine):
 class InProcessOrtEngine(PyEngine):
     """An ORT session in the runner's own process (--ort-in-process: compares with the worker processes)."""
 
-    def __init__(self, path, tokenizer, threads, output, max_length):
-        self.engine, self.threads = OrtEngine(path, tokenizer, threads, output, max_length), threads
+    def __init__(self, path, tokenizer, threads, output):
+        self.engine, self.threads = OrtEngine(path, tokenizer, threads, output), threads
 
     def embed_batch(self, texts):
         return self.engine.embed_batch(texts)
@@ -240,8 +242,10 @@ def convert_gguf(key, spec):
         path = WORK / f"{key}-{kind}.gguf"
         if not path.exists():
             extra = ["--sentence-transformers-dense-modules"] if key == "gemma" else []
+            tmp = path.with_suffix(".tmp")  # an interrupted conversion never looks cached
             run([sys.executable, LLAMA_SRC / "vendor" / "llama.cpp" / "convert_hf_to_gguf.py", spec["source"],
-                 "--outtype", kind, "--outfile", path, *extra], stdout=subprocess.DEVNULL)
+                 "--outtype", kind, "--outfile", tmp, *extra], stdout=subprocess.DEVNULL)
+            os.replace(tmp, path)
         out[f"llama-{kind}"] = path
     return out
 
@@ -338,13 +342,13 @@ def cold_start_octet(timer, path, repeats):
     return statistics.median(walls)
 
 
-def cold_start_ort(path, tokenizer, threads, output, max_length, repeats):
+def cold_start_ort(path, tokenizer, threads, output, repeats):
     """Session creation + first run (tokenizer already loaded, Python and ORT already imported)."""
     walls = []
     for _ in range(repeats):
         gc.collect()
         start = time.perf_counter()
-        OrtEngine(path, tokenizer, threads, output, max_length).embed_batch(["The quick brown fox jumps over the lazy dog."])
+        OrtEngine(path, tokenizer, threads, output).embed_batch(["The quick brown fox jumps over the lazy dog."])
         walls.append((time.perf_counter() - start) * 1e3)
     return statistics.median(walls)
 
@@ -618,13 +622,13 @@ def write_report(res, out_md):
     return "\n".join(lines)
 
 
-def plot(res):
+def plot(res, folder=PLOTS):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    PLOTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     title = MODELS[res["model"]]["title"]
     singles = [p for p in res["points"] if p.startswith("1x")]
     lengths = [int(p.split("x")[1]) for p in singles]
@@ -652,7 +656,7 @@ def plot(res):
         right.invert_yaxis()
         right.tick_params(axis="y", labelsize=7)
         fig.tight_layout()
-        path = PLOTS / f"{res['model']}-t{t}.png"
+        path = folder / f"{res['model']}-t{t}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
@@ -668,7 +672,6 @@ def run_model(key, args, ctx):
     threads, rounds, seconds, quick = ctx["threads"], ctx["rounds"], ctx["seconds"], args.quick
     import torch
     from sentence_transformers import SentenceTransformer
-    from transformers import AutoTokenizer
 
     cli, timer, server, meter = ctx["cli"], ctx["timer"], ctx["server"], ctx["meter"]
     notes = []
@@ -686,7 +689,7 @@ def run_model(key, args, ctx):
     else:
         onnx = ort_models.gemma_models(spec["source"], WORK)
     noamx_model = args.noamx_variant if key == "minilm" else "ort-int8"
-    tokenizer = AutoTokenizer.from_pretrained(str(spec["source"]))
+    tokenizer = FastTokenizer(spec["source"], spec["max_length"])
     st = SentenceTransformer(str(spec["source"]), device="cpu")
     torch.set_num_threads(max(threads))
 
@@ -731,7 +734,7 @@ def run_model(key, args, ctx):
                                                         spec["source"], t, output, spec["max_length"])
         if args.ort_in_process:
             path, output = onnx[noamx_model]
-            engines[f"{noamx_model}-inproc"] = InProcessOrtEngine(path, tokenizer, t, output, spec["max_length"])
+            engines[f"{noamx_model}-inproc"] = InProcessOrtEngine(path, tokenizer, t, output)
         if key == "minilm":
             engines["pytorch-f32"] = TorchEngine(st, t)
         engines.update({k: LlamaEngine(llama_cpp, p, t, spec["llama_ctx"]) for k, p in gguf_paths.items()})
@@ -770,7 +773,7 @@ def run_model(key, args, ctx):
     for name, (path, output) in onnx.items():
         if name.startswith("ort-int8") or key == "minilm":
             res["cold"][f"{name} session creation + first run (in a warm Python process, 2 threads)"] = \
-                cold_start_ort(path, tokenizer, 2, output, spec["max_length"], repeats)
+                cold_start_ort(path, tokenizer, 2, output, repeats)
     path, output = onnx[noamx_model]
     res["rss"][f"{noamx_model} worker process (loaded, corpus embedded), 2 threads"] = ort_rss(
         ctx["python"], noamx_model, path, spec["source"], output, spec["max_length"], quality_texts, 2)
@@ -874,7 +877,7 @@ def main():
                                     "kernels as the plain ORT line, so the two differ only by noise")
             (out_dir / f"{key}.json").write_text(json.dumps(res, indent=1))
             print(write_report(res, out_dir / f"{key}.md"))
-            for path in plot(res):
+            for path in plot(res, out_dir / "plots" if args.quick else PLOTS):  # a smoke test keeps its plots apart
                 log(f"wrote {path}")
     finally:
         server.close()
