@@ -291,6 +291,8 @@ class CpuMeter:
             try:
                 after = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
                 own += int(after[11]) + int(after[12])
+                if pid == os.getpid():  # children it waited for: the cold-start and corpus processes
+                    own += int(after[13]) + int(after[14])
             except (OSError, IndexError, ValueError):
                 pass
         return total, busy, own
@@ -519,8 +521,11 @@ def targets(res):
                     f"{'met' if ok else '**missed**'} |")
     cold_goal = {"minilm": 25, "gemma": 400}[model]
     cold = res["cold"].get("octet-int8 process start to first vector (spawn to exit, 2 threads)")
+    cold_label = "octet-int8 process start to first vector (spawn to exit, 2 threads)"
     if cold is not None:
-        rows.append(f"| cold start {model} int8 <= {cold_goal} ms | {cold:.1f} ms | {'met' if cold <= cold_goal else '**missed**'} |")
+        quiet = res.get("cold_other", {}).get(cold_label, 0.0) <= OTHER_CPU_LIMIT
+        verdict = ("met" if cold <= cold_goal else "**missed**") if quiet else "**does not count** (busy)"
+        rows.append(f"| cold start {model} int8 <= {cold_goal} ms | {mark(f'{cold:.1f} ms', quiet)} | {verdict} |")
     rss = res["rss"].get("octet-int8 corpus run, 2 threads")
     if rss:
         extra = (rss["peak_rss_bytes"] - rss["file_bytes"]) / 1e6
@@ -610,10 +615,11 @@ def write_report(res, out_md):
     add("")
     add("### Cold start and memory")
     add("")
+    busy = {k for k, v in res.get("cold_other", {}).items() if not v <= OTHER_CPU_LIMIT}
     for k, v in res["cold"].items():
-        add(f"- {k}: {v:.1f} ms")
+        add(f"- {k}: {mark(f'{v:.1f} ms', k not in busy)}")
     for k, v in res["rss"].items():
-        add(f"- {k}: peak RSS {v['peak_rss_bytes'] / 1e6:.1f} MB for a {v['file_bytes'] / 1e6:.1f} MB file "
+        add(f"- {k}: {'(other CPUs busy) ' if k in busy else ''}peak RSS {v['peak_rss_bytes'] / 1e6:.1f} MB for a {v['file_bytes'] / 1e6:.1f} MB file "
             f"(RSS - file = {(v['peak_rss_bytes'] - v['file_bytes']) / 1e6:.1f} MB), corpus {v['texts_per_s']:.0f} texts/s")
     add("")
     for n in res["notes"]:
@@ -632,7 +638,8 @@ def plot(res, folder=PLOTS):
     title = MODELS[res["model"]]["title"]
     singles = [p for p in res["points"] if p.startswith("1x")]
     lengths = [int(p.split("x")[1]) for p in singles]
-    wide = "corpus" if res["corpus"] else [p for p in res["points"] if not p.startswith("1x")][-1]
+    batched = [p for p in res["points"] if not p.startswith("1x")]
+    wide = "corpus" if res["corpus"] else (batched or res["points"])[-1]
     written = []
     for t in res["threads"]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -766,17 +773,24 @@ def run_model(key, args, ctx):
             (Path(args.out) / f"{key}.partial.json").write_text(json.dumps(res, indent=1))
 
     repeats = 1 if quick else 5
+    res["cold_other"] = {}  # other CPUs while each cold-start / RSS figure was taken
+
+    def timed(table, label, fn, *a):
+        before = meter.snapshot()
+        res[table][label] = fn(*a)
+        res["cold_other"][label] = other_cpus([meter.ticks(before, meter.snapshot())], meter.cpus)
+
     for r, path in octet_paths.items():
-        res["cold"][f"octet-{r} process start to first vector (spawn to exit, 2 threads)"] = \
-            cold_start_octet(timer, path, repeats)
-        res["rss"][f"octet-{r} corpus run, 2 threads"] = corpus_rss(timer, path, 2, spec["prompt"])
+        timed("cold", f"octet-{r} process start to first vector (spawn to exit, 2 threads)", cold_start_octet, timer,
+              path, repeats)
+        timed("rss", f"octet-{r} corpus run, 2 threads", corpus_rss, timer, path, 2, spec["prompt"])
     for name, (path, output) in onnx.items():
         if name.startswith("ort-int8") or key == "minilm":
-            res["cold"][f"{name} session creation + first run (in a warm Python process, 2 threads)"] = \
-                cold_start_ort(path, tokenizer, 2, output, repeats)
+            timed("cold", f"{name} session creation + first run (in a warm Python process, 2 threads)", cold_start_ort,
+                  path, tokenizer, 2, output, repeats)
     path, output = onnx[noamx_model]
-    res["rss"][f"{noamx_model} worker process (loaded, corpus embedded), 2 threads"] = ort_rss(
-        ctx["python"], noamx_model, path, spec["source"], output, spec["max_length"], quality_texts, 2)
+    timed("rss", f"{noamx_model} worker process (loaded, corpus embedded), 2 threads", ort_rss, ctx["python"],
+          noamx_model, path, spec["source"], output, spec["max_length"], quality_texts, 2)
     res["load_end"] = loadavg()
     for engines in engines_per_thread.values():
         for name in [n for n in engines if n.startswith("llama")]:
