@@ -842,7 +842,8 @@ def main():
     waitidle = None
     if args.waitidle:
         done = subprocess.run(["bash", args.waitidle], capture_output=True, text=True)
-        waitidle = (done.stdout.strip() or done.stderr.strip()).splitlines()[-1]
+        said = (done.stdout.strip() or done.stderr.strip() or "(no output)").splitlines()[-1]
+        waitidle = said if done.returncode == 0 else f"{said} (exit code {done.returncode}: not quiet)"
         log(f"waitidle: {waitidle}")
 
     # Every runtime's pool is capped at the largest count; each engine then sets its own.
