@@ -9,7 +9,9 @@
 //!   prose of the MiniLM reference fixture ([`octet_benches::prose`]). The criterion bench
 //!   `end_to_end` builds its texts the same way, so both runs see the same inputs.
 //! - `serve`: a loop over JSON requests, one per stdin line, so one process keeps its models
-//!   loaded while the runner interleaves it with the peers:
+//!   loaded while the runner interleaves it with the peers (every subcommand embeds the texts as
+//!   given, with no task prompt, whatever the model's default: the runner prepends prompts itself,
+//!   the same for every engine):
 //!   `{"op":"load","name":N,"model":PATH,"threads":T}` -> `{"load_ms":..}`;
 //!   `{"op":"time","name":N,"texts":[..],"iters":K}` -> `{"ms":[K per-call times]}`;
 //!   `{"op":"embed","name":N,"texts":[..]}` -> `{"vectors":[[..],..]}`;
@@ -22,7 +24,7 @@
 //!   and the process's peak resident set size (`VmHWM`) at the end.
 
 use octet::tokenize::TextTokenizer;
-use octet::Embedder;
+use octet::{EmbedOptions, Embedder};
 use octet_benches::prose::{corpus_lines, fixture_words, texts_of_exact_tokens};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -67,6 +69,11 @@ fn parse_point(point: &str) -> Result<(usize, usize), String> {
 
 fn parse_threads(threads: &str) -> Result<usize, String> {
     threads.parse().map_err(|e| format!("threads '{threads}': {e}"))
+}
+
+/// No task prompt: the texts are embedded exactly as given.
+fn no_prompt() -> EmbedOptions {
+    EmbedOptions { prompt: Some(String::new()), ..EmbedOptions::default() }
 }
 
 fn open(model: &str, threads: usize) -> Result<Embedder, String> {
@@ -135,10 +142,11 @@ fn handle(models: &mut HashMap<String, Embedder>, request: &Value) -> Result<Val
             let embedder = models.get(&name).ok_or_else(|| format!("model '{name}' not loaded"))?;
             let texts = texts()?;
             let iters = request["iters"].as_u64().unwrap_or(1).max(1);
+            let options = no_prompt();
             let mut ms = Vec::with_capacity(iters as usize);
             for _ in 0..iters {
                 let start = Instant::now();
-                let vectors = embedder.embed(&texts).map_err(|e| e.to_string())?;
+                let vectors = embedder.embed_with(&texts, &options).map_err(|e| e.to_string())?;
                 ms.push(start.elapsed().as_secs_f64() * 1e3);
                 std::hint::black_box(vectors);
             }
@@ -146,7 +154,7 @@ fn handle(models: &mut HashMap<String, Embedder>, request: &Value) -> Result<Val
         }
         Some("embed") => {
             let embedder = models.get(&name).ok_or_else(|| format!("model '{name}' not loaded"))?;
-            let vectors = embedder.embed(&texts()?).map_err(|e| e.to_string())?;
+            let vectors = embedder.embed_with(&texts()?, &no_prompt()).map_err(|e| e.to_string())?;
             Ok(json!({ "vectors": vectors }))
         }
         other => Err(format!("unknown op {other:?}")),
@@ -155,7 +163,7 @@ fn handle(models: &mut HashMap<String, Embedder>, request: &Value) -> Result<Val
 
 fn cold(model: &str, threads: &str, text: &str, start: Instant) -> Result<Option<Value>, String> {
     let embedder = open(model, parse_threads(threads)?)?;
-    let vectors = embedder.embed(&[text]).map_err(|e| e.to_string())?;
+    let vectors = embedder.embed_with(&[text], &no_prompt()).map_err(|e| e.to_string())?;
     let first_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(Some(
         json!({ "main_to_first_vector_ms": first_ms, "dim": vectors[0].len() }),
@@ -166,11 +174,11 @@ fn corpus(model: &str, threads: &str, file: &str, rounds: Option<&str>) -> Resul
     let rounds: usize = rounds.map_or(Ok(1), |r| r.parse().map_err(|e| format!("rounds '{r}': {e}")))?;
     let texts = corpus_lines(Path::new(file))?;
     let embedder = open(model, parse_threads(threads)?)?;
-    embedder.embed(&texts).map_err(|e| e.to_string())?;
+    embedder.embed_with(&texts, &no_prompt()).map_err(|e| e.to_string())?;
     let mut seconds: Vec<f64> = (0..rounds.max(1))
         .map(|_| {
             let start = Instant::now();
-            let vectors = embedder.embed(&texts).map_err(|e| e.to_string())?;
+            let vectors = embedder.embed_with(&texts, &no_prompt()).map_err(|e| e.to_string())?;
             std::hint::black_box(vectors);
             Ok(start.elapsed().as_secs_f64())
         })

@@ -2,7 +2,8 @@
 # Sets up the peers of the benchmark runner (benches/peers/run.py). Not run in CI (torch alone is ~6 GB).
 #
 # 1. The reference venv (scripts/reference/setup-venv.sh: torch, transformers, sentence-transformers),
-#    plus onnx, onnxruntime, matplotlib, cmake and llama-cpp-python's small pure-Python dependencies.
+#    plus onnx, onnxruntime, matplotlib, cmake, llama-cpp-python's small pure-Python dependencies and
+#    sentencepiece (convert_hf_to_gguf.py reads EmbeddingGemma's tokenizer.model with it).
 #    The peers live in that same venv (default <repo>/.venv-ref, gitignored by /.venv*): a second venv
 #    would need its own 6 GB torch for the ONNX export and the PyTorch peer.
 # 2. llama.cpp from the sources vendored in the llama-cpp-python sdist (pip download, no other network),
@@ -24,12 +25,12 @@ ONNXRUNTIME=1.31.1
 LLAMA_CPP_PYTHON=0.3.36
 
 if ! "$py" - <<PY 2>/dev/null
-import onnx, onnxruntime, matplotlib, cmake, diskcache, jinja2
+import onnx, onnxruntime, matplotlib, cmake, diskcache, jinja2, sentencepiece
 assert onnx.__version__ == "$ONNX" and onnxruntime.__version__ == "$ONNXRUNTIME"
 PY
 then
   "$py" -m pip install --no-input --disable-pip-version-check "onnx==$ONNX" "onnxruntime==$ONNXRUNTIME" \
-    matplotlib cmake diskcache jinja2 typing-extensions </dev/null >&2
+    matplotlib cmake diskcache jinja2 typing-extensions sentencepiece </dev/null >&2
 fi
 
 llama_root="$repo/target/bench-llama"
