@@ -10,6 +10,10 @@
 //! Every function here is safe and sound only because it is reached through the AVX-512
 //! kernel, which `for_isa` hands out after `Isa::Avx512` was detected.
 
+// Tile functions take each slice with its stride and extent explicitly, as the f32 GEMM
+// tiles do, rather than bundling them.
+#![allow(clippy::too_many_arguments)]
+
 use std::arch::x86_64::*;
 
 /// f32 lanes per register.

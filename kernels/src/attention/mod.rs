@@ -182,6 +182,7 @@ pub fn scratch_len(keys: usize, head_dim: usize) -> usize {
 
 /// Panics unless the slices of a [`ScoresFn`] call hold their tiles: every ISA's safe
 /// wrapper calls this before its unchecked loads and stores.
+#[allow(clippy::too_many_arguments)]
 fn assert_scores_args(q: &[f32], q_stride: usize, rows: usize, keys_t: &[f32], k_stride: usize, cols: usize, head_dim: usize, scores: &[f32], s_stride: usize) {
     assert!(cols.is_multiple_of(KEY_ALIGN) && cols <= k_stride && cols <= s_stride && head_dim > 0);
     if rows > 0 && cols > 0 {
@@ -192,6 +193,7 @@ fn assert_scores_args(q: &[f32], q_stride: usize, rows: usize, keys_t: &[f32], k
 }
 
 /// Panics unless the slices of a [`ProbsValuesFn`] call hold their tiles.
+#[allow(clippy::too_many_arguments)]
 fn assert_probs_values_args(p: &[f32], p_stride: usize, v: &[f32], v_stride: usize, keys: usize, head_dim: usize, out: &[&mut [f32]], col: usize) {
     assert!(p_stride >= keys && v_stride >= head_dim);
     if !out.is_empty() && keys > 0 {

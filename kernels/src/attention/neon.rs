@@ -9,6 +9,10 @@
 //!
 //! NEON is part of the aarch64 baseline, so these are safe to call on any aarch64 CPU.
 
+// Tile functions take each slice with its stride and extent explicitly, as the f32 GEMM
+// tiles do, rather than bundling them.
+#![allow(clippy::too_many_arguments)]
+
 use std::arch::aarch64::*;
 
 /// f32 lanes per register.

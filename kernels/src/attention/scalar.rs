@@ -2,6 +2,10 @@
 //! docs written as plain loops (sequential f32 sums, no fused multiply-adds). They are the
 //! test oracle for every SIMD path.
 
+// Tile functions take each slice with its stride and extent explicitly, as the f32 GEMM
+// tiles do, rather than bundling them.
+#![allow(clippy::too_many_arguments)]
+
 pub(super) fn scores(
     q: &[f32],
     q_stride: usize,
