@@ -113,6 +113,8 @@ pub struct Kernels {
     pub gather: &'static crate::gather::GatherKernel,
     /// Row-wise vector helpers.
     pub vector: &'static crate::vector::VectorKernel,
+    /// Fused attention.
+    pub attention: &'static crate::attention::AttentionKernel,
     /// Why `OCTET_KERNEL` was ignored, if it was set and could not be honoured.
     pub override_note: Option<String>,
     /// Why the AMX level is not in use on a CPU with AVX-512 VNNI, when it is not.
@@ -131,6 +133,7 @@ impl Kernels {
             f32: crate::f32::for_isa(isa),
             gather: crate::gather::for_isa(isa),
             vector: crate::vector::for_isa(isa),
+            attention: crate::attention::for_isa(isa),
             override_note: None,
             amx_note: None,
         })
@@ -187,7 +190,7 @@ pub fn kernels() -> &'static Kernels {
 }
 
 /// One line naming the chosen kernel of every family, for `--version` output and benchmarks,
-/// e.g. `isa=avx512 int8=x86_64-u8i8-12x32-avx512vnni f32=... gather=... vector=... (amx: this
+/// e.g. `isa=avx512 int8=x86_64-u8i8-12x32-avx512vnni f32=... gather=... vector=... attention=... (amx: this
 /// CPU has no AMX-TILE / AMX-INT8)`.
 pub fn describe() -> String {
     describe_table(kernels())
@@ -195,12 +198,13 @@ pub fn describe() -> String {
 
 fn describe_table(k: &Kernels) -> String {
     let mut s = format!(
-        "isa={} int8={} f32={} gather={} vector={}",
+        "isa={} int8={} f32={} gather={} vector={} attention={}",
         k.isa.name(),
         k.int8.name,
         k.f32.name,
         k.gather.name,
-        k.vector.name
+        k.vector.name,
+        k.attention.name
     );
     if let Some(note) = &k.override_note {
         s.push_str(" (");
@@ -276,7 +280,7 @@ mod tests {
         for isa in Isa::supported() {
             let table = Kernels::for_isa(isa).unwrap();
             assert!(!table.int8.name.is_empty() && !table.f32.name.is_empty());
-            assert!(!table.gather.name.is_empty() && !table.vector.name.is_empty());
+            assert!(!table.gather.name.is_empty() && !table.vector.name.is_empty() && !table.attention.name.is_empty());
         }
         assert!(!describe().is_empty());
     }

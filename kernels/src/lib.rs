@@ -7,6 +7,8 @@
 //!   baseline, with the same epilogue.
 //! - [`gather`]: gather-dequantize of int8 / 6-bit / f16 / f32 embedding tables.
 //! - [`vector`]: LayerNorm, RMSNorm, softmax, GELU and friends over rows.
+//! - [`attention`]: fused scaled dot-product attention (Q K^T, window, relative bias,
+//!   softmax, P V) for a block of query rows, read straight from the fused QKV rows.
 //!
 //! [`dispatch`] picks one implementation per family once per process from the CPU's features
 //! (overridable with `OCTET_KERNEL=scalar|avx2|avx512|amx|neon|dotprod|i8mm`), and
@@ -15,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod activation;
+pub mod attention;
 pub mod dispatch;
 pub mod epilogue;
 pub mod f32;

@@ -1,20 +1,29 @@
-//! Scaled dot-product attention over a packed batch of sequences, in f32.
+//! Scaled dot-product attention over a packed batch of sequences, in f32, on the fused
+//! attention kernel (`octet_kernels::attention`).
 //!
-//! The batch holds no padding: the tokens of every sequence are stored back to back, and
-//! each block of up to 64 query rows of each (sequence, head) pair is one task on rayon's pool:
-//! scores = Q K^T x scale (+ bias), masked to the sliding window if there is one, softmax per
-//! row, then P V. With a sliding window a block multiplies only the keys it can see. Each
-//! task allocates its own `64 x len` score matrix (`len x len` with a bias), so attention
-//! memory grows with seq (seq² with a bias) times the number of threads, for one layer at a
-//! time, never times heads or layers.
+//! The batch holds no padding: the tokens of every sequence are stored back to back. Work is
+//! cut into tasks of (sequence, key/value head, block of up to 64 query rows) on rayon's pool;
+//! a task runs the kernel once for its block, for every query head that shares the key/value
+//! head (grouped-query attention), so the block's keys are packed once for all of them. The
+//! kernel reads Q, K and V straight from the fused rows and writes the result straight into
+//! the task's rows and head columns of `out`; its scratch (the block's keys transposed and a
+//! few rows of scores) is a per-thread buffer kept across tasks, layers and calls, so nothing
+//! is allocated per task. With a sliding window a block only touches the keys it can see.
+//! When the batch is small (one short sequence, few heads), blocks shrink to as few as 16
+//! rows so every thread still gets several tasks.
 //!
 //! Q, K and V come from one fused projection: row t of `qkv` holds the `heads` query heads,
 //! then the `kv_heads` key heads, then the `kv_heads` value heads, each `head_dim` wide.
-//! Query head h reads key/value head `h / (heads / kv_heads)` (grouped-query attention).
+//! Query head h reads key/value head `h / (heads / kv_heads)`.
+//!
+//! A score bias ([`ScoreBias`], T5's relative position bias) is a value per head and relative
+//! position `key - query`, so it is read in place rather than built as `len x len` matrices.
 
-use crate::error::Result;
-use octet_kernels::{f32 as kf32, kernels, vector, Epilogue};
+use crate::error::{Error, Result};
+use octet_kernels::attention::{self as katt, AttentionBlock, RelativeBias};
+use octet_kernels::kernels;
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 pub use crate::batch::Span;
 
@@ -45,34 +54,62 @@ impl AttentionShape {
     }
 }
 
-/// An additive score bias: `bias(head, len, scores)` adds to the `len x len` scores of one
-/// head of one sequence (T5's relative position bias).
-pub type ScoreBias<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+/// An additive score bias that depends on the head and the relative position `j - i` (key
+/// minus query) only: `table` is [heads, 2 x longest - 1] and entry `(h, j - i + longest - 1)`
+/// is added to head h's score of query i and key j. `longest` must be at least the longest
+/// sequence of the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreBias<'a> {
+    /// [heads, 2 x longest - 1].
+    pub table: &'a [f32],
+    /// The longest sequence the table covers.
+    pub longest: usize,
+}
 
-/// Query rows per task. Sequences longer than this are split into blocks of query rows, so a
-/// single long text keeps every thread busy and a task's scores stay `ROW_BLOCK x keys`.
+/// Most query rows per task: a task's scratch holds its keys transposed plus a few rows of
+/// scores, and its keys are packed once for all of its rows and heads.
 const ROW_BLOCK: usize = 64;
 
-/// One unit of parallel work: a block of query rows of one head of one sequence.
+/// Fewest query rows per task when blocks shrink for a small batch (a multiple of the
+/// kernel's 8-row groups).
+const MIN_ROW_BLOCK: usize = 16;
+
+/// Tasks wanted per thread before blocks stop shrinking, so uneven tasks (window edges,
+/// short sequences) still balance.
+const TASKS_PER_THREAD: usize = 4;
+
+/// One unit of parallel work: a block of query rows of one sequence, for the query heads
+/// sharing one key/value head.
 #[derive(Clone, Copy, Debug)]
 struct Task {
     seq: usize,
-    head: usize,
+    kv_head: usize,
     /// Query rows `rows.0 .. rows.1`, counted within the sequence.
     rows: (usize, usize),
 }
 
-/// The tasks for a batch. With a score bias, which is defined on whole `len x len` matrices,
-/// every (sequence, head) is one task.
-fn tasks(spans: &[Span], shape: &AttentionShape, whole: bool) -> Vec<Task> {
+/// The row block for a batch: [`ROW_BLOCK`], halved down to [`MIN_ROW_BLOCK`] while there are
+/// fewer than [`TASKS_PER_THREAD`] tasks per thread.
+fn row_block(spans: &[Span], kv_heads: usize) -> usize {
+    let wanted = TASKS_PER_THREAD * rayon::current_num_threads();
+    let count = |block: usize| spans.iter().map(|s| s.len.div_ceil(block)).sum::<usize>() * kv_heads;
+    let mut block = ROW_BLOCK;
+    while block > MIN_ROW_BLOCK && count(block) < wanted {
+        block /= 2;
+    }
+    block
+}
+
+/// The tasks for a batch.
+fn tasks(spans: &[Span], shape: &AttentionShape) -> Vec<Task> {
+    let block = row_block(spans, shape.kv_heads);
     let mut out = Vec::new();
     for (seq, span) in spans.iter().enumerate() {
-        for head in 0..shape.heads {
-            let block = if whole { span.len.max(1) } else { ROW_BLOCK };
+        for kv_head in 0..shape.kv_heads {
             let mut r0 = 0;
             while r0 < span.len {
                 let r1 = (r0 + block).min(span.len);
-                out.push(Task { seq, head, rows: (r0, r1) });
+                out.push(Task { seq, kv_head, rows: (r0, r1) });
                 r0 = r1;
             }
         }
@@ -80,76 +117,102 @@ fn tasks(spans: &[Span], shape: &AttentionShape, whole: bool) -> Vec<Task> {
     out
 }
 
-/// Runs attention for every sequence in `spans`; `out` is [rows, heads x head_dim].
-/// With a sliding window, only the keys a block of queries can see are multiplied.
-pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<ScoreBias<'_>>, out: &mut [f32]) -> Result<()> {
-    let (hd, qkv_w, out_w) = (shape.head_dim, shape.qkv_width(), shape.out_width());
-    let group = shape.heads / shape.kv_heads;
-    let tasks = tasks(spans, shape, bias.is_some());
-    let contexts: Vec<Result<Vec<f32>>> = tasks
-        .par_iter()
-        .map(|task| {
-            let Span { start, len } = spans[task.seq];
-            let (r0, r1) = task.rows;
-            let rows = r1 - r0;
-            // Keys visible to any query of the block: [c0, c1).
-            let (c0, c1) = match shape.window {
-                Some(w) if bias.is_none() => (r0.saturating_sub(w), (r1 + w).min(len)),
-                _ => (0, len),
-            };
-            let keys = c1 - c0;
-            let seq_rows = &qkv[start * qkv_w..(start + len) * qkv_w];
-            let kv = task.head / group;
-            let q = &seq_rows[r0 * qkv_w + task.head * hd..];
-            let k_off = c0 * qkv_w + (shape.heads + kv) * hd;
-            let v_off = c0 * qkv_w + (shape.heads + shape.kv_heads + kv) * hd;
-            let kern = kernels();
-
-            let k_layout = kf32::PackedF32Layout::new(keys, hd);
-            let mut k_packed = vec![0f32; k_layout.len()];
-            kf32::pack_nk(&seq_rows[k_off..], keys, hd, qkv_w, &mut k_packed)?;
-            let mut scores = vec![0f32; rows * keys];
-            let k_view = kf32::PackedF32::from_parts(k_layout, &k_packed)?;
-            kf32::matmul_serial(kern.f32, q, qkv_w, rows, &k_view, &Epilogue::NONE, &mut scores, keys)?;
-            vector::scale(kern.vector, &mut scores, shape.scale);
-            if let Some(bias) = bias {
-                bias(task.head, len, &mut scores);
-            }
-            if let Some(w) = shape.window {
-                mask_outside_window(&mut scores, keys, r0, c0, w);
-            }
-            vector::softmax(kern.vector, &mut scores, keys)?;
-
-            let v_layout = kf32::PackedF32Layout::new(hd, keys);
-            let mut v_packed = vec![0f32; v_layout.len()];
-            kf32::pack_kn(&seq_rows[v_off..], keys, hd, qkv_w, &mut v_packed)?;
-            let v_view = kf32::PackedF32::from_parts(v_layout, &v_packed)?;
-            let mut context = vec![0f32; rows * hd];
-            kf32::matmul_serial(kern.f32, &scores, keys, rows, &v_view, &Epilogue::NONE, &mut context, hd)?;
-            Ok(context)
-        })
-        .collect();
-    for (task, context) in tasks.iter().zip(contexts) {
-        let context = context?;
-        let start = spans[task.seq].start + task.rows.0;
-        for (i, row) in context.chunks_exact(hd).enumerate() {
-            let at = (start + i) * out_w + task.head * hd;
-            out[at..at + hd].copy_from_slice(row);
-        }
-    }
-    Ok(())
+/// `out` as the tasks share it: each task writes only its own rows' columns of its heads.
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
 }
 
-/// Sets scores[i][j] to -inf where |(r0 + i) - (c0 + j)| > window: row i is query r0 + i and
-/// column j is key c0 + j, `keys` columns per row.
-fn mask_outside_window(scores: &mut [f32], keys: usize, r0: usize, c0: usize, window: usize) {
-    for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
-        let query = r0 + i;
-        let lo = query.saturating_sub(window).saturating_sub(c0).min(keys);
-        let hi = (query + window + 1).saturating_sub(c0).min(keys);
-        row[..lo].fill(f32::NEG_INFINITY);
-        row[hi.max(lo)..].fill(f32::NEG_INFINITY);
+// SAFETY: SharedOut is only used inside `attention`, where every task writes a region
+// (its rows x its heads' columns) no other task touches, while `out` stays mutably borrowed.
+unsafe impl Sync for SharedOut {}
+
+thread_local! {
+    /// Kernel scratch of this thread, grown as needed and kept across tasks and calls.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Checks the batch against the slices: spans in order without overlap, inside `qkv` and
+/// `out`, heads that group evenly, a bias that covers every sequence.
+fn check(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<&ScoreBias<'_>>, out: &[f32]) -> Result<usize> {
+    let bad = |detail: String| Err(Error::model("attention", detail));
+    if shape.heads == 0 || shape.kv_heads == 0 || shape.head_dim == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
+        return bad(format!("heads {} must be a positive multiple of kv_heads {} and head_dim {} positive", shape.heads, shape.kv_heads, shape.head_dim));
     }
+    let mut end = 0;
+    for span in spans {
+        if span.start < end {
+            return bad(format!("span {span:?} overlaps or precedes the previous one"));
+        }
+        end = span.start + span.len;
+    }
+    if qkv.len() < end * shape.qkv_width() || out.len() < end * shape.out_width() {
+        return bad(format!(
+            "{end} rows need {} qkv and {} output values, got {} and {}",
+            end * shape.qkv_width(),
+            end * shape.out_width(),
+            qkv.len(),
+            out.len()
+        ));
+    }
+    if let Some(b) = bias {
+        let longest = spans.iter().map(|s| s.len).max().unwrap_or(0);
+        if b.longest < longest || b.table.len() < shape.heads * (2 * b.longest.max(1) - 1) {
+            return bad(format!("a bias for {} tokens ({} values) does not cover {} heads of {longest} tokens", b.longest, b.table.len(), shape.heads));
+        }
+    }
+    Ok(end)
+}
+
+/// Runs attention for every sequence in `spans`; `out` is [rows, heads x head_dim]. Spans
+/// must come in order without overlapping (as a packed batch lays them out).
+pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<&ScoreBias<'_>>, out: &mut [f32]) -> Result<()> {
+    check(qkv, spans, shape, bias, out)?;
+    let (hd, qkv_w, out_w) = (shape.head_dim, shape.qkv_width(), shape.out_width());
+    let group = shape.heads / shape.kv_heads;
+    let kernel = kernels().attention;
+    let shared = SharedOut { ptr: out.as_mut_ptr(), len: out.len() };
+    let shared = &shared;
+    tasks(spans, shape).par_iter().try_for_each(|task| -> Result<()> {
+        let Span { start, len } = spans[task.seq];
+        let (r0, r1) = task.rows;
+        let first_head = task.kv_head * group;
+        let block = AttentionBlock {
+            qkv: &qkv[start * qkv_w..(start + len) * qkv_w],
+            stride: qkv_w,
+            len,
+            head_dim: hd,
+            heads: group,
+            q_col: first_head * hd,
+            k_col: (shape.heads + task.kv_head) * hd,
+            v_col: (shape.heads + shape.kv_heads + task.kv_head) * hd,
+            rows: r0..r1,
+            scale: shape.scale,
+            window: shape.window,
+            bias: bias.map(|b| {
+                let width = 2 * b.longest.max(1) - 1;
+                RelativeBias { values: &b.table[first_head * width..], head_stride: width, zero: b.longest.max(1) - 1 }
+            }),
+        };
+        let mut rows: [&mut [f32]; ROW_BLOCK] = std::array::from_fn(|_| Default::default());
+        for (r, slot) in rows.iter_mut().take(r1 - r0).enumerate() {
+            let at = (start + r0 + r) * out_w + first_head * hd;
+            debug_assert!(at + group * hd <= shared.len);
+            // SAFETY: `check` put every span's rows inside `out` (at + group x hd <= len), the
+            // spans do not overlap, and tasks split each span's rows and heads into disjoint
+            // blocks, so this row's columns of these heads belong to this task alone; `out`
+            // is mutably borrowed for the whole call and not used otherwise meanwhile.
+            *slot = unsafe { std::slice::from_raw_parts_mut(shared.ptr.add(at), group * hd) };
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            let need = katt::scratch_len(katt::visible_keys(&(r0..r1), len, shape.window).len(), hd);
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
+            }
+            katt::attend(kernel, &block, scratch, &mut rows[..r1 - r0])
+        })?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +220,7 @@ mod tests {
     use super::*;
 
     /// Direct f64 attention for one head, the reference.
-    fn reference(qkv: &[f32], span: Span, shape: &AttentionShape, h: usize) -> Vec<f64> {
+    fn reference(qkv: &[f32], span: Span, shape: &AttentionShape, bias: Option<&ScoreBias<'_>>, h: usize) -> Vec<f64> {
         let (hd, w) = (shape.head_dim, shape.qkv_width());
         let kv = h / (shape.heads / shape.kv_heads);
         let row = |t: usize, off: usize, d: usize| qkv[(span.start + t) * w + off + d] as f64;
@@ -167,7 +230,8 @@ mod tests {
                 .map(|j| {
                     let dot: f64 = (0..hd).map(|d| row(i, h * hd, d) * row(j, (shape.heads + kv) * hd, d)).sum();
                     let visible = shape.window.is_none_or(|win| i.abs_diff(j) <= win);
-                    if visible { dot * shape.scale as f64 } else { f64::NEG_INFINITY }
+                    let b = bias.map_or(0.0, |b| b.table[h * (2 * b.longest - 1) + j + b.longest - 1 - i] as f64);
+                    if visible { dot * shape.scale as f64 + b } else { f64::NEG_INFINITY }
                 })
                 .collect();
             let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -182,6 +246,11 @@ mod tests {
 
     /// Runs `attention` and compares every output value with the f64 reference.
     fn check(shape: AttentionShape, lens: &[usize]) {
+        check_with_bias(shape, lens, None)
+    }
+
+    /// As [`check`], with an optional score bias.
+    fn check_with_bias(shape: AttentionShape, lens: &[usize], bias: Option<&ScoreBias<'_>>) {
         let mut spans = Vec::new();
         let mut rows = 0;
         for &len in lens {
@@ -190,10 +259,10 @@ mod tests {
         }
         let qkv: Vec<f32> = (0..rows * shape.qkv_width()).map(|i| ((i * 7919 % 97) as f32 / 97.0 - 0.5) * 2.0).collect();
         let mut out = vec![0f32; rows * shape.out_width()];
-        attention(&qkv, &spans, &shape, None, &mut out).unwrap();
+        attention(&qkv, &spans, &shape, bias, &mut out).unwrap();
         for span in spans {
             for h in 0..shape.heads {
-                let want = reference(&qkv, span, &shape, h);
+                let want = reference(&qkv, span, &shape, bias, h);
                 for i in 0..span.len {
                     for d in 0..shape.head_dim {
                         let got = out[(span.start + i) * shape.out_width() + h * shape.head_dim + d] as f64;
@@ -217,5 +286,41 @@ mod tests {
         for window in [None, Some(5), Some(70), Some(300)] {
             check(AttentionShape { heads: 3, kv_heads: 1, head_dim: 8, scale: 0.2, window }, &[200, 64, 65, 3]);
         }
+    }
+
+    /// T5's relative bias read in place: sequences shorter than the table, and blocks of rows.
+    #[test]
+    fn relative_bias_matches_direct_reference() {
+        let longest = 130;
+        let table: Vec<f32> = (0..2 * (2 * longest - 1)).map(|i| ((i * 31 % 17) as f32 / 17.0 - 0.5) * 3.0).collect();
+        let bias = ScoreBias { table: &table, longest };
+        check_with_bias(AttentionShape { heads: 2, kv_heads: 2, head_dim: 8, scale: 1.0, window: None }, &[5, 1, 130, 70], Some(&bias));
+    }
+
+    /// Bad batches are errors: overlapping spans, too little output, a bias too short.
+    #[test]
+    fn bad_batches_are_errors() {
+        let shape = AttentionShape { heads: 2, kv_heads: 1, head_dim: 4, scale: 0.5, window: None };
+        let qkv = vec![0.5f32; 10 * shape.qkv_width()];
+        let mut out = vec![0f32; 10 * shape.out_width()];
+        let overlapping = [Span { start: 0, len: 6 }, Span { start: 5, len: 5 }];
+        assert!(attention(&qkv, &overlapping, &shape, None, &mut out).is_err());
+        let past_end = [Span { start: 4, len: 7 }];
+        assert!(attention(&qkv, &past_end, &shape, None, &mut out).is_err());
+        let table = vec![0f32; 2 * 9];
+        let short = ScoreBias { table: &table, longest: 5 };
+        assert!(attention(&qkv, &[Span { start: 0, len: 10 }], &shape, Some(&short), &mut out).is_err());
+        let uneven = AttentionShape { heads: 3, kv_heads: 2, ..shape };
+        assert!(attention(&qkv, &[Span { start: 0, len: 2 }], &uneven, None, &mut out).is_err());
+        assert!(attention(&qkv, &[Span { start: 0, len: 10 }], &shape, None, &mut out).is_ok());
+    }
+
+    /// Blocks shrink for small batches but stay between the bounds.
+    #[test]
+    fn row_blocks_shrink_for_small_batches() {
+        let one_long = [Span { start: 0, len: ROW_BLOCK * TASKS_PER_THREAD * rayon::current_num_threads() }];
+        assert_eq!(row_block(&one_long, 1), ROW_BLOCK);
+        let tiny = [Span { start: 0, len: 20 }];
+        assert_eq!(row_block(&tiny, 1), MIN_ROW_BLOCK);
     }
 }

@@ -52,8 +52,9 @@ pub const L2_NORM_EPS: f32 = 1e-12;
 const SOFTMAX_FLOOR: f32 = -87.0;
 
 /// The vector implementation for one instruction-set level. Holding one proves the CPU
-/// supports it: the statics are private and handed out only by [`for_isa`]. Each field works
-/// on one row (or one pair of equal-length slices, which the public functions ensure).
+/// supports it: the statics are crate-private (the attention family reuses them) and handed
+/// out only by [`for_isa`]. Each field works on one row (or one pair of equal-length slices,
+/// which the public functions ensure).
 pub struct VectorKernel {
     /// Kernel name with its geometry: architecture, f32 lanes x partial sums, ISA.
     pub name: &'static str,
@@ -66,7 +67,7 @@ pub struct VectorKernel {
     dot: fn(a: &[f32], b: &[f32]) -> f32,
 }
 
-static SCALAR: VectorKernel = VectorKernel {
+pub(crate) static SCALAR: VectorKernel = VectorKernel {
     name: "generic-vector-f32x1-scalar",
     layer_norm_row: scalar::layer_norm_row,
     rms_norm_row: scalar::rms_norm_row,
@@ -78,7 +79,7 @@ static SCALAR: VectorKernel = VectorKernel {
 };
 
 #[cfg(target_arch = "x86_64")]
-static AVX2: VectorKernel = VectorKernel {
+pub(crate) static AVX2: VectorKernel = VectorKernel {
     name: "x86_64-vector-f32x8x4-avx2",
     layer_norm_row: avx2::layer_norm_row,
     rms_norm_row: avx2::rms_norm_row,
@@ -90,7 +91,7 @@ static AVX2: VectorKernel = VectorKernel {
 };
 
 #[cfg(target_arch = "x86_64")]
-static AVX512: VectorKernel = VectorKernel {
+pub(crate) static AVX512: VectorKernel = VectorKernel {
     name: "x86_64-vector-f32x16x4-avx512",
     layer_norm_row: avx512::layer_norm_row,
     rms_norm_row: avx512::rms_norm_row,
@@ -102,7 +103,7 @@ static AVX512: VectorKernel = VectorKernel {
 };
 
 #[cfg(target_arch = "aarch64")]
-static NEON: VectorKernel = VectorKernel {
+pub(crate) static NEON: VectorKernel = VectorKernel {
     name: "aarch64-vector-f32x4x4-neon",
     layer_norm_row: neon::layer_norm_row,
     rms_norm_row: neon::rms_norm_row,

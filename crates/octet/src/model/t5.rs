@@ -33,7 +33,7 @@
 //! `layers.{i}.ffn.down.weight` [d_model, d_ff], `final_norm.weight` [d_model]. No biases.
 
 use super::{parse_config, Encoder, PackedBatch};
-use crate::attention::{attention, AttentionShape};
+use crate::attention::{attention, AttentionShape, ScoreBias};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use crate::layers::{Embedding, Linear, Norm, Stored};
@@ -209,18 +209,9 @@ impl PositionBias {
         PositionBias { table, longest }
     }
 
-    /// Adds the bias of head `head` to the `len x len` scores of one sequence.
-    fn add(&self, head: usize, len: usize, scores: &mut [f32]) {
-        debug_assert!(len <= self.longest && scores.len() == len * len);
-        let width = 2 * self.longest - 1;
-        let row_bias = &self.table[head * width..(head + 1) * width];
-        for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-            // Key j sits at relative position j - i, slot j - i + longest - 1.
-            let first = self.longest - 1 - i;
-            row.iter_mut()
-                .zip(&row_bias[first..first + len])
-                .for_each(|(s, b)| *s += b);
-        }
+    /// The table as attention reads it: a value per head and relative position.
+    fn as_score_bias(&self) -> ScoreBias<'_> {
+        ScoreBias { table: &self.table, longest: self.longest }
     }
 }
 
@@ -340,7 +331,7 @@ impl Encoder for T5 {
         let shape = AttentionShape { heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.d_kv, scale: 1.0, window: None };
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
         let bias = PositionBias::new(self.relative_bias.get(), c.num_heads, c.relative_attention_num_buckets, c.relative_attention_max_distance, longest);
-        let add_bias = |head: usize, len: usize, scores: &mut [f32]| bias.add(head, len, scores);
+        let bias = bias.as_score_bias();
 
         let gate_up_len = if self.feed_forward.is_gated() { t * 2 * c.d_ff } else { 0 };
         let [x, normed, qkv, context, ffn_inner, gate_up] = scratch.take([t * d, t * d, t * 3 * inner, t * inner, t * c.d_ff, gate_up_len]);
@@ -349,7 +340,7 @@ impl Encoder for T5 {
             normed.copy_from_slice(x);
             layer.attention_norm.apply(normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
-            attention(qkv, &batch.spans, &shape, Some(&add_bias), context)?;
+            attention(qkv, &batch.spans, &shape, Some(&bias), context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
 
             normed.copy_from_slice(x);
@@ -445,14 +436,15 @@ mod tests {
         let weights: Vec<f32> = (0..buckets * heads).map(|v| v as f32).collect();
         let bias = PositionBias::new(&weights, heads, buckets, max_distance, 5);
         for len in [1, 3, 5] {
+            let view = bias.as_score_bias();
+            let width = 2 * view.longest - 1;
             for h in 0..heads {
-                let mut scores = vec![0f32; len * len];
-                bias.add(h, len, &mut scores);
                 for i in 0..len {
                     for j in 0..len {
                         let bucket = relative_position_bucket(j as i64 - i as i64, buckets, max_distance);
+                        // Query i, key j reads entry (h, j - i + longest - 1).
                         assert_eq!(
-                            scores[i * len + j],
+                            view.table[h * width + j + view.longest - 1 - i],
                             weights[bucket * heads + h],
                             "len {len} head {h} ({i}, {j})"
                         );

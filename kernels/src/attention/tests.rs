@@ -1,0 +1,218 @@
+//! Attention tests: every kernel the host supports against the scalar reference and against
+//! direct f64 attention, on ragged shapes (lengths 1..300, head widths 8/32/64/256, grouped
+//! query heads, sliding windows, a relative bias, blocks that start mid-sequence), plus the
+//! argument checks. Each tolerance says where the difference comes from.
+
+use super::*;
+
+/// Small deterministic generator (64-bit LCG, high bits), so the tests need no RNG crate.
+struct Lcg(u64);
+
+impl Lcg {
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as u32) as f32 / (1u32 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.unit() * scale).collect()
+    }
+}
+
+/// One test case: a sequence's fused rows and a geometry.
+struct Case {
+    len: usize,
+    head_dim: usize,
+    /// Query heads sharing the one key/value head.
+    heads: usize,
+    scale: f32,
+    window: Option<usize>,
+    qkv: Vec<f32>,
+    stride: usize,
+    /// [heads, 2 len - 1] relative bias, zero at len - 1, if any.
+    bias: Option<Vec<f32>>,
+}
+
+impl Case {
+    /// Rows laid out as [1 unrelated head | heads query heads | key | value | 3 spare], so
+    /// no column starts at 0 and the stride is not a power of two.
+    fn new(seed: u64, len: usize, head_dim: usize, heads: usize, scale: f32, window: Option<usize>, bias: bool) -> Case {
+        let mut rng = Lcg(seed);
+        let stride = (heads + 3) * head_dim + 3;
+        // Values in [-2, 2): scores up to a few units, so softmax is neither flat nor one-hot.
+        let qkv = rng.vec(len * stride, 2.0);
+        let bias = bias.then(|| rng.vec(heads * (2 * len - 1), 1.5));
+        Case { len, head_dim, heads, scale, window, qkv, stride, bias }
+    }
+
+    fn block(&self, rows: Range<usize>) -> AttentionBlock<'_> {
+        let hd = self.head_dim;
+        AttentionBlock {
+            qkv: &self.qkv,
+            stride: self.stride,
+            len: self.len,
+            head_dim: hd,
+            heads: self.heads,
+            q_col: hd,
+            k_col: (self.heads + 1) * hd,
+            v_col: (self.heads + 2) * hd,
+            rows,
+            scale: self.scale,
+            window: self.window,
+            bias: self.bias.as_deref().map(|values| RelativeBias { values, head_stride: 2 * self.len - 1, zero: self.len - 1 }),
+        }
+    }
+
+    /// Direct f64 attention of query row i, head g.
+    fn reference(&self, i: usize, g: usize) -> Vec<f64> {
+        let b = self.block(0..self.len);
+        let at = |t: usize, col: usize| self.qkv[t * self.stride + col] as f64;
+        let hd = self.head_dim;
+        let mut s: Vec<f64> = (0..self.len)
+            .map(|j| {
+                if self.window.is_some_and(|w| i.abs_diff(j) > w) {
+                    return f64::NEG_INFINITY;
+                }
+                let dot: f64 = (0..hd).map(|d| at(i, b.q_col + g * hd + d) * at(j, b.k_col + d)).sum();
+                let bias = self.bias.as_ref().map_or(0.0, |t| t[g * (2 * self.len - 1) + self.len - 1 + j - i] as f64);
+                dot * self.scale as f64 + bias
+            })
+            .collect();
+        let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        s.iter_mut().for_each(|x| *x = (*x - max).exp());
+        let sum: f64 = s.iter().sum();
+        (0..hd).map(|d| (0..self.len).map(|j| s[j] / sum * at(j, b.v_col + d)).sum()).collect()
+    }
+
+    /// Runs `kernel` over the row blocks `blocks`, returning [len, heads x head_dim]. The
+    /// scratch starts as NaN, so any value read before it is written shows up.
+    fn run(&self, kernel: &AttentionKernel, blocks: &[Range<usize>]) -> Vec<f32> {
+        let width = self.heads * self.head_dim;
+        let mut out = vec![f32::NAN; self.len * width];
+        for rows in blocks {
+            let keys = visible_keys(rows, self.len, self.window);
+            let mut scratch = vec![f32::NAN; scratch_len(keys.len(), self.head_dim)];
+            let mut out_rows: Vec<&mut [f32]> = out.chunks_exact_mut(width).skip(rows.start).take(rows.len()).collect();
+            attend(kernel, &self.block(rows.clone()), &mut scratch, &mut out_rows).unwrap();
+        }
+        out
+    }
+}
+
+/// Row blocks covering 0..len: blocks of 64 (as the engine cuts them) when `even`, else
+/// ragged blocks of 1, 5, 37, 64, ... so groups and tiles start at odd rows.
+fn blocks(len: usize, even: bool) -> Vec<Range<usize>> {
+    let sizes: &[usize] = if even { &[64] } else { &[1, 5, 37, 64, 3] };
+    let mut out = Vec::new();
+    let (mut r0, mut k) = (0, 0);
+    while r0 < len {
+        let r1 = (r0 + sizes[k % sizes.len()]).min(len);
+        out.push(r0..r1);
+        r0 = r1;
+        k += 1;
+    }
+    out
+}
+
+/// Every kernel this host can run, scalar first.
+fn kernels() -> Vec<&'static AttentionKernel> {
+    Isa::supported().into_iter().map(for_isa).collect()
+}
+
+/// The shapes: (len, head_dim, heads, scale, window, bias).
+fn shapes() -> Vec<(usize, usize, usize, f32, Option<usize>, bool)> {
+    let mut out = Vec::new();
+    for (len, hd) in [(1, 8), (2, 32), (7, 64), (17, 8), (33, 32), (64, 32), (65, 64), (128, 32), (150, 256), (300, 64)] {
+        let scale = 1.0 / (hd as f32).sqrt();
+        out.push((len, hd, 1, scale, None, false));
+        out.push((len, hd, 3, scale, Some(len / 3), false));
+        out.push((len, hd, 2, 1.0 / hd as f32, None, true));
+        out.push((len, hd, 1, scale, Some(4), true));
+    }
+    out.push((300, 256, 3, 1.0 / 16.0, Some(100), false));
+    out.push((40, 48, 2, 0.2, Some(0), false));
+    out
+}
+
+/// Against direct f64 attention. Each output is a convex combination of values in [-2, 2).
+/// The f32 scores carry rounding of order sqrt(head_dim) x 2^-24 x |q| |k| (< 1e-5 here,
+/// scaled), the exp polynomial 3e-7 relative, the softmax sum and P V sums of up to 300
+/// terms a few e-7 relative each: together well under 1e-5 absolute in practice, so 3e-5
+/// leaves margin without hiding a wrong mask or bias (those move outputs by 1e-2 or more).
+#[test]
+fn every_kernel_matches_direct_f64_attention() {
+    for (seed, (len, hd, heads, scale, window, bias)) in shapes().into_iter().enumerate() {
+        let case = Case::new(seed as u64 + 1, len, hd, heads, scale, window, bias);
+        for kernel in kernels() {
+            for even in [true, false] {
+                let got = case.run(kernel, &blocks(len, even));
+                for i in 0..len {
+                    for g in 0..heads {
+                        let want = case.reference(i, g);
+                        for (d, &w) in want.iter().enumerate() {
+                            let x = got[i * heads * hd + g * hd + d] as f64;
+                            assert!(
+                                (x - w).abs() < 3e-5,
+                                "{} len {len} hd {hd} heads {heads} window {window:?} bias {bias} row {i} head {g} dim {d}: {x} vs {w}",
+                                kernel.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SIMD against the scalar reference on the same blocks: both are f32 and differ only in
+/// summation order, fused multiply-adds and the SIMD exp (a few ulp), so 1e-5 absolute on
+/// outputs bounded by 2 is a wide margin.
+#[test]
+fn simd_kernels_match_scalar_reference() {
+    for (seed, (len, hd, heads, scale, window, bias)) in shapes().into_iter().enumerate() {
+        let case = Case::new(seed as u64 + 100, len, hd, heads, scale, window, bias);
+        let want = case.run(&SCALAR, &blocks(len, false));
+        for kernel in kernels().into_iter().skip(1) {
+            let got = case.run(kernel, &blocks(len, false));
+            for (at, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() < 1e-5, "{} len {len} hd {hd} heads {heads} window {window:?} bias {bias} at {at}: {g} vs {w}", kernel.name);
+            }
+        }
+    }
+}
+
+/// A one-token sequence attends only to itself: the output is its value row exactly.
+#[test]
+fn single_token_returns_its_value() {
+    let case = Case::new(7, 1, 32, 2, 0.17, None, true);
+    for kernel in kernels() {
+        let got = case.run(kernel, &[0..1]);
+        let v = &case.qkv[case.block(0..1).v_col..][..32];
+        assert_eq!(&got[..32], v, "{}", kernel.name);
+        assert_eq!(&got[32..], v, "{}", kernel.name);
+    }
+}
+
+/// Bad arguments are errors, not panics.
+#[test]
+fn bad_arguments_are_errors() {
+    let case = Case::new(3, 10, 8, 2, 0.3, Some(2), true);
+    let k = for_isa(Isa::best());
+    let mut out = vec![0f32; 10 * 16];
+    let mut scratch = vec![0f32; scratch_len(10, 8)];
+    let mut run = |block: AttentionBlock<'_>, scratch: &mut [f32], rows: usize| {
+        let mut out_rows: Vec<&mut [f32]> = out.chunks_exact_mut(16).take(rows).collect();
+        attend(k, &block, scratch, &mut out_rows)
+    };
+    assert!(run(case.block(0..10), &mut scratch, 10).is_ok());
+    assert!(run(case.block(0..11), &mut scratch, 10).is_err(), "rows past the sequence");
+    assert!(run(case.block(0..10), &mut scratch, 9).is_err(), "too few output rows");
+    assert!(run(case.block(0..10), &mut scratch[..10], 10).is_err(), "scratch too small");
+    assert!(run(AttentionBlock { v_col: case.stride - 4, ..case.block(0..10) }, &mut scratch, 10).is_err(), "value past the stride");
+    assert!(run(AttentionBlock { qkv: &case.qkv[..case.qkv.len() - case.stride], ..case.block(0..10) }, &mut scratch, 10).is_err(), "short qkv");
+    let short = RelativeBias { values: &case.bias.as_ref().unwrap()[..5], head_stride: 19, zero: 9 };
+    assert!(run(AttentionBlock { bias: Some(short), ..case.block(0..10) }, &mut scratch, 10).is_err(), "short bias");
+    let narrow = RelativeBias { values: case.bias.as_ref().unwrap(), head_stride: 19, zero: 5 };
+    assert!(run(AttentionBlock { bias: Some(narrow), ..case.block(0..10) }, &mut scratch, 10).is_err(), "bias not covering the sequence");
+    assert!(run(AttentionBlock { head_dim: 0, ..case.block(0..10) }, &mut scratch, 10).is_err(), "zero head_dim");
+}
