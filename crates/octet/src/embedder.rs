@@ -14,6 +14,9 @@ use crate::tokenize::{TextTokenizer, Tokens, Truncation};
 use rayon::prelude::*;
 use std::path::Path;
 
+// `Embedder::tokenize` and `embed_ids`: embed's two halves, for callers that batch.
+mod tokens;
+
 /// Per-call options; [`EmbedOptions::default`] gives the model's own defaults.
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
