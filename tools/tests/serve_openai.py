@@ -9,10 +9,12 @@ models served, and a wrong key must raise the client's AuthenticationError.
 import json
 import math
 import os
+import base64
+import struct
 import subprocess
 import threading
+import urllib.request
 
-import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -64,17 +66,20 @@ def test_base64_vectors_equal_octet_embed(client):
                    client.embeddings.create(model="minilm", input=TEXTS, encoding_format="base64")):
         got = [d.embedding for d in answer.data]
         if isinstance(got[0], str):  # older clients hand base64 back as is
-            import base64, struct
             got = [list(struct.unpack(f"<{len(base64.b64decode(g)) // 4}f", base64.b64decode(g))) for g in got]
-        assert [[float(x) for x in g] for g in got] == embed_cli(MINILM, TEXTS)
+        # base64 carries the f32 values exactly; JSON their shortest decimal form.
+        as_f32 = lambda v: list(struct.unpack(f"<{len(v)}f", struct.pack(f"<{len(v)}f", *v)))
+        assert [as_f32([float(x) for x in g]) for g in got] == [as_f32(v) for v in embed_cli(MINILM, TEXTS)]
 
 
 def test_single_string_and_token_ids(server, client):
     one = client.embeddings.create(model="minilm", input=TEXTS[0], encoding_format="float")
     assert [d.embedding for d in one.data] == embed_cli(MINILM, TEXTS[:1])
     # Token ids as /tokenize gives them (special tokens included) embed to the same vector.
-    tokenized = httpx.post(f"{server}/tokenize", json={"model": "minilm", "input": TEXTS[0]},
-                           headers={"Authorization": f"Bearer {KEY}"}).json()
+    request = urllib.request.Request(f"{server}/tokenize", data=json.dumps({"model": "minilm", "input": TEXTS[0]}).encode(),
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        tokenized = json.load(answer)
     ids = tokenized["data"][0]["tokens"]
     assert ids[0] == 101 and ids[-1] == 102 and tokenized["count"] == len(ids)
     by_ids = client.embeddings.create(model="minilm", input=[ids], encoding_format="float")
