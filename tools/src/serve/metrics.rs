@@ -69,6 +69,11 @@ impl Histogram {
     }
 }
 
+/// A per-model counter for the text format: name, help, and how to read it.
+type CounterSpec = (&'static str, &'static str, fn(&ModelFigures) -> u64);
+/// A per-model histogram for the text format.
+type HistogramSpec = (&'static str, &'static str, fn(&ModelFigures) -> &Histogram);
+
 /// Per-model figures.
 struct ModelFigures {
     pass_texts: Histogram,
@@ -180,7 +185,7 @@ impl Metrics {
             for (model, depth) in queues {
                 let _ = writeln!(out, "octet_queue_depth{{model=\"{model}\"}} {depth}");
             }
-            let counters: [(&str, &str, fn(&ModelFigures) -> u64); 4] = [
+            let counters: [CounterSpec; 4] = [
                 ("octet_embedded_texts_total", "Texts embedded.", |m| m.texts),
                 ("octet_embedded_tokens_total", "Tokens embedded, special and prompt tokens included.", |m| m.tokens),
                 ("octet_dropped_texts_total", "Queued texts dropped because their client disconnected.", |m| m.dropped),
@@ -192,7 +197,7 @@ impl Metrics {
                     let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", get(m));
                 }
             }
-            let histograms: [(&str, &str, fn(&ModelFigures) -> &Histogram); 3] = [
+            let histograms: [HistogramSpec; 3] = [
                 ("octet_batch_texts", "Texts per forward pass.", |m| &m.pass_texts),
                 ("octet_batch_tokens", "Tokens per forward pass.", |m| &m.pass_tokens),
                 ("octet_queue_wait_seconds", "Time a text waited in the queue before its pass started.", |m| &m.queue_wait),
