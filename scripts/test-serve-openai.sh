@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `octet serve` with the official `openai` Python client (tools/tests/serve_openai.py).
-# Builds the binary (the test profile: a no-op after `cargo test`), converts all-MiniLM-L6-v2
+# Builds the binary (as `cargo test` does: a no-op after it), converts all-MiniLM-L6-v2
 # and the tiny T5 fixture to int8, and runs pytest in a venv with `openai` cached under
 # target/serve-openai/ (~15 s to create the first time).
 set -euo pipefail
@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 work="$target/serve-openai"
 mkdir -p "$work"
-cargo build --profile test -p octet-tools --bin octet
+# The binary `cargo test` builds for the integration tests (target/debug/octet, optimized by
+# [profile.test]); a no-op after `cargo test --workspace`.
+cargo test -p octet-tools --test serve --no-run
 bin="$target/debug/octet"
 if [ ! -x "$work/venv/bin/pytest" ]; then
   python3 -m venv "$work/venv"
