@@ -12,6 +12,7 @@ mod cmd_similarity;
 mod input;
 mod load;
 mod output;
+mod serve;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,7 @@ enum Command {
     Info(cmd_info::InfoArgs),
     Inspect(cmd_inspect::InspectArgs),
     Diff(cmd_diff::DiffArgs),
+    Serve(serve::ServeArgs),
 }
 
 fn version() -> &'static str {
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd_info::run(args),
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Diff(args) => cmd_diff::run(args),
+        Command::Serve(args) => serve::run(args),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -22,6 +22,9 @@ use rayon::prelude::*;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+// `Embedder::tokenize` and `embed_ids`: embed's two halves, for callers that batch.
+mod tokens;
+
 /// Per-call options; [`EmbedOptions::default`] gives the model's own defaults.
 #[derive(Clone, Debug)]
 pub struct EmbedOptions {
@@ -173,45 +176,54 @@ impl Embedder {
                     }
                 })
                 .collect::<Result<_>>()?;
-            let mut order: Vec<usize> = (0..texts.len()).collect();
-            order.sort_by_key(|&i| tokens[i].ids.len());
-
-            let mode = self.file.meta().pooling.mode;
-            let hidden = self.encoder.hidden_size();
-            let mut vectors = vec![Vec::new(); texts.len()];
-            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-            let mut start = 0;
-            while start < order.len() {
-                // The next pass: up to batch_size texts and max_batch_tokens tokens, at least one.
-                let (mut end, mut pass_tokens) = (start, 0);
-                while end < order.len() && end - start < options.batch_size {
-                    let len = tokens[order[end]].ids.len();
-                    if end > start && pass_tokens + len > options.max_batch_tokens {
-                        break;
-                    }
-                    pass_tokens += len;
-                    end += 1;
-                }
-                let chunk = &order[start..end];
-                start = end;
-                let batch = PackedBatch::new(chunk.iter().map(|&i| tokens[i].ids.as_slice()));
-                let states = self.encoder.forward(&batch, &mut scratch)?;
-                let mut pooled = pooling::pool(mode, states, hidden, &batch.spans);
-                for layer in &self.dense {
-                    pooled = layer.forward(&pooled, chunk.len())?;
-                }
-                let width = pooled.len() / chunk.len();
-                for (&i, row) in chunk.iter().zip(pooled.chunks_exact(width)) {
-                    vectors[i] = pooling::finish(row.to_vec(), options.dims, normalize);
-                }
-            }
-            self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+            let seqs: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
+            let vectors = self.embed_sequences(&seqs, options.batch_size, options.max_batch_tokens, options.dims, normalize)?;
             Ok(Embeddings {
                 vectors,
                 truncated: tokens.iter().filter(|t| t.truncated).count(),
                 tokens: tokens.iter().map(|t| t.ids.len()).sum(),
             })
         })
+    }
+
+    /// Runs token sequences through the bound encoder, sorted by length, in passes of at most
+    /// `batch_size` sequences and `max_batch_tokens` tokens (a longer sequence gets a pass of
+    /// its own), then pools, projects, truncates to `dims` and normalizes. Vectors come back in
+    /// input order. Runs on the calling thread's pool: call it inside `self.pool.install`.
+    fn embed_sequences(&self, seqs: &[&[u32]], batch_size: usize, max_batch_tokens: usize, dims: Option<usize>, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
+        let mode = self.file.meta().pooling.mode;
+        let hidden = self.encoder.hidden_size();
+        let mut vectors = vec![Vec::new(); seqs.len()];
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let mut start = 0;
+        while start < order.len() {
+            // The next pass: up to batch_size sequences and max_batch_tokens tokens, at least one.
+            let (mut end, mut pass_tokens) = (start, 0);
+            while end < order.len() && end - start < batch_size {
+                let len = seqs[order[end]].len();
+                if end > start && pass_tokens + len > max_batch_tokens {
+                    break;
+                }
+                pass_tokens += len;
+                end += 1;
+            }
+            let chunk = &order[start..end];
+            start = end;
+            let batch = PackedBatch::new(chunk.iter().map(|&i| seqs[i]));
+            let states = self.encoder.forward(&batch, &mut scratch)?;
+            let mut pooled = pooling::pool(mode, states, hidden, &batch.spans);
+            for layer in &self.dense {
+                pooled = layer.forward(&pooled, chunk.len())?;
+            }
+            let width = pooled.len() / chunk.len();
+            for (&i, row) in chunk.iter().zip(pooled.chunks_exact(width)) {
+                vectors[i] = pooling::finish(row.to_vec(), dims, normalize);
+            }
+        }
+        self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        Ok(vectors)
     }
 
     /// The prefix a prompt name stands for.
