@@ -2,7 +2,7 @@
 //! attention kernel (`octet_kernels::attention`).
 //!
 //! The batch holds no padding: the tokens of every sequence are stored back to back. Work is
-//! cut into tasks of (sequence, key/value head, block of up to 64 query rows) on rayon's pool;
+//! cut into tasks of (sequence, key/value head, block of up to 128 query rows) on rayon's pool;
 //! a task runs the kernel once for its block, for every query head that shares the key/value
 //! head (grouped-query attention), so the block's keys are packed once for all of them. The
 //! kernel reads Q, K and V straight from the fused rows and writes the result straight into
@@ -67,8 +67,9 @@ pub struct ScoreBias<'a> {
 }
 
 /// Most query rows per task: a task's scratch holds its keys transposed plus a few rows of
-/// scores, and its keys are packed once for all of its rows and heads.
-const ROW_BLOCK: usize = 64;
+/// scores, and its keys are packed once for all of its rows and heads, so the larger the
+/// block the less packing per row (a 128-token sequence packs its keys once per head).
+const ROW_BLOCK: usize = 128;
 
 /// Fewest query rows per task when blocks shrink for a small batch (a multiple of the
 /// kernel's 8-row groups).
@@ -279,12 +280,12 @@ mod tests {
         check(AttentionShape { heads: 4, kv_heads: 2, head_dim: 8, scale: 0.35, window: Some(3) }, &[5, 1, 11]);
     }
 
-    /// Sequences over one block of query rows (64): blocks at the start, middle and end, with
+    /// Sequences over one block of query rows (16 to 128 rows): blocks at the start, middle and end, with
     /// and without a window, and a window wider than the block.
     #[test]
     fn long_sequences_split_into_row_blocks() {
         for window in [None, Some(5), Some(70), Some(300)] {
-            check(AttentionShape { heads: 3, kv_heads: 1, head_dim: 8, scale: 0.2, window }, &[200, 64, 65, 3]);
+            check(AttentionShape { heads: 3, kv_heads: 1, head_dim: 8, scale: 0.2, window }, &[300, 64, 129, 3]);
         }
     }
 

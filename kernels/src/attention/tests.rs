@@ -186,7 +186,7 @@ fn simd_kernels_match_scalar_reference() {
 fn single_token_returns_its_value() {
     let case = Case::new(7, 1, 32, 2, 0.17, None, true);
     for kernel in kernels() {
-        let got = case.run(kernel, &[0..1]);
+        let got = case.run(kernel, &blocks(1, true));
         let v = &case.qkv[case.block(0..1).v_col..][..32];
         assert_eq!(&got[..32], v, "{}", kernel.name);
         assert_eq!(&got[32..], v, "{}", kernel.name);
