@@ -499,7 +499,7 @@ def targets(res):
             cells, who = ratio_cells("octet-int8", is_int8_peer, [point])
             row(f"octet int8 >= {goal}x the fastest peer int8 at {point} ({who})", cells, lambda v, g=goal: v >= g)
         cells, who = ratio_cells("octet-int8", is_int8_peer, ["32x128"])
-        row(f"octet int8 >= 3x the fastest peer int8 at 32x128 with AMX ({who}; octet's kernel as dispatched)",
+        row(f"octet int8 >= 3x the fastest peer int8 at 32x128 with AMX ({who + '; ' if who else ''}octet's kernel as dispatched)",
             cells, lambda v: v >= 3)
         cells, who = ratio_cells("octet-int8", lambda n: n == "ort-int8-noamx", ["32x128"])
         row("octet int8 >= 2x at 32x128, VNNI only (octet under OCTET_KERNEL=avx512 vs ORT with AMX denied)", cells,
