@@ -4,13 +4,14 @@
 
 use crate::input::{InputKind, TextReader};
 use crate::load;
-use crate::output::{partial_path, VectorFormat, VectorWriter};
+use crate::output::{output_files, VectorFormat, VectorWriter};
+use crate::sink::{self, partial_path};
 use crate::stream::{self, Progress};
 use anyhow::Result;
 use clap::Args;
 use octet_tools::exit::{self, CliError};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Embed texts: one vector per text, in input order.
@@ -104,7 +105,9 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> Result<()> {
     let kind = InputKind::from_flags(args.field.clone(), args.column.clone())?;
     if !args.texts.is_empty() && args.input.is_some() {
-        return Err(CliError::usage("give texts as arguments or with --input, not both"));
+        return Err(CliError::usage(
+            "give texts as arguments or with --input, not both",
+        ));
     }
     if !args.texts.is_empty() && kind != InputKind::Lines {
         return Err(CliError::usage(
@@ -119,21 +122,18 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if args.output.is_none() && format.is_binary() && std::io::stdout().is_terminal() {
         return Err(CliError::usage(format!(
             "--format {} is binary: write it with --output FILE or redirect standard output",
-            clap::ValueEnum::to_possible_value(&format).map_or(String::new(), |v| v.get_name().to_string())
+            clap::ValueEnum::to_possible_value(&format)
+                .map_or(String::new(), |v| v.get_name().to_string())
         )));
     }
-    if let (Some(input), Some(output)) = (&args.input, &args.output) {
-        if input
-            .canonicalize()
-            .ok()
-            .is_some_and(|i| Some(i) == output.canonicalize().ok())
-        {
-            return Err(CliError::usage(
-                "--output is the --input file; write the vectors elsewhere",
-            ));
+    if let Some(output) = &args.output {
+        let stdin = Path::new("-");
+        let mut inputs: Vec<(&str, &Path)> = vec![("model", &args.model)];
+        if args.texts.is_empty() {
+            inputs.push(("input", args.input.as_deref().unwrap_or(stdin)));
         }
+        sink::refuse_same_file("--output", output, &output_files(output, format), &inputs)?;
     }
-
     let embedder = load::open_model(&args.model, args.threads)?;
     let options = load::embed_options(
         args.batch_size,
@@ -149,14 +149,17 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         if args.input.is_none() && std::io::stdin().is_terminal() && !args.quiet {
             eprintln!("reading texts from the terminal, one per line; end with Ctrl-D (see `octet embed --help`)");
         }
-        TextReader::open(args.input.as_deref(), kind, args.lossy)?
+        TextReader::open(args.input.as_deref(), kind.clone(), args.lossy)?
     } else {
         TextReader::from_args(args.texts.clone())
     };
 
     let (mut writer, already) = match &args.output {
         None => (VectorWriter::stdout(format, dims)?, 0),
-        Some(path) => VectorWriter::create(path, format, dims, args.resume)?,
+        Some(path) => {
+            let run = load::run_description(&embedder, &options, &kind)?;
+            VectorWriter::create(path, format, dims, args.resume, &run)?
+        }
     };
     if let (true, Some(output)) = (already > 0, &args.output) {
         let skipped = reader.skip(already)?;
@@ -190,7 +193,9 @@ pub fn run(args: EmbedArgs) -> Result<()> {
                 writer.discard()
             };
             return Err(match note {
-                Some(note) if !exit::is_broken_pipe(&e) => CliError::with_code(code, format!("{e:#}\n  {note}")),
+                Some(note) if !exit::is_broken_pipe(&e) => {
+                    CliError::with_code(code, format!("{e:#}\n  {note}"))
+                }
                 _ => e,
             });
         }

@@ -80,7 +80,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<octet::Error>() {
             return match e {
                 octet::Error::Kernel(_) => INTERNAL,
-                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => io_code(source),
+                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => {
+                    io_code(source)
+                }
                 _ => BAD_INPUT,
             };
         }

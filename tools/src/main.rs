@@ -12,6 +12,8 @@ mod cmd_similarity;
 mod input;
 mod load;
 mod output;
+mod resume;
+mod sink;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -55,7 +57,11 @@ enum Command {
 }
 
 fn version() -> &'static str {
-    let text = format!("{} ({})", env!("CARGO_PKG_VERSION"), octet_kernels::describe());
+    let text = format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        octet_kernels::describe()
+    );
     Box::leak(text.into_boxed_str())
 }
 
