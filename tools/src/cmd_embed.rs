@@ -194,7 +194,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             };
             return Err(match note {
                 Some(note) if !exit::is_broken_pipe(&e) => {
-                    CliError::with_code(code, format!("{e:#}\n  {note}"))
+                    CliError::with_code(code, format!("{}\n  {note}", exit::render(&e)))
                 }
                 _ => e,
             });

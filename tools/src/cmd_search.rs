@@ -213,7 +213,8 @@ fn build_cache(
         {
             if !args.quiet {
                 eprintln!(
-                    "note: {e:#}; caching in {} for this run only",
+                    "note: {}; caching in {} for this run only",
+                    exit::render(&e),
                     temp_cache.display()
                 );
             }

@@ -30,8 +30,29 @@ pub fn open_model(path: &Path, threads: usize) -> Result<Embedder> {
             path.display()
         )));
     }
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(CliError::bad_input(format!(
+            "the model {} is not a regular file (a pipe, device or socket); give the .octet file itself",
+            path.display()
+        )));
+    }
+    let threads = cap_threads(threads);
     Embedder::open_with_threads(path, threads)
         .with_context(|| format!("cannot use the model {}", path.display()))
+}
+
+/// More threads than this per CPU only add overhead (and thousands exhaust the system).
+pub const THREADS_PER_CPU: usize = 4;
+
+/// `threads` capped at [`THREADS_PER_CPU`] per available CPU, with a note when it is.
+pub fn cap_threads(threads: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = THREADS_PER_CPU * cpus;
+    if threads > max {
+        eprintln!("note: --threads {threads} is more than {THREADS_PER_CPU} per CPU ({cpus} CPUs here): using {max}");
+        return max;
+    }
+    threads
 }
 
 /// Options for `embed_detailed` from the shared flags.

@@ -9,6 +9,7 @@ mod cmd_info;
 mod cmd_inspect;
 mod cmd_search;
 mod cmd_similarity;
+mod csv_check;
 mod input;
 mod load;
 mod output;
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", exit::render(&err));
             ExitCode::from(exit::code_for(&err))
         }
         Err(_) => ExitCode::from(exit::INTERNAL),
