@@ -106,19 +106,12 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     if args.report {
         return run_report(args, progress);
     }
-    let recipe = Recipe::parse(
-        args.quant.as_deref().unwrap_or("int8"),
-        args.keep,
-        args.k_group,
-    )
-    .and_then(|r| r.with_table_bits(args.table_bits))
-    .map_err(|e| CliError::usage(e.to_string()))?;
+    let recipe = Recipe::parse(args.quant.as_deref().unwrap_or("int8"), args.keep, args.k_group)
+        .and_then(|r| r.with_table_bits(args.table_bits))
+        .map_err(|e| CliError::usage(e.to_string()))?;
     let output = args.output.expect("clap requires -o without --report");
     let report = if convert::tflite::is_tflite(&args.input) {
-        let inputs = convert::tflite::TfliteInputs {
-            tokenizer: args.tokenizer.as_deref(),
-            mapping: args.tflite_map.as_deref(),
-        };
+        let inputs = convert::tflite::TfliteInputs { tokenizer: args.tokenizer.as_deref(), mapping: args.tflite_map.as_deref() };
         convert::tflite::convert(&args.input, &output, &recipe, &inputs)?
     } else {
         convert::convert(&args.input, &output, &recipe, progress)?
@@ -139,42 +132,29 @@ fn run_report(args: ConvertArgs, progress: bool) -> Result<()> {
     if convert::tflite::is_tflite(&args.input) {
         return Err(CliError::usage("--report converts a model folder with each recipe; a .tflite input has its own quantization (compare files with `octet diff`)".to_string()));
     }
-    let format = ReportFormat::parse(&args.report_format).ok_or_else(|| {
-        CliError::usage(format!(
-            "--report-format must be text, markdown or json, got '{}'",
-            args.report_format
-        ))
-    })?;
+    let format = ReportFormat::parse(&args.report_format)
+        .ok_or_else(|| CliError::usage(format!("--report-format must be text, markdown or json, got '{}'", args.report_format)))?;
     let names = args.quant.as_deref().unwrap_or("f16,int8-embeddings,int8");
     let mut recipes = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let recipe = Recipe::parse(name, args.keep.clone(), args.k_group)
-            .map_err(|e| CliError::usage(e.to_string()))?;
+        let recipe = Recipe::parse(name, args.keep.clone(), args.k_group).map_err(|e| CliError::usage(e.to_string()))?;
         // --table-bits applies to the recipes with a quantized token table.
         let recipe = match args.table_bits {
             Some(_) if matches!(name, "f32" | "f16") => recipe,
-            bits => recipe
-                .with_table_bits(bits)
-                .map_err(|e| CliError::usage(e.to_string()))?,
+            bits => recipe.with_table_bits(bits).map_err(|e| CliError::usage(e.to_string()))?,
         };
         recipes.push(recipe);
     }
     let (texts, texts_source) = match &args.report_texts {
-        None => (
-            report::builtin_texts(),
-            "built-in Lee news sentences".to_string(),
-        ),
+        None => (report::builtin_texts(), "built-in Lee news sentences".to_string()),
         Some(path) => {
-            let content = std::fs::read_to_string(path).map_err(|e| {
-                CliError::no_input(format!("cannot read the texts {}: {e}", path.display()))
-            })?;
+            let content = std::fs::read_to_string(path)
+                .map_err(|e| CliError::no_input(format!("cannot read the texts {}: {e}", path.display())))?;
             (report::texts_from(&content), path.display().to_string())
         }
     };
     if texts.is_empty() {
-        return Err(CliError::usage(
-            "--report-texts has no non-empty lines".to_string(),
-        ));
+        return Err(CliError::usage("--report-texts has no non-empty lines".to_string()));
     }
     let options = report::ReportOptions {
         recipes,

@@ -35,10 +35,7 @@ pub struct InspectArgs {
 
 pub fn run(args: InspectArgs) -> Result<()> {
     if !args.file.is_file() {
-        return Err(CliError::no_input(format!(
-            "{} is not a file",
-            args.file.display()
-        )));
+        return Err(CliError::no_input(format!("{} is not a file", args.file.display())));
     }
     let inv = inventory::read(&args.file).map_err(|e| CliError::bad_input(format!("{e:#}")))?;
     if args.json {
@@ -55,13 +52,7 @@ fn mb(bytes: u64) -> String {
 
 /// `[a, b, c]` for a shape.
 pub fn shape(dims: &[usize]) -> String {
-    format!(
-        "[{}]",
-        dims.iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
 /// The inventory as text.
@@ -71,12 +62,7 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
     if !inv.facts.iter().any(|(k, _)| k == "format") {
         out += &format!("format       {}\n", inv.format);
     }
-    out += &format!(
-        "size         {} MB ({} bytes; tensors {} MB)\n",
-        mb(inv.file_bytes),
-        inv.file_bytes,
-        mb(inv.tensor_bytes())
-    );
+    out += &format!("size         {} MB ({} bytes; tensors {} MB)\n", mb(inv.file_bytes), inv.file_bytes, mb(inv.tensor_bytes()));
     for (key, value) in &inv.facts {
         out += &format!("{key:<12} {value}\n");
     }
@@ -84,10 +70,7 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
         if ports.is_empty() {
             return format!("{label:<12} n/a\n");
         }
-        ports
-            .iter()
-            .map(|p| format!("{label:<12} {}\n", p.describe()))
-            .collect()
+        ports.iter().map(|p| format!("{label:<12} {}\n", p.describe())).collect()
     };
     out += &ports("input", &inv.inputs);
     out += &ports("output", &inv.outputs);
@@ -103,40 +86,13 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
                     Some(of) => format!("companion of {of}"),
                     None => t.quantization.to_string(),
                 };
-                [
-                    t.name.clone(),
-                    t.dtype.clone(),
-                    shape(&t.shape),
-                    mb(t.bytes),
-                    quant,
-                ]
+                [t.name.clone(), t.dtype.clone(), shape(&t.shape), mb(t.bytes), quant]
             })
             .collect();
         let head = ["tensor", "dtype", "shape", "MB", "quantization"];
-        let w: Vec<usize> = (0..4)
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].len())
-                    .chain([head[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let w: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0)).collect();
         out += &format!("\n{} tensors\n", inv.tensors.len());
-        let line = |r: [&str; 5]| {
-            format!(
-                "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3]
-            )
-        };
+        let line = |r: [&str; 5]| format!("{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n", r[0], r[1], r[2], r[3], r[4], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3]);
         out += &line(head);
         for r in &rows {
             out += &line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
@@ -144,31 +100,13 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
     }
     out += "\ntotals by dtype\n";
     let total = inv.tensor_bytes().max(1) as f64;
-    out += &format!(
-        "{:<12} {:>7} {:>10} {:>7}\n",
-        "dtype", "tensors", "MB", "share"
-    );
+    out += &format!("{:<12} {:>7} {:>10} {:>7}\n", "dtype", "tensors", "MB", "share");
     for d in inv.totals_by_dtype() {
-        out += &format!(
-            "{:<12} {:>7} {:>10} {:>6.1}%\n",
-            d.dtype,
-            d.tensors,
-            mb(d.bytes),
-            d.bytes as f64 / total * 100.0
-        );
+        out += &format!("{:<12} {:>7} {:>10} {:>6.1}%\n", d.dtype, d.tensors, mb(d.bytes), d.bytes as f64 / total * 100.0);
     }
-    out += &format!(
-        "{:<12} {:>7} {:>10}\n",
-        "all",
-        inv.tensors.len(),
-        mb(inv.tensor_bytes())
-    );
+    out += &format!("{:<12} {:>7} {:>10}\n", "all", inv.tensors.len(), mb(inv.tensor_bytes()));
     if !inv.operators.is_empty() {
-        out += &format!(
-            "\noperators ({} kinds, {} in all)\n",
-            inv.operators.len(),
-            inv.operators.iter().map(|(_, n)| n).sum::<usize>()
-        );
+        out += &format!("\noperators ({} kinds, {} in all)\n", inv.operators.len(), inv.operators.iter().map(|(_, n)| n).sum::<usize>());
         for (op, n) in &inv.operators {
             out += &format!("{op:<28} {n:>5}\n");
         }

@@ -37,8 +37,10 @@ pub fn open_model(path: &Path, threads: usize) -> Result<Embedder> {
         )));
     }
     let threads = cap_threads(threads);
-    Embedder::open_with_threads(path, threads)
-        .with_context(|| format!("cannot use the model {}", path.display()))
+    let embedder = Embedder::open_with_threads(path, threads)
+        .with_context(|| format!("cannot use the model {}", path.display()))?;
+    crate::sigbus::guard_model(path, embedder.file());
+    Ok(embedder)
 }
 
 /// More threads than this per CPU only add overhead (and thousands exhaust the system).

@@ -14,6 +14,7 @@ mod input;
 mod load;
 mod output;
 mod resume;
+mod sigbus;
 mod sink;
 mod stream;
 

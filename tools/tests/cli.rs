@@ -36,16 +36,8 @@ fn scratch() -> &'static Path {
         if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Some(pid) = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("octet-cli-tests-"))
-                else {
-                    continue;
-                };
-                if pid.parse::<u32>().is_ok()
-                    && Path::new("/proc/self").exists()
-                    && !Path::new("/proc").join(pid).exists()
-                {
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-cli-tests-")) else { continue };
+                if pid.parse::<u32>().is_ok() && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists() {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
@@ -86,15 +78,7 @@ fn model() -> &'static Path {
             .to_string();
         let out = scratch().join("minilm-int8.octet");
         let convert = run(
-            &[
-                "convert",
-                &source,
-                "-o",
-                out.to_str().unwrap(),
-                "--quant",
-                "int8",
-                "-q",
-            ],
+            &["convert", &source, "-o", out.to_str().unwrap(), "--quant", "int8", "-q"],
             None,
         );
         assert!(
@@ -114,22 +98,13 @@ fn m() -> &'static str {
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(OCTET)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start octet");
     if let Some(bytes) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(bytes)
-            .expect("write stdin");
+        child.stdin.take().unwrap().write_all(bytes).expect("write stdin");
     }
     child.wait_with_output().expect("wait for octet")
 }
@@ -156,11 +131,7 @@ fn ok(o: Output) -> String {
 /// Asserts a clean failure: exit `code`, no panic, and every `needles` in the message.
 fn fails(o: &Output, code: i32, needles: &[&str]) {
     let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "expected exit {code}, stderr:\n{err}"
-    );
+    assert_eq!(o.status.code(), Some(code), "expected exit {code}, stderr:\n{err}");
     assert!(
         !err.contains("panicked") && !err.contains("internal error"),
         "panic or internal error:\n{err}"
@@ -178,8 +149,7 @@ fn fails(o: &Output, code: i32, needles: &[&str]) {
 fn parse_jsonl(text: &str) -> Vec<(u64, Vec<f32>)> {
     text.lines()
         .map(|l| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"));
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"));
             let emb = v["embedding"]
                 .as_array()
                 .unwrap()
@@ -225,13 +195,7 @@ fn read_npy(path: &Path) -> (String, Vec<usize>, Vec<u8>) {
         .next()
         .unwrap()
         .to_string();
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
     let shape = shape_text
         .split(',')
         .map(str::trim)
@@ -260,30 +224,16 @@ const SAME: f32 = 1e-5;
 
 #[test]
 fn every_subcommand_help_teaches_with_an_example() {
-    for cmd in [
-        "convert",
-        "embed",
-        "similarity",
-        "search",
-        "info",
-        "inspect",
-        "diff",
-    ] {
+    for cmd in ["convert", "embed", "similarity", "search", "info", "inspect", "diff"] {
         let help = ok(run(&[cmd, "--help"], None));
-        assert!(
-            help.contains("Example"),
-            "`octet {cmd} --help` has no example:\n{help}"
-        );
+        assert!(help.contains("Example"), "`octet {cmd} --help` has no example:\n{help}");
         assert!(
             help.contains(&format!("octet {cmd} ")),
             "`octet {cmd} --help` example does not run {cmd}:\n{help}"
         );
     }
     let top = ok(run(&["--help"], None));
-    assert!(
-        top.contains("Exit codes") && top.contains("65 bad input"),
-        "{top}"
-    );
+    assert!(top.contains("Exit codes") && top.contains("65 bad input"), "{top}");
 }
 
 #[test]
@@ -301,16 +251,7 @@ fn usage_errors_exit_2_before_doing_anything() {
     let o = run(&["embed", m(), "--dims", "999", "x"], None);
     fails(&o, USAGE, &["dims 999"]);
     let o = run(
-        &[
-            "embed",
-            m(),
-            "--resume",
-            "-o",
-            out.to_str().unwrap(),
-            "-f",
-            "npy",
-            "x",
-        ],
+        &["embed", m(), "--resume", "-o", out.to_str().unwrap(), "-f", "npy", "x"],
         None,
     );
     fails(&o, USAGE, &["--resume works with JSON lines"]);
@@ -320,10 +261,7 @@ fn usage_errors_exit_2_before_doing_anything() {
     );
     // clap's own errors use the same code.
     assert_eq!(run(&["embed"], None).status.code(), Some(USAGE));
-    assert_eq!(
-        run(&["similarity", m(), "only one"], None).status.code(),
-        Some(USAGE)
-    );
+    assert_eq!(run(&["similarity", m(), "only one"], None).status.code(), Some(USAGE));
 }
 
 // ---------------------------------------------------------------- inputs
@@ -333,18 +271,11 @@ fn stdin_file_jsonl_and_csv_give_the_argument_vectors() {
     let reference = embed_args(&TEXTS);
     let dir = test_dir("inputs");
 
-    let stdin = ok(run(
-        &["embed", m()],
-        Some(format!("{}\n", TEXTS.join("\n")).as_bytes()),
-    ));
+    let stdin = ok(run(&["embed", m()], Some(format!("{}\n", TEXTS.join("\n")).as_bytes())));
     assert!(max_diff(&vectors(&stdin), &reference) <= SAME);
 
     let txt = dir.join("t.txt");
-    std::fs::write(
-        &txt,
-        format!("{}\r\n{}\r\n{}", TEXTS[0], TEXTS[1], TEXTS[2]),
-    )
-    .unwrap();
+    std::fs::write(&txt, format!("{}\r\n{}\r\n{}", TEXTS[0], TEXTS[1], TEXTS[2])).unwrap();
     let file = ok(run(&["embed", m(), "--input", txt.to_str().unwrap()], None));
     assert!(max_diff(&vectors(&file), &reference) <= SAME);
 
@@ -354,20 +285,9 @@ fn stdin_file_jsonl_and_csv_give_the_argument_vectors() {
         .enumerate()
         .map(|(i, t)| serde_json::json!({"n": i, "body": t}).to_string())
         .collect();
-    std::fs::write(
-        &jsonl,
-        format!("{}\n\n{}\n{}\n", lines[0], lines[1], lines[2]),
-    )
-    .unwrap();
+    std::fs::write(&jsonl, format!("{}\n\n{}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
     let out = ok(run(
-        &[
-            "embed",
-            m(),
-            "--input",
-            jsonl.to_str().unwrap(),
-            "--field",
-            "body",
-        ],
+        &["embed", m(), "--input", jsonl.to_str().unwrap(), "--field", "body"],
         None,
     ));
     let parsed = parse_jsonl(&out);
@@ -392,14 +312,7 @@ fn stdin_file_jsonl_and_csv_give_the_argument_vectors() {
     )
     .unwrap();
     let out = vectors(&ok(run(
-        &[
-            "embed",
-            m(),
-            "--input",
-            csv.to_str().unwrap(),
-            "--column",
-            "text",
-        ],
+        &["embed", m(), "--input", csv.to_str().unwrap(), "--column", "text"],
         None,
     )));
     assert!(max_diff(&out, &embed_args(&[TEXTS[0], TEXTS[1], tricky])) <= SAME);
@@ -440,10 +353,7 @@ fn npy_npy_int8_and_f16_outputs_match_the_jsonl_vectors() {
     ));
     let (descr, shape, data) = read_npy(&npy);
     assert_eq!((descr.as_str(), shape.as_slice()), ("<f4", &[3, 384][..]));
-    assert!(f32s(&data)
-        .iter()
-        .zip(&flat)
-        .all(|(a, b)| (a - b).abs() <= SAME));
+    assert!(f32s(&data).iter().zip(&flat).all(|(a, b)| (a - b).abs() <= SAME));
 
     let q8 = dir.join("q.npy");
     ok(run(
@@ -471,22 +381,13 @@ fn npy_npy_int8_and_f16_outputs_match_the_jsonl_vectors() {
         );
         for (j, &b) in row.iter().enumerate() {
             // Rounding error of symmetric int8: at most half a step.
-            assert!(
-                (b as i8 as f32 * scales[i] - flat[i * 384 + j]).abs() <= scales[i] * 0.5 + SAME
-            );
+            assert!((b as i8 as f32 * scales[i] - flat[i * 384 + j]).abs() <= scales[i] * 0.5 + SAME);
         }
     }
 
     let f16 = dir.join("v.f16");
     ok(run(
-        &[
-            "embed",
-            m(),
-            "-i",
-            txt.to_str().unwrap(),
-            "-o",
-            f16.to_str().unwrap(),
-        ],
+        &["embed", m(), "-i", txt.to_str().unwrap(), "-o", f16.to_str().unwrap()],
         None,
     ));
     let halves: Vec<f32> = std::fs::read(&f16)
@@ -496,10 +397,7 @@ fn npy_npy_int8_and_f16_outputs_match_the_jsonl_vectors() {
         .collect();
     assert_eq!(halves.len(), 3 * 384);
     // f16 keeps 11 significant bits: relative error 2^-11, values here are below 0.5.
-    assert!(halves
-        .iter()
-        .zip(&flat)
-        .all(|(a, b)| (a - b).abs() <= 2.5e-4));
+    assert!(halves.iter().zip(&flat).all(|(a, b)| (a - b).abs() <= 2.5e-4));
 
     let names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -521,14 +419,7 @@ fn resume_continues_a_torn_partial_file_without_loss_or_duplicates() {
     std::fs::write(&txt, texts.join("\n")).unwrap();
     let full = dir.join("full.jsonl");
     ok(run(
-        &[
-            "embed",
-            m(),
-            "-i",
-            txt.to_str().unwrap(),
-            "-o",
-            full.to_str().unwrap(),
-        ],
+        &["embed", m(), "-i", txt.to_str().unwrap(), "-o", full.to_str().unwrap()],
         None,
     ));
     let reference = std::fs::read_to_string(&full).unwrap();
@@ -536,23 +427,11 @@ fn resume_continues_a_torn_partial_file_without_loss_or_duplicates() {
     // An interrupted run: 17 complete lines and half of the 18th.
     let out = dir.join("v.jsonl");
     let partial = dir.join("v.jsonl.partial");
-    let cut: usize = reference
-        .lines()
-        .take(17)
-        .map(|l| l.len() + 1)
-        .sum::<usize>()
-        + 100;
+    let cut: usize = reference.lines().take(17).map(|l| l.len() + 1).sum::<usize>() + 100;
     std::fs::write(&partial, &reference.as_bytes()[..cut]).unwrap();
 
     let o = run(
-        &[
-            "embed",
-            m(),
-            "-i",
-            txt.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
+        &["embed", m(), "-i", txt.to_str().unwrap(), "-o", out.to_str().unwrap()],
         None,
     );
     fails(&o, USAGE, &["v.jsonl.partial exists", "--resume"]);
@@ -575,11 +454,7 @@ fn resume_continues_a_torn_partial_file_without_loss_or_duplicates() {
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("resuming after 17 vectors"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("resuming after 17 vectors"), "{}", stderr(&o));
     assert!(!partial.exists());
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
@@ -630,34 +505,20 @@ fn similarity_prints_a_number_or_an_aligned_matrix() {
     let two = ok(run(&["similarity", m(), TEXTS[0], TEXTS[1]], None));
     let score: f32 = two.trim().parse().unwrap();
     assert!(score > 0.4 && score < 0.9, "{score}");
-    let table = ok(run(
-        &["similarity", m(), TEXTS[0], TEXTS[1], TEXTS[2]],
-        None,
-    ));
+    let table = ok(run(&["similarity", m(), TEXTS[0], TEXTS[1], TEXTS[2]], None));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
     assert!(
-        lines
-            .iter()
-            .all(|l| l.chars().count() == lines[0].chars().count()),
+        lines.iter().all(|l| l.chars().count() == lines[0].chars().count()),
         "not aligned:\n{table}"
     );
     assert!(
         lines[1].starts_with("[1] The cat") && lines[1].contains(" 1.000 "),
         "{table}"
     );
-    let cell: f32 = lines[1]
-        .split_whitespace()
-        .rev()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cell: f32 = lines[1].split_whitespace().rev().nth(1).unwrap().parse().unwrap();
     // The pair prints 4 decimals, the matrix 3.
-    assert!(
-        (cell - score).abs() <= 6e-4,
-        "matrix disagrees with the pair:\n{table}"
-    );
+    assert!((cell - score).abs() <= 6e-4, "matrix disagrees with the pair:\n{table}");
 }
 
 #[test]
@@ -672,23 +533,12 @@ fn search_ranks_the_corpus_and_caches_it_until_corpus_or_model_change() {
     let cache = dir.join("c.txt.octet-vectors");
     let q = "a small cat sleeping on a carpet";
     let out = ok(run(
-        &[
-            "search",
-            m(),
-            "--corpus",
-            corpus.to_str().unwrap(),
-            q,
-            "-k",
-            "2",
-        ],
+        &["search", m(), "--corpus", corpus.to_str().unwrap(), q, "-k", "2"],
         None,
     ));
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("query: a small cat"), "{out}");
-    assert!(
-        lines[1].contains("line 2") && lines[1].contains("kitten"),
-        "{out}"
-    );
+    assert!(lines[1].contains("line 2") && lines[1].contains("kitten"), "{out}");
     assert_eq!(lines.len(), 3, "{out}");
     let stamp = std::fs::metadata(&cache)
         .expect("cache written next to the corpus")
@@ -697,15 +547,7 @@ fn search_ranks_the_corpus_and_caches_it_until_corpus_or_model_change() {
 
     std::thread::sleep(std::time::Duration::from_millis(20));
     let again = ok(run(
-        &[
-            "search",
-            m(),
-            "--corpus",
-            corpus.to_str().unwrap(),
-            q,
-            "-k",
-            "2",
-        ],
+        &["search", m(), "--corpus", corpus.to_str().unwrap(), q, "-k", "2"],
         None,
     ));
     assert_eq!(again, out);
@@ -737,17 +579,10 @@ fn search_ranks_the_corpus_and_caches_it_until_corpus_or_model_change() {
     let hit: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(hit["text"], "A puppy is resting on the rug.", "{json}");
     assert_eq!(
-        (
-            hit["rank"].as_u64(),
-            hit["id"].as_u64(),
-            hit["line"].as_u64()
-        ),
+        (hit["rank"].as_u64(), hit["id"].as_u64(), hit["line"].as_u64()),
         (Some(1), Some(1), Some(2))
     );
-    assert_ne!(
-        std::fs::metadata(&cache).unwrap().modified().unwrap(),
-        stamp
-    );
+    assert_ne!(std::fs::metadata(&cache).unwrap().modified().unwrap(), stamp);
 
     // Another model (the same weights re-converted with other metadata) is another key.
     let other = dir.join("other.octet");
@@ -778,8 +613,7 @@ fn search_ranks_the_corpus_and_caches_it_until_corpus_or_model_change() {
 fn model_with_prompts(path: &Path) {
     let bytes = std::fs::read(model()).unwrap();
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-    let (json_offset, json_len, data_offset, data_len) =
-        (u64_at(16), u64_at(24), u64_at(32), u64_at(40));
+    let (json_offset, json_len, data_offset, data_len) = (u64_at(16), u64_at(24), u64_at(32), u64_at(40));
     let json = std::str::from_utf8(&bytes[json_offset..json_offset + json_len]).unwrap();
     assert!(json.contains("\"prompts\":{}"), "MiniLM has no prompts");
     let json = json.replace(
@@ -839,14 +673,7 @@ fn search_uses_the_models_query_and_document_prompts_by_default() {
     let expected = |query_prompt: &str, document_prompt: &str| -> Vec<f32> {
         let query = vectors(&ok(run(&["embed", pm, "--prompt", query_prompt, q], None)));
         let docs = vectors(&ok(run(
-            &[
-                "embed",
-                pm,
-                "--prompt",
-                document_prompt,
-                "-i",
-                corpus.to_str().unwrap(),
-            ],
+            &["embed", pm, "--prompt", document_prompt, "-i", corpus.to_str().unwrap()],
             None,
         )));
         docs.iter().map(|d| cosine(&query[0], d)).collect()
@@ -855,21 +682,12 @@ fn search_uses_the_models_query_and_document_prompts_by_default() {
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5);
 
     let default = scores(&[]);
-    assert!(
-        close(&default, &expected("query", "document")),
-        "{default:?}"
-    );
+    assert!(close(&default, &expected("query", "document")), "{default:?}");
     let none = scores(&["--query-prompt", "", "--document-prompt", ""]);
     assert!(close(&none, &expected("", "")), "{none:?}");
-    assert!(
-        !close(&default, &none),
-        "the prompts changed nothing: {default:?}"
-    );
+    assert!(!close(&default, &none), "the prompts changed nothing: {default:?}");
     let swapped = scores(&["--query-prompt", "document", "--document-prompt", "query"]);
-    assert!(
-        close(&swapped, &expected("document", "query")),
-        "{swapped:?}"
-    );
+    assert!(close(&swapped, &expected("document", "query")), "{swapped:?}");
 
     // MiniLM has no prompts: naming one is a usage error that lists what the model has.
     let o = run(
@@ -926,13 +744,7 @@ fn bad_model(name: &str, damage: impl FnOnce(&mut Vec<u8>), needles: &[&str]) {
     std::fs::write(&path, &bytes).unwrap();
     let out = dir.join("v.jsonl");
     let o = run(
-        &[
-            "embed",
-            path.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "hello",
-        ],
+        &["embed", path.to_str().unwrap(), "-o", out.to_str().unwrap(), "hello"],
         None,
     );
     fails(&o, BAD_INPUT, needles);
@@ -942,11 +754,7 @@ fn bad_model(name: &str, damage: impl FnOnce(&mut Vec<u8>), needles: &[&str]) {
         stderr(&o)
     );
     assert!(o.stdout.is_empty() && !out.exists() && !dir.join("v.jsonl.partial").exists());
-    fails(
-        &run(&["info", path.to_str().unwrap()], None),
-        BAD_INPUT,
-        needles,
-    );
+    fails(&run(&["info", path.to_str().unwrap()], None), BAD_INPUT, needles);
 }
 
 #[test]
@@ -1036,18 +844,10 @@ fn invalid_utf8_on_stdin_names_the_line_keeps_earlier_vectors_and_lossy_replaces
     fails(
         &o,
         BAD_INPUT,
-        &[
-            "line 2 of standard input is not valid UTF-8",
-            "column 5",
-            "--lossy",
-        ],
+        &["line 2 of standard input is not valid UTF-8", "column 5", "--lossy"],
     );
     let kept = parse_jsonl(&stdout(&o));
-    assert_eq!(
-        kept.len(),
-        1,
-        "the vector of line 1 must be written before the error"
-    );
+    assert_eq!(kept.len(), 1, "the vector of line 1 must be written before the error");
     assert!(max_diff(&[kept[0].1.clone()], &embed_args(&["The cat sat."])) <= SAME);
 
     let lossy = vectors(&ok(run(&["embed", m(), "--lossy"], Some(input))));
@@ -1097,22 +897,8 @@ fn a_jsonl_line_without_the_field_keeps_earlier_vectors_for_resume() {
         "{\"text\": \"one\"}\n{\"text\": \"two\"}\n{\"title\": \"three\"}\n{\"text\": \"four\"}\n",
     )
     .unwrap();
-    let o = run(
-        &[
-            "embed",
-            m(),
-            "-i",
-            input.to_str().unwrap(),
-            "--field",
-            "text",
-        ],
-        None,
-    );
-    fails(
-        &o,
-        BAD_INPUT,
-        &["line 3 of", "no field 'text'", "'title'", "--field"],
-    );
+    let o = run(&["embed", m(), "-i", input.to_str().unwrap(), "--field", "text"], None);
+    fails(&o, BAD_INPUT, &["line 3 of", "no field 'text'", "'title'", "--field"]);
     assert_eq!(parse_jsonl(&stdout(&o)).len(), 2);
 
     // To a file: the complete vectors stay in the partial file; fix the line and resume.
@@ -1133,11 +919,7 @@ fn a_jsonl_line_without_the_field_keeps_earlier_vectors_for_resume() {
     fails(
         &o,
         BAD_INPUT,
-        &[
-            "no field 'text'",
-            "2 vectors before it are kept in",
-            "--resume",
-        ],
+        &["no field 'text'", "2 vectors before it are kept in", "--resume"],
     );
     assert!(!out.exists(), "an incomplete output must not look complete");
     assert_eq!(
@@ -1200,10 +982,7 @@ fn a_csv_without_the_column() {
         BAD_INPUT,
         &["has no column 'text'", "'id', 'title', 'body'", "--column"],
     );
-    assert!(
-        std::fs::read_dir(&dir).unwrap().count() == 1,
-        "files were created"
-    );
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 1, "files were created");
 }
 
 #[test]
@@ -1227,16 +1006,8 @@ fn an_output_path_in_a_missing_folder() {
 fn a_full_disk_is_a_clean_error_that_leaves_no_partial_output() {
     let dir = test_dir("full-disk");
     let input = dir.join("in.txt");
-    std::fs::write(
-        &input,
-        (0..200).map(|i| format!("line {i}\n")).collect::<String>(),
-    )
-    .unwrap();
-    for (name, format) in [
-        ("v.jsonl", "jsonl"),
-        ("v.npy", "npy"),
-        ("q.npy", "npy-int8"),
-    ] {
+    std::fs::write(&input, (0..200).map(|i| format!("line {i}\n")).collect::<String>()).unwrap();
+    for (name, format) in [("v.jsonl", "jsonl"), ("v.npy", "npy"), ("q.npy", "npy-int8")] {
         let out = dir.join(name);
         // `ulimit -f 50`: files may not grow past 50 blocks (25-50 KiB), about 60 JSON lines.
         let script = format!(
@@ -1249,12 +1020,7 @@ fn a_full_disk_is_a_clean_error_that_leaves_no_partial_output() {
         fails(
             &o,
             IO,
-            &[
-                "cannot write",
-                "File too large",
-                "ulimit -f",
-                "nothing was written",
-            ],
+            &["cannot write", "File too large", "ulimit -f", "nothing was written"],
         );
         let left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
@@ -1279,12 +1045,7 @@ fn a_closed_stdout_pipe_is_not_an_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
@@ -1292,10 +1053,7 @@ fn a_closed_stdout_pipe_is_not_an_error() {
 
 /// The safetensors file the test model was converted from.
 fn source_safetensors() -> PathBuf {
-    let fetch = Command::new("bash")
-        .arg(repo_root().join("scripts/fetch-minilm.sh"))
-        .output()
-        .expect("run fetch-minilm.sh");
+    let fetch = Command::new("bash").arg(repo_root().join("scripts/fetch-minilm.sh")).output().expect("run fetch-minilm.sh");
     let stdout = String::from_utf8_lossy(&fetch.stdout);
     PathBuf::from(stdout.lines().last().expect("folder").trim()).join("model.safetensors")
 }
@@ -1303,38 +1061,21 @@ fn source_safetensors() -> PathBuf {
 #[test]
 fn inspect_lists_tensors_totals_and_ports_as_text_and_json() {
     let text = ok(run(&["inspect", m()], None));
-    for needle in [
-        "format       octet",
-        "embeddings.word",
-        "u6",
-        "totals by dtype",
-        "input",
-        "output",
-    ] {
+    for needle in ["format       octet", "embeddings.word", "u6", "totals by dtype", "input", "output"] {
         assert!(text.contains(needle), "inspect lacks {needle:?}:\n{text}");
     }
     let summary = ok(run(&["inspect", m(), "--summary"], None));
-    assert!(
-        !summary.contains("layers.0.ffn.up") && summary.contains("totals by dtype"),
-        "{summary}"
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(run(&["inspect", m(), "--json"], None))).unwrap();
+    assert!(!summary.contains("layers.0.ffn.up") && summary.contains("totals by dtype"), "{summary}");
+    let json: serde_json::Value = serde_json::from_str(&ok(run(&["inspect", m(), "--json"], None))).unwrap();
     let tensors = json["tensors"].as_array().unwrap();
-    let word = tensors
-        .iter()
-        .find(|t| t["name"] == "embeddings.word")
-        .expect("embeddings.word listed");
+    let word = tensors.iter().find(|t| t["name"] == "embeddings.word").expect("embeddings.word listed");
     assert_eq!(word["shape"], serde_json::json!([30522, 384]));
     let total: u64 = tensors.iter().map(|t| t["bytes"].as_u64().unwrap()).sum();
     assert!(total <= std::fs::metadata(m()).unwrap().len());
 
     let st = source_safetensors();
     let text = ok(run(&["inspect", st.to_str().unwrap(), "--summary"], None));
-    assert!(
-        text.contains("safetensors") && text.contains("F32"),
-        "{text}"
-    );
+    assert!(text.contains("safetensors") && text.contains("F32"), "{text}");
 }
 
 #[test]
@@ -1342,20 +1083,12 @@ fn diff_of_the_safetensors_and_the_int8_file_totals_the_change() {
     let st = source_safetensors();
     let text = ok(run(&["diff", st.to_str().unwrap(), m()], None));
     assert!(text.contains("total") && text.contains("MB"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&ok(run(
-        &["diff", st.to_str().unwrap(), m(), "--json"],
-        None,
-    )))
-    .unwrap();
-    let (a, b) = (
-        json["file_bytes"][0].as_u64().unwrap(),
-        json["file_bytes"][1].as_u64().unwrap(),
-    );
+    let json: serde_json::Value = serde_json::from_str(&ok(run(&["diff", st.to_str().unwrap(), m(), "--json"], None))).unwrap();
+    let (a, b) = (json["file_bytes"][0].as_u64().unwrap(), json["file_bytes"][1].as_u64().unwrap());
     assert_eq!(a, std::fs::metadata(&st).unwrap().len());
     assert_eq!(b, std::fs::metadata(m()).unwrap().len());
     // A file against itself: nothing changed.
-    let same: serde_json::Value =
-        serde_json::from_str(&ok(run(&["diff", m(), m(), "--json"], None))).unwrap();
+    let same: serde_json::Value = serde_json::from_str(&ok(run(&["diff", m(), m(), "--json"], None))).unwrap();
     assert_eq!(same["changed"].as_array().unwrap().len(), 0);
     assert_eq!(same["same_inputs"], true);
 }
@@ -1366,28 +1099,12 @@ fn inspect_and_diff_refuse_what_is_not_a_model_file() {
     let junk = dir.join("notes.txt");
     std::fs::write(&junk, "not a model at all, just some words\n".repeat(10)).unwrap();
     let missing = dir.join("missing.octet");
-    fails(
-        &run(&["inspect", missing.to_str().unwrap()], None),
-        NO_INPUT,
-        &["missing.octet"],
-    );
-    fails(
-        &run(&["inspect", junk.to_str().unwrap()], None),
-        BAD_INPUT,
-        &["notes.txt"],
-    );
-    fails(
-        &run(&["diff", m(), junk.to_str().unwrap()], None),
-        BAD_INPUT,
-        &["notes.txt"],
-    );
+    fails(&run(&["inspect", missing.to_str().unwrap()], None), NO_INPUT, &["missing.octet"]);
+    fails(&run(&["inspect", junk.to_str().unwrap()], None), BAD_INPUT, &["notes.txt"]);
+    fails(&run(&["diff", m(), junk.to_str().unwrap()], None), BAD_INPUT, &["notes.txt"]);
     let mut truncated = std::fs::read(m()).unwrap();
     truncated.truncate(truncated.len() / 2);
     let cut = dir.join("cut.octet");
     std::fs::write(&cut, truncated).unwrap();
-    fails(
-        &run(&["inspect", cut.to_str().unwrap()], None),
-        BAD_INPUT,
-        &["cut.octet"],
-    );
+    fails(&run(&["inspect", cut.to_str().unwrap()], None), BAD_INPUT, &["cut.octet"]);
 }

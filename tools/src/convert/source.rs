@@ -24,14 +24,9 @@ impl SafetensorsFile {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: the map is read-only and lives as long as this struct; the converter
         // documents that its inputs must not be modified while it runs.
-        let map = unsafe { Mmap::map(&file) }
-            .with_context(|| format!("cannot map {}", path.display()))?;
-        SafeTensors::deserialize(&map)
-            .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-        Ok(SafetensorsFile {
-            path: path.to_path_buf(),
-            map,
-        })
+        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+        SafeTensors::deserialize(&map).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+        Ok(SafetensorsFile { path: path.to_path_buf(), map })
     }
 
     fn tensors(&self) -> SafeTensors<'_> {
@@ -40,11 +35,7 @@ impl SafetensorsFile {
 
     /// Every tensor name.
     pub fn names(&self) -> Vec<String> {
-        self.tensors()
-            .names()
-            .into_iter()
-            .map(String::from)
-            .collect()
+        self.tensors().names().into_iter().map(String::from).collect()
     }
 
     /// Whether a tensor exists.
@@ -55,16 +46,11 @@ impl SafetensorsFile {
     /// A tensor converted to f32, with its shape; `expected` is checked if given.
     pub fn f32(&self, name: &str, expected: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
         let st = self.tensors();
-        let view = st
-            .tensor(name)
-            .with_context(|| format!("tensor '{name}' not found in {}", self.path.display()))?;
+        let view = st.tensor(name).with_context(|| format!("tensor '{name}' not found in {}", self.path.display()))?;
         let shape = view.shape().to_vec();
         if let Some(e) = expected {
             if shape != e {
-                bail!(
-                    "tensor '{name}' in {} has shape {shape:?}, expected {e:?}",
-                    self.path.display()
-                );
+                bail!("tensor '{name}' in {} has shape {shape:?}, expected {e:?}", self.path.display());
             }
         }
         let bytes = view.data();
@@ -122,21 +108,15 @@ pub struct SourceFolder {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl SourceFolder {
@@ -154,17 +134,14 @@ impl SourceFolder {
         };
         let config = read_json(&track("config.json")?)?;
         let weights = SafetensorsFile::open(&track("model.safetensors")?)?;
-        let tokenizer_json =
-            std::fs::read(track("tokenizer.json")?).context("cannot read tokenizer.json")?;
+        let tokenizer_json = std::fs::read(track("tokenizer.json")?).context("cannot read tokenizer.json")?;
 
         let mut pooling = SourcePooling::Mean;
         let mut normalize = true;
         let mut dense = Vec::new();
         let modules_path = root.join("modules.json");
         if modules_path.exists() {
-            let modules: Vec<ModuleEntry> =
-                serde_json::from_value(read_json(&track("modules.json")?)?)
-                    .context("modules.json: unexpected layout")?;
+            let modules: Vec<ModuleEntry> = serde_json::from_value(read_json(&track("modules.json")?)?).context("modules.json: unexpected layout")?;
             normalize = modules.iter().any(|m| m.kind.ends_with("Normalize"));
             for m in &modules {
                 if m.kind.ends_with("Pooling") {
@@ -172,40 +149,24 @@ impl SourceFolder {
                     pooling = parse_pooling(&cfg)?;
                 } else if m.kind.ends_with("Dense") {
                     let cfg = read_json(&track(&format!("{}/config.json", m.path))?)?;
-                    let get = |k: &str| {
-                        cfg.get(k)
-                            .and_then(Value::as_u64)
-                            .map(|v| v as usize)
-                            .with_context(|| format!("{}/config.json lacks {k}", m.path))
-                    };
+                    let get = |k: &str| cfg.get(k).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("{}/config.json lacks {k}", m.path));
                     dense.push(DenseModule {
                         folder: root.join(&m.path),
                         in_features: get("in_features")?,
                         out_features: get("out_features")?,
                         bias: cfg.get("bias").and_then(Value::as_bool).unwrap_or(true),
-                        activation: cfg
-                            .get("activation_function")
-                            .and_then(Value::as_str)
-                            .unwrap_or("torch.nn.modules.activation.Tanh")
-                            .to_string(),
+                        activation: cfg.get("activation_function").and_then(Value::as_str).unwrap_or("torch.nn.modules.activation.Tanh").to_string(),
                     });
                     track(&format!("{}/model.safetensors", m.path))?;
                 } else if !(m.kind.ends_with("Transformer") || m.kind.ends_with("Normalize")) {
-                    bail!(
-                        "modules.json names module '{}' of type {}, which octet does not support",
-                        m.path,
-                        m.kind
-                    );
+                    bail!("modules.json names module '{}' of type {}, which octet does not support", m.path, m.kind);
                 }
             }
         }
         let mut max_seq_len = None;
         if root.join("sentence_bert_config.json").exists() {
             let cfg = read_json(&track("sentence_bert_config.json")?)?;
-            max_seq_len = cfg
-                .get("max_seq_length")
-                .and_then(Value::as_u64)
-                .map(|v| v as usize);
+            max_seq_len = cfg.get("max_seq_length").and_then(Value::as_u64).map(|v| v as usize);
         }
         let mut prompts = BTreeMap::new();
         let mut default_prompt = None;
@@ -218,41 +179,19 @@ impl SourceFolder {
                     }
                 }
             }
-            default_prompt = cfg
-                .get("default_prompt_name")
-                .and_then(Value::as_str)
-                .map(String::from);
+            default_prompt = cfg.get("default_prompt_name").and_then(Value::as_str).map(String::from);
         }
-        Ok(SourceFolder {
-            root: root.to_path_buf(),
-            config,
-            weights,
-            tokenizer_json,
-            pooling,
-            normalize,
-            max_seq_len,
-            dense,
-            prompts,
-            default_prompt,
-            sources,
-        })
+        Ok(SourceFolder { root: root.to_path_buf(), config, weights, tokenizer_json, pooling, normalize, max_seq_len, dense, prompts, default_prompt, sources })
     }
 
     /// The `model_type` in config.json.
     pub fn model_type(&self) -> &str {
-        self.config
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        self.config.get("model_type").and_then(Value::as_str).unwrap_or("")
     }
 
     /// An integer field of config.json.
     pub fn config_usize(&self, key: &str) -> Result<usize> {
-        self.config
-            .get(key)
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .with_context(|| format!("config.json lacks the integer '{key}'"))
+        self.config.get(key).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("config.json lacks the integer '{key}'"))
     }
 }
 
@@ -274,17 +213,11 @@ fn parse_pooling(cfg: &Value) -> Result<SourcePooling> {
         (on("pooling_mode_max_tokens"), SourcePooling::Max),
         (on("pooling_mode_lasttoken"), SourcePooling::LastToken),
     ];
-    let chosen: Vec<SourcePooling> = modes
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, m)| m)
-        .collect();
+    let chosen: Vec<SourcePooling> = modes.into_iter().filter(|(on, _)| *on).map(|(_, m)| m).collect();
     match chosen.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("the pooling config enables no pooling mode"),
-        _ => bail!(
-            "the pooling config enables several modes at once ({chosen:?}); octet supports one"
-        ),
+        _ => bail!("the pooling config enables several modes at once ({chosen:?}); octet supports one"),
     }
 }
 
@@ -295,14 +228,8 @@ mod tests {
 
     #[test]
     fn pooling_configs_of_both_sentence_transformers_generations() {
-        assert_eq!(
-            parse_pooling(&json!({"pooling_mode_mean_tokens": true})).unwrap(),
-            SourcePooling::Mean
-        );
-        assert_eq!(
-            parse_pooling(&json!({"pooling_mode": "cls"})).unwrap(),
-            SourcePooling::Cls
-        );
+        assert_eq!(parse_pooling(&json!({"pooling_mode_mean_tokens": true})).unwrap(), SourcePooling::Mean);
+        assert_eq!(parse_pooling(&json!({"pooling_mode": "cls"})).unwrap(), SourcePooling::Cls);
         assert!(parse_pooling(&json!({"pooling_mode": "weightedmean"})).is_err());
         assert!(parse_pooling(&json!({})).is_err());
     }

@@ -19,17 +19,11 @@ const WORD_EMBEDDINGS: [&str; 2] = ["encoder.embed_tokens.weight", "shared.weigh
 /// tokenizer) changes nothing here.
 pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
     let w = &src.weights;
-    let config: T5Config = serde_json::from_value(src.config.clone()).context(
-        "config.json is not a T5 config (d_model, d_kv, d_ff, num_layers, num_heads, vocab_size)",
-    )?;
+    let config: T5Config = serde_json::from_value(src.config.clone())
+        .context("config.json is not a T5 config (d_model, d_kv, d_ff, num_layers, num_heads, vocab_size)")?;
     config.validate()?;
     let gated = config.feed_forward()?.is_gated();
-    let (d, inner, ff, vocab) = (
-        config.d_model,
-        config.inner_dim(),
-        config.d_ff,
-        config.vocab_size,
-    );
+    let (d, inner, ff, vocab) = (config.d_model, config.inner_dim(), config.d_ff, config.vocab_size);
     let buckets = config.relative_attention_num_buckets;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(name, Some(shape))?.0) };
     let vector = |name: &str| -> Result<Logical> {
@@ -46,16 +40,13 @@ pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
         after_norm,
     };
 
-    let word = WORD_EMBEDDINGS
-        .into_iter()
-        .find(|n| w.contains(n))
-        .ok_or_else(|| {
-            anyhow!(
-                "neither {} is in {}: not a T5 checkpoint",
-                WORD_EMBEDDINGS.join(" nor "),
-                w.path.display()
-            )
-        })?;
+    let word = WORD_EMBEDDINGS.into_iter().find(|n| w.contains(n)).ok_or_else(|| {
+        anyhow!(
+            "neither {} is in {}: not a T5 checkpoint",
+            WORD_EMBEDDINGS.join(" nor "),
+            w.path.display()
+        )
+    })?;
     let mut out = vec![
         Planned::new(
             "embeddings.word",
@@ -86,10 +77,7 @@ pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
         ));
         let mut qkv = Vec::with_capacity(3 * inner * d);
         for part in ["q", "k", "v"] {
-            qkv.extend(get(
-                &format!("{block}.0.SelfAttention.{part}.weight"),
-                &[inner, d],
-            )?);
+            qkv.extend(get(&format!("{block}.0.SelfAttention.{part}.weight"), &[inner, d])?);
         }
         out.push(Planned::new(
             &format!("{dst}.attention.qkv"),

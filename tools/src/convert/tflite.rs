@@ -24,10 +24,7 @@ use super::{store, tokenizer, ConvertReport, Logical, Planned, TableKind};
 use crate::tflite::bert::{self, BertGraph, LinearRef};
 use crate::tflite::{TensorType, TfliteModel};
 use anyhow::{bail, Context, Result};
-use octet::format::{
-    Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance,
-    Quantization, SourceFile,
-};
+use octet::format::{Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -51,8 +48,7 @@ pub fn is_tflite(path: &Path) -> bool {
             }
         }
     }
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
 }
 
 /// A linear layer read from the file: exact int8, or f32.
@@ -104,20 +100,12 @@ pub(super) fn shape2(model: &TfliteModel, t: usize, what: &str) -> Result<(usize
 }
 
 /// Reads a linear layer; `k` is the expected input width.
-pub(super) fn read_linear(
-    model: &TfliteModel,
-    r: &LinearRef,
-    k_expected: usize,
-    what: &str,
-) -> Result<LinearData> {
+pub(super) fn read_linear(model: &TfliteModel, r: &LinearRef, k_expected: usize, what: &str) -> Result<LinearData> {
     let t = &model.tensors[r.weight];
     let (a, b) = shape2(model, r.weight, what)?;
     let (n, k) = if r.transposed { (b, a) } else { (a, b) };
     if k != k_expected {
-        bail!(
-            "{what}: weight {} has {k} inputs, expected {k_expected}",
-            t.label()
-        );
+        bail!("{what}: weight {} has {k} inputs, expected {k_expected}", t.label());
     }
     // The channel axis of a per-channel weight must be the output axis.
     let out_axis = if r.transposed { 1 } else { 0 };
@@ -162,12 +150,7 @@ pub(super) fn read_linear(
         }
         None => vec![0.0; n],
     };
-    Ok(LinearData {
-        weights,
-        bias,
-        n,
-        k,
-    })
+    Ok(LinearData { weights, bias, n, k })
 }
 
 /// One linear layer made of `parts` stacked along the outputs (QKV), int8 if every part is.
@@ -175,12 +158,8 @@ pub(super) fn read_linear(
 pub(super) fn linear_logical(parts: Vec<LinearData>, after_norm: bool, with_bias: bool) -> Logical {
     let k = parts[0].k;
     let n: usize = parts.iter().map(|p| p.n).sum();
-    let bias: Option<Vec<f32>> =
-        with_bias.then(|| parts.iter().flat_map(|p| p.bias.iter().copied()).collect());
-    if parts
-        .iter()
-        .all(|p| matches!(p.weights, Weights::I8 { .. }))
-    {
+    let bias: Option<Vec<f32>> = with_bias.then(|| parts.iter().flat_map(|p| p.bias.iter().copied()).collect());
+    if parts.iter().all(|p| matches!(p.weights, Weights::I8 { .. })) {
         let (mut q, mut scales) = (Vec::with_capacity(n * k), Vec::with_capacity(n));
         for p in parts {
             if let Weights::I8 { q: pq, scales: ps } = p.weights {
@@ -220,12 +199,7 @@ pub(super) fn vector(model: &TfliteModel, t: usize, len: usize, what: &str) -> R
 }
 
 /// The token table: exact int8 with its scales and zero points, or f32.
-pub(super) fn token_table(
-    model: &TfliteModel,
-    word_index: usize,
-    vocab: usize,
-    h: usize,
-) -> Result<Logical> {
+pub(super) fn token_table(model: &TfliteModel, word_index: usize, vocab: usize, h: usize) -> Result<Logical> {
     let word = &model.tensors[word_index];
     Ok(match (&word.dtype, &word.quant) {
         (TensorType::I8, Some(q)) if !q.per_channel() || q.axis == 0 => {
@@ -296,10 +270,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
     };
     let mut token_type = vec![0f32; h];
     for &t in &g.token_type {
-        for (acc, v) in token_type
-            .iter_mut()
-            .zip(first_row(model, t, h, "token type")?)
-        {
+        for (acc, v) in token_type.iter_mut().zip(first_row(model, t, h, "token type")?) {
             *acc += v;
         }
     }
@@ -371,10 +342,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
         if i == 0 {
             intermediate = up.n;
         } else if up.n != intermediate {
-            bail!(
-                "{p}: FFN width {} differs from layer 0's {intermediate}",
-                up.n
-            );
+            bail!("{p}: FFN width {} differs from layer 0's {intermediate}", up.n);
         }
         out.push(Planned::new(
             &format!("{p}.ffn.up"),
@@ -402,10 +370,7 @@ pub fn plan(model: &TfliteModel, g: &BertGraph) -> Result<(Vec<Planned>, Sizes)>
 }
 
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a recognised graph becomes: the planned tensors and the metadata that depends on the
@@ -465,19 +430,13 @@ fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> {
 }
 
 /// Converts the TFLite file `input` into the `.octet` file `output`.
-pub fn convert(
-    input: &Path,
-    output: &Path,
-    recipe: &Recipe,
-    inputs: &TfliteInputs,
-) -> Result<ConvertReport> {
+pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInputs) -> Result<ConvertReport> {
     let model = TfliteModel::open(input)?;
     let plan = match inputs.mapping {
         Some(path) => {
-            let text =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let map: serde_json::Value = serde_json::from_slice(&text)
-                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let map: serde_json::Value =
+                serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
             plan_bert(&model, &bert::from_mapping(&model, &map)?)?
         }
         None => recognise(&model, input)?,
@@ -490,11 +449,9 @@ pub fn convert(
         positions,
         dense,
     } = plan;
-    let user_or_embedded =
-        crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
+    let user_or_embedded = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
     let max_seq_len = user_or_embedded.window.unwrap_or(positions).min(positions);
-    let file_bytes =
-        std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let file_bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let name_of = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())

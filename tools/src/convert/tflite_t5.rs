@@ -49,10 +49,7 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
             Some(t) => vector(model, t, d, what)?,
             None => vec![1.0; d],
         };
-        Ok(Logical::Vector {
-            data,
-            shape: vec![d],
-        })
+        Ok(Logical::Vector { data, shape: vec![d] })
     };
     let check = |l: &LinearData, n_want: usize, what: &str| -> Result<()> {
         if l.n != n_want {
@@ -89,10 +86,7 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
         ));
         let o = read_linear(model, &l.output, inner, &format!("{p} attention output"))?;
         check(&o, d, &format!("{p} attention output"))?;
-        out.push(Planned::new(
-            &format!("{p}.attention.output"),
-            linear_logical(vec![o], false, false),
-        ));
+        out.push(Planned::new(&format!("{p}.attention.output"), linear_logical(vec![o], false, false)));
         out.push(Planned::new(
             &format!("{p}.ffn.norm.weight"),
             norm(l.ffn_norm, &format!("{p} FFN norm"))?,
@@ -112,22 +106,13 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
                     linear_logical(vec![gate, up], after_norm, false),
                 ));
             }
-            None => out.push(Planned::new(
-                &format!("{p}.ffn.up"),
-                linear_logical(vec![up], after_norm, false),
-            )),
+            None => out.push(Planned::new(&format!("{p}.ffn.up"), linear_logical(vec![up], after_norm, false))),
         }
         let down = read_linear(model, &l.down, d_ff, &format!("{p} FFN down"))?;
         check(&down, d, &format!("{p} FFN down"))?;
-        out.push(Planned::new(
-            &format!("{p}.ffn.down"),
-            linear_logical(vec![down], false, false),
-        ));
+        out.push(Planned::new(&format!("{p}.ffn.down"), linear_logical(vec![down], false, false)));
     }
-    out.push(Planned::new(
-        "final_norm.weight",
-        norm(g.final_norm, "final norm")?,
-    ));
+    out.push(Planned::new("final_norm.weight", norm(g.final_norm, "final norm")?));
     let mut dense = Vec::new();
     if let Some(r) = &g.dense {
         let lin = read_linear(model, r, d, "dense projection")?;
@@ -138,10 +123,7 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
             weight: "dense.0.weight".to_string(),
             bias: None,
         });
-        out.push(Planned::new(
-            "dense.0",
-            linear_logical(vec![lin], false, false),
-        ));
+        out.push(Planned::new("dense.0", linear_logical(vec![lin], false, false)));
     }
     let config = serde_json::json!({
         "model_type": "t5",

@@ -30,11 +30,7 @@ pub fn add(writer: &mut ModelWriter, name: &str, json: &[u8]) -> Result<()> {
         Some(parts) if parts.matches(&compact)? => {
             writer.add_blob(name, &parts.skeleton)?;
             writer.add_blob(VOCAB, &parts.vocab)?;
-            writer.add_i32(
-                &format!("{VOCAB}{OFFSETS_SUFFIX}"),
-                &[parts.offsets.len()],
-                &parts.offsets,
-            )?;
+            writer.add_i32(&format!("{VOCAB}{OFFSETS_SUFFIX}"), &[parts.offsets.len()], &parts.offsets)?;
             writer.add_i32(MERGES, &[parts.merges.len() / 2, 2], &parts.merges)?;
         }
         _ => writer.add_blob(name, &compact)?,
@@ -52,12 +48,7 @@ struct SplitBpe {
 
 impl SplitBpe {
     fn parts(&self) -> StoredBpe<'_> {
-        StoredBpe {
-            skeleton: &self.skeleton,
-            vocab: &self.vocab,
-            offsets: &self.offsets,
-            merges: &self.merges,
-        }
+        StoredBpe { skeleton: &self.skeleton, vocab: &self.vocab, offsets: &self.offsets, merges: &self.merges }
     }
 
     /// Whether the parts load, the fast way, into the same tokenizer as `compact` (the whole
@@ -72,8 +63,7 @@ impl SplitBpe {
         let Ok(stored) = TextTokenizer::from_stored_bpe(&self.parts(), WINDOW) else {
             return Ok(false);
         };
-        Ok(stored.load_path() == LoadPath::StoredBpe
-            && stored.canonical_json()? == original.canonical_json()?)
+        Ok(stored.load_path() == LoadPath::StoredBpe && stored.canonical_json()? == original.canonical_json()?)
     }
 }
 
@@ -87,36 +77,24 @@ fn split_bpe(value: &Value) -> Result<Option<SplitBpe>> {
     if model.get("type").and_then(Value::as_str) != Some("BPE") {
         return Ok(None);
     }
-    let (Some(vocab), Some(merges)) = (
-        model.get("vocab").and_then(Value::as_object),
-        model.get("merges").and_then(Value::as_array),
-    ) else {
+    let (Some(vocab), Some(merges)) =
+        (model.get("vocab").and_then(Value::as_object), model.get("merges").and_then(Value::as_array))
+    else {
         return Ok(None);
     };
     let mut by_id: Vec<Option<&str>> = vec![None; vocab.len()];
     for (string, id) in vocab {
-        match id
-            .as_u64()
-            .and_then(|id| usize::try_from(id).ok())
-            .and_then(|id| by_id.get_mut(id))
-        {
+        match id.as_u64().and_then(|id| usize::try_from(id).ok()).and_then(|id| by_id.get_mut(id)) {
             Some(slot @ None) => *slot = Some(string),
             _ => return Ok(None),
         }
     }
-    let strings: Vec<&str> = by_id
-        .into_iter()
-        .collect::<Option<_>>()
-        .expect("n distinct ids below n fill every slot");
-    let ids: HashMap<&str, i32> = match strings
-        .iter()
-        .enumerate()
-        .map(|(id, s)| Ok((*s, i32::try_from(id)?)))
-        .collect::<Result<_>>()
-    {
-        Ok(ids) => ids,
-        Err(_) => return Ok(None),
-    };
+    let strings: Vec<&str> = by_id.into_iter().collect::<Option<_>>().expect("n distinct ids below n fill every slot");
+    let ids: HashMap<&str, i32> =
+        match strings.iter().enumerate().map(|(id, s)| Ok((*s, i32::try_from(id)?))).collect::<Result<_>>() {
+            Ok(ids) => ids,
+            Err(_) => return Ok(None),
+        };
     let mut pair_ids = Vec::with_capacity(2 * merges.len());
     for merge in merges {
         // `["a", "b"]`, or the older `"a b"` (split on the one space, as the tokenizers crate does).
@@ -149,12 +127,7 @@ fn split_bpe(value: &Value) -> Result<Option<SplitBpe>> {
     let mut skeleton = value.clone();
     skeleton["model"]["vocab"] = Value::String(VOCAB.into());
     skeleton["model"]["merges"] = Value::String(MERGES.into());
-    Ok(Some(SplitBpe {
-        skeleton: serde_json::to_vec(&skeleton)?,
-        vocab: bytes,
-        offsets,
-        merges: pair_ids,
-    }))
+    Ok(Some(SplitBpe { skeleton: serde_json::to_vec(&skeleton)?, vocab: bytes, offsets, merges: pair_ids }))
 }
 
 #[cfg(test)]
@@ -186,15 +159,10 @@ mod tests {
 
     #[test]
     fn bpe_is_split_and_loads_the_same() {
-        for merges in [
-            serde_json::json!([["a", "b"], ["\u{2581}", "ab"]]),
-            serde_json::json!(["a b", "\u{2581} ab"]),
-        ] {
+        for merges in [serde_json::json!([["a", "b"], ["\u{2581}", "ab"]]), serde_json::json!(["a b", "\u{2581} ab"])] {
             let value = tiny(merges);
             let compact = serde_json::to_vec(&value).unwrap();
-            let parts = split_bpe(&value)
-                .unwrap()
-                .expect("a plain BPE tokenizer splits");
+            let parts = split_bpe(&value).unwrap().expect("a plain BPE tokenizer splits");
             assert_eq!(parts.offsets.len(), 8);
             assert_eq!(parts.merges, vec![2, 3, 5, 4]);
             assert!(parts.matches(&compact).unwrap());
@@ -217,10 +185,7 @@ mod tests {
         holes["model"]["vocab"]["ab"] = 9.into();
         assert!(split_bpe(&holes).unwrap().is_none(), "ids not exactly 0..n");
         let unknown = tiny(serde_json::json!([["a", "zz"]]));
-        assert!(
-            split_bpe(&unknown).unwrap().is_none(),
-            "merge of a string outside the vocabulary"
-        );
+        assert!(split_bpe(&unknown).unwrap().is_none(), "merge of a string outside the vocabulary");
         let mut wordpiece = tiny(serde_json::json!([]));
         wordpiece["model"]["type"] = "WordPiece".into();
         assert!(split_bpe(&wordpiece).unwrap().is_none());
@@ -231,14 +196,9 @@ mod tests {
         // "ab" merges into a token the vocabulary lacks: the ordinary path fails to load, so
         // the split is refused rather than producing a different tokenizer.
         let mut value = tiny(serde_json::json!([["a", "b"]]));
-        value["model"]["vocab"]
-            .as_object_mut()
-            .unwrap()
-            .remove("ab");
+        value["model"]["vocab"].as_object_mut().unwrap().remove("ab");
         value["model"]["vocab"]["ab2"] = 4.into();
-        let parts = split_bpe(&value)
-            .unwrap()
-            .expect("ids are 0..n and merge strings known");
+        let parts = split_bpe(&value).unwrap().expect("ids are 0..n and merge strings known");
         assert!(!parts.matches(&serde_json::to_vec(&value).unwrap()).unwrap());
     }
 }

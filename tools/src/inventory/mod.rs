@@ -64,9 +64,7 @@ impl fmt::Display for Quantization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Quantization::None => f.write_str("none"),
-            Quantization::PerTensor { scale, zero_point } => {
-                write!(f, "per-tensor scale {scale:.3e} zp {zero_point}")
-            }
+            Quantization::PerTensor { scale, zero_point } => write!(f, "per-tensor scale {scale:.3e} zp {zero_point}"),
             Quantization::PerChannel {
                 axis,
                 channels,
@@ -216,8 +214,7 @@ impl Inventory {
 /// Tells the format from the file's first bytes.
 pub fn detect(path: &Path) -> Result<Format> {
     let mut head = [0u8; 16];
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut got = 0;
     while got < head.len() {
         let n = file

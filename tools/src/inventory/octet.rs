@@ -9,25 +9,20 @@ use std::path::Path;
 
 /// Reads the inventory of the `.octet` file at `path` (validated as the engine would).
 pub fn read(path: &Path) -> Result<Inventory> {
-    let file = ModelFile::open(path)
-        .with_context(|| format!("cannot read the model {}", path.display()))?;
+    let file = ModelFile::open(path).with_context(|| format!("cannot read the model {}", path.display()))?;
     let mut inv = Inventory::new(Format::Octet, path, file.file_len());
     let meta = file.meta();
     let (major, minor) = file.version();
-    inv.facts
-        .push(("format".into(), format!("octet {major}.{minor}")));
-    inv.facts
-        .push(("architecture".into(), meta.architecture.to_string()));
-    inv.facts
-        .push(("recipe".into(), meta.quantization.recipe.clone()));
+    inv.facts.push(("format".into(), format!("octet {major}.{minor}")));
+    inv.facts.push(("architecture".into(), meta.architecture.to_string()));
+    inv.facts.push(("recipe".into(), meta.quantization.recipe.clone()));
     if let Some(g) = meta.quantization.k_group {
         inv.facts.push(("k_group".into(), g.to_string()));
     }
     if let Some(notes) = &meta.quantization.notes {
         inv.facts.push(("recipe notes".into(), notes.clone()));
     }
-    inv.facts
-        .push(("converter".into(), meta.provenance.converter.clone()));
+    inv.facts.push(("converter".into(), meta.provenance.converter.clone()));
 
     // Which tensors serve another one: `.scale` / `.zero_point` of quantized i8 / u6 tensors,
     // `.col_scales` / `.col_sums` of packed int8 weights.
@@ -59,12 +54,7 @@ pub fn read(path: &Path) -> Result<Inventory> {
     Ok(inv)
 }
 
-fn quantization(
-    file: &ModelFile,
-    name: &str,
-    dtype: Dtype,
-    shape: &[usize],
-) -> Result<Quantization> {
+fn quantization(file: &ModelFile, name: &str, dtype: Dtype, shape: &[usize]) -> Result<Quantization> {
     Ok(match dtype {
         Dtype::I8Packed => {
             let (n, k) = (shape[0], shape[1]);
@@ -120,10 +110,7 @@ fn ports(meta: &ModelMeta) -> (Vec<Port>, Vec<Port>) {
             Dim::Dynamic("batch".into()),
             Dim::Dynamic(format!("tokens<={}", meta.max_seq_len)),
         ],
-        note: format!(
-            "token ids from the stored tokenizer ({}){prompts}",
-            meta.tokenizer
-        ),
+        note: format!("token ids from the stored tokenizer ({}){prompts}", meta.tokenizer),
     }];
     let mut note = format!("{:?} pooling", meta.pooling.mode).to_lowercase();
     if !meta.dense.is_empty() {

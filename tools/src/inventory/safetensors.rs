@@ -13,8 +13,7 @@ const MAX_HEADER: u64 = 100 << 20;
 
 /// Reads the inventory of the `.safetensors` file at `path`.
 pub fn read(path: &Path) -> Result<Inventory> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file_bytes = file.metadata()?.len();
     let mut len = [0u8; 8];
     file.read_exact(&mut len)
@@ -31,10 +30,7 @@ pub fn read(path: &Path) -> Result<Inventory> {
     let json: serde_json::Value = serde_json::from_slice(&header)
         .with_context(|| format!("{}: the safetensors header is not JSON", path.display()))?;
     let Some(map) = json.as_object() else {
-        bail!(
-            "{}: the safetensors header is not a JSON object",
-            path.display()
-        )
+        bail!("{}: the safetensors header is not a JSON object", path.display())
     };
 
     let mut inv = Inventory::new(Format::Safetensors, path, file_bytes);
@@ -45,9 +41,7 @@ pub fn read(path: &Path) -> Result<Inventory> {
                 for (k, v) in meta {
                     inv.facts.push((
                         format!("metadata {k}"),
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
+                        v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
                     ));
                 }
             }
@@ -104,9 +98,8 @@ fn describe_from_config(path: &Path, inv: &mut Inventory) {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(config) = config else {
-        inv.notes.push(
-            "safetensors records no inputs or outputs (no config.json next to the file)".into(),
-        );
+        inv.notes
+            .push("safetensors records no inputs or outputs (no config.json next to the file)".into());
         return;
     };
     let get = |k: &str| config.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
@@ -134,14 +127,10 @@ fn describe_from_config(path: &Path, inv: &mut Inventory) {
         shape: vec![
             Dim::Dynamic("batch".into()),
             tokens,
-            hidden
-                .map(Dim::Fixed)
-                .unwrap_or_else(|| Dim::Dynamic("?".into())),
+            hidden.map(Dim::Fixed).unwrap_or_else(|| Dim::Dynamic("?".into())),
         ],
         note: "one vector per token, before pooling".into(),
     });
-    inv.notes.push(format!(
-        "inputs and outputs described from {}",
-        config_path.display()
-    ));
+    inv.notes
+        .push(format!("inputs and outputs described from {}", config_path.display()));
 }

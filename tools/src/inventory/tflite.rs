@@ -6,8 +6,8 @@
 //! its MediaPipe / TFLite Support metadata carries, if any.
 
 use super::{per_channel, Dim, Format, Inventory, Port, Quantization, TensorEntry};
-use crate::tflite::metadata::{self, TokenizerKind};
 use crate::tflite::model::{op, Tensor};
+use crate::tflite::metadata::{self, TokenizerKind};
 use crate::tflite::{bert, TensorType, TfliteModel};
 use anyhow::Result;
 use std::path::Path;
@@ -30,11 +30,7 @@ fn dtype_name(t: TensorType) -> String {
 fn quantization(t: &Tensor) -> Quantization {
     match &t.quant {
         None => Quantization::None,
-        Some(q) => per_channel(
-            Some(q.axis),
-            &q.scale,
-            q.zero_point.first().copied().unwrap_or(0),
-        ),
+        Some(q) => per_channel(Some(q.axis), &q.scale, q.zero_point.first().copied().unwrap_or(0)),
     }
 }
 
@@ -43,13 +39,7 @@ fn port(t: &Tensor) -> Port {
         Some(sig) if sig.len() == t.shape.len() => sig
             .iter()
             .zip(&t.shape)
-            .map(|(&s, &d)| {
-                if s < 0 {
-                    Dim::Dynamic("?".into())
-                } else {
-                    Dim::Fixed(d)
-                }
-            })
+            .map(|(&s, &d)| if s < 0 { Dim::Dynamic("?".into()) } else { Dim::Fixed(d) })
             .collect(),
         _ => t.shape.iter().map(|&d| Dim::Fixed(d)).collect(),
     };
@@ -75,16 +65,8 @@ pub fn read(path: &Path) -> Result<Inventory> {
             companion_of: None,
         });
     }
-    inv.inputs = model
-        .inputs
-        .iter()
-        .map(|&i| port(&model.tensors[i]))
-        .collect();
-    inv.outputs = model
-        .outputs
-        .iter()
-        .map(|&i| port(&model.tensors[i]))
-        .collect();
+    inv.inputs = model.inputs.iter().map(|&i| port(&model.tensors[i])).collect();
+    inv.outputs = model.outputs.iter().map(|&i| port(&model.tensors[i])).collect();
     let mut counts: Vec<(String, usize)> = Vec::new();
     for o in &model.operators {
         let name = o
@@ -99,10 +81,8 @@ pub fn read(path: &Path) -> Result<Inventory> {
     }
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     inv.operators = counts;
-    inv.facts
-        .push(("subgraphs".into(), model.subgraph_count.to_string()));
-    inv.facts
-        .push(("operators".into(), model.operators.len().to_string()));
+    inv.facts.push(("subgraphs".into(), model.subgraph_count.to_string()));
+    inv.facts.push(("operators".into(), model.operators.len().to_string()));
     inv.facts.push((
         "tensors".into(),
         format!("{} ({} constant)", model.tensors.len(), inv.tensors.len()),
@@ -110,28 +90,16 @@ pub fn read(path: &Path) -> Result<Inventory> {
     match metadata::embedded_tokenizer(&model) {
         Ok(Some(t)) => {
             let size = match t.unit.kind {
-                TokenizerKind::Bert => format!(
-                    "{} tokens",
-                    t.contents
-                        .split(|&b| b == b'\n')
-                        .filter(|l| !l.is_empty())
-                        .count()
-                ),
+                TokenizerKind::Bert => format!("{} tokens", t.contents.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()),
                 TokenizerKind::SentencePiece => format!("{} bytes", t.contents.len()),
             };
             inv.facts.push((
                 "tokenizer".into(),
-                format!(
-                    "{} '{}' ({size}) in the file's TFLite metadata",
-                    t.unit.kind.as_str(),
-                    t.unit.file
-                ),
+                format!("{} '{}' ({size}) in the file's TFLite metadata", t.unit.kind.as_str(), t.unit.file),
             ));
         }
         Ok(None) => {}
-        Err(e) => inv.notes.push(format!(
-            "the tokenizer named in the TFLite metadata cannot be read: {e}"
-        )),
+        Err(e) => inv.notes.push(format!("the tokenizer named in the TFLite metadata cannot be read: {e}")),
     }
     match bert::recognise(&model) {
         Ok(g) => {
@@ -189,12 +157,7 @@ fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut In
         .f32_values(&model.tensors[g.position_bias])
         .ok()
         .and_then(|v| crate::tflite::t5::bucket_table(&v, g.heads, g.sequence).ok())
-        .map(|b| {
-            format!(
-                "{} buckets up to distance {}",
-                b.num_buckets, b.max_distance
-            )
-        })
+        .map(|b| format!("{} buckets up to distance {}", b.num_buckets, b.max_distance))
         .unwrap_or_else(|| "a position bias no T5 bucketing reproduces".into());
     inv.facts.push((
         "recognised".into(),
@@ -210,22 +173,10 @@ fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut In
         ),
     ));
     if let Some(out) = inv.outputs.first_mut() {
-        let pooled = if g.dense.is_some() {
-            "masked mean, Dense"
-        } else {
-            "masked mean"
-        };
-        out.note = if g.normalize {
-            format!("{pooled}, L2-normalized embedding")
-        } else {
-            format!("{pooled} embedding")
-        };
+        let pooled = if g.dense.is_some() { "masked mean, Dense" } else { "masked mean" };
+        out.note = if g.normalize { format!("{pooled}, L2-normalized embedding") } else { format!("{pooled} embedding") };
     }
-    if let Some(input) = inv
-        .inputs
-        .iter_mut()
-        .find(|p| p.dtype == "INT32" || p.dtype == "INT64")
-    {
+    if let Some(input) = inv.inputs.iter_mut().find(|p| p.dtype == "INT32" || p.dtype == "INT64") {
         input.note = match g.pad_id {
             Some(pad) => format!("token ids, {pad} = padding"),
             None => "token ids".into(),
@@ -239,15 +190,8 @@ mod tests {
 
     #[test]
     fn a_small_model_is_described() {
-        let path = std::env::temp_dir().join(format!(
-            "octet-inventory-tflite-{}.tflite",
-            std::process::id()
-        ));
-        std::fs::write(
-            &path,
-            crate::tflite::tests::build(&crate::tflite::tests::valid()),
-        )
-        .unwrap();
+        let path = std::env::temp_dir().join(format!("octet-inventory-tflite-{}.tflite", std::process::id()));
+        std::fs::write(&path, crate::tflite::tests::build(&crate::tflite::tests::valid())).unwrap();
         let inv = super::read(&path).unwrap();
         std::fs::remove_file(&path).ok();
         // The constants: the f32 table, the int8 per-channel and the int4 per-tensor tensors.
@@ -255,24 +199,10 @@ mod tests {
         assert_eq!(names, ["table", "w8", "w4"]);
         assert_eq!(inv.tensors[1].dtype, "INT8");
         assert_eq!(inv.tensors[1].bytes, 6);
-        assert!(matches!(
-            inv.tensors[1].quantization,
-            Quantization::PerChannel {
-                axis: Some(0),
-                channels: 2,
-                ..
-            }
-        ));
-        assert!(matches!(
-            inv.tensors[2].quantization,
-            Quantization::PerTensor { zero_point: 0, .. }
-        ));
+        assert!(matches!(inv.tensors[1].quantization, Quantization::PerChannel { axis: Some(0), channels: 2, .. }));
+        assert!(matches!(inv.tensors[2].quantization, Quantization::PerTensor { zero_point: 0, .. }));
         assert_eq!(inv.inputs[0].describe(), "ids INT32 [1, 2]");
         assert_eq!(inv.operators, vec![("GATHER".to_string(), 1)]);
-        assert!(
-            inv.notes[0].contains("would not recognise"),
-            "{:?}",
-            inv.notes
-        );
+        assert!(inv.notes[0].contains("would not recognise"), "{:?}", inv.notes);
     }
 }

@@ -35,25 +35,13 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 pub fn nearest(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
     let n = vectors.len();
     let k = k.min(n.saturating_sub(1));
-    let norms: Vec<f64> = vectors
-        .iter()
-        .map(|v| {
-            v.iter()
-                .map(|&x| (x as f64) * (x as f64))
-                .sum::<f64>()
-                .sqrt()
-        })
-        .collect();
+    let norms: Vec<f64> = vectors.iter().map(|v| v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()).collect();
     (0..n)
         .map(|i| {
             let mut scored: Vec<(f64, usize)> = (0..n)
                 .filter(|&j| j != i)
                 .map(|j| {
-                    let dot: f64 = vectors[i]
-                        .iter()
-                        .zip(&vectors[j])
-                        .map(|(&x, &y)| x as f64 * y as f64)
-                        .sum();
+                    let dot: f64 = vectors[i].iter().zip(&vectors[j]).map(|(&x, &y)| x as f64 * y as f64).sum();
                     let denom = norms[i] * norms[j];
                     (if denom == 0.0 { 0.0 } else { dot / denom }, j)
                 })
@@ -104,12 +92,7 @@ mod tests {
     #[test]
     fn neighbours_and_overlap() {
         // Points on a line: 0, 1 and 2 point one way, 3 the other.
-        let v = vec![
-            vec![1.0, 0.0],
-            vec![1.0, 0.1],
-            vec![1.0, 0.3],
-            vec![-1.0, 0.0],
-        ];
+        let v = vec![vec![1.0, 0.0], vec![1.0, 0.1], vec![1.0, 0.3], vec![-1.0, 0.0]];
         let near = nearest(&v, 2);
         assert_eq!(near[0], vec![1, 2]);
         // 3 points the other way: the least opposed (2, then 1) are its nearest.

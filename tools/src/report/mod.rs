@@ -37,12 +37,7 @@ pub fn builtin_texts() -> Vec<String> {
 
 /// One text per non-empty line.
 pub fn texts_from(content: &str) -> Vec<String> {
-    content
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
+    content.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
 }
 
 /// What to compare and how.
@@ -120,41 +115,29 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
     let _temp;
     let dir = match &options.keep_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             dir.clone()
         }
         None => {
             let dir = std::env::temp_dir().join(format!("octet-report-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             _temp = TempDir(dir.clone());
             dir
         }
     };
-    let stem = source
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let stem = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
 
     let steps = recipes.len() * (2 + rounds);
-    let bar = if options.progress {
-        ProgressBar::new(steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = if options.progress { ProgressBar::new(steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:32}] {pos}/{len} ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{msg:<28} [{bar:32}] {pos}/{len} ({elapsed})").expect("valid template").progress_chars("=> "),
     );
 
     let mut files = Vec::new();
     for r in &recipes {
         bar.set_message(format!("converting {}", r.name));
         let path = dir.join(format!("{stem}-{}.octet", r.name));
-        let done = convert::convert(source, &path, r, false)
-            .with_context(|| format!("recipe {}", r.name))?;
+        let done = convert::convert(source, &path, r, false).with_context(|| format!("recipe {}", r.name))?;
         files.push((path, done.bytes));
         bar.inc(1);
     }
@@ -172,15 +155,9 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
     let mut best = vec![Duration::MAX; recipes.len()];
     for round in 0..rounds {
         for (i, embedder) in embedders.iter().enumerate() {
-            bar.set_message(format!(
-                "embedding {} ({}/{rounds})",
-                recipes[i].name,
-                round + 1
-            ));
+            bar.set_message(format!("embedding {} ({}/{rounds})", recipes[i].name, round + 1));
             let start = Instant::now();
-            let v = embedder
-                .embed(&options.texts)
-                .with_context(|| format!("embedding with {}", recipes[i].name))?;
+            let v = embedder.embed(&options.texts).with_context(|| format!("embedding with {}", recipes[i].name))?;
             best[i] = best[i].min(start.elapsed());
             if round == 0 {
                 vectors[i] = v;
@@ -195,16 +172,8 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
     let (f32_bytes, f32_secs) = (files[0].1 as f64, best[0].as_secs_f64());
     let mut rows = Vec::new();
     for (i, r) in recipes.iter().enumerate() {
-        let cosines: Vec<f64> = vectors[i]
-            .iter()
-            .zip(reference)
-            .map(|(a, b)| metrics::cosine(a, b))
-            .collect();
-        let near = if i == 0 {
-            reference_near.clone()
-        } else {
-            metrics::nearest(&vectors[i], TOP_K)
-        };
+        let cosines: Vec<f64> = vectors[i].iter().zip(reference).map(|(a, b)| metrics::cosine(a, b)).collect();
+        let near = if i == 0 { reference_near.clone() } else { metrics::nearest(&vectors[i], TOP_K) };
         let secs = best[i].as_secs_f64();
         rows.push(RecipeRow {
             recipe: r.name.clone(),
@@ -216,11 +185,7 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
             min_cosine: cosines.iter().cloned().fold(f64::INFINITY, f64::min),
             top10_overlap: metrics::neighbour_overlap(&near, &reference_near),
             seconds: secs,
-            speed_vs_f32: if secs > 0.0 {
-                f32_secs / secs
-            } else {
-                f64::NAN
-            },
+            speed_vs_f32: if secs > 0.0 { f32_secs / secs } else { f64::NAN },
         });
     }
     let threads = embedders[0].threads();

@@ -175,12 +175,7 @@ impl<'m> Graph<'m> {
     }
 
     /// The single consumer of `t` with `code`, or an error describing what was there.
-    pub(super) fn one_user(
-        &self,
-        t: usize,
-        code: i32,
-        context: &str,
-    ) -> Result<&'m Operator, TfliteError> {
+    pub(super) fn one_user(&self, t: usize, code: i32, context: &str) -> Result<&'m Operator, TfliteError> {
         let users = self.users(t, code);
         match users.as_slice() {
             [o] => Ok(o),
@@ -694,25 +689,13 @@ pub(super) struct AttentionRoles {
 /// Assigns query, key and value from `entries`: (projection, the BATCH_MATMUL it reaches, the
 /// operand slot it enters). The product two projections enter is the scores (query in slot 0,
 /// key in slot 1); the third is the value. Shared with [`super::t5`].
-pub(super) fn attention_roles(
-    entries: &[(LinearRef, usize, usize)],
-    ctx: &str,
-) -> Result<AttentionRoles, TfliteError> {
+pub(super) fn attention_roles(entries: &[(LinearRef, usize, usize)], ctx: &str) -> Result<AttentionRoles, TfliteError> {
     let scores_op = entries
         .iter()
         .map(|e| e.1)
         .find(|&b| entries.iter().filter(|e| e.1 == b).count() == 2)
-        .ok_or_else(|| {
-            unrecognised(format!(
-                "{ctx}: no BATCH_MATMUL of two projections (query x key)"
-            ))
-        })?;
-    let pick = |slot: usize| {
-        entries
-            .iter()
-            .find(|e| e.1 == scores_op && e.2 == slot)
-            .map(|e| e.0)
-    };
+        .ok_or_else(|| unrecognised(format!("{ctx}: no BATCH_MATMUL of two projections (query x key)")))?;
+    let pick = |slot: usize| entries.iter().find(|e| e.1 == scores_op && e.2 == slot).map(|e| e.0);
     let (Some(query), Some(key)) = (pick(0), pick(1)) else {
         return Err(unrecognised(format!(
             "{ctx}: query and key enter the scores product in an unknown way"

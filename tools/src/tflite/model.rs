@@ -290,9 +290,7 @@ fn metadata_entries(
     model: &schema::ModelTable<'_>,
     buffers: &[Option<Range<usize>>],
 ) -> Result<Vec<MetadataEntry>, TfliteError> {
-    let Some(entries) = model.metadata() else {
-        return Ok(Vec::new());
-    };
+    let Some(entries) = model.metadata() else { return Ok(Vec::new()) };
     entries
         .iter()
         .map(|m| {
@@ -312,18 +310,14 @@ fn metadata_entries(
 impl TfliteModel {
     /// Reads and decodes the file at `path`.
     pub fn open(path: &Path) -> Result<TfliteModel, TfliteError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| TfliteError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| TfliteError::Io(format!("cannot read {}: {e}", path.display())))?;
         TfliteModel::from_bytes(bytes)
     }
 
     /// Decodes a model held in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<TfliteModel, TfliteError> {
         if bytes.len() < 8 {
-            return Err(invalid(format!(
-                "{} bytes: too short for a TFLite file",
-                bytes.len()
-            )));
+            return Err(invalid(format!("{} bytes: too short for a TFLite file", bytes.len())));
         }
         if &bytes[4..8] != FILE_IDENTIFIER {
             return Err(invalid(format!(
@@ -347,25 +341,12 @@ impl TfliteModel {
     #[allow(clippy::type_complexity)]
     fn decode(
         bytes: &[u8],
-    ) -> Result<
-        (
-            Vec<Tensor>,
-            Vec<usize>,
-            Vec<usize>,
-            Vec<Operator>,
-            usize,
-            Vec<MetadataEntry>,
-        ),
-        TfliteError,
-    > {
+    ) -> Result<(Vec<Tensor>, Vec<usize>, Vec<usize>, Vec<Operator>, usize, Vec<MetadataEntry>), TfliteError> {
         // A flatbuffer's offsets are 32-bit: the table part lies in the first 2 GB, and larger
         // files keep their buffers after it (Buffer.offset / size).
         let fb = &bytes[..bytes.len().min(flatbuffers::FLATBUFFERS_MAX_BUFFER_SIZE)];
-        let model = schema::verified_model(fb)
-            .map_err(|e| invalid(format!("malformed flatbuffer: {e}")))?;
-        let subgraphs = model
-            .subgraphs()
-            .ok_or_else(|| invalid("the model has no subgraphs"))?;
+        let model = schema::verified_model(fb).map_err(|e| invalid(format!("malformed flatbuffer: {e}")))?;
+        let subgraphs = model.subgraphs().ok_or_else(|| invalid("the model has no subgraphs"))?;
         if subgraphs.is_empty() {
             return Err(invalid("the model has no subgraphs"));
         }
@@ -377,8 +358,7 @@ impl TfliteModel {
                     .map(|c| {
                         (
                             c.builtin_code(),
-                            c.custom_code()
-                                .map(|b| String::from_utf8_lossy(b).into_owned()),
+                            c.custom_code().map(|b| String::from_utf8_lossy(b).into_owned()),
                         )
                     })
                     .collect()
@@ -394,8 +374,8 @@ impl TfliteModel {
                     // Offsets 0 and 1 are the schema's "no external data" sentinels.
                     let start = usize::try_from(offset)
                         .map_err(|_| invalid(format!("buffer {i}: offset {offset} too large")))?;
-                    let len = usize::try_from(size)
-                        .map_err(|_| invalid(format!("buffer {i}: size {size} too large")))?;
+                    let len =
+                        usize::try_from(size).map_err(|_| invalid(format!("buffer {i}: size {size} too large")))?;
                     let end = start.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| {
                         invalid(format!(
                             "buffer {i}: bytes {offset}..{offset}+{size} lie past the end of the {}-byte file",
@@ -428,11 +408,8 @@ impl TfliteModel {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|d| {
-                    usize::try_from(d).map_err(|_| {
-                        invalid(format!(
-                            "tensor '{name}' (#{index}) has a negative dimension {d}"
-                        ))
-                    })
+                    usize::try_from(d)
+                        .map_err(|_| invalid(format!("tensor '{name}' (#{index}) has a negative dimension {d}")))
                 })
                 .collect::<Result<Vec<usize>, _>>()?;
             let numel = shape
@@ -521,10 +498,7 @@ impl TfliteModel {
         }
 
         let single = |v: Option<Vector<'_, i32>>, what: &str| -> Result<Vec<usize>, TfliteError> {
-            Ok(indices(v, count, what, false)?
-                .into_iter()
-                .flatten()
-                .collect())
+            Ok(indices(v, count, what, false)?.into_iter().flatten().collect())
         };
         let inputs = single(graph.inputs(), "the subgraph's inputs")?;
         let outputs = single(graph.outputs(), "the subgraph's outputs")?;
@@ -571,14 +545,7 @@ impl TfliteModel {
             }
         }
         let metadata = metadata_entries(&model, &buffers)?;
-        Ok((
-            tensors,
-            inputs,
-            outputs,
-            operators,
-            subgraphs.len(),
-            metadata,
-        ))
+        Ok((tensors, inputs, outputs, operators, subgraphs.len(), metadata))
     }
 
     /// The bytes of the metadata buffer called `name`, if the model has one.
@@ -652,11 +619,7 @@ impl TfliteModel {
             .iter()
             .enumerate()
             .map(|(i, &v)| {
-                let c = if channels > 1 {
-                    (i / inner.max(1)) % channels
-                } else {
-                    0
-                };
+                let c = if channels > 1 { (i / inner.max(1)) % channels } else { 0 };
                 let scale = q.scale[c.min(q.scale.len() - 1)];
                 let zp = q
                     .zero_point
@@ -673,10 +636,7 @@ impl TfliteModel {
         match (t.dtype, self.data(t)) {
             (TensorType::I8, Some(b)) => Ok(b.iter().map(|&v| v as i8).collect()),
             (TensorType::I4, Some(_)) => self.i4_values(t),
-            _ => Err(invalid(format!(
-                "tensor {} is not a constant int8 tensor",
-                t.label()
-            ))),
+            _ => Err(invalid(format!("tensor {} is not a constant int8 tensor", t.label()))),
         }
     }
 
@@ -685,12 +645,7 @@ impl TfliteModel {
         let bytes = self
             .data(t)
             .filter(|_| t.dtype == TensorType::I4)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "tensor {} is not a constant int4 tensor",
-                    t.label()
-                ))
-            })?;
+            .ok_or_else(|| invalid(format!("tensor {} is not a constant int4 tensor", t.label())))?;
         let n = t.numel();
         Ok((0..n)
             .map(|i| ((bytes[i / 2] >> (4 * (i % 2))) << 4) as i8 >> 4)
@@ -704,10 +659,7 @@ impl TfliteModel {
                 .chunks_exact(4)
                 .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect()),
-            _ => Err(invalid(format!(
-                "tensor {} is not a constant int32 tensor",
-                t.label()
-            ))),
+            _ => Err(invalid(format!("tensor {} is not a constant int32 tensor", t.label()))),
         }
     }
 }

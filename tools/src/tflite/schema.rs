@@ -11,10 +11,7 @@
 //!
 //! Field slots are the schema's field ids: voffset = 4 + 2 x id.
 
-use flatbuffers::{
-    Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier,
-    VerifierOptions,
-};
+use flatbuffers::{Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, Verifiable, Verifier, VerifierOptions};
 
 /// The vtable offset of field `id`.
 pub(super) const fn slot(id: u16) -> u16 {
@@ -339,20 +336,14 @@ impl Verifiable for OperatorTable<'_> {
                 slot(4),
                 false,
                 |key, v, pos| match key {
-                    OPTIONS_FULLY_CONNECTED => v
-                        .verify_union_variant::<ForwardsUOffset<FullyConnectedOptionsTable>>(
-                            "FullyConnectedOptions",
-                            pos,
-                        ),
-                    OPTIONS_BATCH_MATMUL => v
-                        .verify_union_variant::<ForwardsUOffset<BatchMatMulOptionsTable>>(
-                            "BatchMatMulOptions",
-                            pos,
-                        ),
-                    OPTIONS_GELU => v.verify_union_variant::<ForwardsUOffset<GeluOptionsTable>>(
-                        "GeluOptions",
+                    OPTIONS_FULLY_CONNECTED => v.verify_union_variant::<ForwardsUOffset<FullyConnectedOptionsTable>>(
+                        "FullyConnectedOptions",
                         pos,
                     ),
+                    OPTIONS_BATCH_MATMUL => {
+                        v.verify_union_variant::<ForwardsUOffset<BatchMatMulOptionsTable>>("BatchMatMulOptions", pos)
+                    }
+                    OPTIONS_GELU => v.verify_union_variant::<ForwardsUOffset<GeluOptionsTable>>("GeluOptions", pos),
                     // Other options are never read, so they need no verification.
                     _ => Ok(()),
                 },

@@ -25,9 +25,7 @@
 //! exactly for every sequence up to n tokens. Buckets no distance below n reaches are never
 //! read and are stored as 0.
 
-use super::bert::{
-    attention_roles, find_embedding, unrecognised, AttentionRoles, Graph, LinearRef,
-};
+use super::bert::{attention_roles, find_embedding, unrecognised, AttentionRoles, Graph, LinearRef};
 use super::model::{op, OpOptions, Operator, TfliteModel};
 use super::TfliteError;
 use octet::model::t5::relative_position_bucket;
@@ -134,9 +132,10 @@ impl<'m> Graph<'m> {
                         }
                         _ => 0,
                     };
-                    let weight = o.input(1).and_then(|w| self.constant(w)).ok_or_else(|| {
-                        unrecognised(format!("{}: the weight is not a constant", o.label()))
-                    })?;
+                    let weight = o
+                        .input(1)
+                        .and_then(|w| self.constant(w))
+                        .ok_or_else(|| unrecognised(format!("{}: the weight is not a constant", o.label())))?;
                     if let Some(b) = o.input(2) {
                         return Err(unrecognised(format!(
                             "{}: has a bias {}; T5's projections have none",
@@ -154,13 +153,7 @@ impl<'m> Graph<'m> {
                         fused_activation,
                     });
                 }
-                (
-                    op::BATCH_MATMUL,
-                    OpOptions::BatchMatMul {
-                        adj_x: false,
-                        adj_y,
-                    },
-                ) => {
+                (op::BATCH_MATMUL, OpOptions::BatchMatMul { adj_x: false, adj_y }) => {
                     if let Some(weight) = o.input(1).and_then(|w| self.constant(w)) {
                         out.push(FoundLinear {
                             op: o,
@@ -201,18 +194,13 @@ impl<'m> Graph<'m> {
     /// Matches the RMSNorm that starts at `x` (module docs).
     fn rms_norm(&self, x: usize, context: &str) -> Result<RmsMatch, TfliteError> {
         let ctx = |step: &str| format!("{context} RMSNorm ({step})");
-        let square = self.consumers[x]
+        let square = self
+            .consumers[x]
             .iter()
             .map(|&i| self.op(i))
-            .find(|o| {
-                o.code == op::SQUARE
-                    || (o.code == op::MUL && o.input(0) == Some(x) && o.input(1) == Some(x))
-            })
+            .find(|o| o.code == op::SQUARE || (o.code == op::MUL && o.input(0) == Some(x) && o.input(1) == Some(x)))
             .ok_or_else(|| {
-                let found: Vec<String> = self.consumers[x]
-                    .iter()
-                    .map(|&i| self.op(i).label())
-                    .collect();
+                let found: Vec<String> = self.consumers[x].iter().map(|&i| self.op(i).label()).collect();
                 unrecognised(format!(
                     "{}: no SQUARE of {} (its consumers: [{}])",
                     ctx("square"),
@@ -229,35 +217,19 @@ impl<'m> Graph<'m> {
             .flatten()
             .find(|&&t| t != ms)
             .and_then(|&t| self.scalar(t))
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{}: epsilon is not a scalar constant",
-                    ctx("epsilon")
-                ))
-            })?;
+            .ok_or_else(|| unrecognised(format!("{}: epsilon is not a scalar constant", ctx("epsilon"))))?;
         let rsqrt = self.one_user(self.out(add_eps)?, op::RSQRT, &ctx("rsqrt"))?;
         let r = self.out(rsqrt)?;
         let scale = self
             .users(x, op::MUL)
             .into_iter()
             .find(|o| o.inputs.contains(&Some(r)))
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{}: no MUL of {} by the rsqrt",
-                    ctx("normalise"),
-                    self.label(x)
-                ))
-            })?;
+            .ok_or_else(|| unrecognised(format!("{}: no MUL of {} by the rsqrt", ctx("normalise"), self.label(x))))?;
         let normalized = self.out(scale)?;
         // A MUL by a [d] constant right after is the weight (unless the converter folded it).
         let d = self.model.tensors[x].shape.last().copied().unwrap_or(0);
         let weight_op = self.users(normalized, op::MUL).into_iter().find_map(|o| {
-            let other = o
-                .inputs
-                .iter()
-                .flatten()
-                .copied()
-                .find(|&t| t != normalized)?;
+            let other = o.inputs.iter().flatten().copied().find(|&t| t != normalized)?;
             let c = self.constant(other)?;
             (self.model.tensors[c].numel() == d).then_some((o, c))
         });
@@ -314,11 +286,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
     let d = model.tensors[emb.table].shape[1];
     let sequence = match model.tensors[emb.input].shape[..] {
         [1, n] | [n] if n > 0 => n,
-        ref s => {
-            return Err(unrecognised(format!(
-                "token-id input of shape {s:?}, expected [1, n]"
-            )))
-        }
+        ref s => return Err(unrecognised(format!("token-id input of shape {s:?}, expected [1, n]"))),
     };
     let pad_id = g
         .users(emb.ids, op::NOT_EQUAL)
@@ -336,10 +304,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         let ctx = format!("layer {i}");
         let norm = g.rms_norm(x, if i == 0 { "layer 0" } else { &ctx })?;
         if (*eps.get_or_insert(norm.eps) - norm.eps).abs() > norm.eps.abs() * 1e-3 {
-            return Err(unrecognised(format!(
-                "{ctx}: RMSNorm epsilon {} differs from layer 0's",
-                norm.eps
-            )));
+            return Err(unrecognised(format!("{ctx}: RMSNorm epsilon {} differs from layer 0's", norm.eps)));
         }
         let qkv = g.t5_linears_reading(norm.output)?;
         if qkv.is_empty() {
@@ -359,8 +324,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         for f in &qkv {
             let result = g.out(f.op)?;
             if heads.is_none() {
-                if let [.., a, b] = model.tensors[g.through_layout_first_reshape(result)].shape[..]
-                {
+                if let [.., a, b] = model.tensors[g.through_layout_first_reshape(result)].shape[..] {
                     if a > 0 && b > 0 && model.tensors[f.linear.weight].shape.contains(&(a * b)) {
                         heads = Some((a, b));
                     }
@@ -371,12 +335,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
                 .users(shaped, op::BATCH_MATMUL)
                 .into_iter()
                 .next()
-                .ok_or_else(|| {
-                    unrecognised(format!(
-                        "{ctx}: {} does not reach a BATCH_MATMUL",
-                        f.op.label()
-                    ))
-                })?;
+                .ok_or_else(|| unrecognised(format!("{ctx}: {} does not reach a BATCH_MATMUL", f.op.label())))?;
             let slot = if bmm.input(0) == Some(shaped) { 0 } else { 1 };
             entries.push((f.linear, bmm.index, slot));
         }
@@ -394,12 +353,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         let softmax = loop {
             let next = match g.consumers[t].as_slice() {
                 [i] => g.op(*i),
-                _ => {
-                    return Err(unrecognised(format!(
-                        "{ctx}: the attention scores {} have no single consumer",
-                        g.label(t)
-                    )))
-                }
+                _ => return Err(unrecognised(format!("{ctx}: the attention scores {} have no single consumer", g.label(t)))),
             };
             match next.code {
                 op::SOFTMAX => break next,
@@ -436,11 +390,8 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
                 }
             }
         };
-        let layer_bias = layer_bias.ok_or_else(|| {
-            unrecognised(format!(
-                "{ctx}: no constant relative-position bias is added to the scores"
-            ))
-        })?;
+        let layer_bias = layer_bias
+            .ok_or_else(|| unrecognised(format!("{ctx}: no constant relative-position bias is added to the scores")))?;
         if *bias.get_or_insert(layer_bias) != layer_bias {
             return Err(unrecognised(format!(
                 "{ctx}: adds its own position bias {}; T5 shares one across layers",
@@ -448,9 +399,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
             )));
         }
         if g.op(context_op).input(0) != Some(g.out(softmax)?) {
-            return Err(unrecognised(format!(
-                "{ctx}: the value product does not read the softmax"
-            )));
+            return Err(unrecognised(format!("{ctx}: the value product does not read the softmax")));
         }
         let context = g.through_layout(g.out(g.op(context_op))?);
         let (output, o_out) = g.t5_one_linear(context, &format!("{ctx} attention output"))?;
@@ -460,9 +409,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         let (gate, up, act, inner) = feed_forward(&g, ffn_norm.output, &ctx)?;
         let gated = gate.is_some();
         if *form.get_or_insert((gated, act)) != (gated, act) {
-            return Err(unrecognised(format!(
-                "{ctx}: the FFN differs from layer 0's"
-            )));
+            return Err(unrecognised(format!("{ctx}: the FFN differs from layer 0's")));
         }
         let (down, down_out) = g.t5_one_linear(inner, &format!("{ctx} FFN down"))?;
         x = g.add_of(down_out, after_attention, &ctx)?;
@@ -479,9 +426,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         });
     };
     let (heads, d_kv) = heads.ok_or_else(|| {
-        unrecognised(
-            "no RESHAPE into attention heads ([..., heads, d_kv]) after the query projection",
-        )
+        unrecognised("no RESHAPE into attention heads ([..., heads, d_kv]) after the query projection")
     })?;
     if d == 0 || heads == 0 || d_kv == 0 {
         return Err(unrecognised("zero-sized embeddings or attention heads"));
@@ -497,10 +442,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         let mul = g
             .users(last, op::MUL)
             .into_iter()
-            .find(|o| {
-                g.other_input(o, last)
-                    .is_some_and(|m| g.derives_from(m, emb.ids))
-            })
+            .find(|o| g.other_input(o, last).is_some_and(|m| g.derives_from(m, emb.ids)))
             .ok_or_else(|| {
                 unrecognised(format!(
                     "pooling: {} is neither averaged (MEAN) nor multiplied by the padding mask",
@@ -508,14 +450,8 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
                 ))
             })?;
         let sum = g.one_user(g.out(mul)?, op::SUM, "pooling (sum over tokens)")?;
-        let div = g.one_user(
-            g.out(sum)?,
-            op::DIV,
-            "pooling (division by the token count)",
-        )?;
-        if div.input(0) != Some(g.out(sum)?)
-            || !div.input(1).is_some_and(|c| g.derives_from(c, emb.ids))
-        {
+        let div = g.one_user(g.out(sum)?, op::DIV, "pooling (division by the token count)")?;
+        if div.input(0) != Some(g.out(sum)?) || !div.input(1).is_some_and(|c| g.derives_from(c, emb.ids)) {
             return Err(unrecognised(format!(
                 "pooling: {} does not divide by the number of unmasked tokens",
                 div.label()
@@ -535,10 +471,7 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         [i] if g.op(*i).code == op::L2_NORMALIZATION => {
             let out = g.out(g.op(*i))?;
             if !model.outputs.contains(&out) {
-                return Err(unrecognised(format!(
-                    "pooling: the L2 normalised {} is not a model output",
-                    g.label(out)
-                )));
+                return Err(unrecognised(format!("pooling: the L2 normalised {} is not a model output", g.label(out))));
             }
             true
         }
@@ -607,9 +540,7 @@ fn feed_forward(
 ) -> Result<(Option<LinearRef>, LinearRef, FfnActivation, usize), TfliteError> {
     let found = g.t5_linears_reading(normed)?;
     let activation_after = |t: usize| -> Option<(FfnActivation, usize)> {
-        let [i] = g.consumers[t].as_slice() else {
-            return None;
-        };
+        let [i] = g.consumers[t].as_slice() else { return None };
         let o = g.op(*i);
         let act = match (o.code, o.options) {
             (op::RELU, _) => FfnActivation::Relu,
@@ -626,22 +557,14 @@ fn feed_forward(
                 return Ok((None, f.linear, FfnActivation::Relu, out));
             }
             let (act, activated) = activation_after(out).ok_or_else(|| {
-                unrecognised(format!(
-                    "{ctx}: the FFN projection {} is not followed by RELU or GELU",
-                    f.op.label()
-                ))
+                unrecognised(format!("{ctx}: the FFN projection {} is not followed by RELU or GELU", f.op.label()))
             })?;
             Ok((None, f.linear, act, activated))
         }
         [a, b] => {
             let (a_out, b_out) = (g.out(a.op)?, g.out(b.op)?);
             let fused = |f: &FoundLinear| f.fused_activation == FUSED_RELU;
-            let (gate, up, (act, activated)) = match (
-                fused(a),
-                fused(b),
-                activation_after(a_out),
-                activation_after(b_out),
-            ) {
+            let (gate, up, (act, activated)) = match (fused(a), fused(b), activation_after(a_out), activation_after(b_out)) {
                 (true, false, ..) => (a, b, (FfnActivation::Relu, a_out)),
                 (false, true, ..) => (b, a, (FfnActivation::Relu, b_out)),
                 (false, false, Some(x), None) => (a, b, x),
@@ -659,11 +582,7 @@ fn feed_forward(
                 .users(activated, op::MUL)
                 .into_iter()
                 .find(|o| o.inputs.contains(&Some(up_out)))
-                .ok_or_else(|| {
-                    unrecognised(format!(
-                        "{ctx}: gated FFN: no MUL of the activated gate and the up projection"
-                    ))
-                })?;
+                .ok_or_else(|| unrecognised(format!("{ctx}: gated FFN: no MUL of the activated gate and the up projection")))?;
             Ok((Some(gate.linear), up.linear, act, g.out(product)?))
         }
         other => Err(unrecognised(format!(
@@ -737,10 +656,7 @@ pub fn bucket_table(values: &[f32], heads: usize, n: usize) -> Result<BucketTabl
                 }
             }
         }
-        table
-            .iter_mut()
-            .filter(|v| v.is_nan())
-            .for_each(|v| *v = 0.0);
+        table.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = 0.0);
         return Ok(BucketTable {
             num_buckets,
             max_distance,
@@ -754,13 +670,7 @@ pub fn bucket_table(values: &[f32], heads: usize, n: usize) -> Result<BucketTabl
 mod tests {
     use super::*;
 
-    fn folded(
-        table: &[f32],
-        heads: usize,
-        n: usize,
-        buckets: usize,
-        max_distance: usize,
-    ) -> Vec<f32> {
+    fn folded(table: &[f32], heads: usize, n: usize, buckets: usize, max_distance: usize) -> Vec<f32> {
         let mut out = vec![0f32; heads * n * n];
         for h in 0..heads {
             for i in 0..n {
@@ -777,20 +687,12 @@ mod tests {
     fn bucket_table_inverts_the_folding() {
         for (buckets, max_distance, n) in [(32, 128, 64), (16, 24, 64), (32, 128, 8), (8, 16, 40)] {
             let heads = 3;
-            let table: Vec<f32> = (0..buckets * heads)
-                .map(|v| (v as f32 * 0.37).sin())
-                .collect();
+            let table: Vec<f32> = (0..buckets * heads).map(|v| (v as f32 * 0.37).sin()).collect();
             let values = folded(&table, heads, n, buckets, max_distance);
             let found = bucket_table(&values, heads, n).unwrap();
             // Whatever bucketing was found, it must reproduce the folded constant exactly.
             assert_eq!(
-                folded(
-                    &found.table,
-                    heads,
-                    n,
-                    found.num_buckets,
-                    found.max_distance
-                ),
+                folded(&found.table, heads, n, found.num_buckets, found.max_distance),
                 values,
                 "({buckets}, {max_distance}) over {n} positions"
             );

@@ -114,10 +114,7 @@ pub(crate) fn build(spec: &ModelSpec) -> Vec<u8> {
             let ins = b.create_vector(&o.inputs);
             let outs = b.create_vector(&o.outputs);
             let t = b.start_table();
-            b.push_slot_always(
-                slot(0),
-                codes.iter().position(|&c| c == o.code).unwrap() as u32,
-            );
+            b.push_slot_always(slot(0), codes.iter().position(|&c| c == o.code).unwrap() as u32);
             b.push_slot_always(slot(1), ins);
             b.push_slot_always(slot(2), outs);
             b.end_table(t)
@@ -171,41 +168,11 @@ pub(crate) fn valid() -> ModelSpec {
     let table: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
     ModelSpec {
         tensors: vec![
-            TensorSpec {
-                shape: vec![1, 2],
-                dtype: 2,
-                buffer: 0,
-                name: "ids",
-                quant: None,
-            },
-            TensorSpec {
-                shape: vec![4, 3],
-                dtype: 0,
-                buffer: 1,
-                name: "table",
-                quant: None,
-            },
-            TensorSpec {
-                shape: vec![2, 3],
-                dtype: 0,
-                buffer: 0,
-                name: "out",
-                quant: None,
-            },
-            TensorSpec {
-                shape: vec![2, 3],
-                dtype: 9,
-                buffer: 2,
-                name: "w8",
-                quant: Some((vec![0.5, 0.25], vec![0, 0], 0)),
-            },
-            TensorSpec {
-                shape: vec![5],
-                dtype: 17,
-                buffer: 3,
-                name: "w4",
-                quant: Some((vec![2.0], vec![0], 0)),
-            },
+            TensorSpec { shape: vec![1, 2], dtype: 2, buffer: 0, name: "ids", quant: None },
+            TensorSpec { shape: vec![4, 3], dtype: 0, buffer: 1, name: "table", quant: None },
+            TensorSpec { shape: vec![2, 3], dtype: 0, buffer: 0, name: "out", quant: None },
+            TensorSpec { shape: vec![2, 3], dtype: 9, buffer: 2, name: "w8", quant: Some((vec![0.5, 0.25], vec![0, 0], 0)) },
+            TensorSpec { shape: vec![5], dtype: 17, buffer: 3, name: "w4", quant: Some((vec![2.0], vec![0], 0)) },
         ],
         buffers: vec![
             BufferSpec::Inline(vec![]),
@@ -214,11 +181,7 @@ pub(crate) fn valid() -> ModelSpec {
             // int4, low nibble first: 1, -1 | 7, -8 | 2 (and an unused nibble)
             BufferSpec::Inline(vec![0xf1, 0x87, 0x02]),
         ],
-        ops: vec![OpSpec {
-            code: op::GATHER,
-            inputs: vec![1, 0],
-            outputs: vec![2],
-        }],
+        ops: vec![OpSpec { code: op::GATHER, inputs: vec![1, 0], outputs: vec![2] }],
         inputs: vec![0],
         outputs: vec![2],
         identifier: "TFL3",
@@ -232,10 +195,7 @@ fn decode(spec: &ModelSpec) -> Result<TfliteModel, TfliteError> {
 
 fn expect_invalid(spec: &ModelSpec, needle: &str) {
     match decode(spec) {
-        Err(TfliteError::Invalid(msg)) => assert!(
-            msg.contains(needle),
-            "error '{msg}' does not mention '{needle}'"
-        ),
+        Err(TfliteError::Invalid(msg)) => assert!(msg.contains(needle), "error '{msg}' does not mention '{needle}'"),
         Err(e) => panic!("expected an invalid-file error mentioning '{needle}', got {e}"),
         Ok(_) => panic!("expected an error mentioning '{needle}', the model decoded"),
     }
@@ -249,20 +209,14 @@ fn a_valid_model_decodes_with_its_values() {
     assert_eq!(m.operators[0].code, op::GATHER);
     assert_eq!(m.operators[0].inputs, vec![Some(1), Some(0)]);
     let table = &m.tensors[1];
-    assert_eq!(
-        (table.shape.clone(), table.dtype),
-        (vec![4, 3], TensorType::F32)
-    );
+    assert_eq!((table.shape.clone(), table.dtype), (vec![4, 3], TensorType::F32));
     assert_eq!(m.f32_values(table).unwrap()[11], 5.5);
     let w8 = &m.tensors[3];
     assert_eq!(m.i8_values(w8).unwrap(), vec![1, 2, -128, -1, 127, 3]);
     let q = w8.quant.as_ref().unwrap();
     assert!(q.per_channel() && q.axis == 0);
     // Dequantized per channel (row): row 0 x 0.5, row 1 x 0.25.
-    assert_eq!(
-        m.f32_values(w8).unwrap(),
-        vec![0.5, 1.0, -64.0, -0.25, 31.75, 0.75]
-    );
+    assert_eq!(m.f32_values(w8).unwrap(), vec![0.5, 1.0, -64.0, -0.25, 31.75, 0.75]);
     assert_eq!(m.i4_values(&m.tensors[4]).unwrap(), vec![1, -1, 7, -8, 2]);
     assert!(!m.tensors[2].is_constant() && !m.tensors[0].is_constant());
 }
@@ -271,23 +225,13 @@ fn a_valid_model_decodes_with_its_values() {
 fn every_truncation_is_an_error() {
     let bytes = build(&valid());
     for len in 0..bytes.len() {
-        assert!(
-            TfliteModel::from_bytes(bytes[..len].to_vec()).is_err(),
-            "a file cut to {len} of {} bytes decoded",
-            bytes.len()
-        );
+        assert!(TfliteModel::from_bytes(bytes[..len].to_vec()).is_err(), "a file cut to {len} of {} bytes decoded", bytes.len());
     }
 }
 
 #[test]
 fn wrong_file_identifier() {
-    expect_invalid(
-        &ModelSpec {
-            identifier: "TFL2",
-            ..valid()
-        },
-        "TFL3",
-    );
+    expect_invalid(&ModelSpec { identifier: "TFL2", ..valid() }, "TFL3");
 }
 
 #[test]
@@ -347,19 +291,13 @@ fn external_buffers_are_read_from_the_file_and_checked() {
     let probe_len = build(&spec).len() as u64;
     spec.buffers[1] = BufferSpec::External(probe_len, 48);
     let mut bytes = build(&spec);
-    assert_eq!(
-        bytes.len() as u64,
-        probe_len,
-        "the offset field must not change the flatbuffer's size"
-    );
+    assert_eq!(bytes.len() as u64, probe_len, "the offset field must not change the flatbuffer's size");
     bytes.extend(f32_bytes(&table));
     let m = TfliteModel::from_bytes(bytes.clone()).unwrap();
     assert_eq!(m.f32_values(&m.tensors[1]).unwrap(), table);
     // Past the end of the file.
     bytes.truncate(bytes.len() - 4);
-    assert!(
-        matches!(TfliteModel::from_bytes(bytes), Err(TfliteError::Invalid(m)) if m.contains("past the end"))
-    );
+    assert!(matches!(TfliteModel::from_bytes(bytes), Err(TfliteError::Invalid(m)) if m.contains("past the end")));
     let mut spec = valid();
     spec.buffers[1] = BufferSpec::External(u64::MAX - 8, 48);
     expect_invalid(&spec, "buffer 1");
@@ -408,8 +346,7 @@ fn a_graph_without_an_embedding_says_what_was_not_recognised() {
 /// `octet convert` tries every walk and reports where each stopped.
 #[test]
 fn convert_names_every_walk_that_failed() {
-    let dir =
-        std::env::temp_dir().join(format!("octet-tflite-unrecognised-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("octet-tflite-unrecognised-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("not-an-encoder.tflite");
     std::fs::write(&input, build(&valid())).unwrap();
@@ -424,9 +361,7 @@ fn convert_names_every_walk_that_failed() {
     let text = format!("{err:#}");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
-        text.contains("as a BERT encoder:")
-            && text.contains("as a T5 encoder:")
-            && text.contains("--tflite-map"),
+        text.contains("as a BERT encoder:") && text.contains("as a T5 encoder:") && text.contains("--tflite-map"),
         "{text}"
     );
 }
