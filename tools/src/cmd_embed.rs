@@ -33,12 +33,17 @@ use std::time::Instant;
 ///   f16        raw little-endian float16, count x dims values, no header
 ///
 /// With --output FILE, vectors go to FILE.partial, renamed to FILE when complete: an
-/// interrupted run never leaves a FILE that looks complete. --resume continues a JSON lines
-/// FILE.partial: it keeps the complete lines, cuts a torn last one, and skips as many input
-/// records. If a text is bad (invalid UTF-8, missing field, over the window with
-/// --no-truncate), the vectors before it are written (kept in FILE.partial for --resume) and
-/// octet stops with an error naming the line. A write error (disk full) removes this run's
-/// output.
+/// interrupted run never leaves a FILE that looks complete. FILE.partial is created
+/// exclusively and locked: a second run into the same FILE is refused while the first runs.
+/// A device, FIFO or socket (-o /dev/null) is written in place; an output that is the model
+/// or the input (hard links and symlinks too) is refused. --resume continues a JSON lines
+/// FILE.partial: it checks every complete line, cuts a torn last one, refuses other model or
+/// options (prompt, dims, normalization, --field/--column) than the run began with
+/// (FILE.partial.run records them), and skips as many input records. If a text is bad
+/// (invalid UTF-8, missing field, a malformed CSV row, over the window with --no-truncate, a
+/// vector that is not finite), the vectors before it are written (kept in FILE.partial for
+/// --resume) and octet stops with an error naming the line. A write error (disk full)
+/// removes this run's output.
 ///
 /// Texts longer than the model's window are cut to it (a note at the end counts them), or
 /// rejected with --no-truncate. The input streams in chunks of 256 texts: any size works in

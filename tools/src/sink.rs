@@ -70,6 +70,10 @@ pub fn refuse_same_file(
     derived: &[PathBuf],
     inputs: &[(&str, &Path)],
 ) -> Result<()> {
+    if is_special(output) {
+        // Written in place, never replaced: `< /dev/null ... -o /dev/null` destroys nothing.
+        return Ok(());
+    }
     for (what, input) in inputs {
         let input_path = if input.as_os_str() == "-" {
             Path::new("/dev/stdin")

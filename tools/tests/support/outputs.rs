@@ -144,6 +144,25 @@ pub fn cases() -> Vec<Case> {
             after: nothing,
         },
         Case {
+            name: "embed from /dev/null into /dev/null",
+            setup: |_| vec!["embed".into(), s(model()), "-o".into(), "/dev/null".into()],
+            stdin: None,
+            code: OK,
+            needle: "",
+            after: nothing,
+        },
+        Case {
+            name: "embed -o the file standard input reads",
+            setup: |d| {
+                std::fs::write(d.join("in.txt"), "a\nb\n").unwrap();
+                vec!["sh".into(), format!("exec '{OCTET}' embed '{}' -o '{}' < '{}'", s(model()), s(&d.join("in.txt")), s(&d.join("in.txt")))]
+            },
+            stdin: None,
+            code: USAGE,
+            needle: "is the same file as the input -",
+            after: |d, _| assert_eq!(std::fs::read(d.join("in.txt")).unwrap(), b"a\nb\n"),
+        },
+        Case {
             name: "search --cache the model file",
             setup: |d| {
                 let m = own_model(d);
