@@ -14,6 +14,11 @@ use support::*;
 fn catalogue_of_hostile_inputs() {
     let mut failures = Vec::new();
     for (i, case) in outputs::cases().iter().chain(&inputs::cases()).enumerate() {
+        // For running the catalogue against an older binary, where some rows would replace
+        // /dev/null: OCTET_HOSTILE_SKIP=/dev/null skips the rows whose name holds it.
+        if std::env::var("OCTET_HOSTILE_SKIP").is_ok_and(|skip| case.name.contains(&skip)) {
+            continue;
+        }
         let dir = test_dir(&format!("case-{i}"));
         let args = (case.setup)(&dir);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
