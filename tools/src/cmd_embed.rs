@@ -4,13 +4,14 @@
 
 use crate::input::{InputKind, TextReader};
 use crate::load;
-use crate::output::{partial_path, VectorFormat, VectorWriter};
+use crate::output::{output_files, VectorFormat, VectorWriter};
+use crate::sink::{self, partial_path};
 use crate::stream::{self, Progress};
 use anyhow::Result;
 use clap::Args;
 use octet_tools::exit::{self, CliError};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Embed texts: one vector per text, in input order.
@@ -32,12 +33,17 @@ use std::time::Instant;
 ///   f16        raw little-endian float16, count x dims values, no header
 ///
 /// With --output FILE, vectors go to FILE.partial, renamed to FILE when complete: an
-/// interrupted run never leaves a FILE that looks complete. --resume continues a JSON lines
-/// FILE.partial: it keeps the complete lines, cuts a torn last one, and skips as many input
-/// records. If a text is bad (invalid UTF-8, missing field, over the window with
-/// --no-truncate), the vectors before it are written (kept in FILE.partial for --resume) and
-/// octet stops with an error naming the line. A write error (disk full) removes this run's
-/// output.
+/// interrupted run never leaves a FILE that looks complete. FILE.partial is created
+/// exclusively and locked: a second run into the same FILE is refused while the first runs.
+/// A device, FIFO or socket (-o /dev/null) is written in place; an output that is the model
+/// or the input (hard links and symlinks too) is refused. --resume continues a JSON lines
+/// FILE.partial: it checks every complete line, cuts a torn last one, refuses other model or
+/// options (prompt, dims, normalization, --field/--column) than the run began with
+/// (FILE.partial.run records them), and skips as many input records. If a text is bad
+/// (invalid UTF-8, missing field, a malformed CSV row, over the window with --no-truncate, a
+/// vector that is not finite), the vectors before it are written (kept in FILE.partial for
+/// --resume) and octet stops with an error naming the line. A write error (disk full)
+/// removes this run's output.
 ///
 /// Texts longer than the model's window are cut to it (a note at the end counts them), or
 /// rejected with --no-truncate. The input streams in chunks of 256 texts: any size works in
@@ -104,7 +110,9 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> Result<()> {
     let kind = InputKind::from_flags(args.field.clone(), args.column.clone())?;
     if !args.texts.is_empty() && args.input.is_some() {
-        return Err(CliError::usage("give texts as arguments or with --input, not both"));
+        return Err(CliError::usage(
+            "give texts as arguments or with --input, not both",
+        ));
     }
     if !args.texts.is_empty() && kind != InputKind::Lines {
         return Err(CliError::usage(
@@ -119,21 +127,18 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if args.output.is_none() && format.is_binary() && std::io::stdout().is_terminal() {
         return Err(CliError::usage(format!(
             "--format {} is binary: write it with --output FILE or redirect standard output",
-            clap::ValueEnum::to_possible_value(&format).map_or(String::new(), |v| v.get_name().to_string())
+            clap::ValueEnum::to_possible_value(&format)
+                .map_or(String::new(), |v| v.get_name().to_string())
         )));
     }
-    if let (Some(input), Some(output)) = (&args.input, &args.output) {
-        if input
-            .canonicalize()
-            .ok()
-            .is_some_and(|i| Some(i) == output.canonicalize().ok())
-        {
-            return Err(CliError::usage(
-                "--output is the --input file; write the vectors elsewhere",
-            ));
+    if let Some(output) = &args.output {
+        let stdin = Path::new("-");
+        let mut inputs: Vec<(&str, &Path)> = vec![("model", &args.model)];
+        if args.texts.is_empty() {
+            inputs.push(("input", args.input.as_deref().unwrap_or(stdin)));
         }
+        sink::refuse_same_file("--output", output, &output_files(output, format), &inputs)?;
     }
-
     let embedder = load::open_model(&args.model, args.threads)?;
     let options = load::embed_options(
         args.batch_size,
@@ -149,14 +154,17 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         if args.input.is_none() && std::io::stdin().is_terminal() && !args.quiet {
             eprintln!("reading texts from the terminal, one per line; end with Ctrl-D (see `octet embed --help`)");
         }
-        TextReader::open(args.input.as_deref(), kind, args.lossy)?
+        TextReader::open(args.input.as_deref(), kind.clone(), args.lossy)?
     } else {
         TextReader::from_args(args.texts.clone())
     };
 
     let (mut writer, already) = match &args.output {
         None => (VectorWriter::stdout(format, dims)?, 0),
-        Some(path) => VectorWriter::create(path, format, dims, args.resume)?,
+        Some(path) => {
+            let run = load::run_description(&embedder, &options, &kind)?;
+            VectorWriter::create(path, format, dims, args.resume, &run)?
+        }
     };
     if let (true, Some(output)) = (already > 0, &args.output) {
         let skipped = reader.skip(already)?;
@@ -190,7 +198,9 @@ pub fn run(args: EmbedArgs) -> Result<()> {
                 writer.discard()
             };
             return Err(match note {
-                Some(note) if !exit::is_broken_pipe(&e) => CliError::with_code(code, format!("{e:#}\n  {note}")),
+                Some(note) if !exit::is_broken_pipe(&e) => {
+                    CliError::with_code(code, format!("{}\n  {note}", exit::render(&e)))
+                }
                 _ => e,
             });
         }

@@ -3,6 +3,8 @@
 use crate::load;
 use anyhow::{Context, Result};
 use clap::Args;
+use octet::format::{Dtype, ModelFile};
+use octet_tools::exit::CliError;
 use std::path::PathBuf;
 
 /// Show a model's architecture, dimensions, window, recipe, size, provenance, and the
@@ -10,13 +12,14 @@ use std::path::PathBuf;
 ///
 /// Examples:
 ///   octet info minilm-int8.octet
-///   octet info --verify minilm-int8.octet     # also checks every weight byte (sha256)
+///   octet info --verify minilm-int8.octet     # checks every weight byte (sha256) and float (finite)
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct InfoArgs {
     /// The .octet model file.
     model: PathBuf,
-    /// Also verify the checksum of the whole data section (reads every byte).
+    /// Also verify the checksum of the whole data section (reads every byte) and that every
+    /// float tensor (weights, biases, scales) is finite.
     #[arg(long)]
     verify: bool,
 }
@@ -27,6 +30,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     if args.verify {
         file.verify_data()
             .with_context(|| format!("cannot use the model {}", args.model.display()))?;
+        check_finite(file, &args.model)?;
     }
     let meta = file.meta();
     println!("file          {}", args.model.display());
@@ -59,4 +63,48 @@ pub fn run(args: InfoArgs) -> Result<()> {
         println!("checksum      ok");
     }
     Ok(())
+}
+
+/// Fails naming the float tensors that hold a NaN or an infinity (a checksum cannot catch
+/// them: the converter wrote them faithfully from a broken source).
+fn check_finite(file: &ModelFile, path: &std::path::Path) -> Result<()> {
+    let mut bad = Vec::new();
+    for t in file.tensors() {
+        let count = match t.dtype {
+            Dtype::F32 | Dtype::F32Packed => t
+                .bytes
+                .chunks_exact(4)
+                .filter(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+                .count(),
+            Dtype::F16 => t
+                .bytes
+                .chunks_exact(2)
+                .filter(|b| !half::f16::from_le_bytes([b[0], b[1]]).is_finite())
+                .count(),
+            Dtype::Bf16 => t
+                .bytes
+                .chunks_exact(2)
+                .filter(|b| !half::bf16::from_le_bytes([b[0], b[1]]).is_finite())
+                .count(),
+            _ => 0,
+        };
+        if count > 0 {
+            bad.push(format!("{} ({count} of {})", t.name, t.numel()));
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let more = if bad.len() > 5 {
+        format!(" and {} more", bad.len() - 5)
+    } else {
+        String::new()
+    };
+    Err(CliError::bad_input(format!(
+        "the model {} has NaN or infinite weights in {} tensor(s): {}{more}; its vectors would not be \
+         finite: convert it again from a sound source",
+        path.display(),
+        bad.len(),
+        bad[..bad.len().min(5)].join(", ")
+    )))
 }

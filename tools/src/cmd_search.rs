@@ -4,13 +4,19 @@
 //! [`crate::output::CACHE_MAGIC`]). The cache is keyed by a sha256 over the model's identity
 //! (the `meta_sha256` of its header, which covers the metadata and, through `data_sha256`, every
 //! weight), the embedding options (document prompt, dims, normalization, how the corpus is
-//! read) and the corpus bytes. Any change re-embeds and replaces it; a cache that cannot be
-//! written next to the corpus goes to the temporary folder for this run only.
+//! read) and the corpus bytes, and its header holds a sha256 of its vectors, checked on every
+//! load. Any change re-embeds and replaces it; a cache that cannot be written next to the
+//! corpus goes to the temporary folder for this run only. Each run writes its cache under a
+//! temporary name of its own and renames it into place, and searches the file it wrote, so
+//! concurrent runs never mix their vectors. A corpus that can be read only once (standard
+//! input `-`, a pipe, `<(...)`) is copied once to a temporary file and not cached; a cache path
+//! that is a device or pipe is not used.
 
 use crate::cmd_similarity::clip;
 use crate::input::{open_input, InputKind, TextReader};
 use crate::load;
-use crate::output::{VectorWriter, CACHE_HEADER_LEN, CACHE_MAGIC};
+use crate::output::{VectorWriter, CACHE_HEADER_LEN, CACHE_MAGIC, CACHE_VERSION};
+use crate::sink;
 use crate::stream::{self, Progress};
 use anyhow::Result;
 use clap::Args;
@@ -127,46 +133,187 @@ pub fn run(args: SearchArgs) -> Result<()> {
     load::check_options(&embedder, &doc_options)?;
     let dims = load::output_dims(&embedder, &doc_options);
 
-    let key = cache_key(&args.model, &doc_options, &kind, args.lossy, &args.corpus)?;
-    let default_cache = {
-        let mut name = args.corpus.file_name().unwrap_or_default().to_os_string();
-        name.push(".octet-vectors");
-        args.corpus.with_file_name(name)
-    };
-    let temp_cache = std::env::temp_dir().join(format!("octet-search-{}.octet-vectors", std::process::id()));
-    let mut cache = if args.no_cache {
-        temp_cache.clone()
+    // A corpus that can be read only once (standard input, a pipe, `<(...)`, a device) is copied
+    // once into a temporary file, which is searched and then removed; it is not cached.
+    let spooled = Spool::corpus_if_stream(&args.corpus, args.quiet)?;
+    let corpus = spooled
+        .as_ref()
+        .map_or(args.corpus.as_path(), |s| s.path.as_path());
+    let cache = if args.no_cache || spooled.is_some() {
+        None
     } else {
-        args.cache.clone().unwrap_or(default_cache)
-    };
-    let valid = !args.no_cache && cache_matches(&cache, &key, dims);
-    if !valid {
-        let mut reader = TextReader::open(Some(&args.corpus), kind.clone(), args.lossy)?;
-        let mut writer = match VectorWriter::create_cache(&cache, dims, key) {
-            Ok(w) => w,
-            Err(e) if exit::code_for(&e) == exit::CANT_CREATE && args.cache.is_none() && !args.no_cache => {
-                if !args.quiet {
-                    eprintln!("note: {e:#}; caching in {} for this run only", temp_cache.display());
-                }
-                cache = temp_cache.clone();
-                VectorWriter::create_cache(&cache, dims, key)?
+        let cache = args.cache.clone().unwrap_or_else(|| {
+            let mut name = args.corpus.file_name().unwrap_or_default().to_os_string();
+            name.push(".octet-vectors");
+            args.corpus.with_file_name(name)
+        });
+        sink::refuse_same_file(
+            "--cache",
+            &cache,
+            &[],
+            &[("model", &args.model), ("corpus", &args.corpus)],
+        )?;
+        if sink::is_special(&cache) {
+            if !args.quiet {
+                eprintln!(
+                    "note: the cache {} is not a regular file (a device, pipe or socket); the corpus is embedded for this run only",
+                    cache.display()
+                );
             }
-            Err(e) => return Err(e),
-        };
-        let progress = Progress::new(args.quiet, reader.total_bytes(), "embedding the corpus");
-        let result = stream::embed_all(&embedder, &doc_options, &mut reader, &mut writer, &progress);
-        progress.finish();
-        if let Err(e) = result {
-            writer.discard();
-            return Err(e);
+            None
+        } else {
+            Some(sink::resolve(&cache))
         }
-        writer.finish()?;
+    };
+    let (key, cached) = match &cache {
+        Some(cache) => {
+            let key = cache_key(&args.model, &doc_options, &kind, args.lossy, corpus)?;
+            (key, load_cache(cache, &key, dims))
+        }
+        None => ([0; 32], None),
+    };
+    let map = match cached {
+        Some(map) => map,
+        None => build_cache(
+            &embedder,
+            &args,
+            &kind,
+            &doc_options,
+            corpus,
+            cache,
+            key,
+            dims,
+        )?,
+    };
+    search_cache(&embedder, &args, &kind, &query_options, corpus, &map, dims)
+}
+
+/// Embeds the corpus into `cache` (`None`: a temporary file for this run only) and maps it.
+#[allow(clippy::too_many_arguments)]
+fn build_cache(
+    embedder: &Embedder,
+    args: &SearchArgs,
+    kind: &InputKind,
+    doc_options: &EmbedOptions,
+    corpus: &Path,
+    cache: Option<PathBuf>,
+    key: [u8; 32],
+    dims: usize,
+) -> Result<memmap2::Mmap> {
+    let temp_cache =
+        std::env::temp_dir().join(format!("octet-search-{}.octet-vectors", std::process::id()));
+    let mut reader = TextReader::open(Some(corpus), kind.clone(), args.lossy)?;
+    let mut path = cache.clone().unwrap_or_else(|| temp_cache.clone());
+    let mut writer = match VectorWriter::create_cache(&path, dims, key) {
+        Ok(w) => w,
+        Err(e)
+            if exit::code_for(&e) == exit::CANT_CREATE
+                && cache.is_some()
+                && args.cache.is_none() =>
+        {
+            if !args.quiet {
+                eprintln!(
+                    "note: {}; caching in {} for this run only",
+                    exit::render(&e),
+                    temp_cache.display()
+                );
+            }
+            path = temp_cache.clone();
+            VectorWriter::create_cache(&path, dims, key)?
+        }
+        Err(e) => return Err(e),
+    };
+    let progress = Progress::new(args.quiet, reader.total_bytes(), "embedding the corpus");
+    let result = stream::embed_all(embedder, doc_options, &mut reader, &mut writer, &progress);
+    progress.finish();
+    if let Err(e) = result {
+        writer.discard();
+        return Err(e);
     }
-    let result = search_cache(&embedder, &args, &kind, &query_options, &cache, dims);
-    if cache == temp_cache {
+    if writer.count() == 0 {
+        writer.discard();
+        return Err(CliError::bad_input(format!(
+            "the corpus {} holds no texts",
+            args.corpus.display()
+        )));
+    }
+    let file = writer
+        .finish()?
+        .ok_or_else(|| CliError::internal("the cache writer kept no file"))?;
+    if path == temp_cache {
         let _ = std::fs::remove_file(&temp_cache);
     }
-    result
+    // SAFETY: this handle is the file this run just wrote and renamed into place; octet replaces
+    // caches only by rename, never in place, so its bytes do not change while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| CliError::io(format!("cannot map {}: {e}", path.display())))?;
+    check_cache(&map, Some(&key), dims)
+        .map(|_| map)
+        .ok_or_else(|| {
+            CliError::internal(format!(
+                "the cache {} just written does not check",
+                path.display()
+            ))
+        })
+}
+
+/// A temporary copy of a corpus that can be read only once, removed when dropped.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    /// Copies `corpus` if it is standard input (`-`) or not a regular file; `None` otherwise.
+    fn corpus_if_stream(corpus: &Path, quiet: bool) -> Result<Option<Spool>> {
+        let stdin = corpus.as_os_str() == "-";
+        if !stdin {
+            let meta = std::fs::metadata(corpus);
+            if meta.as_ref().map_or(true, |m| m.is_file()) {
+                // A missing file is reported by the reader, with its usual message.
+                if meta.is_err() {
+                    open_input(corpus, "corpus")?;
+                }
+                return Ok(None);
+            }
+            if meta.is_ok_and(|m| m.is_dir()) {
+                open_input(corpus, "corpus")?;
+            }
+        }
+        let mut name = format!("octet-search-{}.corpus", std::process::id());
+        if let Some(ext) = corpus.extension().and_then(|e| e.to_str()) {
+            name = format!("{name}.{ext}");
+        }
+        let spool = Spool {
+            path: std::env::temp_dir().join(name),
+        };
+        let mut target =
+            std::fs::File::create(&spool.path).map_err(|e| sink::create_error(&spool.path, e))?;
+        let copied = if stdin {
+            std::io::copy(&mut std::io::stdin().lock(), &mut target)
+        } else {
+            std::io::copy(&mut open_input(corpus, "corpus")?, &mut target)
+        };
+        copied.map_err(|e| {
+            CliError::io(format!(
+                "cannot copy the corpus {} to {}: {e}",
+                corpus.display(),
+                spool.path.display()
+            ))
+        })?;
+        if !quiet {
+            eprintln!(
+                "note: the corpus {} is not a regular file (standard input, a pipe or a device): it is read once and not cached",
+                corpus.display()
+            );
+        }
+        Ok(Some(spool))
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn search_cache(
@@ -174,20 +321,11 @@ fn search_cache(
     args: &SearchArgs,
     kind: &InputKind,
     query_options: &EmbedOptions,
-    cache: &Path,
+    corpus: &Path,
+    map: &[u8],
     dims: usize,
 ) -> Result<()> {
-    let file = open_input(cache, "cache")?;
-    // SAFETY: the cache is only ever replaced by rename, never rewritten in place, so the mapped
-    // bytes cannot change under us; its length was checked against its header before use.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| CliError::io(format!("cannot map {}: {e}", cache.display())))?;
-    let count = check_cache(&map, None, dims).ok_or_else(|| {
-        CliError::internal(format!(
-            "the cache {} changed while in use; run the search again",
-            cache.display()
-        ))
-    })?;
+    let count = check_cache(map, None, dims).unwrap_or(0);
     if count == 0 {
         return Err(CliError::bad_input(format!(
             "the corpus {} holds no texts",
@@ -196,6 +334,7 @@ fn search_cache(
     }
     let vectors = &map[CACHE_HEADER_LEN..];
     let queries = embedder.embed_with(&args.queries, query_options)?;
+    load::check_finite(&queries, &args.queries, &args.model)?;
 
     let mut doc = vec![0f32; dims];
     let mut best: Vec<Vec<(f32, u64)>> = vec![Vec::with_capacity(args.top_k + 1); queries.len()];
@@ -220,10 +359,12 @@ fn search_cache(
     // Fetch the winners' texts in one more pass over the corpus.
     let wanted: BTreeMap<u64, ()> = results.iter().flatten().map(|&(_, i)| (i, ())).collect();
     let mut texts: BTreeMap<u64, (String, u64)> = BTreeMap::new();
-    let mut reader = TextReader::open(Some(&args.corpus), kind.clone(), args.lossy)?;
+    let mut reader = TextReader::open(Some(corpus), kind.clone(), args.lossy)?;
     let mut index = 0u64;
     while texts.len() < wanted.len() {
-        let Some(record) = reader.next_record()? else { break };
+        let Some(record) = reader.next_record()? else {
+            break;
+        };
         if wanted.contains_key(&index) {
             texts.insert(index, (record.text, record.line));
         }
@@ -287,7 +428,13 @@ fn insert_top(top: &mut Vec<(f32, u64)>, k: usize, score: f32, id: u64) {
 }
 
 /// The cache key: what the vectors depend on.
-fn cache_key(model: &Path, options: &EmbedOptions, kind: &InputKind, lossy: bool, corpus: &Path) -> Result<[u8; 32]> {
+fn cache_key(
+    model: &Path,
+    options: &EmbedOptions,
+    kind: &InputKind,
+    lossy: bool,
+    corpus: &Path,
+) -> Result<[u8; 32]> {
     let mut head = [0u8; 128];
     open_input(model, "model")?
         .read_exact(&mut head)
@@ -318,27 +465,43 @@ fn cache_key(model: &Path, options: &EmbedOptions, kind: &InputKind, lossy: bool
     Ok(h.finalize().into())
 }
 
-/// True if `path` is a complete cache for `key` with vectors of `dims` values.
-fn cache_matches(path: &Path, key: &[u8; 32], dims: usize) -> bool {
-    let Ok(bytes) = std::fs::File::open(path).and_then(|f| {
-        let len = f.metadata()?.len();
-        let mut head = vec![0u8; CACHE_HEADER_LEN];
-        (&f).read_exact(&mut head)?;
-        Ok((head, len))
-    }) else {
-        return false;
-    };
-    let (head, len) = bytes;
-    check_cache_header(&head, len, Some(key), dims).is_some()
+/// The cache at `path` mapped, if it is complete, made for `key` with vectors of `dims` values,
+/// and its vectors are the ones it was written with (their sha256 is in the header).
+fn load_cache(path: &Path, key: &[u8; 32], dims: usize) -> Option<memmap2::Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || (meta.len() as usize) < CACHE_HEADER_LEN {
+        return None;
+    }
+    // SAFETY: octet replaces caches only by rename, never in place, so the mapped bytes do not
+    // change; the header and the content hash are checked before any vector is used.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    check_cache(&map, Some(key), dims).map(|_| map)
 }
 
-/// The count of a cache held in `bytes`, if its header is sound (and matches `key`, if given).
+/// The count of a cache held in `bytes`, if its header is sound, its vectors hash to the
+/// header's content hash (and its key is `key`, if given).
 fn check_cache(bytes: &[u8], key: Option<&[u8; 32]>, dims: usize) -> Option<u64> {
-    check_cache_header(bytes.get(..CACHE_HEADER_LEN)?, bytes.len() as u64, key, dims)
+    let count = check_cache_header(
+        bytes.get(..CACHE_HEADER_LEN)?,
+        bytes.len() as u64,
+        key,
+        dims,
+    )?;
+    let content: [u8; 32] = Sha256::digest(&bytes[CACHE_HEADER_LEN..]).into();
+    (bytes[56..88] == content).then_some(count)
 }
 
-fn check_cache_header(head: &[u8], file_len: u64, key: Option<&[u8; 32]>, dims: usize) -> Option<u64> {
-    if head.len() < CACHE_HEADER_LEN || head[..8] != CACHE_MAGIC || head[8..12] != 1u32.to_le_bytes() {
+fn check_cache_header(
+    head: &[u8],
+    file_len: u64,
+    key: Option<&[u8; 32]>,
+    dims: usize,
+) -> Option<u64> {
+    if head.len() < CACHE_HEADER_LEN
+        || head[..8] != CACHE_MAGIC
+        || head[8..12] != CACHE_VERSION.to_le_bytes()
+    {
         return None;
     }
     if u32::from_le_bytes(head[12..16].try_into().ok()?) as usize != dims {
@@ -371,7 +534,7 @@ mod tests {
     fn cache_header_checks_length_and_key() {
         let key = [7u8; 32];
         let mut head = CACHE_MAGIC.to_vec();
-        head.extend_from_slice(&1u32.to_le_bytes());
+        head.extend_from_slice(&CACHE_VERSION.to_le_bytes());
         head.extend_from_slice(&4u32.to_le_bytes());
         head.extend_from_slice(&2u64.to_le_bytes());
         head.extend_from_slice(&key);

@@ -80,7 +80,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<octet::Error>() {
             return match e {
                 octet::Error::Kernel(_) => INTERNAL,
-                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => io_code(source),
+                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => {
+                    io_code(source)
+                }
                 _ => BAD_INPUT,
             };
         }
@@ -103,6 +105,23 @@ fn io_code(e: &std::io::Error) -> u8 {
         ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory => NO_INPUT,
         _ => IO,
     }
+}
+
+/// The error chain as one line, `a: b: c`, skipping a cause whose text an earlier one already
+/// holds (a file error that prints its I/O cause, whose cause prints the same words again).
+pub fn render(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// True if the chain holds a broken pipe (the reader of our standard output went away, as in
@@ -133,6 +152,16 @@ mod tests {
         assert_eq!(code_for(&missing), NO_INPUT);
         let kernel: anyhow::Error = octet::Error::Option("x".into()).into();
         assert_eq!(code_for(&kernel), BAD_INPUT);
+        let denied = std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            "Permission denied (os error 13)",
+        );
+        let twice = anyhow::Error::new(std::io::Error::new(ErrorKind::PermissionDenied, denied))
+            .context("cannot use m");
+        assert_eq!(
+            render(&twice),
+            "cannot use m: Permission denied (os error 13)"
+        );
         let pipe: anyhow::Error = std::io::Error::from(ErrorKind::BrokenPipe).into();
         assert!(is_broken_pipe(&pipe.context("writing")));
     }

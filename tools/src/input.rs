@@ -9,17 +9,22 @@
 //!   `field`. Blank lines are not records and are skipped; ids count records.
 //! - **CSV**: the first row names the columns and every later row is one record; quoted fields
 //!   may hold commas, quotes and line breaks. A `.tsv` file is tab-separated. An empty field is
-//!   an empty text; blank lines are skipped.
+//!   an empty text; blank lines are skipped. A row with more or fewer fields than the header,
+//!   or with broken quoting ([`crate::csv_check`]), is an error naming its line: no part of a
+//!   text is ever dropped, so the count of vectors is the count of rows.
 //! - Text that is not valid UTF-8 is an error naming the line, unless `lossy` is set, which
 //!   replaces the bad bytes with U+FFFD. A UTF-8 byte-order mark at the start is dropped.
 //!
 //! Records are read one at a time, so input of any size streams in bounded memory.
 
+use crate::csv_check::{QuoteCheck, QuoteError};
 use anyhow::Result;
 use octet_tools::exit::CliError;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
 /// How a file or stream is split into texts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +94,10 @@ enum Source {
         reader: csv::Reader<Box<dyn Read>>,
         column: String,
         column_index: usize,
+        /// Fields in the header row: every record must have as many.
+        columns: usize,
         record: csv::ByteRecord,
+        quote_error: Rc<Cell<Option<QuoteError>>>,
     },
 }
 
@@ -117,7 +125,11 @@ impl TextReader {
             None => ("standard input".into(), Box::new(std::io::stdin()), None),
             Some(path) => {
                 let file = open_input(path, "input")?;
-                let len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                let len = file
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
                 (path.display().to_string(), Box::new(file), len)
             }
         };
@@ -140,11 +152,13 @@ impl TextReader {
                 let tsv = path
                     .and_then(|p| p.extension())
                     .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+                let delimiter = if tsv { b'\t' } else { b',' };
+                let (checked, quote_error) = QuoteCheck::new(reader, delimiter);
                 let mut reader = csv::ReaderBuilder::new()
-                    .delimiter(if tsv { b'\t' } else { b',' })
+                    .delimiter(delimiter)
                     .flexible(true)
                     .has_headers(true)
-                    .from_reader(reader);
+                    .from_reader(Box::new(checked) as Box<dyn Read>);
                 let headers = match reader.byte_headers() {
                     Ok(h) => h.clone(),
                     Err(e) => return Err(csv_error(&name, e)),
@@ -168,7 +182,9 @@ impl TextReader {
                     reader,
                     column,
                     column_index,
+                    columns: headers.len(),
                     record: csv::ByteRecord::new(),
+                    quote_error,
                 }
             }
         };
@@ -202,7 +218,12 @@ impl TextReader {
     pub fn bytes_read(&self) -> u64 {
         match &self.source {
             Source::Args { texts, .. } => {
-                self.total_bytes.unwrap_or(0) - texts.as_slice().iter().map(|t| t.len() as u64 + 1).sum::<u64>()
+                self.total_bytes.unwrap_or(0)
+                    - texts
+                        .as_slice()
+                        .iter()
+                        .map(|t| t.len() as u64 + 1)
+                        .sum::<u64>()
             }
             Source::Lines { bytes, .. } => *bytes,
             Source::Csv { reader, .. } => reader.position().byte(),
@@ -243,7 +264,9 @@ impl TextReader {
                 reader,
                 column,
                 column_index,
+                columns,
                 record,
+                quote_error,
             } => {
                 match reader.read_byte_record(record) {
                     Ok(false) => return Ok(None),
@@ -251,15 +274,36 @@ impl TextReader {
                     Err(e) => return Err(csv_error(&self.name, e)),
                 }
                 let line = record.position().map_or(0, |p| p.line());
-                let Some(field) = record.get(*column_index) else {
+                if let Some(e) = quote_error
+                    .get()
+                    .filter(|e| e.opened < reader.position().line())
+                {
                     return Err(CliError::bad_input(format!(
-                        "line {line} of {} has no value in column '{column}' (the row has {} fields, the header {}); \
-                         fix the row or quote fields holding commas",
+                        "line {} of {} is not valid CSV: {}",
+                        e.opened.max(line),
+                        self.name,
+                        e.describe()
+                    )));
+                }
+                if record.len() != *columns {
+                    let Some(_) = record.get(*column_index) else {
+                        return Err(CliError::bad_input(format!(
+                            "line {line} of {} has no value in column '{column}' (the row has {} fields, the header {}); \
+                             fix the row or quote fields holding commas",
+                            self.name,
+                            record.len(),
+                            *columns
+                        )));
+                    };
+                    return Err(CliError::bad_input(format!(
+                        "line {line} of {} has {} fields but the header row names {}: an unquoted comma would split \
+                         a text and lose part of it; quote fields holding commas (\"a, b\"), or fix the row",
                         self.name,
                         record.len(),
-                        *column_index + 1
+                        *columns
                     )));
-                };
+                }
+                let field = record.get(*column_index).unwrap_or_default();
                 let text = decode_utf8(field.to_vec(), lossy, line, &self.name)?;
                 Ok(Some(Record { text, line }))
             }
@@ -312,12 +356,21 @@ pub fn open_input(path: &Path, what: &str) -> Result<File> {
             "the {what} file {} does not exist; check the path",
             path.display()
         )),
-        _ => CliError::no_input(format!("cannot open the {what} file {}: {e}", path.display())),
+        _ => CliError::no_input(format!(
+            "cannot open the {what} file {}: {e}",
+            path.display()
+        )),
     })
 }
 
 /// Reads one line into `buf` without its line ending; false at the end of the input.
-fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, line: &mut u64, bytes: &mut u64, name: &str) -> Result<bool> {
+fn read_line(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    line: &mut u64,
+    bytes: &mut u64,
+    name: &str,
+) -> Result<bool> {
     buf.clear();
     let n = reader
         .read_until(b'\n', buf)
@@ -369,8 +422,8 @@ fn field_of(line_text: &str, field: &str, line: u64, name: &str) -> Result<Strin
     match object.remove(field) {
         Some(serde_json::Value::String(s)) => Ok(s),
         Some(other) => Err(CliError::bad_input(format!(
-            "line {line} of {name}: field '{field}' is a {}, not a string; pick the field holding the text with --field",
-            json_kind(&other)
+            "line {line} of {name}: field '{field}' is {}, not a string; pick the field holding the text with --field",
+            with_article(json_kind(&other))
         ))),
         None => {
             let keys: Vec<String> = object.keys().cloned().collect();
@@ -380,6 +433,15 @@ fn field_of(line_text: &str, field: &str, line: u64, name: &str) -> Result<Strin
                 list(&keys)
             )))
         }
+    }
+}
+
+/// "an array", "a number", "null".
+fn with_article(kind: &str) -> String {
+    match kind {
+        "null" => kind.to_string(),
+        _ if kind.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {kind}"),
+        _ => format!("a {kind}"),
     }
 }
 
@@ -452,7 +514,10 @@ mod tests {
     #[test]
     fn lines_keep_empty_lines_and_strip_endings() {
         let r = read_all(b"\xef\xbb\xbfa\r\n\nb\n  \nc", InputKind::Lines, false).unwrap();
-        assert_eq!(texts(&r), [("a", 1), ("", 2), ("b", 3), ("  ", 4), ("c", 5)]);
+        assert_eq!(
+            texts(&r),
+            [("a", 1), ("", 2), ("b", 3), ("  ", 4), ("c", 5)]
+        );
     }
 
     #[test]
@@ -467,7 +532,9 @@ mod tests {
 
     #[test]
     fn jsonl_reads_the_field_and_skips_blank_lines() {
-        let kind = InputKind::Jsonl { field: "text".into() };
+        let kind = InputKind::Jsonl {
+            field: "text".into(),
+        };
         let r = read_all(
             b"{\"text\": \"a\", \"n\": 1}\n\n{\"text\": \"\"}\n",
             kind.clone(),
@@ -475,13 +542,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(texts(&r), [("a", 1), ("", 3)]);
-        let err = read_all(b"{\"text\": \"a\"}\n{\"body\": \"b\"}\n", kind.clone(), false).unwrap_err();
+        let err = read_all(
+            b"{\"text\": \"a\"}\n{\"body\": \"b\"}\n",
+            kind.clone(),
+            false,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("line 2 of") && err.to_string().contains("'body'"),
             "{err}"
         );
         let err = read_all(b"{\"text\": 3}\n", kind.clone(), false).unwrap_err();
         assert!(err.to_string().contains("is a number"), "{err}");
+        let err = read_all(b"{\"text\": [3]}\n", kind.clone(), false).unwrap_err();
+        assert!(
+            err.to_string().contains("is an array, not a string"),
+            "{err}"
+        );
         let err = read_all(b"[1]\n", kind.clone(), false).unwrap_err();
         assert!(err.to_string().contains("array, not an object"), "{err}");
         let err = read_all(b"{\"text\": \n", kind, false).unwrap_err();
@@ -490,10 +567,15 @@ mod tests {
 
     #[test]
     fn csv_handles_quotes_newlines_and_missing_columns() {
-        let kind = InputKind::Csv { column: "body".into() };
+        let kind = InputKind::Csv {
+            column: "body".into(),
+        };
         let data = b"id,body\n1,\"a, \"\"quoted\"\" text\"\n2,\"two\nlines\"\n3,\n";
         let r = read_all(data, kind.clone(), false).unwrap();
-        assert_eq!(texts(&r), [("a, \"quoted\" text", 2), ("two\nlines", 3), ("", 5)]);
+        assert_eq!(
+            texts(&r),
+            [("a, \"quoted\" text", 2), ("two\nlines", 3), ("", 5)]
+        );
         let err = read_all(b"id,text\n1,a\n", kind.clone(), false).unwrap_err();
         assert!(
             err.to_string().contains("no column 'body'") && err.to_string().contains("'text'"),
@@ -514,7 +596,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.jsonl");
         std::fs::write(&path, b"{\"t\":\"a\"}\n\n{\"t\":\"b\"}\n{\"t\":\"c\"}\n").unwrap();
-        let mut reader = TextReader::open(Some(&path), InputKind::Jsonl { field: "t".into() }, false).unwrap();
+        let mut reader =
+            TextReader::open(Some(&path), InputKind::Jsonl { field: "t".into() }, false).unwrap();
         assert_eq!(reader.skip(2).unwrap(), 2);
         assert_eq!(
             reader.next_record().unwrap().unwrap(),

@@ -9,10 +9,14 @@ mod cmd_info;
 mod cmd_inspect;
 mod cmd_search;
 mod cmd_similarity;
+mod csv_check;
 mod input;
 mod load;
 mod output;
+mod resume;
 mod serve;
+mod sigbus;
+mod sink;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -57,7 +61,11 @@ enum Command {
 }
 
 fn version() -> &'static str {
-    let text = format!("{} ({})", env!("CARGO_PKG_VERSION"), octet_kernels::describe());
+    let text = format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        octet_kernels::describe()
+    );
     Box::leak(text.into_boxed_str())
 }
 
@@ -93,7 +101,7 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", exit::render(&err));
             ExitCode::from(exit::code_for(&err))
         }
         Err(_) => ExitCode::from(exit::INTERNAL),

@@ -12,8 +12,9 @@
 //! - `f16`: raw little-endian IEEE binary16, `count * dims` values row after row, no header.
 //! - the search cache (`octet search`), see [`CACHE_MAGIC`].
 //!
-//! A file output `F` is written to `F.partial` in the same folder, fsynced, and renamed to `F`
-//! on success (for `npy-int8` the scales file is renamed first, so `F` appearing means both are
+//! A file output `F` is written to `F.partial` in the same folder (created exclusively and
+//! locked: see [`crate::sink`] for that, for special files written in place and for the
+//! same-file check), fsynced, and renamed to `F` on success (for `npy-int8` the scales file is renamed first, so `F` appearing means both are
 //! complete). An interrupt or a crash therefore never leaves a half-written `F`: only
 //! `F.partial`, which `--resume` continues (JSON lines only: the complete lines in it are kept,
 //! a torn last line is cut, and the input's first records are skipped to match). On an error
@@ -21,12 +22,18 @@
 //! records stay in `F.partial` for `--resume`) or [`VectorWriter::discard`] (everything this
 //! run wrote is removed; a file this run created is deleted).
 
+use crate::resume::{self, run_record_path};
+use crate::sink::{
+    check_output_path, is_special, partial_path, resolve, write_error, PartialFile, Sink,
+};
 use anyhow::Result;
 use octet_tools::exit::CliError;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The output encodings of `octet embed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -67,15 +74,18 @@ impl VectorFormat {
 /// | offset | size | field |
 /// |-------:|-----:|-------|
 /// | 0 | 8 | magic `OCTETVEC` |
-/// | 8 | 4 | u32 version, 1 |
+/// | 8 | 4 | u32 version, 2 |
 /// | 12 | 4 | u32 dims |
 /// | 16 | 8 | u64 count |
 /// | 24 | 32 | key: sha256 of the model's identity, the embedding options and the corpus bytes |
-/// | 56 | 8 | zero |
-/// | 64 | 4 * count * dims | f32 vectors, row after row |
+/// | 56 | 32 | sha256 of the vector bytes (checked on every load: a cache whose vectors are not the ones its key was written with is never used) |
+/// | 88 | 40 | zero |
+/// | 128 | 4 * count * dims | f32 vectors, row after row |
 pub const CACHE_MAGIC: [u8; 8] = *b"OCTETVEC";
+/// Version of the cache layout.
+pub const CACHE_VERSION: u32 = 2;
 /// Size of the cache header; the vectors start 64-byte aligned.
-pub const CACHE_HEADER_LEN: usize = 64;
+pub const CACHE_HEADER_LEN: usize = 128;
 
 /// Size of the `.npy` headers written here: fixed, so the count can be patched in at the end
 /// (a 20-digit count still fits), and a multiple of 64 as the format recommends.
@@ -91,20 +101,6 @@ enum Encoding {
     Cache([u8; 32]),
 }
 
-/// A file being written as `final_path` + ".partial".
-struct PartialFile {
-    final_path: PathBuf,
-    partial_path: PathBuf,
-    writer: BufWriter<File>,
-    /// Length of the partial file when this run began (resumed runs keep earlier work).
-    start_len: u64,
-}
-
-enum Sink {
-    Stdout(BufWriter<std::io::Stdout>),
-    File(PartialFile),
-}
-
 /// Writes vectors in one encoding to standard output or a file.
 pub struct VectorWriter {
     encoding: Encoding,
@@ -115,13 +111,11 @@ pub struct VectorWriter {
     /// `npy-int8` only: the scales file.
     scales: Option<Sink>,
     bytes: Vec<u8>,
-}
-
-/// The path of the temporary file for `path`.
-pub fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
+    /// The cache only: sha256 of the vector bytes, stored in its header.
+    content: Sha256,
+    /// The cache only: a read handle on the file being written, which stays this run's file
+    /// even if another run renames its own cache over the same path.
+    cache_file: Option<File>,
 }
 
 /// The scales file beside an `npy-int8` output: `x.npy` -> `x.scales.npy`.
@@ -130,7 +124,48 @@ pub fn scales_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{stem}.scales.npy"))
 }
 
+/// Every file a `-o path` run may write, for the same-file check: the output, its temporary
+/// file, and for `npy-int8` the scales file and its temporary file.
+pub fn output_files(path: &Path, format: VectorFormat) -> Vec<PathBuf> {
+    let path = resolve(path);
+    let mut files = vec![partial_path(&path), run_record_path(&path)];
+    if format == VectorFormat::NpyInt8 {
+        files.push(scales_path(&path));
+        files.push(partial_path(&scales_path(&path)));
+    }
+    files.push(path);
+    files
+}
+
+fn encoding_of(format: VectorFormat) -> Encoding {
+    match format {
+        VectorFormat::Jsonl => Encoding::Jsonl,
+        VectorFormat::Npy => Encoding::NpyF32,
+        VectorFormat::NpyInt8 => Encoding::NpyInt8,
+        VectorFormat::F16 => Encoding::F16,
+    }
+}
+
 impl VectorWriter {
+    fn new(
+        encoding: Encoding,
+        dims: usize,
+        count: u64,
+        main: Sink,
+        scales: Option<Sink>,
+    ) -> VectorWriter {
+        VectorWriter {
+            encoding,
+            dims,
+            count,
+            main,
+            scales,
+            bytes: Vec::new(),
+            content: Sha256::new(),
+            cache_file: None,
+        }
+    }
+
     /// Vectors of `dims` values to standard output (text or f16 only: npy needs a file).
     pub fn stdout(format: VectorFormat, dims: usize) -> Result<VectorWriter> {
         let encoding = match format {
@@ -143,91 +178,108 @@ impl VectorWriter {
             }
         };
         let main = Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout()));
-        Ok(VectorWriter {
-            encoding,
-            dims,
-            count: 0,
-            main,
-            scales: None,
-            bytes: Vec::new(),
-        })
+        Ok(VectorWriter::new(encoding, dims, 0, main, None))
     }
 
-    /// Vectors to `path` (via `path.partial`). With `resume`, continues `path.partial` (or a
-    /// copy of a complete `path`) and returns how many vectors it already holds; without it, an
-    /// existing `path.partial` is an error, so an interrupted run is never wiped by accident.
-    pub fn create(path: &Path, format: VectorFormat, dims: usize, resume: bool) -> Result<(VectorWriter, u64)> {
-        let encoding = match format {
-            VectorFormat::Jsonl => Encoding::Jsonl,
-            VectorFormat::Npy => Encoding::NpyF32,
-            VectorFormat::NpyInt8 => Encoding::NpyInt8,
-            VectorFormat::F16 => Encoding::F16,
-        };
+    /// Vectors to `path` (via `path.partial`, see [`crate::sink`]). With `resume`, continues
+    /// `path.partial` (or a copy of a complete `path`) and returns how many vectors it already
+    /// holds; without it, an existing `path.partial` is an error, so an interrupted run is never
+    /// wiped by accident. `run` describes the model and options ([`crate::resume`]): it is kept
+    /// beside the partial file, and a resume with a different one is refused.
+    pub fn create(
+        path: &Path,
+        format: VectorFormat,
+        dims: usize,
+        resume: bool,
+        run: &str,
+    ) -> Result<(VectorWriter, u64)> {
+        let encoding = encoding_of(format);
         if resume && encoding != Encoding::Jsonl {
             return Err(CliError::usage(
                 "--resume works with JSON lines output (--format jsonl) only",
             ));
         }
+        if is_special(path) {
+            if resume {
+                return Err(CliError::usage(format!(
+                    "--resume needs a regular output file, and {} is not one (a device, pipe or socket)",
+                    path.display()
+                )));
+            }
+            if !matches!(encoding, Encoding::Jsonl | Encoding::F16) {
+                return Err(CliError::usage(format!(
+                    "{} is not a regular file (a device, pipe or socket): --format npy and npy-int8 write their \
+                     header last and need a regular file; use --format jsonl or f16 there",
+                    path.display()
+                )));
+            }
+            let main = Sink::direct(path)?;
+            return Ok((VectorWriter::new(encoding, dims, 0, main, None), 0));
+        }
+        let path = &resolve(path);
         check_output_path(path)?;
         let partial = partial_path(path);
-        if !resume && partial.exists() {
-            return Err(CliError::usage(format!(
-                "{} exists: an earlier run into {} was interrupted; continue it with --resume, \
-                 or delete it to start over",
-                partial.display(),
-                path.display()
-            )));
-        }
-        let mut already = 0;
-        let main = if resume {
-            if !partial.exists() && path.exists() {
-                std::fs::copy(path, &partial).map_err(|e| write_error(&partial, e))?;
-            }
-            if partial.exists() {
-                let (file, records, len) = reopen_jsonl(&partial, dims)?;
-                already = records;
-                Sink::File(PartialFile {
-                    final_path: path.to_path_buf(),
-                    partial_path: partial,
-                    writer: BufWriter::with_capacity(1 << 16, file),
-                    start_len: len,
-                })
-            } else {
-                Sink::File(PartialFile::create(path)?)
-            }
+        let (main, already) = if resume {
+            let (file, records, len) = resume::reopen(path, &partial, dims, run)?;
+            (
+                Sink::File(PartialFile::wrap(path, partial, file, len)),
+                records,
+            )
         } else {
-            Sink::File(PartialFile::create(path)?)
+            let hint = format!(
+                "an earlier run into {} was interrupted; continue it with --resume, or delete it to start over",
+                path.display()
+            );
+            let file = PartialFile::create_new(path, partial, &hint)?;
+            if encoding == Encoding::Jsonl {
+                resume::write_run_record(path, run)?;
+            }
+            (Sink::File(file), 0)
         };
         let scales = if encoding == Encoding::NpyInt8 {
-            Some(Sink::File(PartialFile::create(&scales_path(path))?))
+            let scales = scales_path(path);
+            let hint = format!(
+                "an earlier run into {} was interrupted; delete it",
+                scales.display()
+            );
+            Some(Sink::File(PartialFile::create_new(
+                &scales,
+                partial_path(&scales),
+                &hint,
+            )?))
         } else {
             None
         };
-        let mut writer = VectorWriter {
-            encoding,
-            dims,
-            count: already,
-            main,
-            scales,
-            bytes: Vec::new(),
-        };
-        writer.write_headers()?;
+        let mut writer = VectorWriter::new(encoding, dims, already, main, scales);
+        writer.write_headers(true)?;
         Ok((writer, already))
     }
 
-    /// An `octet search` cache at `path`, identified by `key`.
+    /// An `octet search` cache at `path`, identified by `key`, written under a temporary name
+    /// unique to this run (concurrent runs each write their own, and the last rename wins).
     pub fn create_cache(path: &Path, dims: usize, key: [u8; 32]) -> Result<VectorWriter> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = &resolve(path);
         check_output_path(path)?;
-        let main = Sink::File(PartialFile::create(path)?);
-        let mut writer = VectorWriter {
-            encoding: Encoding::Cache(key),
-            dims,
-            count: 0,
-            main,
-            scales: None,
-            bytes: Vec::new(),
-        };
-        writer.write_headers()?;
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(
+            ".partial-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = PartialFile::create_new(
+            path,
+            path.with_file_name(name),
+            "a stale temporary file; delete it",
+        )?;
+        let reader = file
+            .writer
+            .get_ref()
+            .try_clone()
+            .map_err(|e| write_error(path, e))?;
+        let mut writer = VectorWriter::new(Encoding::Cache(key), dims, 0, Sink::File(file), None);
+        writer.cache_file = Some(reader);
+        writer.write_headers(true)?;
         Ok(writer)
     }
 
@@ -237,23 +289,34 @@ impl VectorWriter {
     }
 
     /// Writes the header with the current count (placeholder at the start, final at the end).
-    fn write_headers(&mut self) -> Result<()> {
+    fn write_headers(&mut self, first: bool) -> Result<()> {
         let header = match self.encoding {
             Encoding::Jsonl | Encoding::F16 => return Ok(()),
             Encoding::NpyF32 => npy_header("<f4", &[self.count, self.dims as u64]),
             Encoding::NpyInt8 => npy_header("|i1", &[self.count, self.dims as u64]),
-            Encoding::Cache(key) => cache_header(key, self.dims, self.count),
+            Encoding::Cache(key) => {
+                let content = if first {
+                    [0; 32]
+                } else {
+                    self.content.clone().finalize().into()
+                };
+                cache_header(key, self.dims, self.count, content)
+            }
         };
-        self.main.write_at_start(&header)?;
+        self.main.write_at_start(&header, first)?;
         if let Some(scales) = &mut self.scales {
-            scales.write_at_start(&npy_header("<f4", &[self.count]))?;
+            scales.write_at_start(&npy_header("<f4", &[self.count]), first)?;
         }
         Ok(())
     }
 
-    /// Appends one vector; `id` labels JSON lines.
+    /// Appends one vector; `id` labels JSON lines. A vector with a NaN or infinity is refused
+    /// (the caller names the text): no format could carry it faithfully.
     pub fn write(&mut self, id: u64, vector: &[f32]) -> Result<()> {
         debug_assert_eq!(vector.len(), self.dims);
+        if let Some(bad) = vector.iter().find(|v| !v.is_finite()) {
+            return Err(CliError::bad_input(format!("vector {id} holds {bad}")));
+        }
         self.bytes.clear();
         match self.encoding {
             Encoding::Jsonl => {
@@ -262,15 +325,28 @@ impl VectorWriter {
                     id: u64,
                     embedding: &'a [f32],
                 }
-                serde_json::to_writer(&mut self.bytes, &Line { id, embedding: vector })?;
+                serde_json::to_writer(
+                    &mut self.bytes,
+                    &Line {
+                        id,
+                        embedding: vector,
+                    },
+                )?;
                 self.bytes.push(b'\n');
             }
             Encoding::NpyF32 | Encoding::Cache(_) => {
-                self.bytes.extend(vector.iter().flat_map(|v| v.to_le_bytes()));
+                self.bytes
+                    .extend(vector.iter().flat_map(|v| v.to_le_bytes()));
+                if matches!(self.encoding, Encoding::Cache(_)) {
+                    self.content.update(&self.bytes);
+                }
             }
             Encoding::F16 => {
-                self.bytes
-                    .extend(vector.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()));
+                self.bytes.extend(
+                    vector
+                        .iter()
+                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
+                );
             }
             Encoding::NpyInt8 => {
                 let (q, scale) = quantize_int8(vector);
@@ -294,11 +370,12 @@ impl VectorWriter {
         Ok(())
     }
 
-    /// Completes the output: final headers, flush, fsync, rename into place.
-    pub fn finish(mut self) -> Result<()> {
+    /// Completes the output: final headers, flush, fsync, rename into place. For a cache,
+    /// returns a handle on the file written (see [`VectorWriter::create_cache`]).
+    pub fn finish(mut self) -> Result<Option<File>> {
         let result = (|| {
             self.flush()?;
-            self.write_headers()?;
+            self.write_headers(false)?;
             if let Some(s) = &mut self.scales {
                 s.sync()?;
             }
@@ -308,12 +385,26 @@ impl VectorWriter {
             self.discard();
             return Err(e);
         }
-        let VectorWriter { main, scales, .. } = self;
-        // Scales first: the main file appearing means both are complete.
+        let VectorWriter {
+            main,
+            scales,
+            cache_file,
+            ..
+        } = self;
+        // Scales first: the main file appearing means both are complete. A failed rename drops
+        // the other temporary file, which removes it.
         if let Some(s) = scales {
             s.commit()?;
         }
-        main.commit()
+        let final_path = match &main {
+            Sink::File(f) => Some(f.final_path.clone()),
+            _ => None,
+        };
+        main.commit()?;
+        if let (Some(path), Encoding::Jsonl) = (final_path, self.encoding) {
+            resume::remove_run_record(&path);
+        }
+        Ok(cache_file)
     }
 
     /// After a bad input: keeps the complete records in the partial file for `--resume` and
@@ -326,7 +417,10 @@ impl VectorWriter {
         if self.flush().is_err() {
             return self.discard();
         }
-        let Sink::File(f) = &self.main else { return None };
+        let Sink::File(f) = &mut self.main else {
+            return None;
+        };
+        f.keep();
         Some(format!(
             "the {} vectors before it are kept in {}: fix the input and run the same command with --resume to continue",
             self.count,
@@ -340,6 +434,9 @@ impl VectorWriter {
         let mut notes = Vec::new();
         for sink in std::iter::once(&mut self.main).chain(self.scales.as_mut()) {
             if let Sink::File(f) = sink {
+                if f.start_len == 0 && self.encoding == Encoding::Jsonl {
+                    resume::remove_run_record(&f.final_path);
+                }
                 notes.push(f.discard());
             }
         }
@@ -347,229 +444,18 @@ impl VectorWriter {
     }
 }
 
-impl PartialFile {
-    /// Creates (or truncates) `path.partial`.
-    fn create(path: &Path) -> Result<PartialFile> {
-        let partial = partial_path(path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&partial)
-            .map_err(|e| create_error(path, e))?;
-        Ok(PartialFile {
-            final_path: path.to_path_buf(),
-            partial_path: partial,
-            writer: BufWriter::with_capacity(1 << 16, file),
-            start_len: 0,
-        })
-    }
-
-    fn discard(&mut self) -> String {
-        // Drop buffered bytes unwritten: the writer is replaced without flushing.
-        let file = match self.writer.get_ref().try_clone() {
-            Ok(f) => f,
-            Err(_) => return format!("{} may hold partial output", self.partial_path.display()),
-        };
-        let _ = std::mem::replace(&mut self.writer, BufWriter::new(file)).into_parts();
-        if self.start_len == 0 {
-            let _ = std::fs::remove_file(&self.partial_path);
-            format!("nothing was written to {}", self.final_path.display())
-        } else {
-            let _ = self.writer.get_ref().set_len(self.start_len);
-            format!(
-                "{} is back to the {} bytes it had before this run",
-                self.partial_path.display(),
-                self.start_len
-            )
-        }
-    }
-}
-
-impl Sink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        match self {
-            Sink::Stdout(w) => w.write_all(bytes).map_err(stdout_error),
-            Sink::File(f) => f.writer.write_all(bytes).map_err(|e| write_error(&f.final_path, e)),
-        }
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        match self {
-            Sink::Stdout(w) => w.flush().map_err(stdout_error),
-            Sink::File(f) => f.writer.flush().map_err(|e| write_error(&f.final_path, e)),
-        }
-    }
-
-    /// Writes `header` at offset 0 of a fresh file, or over the first bytes of a finished one.
-    fn write_at_start(&mut self, header: &[u8]) -> Result<()> {
-        match self {
-            Sink::Stdout(w) => w.write_all(header).map_err(stdout_error),
-            Sink::File(f) => {
-                let result = (|| {
-                    f.writer.flush()?;
-                    let file = f.writer.get_mut();
-                    let end = file.stream_position()?;
-                    file.seek(SeekFrom::Start(0))?;
-                    file.write_all(header)?;
-                    file.seek(SeekFrom::Start(end.max(header.len() as u64)))?;
-                    Ok(())
-                })();
-                result.map_err(|e| write_error(&f.final_path, e))
-            }
-        }
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        match self {
-            Sink::Stdout(w) => w.flush().map_err(stdout_error),
-            Sink::File(f) => {
-                f.writer.flush().map_err(|e| write_error(&f.final_path, e))?;
-                f.writer.get_ref().sync_all().map_err(|e| write_error(&f.final_path, e))
-            }
-        }
-    }
-
-    fn commit(self) -> Result<()> {
-        match self {
-            Sink::Stdout(mut w) => w.flush().map_err(stdout_error),
-            Sink::File(f) => {
-                std::fs::rename(&f.partial_path, &f.final_path).map_err(|e| {
-                    CliError::io(format!(
-                        "cannot rename {} to {}: {e}; the complete output is in {}",
-                        f.partial_path.display(),
-                        f.final_path.display(),
-                        f.partial_path.display()
-                    ))
-                })?;
-                // Make the rename durable; a failure here changes nothing the user can act on.
-                if let Some(dir) = f.final_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    if let Ok(d) = File::open(dir) {
-                        let _ = d.sync_all();
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Checks that the output's folder exists and the path is not a folder.
-fn check_output_path(path: &Path) -> Result<()> {
-    if path.is_dir() {
-        return Err(CliError::cant_create(format!(
-            "the output {} is a folder; give a file name",
-            path.display()
-        )));
-    }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(CliError::cant_create(format!(
-            "cannot create {}: the folder {} does not exist; create it first (mkdir -p {})",
-            path.display(),
-            parent.display(),
-            parent.display()
-        )));
-    }
-    Ok(())
-}
-
-fn create_error(path: &Path, e: std::io::Error) -> anyhow::Error {
-    CliError::cant_create(format!(
-        "cannot create {}: {e}; choose another --output or fix the folder's permissions",
-        path.display()
-    ))
-}
-
-/// A write error with a hint for the common causes.
-fn write_error(path: &Path, e: std::io::Error) -> anyhow::Error {
-    let hint = match e.kind() {
-        ErrorKind::StorageFull => "; the disk is full: free some space and run again",
-        ErrorKind::FileTooLarge => {
-            "; the file reached a file-size limit (see `ulimit -f`) or the file system's largest file: \
-             lift the limit or write elsewhere"
-        }
-        _ => "",
-    };
-    CliError::io(format!("cannot write {}: {e}{hint}", path.display()))
-}
-
-fn stdout_error(e: std::io::Error) -> anyhow::Error {
-    if e.kind() == ErrorKind::BrokenPipe {
-        // The reader went away (`| head`): main exits quietly on this.
-        return e.into();
-    }
-    write_error(Path::new("standard output"), e)
-}
-
-/// Reopens a partial JSON-lines file for `--resume`: cuts a torn last line, checks that the last
-/// complete line is the `id` it should be with `dims` values, and returns the file positioned at
-/// its end, the number of complete lines, and their length in bytes.
-fn reopen_jsonl(path: &Path, dims: usize) -> Result<(File, u64, u64)> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| write_error(path, e))?;
-    let (mut lines, mut end, mut last_start) = (0u64, 0u64, 0u64);
-    let mut offset = 0u64;
-    let mut block = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut block).map_err(|e| write_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        for (i, _) in block[..n].iter().enumerate().filter(|(_, &b)| b == b'\n') {
-            lines += 1;
-            last_start = end;
-            end = offset + i as u64 + 1;
-        }
-        offset += n as u64;
-    }
-    if lines > 0 {
-        let mut last = vec![0u8; (end - last_start) as usize];
-        file.seek(SeekFrom::Start(last_start))
-            .and_then(|_| file.read_exact(&mut last))
-            .map_err(|e| write_error(path, e))?;
-        #[derive(serde::Deserialize)]
-        struct Line {
-            id: u64,
-            embedding: Vec<serde_json::Value>,
-        }
-        let ok = match serde_json::from_slice::<Line>(&last) {
-            Ok(line) if line.id + 1 == lines && line.embedding.len() == dims => true,
-            Ok(line) if line.id + 1 == lines => {
-                return Err(CliError::usage(format!(
-                    "{} holds vectors of {} dims but this run makes {dims}; resume with the same model and --dims, \
-                     or delete it to start over",
-                    path.display(),
-                    line.embedding.len()
-                )))
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(CliError::bad_input(format!(
-                "{} does not look like `octet embed` JSON lines output (line {lines} is not {{\"id\": {}, ...}}); \
-                 delete it to start over",
-                path.display(),
-                lines - 1
-            )));
-        }
-    }
-    file.set_len(end).map_err(|e| write_error(path, e))?;
-    file.seek(SeekFrom::Start(end)).map_err(|e| write_error(path, e))?;
-    Ok((file, lines, end))
-}
-
 /// A `.npy` 1.0 header of exactly [`NPY_HEADER_LEN`] bytes.
 fn npy_header(descr: &str, shape: &[u64]) -> Vec<u8> {
     let shape = match shape {
         [n] => format!("({n},)"),
-        _ => format!("({})", shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     let mut out = Vec::with_capacity(NPY_HEADER_LEN);
@@ -582,13 +468,14 @@ fn npy_header(descr: &str, shape: &[u64]) -> Vec<u8> {
     out
 }
 
-fn cache_header(key: [u8; 32], dims: usize, count: u64) -> Vec<u8> {
+fn cache_header(key: [u8; 32], dims: usize, count: u64, content: [u8; 32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(CACHE_HEADER_LEN);
     out.extend_from_slice(&CACHE_MAGIC);
-    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&CACHE_VERSION.to_le_bytes());
     out.extend_from_slice(&(dims as u32).to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&key);
+    out.extend_from_slice(&content);
     out.resize(CACHE_HEADER_LEN, 0);
     out
 }
@@ -618,7 +505,9 @@ mod tests {
         let h = npy_header("<f4", &[u64::MAX, 4096]);
         assert_eq!(h.len(), NPY_HEADER_LEN);
         let text = std::str::from_utf8(&h[10..]).unwrap();
-        assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4096), }"));
+        assert!(text.starts_with(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4096), }"
+        ));
         assert!(std::str::from_utf8(&npy_header("<f4", &[3])[10..])
             .unwrap()
             .contains("'shape': (3,)"));
@@ -637,9 +526,17 @@ mod tests {
 
     #[test]
     fn partial_and_scales_names() {
-        assert_eq!(partial_path(Path::new("out/v.npy")), Path::new("out/v.npy.partial"));
-        assert_eq!(scales_path(Path::new("out/v.npy")), Path::new("out/v.scales.npy"));
-        assert_eq!(VectorFormat::from_extension(Path::new("a.NPY")), VectorFormat::Npy);
-        assert_eq!(VectorFormat::from_extension(Path::new("a.jsonl")), VectorFormat::Jsonl);
+        assert_eq!(
+            scales_path(Path::new("out/v.npy")),
+            Path::new("out/v.scales.npy")
+        );
+        assert_eq!(
+            VectorFormat::from_extension(Path::new("a.NPY")),
+            VectorFormat::Npy
+        );
+        assert_eq!(
+            VectorFormat::from_extension(Path::new("a.jsonl")),
+            VectorFormat::Jsonl
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! order. The progress bar (stderr, only on a terminal) shows texts/s, tokens/s and the ETA.
 //!
 //! On a bad record (invalid UTF-8, a missing field, a text over the window with
-//! `--no-truncate`) the texts before it are still embedded and written, then the error is
+//! `--no-truncate`, a vector that is not finite) the texts before it are still embedded and written, then the error is
 //! returned: no earlier output is lost.
 
 use crate::input::{Record, TextReader};
@@ -47,13 +47,17 @@ impl Progress {
             };
         }
         let bar = match total_bytes {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}%  {msg}  ETA {eta}")
+            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {percent:>3}%  {msg}  ETA {eta}",
+                    )
                     .expect("valid template")
                     .progress_chars("=> "),
+                ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("valid template"),
             ),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-                .with_style(ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("valid template")),
         };
         bar.set_prefix(label.to_string());
         bar.set_message("starting");
@@ -152,7 +156,16 @@ fn embed_chunk(
             Ok(result) => {
                 totals.tokens += result.tokens as u64;
                 totals.truncated += result.truncated as u64;
-                for vector in &result.vectors {
+                for (record, vector) in chunk.iter().zip(&result.vectors) {
+                    if vector.iter().any(|v| !v.is_finite()) {
+                        return Err(CliError::bad_input(format!(
+                            "the vector of {} (id {}, {:?}) is not finite (NaN or infinity): the model is broken \
+                             (`octet info --verify MODEL` checks its weights); nothing of it was written",
+                            reader.location(record.line),
+                            writer.count(),
+                            crate::cmd_similarity::clip(&record.text, 60)
+                        )));
+                    }
                     writer.write(writer.count(), vector)?;
                     totals.texts += 1;
                 }

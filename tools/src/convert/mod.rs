@@ -95,6 +95,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     } else {
         recipe
     };
+    check_layers_listed(&src)?;
     let (architecture, mut planned) = match src.model_type() {
         "bert" => (Architecture::Bert, bert::plan(&src, max_seq_len)?),
         "gemma3_text" | "gemma3" => (Architecture::Gemma3, gemma3::plan(&src, max_seq_len)?),
@@ -174,4 +175,33 @@ fn matryoshka_dims(architecture: Architecture, src: &SourceFolder) -> Vec<usize>
     } else {
         Vec::new()
     }
+}
+
+/// Fails if the weights hold layers the config does not list (`num_hidden_layers` or
+/// `num_layers` too small): the converter reads layers by the config's count, so the extra
+/// ones would be dropped without a word and the model would embed differently.
+fn check_layers_listed(src: &SourceFolder) -> Result<()> {
+    let Ok(count) = src.config_usize("num_hidden_layers").or_else(|_| src.config_usize("num_layers")) else {
+        return Ok(());
+    };
+    let mut extra: Vec<(usize, String)> = Vec::new();
+    for name in src.weights.names() {
+        let parts: Vec<&str> = name.split('.').collect();
+        let index = parts.windows(2).find_map(|w| {
+            matches!(w[0], "layer" | "layers" | "block" | "h").then(|| w[1].parse::<usize>().ok()).flatten()
+        });
+        if let Some(i) = index.filter(|&i| i >= count) {
+            extra.push((i, name));
+        }
+    }
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort();
+    let highest = extra.last().map_or(0, |e| e.0);
+    bail!(
+        "model.safetensors holds weights for layers {count} to {highest} (e.g. '{}'), but config.json lists only \
+         {count} layers; the converted model would silently lack them: fix the layer count in config.json",
+        extra[0].1
+    )
 }

@@ -123,11 +123,28 @@ impl TextTokenizer {
     }
 
     /// Tokenizes one text; `index` only labels the error.
+    ///
+    /// Memory stays bounded whatever the text's length: a long text is tokenized by growing
+    /// prefixes (cut on a character boundary) until one yields at least twice the window, so the
+    /// cut cannot reach the tokens kept, and at most [`MAX_BYTES_PER_TOKEN`] bytes per window
+    /// token are ever tokenized: a text whose first window tokens span more than that (long runs
+    /// of spaces or of characters the tokenizer drops) is cut there and counts as truncated.
     pub fn encode(&self, index: usize, text: &str, policy: Truncation) -> Result<Tokens> {
-        let encoding = guarded(format_args!("tokenizing text {index}"), || {
-            self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))
-        })?;
-        let truncated = !encoding.get_overflowing().is_empty();
+        let cap = self.window.saturating_mul(MAX_BYTES_PER_TOKEN);
+        let mut limit = self.window.saturating_mul(FIRST_BYTES_PER_TOKEN).max(4096);
+        let (encoding, cut) = loop {
+            if text.len() <= limit {
+                break (self.encode_raw(index, text)?, false);
+            }
+            let prefix = &text[..floor_char_boundary(text, limit)];
+            let encoding = self.encode_raw(index, prefix)?;
+            let beyond: usize = encoding.get_overflowing().iter().map(|e| e.get_ids().len()).sum();
+            if beyond >= self.window || limit >= cap {
+                break (encoding, true);
+            }
+            limit = limit.saturating_mul(4).min(cap);
+        };
+        let truncated = cut || !encoding.get_overflowing().is_empty();
         if truncated && policy == Truncation::Error {
             return Err(Error::TextTooLong { index, max: self.window });
         }
@@ -136,5 +153,64 @@ impl TextTokenizer {
             return Err(Error::Tokenizer(format!("text {index} contains the token '{token}' (id {id}), which this model has no embedding for; remove it from the text")));
         }
         Ok(Tokens { ids: encoding.get_ids().to_vec(), truncated })
+    }
+
+    fn encode_raw(&self, index: usize, text: &str) -> Result<tokenizers::Encoding> {
+        guarded(format_args!("tokenizing text {index}"), || {
+            self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))
+        })
+    }
+}
+
+/// Bytes per window token of the first prefix a long text is tokenized by (English averages
+/// about 4 bytes per token, so this prefix almost always holds twice the window).
+const FIRST_BYTES_PER_TOKEN: usize = 16;
+/// Most bytes per window token ever tokenized (see [`TextTokenizer::encode`]).
+pub const MAX_BYTES_PER_TOKEN: usize = 1024;
+
+/// The largest index `<= at` on a character boundary of `text`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level tokenizer over "a" and "b", split on whitespace, no special tokens.
+    fn tiny(window: usize) -> TextTokenizer {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"[UNK]":0,"a":1,"b":2},"unk_token":"[UNK]"}}"#;
+        TextTokenizer::from_json(json.as_bytes(), window).unwrap()
+    }
+
+    #[test]
+    fn a_long_text_gives_the_tokens_of_the_whole_text() {
+        let t = tiny(8);
+        let text = "a b\u{e9} ".repeat(20_000);
+        let whole = t.inner.encode_fast(text.as_str(), true).unwrap();
+        let tokens = t.encode(0, &text, Truncation::Truncate).unwrap();
+        assert_eq!(tokens.ids, whole.get_ids());
+        assert!(tokens.truncated);
+        assert!(matches!(
+            t.encode(0, &text, Truncation::Error),
+            Err(Error::TextTooLong { .. })
+        ));
+        let short = t.encode(0, "a b", Truncation::Error).unwrap();
+        assert_eq!((short.ids, short.truncated), (vec![1, 2], false));
+    }
+
+    #[test]
+    fn a_text_of_mostly_spaces_is_cut_at_the_byte_cap() {
+        let t = tiny(8);
+        let text = format!("a{}b", " ".repeat(8 * MAX_BYTES_PER_TOKEN * 4));
+        let tokens = t.encode(0, &text, Truncation::Truncate).unwrap();
+        assert_eq!((tokens.ids, tokens.truncated), (vec![1], true));
+        assert_eq!(floor_char_boundary("a\u{e9}", 2), 1);
     }
 }
