@@ -56,12 +56,14 @@ pub use availability::{availability, AmxUnavailable};
 pub(super) const MR: usize = 32;
 /// k values per k-block: one A tile row of 64 bytes, one B tile of 16 k-quads.
 pub(super) const KB: usize = 64;
-/// Calls with fewer rows go to the VNNI kernel. Not measured yet on an AMX machine (the
-/// development machine had none): one row tile of AMX work is 32 rows whatever m is, while
-/// VNNI's tile is 12 rows, and below about 16 rows both are bound by streaming the weights,
-/// where AMX's per-task `ldtilecfg` / `tilerelease` only add cost. Retune from
+/// Calls with fewer rows go to the VNNI kernel. A guess, not measured (the development
+/// machine had no AMX): AMX computes at least 16 rows (one A tile) per tile block, VNNI 12, and
+/// below about 16 rows both are bound by streaming the weights, where AMX's per-task
+/// `ldtilecfg` / `tilerelease` and its 4 KiB round trip through memory before the epilogue
+/// only add cost. Retune on an AMX machine: set this to 1, then compare
 /// `cargo test -p octet-kernels --release int8::tests::throughput -- --ignored --nocapture`
-/// with `OCTET_INT8_SHAPES` at m = 4..64 under `OCTET_KERNEL=amx` and `=avx512`.
+/// with `OCTET_INT8_SHAPES='4,384,1536;8,384,1536;16,384,1536;32,384,1536'` under
+/// `OCTET_KERNEL=amx` and `OCTET_KERNEL=avx512`.
 pub(super) const AMX_MIN_ROWS: usize = 16;
 
 pub(super) static KERNEL: Int8Kernel = Int8Kernel {
