@@ -332,3 +332,60 @@ pub fn base64_f32(values: &[f32]) -> String {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(body: &str) -> Result<Inputs, String> {
+        embedding_request(body.as_bytes())
+            .map(|r| r.input)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn the_four_input_forms() {
+        assert!(matches!(input(r#"{"input": "a"}"#), Ok(Inputs::Texts(t)) if t == ["a"]));
+        assert!(matches!(input(r#"{"input": ["a", ""]}"#), Ok(Inputs::Texts(t)) if t == ["a", ""]));
+        assert!(
+            matches!(input(r#"{"input": [101, 102]}"#), Ok(Inputs::Ids(s)) if s == [vec![101, 102]])
+        );
+        assert!(
+            matches!(input(r#"{"input": [[101], [7, 8]]}"#), Ok(Inputs::Ids(s)) if s == [vec![101], vec![7, 8]])
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_field_and_never_echo_long_text() {
+        assert!(input(r#"{"input": []}"#)
+            .unwrap_err()
+            .contains("empty array"));
+        assert!(input(r#"{"input": ["a", [1]]}"#)
+            .unwrap_err()
+            .contains("input[1] is an array"));
+        assert!(input(r#"{"input": [[1], "a"]}"#)
+            .unwrap_err()
+            .contains("input[1] is a string"));
+        assert!(input(r#"{"input": [1, -2]}"#)
+            .unwrap_err()
+            .contains("input[1] is -2"));
+        let secret = "a private sentence that must not come back";
+        let message = input(&format!(r#"{{"input": [[1, "{secret}"]]}}"#)).unwrap_err();
+        assert!(!message.contains(secret), "{message}");
+        let request = embedding_request(br#"{"input": "a", "dimensions": 8, "encoding_format": "base64", "truncate": false, "normalize": false}"#).unwrap();
+        assert_eq!(
+            (
+                request.dimensions,
+                request.encoding,
+                request.truncate,
+                request.normalize
+            ),
+            (Some(8), Encoding::Base64, false, Some(false))
+        );
+    }
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        assert_eq!(base64_f32(&[1.0, -2.5]), "AACAPwAAIMA=");
+    }
+}
