@@ -6,6 +6,7 @@
 //! The relative-position buckets are checked against transformers' own tables.
 
 use octet::model::{self, PackedBatch};
+use octet::scratch::Scratch;
 use octet::{EmbedOptions, Embedder, Truncation};
 use octet_tests::*;
 use serde::Deserialize;
@@ -77,14 +78,15 @@ fn embedder(variant: &str, recipe: &str) -> Embedder {
 
 /// Hidden states of each text run alone, and of all texts packed into one batch.
 fn hidden_states(e: &Embedder, texts: &[ReferenceText]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
-    let encoder = model::bind(e.file()).expect("bind");
+    let encoder = model::bind(e.shared_file()).expect("bind");
     let d = encoder.hidden_size();
+    let mut scratch = Scratch::default();
     let alone = texts
         .iter()
-        .map(|t| encoder.forward(&PackedBatch::new([t.token_ids.as_slice()])).unwrap())
+        .map(|t| encoder.forward(&PackedBatch::new([t.token_ids.as_slice()]), &mut scratch).unwrap().to_vec())
         .collect();
     let batch = PackedBatch::new(texts.iter().map(|t| t.token_ids.as_slice()));
-    let packed = encoder.forward(&batch).unwrap();
+    let packed = encoder.forward(&batch, &mut scratch).unwrap();
     let together = batch
         .spans
         .iter()

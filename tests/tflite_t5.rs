@@ -10,12 +10,9 @@
 //!   (the same fixture, `transformers` section).
 //!
 //! The texts run through octet's whole pipeline (its tokenizer gives the fixture's ids); id
-//! sequences drawn over the whole table run through the encoder, pooling and Dense directly.
+//! sequences drawn over the whole table run through `Embedder::embed_ids` (encoder, pooling, Dense).
 //! Never skipped: the files are built if missing.
 
-use octet::format::PoolingMode;
-use octet::model::{self, PackedBatch};
-use octet::pooling::{self, Dense};
 use octet::tokenize::TextTokenizer;
 use octet::{Embedder, Truncation};
 use octet_tests::*;
@@ -113,17 +110,8 @@ fn embedder(variant: &str, kind: &str) -> &'static Embedder {
 fn octet_embeddings(e: &Embedder) -> Vec<Vec<f32>> {
     let texts: Vec<&str> = fixture().texts.iter().map(|t| t.text.as_str()).collect();
     let mut out = e.embed(&texts).unwrap();
-    let encoder = model::bind(e.file()).unwrap();
-    let dense = Dense::bind_all(e.file()).unwrap();
-    for r in &fixture().random_inputs {
-        let batch = PackedBatch::new([r.token_ids.as_slice()]);
-        let states = encoder.forward(&batch).unwrap();
-        let mut v = pooling::pool(PoolingMode::Mean, &states, encoder.hidden_size(), &batch.spans);
-        for layer in &dense {
-            v = layer.forward(&v, 1).unwrap();
-        }
-        out.push(pooling::finish(v, None, true));
-    }
+    let ids: Vec<&[u32]> = fixture().random_inputs.iter().map(|r| r.token_ids.as_slice()).collect();
+    out.extend(e.embed_ids(&ids, None, Some(true)).unwrap());
     out
 }
 

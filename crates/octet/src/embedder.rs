@@ -123,6 +123,12 @@ impl Embedder {
         &self.file
     }
 
+    /// The model file, shared: bind another encoder to it (`octet::model::bind`) without
+    /// opening it again.
+    pub fn shared_file(&self) -> &Arc<ModelFile> {
+        &self.file
+    }
+
     /// Width of the vectors before any Matryoshka truncation.
     pub fn dim(&self) -> usize {
         self.output_dim
