@@ -166,7 +166,7 @@ fn small_bert_with_cls_pooling_matches_a_direct_implementation() {
     assert_eq!(f32.window(), WINDOW);
     let got = f32.embed(&texts).unwrap();
     let got_int8 = int8.embed(&texts).unwrap();
-    let tokenizer = octet::tokenize::TextTokenizer::from_json(f32.file().blob(&f32.file().meta().tokenizer).unwrap(), WINDOW).unwrap();
+    let tokenizer = octet::tokenize::TextTokenizer::from_file(f32.file(), WINDOW).unwrap();
     for (i, text) in texts.iter().enumerate() {
         let ids = tokenizer.encode(i, text, octet::Truncation::Truncate).unwrap().ids;
         assert!(ids.len() <= WINDOW);

@@ -27,7 +27,7 @@ fn texts() -> Vec<String> {
 fn tokenizer_matches_sentence_transformers_ids() {
     let fixture = load_fixture("minilm");
     let e = embedder("f32");
-    let tokenizer = octet::tokenize::TextTokenizer::from_json(e.file().blob(&e.file().meta().tokenizer).unwrap(), e.window()).unwrap();
+    let tokenizer = octet::tokenize::TextTokenizer::from_file(e.file(), e.window()).unwrap();
     for (i, t) in fixture.texts.iter().enumerate() {
         let tokens = tokenizer.encode(i, &t.text, Truncation::Truncate).unwrap();
         assert_eq!(tokens.ids, t.token_ids, "token ids of {} ({:?})", t.id, t.text);

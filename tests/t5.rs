@@ -131,7 +131,7 @@ fn tokenizer_matches_sentence_transformers_ids() {
         let e = embedder(variant, "f32");
         assert_eq!(e.window(), fixture.model.max_seq_length);
         let tokenizer =
-            octet::tokenize::TextTokenizer::from_json(e.file().blob(&e.file().meta().tokenizer).unwrap(), e.window())
+            octet::tokenize::TextTokenizer::from_file(e.file(), e.window())
                 .unwrap();
         for (i, t) in fixture.texts.iter().enumerate() {
             let tokens = tokenizer.encode(i, &t.text, Truncation::Truncate).unwrap();

@@ -196,7 +196,7 @@ fn the_position_bias_table_is_recovered_from_the_folded_constant() {
 #[test]
 fn tokenizer_gives_the_ids_the_interpreter_was_fed() {
     let e = embedder("gated", "int8");
-    let tokenizer = TextTokenizer::from_json(e.file().blob(&e.file().meta().tokenizer).unwrap(), e.window()).unwrap();
+    let tokenizer = TextTokenizer::from_file(e.file(), e.window()).unwrap();
     let mut truncated = 0;
     for (i, t) in fixture().texts.iter().enumerate() {
         let tokens = tokenizer.encode(i, &t.text, Truncation::Truncate).unwrap();
