@@ -19,13 +19,45 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let minilm = AttentionShape { heads: 12, kv_heads: 12, head_dim: 32, scale: 1.0 / 32f32.sqrt(), window: None };
-    let gemma = |window| AttentionShape { heads: 3, kv_heads: 1, head_dim: 256, scale: 1.0 / 256f32.sqrt(), window };
+    let minilm = AttentionShape {
+        heads: 12,
+        kv_heads: 12,
+        head_dim: 32,
+        scale: 1.0 / 32f32.sqrt(),
+        window: None,
+    };
+    let gemma = |window| AttentionShape {
+        heads: 3,
+        kv_heads: 1,
+        head_dim: 256,
+        scale: 1.0 / 256f32.sqrt(),
+        window,
+    };
     vec![
-        Case { label: "minilm/b1x128/h12x32", shape: minilm, batch: 1, len: 128 },
-        Case { label: "minilm/b32x128/h12x32", shape: minilm, batch: 32, len: 128 },
-        Case { label: "gemma/b1x512/h3kv1x256/full", shape: gemma(None), batch: 1, len: 512 },
-        Case { label: "gemma/b1x512/h3kv1x256/window256", shape: gemma(Some(256)), batch: 1, len: 512 },
+        Case {
+            label: "minilm/b1x128/h12x32",
+            shape: minilm,
+            batch: 1,
+            len: 128,
+        },
+        Case {
+            label: "minilm/b32x128/h12x32",
+            shape: minilm,
+            batch: 32,
+            len: 128,
+        },
+        Case {
+            label: "gemma/b1x512/h3kv1x256/full",
+            shape: gemma(None),
+            batch: 1,
+            len: 512,
+        },
+        Case {
+            label: "gemma/b1x512/h3kv1x256/window256",
+            shape: gemma(Some(256)),
+            batch: 1,
+            len: 512,
+        },
     ]
 }
 
@@ -34,7 +66,9 @@ fn pseudo_random(len: usize) -> Vec<f32> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -42,13 +76,23 @@ fn pseudo_random(len: usize) -> Vec<f32> {
 
 fn main() {
     println!("kernels: {}", octet_kernels::describe());
-    let mut criterion = Criterion::default().configure_from_args().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     for case in cases() {
-        let spans: Vec<Span> = (0..case.batch).map(|s| Span { start: s * case.len, len: case.len }).collect();
+        let spans: Vec<Span> = (0..case.batch)
+            .map(|s| Span {
+                start: s * case.len,
+                len: case.len,
+            })
+            .collect();
         let rows = case.batch * case.len;
         let qkv = pseudo_random(rows * case.shape.qkv_width());
         let mut out = vec![0f32; rows * case.shape.out_width()];
-        criterion.bench_function(case.label, |b| b.iter(|| attention(&qkv, &spans, &case.shape, None, &mut out).expect("valid shapes")));
+        criterion.bench_function(case.label, |b| {
+            b.iter(|| attention(&qkv, &spans, &case.shape, None, &mut out).expect("valid shapes"))
+        });
     }
     criterion.final_summary();
 }

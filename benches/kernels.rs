@@ -252,11 +252,17 @@ fn amx_share_of_peak(peaks: &Peaks) {
     let shape = &SHAPES[2];
     let weights = Weights::new(shape);
     let (k, n) = (shape.k, shape.n);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("rayon pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("rayon pool");
     for m in [128, 512] {
         let a = pseudo_random(m * k, 0xa11ce ^ m as u64, 1.0);
         let mut out = vec![0f32; m * n];
-        for (isa, instruction) in [(Isa::Amx, PeakInstruction::Tdpbusd), (Isa::Avx512, PeakInstruction::Vpdpbusd)] {
+        for (isa, instruction) in [
+            (Isa::Amx, PeakInstruction::Tdpbusd),
+            (Isa::Avx512, PeakInstruction::Vpdpbusd),
+        ] {
             let kernel = int8::for_isa(isa);
             let packed = weights.int8_token.view();
             let run = || int8::matmul(kernel, &a, k, m, &packed, &Epilogue::NONE, &mut out, n).expect("valid shape");
@@ -343,7 +349,13 @@ fn main() {
     } else {
         Peaks::measure()
     };
-    for &PeaksOn { threads: t, vnni, fma, amx } in &peaks.by_threads {
+    for &PeaksOn {
+        threads: t,
+        vnni,
+        fma,
+        amx,
+    } in &peaks.by_threads
+    {
         println!(
             "peak on {t} thread(s): {} {} GOPS, {} {} GFLOPS, {} {} GOPS",
             PeakInstruction::Vpdpbusd.name(),
@@ -486,7 +498,13 @@ fn print_summary(points: &[Point], busy: &[Busy], peaks: &Peaks) {
          other CPUs busy = CPUs used by other processes on average while the row was measured (noise).",
         kernels.int8.name, kernels.f32.name
     );
-    for &PeaksOn { threads: t, vnni, fma, amx } in &peaks.by_threads {
+    for &PeaksOn {
+        threads: t,
+        vnni,
+        fma,
+        amx,
+    } in &peaks.by_threads
+    {
         println!(
             "peak, {t} thread(s): vpdpbusd {} GOPS, vfmadd231ps {} GFLOPS, tdpbusd {} GOPS",
             num(vnni, 1),
@@ -517,7 +535,10 @@ fn print_summary(points: &[Point], busy: &[Busy], peaks: &Peaks) {
                     continue;
                 }
                 let g = |v| gops(m, shape, s(v));
-                let share = |v: Variant| g(v).zip(peaks.get(v.peak_instruction(m, shape.k, shape.n), t)).map(|(g, p)| g / p);
+                let share = |v: Variant| {
+                    g(v).zip(peaks.get(v.peak_instruction(m, shape.k, shape.n), t))
+                        .map(|(g, p)| g / p)
+                };
                 let speedup = |v| s(Variant::F32).zip(s(v)).map(|(f, i)| f / i);
                 table.row(vec![
                     shape.label(),

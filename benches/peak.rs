@@ -299,7 +299,11 @@ mod tests {
 
     #[test]
     fn peaks_are_positive_where_supported() {
-        for instruction in [PeakInstruction::Vpdpbusd, PeakInstruction::Vfmadd231ps, PeakInstruction::Tdpbusd] {
+        for instruction in [
+            PeakInstruction::Vpdpbusd,
+            PeakInstruction::Vfmadd231ps,
+            PeakInstruction::Tdpbusd,
+        ] {
             if let Some(gops) = measure(instruction, 1) {
                 assert!(gops > 0.0 && gops.is_finite(), "{} {gops}", instruction.name());
             }

@@ -73,7 +73,10 @@ fn parse_threads(threads: &str) -> Result<usize, String> {
 
 /// No task prompt: the texts are embedded exactly as given.
 fn no_prompt() -> EmbedOptions {
-    EmbedOptions { prompt: Some(String::new()), ..EmbedOptions::default() }
+    EmbedOptions {
+        prompt: Some(String::new()),
+        ..EmbedOptions::default()
+    }
 }
 
 fn open(model: &str, threads: usize) -> Result<Embedder, String> {
@@ -154,7 +157,9 @@ fn handle(models: &mut HashMap<String, Embedder>, request: &Value) -> Result<Val
         }
         Some("embed") => {
             let embedder = models.get(&name).ok_or_else(|| format!("model '{name}' not loaded"))?;
-            let vectors = embedder.embed_with(&texts()?, &no_prompt()).map_err(|e| e.to_string())?;
+            let vectors = embedder
+                .embed_with(&texts()?, &no_prompt())
+                .map_err(|e| e.to_string())?;
             Ok(json!({ "vectors": vectors }))
         }
         other => Err(format!("unknown op {other:?}")),

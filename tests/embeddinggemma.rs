@@ -18,7 +18,10 @@ fn embedder(recipe: &str) -> &'static Embedder {
         "int8" => &INT8,
         other => panic!("no cached embedder for {other}"),
     };
-    cell.get_or_init(|| Embedder::open(convert(embeddinggemma_source(), "embeddinggemma", recipe)).expect("open converted EmbeddingGemma"))
+    cell.get_or_init(|| {
+        Embedder::open(convert(embeddinggemma_source(), "embeddinggemma", recipe))
+            .expect("open converted EmbeddingGemma")
+    })
 }
 
 /// Embeds every fixture text with its own prompt (or none), in input order; texts that share
@@ -26,12 +29,19 @@ fn embedder(recipe: &str) -> &'static Embedder {
 fn embed_fixture(e: &Embedder, texts: &[&FixtureText], dims: Option<usize>) -> Vec<Vec<f32>> {
     let mut by_prompt: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, t) in texts.iter().enumerate() {
-        by_prompt.entry(t.prompt_name.clone().unwrap_or_default()).or_default().push(i);
+        by_prompt
+            .entry(t.prompt_name.clone().unwrap_or_default())
+            .or_default()
+            .push(i);
     }
     let mut out = vec![Vec::new(); texts.len()];
     for (prompt, members) in by_prompt {
         let batch: Vec<&str> = members.iter().map(|&i| texts[i].text.as_str()).collect();
-        let options = EmbedOptions { prompt: Some(prompt), dims, ..EmbedOptions::default() };
+        let options = EmbedOptions {
+            prompt: Some(prompt),
+            dims,
+            ..EmbedOptions::default()
+        };
         for (&i, v) in members.iter().zip(e.embed_with(&batch, &options).unwrap()) {
             out[i] = v;
         }
@@ -55,8 +65,14 @@ fn tokenizer_matches_sentence_transformers_ids() {
     let tokenizer = octet::tokenize::TextTokenizer::from_file(e.file(), e.window()).unwrap();
     let prompts = &e.file().meta().prompts;
     for (i, t) in fixture.texts.iter().enumerate() {
-        let prompt = t.prompt_name.as_ref().map(|name| prompts[name].clone()).unwrap_or_default();
-        let tokens = tokenizer.encode(i, &format!("{prompt}{}", t.text), Truncation::Truncate).unwrap();
+        let prompt = t
+            .prompt_name
+            .as_ref()
+            .map(|name| prompts[name].clone())
+            .unwrap_or_default();
+        let tokens = tokenizer
+            .encode(i, &format!("{prompt}{}", t.text), Truncation::Truncate)
+            .unwrap();
         assert_eq!(tokens.ids, t.token_ids, "token ids of {} ({:?})", t.id, t.text);
         assert_eq!(tokens.truncated, t.truncated, "truncation flag of {}", t.id);
     }
@@ -66,11 +82,20 @@ fn tokenizer_matches_sentence_transformers_ids() {
 fn f32_matches_sentence_transformers() {
     let fixture = load_fixture("embeddinggemma");
     assert!(fixture.texts.len() >= 48);
-    assert!(fixture.texts.iter().any(|t| t.token_ids.len() > 1500), "the fixtures need a text over 1500 tokens");
+    assert!(
+        fixture.texts.iter().any(|t| t.token_ids.len() > 1500),
+        "the fixtures need a text over 1500 tokens"
+    );
     let (mut worst_cos, mut worst_diff) = (1f64, 0f32);
     for (t, v) in fixture.texts.iter().zip(f32_vectors()) {
         let (c, d) = (cosine(v, &t.embedding), max_abs_diff(v, &t.embedding));
-        assert!(c >= 0.9999, "{} ({}, {} tokens): cosine {c}", t.id, t.category, t.token_ids.len());
+        assert!(
+            c >= 0.9999,
+            "{} ({}, {} tokens): cosine {c}",
+            t.id,
+            t.category,
+            t.token_ids.len()
+        );
         worst_cos = worst_cos.min(c);
         worst_diff = worst_diff.max(d);
     }
@@ -98,7 +123,10 @@ fn matryoshka_outputs_match_sentence_transformers() {
             assert!((norm - 1.0).abs() < 1e-5, "{} at {dims} dims: norm {norm}", t.id);
             worst = worst.min(c);
         }
-        eprintln!("EmbeddingGemma f32 Matryoshka {dims} dims over {} texts: min cosine {worst:.7}", short.len());
+        eprintln!(
+            "EmbeddingGemma f32 Matryoshka {dims} dims over {} texts: min cosine {worst:.7}",
+            short.len()
+        );
     }
 }
 
@@ -108,8 +136,15 @@ fn int8_stays_close_to_f32() {
     let got = embed_fixture(embedder("int8"), &fixture.texts.iter().collect::<Vec<_>>(), None);
     let cos: Vec<f64> = got.iter().zip(f32_vectors()).map(|(a, b)| cosine(a, b)).collect();
     let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-    let (worst, min) = cos.iter().enumerate().fold((0, 1.0), |acc, (i, &c)| if c < acc.1 { (i, c) } else { acc });
-    eprintln!("EmbeddingGemma int8 vs f32 over {} texts: mean cosine {mean:.5}, min {min:.5} ({})", cos.len(), fixture.texts[worst].id);
+    let (worst, min) = cos
+        .iter()
+        .enumerate()
+        .fold((0, 1.0), |acc, (i, &c)| if c < acc.1 { (i, c) } else { acc });
+    eprintln!(
+        "EmbeddingGemma int8 vs f32 over {} texts: mean cosine {mean:.5}, min {min:.5} ({})",
+        cos.len(),
+        fixture.texts[worst].id
+    );
     assert!(mean >= 0.999, "mean cosine {mean}");
     assert!(min >= 0.995, "min cosine {min}");
 }
@@ -120,32 +155,60 @@ fn gensim_figures_match_the_reference_and_int8_stays_within_0_01() {
     let reference = gensim_reference("embeddinggemma");
     let figures = |recipe: &str| {
         let e = embedder(recipe);
-        let options = EmbedOptions { prompt: Some("STS".into()), ..EmbedOptions::default() };
+        let options = EmbedOptions {
+            prompt: Some("STS".into()),
+            ..EmbedOptions::default()
+        };
         gensim_figures(&|texts: &[String]| e.embed_with(texts, &options).unwrap())
     };
     let f32 = figures("f32");
     let int8 = figures("int8");
     eprintln!("EmbeddingGemma gensim: sentence-transformers {reference:?}\n  octet f32 {f32:?}\n  octet int8 {int8:?}");
     // f32 matches sentence-transformers to ~1e-6 per vector, so the figures agree to 1e-3.
-    for (got, want) in [(f32.lee, reference.lee), (f32.wordsim353, reference.wordsim353), (f32.simlex999, reference.simlex999)] {
+    for (got, want) in [
+        (f32.lee, reference.lee),
+        (f32.wordsim353, reference.wordsim353),
+        (f32.simlex999, reference.simlex999),
+    ] {
         assert!((got - want).abs() < 1e-3, "f32 figure {got} vs reference {want}");
     }
-    assert!((int8.lee - f32.lee).abs() <= 0.01, "Lee: int8 {} vs f32 {}", int8.lee, f32.lee);
-    assert!((int8.wordsim353 - f32.wordsim353).abs() <= 0.01, "wordsim353: int8 {} vs f32 {}", int8.wordsim353, f32.wordsim353);
+    assert!(
+        (int8.lee - f32.lee).abs() <= 0.01,
+        "Lee: int8 {} vs f32 {}",
+        int8.lee,
+        f32.lee
+    );
+    assert!(
+        (int8.wordsim353 - f32.wordsim353).abs() <= 0.01,
+        "wordsim353: int8 {} vs f32 {}",
+        int8.wordsim353,
+        f32.wordsim353
+    );
 }
 
 #[test]
 fn file_sizes() {
     let source = embeddinggemma_source();
-    let safetensors: u64 = ["model.safetensors", "2_Dense/model.safetensors", "3_Dense/model.safetensors"]
-        .iter()
-        .map(|f| std::fs::metadata(source.join(f)).unwrap().len())
-        .sum();
-    let size = |recipe: &str| std::fs::metadata(convert(source, "embeddinggemma", recipe)).unwrap().len();
+    let safetensors: u64 = [
+        "model.safetensors",
+        "2_Dense/model.safetensors",
+        "3_Dense/model.safetensors",
+    ]
+    .iter()
+    .map(|f| std::fs::metadata(source.join(f)).unwrap().len())
+    .sum();
+    let size = |recipe: &str| {
+        std::fs::metadata(convert(source, "embeddinggemma", recipe))
+            .unwrap()
+            .len()
+    };
     let (f32, emb, int8) = (size("f32"), size("int8-embeddings"), size("int8"));
     eprintln!("EmbeddingGemma sizes: safetensors {safetensors} B, octet f32 {f32} B, int8-embeddings {emb} B, int8 {int8} B ({:.1}% of f32)", 100.0 * int8 as f64 / f32 as f64);
     // The token table alone is 262144 x 768: one byte per value is 201 MB of the int8 file.
     // Measured: f32 1,244.7 MB, int8-embeddings 653 MB (52%: the layers stay f32), int8 349 MB (28%).
     assert!(int8 < f32 * 30 / 100, "int8 {int8} B is over 30% of f32 {f32} B");
-    assert!(emb < f32 * 55 / 100, "int8-embeddings {emb} B is over 55% of f32 {f32} B");
+    assert!(
+        emb < f32 * 55 / 100,
+        "int8-embeddings {emb} B is over 55% of f32 {f32} B"
+    );
 }

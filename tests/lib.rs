@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Runs a fetch script from `scripts/` and returns the folder it prints last.
@@ -27,7 +30,13 @@ pub fn fetch(script: &str) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    PathBuf::from(stdout.lines().last().expect("the fetch script prints its folder").trim())
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the fetch script prints its folder")
+            .trim(),
+    )
 }
 
 /// The all-MiniLM-L6-v2 sentence-transformers folder, fetched on first use.
@@ -63,10 +72,14 @@ pub fn scratch_dir() -> &'static Path {
 
 /// Removes `octet-tests-<pid>` folders whose process is gone (Linux: no `/proc/<pid>`).
 fn remove_stale_scratch_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-tests-")) else { continue };
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-tests-")) else {
+            continue;
+        };
         if pid.parse::<u32>().is_ok() && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -78,7 +91,8 @@ pub fn convert(source: &Path, name: &str, recipe: &str) -> PathBuf {
     let out = scratch_dir().join(format!("{name}-{recipe}.octet"));
     if !out.exists() {
         let recipe = octet_tools::convert::recipe::Recipe::parse(recipe, vec![], None).expect("known recipe");
-        octet_tools::convert::convert(source, &out, &recipe, false).unwrap_or_else(|e| panic!("convert {name} {}: {e:#}", recipe.name));
+        octet_tools::convert::convert(source, &out, &recipe, false)
+            .unwrap_or_else(|e| panic!("convert {name} {}: {e:#}", recipe.name));
     }
     out
 }
@@ -138,11 +152,21 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Mean and min cosine, and the largest absolute difference, of paired embeddings `got` and
 /// `want`, printed under `label` (the figures the model tests assert on and report).
 pub fn compare_embeddings(label: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f64, f32) {
-    assert_eq!(got.len(), want.len(), "{label}: {} vectors against {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{label}: {} vectors against {}",
+        got.len(),
+        want.len()
+    );
     let cos: Vec<f64> = got.iter().zip(want).map(|(a, b)| cosine(a, b)).collect();
     let mean = cos.iter().sum::<f64>() / cos.len().max(1) as f64;
     let min = cos.iter().cloned().fold(1.0, f64::min);
-    let diff = got.iter().zip(want).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+    let diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| max_abs_diff(a, b))
+        .fold(0.0, f32::max);
     eprintln!(
         "{label} over {} inputs: mean cosine {mean:.6}, min {min:.8}, max abs diff {diff:.2e}",
         cos.len()
@@ -257,13 +281,29 @@ pub fn gensim_figures(embed: &dyn Fn(&[String]) -> Vec<Vec<f32>>) -> GensimFigur
         let people: Vec<f64> = pairs.iter().map(|(_, _, s)| *s).collect();
         spearman(&model, &people)
     };
-    GensimFigures { lee, wordsim353: words("wordsim353.tsv"), simlex999: words("simlex999.txt") }
+    GensimFigures {
+        lee,
+        wordsim353: words("wordsim353.tsv"),
+        simlex999: words("simlex999.txt"),
+    }
 }
 
 /// Reads the reference figures from `tests/fixtures/<name>/gensim_reference.json`.
 pub fn gensim_reference(name: &str) -> GensimFigures {
-    let path = repo_root().join("tests/fixtures").join(name).join("gensim_reference.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("gensim reference")).expect("json");
-    let get = |k: &str| v[k]["value"].as_f64().unwrap_or_else(|| panic!("{k}.value in {}", path.display()));
-    GensimFigures { lee: get("lee"), wordsim353: get("wordsim353"), simlex999: get("simlex999") }
+    let path = repo_root()
+        .join("tests/fixtures")
+        .join(name)
+        .join("gensim_reference.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("gensim reference")).expect("json");
+    let get = |k: &str| {
+        v[k]["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}.value in {}", path.display()))
+    };
+    GensimFigures {
+        lee: get("lee"),
+        wordsim353: get("wordsim353"),
+        simlex999: get("simlex999"),
+    }
 }

@@ -45,10 +45,8 @@ fn reference() -> &'static Reference {
     static R: OnceLock<Reference> = OnceLock::new();
     R.get_or_init(|| {
         let path = dir().join("reference.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("bad fixture {}: {e}", path.display()))
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad fixture {}: {e}", path.display()))
     })
 }
 
@@ -106,15 +104,10 @@ fn fixture_has_texts_of_every_length() {
     for (key, f) in &r.files {
         assert!(f.texts.len() >= 4, "{key}: {} texts", f.texts.len());
         for id in &f.texts {
-            assert_eq!(
-                text(id).token_ids.len(),
-                f.sequence_length,
-                "{key}: text {id}"
-            );
+            assert_eq!(text(id).token_ids.len(), f.sequence_length, "{key}: text {id}");
         }
     }
-    let lengths: std::collections::BTreeSet<usize> =
-        r.files.values().map(|f| f.sequence_length).collect();
+    let lengths: std::collections::BTreeSet<usize> = r.files.values().map(|f| f.sequence_length).collect();
     assert!(lengths.len() >= 3, "lengths {lengths:?}");
 }
 
@@ -124,11 +117,7 @@ fn fixture_has_texts_of_every_length() {
 fn tokenizer_gives_the_fixture_ids() {
     let tok = tokenizers::Tokenizer::from_file(dir().join("tokenizer.json")).unwrap();
     for t in &reference().texts {
-        let ids = tok
-            .encode(t.text.as_str(), true)
-            .unwrap()
-            .get_ids()
-            .to_vec();
+        let ids = tok.encode(t.text.as_str(), true).unwrap().get_ids().to_vec();
         assert_eq!(ids, t.token_ids, "{}: {:?}", t.id, t.text);
     }
 }
@@ -150,11 +139,7 @@ fn every_file_is_recognised() {
         assert!((g.eps - 1e-12).abs() < 1e-15, "{key}: eps {}", g.eps);
         // Eager attention scales the scores by a MUL; litert-torch folds SDPA's scale into the
         // projections, and the query weights get sqrt(head_dim 8) back when planned.
-        let want = if key.contains("sdpa") {
-            8f32.sqrt()
-        } else {
-            1.0
-        };
+        let want = if key.contains("sdpa") { 8f32.sqrt() } else { 1.0 };
         assert!(
             (g.query_scale - want).abs() < 1e-6,
             "{key}: query scale {}",
@@ -180,16 +165,9 @@ fn every_file_is_recognised() {
             assert!(q.zero_point.iter().all(|&z| z == 0));
             let w = &model.tensors[g.layers[0].query.weight];
             let q = w.quant.as_ref().expect("int8 weight");
-            assert_eq!(
-                (q.scale.len(), q.axis),
-                (32, 0),
-                "{key}: per-channel weights"
-            );
+            assert_eq!((q.scale.len(), q.axis), (32, 0), "{key}: per-channel weights");
             assert!(q.zero_point.iter().all(|&z| z == 0));
-            assert!(
-                !g.asymmetric_inputs,
-                "{key}: symmetric activation quantization"
-            );
+            assert!(!g.asymmetric_inputs, "{key}: symmetric activation quantization");
         } else {
             assert!(word.quant.is_none(), "{key}");
         }
@@ -248,11 +226,7 @@ fn unrecognised_graph_names_what_was_not_recognised() {
 
     // The first LayerNorm's RSQRT replaced by SQRT: neither lowering matches.
     let mut model = TfliteModel::open(&dir().join(&reference().files["n9-f32"].file)).unwrap();
-    let rsqrt = model
-        .operators
-        .iter()
-        .position(|o| o.code == op::RSQRT)
-        .unwrap();
+    let rsqrt = model.operators.iter().position(|o| o.code == op::RSQRT).unwrap();
     model.operators[rsqrt].code = op::SQRT;
     let err = bert::recognise(&model).unwrap_err().to_string();
     eprintln!("{err}");
@@ -265,11 +239,7 @@ fn unrecognised_graph_names_what_was_not_recognised() {
 
     // No table lookup at all.
     let mut model = TfliteModel::open(&dir().join(&reference().files["n9-f32"].file)).unwrap();
-    for o in model
-        .operators
-        .iter_mut()
-        .filter(|o| o.code == op::EMBEDDING_LOOKUP)
-    {
+    for o in model.operators.iter_mut().filter(|o| o.code == op::EMBEDDING_LOOKUP) {
         o.code = op::GATHER;
     }
     let err = bert::recognise(&model).unwrap_err().to_string();
@@ -281,18 +251,11 @@ fn unrecognised_graph_names_what_was_not_recognised() {
 
     // An attention mask that is not all zeros (the select picks the other scalar).
     let mut model = TfliteModel::open(&dir().join(&reference().files["n9-f32"].file)).unwrap();
-    let select = model
-        .operators
-        .iter()
-        .position(|o| o.code == op::SELECT_V2)
-        .unwrap();
+    let select = model.operators.iter().position(|o| o.code == op::SELECT_V2).unwrap();
     model.operators[select].inputs.swap(1, 2);
     let err = bert::recognise(&model).unwrap_err().to_string();
     eprintln!("{err}");
-    assert!(
-        err.contains("mask") && err.contains("not all zeros"),
-        "{err}"
-    );
+    assert!(err.contains("mask") && err.contains("not all zeros"), "{err}");
 
     // The untouched file still recognises.
     assert!(bert::recognise(&base).is_ok());

@@ -53,8 +53,7 @@ fn converted(tokenizer: Option<&Path>, name: &str) -> PathBuf {
         tokenizer,
         mapping: None,
     };
-    convert(mediapipe_file(), &out, &recipe, &inputs)
-        .unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
+    convert(mediapipe_file(), &out, &recipe, &inputs).unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
     out
 }
 
@@ -67,8 +66,7 @@ fn from_tokenizer_json() -> &'static Embedder {
     static E: OnceLock<Embedder> = OnceLock::new();
     E.get_or_init(|| {
         let json = minilm_source().join("tokenizer.json");
-        Embedder::open(converted(Some(&json), "tokenizer-json"))
-            .expect("open the --tokenizer import")
+        Embedder::open(converted(Some(&json), "tokenizer-json")).expect("open the --tokenizer import")
     })
 }
 
@@ -90,18 +88,14 @@ fn the_metadata_tokenizer_is_stored_and_named() {
 #[test]
 fn the_extracted_tokenizer_gives_the_minilm_ids() {
     let fixture = load_fixture("minilm");
-    let tokenizer = TextTokenizer::from_file(from_metadata().file(), ST_WINDOW)
-        .expect("load the stored tokenizer");
+    let tokenizer = TextTokenizer::from_file(from_metadata().file(), ST_WINDOW).expect("load the stored tokenizer");
     let mut same = 0;
     for (i, t) in fixture.texts.iter().enumerate() {
         let got = tokenizer.encode(i, &t.text, Truncation::Truncate).unwrap();
         if got.ids == t.token_ids {
             same += 1;
         } else {
-            eprintln!(
-                "{}: ids differ\n  got  {:?}\n  want {:?}",
-                t.id, got.ids, t.token_ids
-            );
+            eprintln!("{}: ids differ\n  got  {:?}\n  want {:?}", t.id, got.ids, t.token_ids);
         }
     }
     eprintln!(
@@ -135,10 +129,7 @@ fn the_metadata_import_embeds_as_the_tokenizer_json_import() {
         texts.len() - within
     );
     assert!(within >= 64, "only {within} fixture texts fit the window");
-    assert_eq!(
-        worst, 0.0,
-        "the two imports differ on texts within the window"
-    );
+    assert_eq!(worst, 0.0, "the two imports differ on texts within the window");
 }
 
 /// The metadata import against the LiteRT interpreter's embeddings of the same weights
@@ -147,10 +138,8 @@ fn the_metadata_import_embeds_as_the_tokenizer_json_import() {
 #[test]
 fn the_metadata_import_matches_the_interpreter() {
     let path = repo_root().join("tests/fixtures/tflite/reference.json");
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let want: Vec<Vec<f32>> =
-        serde_json::from_value(reference["models"]["int8"]["embeddings"].clone()).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let want: Vec<Vec<f32>> = serde_json::from_value(reference["models"]["int8"]["embeddings"].clone()).unwrap();
     let ids: Vec<String> = serde_json::from_value(
         reference["texts"]
             .as_array()
@@ -163,21 +152,13 @@ fn the_metadata_import_matches_the_interpreter() {
     let fixture = load_fixture("minilm");
     let (mut got, mut expected) = (Vec::new(), Vec::new());
     for (id, w) in ids.iter().zip(want) {
-        let t = fixture
-            .texts
-            .iter()
-            .find(|t| &t.id == id)
-            .expect("fixture text");
+        let t = fixture.texts.iter().find(|t| &t.id == id).expect("fixture text");
         if !t.truncated {
             got.push(from_metadata().embed(&[t.text.as_str()]).unwrap().remove(0));
             expected.push(w);
         }
     }
-    let cos: Vec<f64> = got
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| cosine(a, b))
-        .collect();
+    let cos: Vec<f64> = got.iter().zip(&expected).map(|(a, b)| cosine(a, b)).collect();
     let mean = cos.iter().sum::<f64>() / cos.len() as f64;
     let min = cos.iter().cloned().fold(1.0, f64::min);
     eprintln!(

@@ -49,7 +49,10 @@ fn f32_matches_sentence_transformers() {
         worst_cos = worst_cos.min(c);
         worst_diff = worst_diff.max(d);
     }
-    eprintln!("MiniLM f32 vs sentence-transformers over {} texts: min cosine {worst_cos:.7}, max abs diff {worst_diff:.2e}", got.len());
+    eprintln!(
+        "MiniLM f32 vs sentence-transformers over {} texts: min cosine {worst_cos:.7}, max abs diff {worst_diff:.2e}",
+        got.len()
+    );
 }
 
 #[test]
@@ -61,7 +64,10 @@ fn int8_stays_close_to_f32() {
         let cos: Vec<f64> = got.iter().zip(&reference).map(|(a, b)| cosine(a, b)).collect();
         let mean = cos.iter().sum::<f64>() / cos.len() as f64;
         let min = cos.iter().cloned().fold(1.0, f64::min);
-        eprintln!("MiniLM {recipe} vs f32 over {} texts: mean cosine {mean:.5}, min {min:.5}", cos.len());
+        eprintln!(
+            "MiniLM {recipe} vs f32 over {} texts: mean cosine {mean:.5}, min {min:.5}",
+            cos.len()
+        );
         assert!(mean >= 0.995, "{recipe}: mean cosine {mean}");
         assert!(min >= 0.98, "{recipe}: min cosine {min}");
         if recipe == "int8-embeddings" {
@@ -76,16 +82,31 @@ fn int8_stays_close_to_f32() {
 #[test]
 fn int8_file_is_at_most_a_quarter_of_the_safetensors() {
     const SAFETENSORS_BYTES: u64 = 90_868_376;
-    let safetensors = std::fs::metadata(minilm_source().join("model.safetensors")).unwrap().len();
-    assert_eq!(safetensors, SAFETENSORS_BYTES, "the cached all-MiniLM-L6-v2 is not the one the target was set for");
-    let int8 = std::fs::metadata(convert(minilm_source(), "minilm", "int8")).unwrap().len();
-    let f32 = std::fs::metadata(convert(minilm_source(), "minilm", "f32")).unwrap().len();
-    let emb = std::fs::metadata(convert(minilm_source(), "minilm", "int8-embeddings")).unwrap().len();
+    let safetensors = std::fs::metadata(minilm_source().join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        safetensors, SAFETENSORS_BYTES,
+        "the cached all-MiniLM-L6-v2 is not the one the target was set for"
+    );
+    let int8 = std::fs::metadata(convert(minilm_source(), "minilm", "int8"))
+        .unwrap()
+        .len();
+    let f32 = std::fs::metadata(convert(minilm_source(), "minilm", "f32"))
+        .unwrap()
+        .len();
+    let emb = std::fs::metadata(convert(minilm_source(), "minilm", "int8-embeddings"))
+        .unwrap()
+        .len();
     eprintln!(
         "MiniLM sizes: safetensors {safetensors} B, octet f32 {f32} B, int8-embeddings {emb} B, int8 {int8} B ({:.2}% of safetensors)",
         100.0 * int8 as f64 / safetensors as f64
     );
-    assert!(int8 * 4 <= SAFETENSORS_BYTES, "int8 file {int8} B is over 25% of {SAFETENSORS_BYTES} B ({} B)", SAFETENSORS_BYTES / 4);
+    assert!(
+        int8 * 4 <= SAFETENSORS_BYTES,
+        "int8 file {int8} B is over 25% of {SAFETENSORS_BYTES} B ({} B)",
+        SAFETENSORS_BYTES / 4
+    );
 }
 
 /// The int8 recipe's token table is 6-bit and its position table int8; int8-embeddings keeps
@@ -99,9 +120,18 @@ fn int8_token_table_is_6_bit() {
     assert_eq!(vocab.shape, [30522, 384]);
     assert_eq!(vocab.bytes.len(), 30522 * 384 * 3 / 4);
     let table = int8.u6("embeddings.word", 30522, 384).unwrap();
-    assert!(matches!(table.quant.zero_point, octet::format::QuantParam::PerChannel(z) if z.iter().all(|z| (0..=63).contains(z))));
+    assert!(
+        matches!(table.quant.zero_point, octet::format::QuantParam::PerChannel(z) if z.iter().all(|z| (0..=63).contains(z)))
+    );
     assert_eq!(int8.tensor("embeddings.position").unwrap().dtype, Dtype::I8);
-    assert_eq!(embedder("int8-embeddings").file().tensor("embeddings.word").unwrap().dtype, Dtype::I8);
+    assert_eq!(
+        embedder("int8-embeddings")
+            .file()
+            .tensor("embeddings.word")
+            .unwrap()
+            .dtype,
+        Dtype::I8
+    );
 }
 
 #[test]
@@ -110,14 +140,32 @@ fn vectors_do_not_depend_on_batching_or_threads() {
     let path = convert(minilm_source(), "minilm", "int8");
     let one_thread = Embedder::open_with_threads(&path, 1).unwrap();
     let two_threads = Embedder::open_with_threads(&path, 2).unwrap();
-    let alone: Vec<Vec<f32>> = texts.iter().map(|t| one_thread.embed(&[t]).unwrap().remove(0)).collect();
+    let alone: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| one_thread.embed(&[t]).unwrap().remove(0))
+        .collect();
     // Passes cut by text count and by token budget (1: one text per pass; 100: a few short texts).
-    for (batch_size, max_batch_tokens, e) in [(1, 2048, &two_threads), (7, 2048, &one_thread), (32, 2048, &two_threads), (1000, 100_000, &two_threads), (1000, 100, &one_thread), (32, 1, &two_threads)] {
-        let options = EmbedOptions { batch_size, max_batch_tokens, ..EmbedOptions::default() };
+    for (batch_size, max_batch_tokens, e) in [
+        (1, 2048, &two_threads),
+        (7, 2048, &one_thread),
+        (32, 2048, &two_threads),
+        (1000, 100_000, &two_threads),
+        (1000, 100, &one_thread),
+        (32, 1, &two_threads),
+    ] {
+        let options = EmbedOptions {
+            batch_size,
+            max_batch_tokens,
+            ..EmbedOptions::default()
+        };
         let batched = e.embed_with(&texts, &options).unwrap();
         for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
             let c = cosine(a, b);
-            assert!(c >= 0.999999, "text {i}, batch size {batch_size}, {max_batch_tokens} tokens per pass, {} threads: cosine {c}", e.threads());
+            assert!(
+                c >= 0.999999,
+                "text {i}, batch size {batch_size}, {max_batch_tokens} tokens per pass, {} threads: cosine {c}",
+                e.threads()
+            );
         }
     }
 }
@@ -131,8 +179,18 @@ fn embed_does_no_tensor_lookup_after_open() {
         let e = Embedder::open(convert(minilm_source(), "minilm", recipe)).unwrap();
         let at_open = e.file().lookups();
         assert!(at_open > 50, "{recipe}: {at_open} look-ups at open");
-        let first = e.embed(&["The cat sat on the mat.", "A second, longer text about nothing in particular."]).unwrap();
-        let second = e.embed(&["The cat sat on the mat.", "A second, longer text about nothing in particular."]).unwrap();
+        let first = e
+            .embed(&[
+                "The cat sat on the mat.",
+                "A second, longer text about nothing in particular.",
+            ])
+            .unwrap();
+        let second = e
+            .embed(&[
+                "The cat sat on the mat.",
+                "A second, longer text about nothing in particular.",
+            ])
+            .unwrap();
         assert_eq!(first, second, "{recipe}: a second call gives the same bits");
         assert_eq!(e.file().lookups(), at_open, "{recipe}: embed looked up tensors by name");
     }
@@ -144,13 +202,15 @@ fn concurrent_callers_get_the_sequential_results() {
     let e = embedder("int8");
     let sequential = e.embed(&texts).unwrap();
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|k| {
-            let texts = &texts;
-            s.spawn(move || {
-                let mine: Vec<&String> = texts.iter().skip(k).step_by(4).collect();
-                (k, e.embed(&mine).unwrap())
+        let handles: Vec<_> = (0..4)
+            .map(|k| {
+                let texts = &texts;
+                s.spawn(move || {
+                    let mine: Vec<&String> = texts.iter().skip(k).step_by(4).collect();
+                    (k, e.embed(&mine).unwrap())
+                })
             })
-        }).collect();
+            .collect();
         for h in handles {
             let (k, got) = h.join().unwrap();
             for (j, v) in got.iter().enumerate() {
@@ -165,28 +225,54 @@ fn concurrent_callers_get_the_sequential_results() {
 fn window_policy_empty_and_whitespace_texts() {
     let e = embedder("int8");
     let long = "word ".repeat(600);
-    let strict = EmbedOptions { truncation: Truncation::Error, ..EmbedOptions::default() };
+    let strict = EmbedOptions {
+        truncation: Truncation::Error,
+        ..EmbedOptions::default()
+    };
     match e.embed_with(&["short", long.as_str()], &strict) {
         Err(octet::Error::TextTooLong { index: 1, max: 256 }) => {}
         other => panic!("expected TextTooLong for text 1, got {other:?}"),
     }
-    let out = e.embed_detailed(&[long.as_str(), "", "   ", "\t\n"], &EmbedOptions::default()).unwrap();
+    let out = e
+        .embed_detailed(&[long.as_str(), "", "   ", "\t\n"], &EmbedOptions::default())
+        .unwrap();
     assert_eq!(out.truncated, 1);
-    assert!(out.vectors.iter().all(|v| v.len() == 384 && v.iter().all(|x| x.is_finite())));
-    assert!(cosine(&out.vectors[1], &out.vectors[2]) > 0.999999, "empty and whitespace-only both tokenize to [CLS] [SEP]");
+    assert!(out
+        .vectors
+        .iter()
+        .all(|v| v.len() == 384 && v.iter().all(|x| x.is_finite())));
+    assert!(
+        cosine(&out.vectors[1], &out.vectors[2]) > 0.999999,
+        "empty and whitespace-only both tokenize to [CLS] [SEP]"
+    );
     assert!(e.embed(&Vec::<String>::new()).unwrap().is_empty());
 }
 
 #[test]
 fn options_are_checked() {
     let e = embedder("int8");
-    let bad_dims = EmbedOptions { dims: Some(385), ..EmbedOptions::default() };
+    let bad_dims = EmbedOptions {
+        dims: Some(385),
+        ..EmbedOptions::default()
+    };
     assert!(matches!(e.embed_with(&["x"], &bad_dims), Err(octet::Error::Option(_))));
-    let no_tokens = EmbedOptions { max_batch_tokens: 0, ..EmbedOptions::default() };
+    let no_tokens = EmbedOptions {
+        max_batch_tokens: 0,
+        ..EmbedOptions::default()
+    };
     assert!(matches!(e.embed_with(&["x"], &no_tokens), Err(octet::Error::Option(_))));
-    let bad_prompt = EmbedOptions { prompt: Some("query".into()), ..EmbedOptions::default() };
-    assert!(matches!(e.embed_with(&["x"], &bad_prompt), Err(octet::Error::Option(_))));
-    let dims = EmbedOptions { dims: Some(128), ..EmbedOptions::default() };
+    let bad_prompt = EmbedOptions {
+        prompt: Some("query".into()),
+        ..EmbedOptions::default()
+    };
+    assert!(matches!(
+        e.embed_with(&["x"], &bad_prompt),
+        Err(octet::Error::Option(_))
+    ));
+    let dims = EmbedOptions {
+        dims: Some(128),
+        ..EmbedOptions::default()
+    };
     let v = e.embed_with(&["a cat"], &dims).unwrap().remove(0);
     assert_eq!(v.len(), 128);
     assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
@@ -203,9 +289,23 @@ fn gensim_figures_match_the_reference_and_int8_stays_within_0_01() {
     let int8 = figures("int8");
     eprintln!("MiniLM gensim: sentence-transformers {reference:?}\n  octet f32 {f32:?}\n  octet int8 {int8:?}");
     // f32 matches sentence-transformers to ~1e-6 per vector, so the figures agree to 1e-3.
-    for (got, want) in [(f32.lee, reference.lee), (f32.wordsim353, reference.wordsim353), (f32.simlex999, reference.simlex999)] {
+    for (got, want) in [
+        (f32.lee, reference.lee),
+        (f32.wordsim353, reference.wordsim353),
+        (f32.simlex999, reference.simlex999),
+    ] {
         assert!((got - want).abs() < 1e-3, "f32 figure {got} vs reference {want}");
     }
-    assert!((int8.lee - f32.lee).abs() <= 0.01, "Lee: int8 {} vs f32 {}", int8.lee, f32.lee);
-    assert!((int8.wordsim353 - f32.wordsim353).abs() <= 0.01, "wordsim353: int8 {} vs f32 {}", int8.wordsim353, f32.wordsim353);
+    assert!(
+        (int8.lee - f32.lee).abs() <= 0.01,
+        "Lee: int8 {} vs f32 {}",
+        int8.lee,
+        f32.lee
+    );
+    assert!(
+        (int8.wordsim353 - f32.wordsim353).abs() <= 0.01,
+        "wordsim353: int8 {} vs f32 {}",
+        int8.wordsim353,
+        f32.wordsim353
+    );
 }

@@ -48,7 +48,11 @@ fn report() -> &'static Report {
 }
 
 fn row(recipe: &str) -> &'static report::RecipeRow {
-    report().rows.iter().find(|r| r.recipe == recipe).unwrap_or_else(|| panic!("no row {recipe}"))
+    report()
+        .rows
+        .iter()
+        .find(|r| r.recipe == recipe)
+        .unwrap_or_else(|| panic!("no row {recipe}"))
 }
 
 #[test]
@@ -63,7 +67,11 @@ fn the_report_has_f32_first_then_each_recipe() {
     assert!(f32.min_cosine >= 1.0 - 1e-9, "f32 vs itself: {}", f32.min_cosine);
     for row in &r.rows {
         assert_eq!(row.bytes, std::fs::metadata(&row.file).unwrap().len(), "{}", row.recipe);
-        assert!(row.p1_cosine >= row.min_cosine && row.mean_cosine >= row.p1_cosine, "{}", row.recipe);
+        assert!(
+            row.p1_cosine >= row.min_cosine && row.mean_cosine >= row.p1_cosine,
+            "{}",
+            row.recipe
+        );
         assert!((0.0..=1.0).contains(&row.top10_overlap), "{}", row.recipe);
         assert!(row.speed_vs_f32 > 0.0, "{}", row.recipe);
     }
@@ -78,7 +86,11 @@ fn the_report_has_f32_first_then_each_recipe() {
 #[test]
 fn f16_halves_the_file_and_keeps_the_vectors() {
     let f16 = row("f16");
-    assert!((0.49..=0.52).contains(&f16.size_vs_f32), "f16 is {:.4} of f32", f16.size_vs_f32);
+    assert!(
+        (0.49..=0.52).contains(&f16.size_vs_f32),
+        "f16 is {:.4} of f32",
+        f16.size_vs_f32
+    );
     assert!(f16.min_cosine >= 0.99999, "f16 min cosine {}", f16.min_cosine);
     assert!(f16.top10_overlap >= 0.99, "f16 top-10 overlap {}", f16.top10_overlap);
 }
@@ -91,8 +103,15 @@ fn int8_embeddings_saves_the_tables_share() {
     // (at most 8 bytes a row) and alignment.
     let most = 3 * TABLE_VALUES;
     let least = most - 30522 * 8 - 4096;
-    assert!((least..=most).contains(&saved), "int8-embeddings saved {saved} B; the table's share is {most} B");
-    assert!(emb.mean_cosine >= 0.9999, "int8-embeddings mean cosine {}", emb.mean_cosine);
+    assert!(
+        (least..=most).contains(&saved),
+        "int8-embeddings saved {saved} B; the table's share is {most} B"
+    );
+    assert!(
+        emb.mean_cosine >= 0.9999,
+        "int8-embeddings mean cosine {}",
+        emb.mean_cosine
+    );
     assert!(emb.min_cosine >= 0.999, "int8-embeddings min cosine {}", emb.min_cosine);
 }
 
@@ -109,6 +128,16 @@ fn int8_is_a_quarter_of_f32_and_close() {
 fn keeping_the_first_and_last_layer_sits_between_int8_and_f32() {
     let (int8, kept, f32) = (row("int8"), row("int8-keep-first-last"), row("f32"));
     // Two of six layers' linear weights (1.77 M values each) go back to f32: about 3 x 3.5 M bytes.
-    assert!(kept.bytes > int8.bytes + 9_000_000 && kept.bytes < f32.bytes, "kept {} B, int8 {} B", kept.bytes, int8.bytes);
-    assert!(kept.mean_cosine >= int8.mean_cosine - 1e-4, "kept {} vs int8 {}", kept.mean_cosine, int8.mean_cosine);
+    assert!(
+        kept.bytes > int8.bytes + 9_000_000 && kept.bytes < f32.bytes,
+        "kept {} B, int8 {} B",
+        kept.bytes,
+        int8.bytes
+    );
+    assert!(
+        kept.mean_cosine >= int8.mean_cosine - 1e-4,
+        "kept {} vs int8 {}",
+        kept.mean_cosine,
+        int8.mean_cosine
+    );
 }

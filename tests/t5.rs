@@ -83,7 +83,12 @@ fn hidden_states(e: &Embedder, texts: &[ReferenceText]) -> (Vec<Vec<f32>>, Vec<V
     let mut scratch = Scratch::default();
     let alone = texts
         .iter()
-        .map(|t| encoder.forward(&PackedBatch::new([t.token_ids.as_slice()]), &mut scratch).unwrap().to_vec())
+        .map(|t| {
+            encoder
+                .forward(&PackedBatch::new([t.token_ids.as_slice()]), &mut scratch)
+                .unwrap()
+                .to_vec()
+        })
         .collect();
     let batch = PackedBatch::new(texts.iter().map(|t| t.token_ids.as_slice()));
     let packed = encoder.forward(&batch, &mut scratch).unwrap();
@@ -130,9 +135,7 @@ fn tokenizer_matches_sentence_transformers_ids() {
         let fixture = reference(variant);
         let e = embedder(variant, "f32");
         assert_eq!(e.window(), fixture.model.max_seq_length);
-        let tokenizer =
-            octet::tokenize::TextTokenizer::from_file(e.file(), e.window())
-                .unwrap();
+        let tokenizer = octet::tokenize::TextTokenizer::from_file(e.file(), e.window()).unwrap();
         for (i, t) in fixture.texts.iter().enumerate() {
             let tokens = tokenizer.encode(i, &t.text, Truncation::Truncate).unwrap();
             assert_eq!(tokens.ids, t.token_ids, "{variant} {}: token ids of {:?}", t.id, t.text);

@@ -238,9 +238,20 @@ fn inspect_reads_both_files() {
         assert_eq!(inv.tensors.len(), 111, "{kind}: constant tensors");
         assert_eq!(inv.inputs.len(), 1, "{kind}: one input (token ids)");
         assert_eq!(inv.outputs.len(), 1, "{kind}: one output (the embedding)");
-        assert!(inv.outputs[0].describe().contains("384"), "{kind}: output {}", inv.outputs[0].describe());
-        assert!(inv.operators.iter().any(|(op, n)| op == "GATHER" && *n == 1), "{kind}: one GATHER");
-        assert!(inv.operators.iter().any(|(op, n)| op == "FULLY_CONNECTED" && *n >= 36), "{kind}: {:?}", inv.operators);
+        assert!(
+            inv.outputs[0].describe().contains("384"),
+            "{kind}: output {}",
+            inv.outputs[0].describe()
+        );
+        assert!(
+            inv.operators.iter().any(|(op, n)| op == "GATHER" && *n == 1),
+            "{kind}: one GATHER"
+        );
+        assert!(
+            inv.operators.iter().any(|(op, n)| op == "FULLY_CONNECTED" && *n >= 36),
+            "{kind}: {:?}",
+            inv.operators
+        );
         let int8: Vec<_> = inv.tensors.iter().filter(|t| t.dtype == "INT8").collect();
         if kind == "f32" {
             assert!(int8.is_empty());
@@ -250,7 +261,9 @@ fn inspect_reads_both_files() {
             for t in int8 {
                 match &t.quantization {
                     Quantization::PerTensor { scale, .. } => assert!(*scale > 0.0, "{}", t.name),
-                    Quantization::PerChannel { min_scale, channels, .. } => assert!(*min_scale > 0.0 && *channels > 0, "{}", t.name),
+                    Quantization::PerChannel {
+                        min_scale, channels, ..
+                    } => assert!(*min_scale > 0.0 && *channels > 0, "{}", t.name),
                     Quantization::None => panic!("{} is int8 without quantization", t.name),
                 }
             }
@@ -278,16 +291,38 @@ fn diff_of_f32_and_int8_finds_the_quantized_tensors() {
     // each file, so a few same-named scalars differ in dtype: bytes, not weights.
     let (weights, scalars): (Vec<_>, Vec<_>) = d.changed.iter().partition(|c| c.a.bytes > 1024);
     assert_eq!(weights.len(), 37);
-    assert!(scalars.iter().all(|c| c.a.name.starts_with("arith.constant") && c.b.bytes <= 1024), "{scalars:?}");
+    assert!(
+        scalars
+            .iter()
+            .all(|c| c.a.name.starts_with("arith.constant") && c.b.bytes <= 1024),
+        "{scalars:?}"
+    );
     assert_eq!(d.unchanged + d.changed.len(), 111);
     let mut saved = 0i64;
     for c in &weights {
-        assert_eq!((c.a.dtype.as_str(), c.b.dtype.as_str()), ("FLOAT32", "INT8"), "{}", c.a.name);
+        assert_eq!(
+            (c.a.dtype.as_str(), c.b.dtype.as_str()),
+            ("FLOAT32", "INT8"),
+            "{}",
+            c.a.name
+        );
         assert_eq!(c.a.shape, c.b.shape, "{}", c.a.name);
-        assert!(c.saved() as u64 >= c.a.bytes * 3 / 4 - 4096, "{}: saved {} of {}", c.a.name, c.saved(), c.a.bytes);
+        assert!(
+            c.saved() as u64 >= c.a.bytes * 3 / 4 - 4096,
+            "{}: saved {} of {}",
+            c.a.name,
+            c.saved(),
+            c.a.bytes
+        );
         saved += c.saved();
     }
     let file_change = d.file_bytes.0 as i64 - d.file_bytes.1 as i64;
-    assert!((saved - file_change).abs() < 1 << 20, "tensors save {saved} B, the file shrank by {file_change} B");
-    eprintln!("f32 -> int8 TFLite: 37 tensors changed, {:.3} MB saved", saved as f64 / 1e6);
+    assert!(
+        (saved - file_change).abs() < 1 << 20,
+        "tensors save {saved} B, the file shrank by {file_change} B"
+    );
+    eprintln!(
+        "f32 -> int8 TFLite: 37 tensors changed, {:.3} MB saved",
+        saved as f64 / 1e6
+    );
 }

@@ -67,8 +67,12 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let path = repo_root().join("tests/fixtures/tflite_t5/reference.json");
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-            .unwrap_or_else(|e| panic!("bad fixture {} (it needs the transformers section too): {e}", path.display()))
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| {
+            panic!(
+                "bad fixture {} (it needs the transformers section too): {e}",
+                path.display()
+            )
+        })
     })
 }
 
@@ -135,7 +139,11 @@ fn imported_files_are_the_fixture_files_and_recognised_as_t5() {
                 kind == "int8",
                 "{variant} {kind}: hybrid int8 layers quantize their input with a zero point"
             );
-            let (ffn, dense) = if variant == "gated" { ("gated-gelu", 1) } else { ("relu", 0) };
+            let (ffn, dense) = if variant == "gated" {
+                ("gated-gelu", 1)
+            } else {
+                ("relu", 0)
+            };
             assert_eq!(meta.config["feed_forward_proj"], ffn);
             assert_eq!(meta.dense.len(), dense);
             let word = e.file().tensor("embeddings.word").unwrap();
@@ -186,7 +194,11 @@ fn the_position_bias_table_is_recovered_from_the_folded_constant() {
             .collect();
         for b in 0..buckets {
             for h in 0..g.heads {
-                let want = if reached.contains(&b) { weights[b * g.heads + h] } else { 0.0 };
+                let want = if reached.contains(&b) {
+                    weights[b * g.heads + h]
+                } else {
+                    0.0
+                };
                 assert_eq!(found.table[b * g.heads + h], want, "{variant}: bucket {b}, head {h}");
             }
         }
@@ -217,10 +229,20 @@ fn f32_import_matches_the_interpreter_and_transformers() {
         let lite = &fixture().models[&format!("{variant}-f32")].embeddings;
         // Same f32 operations in another order (and octet's f32 exp/tanh): ~1e-6 per value.
         let (_, min, diff) = compare_embeddings(&format!("T5 {variant} TFLite f32 import vs LiteRT"), &got, lite);
-        assert!(min >= 0.99999 && diff <= 1e-4, "{variant}: min cosine {min}, max abs diff {diff}");
+        assert!(
+            min >= 0.99999 && diff <= 1e-4,
+            "{variant}: min cosine {min}, max abs diff {diff}"
+        );
         let reference = &fixture().transformers.embeddings[variant];
-        let (_, min, diff) = compare_embeddings(&format!("T5 {variant} TFLite f32 import vs transformers"), &got, reference);
-        assert!(min >= 0.99999 && diff <= 1e-4, "{variant}: min cosine {min}, max abs diff {diff}");
+        let (_, min, diff) = compare_embeddings(
+            &format!("T5 {variant} TFLite f32 import vs transformers"),
+            &got,
+            reference,
+        );
+        assert!(
+            min >= 0.99999 && diff <= 1e-4,
+            "{variant}: min cosine {min}, max abs diff {diff}"
+        );
     }
 }
 
@@ -230,7 +252,11 @@ fn int8_import_matches_the_interpreter_and_stays_close_to_transformers() {
         let got = octet_embeddings(embedder(variant, "int8"));
         assert!(got.len() >= 64);
         let model = &fixture().models[&format!("{variant}-int8")];
-        let (mean, min, _) = compare_embeddings(&format!("T5 {variant} TFLite int8 import vs LiteRT"), &got, &model.embeddings);
+        let (mean, min, _) = compare_embeddings(
+            &format!("T5 {variant} TFLite int8 import vs LiteRT"),
+            &got,
+            &model.embeddings,
+        );
         eprintln!(
             "  (LiteRT's XNNPACK delegate vs its builtin kernels: mean {:.6}, min {:.6})",
             model.xnnpack_vs_builtin.mean_cosine, model.xnnpack_vs_builtin.min_cosine
@@ -238,9 +264,16 @@ fn int8_import_matches_the_interpreter_and_stays_close_to_transformers() {
         // Measured (gated / relu): mean 0.999955 / 0.999994, min 0.999834 / 0.999965; LiteRT's
         // own XNNPACK run is as far from its builtin kernels. Unlike MiniLM (tests/tflite.rs),
         // these two-layer models do not amplify one-ulp differences into flipped codes.
-        assert!(mean >= 0.9999 && min >= 0.999, "{variant}: mean cosine {mean}, min {min}");
+        assert!(
+            mean >= 0.9999 && min >= 0.999,
+            "{variant}: mean cosine {mean}, min {min}"
+        );
         let reference = &fixture().transformers.embeddings[variant];
-        let (mean, min, _) = compare_embeddings(&format!("T5 {variant} TFLite int8 import vs transformers"), &got, reference);
+        let (mean, min, _) = compare_embeddings(
+            &format!("T5 {variant} TFLite int8 import vs transformers"),
+            &got,
+            reference,
+        );
         assert!(mean >= 0.995 && min >= 0.98, "{variant}: mean cosine {mean}, min {min}");
     }
 }

@@ -51,8 +51,14 @@ fn reference(source: &Path) -> Tokenizer {
 /// Compares the ids of every text; panics naming the first text that differs.
 fn assert_same_ids(what: &str, reference: &Tokenizer, fast: &TextTokenizer, texts: &[String]) {
     for (i, text) in texts.iter().enumerate() {
-        let expected = reference.encode_fast(text.as_str(), true).expect("reference encodes").get_ids().to_vec();
-        let got = fast.encode(i, text, Truncation::Truncate).expect("stored tokenizer encodes");
+        let expected = reference
+            .encode_fast(text.as_str(), true)
+            .expect("reference encodes")
+            .get_ids()
+            .to_vec();
+        let got = fast
+            .encode(i, text, Truncation::Truncate)
+            .expect("stored tokenizer encodes");
         assert!(!got.truncated, "{what} {i} was truncated");
         assert_eq!(got.ids, expected, "{what} {i}: {text:?}");
     }
@@ -237,9 +243,15 @@ fn embeddinggemma_stored_tokenizer_gives_the_same_ids() {
     let source = embeddinggemma_source();
     let file = gemma_file();
     for name in ["tokenizer.vocab", "tokenizer.vocab.offsets", "tokenizer.merges"] {
-        assert!(file.contains(name), "EmbeddingGemma's BPE tokenizer is stored in parts: no {name}");
+        assert!(
+            file.contains(name),
+            "EmbeddingGemma's BPE tokenizer is stored in parts: no {name}"
+        );
     }
-    assert!(file.blob("tokenizer.json").unwrap().len() < 2 << 20, "the skeleton stays small");
+    assert!(
+        file.blob("tokenizer.json").unwrap().len() < 2 << 20,
+        "the skeleton stays small"
+    );
     let fast = TextTokenizer::from_file(file, NO_WINDOW).expect("load the stored tokenizer");
     assert_eq!(fast.load_path(), LoadPath::Stored, "the fast path, not the fallback");
     let reference = reference(source);
@@ -248,7 +260,10 @@ fn embeddinggemma_stored_tokenizer_gives_the_same_ids() {
 
     // The whole tokenizer, as the tokenizers crate serializes it, is the same.
     let whole = TextTokenizer::from_json(&std::fs::read(source.join("tokenizer.json")).unwrap(), NO_WINDOW).unwrap();
-    assert!(fast.canonical_json().unwrap() == whole.canonical_json().unwrap(), "canonical JSON differs");
+    assert!(
+        fast.canonical_json().unwrap() == whole.canonical_json().unwrap(),
+        "canonical JSON differs"
+    );
 
     assert_same_ids("fixture text", &reference, &fast, &fixture_texts("embeddinggemma"));
     assert_same_ids("gensim text", &reference, &fast, &gensim_texts());
@@ -259,7 +274,14 @@ fn embeddinggemma_stored_tokenizer_gives_the_same_ids() {
     assert_same_ids("generated text", &reference, &fast, &generated);
 
     // The added tokens keep their ids, including the one past the embedding table.
-    let ids = fast.encode(0, "<start_of_turn>user<unused12><image_soft_token>", Truncation::Truncate).unwrap().ids;
+    let ids = fast
+        .encode(
+            0,
+            "<start_of_turn>user<unused12><image_soft_token>",
+            Truncation::Truncate,
+        )
+        .unwrap()
+        .ids;
     assert!(ids.contains(&262_144), "<image_soft_token> is id 262144: {ids:?}");
 }
 
@@ -269,8 +291,10 @@ fn embeddinggemma_stored_tokenizer_truncates_like_the_whole_one() {
     let fast = TextTokenizer::from_file(gemma_file(), 2048).unwrap();
     let whole = TextTokenizer::from_json(&std::fs::read(source.join("tokenizer.json")).unwrap(), 2048).unwrap();
     for (i, text) in fixture_texts("embeddinggemma").iter().enumerate() {
-        let (a, b) =
-            (fast.encode(i, text, Truncation::Truncate).unwrap(), whole.encode(i, text, Truncation::Truncate).unwrap());
+        let (a, b) = (
+            fast.encode(i, text, Truncation::Truncate).unwrap(),
+            whole.encode(i, text, Truncation::Truncate).unwrap(),
+        );
         assert_eq!(a, b, "text {i}");
     }
 }
@@ -287,7 +311,9 @@ fn a_whole_tokenizer_json_still_loads_from_a_file() {
     }))
     .unwrap();
     let mut writer = ModelWriter::new(meta);
-    writer.add_blob("tokenizer.json", &serde_json::to_vec(&value).unwrap()).unwrap();
+    writer
+        .add_blob("tokenizer.json", &serde_json::to_vec(&value).unwrap())
+        .unwrap();
     let file = ModelFile::from_bytes(writer.to_bytes().unwrap()).unwrap();
     let whole = TextTokenizer::from_file(&file, NO_WINDOW).unwrap();
     assert_eq!(whole.load_path(), LoadPath::Json);
@@ -317,12 +343,20 @@ fn minilm_wordpiece_tokenizer_is_stored_in_parts_and_gives_the_same_ids() {
     let tokenizer = TextTokenizer::from_file(&file, NO_WINDOW).unwrap();
     assert_eq!(tokenizer.load_path(), LoadPath::Stored);
     let whole = TextTokenizer::from_json(&std::fs::read(source.join("tokenizer.json")).unwrap(), NO_WINDOW).unwrap();
-    assert!(tokenizer.canonical_json().unwrap() == whole.canonical_json().unwrap(), "canonical JSON differs");
+    assert!(
+        tokenizer.canonical_json().unwrap() == whole.canonical_json().unwrap(),
+        "canonical JSON differs"
+    );
     let reference = reference(source);
     assert_eq!(tokenizer.vocab_size(true), reference.get_vocab_size(true));
     assert_same_ids("MiniLM fixture text", &reference, &tokenizer, &fixture_texts("minilm"));
     let mut vocab: Vec<(String, u32)> = reference.get_vocab(false).into_iter().collect();
     vocab.sort_by_key(|&(_, id)| id);
     let vocab: Vec<String> = vocab.into_iter().map(|(s, _)| s).collect();
-    assert_same_ids("MiniLM generated text", &reference, &tokenizer, &generated_texts(1000, &vocab));
+    assert_same_ids(
+        "MiniLM generated text",
+        &reference,
+        &tokenizer,
+        &generated_texts(1000, &vocab),
+    );
 }

@@ -108,7 +108,10 @@ pub mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn exp(x: __m256) -> __m256 {
         let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_MIN)), _mm256_set1_ps(EXP_MAX));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+            x,
+            _mm256_set1_ps(LOG2E),
+        ));
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
         let mut p = _mm256_fmadd_ps(_mm256_set1_ps(C6), r, _mm256_set1_ps(C5));
@@ -169,7 +172,10 @@ pub mod avx2 {
             GeluForm::Erf => unsafe { erf(_mm256_mul_ps(x, _mm256_set1_ps(FRAC_1_SQRT_2))) },
             GeluForm::Tanh => {
                 let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-                let u = _mm256_mul_ps(_mm256_set1_ps(SQRT_2_OVER_PI), _mm256_fmadd_ps(_mm256_set1_ps(GELU_TANH_C), x3, x));
+                let u = _mm256_mul_ps(
+                    _mm256_set1_ps(SQRT_2_OVER_PI),
+                    _mm256_fmadd_ps(_mm256_set1_ps(GELU_TANH_C), x3, x),
+                );
                 // SAFETY: same target features as this function.
                 unsafe { tanh(u) }
             }
@@ -191,7 +197,10 @@ pub mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn exp(x: __m512) -> __m512 {
         let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_MIN)), _mm512_set1_ps(EXP_MAX));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(LOG2E),
+        ));
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
         let mut p = _mm512_fmadd_ps(_mm512_set1_ps(C6), r, _mm512_set1_ps(C5));
@@ -254,7 +263,10 @@ pub mod avx512 {
             GeluForm::Erf => unsafe { erf(_mm512_mul_ps(x, _mm512_set1_ps(FRAC_1_SQRT_2))) },
             GeluForm::Tanh => {
                 let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-                let u = _mm512_mul_ps(_mm512_set1_ps(SQRT_2_OVER_PI), _mm512_fmadd_ps(_mm512_set1_ps(GELU_TANH_C), x3, x));
+                let u = _mm512_mul_ps(
+                    _mm512_set1_ps(SQRT_2_OVER_PI),
+                    _mm512_fmadd_ps(_mm512_set1_ps(GELU_TANH_C), x3, x),
+                );
                 // SAFETY: same target features as this function.
                 unsafe { tanh(u) }
             }
@@ -332,7 +344,10 @@ pub mod neon {
                 GeluForm::Erf => erf(vmulq_f32(x, vdupq_n_f32(FRAC_1_SQRT_2))),
                 GeluForm::Tanh => {
                     let x3 = vmulq_f32(vmulq_f32(x, x), x);
-                    tanh(vmulq_f32(vdupq_n_f32(SQRT_2_OVER_PI), vfmaq_f32(x, vdupq_n_f32(GELU_TANH_C), x3)))
+                    tanh(vmulq_f32(
+                        vdupq_n_f32(SQRT_2_OVER_PI),
+                        vfmaq_f32(x, vdupq_n_f32(GELU_TANH_C), x3),
+                    ))
                 }
             };
             vfmaq_f32(half_x, half_x, inner)
@@ -357,10 +372,17 @@ mod tests {
             assert!(rel < 4e-7, "exp({x}): rel err {rel}");
         }
         for x in grid() {
-            assert!((erf(x) as f64 - libm::erf(x as f64)).abs() < 5e-7, "erf({x}): {}", erf(x) as f64 - libm::erf(x as f64));
+            assert!(
+                (erf(x) as f64 - libm::erf(x as f64)).abs() < 5e-7,
+                "erf({x}): {}",
+                erf(x) as f64 - libm::erf(x as f64)
+            );
             assert!((tanh(x) as f64 - (x as f64).tanh()).abs() < 4e-7, "tanh({x})");
             let exact_gelu = 0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2));
-            assert!((gelu_erf(x) as f64 - exact_gelu).abs() < 5e-7 * (1.0 + x.abs() as f64), "gelu_erf({x})");
+            assert!(
+                (gelu_erf(x) as f64 - exact_gelu).abs() < 5e-7 * (1.0 + x.abs() as f64),
+                "gelu_erf({x})"
+            );
         }
         assert!(erf(0.0).abs() < 5e-7);
         assert_eq!(tanh(100.0), 1.0);
@@ -381,7 +403,13 @@ mod tests {
         if crate::Isa::Avx2.is_supported() {
             for chunk in xs.chunks_exact(8) {
                 let mut out = [0f32; 8];
-                for (which, f) in [(0, exp as fn(f32) -> f32), (1, erf), (2, tanh), (3, gelu_erf), (4, gelu_tanh)] {
+                for (which, f) in [
+                    (0, exp as fn(f32) -> f32),
+                    (1, erf),
+                    (2, tanh),
+                    (3, gelu_erf),
+                    (4, gelu_tanh),
+                ] {
                     // SAFETY: AVX2 and FMA were detected above; the arrays hold 8 lanes.
                     unsafe {
                         let v = _mm256_loadu_ps(chunk.as_ptr());
@@ -403,7 +431,13 @@ mod tests {
         if crate::Isa::Avx512.is_supported() {
             for chunk in xs.chunks_exact(16) {
                 let mut out = [0f32; 16];
-                for (which, f) in [(0, exp as fn(f32) -> f32), (1, erf), (2, tanh), (3, gelu_erf), (4, gelu_tanh)] {
+                for (which, f) in [
+                    (0, exp as fn(f32) -> f32),
+                    (1, erf),
+                    (2, tanh),
+                    (3, gelu_erf),
+                    (4, gelu_tanh),
+                ] {
                     // SAFETY: AVX-512F was detected above; the arrays hold 16 lanes.
                     unsafe {
                         let v = _mm512_loadu_ps(chunk.as_ptr());
@@ -431,7 +465,13 @@ mod tests {
         let xs: Vec<f32> = grid().chain([-100.0, 100.0, -0.0, 1e-30]).collect();
         for chunk in xs.chunks_exact(4) {
             let mut out = [0f32; 4];
-            for (which, f) in [(0, exp as fn(f32) -> f32), (1, erf), (2, tanh), (3, gelu_erf), (4, gelu_tanh)] {
+            for (which, f) in [
+                (0, exp as fn(f32) -> f32),
+                (1, erf),
+                (2, tanh),
+                (3, gelu_erf),
+                (4, gelu_tanh),
+            ] {
                 // SAFETY: NEON is baseline on aarch64; the arrays hold 4 lanes.
                 unsafe {
                     let v = vld1q_f32(chunk.as_ptr());

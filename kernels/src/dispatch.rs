@@ -43,7 +43,15 @@ pub enum Isa {
 
 impl Isa {
     /// Every level, in order.
-    pub const ALL: [Isa; 7] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx, Isa::Neon, Isa::Dotprod, Isa::I8mm];
+    pub const ALL: [Isa; 7] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Amx,
+        Isa::Neon,
+        Isa::Dotprod,
+        Isa::I8mm,
+    ];
 
     /// The name used by `OCTET_KERNEL` and in kernel names.
     pub fn name(self) -> &'static str {
@@ -60,7 +68,9 @@ impl Isa {
 
     /// Parses an `OCTET_KERNEL` value.
     pub fn from_name(name: &str) -> Option<Isa> {
-        Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(name.trim()))
+        Isa::ALL
+            .into_iter()
+            .find(|isa| isa.name().eq_ignore_ascii_case(name.trim()))
     }
 
     /// True when this CPU can execute code for this level.
@@ -162,12 +172,26 @@ fn choose(forced: Option<&str>, supported: &[Isa], amx_unavailable: Option<&str>
             Some(isa) if supported.contains(&isa) => (isa, None),
             Some(Isa::Amx) if amx_unavailable.is_some() => (
                 best,
-                Some(format!("OCTET_KERNEL=amx ignored: {}; using {}", amx_unavailable.unwrap_or_default(), best.name())),
+                Some(format!(
+                    "OCTET_KERNEL=amx ignored: {}; using {}",
+                    amx_unavailable.unwrap_or_default(),
+                    best.name()
+                )),
             ),
-            Some(isa) => (best, Some(format!("OCTET_KERNEL={} ignored: this CPU does not support it; using {}", isa.name(), best.name()))),
+            Some(isa) => (
+                best,
+                Some(format!(
+                    "OCTET_KERNEL={} ignored: this CPU does not support it; using {}",
+                    isa.name(),
+                    best.name()
+                )),
+            ),
             None => (
                 best,
-                Some(format!("OCTET_KERNEL={name} ignored: not one of scalar, avx2, avx512, amx, neon, dotprod, i8mm; using {}", best.name())),
+                Some(format!(
+                    "OCTET_KERNEL={name} ignored: not one of scalar, avx2, avx512, amx, neon, dotprod, i8mm; using {}",
+                    best.name()
+                )),
             ),
         },
     }
@@ -271,7 +295,10 @@ mod tests {
             let mut table = Kernels::for_isa(Isa::Avx512).unwrap();
             table.amx_note = Some(why.into());
             let text = describe_table(&table);
-            assert!(text.contains("int8=x86_64-u8i8-12x32-avx512vnni") && text.contains(why), "{text}");
+            assert!(
+                text.contains("int8=x86_64-u8i8-12x32-avx512vnni") && text.contains(why),
+                "{text}"
+            );
         }
     }
 

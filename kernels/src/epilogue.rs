@@ -51,7 +51,11 @@ pub struct Epilogue<'a> {
 
 impl<'a> Epilogue<'a> {
     /// Plain store, no bias, no activation.
-    pub const NONE: Epilogue<'static> = Epilogue { bias: None, activation: Activation::None, accumulate: false };
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        activation: Activation::None,
+        accumulate: false,
+    };
 
     /// Scalar definition: the final value stored at column `col`, given the raw value and the
     /// value already in the output.
@@ -85,7 +89,11 @@ mod tests {
     #[test]
     fn scalar_definition() {
         let bias = [1.0, -2.0];
-        let e = Epilogue { bias: Some(&bias), activation: Activation::Relu, accumulate: true };
+        let e = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Relu,
+            accumulate: true,
+        };
         assert_eq!(e.apply(0, 1.0, 10.0), 12.0);
         assert_eq!(e.apply(1, 1.0, 10.0), 10.0);
         assert_eq!(Epilogue::NONE.apply(0, 3.0, 99.0), 3.0);

@@ -32,7 +32,11 @@ pub use epilogue::{Activation, Epilogue};
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KernelError {
     #[error("{what}: expected length {expected}, got {got}")]
-    Length { what: &'static str, expected: usize, got: usize },
+    Length {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("token id {id} is out of range for an embedding table of {rows} rows")]
     IdOutOfRange { id: u32, rows: usize },
     #[error("invalid argument: {0}")]

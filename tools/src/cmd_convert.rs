@@ -111,7 +111,10 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         .map_err(|e| CliError::usage(e.to_string()))?;
     let output = args.output.expect("clap requires -o without --report");
     let report = if convert::tflite::is_tflite(&args.input) {
-        let inputs = convert::tflite::TfliteInputs { tokenizer: args.tokenizer.as_deref(), mapping: args.tflite_map.as_deref() };
+        let inputs = convert::tflite::TfliteInputs {
+            tokenizer: args.tokenizer.as_deref(),
+            mapping: args.tflite_map.as_deref(),
+        };
         convert::tflite::convert(&args.input, &output, &recipe, &inputs)?
     } else {
         convert::convert(&args.input, &output, &recipe, progress)?
@@ -132,16 +135,23 @@ fn run_report(args: ConvertArgs, progress: bool) -> Result<()> {
     if convert::tflite::is_tflite(&args.input) {
         return Err(CliError::usage("--report converts a model folder with each recipe; a .tflite input has its own quantization (compare files with `octet diff`)".to_string()));
     }
-    let format = ReportFormat::parse(&args.report_format)
-        .ok_or_else(|| CliError::usage(format!("--report-format must be text, markdown or json, got '{}'", args.report_format)))?;
+    let format = ReportFormat::parse(&args.report_format).ok_or_else(|| {
+        CliError::usage(format!(
+            "--report-format must be text, markdown or json, got '{}'",
+            args.report_format
+        ))
+    })?;
     let names = args.quant.as_deref().unwrap_or("f16,int8-embeddings,int8");
     let mut recipes = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let recipe = Recipe::parse(name, args.keep.clone(), args.k_group).map_err(|e| CliError::usage(e.to_string()))?;
+        let recipe =
+            Recipe::parse(name, args.keep.clone(), args.k_group).map_err(|e| CliError::usage(e.to_string()))?;
         // --table-bits applies to the recipes with a quantized token table.
         let recipe = match args.table_bits {
             Some(_) if matches!(name, "f32" | "f16") => recipe,
-            bits => recipe.with_table_bits(bits).map_err(|e| CliError::usage(e.to_string()))?,
+            bits => recipe
+                .with_table_bits(bits)
+                .map_err(|e| CliError::usage(e.to_string()))?,
         };
         recipes.push(recipe);
     }

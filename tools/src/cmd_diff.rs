@@ -61,7 +61,11 @@ fn mb(bytes: u64) -> String {
 }
 
 fn recipe(inv: &Inventory) -> String {
-    inv.facts.iter().find(|(k, _)| k == "recipe").map(|(_, v)| format!(", recipe {v}")).unwrap_or_default()
+    inv.facts
+        .iter()
+        .find(|(k, _)| k == "recipe")
+        .map(|(_, v)| format!(", recipe {v}"))
+        .unwrap_or_default()
 }
 
 /// The comparison as text.
@@ -97,13 +101,24 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
     out += &match d.matching {
         diff::Matching::Name => format!("matched  {} tensors by name\n", d.matched),
         diff::Matching::Position => {
-            format!("matched  {} tensors by position (names differ; same shapes in the same order)\n", d.matched)
+            format!(
+                "matched  {} tensors by position (names differ; same shapes in the same order)\n",
+                d.matched
+            )
         }
     };
-    out += &format!("same     {} tensors ({} MB) unchanged in dtype and size\n", d.unchanged, mb(d.unchanged_bytes));
+    out += &format!(
+        "same     {} tensors ({} MB) unchanged in dtype and size\n",
+        d.unchanged,
+        mb(d.unchanged_bytes)
+    );
     if !d.changed.is_empty() {
         let side = |s: &diff::Side| {
-            let comp = if s.companions > 0 { format!("+{}", s.companions) } else { String::new() };
+            let comp = if s.companions > 0 {
+                format!("+{}", s.companions)
+            } else {
+                String::new()
+            };
             format!("{}{comp} {}", s.dtype, mb(s.bytes))
         };
         // Tiny tensors (scalars, shape constants) are listed only as a count: converters such as
@@ -113,13 +128,37 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
         let rows: Vec<[String; 4]> = listed
             .iter()
             .map(|c| {
-                let name = if c.a.name == c.b.name { c.a.name.clone() } else { format!("{} -> {}", c.a.name, c.b.name) };
+                let name = if c.a.name == c.b.name {
+                    c.a.name.clone()
+                } else {
+                    format!("{} -> {}", c.a.name, c.b.name)
+                };
                 [name, side(&c.a), side(&c.b), format!("{:.3}", c.saved() as f64 / 1e6)]
             })
             .collect();
         let head = ["changed (dtype+companions MB)", "A", "B", "saved MB"];
-        let w: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0)).collect();
-        let line = |r: [&str; 4]| format!("{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}\n", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3]);
+        let w: Vec<usize> = (0..4)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].len())
+                    .chain([head[c].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |r: [&str; 4]| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}\n",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3]
+            )
+        };
         out += "\n";
         out += &line(head);
         for r in &rows {
@@ -133,14 +172,24 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
             );
         }
         let saved: i64 = d.changed.iter().map(diff::Change::saved).sum();
-        out += &format!("{} changed tensors save {:.3} MB\n", d.changed.len(), saved as f64 / 1e6);
+        out += &format!(
+            "{} changed tensors save {:.3} MB\n",
+            d.changed.len(),
+            saved as f64 / 1e6
+        );
     }
     for (label, only) in [("only in A", &d.only_in_a), ("only in B", &d.only_in_b)] {
         if !only.is_empty() {
             let bytes: u64 = only.iter().map(|s| s.bytes).sum();
             out += &format!("\n{label}: {} tensors, {} MB\n", only.len(), mb(bytes));
             for s in only.iter().take(LISTED) {
-                out += &format!("  {} {} {} {} MB\n", s.name, s.dtype, crate::cmd_inspect::shape(&s.shape), mb(s.bytes));
+                out += &format!(
+                    "  {} {} {} {} MB\n",
+                    s.name,
+                    s.dtype,
+                    crate::cmd_inspect::shape(&s.shape),
+                    mb(s.bytes)
+                );
             }
             if only.len() > LISTED {
                 out += &format!("  ... and {} more (--json lists all)\n", only.len() - LISTED);

@@ -110,9 +110,7 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> Result<()> {
     let kind = InputKind::from_flags(args.field.clone(), args.column.clone())?;
     if !args.texts.is_empty() && args.input.is_some() {
-        return Err(CliError::usage(
-            "give texts as arguments or with --input, not both",
-        ));
+        return Err(CliError::usage("give texts as arguments or with --input, not both"));
     }
     if !args.texts.is_empty() && kind != InputKind::Lines {
         return Err(CliError::usage(
@@ -127,8 +125,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if args.output.is_none() && format.is_binary() && std::io::stdout().is_terminal() {
         return Err(CliError::usage(format!(
             "--format {} is binary: write it with --output FILE or redirect standard output",
-            clap::ValueEnum::to_possible_value(&format)
-                .map_or(String::new(), |v| v.get_name().to_string())
+            clap::ValueEnum::to_possible_value(&format).map_or(String::new(), |v| v.get_name().to_string())
         )));
     }
     if let Some(output) = &args.output {

@@ -62,7 +62,12 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
     if !inv.facts.iter().any(|(k, _)| k == "format") {
         out += &format!("format       {}\n", inv.format);
     }
-    out += &format!("size         {} MB ({} bytes; tensors {} MB)\n", mb(inv.file_bytes), inv.file_bytes, mb(inv.tensor_bytes()));
+    out += &format!(
+        "size         {} MB ({} bytes; tensors {} MB)\n",
+        mb(inv.file_bytes),
+        inv.file_bytes,
+        mb(inv.tensor_bytes())
+    );
     for (key, value) in &inv.facts {
         out += &format!("{key:<12} {value}\n");
     }
@@ -70,7 +75,10 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
         if ports.is_empty() {
             return format!("{label:<12} n/a\n");
         }
-        ports.iter().map(|p| format!("{label:<12} {}\n", p.describe())).collect()
+        ports
+            .iter()
+            .map(|p| format!("{label:<12} {}\n", p.describe()))
+            .collect()
     };
     out += &ports("input", &inv.inputs);
     out += &ports("output", &inv.outputs);
@@ -90,9 +98,30 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
             })
             .collect();
         let head = ["tensor", "dtype", "shape", "MB", "quantization"];
-        let w: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).chain([head[c].len()]).max().unwrap_or(0)).collect();
+        let w: Vec<usize> = (0..4)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].len())
+                    .chain([head[c].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         out += &format!("\n{} tensors\n", inv.tensors.len());
-        let line = |r: [&str; 5]| format!("{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n", r[0], r[1], r[2], r[3], r[4], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3]);
+        let line = |r: [&str; 5]| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}\n",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3]
+            )
+        };
         out += &line(head);
         for r in &rows {
             out += &line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
@@ -102,11 +131,26 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
     let total = inv.tensor_bytes().max(1) as f64;
     out += &format!("{:<12} {:>7} {:>10} {:>7}\n", "dtype", "tensors", "MB", "share");
     for d in inv.totals_by_dtype() {
-        out += &format!("{:<12} {:>7} {:>10} {:>6.1}%\n", d.dtype, d.tensors, mb(d.bytes), d.bytes as f64 / total * 100.0);
+        out += &format!(
+            "{:<12} {:>7} {:>10} {:>6.1}%\n",
+            d.dtype,
+            d.tensors,
+            mb(d.bytes),
+            d.bytes as f64 / total * 100.0
+        );
     }
-    out += &format!("{:<12} {:>7} {:>10}\n", "all", inv.tensors.len(), mb(inv.tensor_bytes()));
+    out += &format!(
+        "{:<12} {:>7} {:>10}\n",
+        "all",
+        inv.tensors.len(),
+        mb(inv.tensor_bytes())
+    );
     if !inv.operators.is_empty() {
-        out += &format!("\noperators ({} kinds, {} in all)\n", inv.operators.len(), inv.operators.iter().map(|(_, n)| n).sum::<usize>());
+        out += &format!(
+            "\noperators ({} kinds, {} in all)\n",
+            inv.operators.len(),
+            inv.operators.iter().map(|(_, n)| n).sum::<usize>()
+        );
         for (op, n) in &inv.operators {
             out += &format!("{op:<28} {n:>5}\n");
         }

@@ -136,9 +136,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     // A corpus that can be read only once (standard input, a pipe, `<(...)`, a device) is copied
     // once into a temporary file, which is searched and then removed; it is not cached.
     let spooled = Spool::corpus_if_stream(&args.corpus, args.quiet)?;
-    let corpus = spooled
-        .as_ref()
-        .map_or(args.corpus.as_path(), |s| s.path.as_path());
+    let corpus = spooled.as_ref().map_or(args.corpus.as_path(), |s| s.path.as_path());
     let cache = if args.no_cache || spooled.is_some() {
         None
     } else {
@@ -174,16 +172,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     };
     let map = match cached {
         Some(map) => map,
-        None => build_cache(
-            &embedder,
-            &args,
-            &kind,
-            &doc_options,
-            corpus,
-            cache,
-            key,
-            dims,
-        )?,
+        None => build_cache(&embedder, &args, &kind, &doc_options, corpus, cache, key, dims)?,
     };
     search_cache(&embedder, &args, &kind, &query_options, corpus, &map, dims)
 }
@@ -200,17 +189,12 @@ fn build_cache(
     key: [u8; 32],
     dims: usize,
 ) -> Result<memmap2::Mmap> {
-    let temp_cache =
-        std::env::temp_dir().join(format!("octet-search-{}.octet-vectors", std::process::id()));
+    let temp_cache = std::env::temp_dir().join(format!("octet-search-{}.octet-vectors", std::process::id()));
     let mut reader = TextReader::open(Some(corpus), kind.clone(), args.lossy)?;
     let mut path = cache.clone().unwrap_or_else(|| temp_cache.clone());
     let mut writer = match VectorWriter::create_cache(&path, dims, key) {
         Ok(w) => w,
-        Err(e)
-            if exit::code_for(&e) == exit::CANT_CREATE
-                && cache.is_some()
-                && args.cache.is_none() =>
-        {
+        Err(e) if exit::code_for(&e) == exit::CANT_CREATE && cache.is_some() && args.cache.is_none() => {
             if !args.quiet {
                 eprintln!(
                     "note: {}; caching in {} for this run only",
@@ -249,12 +233,7 @@ fn build_cache(
         .map_err(|e| CliError::io(format!("cannot map {}: {e}", path.display())))?;
     check_cache(&map, Some(&key), dims)
         .map(|_| map)
-        .ok_or_else(|| {
-            CliError::internal(format!(
-                "the cache {} just written does not check",
-                path.display()
-            ))
-        })
+        .ok_or_else(|| CliError::internal(format!("the cache {} just written does not check", path.display())))
 }
 
 /// A temporary copy of a corpus that can be read only once, removed when dropped.
@@ -286,8 +265,7 @@ impl Spool {
         let spool = Spool {
             path: std::env::temp_dir().join(name),
         };
-        let mut target =
-            std::fs::File::create(&spool.path).map_err(|e| sink::create_error(&spool.path, e))?;
+        let mut target = std::fs::File::create(&spool.path).map_err(|e| sink::create_error(&spool.path, e))?;
         let copied = if stdin {
             std::io::copy(&mut std::io::stdin().lock(), &mut target)
         } else {
@@ -428,13 +406,7 @@ fn insert_top(top: &mut Vec<(f32, u64)>, k: usize, score: f32, id: u64) {
 }
 
 /// The cache key: what the vectors depend on.
-fn cache_key(
-    model: &Path,
-    options: &EmbedOptions,
-    kind: &InputKind,
-    lossy: bool,
-    corpus: &Path,
-) -> Result<[u8; 32]> {
+fn cache_key(model: &Path, options: &EmbedOptions, kind: &InputKind, lossy: bool, corpus: &Path) -> Result<[u8; 32]> {
     let mut head = [0u8; 128];
     open_input(model, "model")?
         .read_exact(&mut head)
@@ -482,26 +454,13 @@ fn load_cache(path: &Path, key: &[u8; 32], dims: usize) -> Option<memmap2::Mmap>
 /// The count of a cache held in `bytes`, if its header is sound, its vectors hash to the
 /// header's content hash (and its key is `key`, if given).
 fn check_cache(bytes: &[u8], key: Option<&[u8; 32]>, dims: usize) -> Option<u64> {
-    let count = check_cache_header(
-        bytes.get(..CACHE_HEADER_LEN)?,
-        bytes.len() as u64,
-        key,
-        dims,
-    )?;
+    let count = check_cache_header(bytes.get(..CACHE_HEADER_LEN)?, bytes.len() as u64, key, dims)?;
     let content: [u8; 32] = Sha256::digest(&bytes[CACHE_HEADER_LEN..]).into();
     (bytes[56..88] == content).then_some(count)
 }
 
-fn check_cache_header(
-    head: &[u8],
-    file_len: u64,
-    key: Option<&[u8; 32]>,
-    dims: usize,
-) -> Option<u64> {
-    if head.len() < CACHE_HEADER_LEN
-        || head[..8] != CACHE_MAGIC
-        || head[8..12] != CACHE_VERSION.to_le_bytes()
-    {
+fn check_cache_header(head: &[u8], file_len: u64, key: Option<&[u8; 32]>, dims: usize) -> Option<u64> {
+    if head.len() < CACHE_HEADER_LEN || head[..8] != CACHE_MAGIC || head[8..12] != CACHE_VERSION.to_le_bytes() {
         return None;
     }
     if u32::from_le_bytes(head[12..16].try_into().ok()?) as usize != dims {

@@ -74,10 +74,7 @@ const LABEL_CHARS: usize = 40;
 
 /// `text` cut to `max` characters with an ellipsis, line breaks shown as spaces.
 pub fn clip(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if flat.chars().count() <= max {
         return flat;
     }
@@ -121,11 +118,7 @@ mod tests {
             "a longer text with ünïcode".to_string(),
             "x".repeat(60),
         ];
-        let m = vec![
-            vec![1.0, 0.5, -0.25],
-            vec![0.5, 1.0, 0.0],
-            vec![-0.25, 0.0, 1.0],
-        ];
+        let m = vec![vec![1.0, 0.5, -0.25], vec![0.5, 1.0, 0.0], vec![-0.25, 0.0, 1.0]];
         let table = render_matrix(&texts, &m);
         let widths: Vec<usize> = table.lines().map(|l| l.chars().count()).collect();
         assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");

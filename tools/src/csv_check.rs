@@ -98,16 +98,12 @@ impl<R: Read> QuoteCheck<R> {
                     self.opened = self.line;
                     State::Quoted
                 }
-                (State::FieldStart | State::Unquoted, _) if b == self.delimiter || end_of_line => {
-                    State::FieldStart
-                }
+                (State::FieldStart | State::Unquoted, _) if b == self.delimiter || end_of_line => State::FieldStart,
                 (State::FieldStart | State::Unquoted, _) => State::Unquoted,
                 (State::Quoted, b'"') => State::QuoteInQuoted,
                 (State::Quoted, _) => State::Quoted,
                 (State::QuoteInQuoted, b'"') => State::Quoted,
-                (State::QuoteInQuoted, _) if b == self.delimiter || end_of_line => {
-                    State::FieldStart
-                }
+                (State::QuoteInQuoted, _) if b == self.delimiter || end_of_line => State::FieldStart,
                 (State::QuoteInQuoted, _) => {
                     self.fail(QuoteErrorKind::TextAfterClosingQuote);
                     State::Unquoted
@@ -143,10 +139,7 @@ mod tests {
 
     #[test]
     fn sound_quoting_passes() {
-        assert_eq!(
-            check("a,b\n1,\"x, \"\"y\"\"\nz\"\n2,5\" screen\n\"\",\"\"\r\n"),
-            None
-        );
+        assert_eq!(check("a,b\n1,\"x, \"\"y\"\"\nz\"\n2,5\" screen\n\"\",\"\"\r\n"), None);
     }
 
     #[test]

@@ -80,9 +80,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<octet::Error>() {
             return match e {
                 octet::Error::Kernel(_) => INTERNAL,
-                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => {
-                    io_code(source)
-                }
+                octet::Error::Format(octet::format::FormatError::Io { source, .. }) => io_code(source),
                 _ => BAD_INPUT,
             };
         }
@@ -152,16 +150,10 @@ mod tests {
         assert_eq!(code_for(&missing), NO_INPUT);
         let kernel: anyhow::Error = octet::Error::Option("x".into()).into();
         assert_eq!(code_for(&kernel), BAD_INPUT);
-        let denied = std::io::Error::new(
-            ErrorKind::PermissionDenied,
-            "Permission denied (os error 13)",
-        );
-        let twice = anyhow::Error::new(std::io::Error::new(ErrorKind::PermissionDenied, denied))
-            .context("cannot use m");
-        assert_eq!(
-            render(&twice),
-            "cannot use m: Permission denied (os error 13)"
-        );
+        let denied = std::io::Error::new(ErrorKind::PermissionDenied, "Permission denied (os error 13)");
+        let twice =
+            anyhow::Error::new(std::io::Error::new(ErrorKind::PermissionDenied, denied)).context("cannot use m");
+        assert_eq!(render(&twice), "cannot use m: Permission denied (os error 13)");
         let pipe: anyhow::Error = std::io::Error::from(ErrorKind::BrokenPipe).into();
         assert!(is_broken_pipe(&pipe.context("writing")));
     }

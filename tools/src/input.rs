@@ -125,11 +125,7 @@ impl TextReader {
             None => ("standard input".into(), Box::new(std::io::stdin()), None),
             Some(path) => {
                 let file = open_input(path, "input")?;
-                let len = file
-                    .metadata()
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len());
+                let len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
                 (path.display().to_string(), Box::new(file), len)
             }
         };
@@ -218,12 +214,7 @@ impl TextReader {
     pub fn bytes_read(&self) -> u64 {
         match &self.source {
             Source::Args { texts, .. } => {
-                self.total_bytes.unwrap_or(0)
-                    - texts
-                        .as_slice()
-                        .iter()
-                        .map(|t| t.len() as u64 + 1)
-                        .sum::<u64>()
+                self.total_bytes.unwrap_or(0) - texts.as_slice().iter().map(|t| t.len() as u64 + 1).sum::<u64>()
             }
             Source::Lines { bytes, .. } => *bytes,
             Source::Csv { reader, .. } => reader.position().byte(),
@@ -274,10 +265,7 @@ impl TextReader {
                     Err(e) => return Err(csv_error(&self.name, e)),
                 }
                 let line = record.position().map_or(0, |p| p.line());
-                if let Some(e) = quote_error
-                    .get()
-                    .filter(|e| e.opened < reader.position().line())
-                {
+                if let Some(e) = quote_error.get().filter(|e| e.opened < reader.position().line()) {
                     return Err(CliError::bad_input(format!(
                         "line {} of {} is not valid CSV: {}",
                         e.opened.max(line),
@@ -356,21 +344,12 @@ pub fn open_input(path: &Path, what: &str) -> Result<File> {
             "the {what} file {} does not exist; check the path",
             path.display()
         )),
-        _ => CliError::no_input(format!(
-            "cannot open the {what} file {}: {e}",
-            path.display()
-        )),
+        _ => CliError::no_input(format!("cannot open the {what} file {}: {e}", path.display())),
     })
 }
 
 /// Reads one line into `buf` without its line ending; false at the end of the input.
-fn read_line(
-    reader: &mut dyn BufRead,
-    buf: &mut Vec<u8>,
-    line: &mut u64,
-    bytes: &mut u64,
-    name: &str,
-) -> Result<bool> {
+fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, line: &mut u64, bytes: &mut u64, name: &str) -> Result<bool> {
     buf.clear();
     let n = reader
         .read_until(b'\n', buf)
@@ -514,10 +493,7 @@ mod tests {
     #[test]
     fn lines_keep_empty_lines_and_strip_endings() {
         let r = read_all(b"\xef\xbb\xbfa\r\n\nb\n  \nc", InputKind::Lines, false).unwrap();
-        assert_eq!(
-            texts(&r),
-            [("a", 1), ("", 2), ("b", 3), ("  ", 4), ("c", 5)]
-        );
+        assert_eq!(texts(&r), [("a", 1), ("", 2), ("b", 3), ("  ", 4), ("c", 5)]);
     }
 
     #[test]
@@ -532,9 +508,7 @@ mod tests {
 
     #[test]
     fn jsonl_reads_the_field_and_skips_blank_lines() {
-        let kind = InputKind::Jsonl {
-            field: "text".into(),
-        };
+        let kind = InputKind::Jsonl { field: "text".into() };
         let r = read_all(
             b"{\"text\": \"a\", \"n\": 1}\n\n{\"text\": \"\"}\n",
             kind.clone(),
@@ -542,12 +516,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(texts(&r), [("a", 1), ("", 3)]);
-        let err = read_all(
-            b"{\"text\": \"a\"}\n{\"body\": \"b\"}\n",
-            kind.clone(),
-            false,
-        )
-        .unwrap_err();
+        let err = read_all(b"{\"text\": \"a\"}\n{\"body\": \"b\"}\n", kind.clone(), false).unwrap_err();
         assert!(
             err.to_string().contains("line 2 of") && err.to_string().contains("'body'"),
             "{err}"
@@ -555,10 +524,7 @@ mod tests {
         let err = read_all(b"{\"text\": 3}\n", kind.clone(), false).unwrap_err();
         assert!(err.to_string().contains("is a number"), "{err}");
         let err = read_all(b"{\"text\": [3]}\n", kind.clone(), false).unwrap_err();
-        assert!(
-            err.to_string().contains("is an array, not a string"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("is an array, not a string"), "{err}");
         let err = read_all(b"[1]\n", kind.clone(), false).unwrap_err();
         assert!(err.to_string().contains("array, not an object"), "{err}");
         let err = read_all(b"{\"text\": \n", kind, false).unwrap_err();
@@ -567,15 +533,10 @@ mod tests {
 
     #[test]
     fn csv_handles_quotes_newlines_and_missing_columns() {
-        let kind = InputKind::Csv {
-            column: "body".into(),
-        };
+        let kind = InputKind::Csv { column: "body".into() };
         let data = b"id,body\n1,\"a, \"\"quoted\"\" text\"\n2,\"two\nlines\"\n3,\n";
         let r = read_all(data, kind.clone(), false).unwrap();
-        assert_eq!(
-            texts(&r),
-            [("a, \"quoted\" text", 2), ("two\nlines", 3), ("", 5)]
-        );
+        assert_eq!(texts(&r), [("a, \"quoted\" text", 2), ("two\nlines", 3), ("", 5)]);
         let err = read_all(b"id,text\n1,a\n", kind.clone(), false).unwrap_err();
         assert!(
             err.to_string().contains("no column 'body'") && err.to_string().contains("'text'"),
@@ -596,8 +557,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.jsonl");
         std::fs::write(&path, b"{\"t\":\"a\"}\n\n{\"t\":\"b\"}\n{\"t\":\"c\"}\n").unwrap();
-        let mut reader =
-            TextReader::open(Some(&path), InputKind::Jsonl { field: "t".into() }, false).unwrap();
+        let mut reader = TextReader::open(Some(&path), InputKind::Jsonl { field: "t".into() }, false).unwrap();
         assert_eq!(reader.skip(2).unwrap(), 2);
         assert_eq!(
             reader.next_record().unwrap().unwrap(),

@@ -105,11 +105,7 @@ pub fn model_identity(embedder: &Embedder) -> Result<String> {
 }
 
 /// What the vectors of a run depend on, one `name value` line each (see [`crate::resume`]).
-pub fn run_description(
-    embedder: &Embedder,
-    options: &EmbedOptions,
-    kind: &InputKind,
-) -> Result<String> {
+pub fn run_description(embedder: &Embedder, options: &EmbedOptions, kind: &InputKind) -> Result<String> {
     Ok(format!(
         "model {}\nprompt {:?}\ndims {:?}\nnormalize {:?}\ninput {}\n",
         model_identity(embedder)?,
@@ -122,10 +118,7 @@ pub fn run_description(
 
 /// Fails naming the first text whose vector holds a NaN or an infinity (a broken model).
 pub fn check_finite<S: AsRef<str>>(vectors: &[Vec<f32>], texts: &[S], model: &Path) -> Result<()> {
-    match vectors
-        .iter()
-        .position(|v| v.iter().any(|x| !x.is_finite()))
-    {
+    match vectors.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
         None => Ok(()),
         Some(i) => Err(CliError::bad_input(format!(
             "the vector of text {} ({:?}) is not finite (NaN or infinity): the model {} is broken \

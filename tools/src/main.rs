@@ -61,11 +61,7 @@ enum Command {
 }
 
 fn version() -> &'static str {
-    let text = format!(
-        "{} ({})",
-        env!("CARGO_PKG_VERSION"),
-        octet_kernels::describe()
-    );
+    let text = format!("{} ({})", env!("CARGO_PKG_VERSION"), octet_kernels::describe());
     Box::leak(text.into_boxed_str())
 }
 

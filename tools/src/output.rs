@@ -23,9 +23,7 @@
 //! run wrote is removed; a file this run created is deleted).
 
 use crate::resume::{self, run_record_path};
-use crate::sink::{
-    check_output_path, is_special, partial_path, resolve, write_error, PartialFile, Sink,
-};
+use crate::sink::{check_output_path, is_special, partial_path, resolve, write_error, PartialFile, Sink};
 use anyhow::Result;
 use octet_tools::exit::CliError;
 use serde::Serialize;
@@ -147,13 +145,7 @@ fn encoding_of(format: VectorFormat) -> Encoding {
 }
 
 impl VectorWriter {
-    fn new(
-        encoding: Encoding,
-        dims: usize,
-        count: u64,
-        main: Sink,
-        scales: Option<Sink>,
-    ) -> VectorWriter {
+    fn new(encoding: Encoding, dims: usize, count: u64, main: Sink, scales: Option<Sink>) -> VectorWriter {
         VectorWriter {
             encoding,
             dims,
@@ -221,10 +213,7 @@ impl VectorWriter {
         let partial = partial_path(path);
         let (main, already) = if resume {
             let (file, records, len) = resume::reopen(path, &partial, dims, run)?;
-            (
-                Sink::File(PartialFile::wrap(path, partial, file, len)),
-                records,
-            )
+            (Sink::File(PartialFile::wrap(path, partial, file, len)), records)
         } else {
             let hint = format!(
                 "an earlier run into {} was interrupted; continue it with --resume, or delete it to start over",
@@ -238,10 +227,7 @@ impl VectorWriter {
         };
         let scales = if encoding == Encoding::NpyInt8 {
             let scales = scales_path(path);
-            let hint = format!(
-                "an earlier run into {} was interrupted; delete it",
-                scales.display()
-            );
+            let hint = format!("an earlier run into {} was interrupted; delete it", scales.display());
             Some(Sink::File(PartialFile::create_new(
                 &scales,
                 partial_path(&scales),
@@ -267,16 +253,8 @@ impl VectorWriter {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let file = PartialFile::create_new(
-            path,
-            path.with_file_name(name),
-            "a stale temporary file; delete it",
-        )?;
-        let reader = file
-            .writer
-            .get_ref()
-            .try_clone()
-            .map_err(|e| write_error(path, e))?;
+        let file = PartialFile::create_new(path, path.with_file_name(name), "a stale temporary file; delete it")?;
+        let reader = file.writer.get_ref().try_clone().map_err(|e| write_error(path, e))?;
         let mut writer = VectorWriter::new(Encoding::Cache(key), dims, 0, Sink::File(file), None);
         writer.cache_file = Some(reader);
         writer.write_headers(true)?;
@@ -325,28 +303,18 @@ impl VectorWriter {
                     id: u64,
                     embedding: &'a [f32],
                 }
-                serde_json::to_writer(
-                    &mut self.bytes,
-                    &Line {
-                        id,
-                        embedding: vector,
-                    },
-                )?;
+                serde_json::to_writer(&mut self.bytes, &Line { id, embedding: vector })?;
                 self.bytes.push(b'\n');
             }
             Encoding::NpyF32 | Encoding::Cache(_) => {
-                self.bytes
-                    .extend(vector.iter().flat_map(|v| v.to_le_bytes()));
+                self.bytes.extend(vector.iter().flat_map(|v| v.to_le_bytes()));
                 if matches!(self.encoding, Encoding::Cache(_)) {
                     self.content.update(&self.bytes);
                 }
             }
             Encoding::F16 => {
-                self.bytes.extend(
-                    vector
-                        .iter()
-                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
-                );
+                self.bytes
+                    .extend(vector.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()));
             }
             Encoding::NpyInt8 => {
                 let (q, scale) = quantize_int8(vector);
@@ -448,14 +416,7 @@ impl VectorWriter {
 fn npy_header(descr: &str, shape: &[u64]) -> Vec<u8> {
     let shape = match shape {
         [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
     };
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     let mut out = Vec::with_capacity(NPY_HEADER_LEN);
@@ -505,9 +466,7 @@ mod tests {
         let h = npy_header("<f4", &[u64::MAX, 4096]);
         assert_eq!(h.len(), NPY_HEADER_LEN);
         let text = std::str::from_utf8(&h[10..]).unwrap();
-        assert!(text.starts_with(
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4096), }"
-        ));
+        assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 4096), }"));
         assert!(std::str::from_utf8(&npy_header("<f4", &[3])[10..])
             .unwrap()
             .contains("'shape': (3,)"));
@@ -526,17 +485,8 @@ mod tests {
 
     #[test]
     fn partial_and_scales_names() {
-        assert_eq!(
-            scales_path(Path::new("out/v.npy")),
-            Path::new("out/v.scales.npy")
-        );
-        assert_eq!(
-            VectorFormat::from_extension(Path::new("a.NPY")),
-            VectorFormat::Npy
-        );
-        assert_eq!(
-            VectorFormat::from_extension(Path::new("a.jsonl")),
-            VectorFormat::Jsonl
-        );
+        assert_eq!(scales_path(Path::new("out/v.npy")), Path::new("out/v.scales.npy"));
+        assert_eq!(VectorFormat::from_extension(Path::new("a.NPY")), VectorFormat::Npy);
+        assert_eq!(VectorFormat::from_extension(Path::new("a.jsonl")), VectorFormat::Jsonl);
     }
 }

@@ -73,8 +73,7 @@ pub fn reopen(path: &Path, partial: &Path, dims: usize, run: &str) -> Result<(Fi
     }
     let (lines, end) = check_lines(&mut file, partial, dims)?;
     file.set_len(end).map_err(|e| write_error(partial, e))?;
-    file.seek(SeekFrom::Start(end))
-        .map_err(|e| write_error(partial, e))?;
+    file.seek(SeekFrom::Start(end)).map_err(|e| write_error(partial, e))?;
     Ok((file, lines, end))
 }
 
@@ -114,9 +113,7 @@ fn check_lines(file: &mut File, path: &Path, dims: usize) -> Result<(u64, u64)> 
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| write_error(path, e))?;
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| write_error(path, e))?;
         if n == 0 || buf.last() != Some(&b'\n') {
             break; // the end, or a torn last line: cut
         }
@@ -127,13 +124,10 @@ fn check_lines(file: &mut File, path: &Path, dims: usize) -> Result<(u64, u64)> 
                 lines + 1
             ))
         };
-        let line: Line = serde_json::from_slice(&buf)
-            .map_err(|e| damaged(format!("is not an `octet embed` JSON line ({e})")))?;
+        let line: Line =
+            serde_json::from_slice(&buf).map_err(|e| damaged(format!("is not an `octet embed` JSON line ({e})")))?;
         if line.id != lines {
-            return Err(damaged(format!(
-                "has id {} where {lines} should be",
-                line.id
-            )));
+            return Err(damaged(format!("has id {} where {lines} should be", line.id)));
         }
         if line.embedding.len() != dims {
             return Err(CliError::usage(format!(

@@ -64,26 +64,15 @@ fn install() {
 fn install() {}
 
 #[cfg(unix)]
-extern "C" fn on_sigbus(
-    _signal: libc::c_int,
-    info: *mut libc::siginfo_t,
-    _context: *mut libc::c_void,
-) {
+extern "C" fn on_sigbus(_signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t for a handler installed with SA_SIGINFO, and
     // si_addr is defined for SIGBUS. The message is a leaked, never-freed buffer of MESSAGE_LEN
     // bytes; write(2), _exit(2) and signal(2) are async-signal-safe.
     unsafe {
         let addr = (*info).si_addr() as usize;
         let message = MESSAGE.load(Ordering::SeqCst);
-        if !message.is_null()
-            && addr >= START.load(Ordering::SeqCst)
-            && addr < END.load(Ordering::SeqCst)
-        {
-            libc::write(
-                2,
-                message as *const libc::c_void,
-                MESSAGE_LEN.load(Ordering::SeqCst),
-            );
+        if !message.is_null() && addr >= START.load(Ordering::SeqCst) && addr < END.load(Ordering::SeqCst) {
+            libc::write(2, message as *const libc::c_void, MESSAGE_LEN.load(Ordering::SeqCst));
             libc::_exit(EXIT_CODE);
         }
         // Not the model: restore the default action; returning repeats the fault, which kills.

@@ -64,12 +64,7 @@ fn identity(path: &Path) -> Option<PathBuf> {
 /// Refuses (exit 2) an output, or a file derived from it (`derived`: its temporary file, an
 /// `npy-int8` scales file), that is the same file as one of `inputs` (`(what, path)`; the path
 /// `-` stands for standard input). Hard links and symlinks are caught by device and inode.
-pub fn refuse_same_file(
-    flag: &str,
-    output: &Path,
-    derived: &[PathBuf],
-    inputs: &[(&str, &Path)],
-) -> Result<()> {
+pub fn refuse_same_file(flag: &str, output: &Path, derived: &[PathBuf], inputs: &[(&str, &Path)]) -> Result<()> {
     if is_special(output) {
         // Written in place, never replaced: `< /dev/null ... -o /dev/null` destroys nothing.
         return Ok(());
@@ -161,11 +156,7 @@ pub struct PartialFile {
 impl PartialFile {
     /// Creates `partial` exclusively and locks it. An existing `partial` is an error: another
     /// run's (locked), or an interrupted one's (`exists_hint` says what to do).
-    pub fn create_new(
-        final_path: &Path,
-        partial: PathBuf,
-        exists_hint: &str,
-    ) -> Result<PartialFile> {
+    pub fn create_new(final_path: &Path, partial: PathBuf, exists_hint: &str) -> Result<PartialFile> {
         let file = match OpenOptions::new()
             .write(true)
             .read(true)
@@ -179,10 +170,7 @@ impl PartialFile {
                         return Err(busy_error(final_path, &partial));
                     }
                 }
-                return Err(CliError::usage(format!(
-                    "{} exists: {exists_hint}",
-                    partial.display()
-                )));
+                return Err(CliError::usage(format!("{} exists: {exists_hint}", partial.display())));
             }
             Err(e) => return Err(create_error(final_path, e)),
         };
@@ -246,11 +234,7 @@ impl PartialFile {
         })?;
         self.done = true;
         // A failure here changes nothing the user can act on.
-        if let Some(dir) = self
-            .final_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
+        if let Some(dir) = self.final_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -294,13 +278,8 @@ impl Sink {
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         match self {
             Sink::Stdout(w) => w.write_all(bytes).map_err(stdout_error),
-            Sink::Direct { path, writer } => {
-                writer.write_all(bytes).map_err(|e| write_error(path, e))
-            }
-            Sink::File(f) => f
-                .writer
-                .write_all(bytes)
-                .map_err(|e| write_error(&f.final_path, e)),
+            Sink::Direct { path, writer } => writer.write_all(bytes).map_err(|e| write_error(path, e)),
+            Sink::File(f) => f.writer.write_all(bytes).map_err(|e| write_error(&f.final_path, e)),
         }
     }
 
@@ -348,13 +327,8 @@ impl Sink {
     pub fn sync(&mut self) -> Result<()> {
         match self {
             Sink::File(f) => {
-                f.writer
-                    .flush()
-                    .map_err(|e| write_error(&f.final_path, e))?;
-                f.writer
-                    .get_ref()
-                    .sync_all()
-                    .map_err(|e| write_error(&f.final_path, e))
+                f.writer.flush().map_err(|e| write_error(&f.final_path, e))?;
+                f.writer.get_ref().sync_all().map_err(|e| write_error(&f.final_path, e))
             }
             other => other.flush(),
         }
@@ -415,9 +389,6 @@ mod tests {
             std::os::unix::fs::symlink("target.jsonl", &link).unwrap();
             assert_eq!(resolve(&link), dir.join("target.jsonl"));
         }
-        assert_eq!(
-            partial_path(Path::new("out/v.npy")),
-            Path::new("out/v.npy.partial")
-        );
+        assert_eq!(partial_path(Path::new("out/v.npy")), Path::new("out/v.npy.partial"));
     }
 }

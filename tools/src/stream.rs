@@ -47,17 +47,13 @@ impl Progress {
             };
         }
         let bar = match total_bytes {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-                .with_style(
-                    ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {percent:>3}%  {msg}  ETA {eta}",
-                    )
+            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}%  {msg}  ETA {eta}")
                     .expect("valid template")
                     .progress_chars("=> "),
-                ),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("valid template"),
             ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+                .with_style(ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("valid template")),
         };
         bar.set_prefix(label.to_string());
         bar.set_message("starting");

@@ -36,8 +36,13 @@ fn scratch() -> &'static Path {
         if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-cli-tests-")) else { continue };
-                if pid.parse::<u32>().is_ok() && Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists() {
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-cli-tests-")) else {
+                    continue;
+                };
+                if pid.parse::<u32>().is_ok()
+                    && Path::new("/proc/self").exists()
+                    && !Path::new("/proc").join(pid).exists()
+                {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
@@ -1053,7 +1058,10 @@ fn a_closed_stdout_pipe_is_not_an_error() {
 
 /// The safetensors file the test model was converted from.
 fn source_safetensors() -> PathBuf {
-    let fetch = Command::new("bash").arg(repo_root().join("scripts/fetch-minilm.sh")).output().expect("run fetch-minilm.sh");
+    let fetch = Command::new("bash")
+        .arg(repo_root().join("scripts/fetch-minilm.sh"))
+        .output()
+        .expect("run fetch-minilm.sh");
     let stdout = String::from_utf8_lossy(&fetch.stdout);
     PathBuf::from(stdout.lines().last().expect("folder").trim()).join("model.safetensors")
 }
@@ -1061,14 +1069,27 @@ fn source_safetensors() -> PathBuf {
 #[test]
 fn inspect_lists_tensors_totals_and_ports_as_text_and_json() {
     let text = ok(run(&["inspect", m()], None));
-    for needle in ["format       octet", "embeddings.word", "u6", "totals by dtype", "input", "output"] {
+    for needle in [
+        "format       octet",
+        "embeddings.word",
+        "u6",
+        "totals by dtype",
+        "input",
+        "output",
+    ] {
         assert!(text.contains(needle), "inspect lacks {needle:?}:\n{text}");
     }
     let summary = ok(run(&["inspect", m(), "--summary"], None));
-    assert!(!summary.contains("layers.0.ffn.up") && summary.contains("totals by dtype"), "{summary}");
+    assert!(
+        !summary.contains("layers.0.ffn.up") && summary.contains("totals by dtype"),
+        "{summary}"
+    );
     let json: serde_json::Value = serde_json::from_str(&ok(run(&["inspect", m(), "--json"], None))).unwrap();
     let tensors = json["tensors"].as_array().unwrap();
-    let word = tensors.iter().find(|t| t["name"] == "embeddings.word").expect("embeddings.word listed");
+    let word = tensors
+        .iter()
+        .find(|t| t["name"] == "embeddings.word")
+        .expect("embeddings.word listed");
     assert_eq!(word["shape"], serde_json::json!([30522, 384]));
     let total: u64 = tensors.iter().map(|t| t["bytes"].as_u64().unwrap()).sum();
     assert!(total <= std::fs::metadata(m()).unwrap().len());
@@ -1083,8 +1104,12 @@ fn diff_of_the_safetensors_and_the_int8_file_totals_the_change() {
     let st = source_safetensors();
     let text = ok(run(&["diff", st.to_str().unwrap(), m()], None));
     assert!(text.contains("total") && text.contains("MB"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&ok(run(&["diff", st.to_str().unwrap(), m(), "--json"], None))).unwrap();
-    let (a, b) = (json["file_bytes"][0].as_u64().unwrap(), json["file_bytes"][1].as_u64().unwrap());
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(run(&["diff", st.to_str().unwrap(), m(), "--json"], None))).unwrap();
+    let (a, b) = (
+        json["file_bytes"][0].as_u64().unwrap(),
+        json["file_bytes"][1].as_u64().unwrap(),
+    );
     assert_eq!(a, std::fs::metadata(&st).unwrap().len());
     assert_eq!(b, std::fs::metadata(m()).unwrap().len());
     // A file against itself: nothing changed.
@@ -1099,12 +1124,28 @@ fn inspect_and_diff_refuse_what_is_not_a_model_file() {
     let junk = dir.join("notes.txt");
     std::fs::write(&junk, "not a model at all, just some words\n".repeat(10)).unwrap();
     let missing = dir.join("missing.octet");
-    fails(&run(&["inspect", missing.to_str().unwrap()], None), NO_INPUT, &["missing.octet"]);
-    fails(&run(&["inspect", junk.to_str().unwrap()], None), BAD_INPUT, &["notes.txt"]);
-    fails(&run(&["diff", m(), junk.to_str().unwrap()], None), BAD_INPUT, &["notes.txt"]);
+    fails(
+        &run(&["inspect", missing.to_str().unwrap()], None),
+        NO_INPUT,
+        &["missing.octet"],
+    );
+    fails(
+        &run(&["inspect", junk.to_str().unwrap()], None),
+        BAD_INPUT,
+        &["notes.txt"],
+    );
+    fails(
+        &run(&["diff", m(), junk.to_str().unwrap()], None),
+        BAD_INPUT,
+        &["notes.txt"],
+    );
     let mut truncated = std::fs::read(m()).unwrap();
     truncated.truncate(truncated.len() / 2);
     let cut = dir.join("cut.octet");
     std::fs::write(&cut, truncated).unwrap();
-    fails(&run(&["inspect", cut.to_str().unwrap()], None), BAD_INPUT, &["cut.octet"]);
+    fails(
+        &run(&["inspect", cut.to_str().unwrap()], None),
+        BAD_INPUT,
+        &["cut.octet"],
+    );
 }

@@ -29,20 +29,12 @@ fn catalogue_of_hostile_inputs() {
         };
         let err = String::from_utf8_lossy(&o.stderr);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            assert_eq!(
-                o.status.code(),
-                Some(case.code),
-                "exit code; stderr:\n{err}"
-            );
+            assert_eq!(o.status.code(), Some(case.code), "exit code; stderr:\n{err}");
             assert!(
                 !err.contains("panicked") && !err.contains("internal error"),
                 "panic:\n{err}"
             );
-            assert!(
-                err.contains(case.needle),
-                "stderr lacks {:?}:\n{err}",
-                case.needle
-            );
+            assert!(err.contains(case.needle), "stderr lacks {:?}:\n{err}", case.needle);
             (case.after)(&dir, &o);
         }));
         if let Err(e) = result {
@@ -86,10 +78,7 @@ fn embed_into_a_fifo_writes_through_it_without_replacing_it() {
     assert_eq!(reader.join().unwrap().lines().count(), 2);
     use std::os::unix::fs::FileTypeExt;
     assert!(
-        std::fs::symlink_metadata(&fifo)
-            .unwrap()
-            .file_type()
-            .is_fifo(),
+        std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
         "the FIFO was replaced"
     );
     assert_eq!(listing(&dir), ["out.fifo"]);
@@ -132,10 +121,7 @@ fn concurrent_searches_building_one_cache_never_mix_models() {
             o.stdout
         })
         .collect();
-    assert_ne!(
-        expected[0], expected[1],
-        "the two models must rank differently"
-    );
+    assert_ne!(expected[0], expected[1], "the two models must rank differently");
     for round in 0..3 {
         let _ = std::fs::remove_file(&cache);
         let children: Vec<_> = [model(), other.as_path()]
@@ -158,10 +144,7 @@ fn concurrent_searches_building_one_cache_never_mix_models() {
                 "round {round}, model {i}: {}",
                 String::from_utf8_lossy(&o.stderr)
             );
-            assert_eq!(
-                o.stdout, expected[i],
-                "round {round}: model {i} got other results"
-            );
+            assert_eq!(o.stdout, expected[i], "round {round}: model {i} got other results");
         }
         for (i, m) in [model(), other.as_path()].iter().enumerate() {
             let mut a = args(m, "--cache");
@@ -172,10 +155,7 @@ fn concurrent_searches_building_one_cache_never_mix_models() {
                 "round {round}: a later search with model {i} got other results"
             );
         }
-        let left: Vec<String> = listing(&dir)
-            .into_iter()
-            .filter(|n| n.contains("partial"))
-            .collect();
+        let left: Vec<String> = listing(&dir).into_iter().filter(|n| n.contains("partial")).collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 }

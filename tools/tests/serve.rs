@@ -31,10 +31,7 @@ fn scratch() -> &'static Path {
         if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Some(pid) = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("octet-serve-tests-"))
-                else {
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-serve-tests-")) else {
                     continue;
                 };
                 if pid.parse::<u32>().is_ok()
@@ -53,15 +50,7 @@ fn scratch() -> &'static Path {
 
 fn convert(source: &str, out: &Path) {
     let o = Command::new(OCTET)
-        .args([
-            "convert",
-            source,
-            "-o",
-            out.to_str().unwrap(),
-            "--quant",
-            "int8",
-            "-q",
-        ])
+        .args(["convert", source, "-o", out.to_str().unwrap(), "--quant", "int8", "-q"])
         .output()
         .expect("run octet convert");
     assert!(
@@ -105,13 +94,7 @@ fn t5() -> &'static str {
     MODEL
         .get_or_init(|| {
             let out = scratch().join("t5.octet");
-            convert(
-                repo_root()
-                    .join("tests/fixtures/t5/relu/model")
-                    .to_str()
-                    .unwrap(),
-                &out,
-            );
+            convert(repo_root().join("tests/fixtures/t5/relu/model").to_str().unwrap(), &out);
             out
         })
         .to_str()
@@ -133,10 +116,7 @@ fn sentences() -> Vec<String> {
 fn embed_cli(model: &str, texts: &[&str]) -> Vec<Vec<f32>> {
     let mut args = vec!["embed", model];
     args.extend_from_slice(texts);
-    let o = Command::new(OCTET)
-        .args(&args)
-        .output()
-        .expect("run octet embed");
+    let o = Command::new(OCTET).args(&args).output().expect("run octet embed");
     assert!(
         o.status.success(),
         "octet embed failed:\n{}",
@@ -210,10 +190,7 @@ impl Server {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "octet serve printed no address; its log:\n{}",
-                    log.lock().unwrap()
-                );
+                panic!("octet serve printed no address; its log:\n{}", log.lock().unwrap());
             }
         };
         let address = line
@@ -246,23 +223,16 @@ impl Server {
 
     /// POSTs raw bytes; status and the body as JSON.
     fn post_bytes(&self, path: &str, body: &[u8], key: Option<&str>) -> (u16, Value) {
-        let mut request = self
-            .agent
-            .post(&self.url(path))
-            .set("Content-Type", "application/json");
+        let mut request = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
         if let Some(key) = key {
             request = request.set("Authorization", &format!("Bearer {key}"));
         }
         let (status, response) = Server::answer(request.send_bytes(body));
         let mut text = String::new();
-        response
-            .into_reader()
-            .read_to_string(&mut text)
-            .expect("read the body");
+        response.into_reader().read_to_string(&mut text).expect("read the body");
         (
             status,
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}")),
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}")),
         )
     }
 
@@ -324,10 +294,7 @@ fn assert_error(got: (u16, Value), status: u16, needle: &str) {
     let message = body["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no error.message: {body}"));
-    assert!(
-        message.contains(needle),
-        "message {message:?} lacks {needle:?}"
-    );
+    assert!(message.contains(needle), "message {message:?} lacks {needle:?}");
     assert!(body["error"]["type"].is_string(), "{body}");
 }
 
@@ -354,10 +321,7 @@ fn health_models_metrics_and_routes() {
     let server = Server::start(&["--model", &format!("minilm={}", minilm())]);
     let (status, body) = server.get("/health");
     assert_eq!(status, 200);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "ok");
     let (status, body) = server.get("/v1/models");
     assert_eq!(status, 200);
     let models: Value = serde_json::from_str(&body).unwrap();
@@ -405,15 +369,9 @@ fn vectors_equal_octet_embed_as_float_and_base64() {
     assert_eq!(answer["usage"]["total_tokens"], tokenized["count"]);
     assert_eq!(tokenized["data"][0]["tokens"][0], 101);
     // A single string is one row.
-    assert_eq!(
-        server.embed(&json!({"input": texts[0]})),
-        vec![expected[0].clone()]
-    );
+    assert_eq!(server.embed(&json!({"input": texts[0]})), vec![expected[0].clone()]);
     // base64: the little-endian f32 bytes.
-    let (status, answer) = server.post(
-        "/v1/embeddings",
-        &json!({"input": texts, "encoding_format": "base64"}),
-    );
+    let (status, answer) = server.post("/v1/embeddings", &json!({"input": texts, "encoding_format": "base64"}));
     assert_eq!(status, 200, "{answer}");
     for (row, want) in answer["data"].as_array().unwrap().iter().zip(&expected) {
         let bytes = base64_decode(row["embedding"].as_str().expect("a base64 string"));
@@ -433,10 +391,7 @@ fn vectors_equal_octet_embed_as_float_and_base64() {
         log.contains("route=/v1/embeddings") && log.contains("status=200"),
         "{log}"
     );
-    assert!(
-        !log.contains("zebra-marker"),
-        "the log shows a text:\n{log}"
-    );
+    assert!(!log.contains("zebra-marker"), "the log shows a text:\n{log}");
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -444,11 +399,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0);
     for c in text.bytes().filter(|&c| c != b'=') {
-        acc = (acc << 6)
-            | ALPHABET
-                .iter()
-                .position(|&a| a == c)
-                .expect("base64 character") as u32;
+        acc = (acc << 6) | ALPHABET.iter().position(|&a| a == c).expect("base64 character") as u32;
         bits += 6;
         if bits >= 8 {
             bits -= 8;
@@ -471,20 +422,14 @@ fn token_ids_in_and_out_of_range() {
         .map(|t| t["tokens"].clone())
         .collect();
     assert_eq!(server.embed(&json!({"input": ids})), by_text);
-    assert_eq!(
-        server.embed(&json!({"input": ids[0]})),
-        vec![by_text[0].clone()]
-    );
+    assert_eq!(server.embed(&json!({"input": ids[0]})), vec![by_text[0].clone()]);
     assert_error(
         server.post("/v1/embeddings", &json!({"input": [[101, 30522, 102]]})),
         400,
         "out of range",
     );
     assert_error(
-        server.post(
-            "/v1/embeddings",
-            &json!({"input": [101, 4294967296u64, 102]}),
-        ),
+        server.post("/v1/embeddings", &json!({"input": [101, 4294967296u64, 102]})),
         400,
         "token ids are non-negative integers",
     );
@@ -503,14 +448,9 @@ fn token_ids_in_and_out_of_range() {
         400,
         "input[1] is an empty array",
     );
-    let long: Vec<u32> = std::iter::once(101)
-        .chain(std::iter::repeat_n(1996, 400))
-        .collect();
+    let long: Vec<u32> = std::iter::once(101).chain(std::iter::repeat_n(1996, 400)).collect();
     assert_error(
-        server.post(
-            "/v1/embeddings",
-            &json!({"input": [long], "truncate": false}),
-        ),
+        server.post("/v1/embeddings", &json!({"input": [long], "truncate": false})),
         400,
         "window of 256",
     );
@@ -648,10 +588,7 @@ fn bad_requests_get_400_and_the_server_goes_on() {
             b"{\"input\": \"a\", \"truncate\": \"yes\"}",
             "'truncate' must be true or false",
         ),
-        (
-            b"{\"input\": \"a\", \"model\": 3}",
-            "'model' must be a string",
-        ),
+        (b"{\"input\": \"a\", \"model\": 3}", "'model' must be a string"),
         (
             b"{\"input\": \"a\", \"prompt_name\": \"query\"}",
             "unknown prompt 'query'",
@@ -664,10 +601,7 @@ fn bad_requests_get_400_and_the_server_goes_on() {
     }
     let long = "word ".repeat(400);
     assert_error(
-        server.post(
-            "/v1/embeddings",
-            &json!({"input": ["short", long], "truncate": false}),
-        ),
+        server.post("/v1/embeddings", &json!({"input": ["short", long], "truncate": false})),
         400,
         "input[1] is longer than the model's window of 256 tokens",
     );
@@ -690,12 +624,7 @@ fn body_over_the_limit_is_413() {
     );
     // A declared length over the limit is refused without the body being sent.
     let head = format!("POST /v1/embeddings HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{{\"input\": ", server.address);
-    let answer = raw_exchange(
-        &server.address,
-        head.as_bytes(),
-        false,
-        Duration::from_secs(20),
-    );
+    let answer = raw_exchange(&server.address, head.as_bytes(), false, Duration::from_secs(20));
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("--max-request-bytes"), "{answer}");
     server.healthy();
@@ -706,20 +635,30 @@ fn header_only_and_truncated_requests() {
     let server = Server::start(&[minilm()]);
     let host = &server.address;
     // Headers and no body at all.
-    let answer = raw_exchange(host, format!("POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(), false, Duration::from_secs(20));
+    let answer = raw_exchange(
+        host,
+        format!("POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+        false,
+        Duration::from_secs(20),
+    );
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("body is empty"), "{answer}");
     let answer = raw_exchange(
         host,
-        format!("POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!("POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
         false,
         Duration::from_secs(20),
     );
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     // Headers promising 100 bytes, 10 sent, then the client closes: no answer is owed, and
     // the server goes on.
-    let _ = raw_exchange(host, format!("POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n{{\"input\": ").as_bytes(), true, Duration::from_secs(20));
+    let _ = raw_exchange(
+        host,
+        format!("POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n{{\"input\": ").as_bytes(),
+        true,
+        Duration::from_secs(20),
+    );
     // Half the header block, then close.
     let _ = raw_exchange(
         host,
@@ -739,9 +678,7 @@ fn slowloris_does_not_block_others_and_is_cut_off() {
         let address = address.clone();
         std::thread::spawn(move || {
             let mut stream = TcpStream::connect(&address).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
             let started = Instant::now();
             let mut answer = Vec::new();
             for byte in head.bytes().chain(std::iter::repeat(b' ')).take(total) {
@@ -759,10 +696,7 @@ fn slowloris_does_not_block_others_and_is_cut_off() {
                     break;
                 }
             }
-            (
-                started.elapsed(),
-                String::from_utf8_lossy(&answer).into_owned(),
-            )
+            (started.elapsed(), String::from_utf8_lossy(&answer).into_owned())
         })
     };
     let slow_headers = trickle(
@@ -775,9 +709,7 @@ fn slowloris_does_not_block_others_and_is_cut_off() {
         std::thread::spawn(move || {
             let mut stream = TcpStream::connect(&address).unwrap();
             stream.write_all(body_head.as_bytes()).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
             let started = Instant::now();
             let mut answer = Vec::new();
             for _ in 0..30 {
@@ -795,10 +727,7 @@ fn slowloris_does_not_block_others_and_is_cut_off() {
                     break;
                 }
             }
-            (
-                started.elapsed(),
-                String::from_utf8_lossy(&answer).into_owned(),
-            )
+            (started.elapsed(), String::from_utf8_lossy(&answer).into_owned())
         })
     };
     // Meanwhile, others are served at once.
@@ -818,10 +747,7 @@ fn slowloris_does_not_block_others_and_is_cut_off() {
         "the slow-header client was kept {took:?}"
     );
     let (took, answer) = slow_body.join().unwrap();
-    assert!(
-        took < Duration::from_secs(15),
-        "the slow-body client was kept {took:?}"
-    );
+    assert!(took < Duration::from_secs(15), "the slow-body client was kept {took:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     server.healthy();
 }
@@ -831,18 +757,17 @@ fn client_leaving_mid_request_drops_its_work() {
     let server = Server::start(&[minilm(), "--max-batch-tokens", "256"]);
     let texts: Vec<String> = sentences().into_iter().cycle().take(2000).collect();
     let body = json!({"input": texts}).to_string();
-    let head = format!("POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     {
         let mut stream = TcpStream::connect(&server.address).unwrap();
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(body.as_bytes()).unwrap();
         // Wait until the request is queued, then leave.
         let started = Instant::now();
-        while !server
-            .get("/metrics")
-            .1
-            .contains("octet_batch_texts_count{model=")
-        {
+        while !server.get("/metrics").1.contains("octet_batch_texts_count{model=") {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "the request never reached a pass"
@@ -888,11 +813,7 @@ fn ten_thousand_inputs_in_one_request() {
     let all = server.embed(&json!({"input": texts}));
     assert_eq!(all.len(), 10_000);
     for i in [0, 1, 4999, 9999] {
-        assert_eq!(
-            server.embed(&json!({"input": texts[i]}))[0],
-            all[i],
-            "row {i}"
-        );
+        assert_eq!(server.embed(&json!({"input": texts[i]}))[0], all[i], "row {i}");
     }
     let small = Server::start(&[minilm()]);
     assert_error(
@@ -916,12 +837,7 @@ fn concurrent_clients_get_exactly_their_own_vectors() {
     let barrier = Arc::new(Barrier::new(64));
     let clients: Vec<_> = (0..64)
         .map(|client| {
-            let (server, pool, single, barrier) = (
-                server.clone(),
-                pool.clone(),
-                single.clone(),
-                barrier.clone(),
-            );
+            let (server, pool, single, barrier) = (server.clone(), pool.clone(), single.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 let mut state = client as u64 * 2654435761 + 1;
@@ -933,9 +849,7 @@ fn concurrent_clients_get_exactly_their_own_vectors() {
                 };
                 for _ in 0..20 {
                     let n = 1 + (next() % 8) as usize;
-                    let picks: Vec<usize> = (0..n)
-                        .map(|_| (next() % pool.len() as u64) as usize)
-                        .collect();
+                    let picks: Vec<usize> = (0..n).map(|_| (next() % pool.len() as u64) as usize).collect();
                     let texts: Vec<&str> = picks.iter().map(|&i| pool[i].as_str()).collect();
                     let got = server.embed(&json!({"input": texts}));
                     assert_eq!(got.len(), n);
@@ -982,9 +896,7 @@ fn overload_burst_gets_503_not_a_crash() {
         .map(|client| {
             let (server, pool, barrier) = (server.clone(), pool.clone(), barrier.clone());
             std::thread::spawn(move || {
-                let texts: Vec<&str> = (0..8)
-                    .map(|j| pool[(client * 8 + j) % pool.len()].as_str())
-                    .collect();
+                let texts: Vec<&str> = (0..8).map(|j| pool[(client * 8 + j) % pool.len()].as_str()).collect();
                 let body = json!({"input": texts}).to_string();
                 barrier.wait();
                 let request = server
@@ -997,15 +909,10 @@ fn overload_burst_gets_503_not_a_crash() {
             })
         })
         .collect();
-    let answers: Vec<(u16, Option<String>)> =
-        clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let answers: Vec<(u16, Option<String>)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     let busy = answers.iter().filter(|a| a.0 == 503).count();
-    assert_eq!(
-        ok + busy,
-        answers.len(),
-        "statuses other than 200 / 503: {answers:?}"
-    );
+    assert_eq!(ok + busy, answers.len(), "statuses other than 200 / 503: {answers:?}");
     assert!(ok > 0 && busy > 0, "{ok} x 200, {busy} x 503");
     assert!(
         answers
@@ -1028,29 +935,18 @@ fn overload_burst_gets_503_not_a_crash() {
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
-    let mut server = Server::start(&[
-        minilm(),
-        "--max-batch-tokens",
-        "256",
-        "--shutdown-timeout",
-        "300",
-    ]);
+    let mut server = Server::start(&[minilm(), "--max-batch-tokens", "256", "--shutdown-timeout", "300"]);
     let texts: Vec<String> = (0..1000).map(|i| format!("text number {i}")).collect();
     let url = server.url("/v1/embeddings");
     let agent = server.agent.clone();
     let client = std::thread::spawn(move || {
         let request = agent.post(&url).set("Content-Type", "application/json");
-        let (status, response) =
-            Server::answer(request.send_bytes(json!({"input": texts}).to_string().as_bytes()));
+        let (status, response) = Server::answer(request.send_bytes(json!({"input": texts}).to_string().as_bytes()));
         let body: Value = serde_json::from_str(&response.into_string().unwrap()).unwrap();
         (status, body["data"].as_array().map_or(0, Vec::len))
     });
     let started = Instant::now();
-    while !server
-        .get("/metrics")
-        .1
-        .contains("octet_batch_texts_count{model=")
-    {
+    while !server.get("/metrics").1.contains("octet_batch_texts_count{model=") {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the request never reached a pass"
@@ -1062,22 +958,16 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
         .status()
         .unwrap();
     assert!(kill.success());
-    let (status, rows) = client.join().unwrap_or_else(|_| {
-        panic!(
-            "the client failed; server log:\n{}",
-            server.log.lock().unwrap()
-        )
-    });
+    let (status, rows) = client
+        .join()
+        .unwrap_or_else(|_| panic!("the client failed; server log:\n{}", server.log.lock().unwrap()));
     assert_eq!((status, rows), (200, 1000));
     let started = Instant::now();
     let exit = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the server did not stop"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "the server did not stop");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0), "log:\n{}", server.log.lock().unwrap());

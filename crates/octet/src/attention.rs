@@ -110,7 +110,11 @@ fn tasks(spans: &[Span], shape: &AttentionShape) -> Vec<Task> {
             let mut r0 = 0;
             while r0 < span.len {
                 let r1 = (r0 + block).min(span.len);
-                out.push(Task { seq, kv_head, rows: (r0, r1) });
+                out.push(Task {
+                    seq,
+                    kv_head,
+                    rows: (r0, r1),
+                });
                 r0 = r1;
             }
         }
@@ -135,10 +139,19 @@ thread_local! {
 
 /// Checks the batch against the slices: spans in order without overlap, inside `qkv` and
 /// `out`, heads that group evenly, a bias that covers every sequence.
-fn check(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<&ScoreBias<'_>>, out: &[f32]) -> Result<usize> {
+fn check(
+    qkv: &[f32],
+    spans: &[Span],
+    shape: &AttentionShape,
+    bias: Option<&ScoreBias<'_>>,
+    out: &[f32],
+) -> Result<usize> {
     let bad = |detail: String| Err(Error::model("attention", detail));
     if shape.heads == 0 || shape.kv_heads == 0 || shape.head_dim == 0 || !shape.heads.is_multiple_of(shape.kv_heads) {
-        return bad(format!("heads {} must be a positive multiple of kv_heads {} and head_dim {} positive", shape.heads, shape.kv_heads, shape.head_dim));
+        return bad(format!(
+            "heads {} must be a positive multiple of kv_heads {} and head_dim {} positive",
+            shape.heads, shape.kv_heads, shape.head_dim
+        ));
     }
     let mut end = 0;
     for span in spans {
@@ -159,7 +172,12 @@ fn check(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<&Scor
     if let Some(b) = bias {
         let longest = spans.iter().map(|s| s.len).max().unwrap_or(0);
         if b.longest < longest || b.table.len() < shape.heads * (2 * b.longest.max(1) - 1) {
-            return bad(format!("a bias for {} tokens ({} values) does not cover {} heads of {longest} tokens", b.longest, b.table.len(), shape.heads));
+            return bad(format!(
+                "a bias for {} tokens ({} values) does not cover {} heads of {longest} tokens",
+                b.longest,
+                b.table.len(),
+                shape.heads
+            ));
         }
     }
     Ok(end)
@@ -167,12 +185,21 @@ fn check(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<&Scor
 
 /// Runs attention for every sequence in `spans`; `out` is [rows, heads x head_dim]. Spans
 /// must come in order without overlapping (as a packed batch lays them out).
-pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Option<&ScoreBias<'_>>, out: &mut [f32]) -> Result<()> {
+pub fn attention(
+    qkv: &[f32],
+    spans: &[Span],
+    shape: &AttentionShape,
+    bias: Option<&ScoreBias<'_>>,
+    out: &mut [f32],
+) -> Result<()> {
     check(qkv, spans, shape, bias, out)?;
     let (hd, qkv_w, out_w) = (shape.head_dim, shape.qkv_width(), shape.out_width());
     let group = shape.heads / shape.kv_heads;
     let kernel = kernels().attention;
-    let shared = SharedOut { ptr: out.as_mut_ptr(), len: out.len() };
+    let shared = SharedOut {
+        ptr: out.as_mut_ptr(),
+        len: out.len(),
+    };
     let shared = &shared;
     tasks(spans, shape).par_iter().try_for_each(|task| -> Result<()> {
         let Span { start, len } = spans[task.seq];
@@ -192,7 +219,11 @@ pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, bias: Opti
             window: shape.window,
             bias: bias.map(|b| {
                 let width = 2 * b.longest.max(1) - 1;
-                RelativeBias { values: &b.table[first_head * width..], head_stride: width, zero: b.longest.max(1) - 1 }
+                RelativeBias {
+                    values: &b.table[first_head * width..],
+                    head_stride: width,
+                    zero: b.longest.max(1) - 1,
+                }
             }),
         };
         let mut rows: [&mut [f32]; ROW_BLOCK] = std::array::from_fn(|_| Default::default());
@@ -229,17 +260,25 @@ mod tests {
         for i in 0..span.len {
             let mut s: Vec<f64> = (0..span.len)
                 .map(|j| {
-                    let dot: f64 = (0..hd).map(|d| row(i, h * hd, d) * row(j, (shape.heads + kv) * hd, d)).sum();
+                    let dot: f64 = (0..hd)
+                        .map(|d| row(i, h * hd, d) * row(j, (shape.heads + kv) * hd, d))
+                        .sum();
                     let visible = shape.window.is_none_or(|win| i.abs_diff(j) <= win);
                     let b = bias.map_or(0.0, |b| b.table[h * (2 * b.longest - 1) + j + b.longest - 1 - i] as f64);
-                    if visible { dot * shape.scale as f64 + b } else { f64::NEG_INFINITY }
+                    if visible {
+                        dot * shape.scale as f64 + b
+                    } else {
+                        f64::NEG_INFINITY
+                    }
                 })
                 .collect();
             let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             s.iter_mut().for_each(|x| *x = (*x - max).exp());
             let sum: f64 = s.iter().sum();
             for d in 0..hd {
-                out[i * hd + d] = (0..span.len).map(|j| s[j] / sum * row(j, (shape.heads + shape.kv_heads + kv) * hd, d)).sum();
+                out[i * hd + d] = (0..span.len)
+                    .map(|j| s[j] / sum * row(j, (shape.heads + shape.kv_heads + kv) * hd, d))
+                    .sum();
             }
         }
         out
@@ -258,7 +297,9 @@ mod tests {
             spans.push(Span { start: rows, len });
             rows += len;
         }
-        let qkv: Vec<f32> = (0..rows * shape.qkv_width()).map(|i| ((i * 7919 % 97) as f32 / 97.0 - 0.5) * 2.0).collect();
+        let qkv: Vec<f32> = (0..rows * shape.qkv_width())
+            .map(|i| ((i * 7919 % 97) as f32 / 97.0 - 0.5) * 2.0)
+            .collect();
         let mut out = vec![0f32; rows * shape.out_width()];
         attention(&qkv, &spans, &shape, bias, &mut out).unwrap();
         for span in spans {
@@ -268,7 +309,10 @@ mod tests {
                     for d in 0..shape.head_dim {
                         let got = out[(span.start + i) * shape.out_width() + h * shape.head_dim + d] as f64;
                         // f32 scores and softmax against an f64 reference: 1e-5 absolute on values of order 1.
-                        assert!((got - want[i * shape.head_dim + d]).abs() < 1e-5, "{shape:?} span {span:?} head {h} row {i} dim {d}");
+                        assert!(
+                            (got - want[i * shape.head_dim + d]).abs() < 1e-5,
+                            "{shape:?} span {span:?} head {h} row {i} dim {d}"
+                        );
                     }
                 }
             }
@@ -277,7 +321,16 @@ mod tests {
 
     #[test]
     fn matches_direct_reference_with_gqa_window_and_ragged_spans() {
-        check(AttentionShape { heads: 4, kv_heads: 2, head_dim: 8, scale: 0.35, window: Some(3) }, &[5, 1, 11]);
+        check(
+            AttentionShape {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 8,
+                scale: 0.35,
+                window: Some(3),
+            },
+            &[5, 1, 11],
+        );
     }
 
     /// Sequences over one block of query rows (16 to 128 rows): blocks at the start, middle and end, with
@@ -285,7 +338,16 @@ mod tests {
     #[test]
     fn long_sequences_split_into_row_blocks() {
         for window in [None, Some(5), Some(70), Some(300)] {
-            check(AttentionShape { heads: 3, kv_heads: 1, head_dim: 8, scale: 0.2, window }, &[300, 64, 129, 3]);
+            check(
+                AttentionShape {
+                    heads: 3,
+                    kv_heads: 1,
+                    head_dim: 8,
+                    scale: 0.2,
+                    window,
+                },
+                &[300, 64, 129, 3],
+            );
         }
     }
 
@@ -293,15 +355,33 @@ mod tests {
     #[test]
     fn relative_bias_matches_direct_reference() {
         let longest = 130;
-        let table: Vec<f32> = (0..2 * (2 * longest - 1)).map(|i| ((i * 31 % 17) as f32 / 17.0 - 0.5) * 3.0).collect();
+        let table: Vec<f32> = (0..2 * (2 * longest - 1))
+            .map(|i| ((i * 31 % 17) as f32 / 17.0 - 0.5) * 3.0)
+            .collect();
         let bias = ScoreBias { table: &table, longest };
-        check_with_bias(AttentionShape { heads: 2, kv_heads: 2, head_dim: 8, scale: 1.0, window: None }, &[5, 1, 130, 70], Some(&bias));
+        check_with_bias(
+            AttentionShape {
+                heads: 2,
+                kv_heads: 2,
+                head_dim: 8,
+                scale: 1.0,
+                window: None,
+            },
+            &[5, 1, 130, 70],
+            Some(&bias),
+        );
     }
 
     /// Bad batches are errors: overlapping spans, too little output, a bias too short.
     #[test]
     fn bad_batches_are_errors() {
-        let shape = AttentionShape { heads: 2, kv_heads: 1, head_dim: 4, scale: 0.5, window: None };
+        let shape = AttentionShape {
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            scale: 0.5,
+            window: None,
+        };
         let qkv = vec![0.5f32; 10 * shape.qkv_width()];
         let mut out = vec![0f32; 10 * shape.out_width()];
         let overlapping = [Span { start: 0, len: 6 }, Span { start: 5, len: 5 }];
@@ -309,9 +389,16 @@ mod tests {
         let past_end = [Span { start: 4, len: 7 }];
         assert!(attention(&qkv, &past_end, &shape, None, &mut out).is_err());
         let table = vec![0f32; 2 * 9];
-        let short = ScoreBias { table: &table, longest: 5 };
+        let short = ScoreBias {
+            table: &table,
+            longest: 5,
+        };
         assert!(attention(&qkv, &[Span { start: 0, len: 10 }], &shape, Some(&short), &mut out).is_err());
-        let uneven = AttentionShape { heads: 3, kv_heads: 2, ..shape };
+        let uneven = AttentionShape {
+            heads: 3,
+            kv_heads: 2,
+            ..shape
+        };
         assert!(attention(&qkv, &[Span { start: 0, len: 2 }], &uneven, None, &mut out).is_err());
         assert!(attention(&qkv, &[Span { start: 0, len: 10 }], &shape, None, &mut out).is_ok());
     }
@@ -319,7 +406,10 @@ mod tests {
     /// Blocks shrink for small batches but stay between the bounds.
     #[test]
     fn row_blocks_shrink_for_small_batches() {
-        let one_long = [Span { start: 0, len: ROW_BLOCK * TASKS_PER_THREAD * rayon::current_num_threads() }];
+        let one_long = [Span {
+            start: 0,
+            len: ROW_BLOCK * TASKS_PER_THREAD * rayon::current_num_threads(),
+        }];
         assert_eq!(row_block(&one_long, 1), ROW_BLOCK);
         let tiny = [Span { start: 0, len: 20 }];
         assert_eq!(row_block(&tiny, 1), MIN_ROW_BLOCK);

@@ -24,7 +24,10 @@ impl PackedBatch {
     pub fn new<'a>(seqs: impl IntoIterator<Item = &'a [u32]>) -> PackedBatch {
         let mut batch = PackedBatch::default();
         for seq in seqs {
-            batch.spans.push(Span { start: batch.ids.len(), len: seq.len() });
+            batch.spans.push(Span {
+                start: batch.ids.len(),
+                len: seq.len(),
+            });
             batch.ids.extend_from_slice(seq);
         }
         batch

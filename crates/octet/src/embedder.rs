@@ -46,7 +46,14 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { batch_size: 32, max_batch_tokens: EmbedOptions::DEFAULT_MAX_BATCH_TOKENS, truncation: Truncation::Truncate, prompt: None, dims: None, normalize: None }
+        EmbedOptions {
+            batch_size: 32,
+            max_batch_tokens: EmbedOptions::DEFAULT_MAX_BATCH_TOKENS,
+            truncation: Truncation::Truncate,
+            prompt: None,
+            dims: None,
+            normalize: None,
+        }
     }
 }
 
@@ -99,13 +106,24 @@ impl Embedder {
 
     /// Like [`Embedder::from_file`], for a file shared with other owners.
     pub fn from_shared(file: Arc<ModelFile>, threads: usize) -> Result<Embedder> {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
         let meta = file.meta();
         let mut tokenizer = TextTokenizer::from_file(&file, meta.max_seq_len)?;
         let encoder = model::bind(&file)?;
         // Added tokens past the table (Gemma's `<image_soft_token>`) are refused per text.
         if tokenizer.vocab_size(false) > encoder.vocab_size() {
-            return Err(Error::model(meta.architecture.as_str(), format!("the tokenizer has {} tokens but the embedding table only {} rows", tokenizer.vocab_size(false), encoder.vocab_size())));
+            return Err(Error::model(
+                meta.architecture.as_str(),
+                format!(
+                    "the tokenizer has {} tokens but the embedding table only {} rows",
+                    tokenizer.vocab_size(false),
+                    encoder.vocab_size()
+                ),
+            ));
         }
         tokenizer.limit_ids(encoder.vocab_size());
         let dense = Dense::bind_all(&file)?;
@@ -115,7 +133,16 @@ impl Embedder {
             .thread_name(|i| format!("octet-{i}"))
             .build()
             .map_err(|e| Error::ThreadPool(format!("{threads} threads: {e}")))?;
-        Ok(Embedder { file, tokenizer, encoder, dense, pool, threads, output_dim, scratch: Mutex::new(Vec::new()) })
+        Ok(Embedder {
+            file,
+            tokenizer,
+            encoder,
+            dense,
+            pool,
+            threads,
+            output_dim,
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
     /// The model file.
@@ -165,7 +192,11 @@ impl Embedder {
         }
         if let Some(d) = options.dims {
             if d == 0 || d > self.output_dim {
-                return Err(Error::Option(format!("dims {d} is not in 1..={} (this model's Matryoshka dims: {:?})", self.output_dim, self.file.meta().matryoshka_dims)));
+                return Err(Error::Option(format!(
+                    "dims {d} is not in 1..={} (this model's Matryoshka dims: {:?})",
+                    self.output_dim,
+                    self.file.meta().matryoshka_dims
+                )));
             }
         }
         let normalize = options.normalize.unwrap_or(self.file.meta().pooling.normalize);
@@ -183,7 +214,13 @@ impl Embedder {
                 })
                 .collect::<Result<_>>()?;
             let seqs: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
-            let vectors = self.embed_sequences(&seqs, options.batch_size, options.max_batch_tokens, options.dims, normalize)?;
+            let vectors = self.embed_sequences(
+                &seqs,
+                options.batch_size,
+                options.max_batch_tokens,
+                options.dims,
+                normalize,
+            )?;
             Ok(Embeddings {
                 vectors,
                 truncated: tokens.iter().filter(|t| t.truncated).count(),
@@ -196,13 +233,25 @@ impl Embedder {
     /// `batch_size` sequences and `max_batch_tokens` tokens (a longer sequence gets a pass of
     /// its own), then pools, projects, truncates to `dims` and normalizes. Vectors come back in
     /// input order. Runs on the calling thread's pool: call it inside `self.pool.install`.
-    fn embed_sequences(&self, seqs: &[&[u32]], batch_size: usize, max_batch_tokens: usize, dims: Option<usize>, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    fn embed_sequences(
+        &self,
+        seqs: &[&[u32]],
+        batch_size: usize,
+        max_batch_tokens: usize,
+        dims: Option<usize>,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
         let mode = self.file.meta().pooling.mode;
         let hidden = self.encoder.hidden_size();
         let mut vectors = vec![Vec::new(); seqs.len()];
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let mut scratch = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
         let mut start = 0;
         while start < order.len() {
             // The next pass: up to batch_size sequences and max_batch_tokens tokens, at least one.
@@ -248,7 +297,14 @@ impl Embedder {
         meta.prompts.get(name).cloned().ok_or_else(|| {
             let mut names: Vec<&str> = meta.prompts.keys().map(String::as_str).collect();
             names.sort_unstable();
-            Error::Option(format!("unknown prompt '{name}'; this model has: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
+            Error::Option(format!(
+                "unknown prompt '{name}'; this model has: {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
         })
     }
 }

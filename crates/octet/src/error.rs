@@ -36,7 +36,10 @@ pub enum Error {
 impl Error {
     /// A mismatch between the file and what architecture `arch` expects.
     pub(crate) fn model(arch: &str, detail: impl Into<String>) -> Error {
-        Error::Model { arch: arch.to_string(), detail: detail.into() }
+        Error::Model {
+            arch: arch.to_string(),
+            detail: detail.into(),
+        }
     }
 }
 

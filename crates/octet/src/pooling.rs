@@ -16,7 +16,9 @@ pub fn pool(mode: PoolingMode, states: &[f32], dim: usize, spans: &[Span]) -> Ve
         let tokens = states[span.start * dim..(span.start + span.len) * dim].chunks_exact(dim);
         match mode {
             PoolingMode::Cls => row.copy_from_slice(&states[span.start * dim..(span.start + 1) * dim]),
-            PoolingMode::LastToken => row.copy_from_slice(&states[(span.start + span.len - 1) * dim..(span.start + span.len) * dim]),
+            PoolingMode::LastToken => {
+                row.copy_from_slice(&states[(span.start + span.len - 1) * dim..(span.start + span.len) * dim])
+            }
             PoolingMode::Mean => {
                 for token in tokens {
                     row.iter_mut().zip(token).for_each(|(r, t)| *r += t);
@@ -49,7 +51,10 @@ impl DenseActivation {
         match last.as_str() {
             "identity" | "" => Ok(DenseActivation::Identity),
             "tanh" => Ok(DenseActivation::Tanh),
-            _ => Err(Error::model("dense", format!("unsupported dense activation '{name}' (identity, tanh)"))),
+            _ => Err(Error::model(
+                "dense",
+                format!("unsupported dense activation '{name}' (identity, tanh)"),
+            )),
         }
     }
 }
@@ -65,13 +70,26 @@ impl Dense {
     /// int8 projections of a TFLite import quantize their input asymmetrically, as the encoder's
     /// layers do (`asymmetric_activations` in the config).
     pub fn bind_all(file: &Arc<ModelFile>) -> Result<Vec<Dense>> {
-        let asym = file.meta().config.get("asymmetric_activations").and_then(|v| v.as_bool()).unwrap_or(false);
+        let asym = file
+            .meta()
+            .config
+            .get("asymmetric_activations")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         file.meta()
             .dense
             .iter()
             .map(|d| {
                 Ok(Dense {
-                    linear: Linear::load_named(file, "dense", &d.weight, d.bias.as_deref(), d.out_features, d.in_features)?.with_asymmetric_rows(asym),
+                    linear: Linear::load_named(
+                        file,
+                        "dense",
+                        &d.weight,
+                        d.bias.as_deref(),
+                        d.out_features,
+                        d.in_features,
+                    )?
+                    .with_asymmetric_rows(asym),
                     activation: DenseActivation::parse(&d.activation)?,
                 })
             })

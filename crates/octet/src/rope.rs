@@ -36,7 +36,12 @@ impl RopeTable {
                 sin.push(angle.sin() as f32);
             }
         }
-        RopeTable { half, positions, cos, sin }
+        RopeTable {
+            half,
+            positions,
+            cos,
+            sin,
+        }
     }
 
     /// How many positions the table covers.
@@ -49,7 +54,10 @@ impl RopeTable {
     pub fn rotate(&self, head: &mut [f32], position: usize) {
         let h = self.half;
         debug_assert_eq!(head.len(), 2 * h);
-        let (cos, sin) = (&self.cos[position * h..(position + 1) * h], &self.sin[position * h..(position + 1) * h]);
+        let (cos, sin) = (
+            &self.cos[position * h..(position + 1) * h],
+            &self.sin[position * h..(position + 1) * h],
+        );
         let (x, y) = head.split_at_mut(h);
         for i in 0..h {
             let (a, b) = (x[i], y[i]);
@@ -62,11 +70,14 @@ impl RopeTable {
     /// `rows` (row width `stride`); row r is at position `positions[r]`.
     pub fn rotate_rows(&self, rows: &mut [f32], stride: usize, offset: usize, heads: usize, positions: &[u32]) {
         let width = heads * 2 * self.half;
-        rows.par_chunks_mut(stride).zip(positions.par_iter()).with_min_len(16).for_each(|(row, &p)| {
-            for head in row[offset..offset + width].chunks_exact_mut(2 * self.half) {
-                self.rotate(head, p as usize);
-            }
-        });
+        rows.par_chunks_mut(stride)
+            .zip(positions.par_iter())
+            .with_min_len(16)
+            .for_each(|(row, &p)| {
+                for head in row[offset..offset + width].chunks_exact_mut(2 * self.half) {
+                    self.rotate(head, p as usize);
+                }
+            });
     }
 }
 

@@ -29,9 +29,4 @@ impl Scratch {
             None => &mut [],
         })
     }
-
-    /// Bytes held.
-    pub fn capacity_bytes(&self) -> usize {
-        self.buffers.iter().map(|b| b.capacity() * 4).sum()
-    }
 }

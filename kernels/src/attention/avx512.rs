@@ -132,7 +132,16 @@ unsafe fn scores_tile<const R: usize, const NV: usize>(
     }
 }
 
-pub(super) fn probs_values(p: &[f32], p_stride: usize, v: &[f32], v_stride: usize, keys: usize, head_dim: usize, out: &mut [&mut [f32]], col: usize) {
+pub(super) fn probs_values(
+    p: &[f32],
+    p_stride: usize,
+    v: &[f32],
+    v_stride: usize,
+    keys: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+) {
     super::assert_probs_values_args(p, p_stride, v, v_stride, keys, head_dim, out, col);
     let mut r = 0;
     while r < out.len() {
@@ -158,7 +167,9 @@ pub(super) fn probs_values(p: &[f32], p_stride: usize, v: &[f32], v_stride: usiz
         }
         for (i, row) in out[r..r + n].iter_mut().enumerate() {
             for dd in d..head_dim {
-                row[col + dd] = (0..keys).map(|j| p[(r + i) * p_stride + j] * v[j * v_stride + dd]).sum();
+                row[col + dd] = (0..keys)
+                    .map(|j| p[(r + i) * p_stride + j] * v[j * v_stride + dd])
+                    .sum();
             }
         }
         r += n;

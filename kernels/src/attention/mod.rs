@@ -66,12 +66,31 @@ pub const KEY_ALIGN: usize = 16;
 
 /// Scores tile: `scores[r * s_stride + j] = scale * Σ_d q[r * q_stride + d] * keys_t[d * k_stride + j]`
 /// for `r < rows`, `j < cols`; `cols` is a multiple of [`KEY_ALIGN`].
-type ScoresFn =
-    fn(q: &[f32], q_stride: usize, rows: usize, keys_t: &[f32], k_stride: usize, cols: usize, head_dim: usize, scale: f32, scores: &mut [f32], s_stride: usize);
+type ScoresFn = fn(
+    q: &[f32],
+    q_stride: usize,
+    rows: usize,
+    keys_t: &[f32],
+    k_stride: usize,
+    cols: usize,
+    head_dim: usize,
+    scale: f32,
+    scores: &mut [f32],
+    s_stride: usize,
+);
 
 /// Output tile: `out[r][col + d] = Σ_{j < keys} p[r * p_stride + j] * v[j * v_stride + d]` for
 /// `r < out.len()`, `d < head_dim`.
-type ProbsValuesFn = fn(p: &[f32], p_stride: usize, v: &[f32], v_stride: usize, keys: usize, head_dim: usize, out: &mut [&mut [f32]], col: usize);
+type ProbsValuesFn = fn(
+    p: &[f32],
+    p_stride: usize,
+    v: &[f32],
+    v_stride: usize,
+    keys: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+);
 
 /// The attention implementation for one instruction-set level. Holding one proves the CPU
 /// supports it: the statics are private and handed out only by [`for_isa`].
@@ -84,20 +103,36 @@ pub struct AttentionKernel {
     vector: &'static VectorKernel,
 }
 
-static SCALAR: AttentionKernel =
-    AttentionKernel { name: "generic-attention-f32-1x1-scalar", scores: scalar::scores, probs_values: scalar::probs_values, vector: &vector::SCALAR };
+static SCALAR: AttentionKernel = AttentionKernel {
+    name: "generic-attention-f32-1x1-scalar",
+    scores: scalar::scores,
+    probs_values: scalar::probs_values,
+    vector: &vector::SCALAR,
+};
 
 #[cfg(target_arch = "x86_64")]
-static AVX2: AttentionKernel =
-    AttentionKernel { name: "x86_64-attention-f32-4x16-avx2", scores: avx2::scores, probs_values: avx2::probs_values, vector: &vector::AVX2 };
+static AVX2: AttentionKernel = AttentionKernel {
+    name: "x86_64-attention-f32-4x16-avx2",
+    scores: avx2::scores,
+    probs_values: avx2::probs_values,
+    vector: &vector::AVX2,
+};
 
 #[cfg(target_arch = "x86_64")]
-static AVX512: AttentionKernel =
-    AttentionKernel { name: "x86_64-attention-f32-8x32-avx512", scores: avx512::scores, probs_values: avx512::probs_values, vector: &vector::AVX512 };
+static AVX512: AttentionKernel = AttentionKernel {
+    name: "x86_64-attention-f32-8x32-avx512",
+    scores: avx512::scores,
+    probs_values: avx512::probs_values,
+    vector: &vector::AVX512,
+};
 
 #[cfg(target_arch = "aarch64")]
-static NEON: AttentionKernel =
-    AttentionKernel { name: "aarch64-attention-f32-4x16-neon", scores: neon::scores, probs_values: neon::probs_values, vector: &vector::NEON };
+static NEON: AttentionKernel = AttentionKernel {
+    name: "aarch64-attention-f32-4x16-neon",
+    scores: neon::scores,
+    probs_values: neon::probs_values,
+    vector: &vector::NEON,
+};
 
 /// The best attention implementation at or below `isa` that this CPU supports. The NEON
 /// kernel serves the dotprod and i8mm levels too: attention is f32 only.
@@ -185,7 +220,17 @@ pub fn scratch_len(keys: usize, head_dim: usize) -> usize {
 /// Panics unless the slices of a [`ScoresFn`] call hold their tiles: every ISA's safe
 /// wrapper calls this before its unchecked loads and stores.
 #[allow(clippy::too_many_arguments)]
-fn assert_scores_args(q: &[f32], q_stride: usize, rows: usize, keys_t: &[f32], k_stride: usize, cols: usize, head_dim: usize, scores: &[f32], s_stride: usize) {
+fn assert_scores_args(
+    q: &[f32],
+    q_stride: usize,
+    rows: usize,
+    keys_t: &[f32],
+    k_stride: usize,
+    cols: usize,
+    head_dim: usize,
+    scores: &[f32],
+    s_stride: usize,
+) {
     assert!(cols.is_multiple_of(KEY_ALIGN) && cols <= k_stride && cols <= s_stride && head_dim > 0);
     if rows > 0 && cols > 0 {
         assert!(q.len() >= (rows - 1) * q_stride + head_dim && q_stride >= head_dim);
@@ -196,7 +241,16 @@ fn assert_scores_args(q: &[f32], q_stride: usize, rows: usize, keys_t: &[f32], k
 
 /// Panics unless the slices of a [`ProbsValuesFn`] call hold their tiles.
 #[allow(clippy::too_many_arguments)]
-fn assert_probs_values_args(p: &[f32], p_stride: usize, v: &[f32], v_stride: usize, keys: usize, head_dim: usize, out: &[&mut [f32]], col: usize) {
+fn assert_probs_values_args(
+    p: &[f32],
+    p_stride: usize,
+    v: &[f32],
+    v_stride: usize,
+    keys: usize,
+    head_dim: usize,
+    out: &[&mut [f32]],
+    col: usize,
+) {
     assert!(p_stride >= keys && v_stride >= head_dim);
     if !out.is_empty() && keys > 0 {
         assert!(p.len() >= (out.len() - 1) * p_stride + keys);
@@ -210,24 +264,44 @@ fn check(block: &AttentionBlock<'_>, scratch: usize, out: &[&mut [f32]]) -> Resu
     let b = block;
     let invalid = |what: String| Err(KernelError::Invalid(what));
     if b.head_dim == 0 || b.heads == 0 {
-        return invalid(format!("attention: head_dim {} and heads {} must be positive", b.head_dim, b.heads));
+        return invalid(format!(
+            "attention: head_dim {} and heads {} must be positive",
+            b.head_dim, b.heads
+        ));
     }
     let q_end = b.q_col + b.heads * b.head_dim;
     if q_end > b.stride || b.k_col + b.head_dim > b.stride || b.v_col + b.head_dim > b.stride {
-        return invalid(format!("attention: query, key or value columns run past the row stride {}", b.stride));
+        return invalid(format!(
+            "attention: query, key or value columns run past the row stride {}",
+            b.stride
+        ));
     }
     if b.rows.start > b.rows.end || b.rows.end > b.len {
-        return invalid(format!("attention: query rows {:?} outside a sequence of {}", b.rows, b.len));
+        return invalid(format!(
+            "attention: query rows {:?} outside a sequence of {}",
+            b.rows, b.len
+        ));
     }
     if b.len > 0 {
         let last = b.q_col.max(b.k_col).max(b.v_col) + b.heads.max(1) * b.head_dim;
-        check_len("attention qkv", b.qkv.len(), (b.len - 1) * b.stride + last.min(b.stride))?;
+        check_len(
+            "attention qkv",
+            b.qkv.len(),
+            (b.len - 1) * b.stride + last.min(b.stride),
+        )?;
     }
     if let Some(bias) = &b.bias {
         if b.len > 0 && (bias.zero + 1 < b.len || bias.zero + b.len > bias.head_stride) {
-            return invalid(format!("attention: bias rows of {} with zero at {} do not cover a sequence of {}", bias.head_stride, bias.zero, b.len));
+            return invalid(format!(
+                "attention: bias rows of {} with zero at {} do not cover a sequence of {}",
+                bias.head_stride, bias.zero, b.len
+            ));
         }
-        check_len("attention bias", bias.values.len(), (b.heads - 1) * bias.head_stride + bias.zero + b.len)?;
+        check_len(
+            "attention bias",
+            bias.values.len(),
+            (b.heads - 1) * bias.head_stride + bias.zero + b.len,
+        )?;
     }
     let keys = visible_keys(&b.rows, b.len, b.window);
     check_len("attention scratch", scratch, scratch_len(keys.len(), b.head_dim))?;
@@ -242,7 +316,12 @@ fn check(block: &AttentionBlock<'_>, scratch: usize, out: &[&mut [f32]]) -> Resu
 /// block, each at least `heads x head_dim` long: head g's result goes to columns
 /// `g * head_dim ..`. `scratch` holds at least [`scratch_len`] values; its contents are
 /// overwritten.
-pub fn attend(kernel: &AttentionKernel, block: &AttentionBlock<'_>, scratch: &mut [f32], out: &mut [&mut [f32]]) -> Result<(), KernelError> {
+pub fn attend(
+    kernel: &AttentionKernel,
+    block: &AttentionBlock<'_>,
+    scratch: &mut [f32],
+    out: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
     check(block, scratch.len(), out)?;
     let b = block;
     let hd = b.head_dim;
@@ -265,7 +344,18 @@ pub fn attend(kernel: &AttentionKernel, block: &AttentionBlock<'_>, scratch: &mu
         let out_rows = &mut out[r0 - b.rows.start..r1 - b.rows.start];
         for g in 0..b.heads {
             let q = &b.qkv[r0 * b.stride + b.q_col + g * hd..];
-            (kernel.scores)(q, b.stride, group.len(), &keys_t[a0..], k_stride, a1 - a0, hd, b.scale, scores, k_stride);
+            (kernel.scores)(
+                q,
+                b.stride,
+                group.len(),
+                &keys_t[a0..],
+                k_stride,
+                a1 - a0,
+                hd,
+                b.scale,
+                scores,
+                k_stride,
+            );
             for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
                 let i = r0 + r;
                 let own = visible_keys(&(i..i + 1), b.len, b.window);

@@ -34,7 +34,16 @@ pub(super) fn scores(
     }
 }
 
-pub(super) fn probs_values(p: &[f32], p_stride: usize, v: &[f32], v_stride: usize, keys: usize, head_dim: usize, out: &mut [&mut [f32]], col: usize) {
+pub(super) fn probs_values(
+    p: &[f32],
+    p_stride: usize,
+    v: &[f32],
+    v_stride: usize,
+    keys: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+) {
     for (r, out_row) in out.iter_mut().enumerate() {
         let o = &mut out_row[col..col + head_dim];
         o.fill(0.0);

@@ -11,7 +11,10 @@ struct Lcg(u64);
 impl Lcg {
     /// Uniform in [-1, 1).
     fn unit(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as u32) as f32 / (1u32 << 23) as f32 - 1.0
     }
     fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
@@ -36,13 +39,30 @@ struct Case {
 impl Case {
     /// Rows laid out as [1 unrelated head | heads query heads | key | value | 3 spare], so
     /// no column starts at 0 and the stride is not a power of two.
-    fn new(seed: u64, len: usize, head_dim: usize, heads: usize, scale: f32, window: Option<usize>, bias: bool) -> Case {
+    fn new(
+        seed: u64,
+        len: usize,
+        head_dim: usize,
+        heads: usize,
+        scale: f32,
+        window: Option<usize>,
+        bias: bool,
+    ) -> Case {
         let mut rng = Lcg(seed);
         let stride = (heads + 3) * head_dim + 3;
         // Values in [-2, 2): scores up to a few units, so softmax is neither flat nor one-hot.
         let qkv = rng.vec(len * stride, 2.0);
         let bias = bias.then(|| rng.vec(heads * (2 * len - 1), 1.5));
-        Case { len, head_dim, heads, scale, window, qkv, stride, bias }
+        Case {
+            len,
+            head_dim,
+            heads,
+            scale,
+            window,
+            qkv,
+            stride,
+            bias,
+        }
     }
 
     fn block(&self, rows: Range<usize>) -> AttentionBlock<'_> {
@@ -59,7 +79,11 @@ impl Case {
             rows,
             scale: self.scale,
             window: self.window,
-            bias: self.bias.as_deref().map(|values| RelativeBias { values, head_stride: 2 * self.len - 1, zero: self.len - 1 }),
+            bias: self.bias.as_deref().map(|values| RelativeBias {
+                values,
+                head_stride: 2 * self.len - 1,
+                zero: self.len - 1,
+            }),
         }
     }
 
@@ -74,14 +98,19 @@ impl Case {
                     return f64::NEG_INFINITY;
                 }
                 let dot: f64 = (0..hd).map(|d| at(i, b.q_col + g * hd + d) * at(j, b.k_col + d)).sum();
-                let bias = self.bias.as_ref().map_or(0.0, |t| t[g * (2 * self.len - 1) + self.len - 1 + j - i] as f64);
+                let bias = self
+                    .bias
+                    .as_ref()
+                    .map_or(0.0, |t| t[g * (2 * self.len - 1) + self.len - 1 + j - i] as f64);
                 dot * self.scale as f64 + bias
             })
             .collect();
         let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         s.iter_mut().for_each(|x| *x = (*x - max).exp());
         let sum: f64 = s.iter().sum();
-        (0..hd).map(|d| (0..self.len).map(|j| s[j] / sum * at(j, b.v_col + d)).sum()).collect()
+        (0..hd)
+            .map(|d| (0..self.len).map(|j| s[j] / sum * at(j, b.v_col + d)).sum())
+            .collect()
     }
 
     /// Runs `kernel` over the row blocks `blocks`, returning [len, heads x head_dim]. The
@@ -122,7 +151,18 @@ fn kernels() -> Vec<&'static AttentionKernel> {
 /// The shapes: (len, head_dim, heads, scale, window, bias).
 fn shapes() -> Vec<(usize, usize, usize, f32, Option<usize>, bool)> {
     let mut out = Vec::new();
-    for (len, hd) in [(1, 8), (2, 32), (7, 64), (17, 8), (33, 32), (64, 32), (65, 64), (128, 32), (150, 256), (300, 64)] {
+    for (len, hd) in [
+        (1, 8),
+        (2, 32),
+        (7, 64),
+        (17, 8),
+        (33, 32),
+        (64, 32),
+        (65, 64),
+        (128, 32),
+        (150, 256),
+        (300, 64),
+    ] {
         let scale = 1.0 / (hd as f32).sqrt();
         out.push((len, hd, 1, scale, None, false));
         out.push((len, hd, 3, scale, Some(len / 3), false));
@@ -175,7 +215,11 @@ fn simd_kernels_match_scalar_reference() {
         for kernel in kernels().into_iter().skip(1) {
             let got = case.run(kernel, &blocks(len, false));
             for (at, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() < 1e-5, "{} len {len} hd {hd} heads {heads} window {window:?} bias {bias} at {at}: {g} vs {w}", kernel.name);
+                assert!(
+                    (g - w).abs() < 1e-5,
+                    "{} len {len} hd {hd} heads {heads} window {window:?} bias {bias} at {at}: {g} vs {w}",
+                    kernel.name
+                );
             }
         }
     }
@@ -205,14 +249,83 @@ fn bad_arguments_are_errors() {
         attend(k, &block, scratch, &mut out_rows)
     };
     assert!(run(case.block(0..10), &mut scratch, 10).is_ok());
-    assert!(run(case.block(0..11), &mut scratch, 10).is_err(), "rows past the sequence");
+    assert!(
+        run(case.block(0..11), &mut scratch, 10).is_err(),
+        "rows past the sequence"
+    );
     assert!(run(case.block(0..10), &mut scratch, 9).is_err(), "too few output rows");
-    assert!(run(case.block(0..10), &mut scratch[..10], 10).is_err(), "scratch too small");
-    assert!(run(AttentionBlock { v_col: case.stride - 4, ..case.block(0..10) }, &mut scratch, 10).is_err(), "value past the stride");
-    assert!(run(AttentionBlock { qkv: &case.qkv[..case.qkv.len() - case.stride], ..case.block(0..10) }, &mut scratch, 10).is_err(), "short qkv");
-    let short = RelativeBias { values: &case.bias.as_ref().unwrap()[..5], head_stride: 19, zero: 9 };
-    assert!(run(AttentionBlock { bias: Some(short), ..case.block(0..10) }, &mut scratch, 10).is_err(), "short bias");
-    let narrow = RelativeBias { values: case.bias.as_ref().unwrap(), head_stride: 19, zero: 5 };
-    assert!(run(AttentionBlock { bias: Some(narrow), ..case.block(0..10) }, &mut scratch, 10).is_err(), "bias not covering the sequence");
-    assert!(run(AttentionBlock { head_dim: 0, ..case.block(0..10) }, &mut scratch, 10).is_err(), "zero head_dim");
+    assert!(
+        run(case.block(0..10), &mut scratch[..10], 10).is_err(),
+        "scratch too small"
+    );
+    assert!(
+        run(
+            AttentionBlock {
+                v_col: case.stride - 4,
+                ..case.block(0..10)
+            },
+            &mut scratch,
+            10
+        )
+        .is_err(),
+        "value past the stride"
+    );
+    assert!(
+        run(
+            AttentionBlock {
+                qkv: &case.qkv[..case.qkv.len() - case.stride],
+                ..case.block(0..10)
+            },
+            &mut scratch,
+            10
+        )
+        .is_err(),
+        "short qkv"
+    );
+    let short = RelativeBias {
+        values: &case.bias.as_ref().unwrap()[..5],
+        head_stride: 19,
+        zero: 9,
+    };
+    assert!(
+        run(
+            AttentionBlock {
+                bias: Some(short),
+                ..case.block(0..10)
+            },
+            &mut scratch,
+            10
+        )
+        .is_err(),
+        "short bias"
+    );
+    let narrow = RelativeBias {
+        values: case.bias.as_ref().unwrap(),
+        head_stride: 19,
+        zero: 5,
+    };
+    assert!(
+        run(
+            AttentionBlock {
+                bias: Some(narrow),
+                ..case.block(0..10)
+            },
+            &mut scratch,
+            10
+        )
+        .is_err(),
+        "bias not covering the sequence"
+    );
+    assert!(
+        run(
+            AttentionBlock {
+                head_dim: 0,
+                ..case.block(0..10)
+            },
+            &mut scratch,
+            10
+        )
+        .is_err(),
+        "zero head_dim"
+    );
 }

@@ -12,28 +12,65 @@ pub fn plan(src: &SourceFolder, window: usize) -> Result<Vec<Planned>> {
     let prefix = ["", "bert.", "model."]
         .into_iter()
         .find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight")))
-        .ok_or_else(|| anyhow::anyhow!("no 'embeddings.word_embeddings.weight' in {}: not a BERT checkpoint", w.path.display()))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no 'embeddings.word_embeddings.weight' in {}: not a BERT checkpoint",
+                w.path.display()
+            )
+        })?;
     let h = src.config_usize("hidden_size")?;
     let layers = src.config_usize("num_hidden_layers")?;
     let inter = src.config_usize("intermediate_size")?;
     let vocab = src.config_usize("vocab_size")?;
     let positions = src.config_usize("max_position_embeddings")?;
     let types = src.config.get("type_vocab_size").and_then(|v| v.as_u64()).unwrap_or(2) as usize;
-    let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(&format!("{prefix}{name}"), Some(shape))?.0) };
+    let get =
+        |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(&format!("{prefix}{name}"), Some(shape))?.0) };
 
     let mut out = vec![
-        Planned::new("embeddings.word", Logical::Table { data: get("embeddings.word_embeddings.weight", &[vocab, h])?, rows: vocab, dim: h, kind: TableKind::Token }),
+        Planned::new(
+            "embeddings.word",
+            Logical::Table {
+                data: get("embeddings.word_embeddings.weight", &[vocab, h])?,
+                rows: vocab,
+                dim: h,
+                kind: TableKind::Token,
+            },
+        ),
         Planned::new("embeddings.position", {
             let kept = window.min(positions);
             let mut data = get("embeddings.position_embeddings.weight", &[positions, h])?;
             data.truncate(kept * h);
-            Logical::Table { data, rows: kept, dim: h, kind: TableKind::Position }
+            Logical::Table {
+                data,
+                rows: kept,
+                dim: h,
+                kind: TableKind::Position,
+            }
         }),
-        Planned::new("embeddings.token_type", Logical::Vector { data: get("embeddings.token_type_embeddings.weight", &[types, h])?, shape: vec![types, h] }),
+        Planned::new(
+            "embeddings.token_type",
+            Logical::Vector {
+                data: get("embeddings.token_type_embeddings.weight", &[types, h])?,
+                shape: vec![types, h],
+            },
+        ),
     ];
     let norm = |out: &mut Vec<Planned>, from: &str, to: &str| -> Result<()> {
-        out.push(Planned::new(&format!("{to}.weight"), Logical::Vector { data: get(&format!("{from}.weight"), &[h])?, shape: vec![h] }));
-        out.push(Planned::new(&format!("{to}.bias"), Logical::Vector { data: get(&format!("{from}.bias"), &[h])?, shape: vec![h] }));
+        out.push(Planned::new(
+            &format!("{to}.weight"),
+            Logical::Vector {
+                data: get(&format!("{from}.weight"), &[h])?,
+                shape: vec![h],
+            },
+        ));
+        out.push(Planned::new(
+            &format!("{to}.bias"),
+            Logical::Vector {
+                data: get(&format!("{from}.bias"), &[h])?,
+                shape: vec![h],
+            },
+        ));
         Ok(())
     };
     norm(&mut out, "embeddings.LayerNorm", "embeddings.norm")?;
@@ -46,15 +83,47 @@ pub fn plan(src: &SourceFolder, window: usize) -> Result<Vec<Planned>> {
             qkv.extend(get(&format!("{src_layer}.attention.self.{part}.weight"), &[h, h])?);
             qkv_bias.extend(get(&format!("{src_layer}.attention.self.{part}.bias"), &[h])?);
         }
-        out.push(Planned::new(&format!("{dst}.attention.qkv"), Logical::Linear { weight: qkv, n: 3 * h, k: h, bias: Some(qkv_bias), after_norm: true }));
+        out.push(Planned::new(
+            &format!("{dst}.attention.qkv"),
+            Logical::Linear {
+                weight: qkv,
+                n: 3 * h,
+                k: h,
+                bias: Some(qkv_bias),
+                after_norm: true,
+            },
+        ));
         let linear = |from: &str, n: usize, k: usize, after_norm: bool| -> Result<Logical> {
-            Ok(Logical::Linear { weight: get(&format!("{from}.weight"), &[n, k])?, n, k, bias: Some(get(&format!("{from}.bias"), &[n])?), after_norm })
+            Ok(Logical::Linear {
+                weight: get(&format!("{from}.weight"), &[n, k])?,
+                n,
+                k,
+                bias: Some(get(&format!("{from}.bias"), &[n])?),
+                after_norm,
+            })
         };
-        out.push(Planned::new(&format!("{dst}.attention.output"), linear(&format!("{src_layer}.attention.output.dense"), h, h, false)?));
-        norm(&mut out, &format!("{src_layer}.attention.output.LayerNorm"), &format!("{dst}.attention.norm"))?;
-        out.push(Planned::new(&format!("{dst}.ffn.up"), linear(&format!("{src_layer}.intermediate.dense"), inter, h, true)?));
-        out.push(Planned::new(&format!("{dst}.ffn.down"), linear(&format!("{src_layer}.output.dense"), h, inter, false)?));
-        norm(&mut out, &format!("{src_layer}.output.LayerNorm"), &format!("{dst}.ffn.norm"))?;
+        out.push(Planned::new(
+            &format!("{dst}.attention.output"),
+            linear(&format!("{src_layer}.attention.output.dense"), h, h, false)?,
+        ));
+        norm(
+            &mut out,
+            &format!("{src_layer}.attention.output.LayerNorm"),
+            &format!("{dst}.attention.norm"),
+        )?;
+        out.push(Planned::new(
+            &format!("{dst}.ffn.up"),
+            linear(&format!("{src_layer}.intermediate.dense"), inter, h, true)?,
+        ));
+        out.push(Planned::new(
+            &format!("{dst}.ffn.down"),
+            linear(&format!("{src_layer}.output.dense"), h, inter, false)?,
+        ));
+        norm(
+            &mut out,
+            &format!("{src_layer}.output.LayerNorm"),
+            &format!("{dst}.ffn.norm"),
+        )?;
     }
     if h % src.config_usize("num_attention_heads")? != 0 {
         bail!("hidden_size {h} is not a multiple of num_attention_heads");

@@ -34,7 +34,12 @@ pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
     let prefix = ["", "model.", "model.language_model."]
         .into_iter()
         .find(|p| w.contains(&format!("{p}embed_tokens.weight")))
-        .ok_or_else(|| anyhow::anyhow!("no 'embed_tokens.weight' in {}: not a Gemma 3 checkpoint", w.path.display()))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no 'embed_tokens.weight' in {}: not a Gemma 3 checkpoint",
+                w.path.display()
+            )
+        })?;
     let h = src.config_usize("hidden_size")?;
     let layers = src.config_usize("num_hidden_layers")?;
     let inter = src.config_usize("intermediate_size")?;
@@ -42,18 +47,34 @@ pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
     let heads = src.config_usize("num_attention_heads")?;
     let kv_heads = src.config_usize("num_key_value_heads")?;
     let head_dim = src.config_usize("head_dim")?;
-    if src.config.get("attention_bias").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if src
+        .config
+        .get("attention_bias")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+    {
         bail!("attention_bias = true is not supported (Gemma 3 has no attention biases)");
     }
-    let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(&format!("{prefix}{name}"), Some(shape))?.0) };
-    let vector = |name: &str, len: usize| -> Result<Logical> { Ok(Logical::Vector { data: get(name, &[len])?, shape: vec![len] }) };
+    let get =
+        |name: &str, shape: &[usize]| -> Result<Vec<f32>> { Ok(w.f32(&format!("{prefix}{name}"), Some(shape))?.0) };
+    let vector = |name: &str, len: usize| -> Result<Logical> {
+        Ok(Logical::Vector {
+            data: get(name, &[len])?,
+            shape: vec![len],
+        })
+    };
 
     // Stored as [vocab x blocks, hidden / blocks] (the engine reads it back as [vocab, hidden]),
     // so a quantized table has one scale and zero point per TABLE_BLOCK values (module docs).
     let blocks = if h % TABLE_BLOCK == 0 { h / TABLE_BLOCK } else { 1 };
     let mut out = vec![Planned::new(
         "embeddings.word",
-        Logical::Table { data: get("embed_tokens.weight", &[vocab, h])?, rows: vocab * blocks, dim: h / blocks, kind: TableKind::Token },
+        Logical::Table {
+            data: get("embed_tokens.weight", &[vocab, h])?,
+            rows: vocab * blocks,
+            dim: h / blocks,
+            kind: TableKind::Token,
+        },
     )];
     for i in 0..layers {
         let s = format!("layers.{i}");
@@ -63,18 +84,53 @@ pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
         let qkv_rows = (heads + 2 * kv_heads) * head_dim;
         let mut gate_up = get(&format!("{s}.mlp.gate_proj.weight"), &[inter, h])?;
         gate_up.extend(get(&format!("{s}.mlp.up_proj.weight"), &[inter, h])?);
-        let linear = |weight: Vec<f32>, n: usize, k: usize, after_norm: bool| Logical::Linear { weight, n, k, bias: None, after_norm };
+        let linear = |weight: Vec<f32>, n: usize, k: usize, after_norm: bool| Logical::Linear {
+            weight,
+            n,
+            k,
+            bias: None,
+            after_norm,
+        };
         out.extend([
-            Planned::new(&format!("{s}.attention.norm.weight"), vector(&format!("{s}.input_layernorm.weight"), h)?),
+            Planned::new(
+                &format!("{s}.attention.norm.weight"),
+                vector(&format!("{s}.input_layernorm.weight"), h)?,
+            ),
             Planned::new(&format!("{s}.attention.qkv"), linear(qkv, qkv_rows, h, true)),
-            Planned::new(&format!("{s}.attention.q_norm.weight"), vector(&format!("{s}.self_attn.q_norm.weight"), head_dim)?),
-            Planned::new(&format!("{s}.attention.k_norm.weight"), vector(&format!("{s}.self_attn.k_norm.weight"), head_dim)?),
-            Planned::new(&format!("{s}.attention.output"), linear(get(&format!("{s}.self_attn.o_proj.weight"), &[h, heads * head_dim])?, h, heads * head_dim, false)),
-            Planned::new(&format!("{s}.attention.post_norm.weight"), vector(&format!("{s}.post_attention_layernorm.weight"), h)?),
-            Planned::new(&format!("{s}.ffn.norm.weight"), vector(&format!("{s}.pre_feedforward_layernorm.weight"), h)?),
+            Planned::new(
+                &format!("{s}.attention.q_norm.weight"),
+                vector(&format!("{s}.self_attn.q_norm.weight"), head_dim)?,
+            ),
+            Planned::new(
+                &format!("{s}.attention.k_norm.weight"),
+                vector(&format!("{s}.self_attn.k_norm.weight"), head_dim)?,
+            ),
+            Planned::new(
+                &format!("{s}.attention.output"),
+                linear(
+                    get(&format!("{s}.self_attn.o_proj.weight"), &[h, heads * head_dim])?,
+                    h,
+                    heads * head_dim,
+                    false,
+                ),
+            ),
+            Planned::new(
+                &format!("{s}.attention.post_norm.weight"),
+                vector(&format!("{s}.post_attention_layernorm.weight"), h)?,
+            ),
+            Planned::new(
+                &format!("{s}.ffn.norm.weight"),
+                vector(&format!("{s}.pre_feedforward_layernorm.weight"), h)?,
+            ),
             Planned::new(&format!("{s}.ffn.gate_up"), linear(gate_up, 2 * inter, h, true)),
-            Planned::new(&format!("{s}.ffn.down"), linear(get(&format!("{s}.mlp.down_proj.weight"), &[h, inter])?, h, inter, false)),
-            Planned::new(&format!("{s}.ffn.post_norm.weight"), vector(&format!("{s}.post_feedforward_layernorm.weight"), h)?),
+            Planned::new(
+                &format!("{s}.ffn.down"),
+                linear(get(&format!("{s}.mlp.down_proj.weight"), &[h, inter])?, h, inter, false),
+            ),
+            Planned::new(
+                &format!("{s}.ffn.post_norm.weight"),
+                vector(&format!("{s}.post_feedforward_layernorm.weight"), h)?,
+            ),
         ]);
     }
     out.push(Planned::new("final_norm.weight", vector("norm.weight", h)?));

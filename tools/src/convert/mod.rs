@@ -16,7 +16,9 @@ pub mod tokenizer;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use octet::format::{Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
+use octet::format::{
+    Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile,
+};
 use recipe::{Precision, Recipe};
 use source::{SourceFolder, SourcePooling};
 use std::path::Path;
@@ -25,19 +27,42 @@ use std::path::Path;
 pub enum Logical {
     /// y = x W^T + b with W [n, k]. `after_norm`: the input comes straight from a norm layer,
     /// whose outlier channels make per-token int8 activation scales too coarse.
-    Linear { weight: Vec<f32>, n: usize, k: usize, bias: Option<Vec<f32>>, after_norm: bool },
+    Linear {
+        weight: Vec<f32>,
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+        after_norm: bool,
+    },
     /// An embedding table [rows, dim]: token embeddings, or position embeddings.
-    Table { data: Vec<f32>, rows: usize, dim: usize, kind: TableKind },
+    Table {
+        data: Vec<f32>,
+        rows: usize,
+        dim: usize,
+        kind: TableKind,
+    },
     /// Anything else (norm weights, position tables), always f32.
     Vector { data: Vec<f32>, shape: Vec<usize> },
     /// A linear layer already quantized by its source (a TFLite file): int8 weights [n, k]
     /// with one scale per output channel and zero point 0. Stored as they are under every
     /// recipe, never re-quantized; activations are quantized per token (as TFLite's hybrid
     /// FULLY_CONNECTED does, per row) unless `--k-group` says otherwise.
-    QuantizedLinear { q: Vec<i8>, scales: Vec<f32>, n: usize, k: usize, bias: Option<Vec<f32>> },
+    QuantizedLinear {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+        n: usize,
+        k: usize,
+        bias: Option<Vec<f32>>,
+    },
     /// An int8 embedding table [rows, dim] already quantized by its source: one scale and zero
     /// point for the whole table, or one per row. Stored as it is.
-    QuantizedTable { q: Vec<i8>, rows: usize, dim: usize, scales: Vec<f32>, zero_points: Vec<i32> },
+    QuantizedTable {
+        q: Vec<i8>,
+        rows: usize,
+        dim: usize,
+        scales: Vec<f32>,
+        zero_points: Vec<i32>,
+    },
 }
 
 /// What an embedding table is indexed by; recipes treat the two differently.
@@ -57,7 +82,10 @@ pub struct Planned {
 
 impl Planned {
     pub fn new(name: &str, tensor: Logical) -> Planned {
-        Planned { name: name.to_string(), tensor }
+        Planned {
+            name: name.to_string(),
+            tensor,
+        }
     }
 }
 
@@ -88,7 +116,11 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     let recipe = if matches!(src.model_type(), "gemma3_text" | "gemma3") {
         gemma_recipe = Recipe {
             k_group: recipe.k_group.or(Some(gemma3::K_GROUP)),
-            table: if recipe.table == Precision::U6 { Precision::I8 } else { recipe.table },
+            table: if recipe.table == Precision::U6 {
+                Precision::I8
+            } else {
+                recipe.table
+            },
             ..recipe.clone()
         };
         &gemma_recipe
@@ -106,8 +138,21 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     for (j, d) in src.dense.iter().enumerate() {
         let file = source::SafetensorsFile::open(&d.folder.join("model.safetensors"))?;
         let (weight, _) = file.f32("linear.weight", Some(&[d.out_features, d.in_features]))?;
-        let bias = if d.bias { Some(file.f32("linear.bias", Some(&[d.out_features]))?.0) } else { None };
-        planned.push(Planned::new(&format!("dense.{j}"), Logical::Linear { weight, n: d.out_features, k: d.in_features, bias, after_norm: false }));
+        let bias = if d.bias {
+            Some(file.f32("linear.bias", Some(&[d.out_features]))?.0)
+        } else {
+            None
+        };
+        planned.push(Planned::new(
+            &format!("dense.{j}"),
+            Logical::Linear {
+                weight,
+                n: d.out_features,
+                k: d.in_features,
+                bias,
+                after_norm: false,
+            },
+        ));
     }
     let meta = ModelMeta {
         architecture,
@@ -145,13 +190,28 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         },
         provenance: Provenance {
             converter: format!("octet {}", env!("CARGO_PKG_VERSION")),
-            sources: src.sources.iter().map(|(file, sha256)| SourceFile { file: file.clone(), sha256: sha256.clone() }).collect(),
+            sources: src
+                .sources
+                .iter()
+                .map(|(file, sha256)| SourceFile {
+                    file: file.clone(),
+                    sha256: sha256.clone(),
+                })
+                .collect(),
         },
         extra: Default::default(),
     };
 
-    let bar = if show_progress { ProgressBar::new(planned.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} tensors ({elapsed})").expect("valid template").progress_chars("=> "));
+    let bar = if show_progress {
+        ProgressBar::new(planned.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} tensors ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     bar.set_message("quantizing");
     let mut writer = ModelWriter::new(meta);
     tokenizer::add(&mut writer, "tokenizer.json", &src.tokenizer_json)?;
@@ -161,15 +221,26 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         bar.inc(1);
     }
     bar.set_message("writing");
-    let bytes = writer.write(output).with_context(|| format!("cannot write {}", output.display()))?;
+    let bytes = writer
+        .write(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
     bar.finish_and_clear();
-    Ok(ConvertReport { bytes, tensors: count, architecture: architecture.as_str().to_string(), recipe: recipe.name.clone() })
+    Ok(ConvertReport {
+        bytes,
+        tensors: count,
+        architecture: architecture.as_str().to_string(),
+        recipe: recipe.name.clone(),
+    })
 }
 
 /// The Matryoshka widths to record: EmbeddingGemma's, for a Gemma 3 model whose output
 /// (after its dense projections) is 768 wide; none otherwise.
 fn matryoshka_dims(architecture: Architecture, src: &SourceFolder) -> Vec<usize> {
-    let width = src.dense.last().map(|d| d.out_features).or_else(|| src.config_usize("hidden_size").ok());
+    let width = src
+        .dense
+        .last()
+        .map(|d| d.out_features)
+        .or_else(|| src.config_usize("hidden_size").ok());
     if architecture == Architecture::Gemma3 && width == Some(768) {
         gemma3::EMBEDDINGGEMMA_MATRYOSHKA_DIMS.to_vec()
     } else {
@@ -181,14 +252,19 @@ fn matryoshka_dims(architecture: Architecture, src: &SourceFolder) -> Vec<usize>
 /// `num_layers` too small): the converter reads layers by the config's count, so the extra
 /// ones would be dropped without a word and the model would embed differently.
 fn check_layers_listed(src: &SourceFolder) -> Result<()> {
-    let Ok(count) = src.config_usize("num_hidden_layers").or_else(|_| src.config_usize("num_layers")) else {
+    let Ok(count) = src
+        .config_usize("num_hidden_layers")
+        .or_else(|_| src.config_usize("num_layers"))
+    else {
         return Ok(());
     };
     let mut extra: Vec<(usize, String)> = Vec::new();
     for name in src.weights.names() {
         let parts: Vec<&str> = name.split('.').collect();
         let index = parts.windows(2).find_map(|w| {
-            matches!(w[0], "layer" | "layers" | "block" | "h").then(|| w[1].parse::<usize>().ok()).flatten()
+            matches!(w[0], "layer" | "layers" | "block" | "h")
+                .then(|| w[1].parse::<usize>().ok())
+                .flatten()
         });
         if let Some(i) = index.filter(|&i| i >= count) {
             extra.push((i, name));

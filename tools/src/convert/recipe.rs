@@ -95,7 +95,13 @@ impl Recipe {
         // Quantized recipes default to 6-bit token tables, except `int8-embeddings`, which keeps
         // the browser model's 8-bit table (see the module docs).
         let table = if name == "int8" { Precision::U6 } else { table };
-        Ok(Recipe { name: name.to_string(), linear, table, keep, k_group })
+        Ok(Recipe {
+            name: name.to_string(),
+            linear,
+            table,
+            keep,
+            k_group,
+        })
     }
 
     /// Sets the width of quantized token tables (`--table-bits`): 6 (the `u6` dtype) or 8
@@ -104,7 +110,10 @@ impl Recipe {
     pub fn with_table_bits(mut self, bits: Option<u8>) -> Result<Recipe> {
         let Some(bits) = bits else { return Ok(self) };
         if matches!(self.table, Precision::F32 | Precision::F16) {
-            bail!("--table-bits applies to quantized token tables; recipe '{}' keeps them in floating point", self.name);
+            bail!(
+                "--table-bits applies to quantized token tables; recipe '{}' keeps them in floating point",
+                self.name
+            );
         }
         self.table = match bits {
             6 => Precision::U6,
@@ -192,25 +201,46 @@ mod tests {
         assert_eq!(f16.linear_precision("layers.1.ffn.up"), Precision::F16);
         assert_eq!(f16.linear_precision("dense.0"), Precision::F32);
         assert_eq!(f16.table_precision("embeddings.word", TableKind::Token), Precision::F16);
-        assert_eq!(f16.table_precision("embeddings.position", TableKind::Position), Precision::F16);
+        assert_eq!(
+            f16.table_precision("embeddings.position", TableKind::Position),
+            Precision::F16
+        );
         assert!(f16.with_table_bits(Some(8)).is_err());
     }
 
     #[test]
     fn table_bits() {
         let int8 = Recipe::parse("int8", vec![], None).unwrap();
-        assert_eq!(int8.table_precision("embeddings.word_embeddings", TableKind::Token), Precision::U6);
-        assert_eq!(int8.table_precision("embeddings.position_embeddings", TableKind::Position), Precision::I8);
+        assert_eq!(
+            int8.table_precision("embeddings.word_embeddings", TableKind::Token),
+            Precision::U6
+        );
+        assert_eq!(
+            int8.table_precision("embeddings.position_embeddings", TableKind::Position),
+            Precision::I8
+        );
         let eight = int8.clone().with_table_bits(Some(8)).unwrap();
-        assert_eq!(eight.table_precision("embeddings.word_embeddings", TableKind::Token), Precision::I8);
+        assert_eq!(
+            eight.table_precision("embeddings.word_embeddings", TableKind::Token),
+            Precision::I8
+        );
         assert!(int8.clone().with_table_bits(Some(7)).is_err());
         assert_eq!(int8.clone().with_table_bits(None).unwrap().table, Precision::U6);
         let emb = Recipe::parse("int8-embeddings", vec![], None).unwrap();
         assert_eq!(emb.table, Precision::I8);
-        assert_eq!(emb.table_precision("embeddings.position_embeddings", TableKind::Position), Precision::F32);
+        assert_eq!(
+            emb.table_precision("embeddings.position_embeddings", TableKind::Position),
+            Precision::F32
+        );
         assert_eq!(emb.with_table_bits(Some(6)).unwrap().table, Precision::U6);
-        assert!(Recipe::parse("f32", vec![], None).unwrap().with_table_bits(Some(6)).is_err());
+        assert!(Recipe::parse("f32", vec![], None)
+            .unwrap()
+            .with_table_bits(Some(6))
+            .is_err());
         let kept = Recipe::parse("int8", vec!["embeddings.*".into()], None).unwrap();
-        assert_eq!(kept.table_precision("embeddings.word_embeddings", TableKind::Token), Precision::F32);
+        assert_eq!(
+            kept.table_precision("embeddings.word_embeddings", TableKind::Token),
+            Precision::F32
+        );
     }
 }

@@ -25,8 +25,12 @@ impl SafetensorsFile {
         // SAFETY: the map is read-only and lives as long as this struct; the converter
         // documents that its inputs must not be modified while it runs.
         let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
-        SafeTensors::deserialize(&map).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-        Ok(SafetensorsFile { path: path.to_path_buf(), map })
+        SafeTensors::deserialize(&map)
+            .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+        Ok(SafetensorsFile {
+            path: path.to_path_buf(),
+            map,
+        })
     }
 
     fn tensors(&self) -> SafeTensors<'_> {
@@ -46,18 +50,32 @@ impl SafetensorsFile {
     /// A tensor converted to f32, with its shape; `expected` is checked if given.
     pub fn f32(&self, name: &str, expected: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
         let st = self.tensors();
-        let view = st.tensor(name).with_context(|| format!("tensor '{name}' not found in {}", self.path.display()))?;
+        let view = st
+            .tensor(name)
+            .with_context(|| format!("tensor '{name}' not found in {}", self.path.display()))?;
         let shape = view.shape().to_vec();
         if let Some(e) = expected {
             if shape != e {
-                bail!("tensor '{name}' in {} has shape {shape:?}, expected {e:?}", self.path.display());
+                bail!(
+                    "tensor '{name}' in {} has shape {shape:?}, expected {e:?}",
+                    self.path.display()
+                );
             }
         }
         let bytes = view.data();
         let values = match view.dtype() {
-            StDtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            StDtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            StDtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            StDtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            StDtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            StDtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             other => bail!("tensor '{name}' has dtype {other:?}; only F32, F16 and BF16 weights can be converted"),
         };
         Ok((values, shape))
@@ -141,7 +159,8 @@ impl SourceFolder {
         let mut dense = Vec::new();
         let modules_path = root.join("modules.json");
         if modules_path.exists() {
-            let modules: Vec<ModuleEntry> = serde_json::from_value(read_json(&track("modules.json")?)?).context("modules.json: unexpected layout")?;
+            let modules: Vec<ModuleEntry> = serde_json::from_value(read_json(&track("modules.json")?)?)
+                .context("modules.json: unexpected layout")?;
             normalize = modules.iter().any(|m| m.kind.ends_with("Normalize"));
             for m in &modules {
                 if m.kind.ends_with("Pooling") {
@@ -149,17 +168,30 @@ impl SourceFolder {
                     pooling = parse_pooling(&cfg)?;
                 } else if m.kind.ends_with("Dense") {
                     let cfg = read_json(&track(&format!("{}/config.json", m.path))?)?;
-                    let get = |k: &str| cfg.get(k).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("{}/config.json lacks {k}", m.path));
+                    let get = |k: &str| {
+                        cfg.get(k)
+                            .and_then(Value::as_u64)
+                            .map(|v| v as usize)
+                            .with_context(|| format!("{}/config.json lacks {k}", m.path))
+                    };
                     dense.push(DenseModule {
                         folder: root.join(&m.path),
                         in_features: get("in_features")?,
                         out_features: get("out_features")?,
                         bias: cfg.get("bias").and_then(Value::as_bool).unwrap_or(true),
-                        activation: cfg.get("activation_function").and_then(Value::as_str).unwrap_or("torch.nn.modules.activation.Tanh").to_string(),
+                        activation: cfg
+                            .get("activation_function")
+                            .and_then(Value::as_str)
+                            .unwrap_or("torch.nn.modules.activation.Tanh")
+                            .to_string(),
                     });
                     track(&format!("{}/model.safetensors", m.path))?;
                 } else if !(m.kind.ends_with("Transformer") || m.kind.ends_with("Normalize")) {
-                    bail!("modules.json names module '{}' of type {}, which octet does not support", m.path, m.kind);
+                    bail!(
+                        "modules.json names module '{}' of type {}, which octet does not support",
+                        m.path,
+                        m.kind
+                    );
                 }
             }
         }
@@ -181,7 +213,19 @@ impl SourceFolder {
             }
             default_prompt = cfg.get("default_prompt_name").and_then(Value::as_str).map(String::from);
         }
-        Ok(SourceFolder { root: root.to_path_buf(), config, weights, tokenizer_json, pooling, normalize, max_seq_len, dense, prompts, default_prompt, sources })
+        Ok(SourceFolder {
+            root: root.to_path_buf(),
+            config,
+            weights,
+            tokenizer_json,
+            pooling,
+            normalize,
+            max_seq_len,
+            dense,
+            prompts,
+            default_prompt,
+            sources,
+        })
     }
 
     /// The `model_type` in config.json.
@@ -191,7 +235,11 @@ impl SourceFolder {
 
     /// An integer field of config.json.
     pub fn config_usize(&self, key: &str) -> Result<usize> {
-        self.config.get(key).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("config.json lacks the integer '{key}'"))
+        self.config
+            .get(key)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .with_context(|| format!("config.json lacks the integer '{key}'"))
     }
 }
 
@@ -228,8 +276,14 @@ mod tests {
 
     #[test]
     fn pooling_configs_of_both_sentence_transformers_generations() {
-        assert_eq!(parse_pooling(&json!({"pooling_mode_mean_tokens": true})).unwrap(), SourcePooling::Mean);
-        assert_eq!(parse_pooling(&json!({"pooling_mode": "cls"})).unwrap(), SourcePooling::Cls);
+        assert_eq!(
+            parse_pooling(&json!({"pooling_mode_mean_tokens": true})).unwrap(),
+            SourcePooling::Mean
+        );
+        assert_eq!(
+            parse_pooling(&json!({"pooling_mode": "cls"})).unwrap(),
+            SourcePooling::Cls
+        );
         assert!(parse_pooling(&json!({"pooling_mode": "weightedmean"})).is_err());
         assert!(parse_pooling(&json!({})).is_err());
     }

@@ -63,15 +63,35 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
             Precision::F16 => writer.add_f16(&name, &[rows, dim], &to_f16(&data))?,
             Precision::I8 => {
                 let (q, scales, zero_points) = quantize_table_per_row(&data, rows, dim);
-                writer.add_i8_table(&name, &[rows, dim], &q, QuantParam::PerChannel(&scales), QuantParam::PerChannel(&zero_points), Some(0))?;
+                writer.add_i8_table(
+                    &name,
+                    &[rows, dim],
+                    &q,
+                    QuantParam::PerChannel(&scales),
+                    QuantParam::PerChannel(&zero_points),
+                    Some(0),
+                )?;
             }
             Precision::U6 => {
                 let (q, scales, zero_points) = quantize_table_per_row_u6(&data, rows, dim);
                 let packed = gather::pack_u6(&q, rows, dim)?;
-                writer.add_u6_table(&name, rows, dim, &packed, QuantParam::PerChannel(&scales), QuantParam::PerChannel(&zero_points))?;
+                writer.add_u6_table(
+                    &name,
+                    rows,
+                    dim,
+                    &packed,
+                    QuantParam::PerChannel(&scales),
+                    QuantParam::PerChannel(&zero_points),
+                )?;
             }
         },
-        Logical::Linear { weight, n, k, bias, after_norm } => {
+        Logical::Linear {
+            weight,
+            n,
+            k,
+            bias,
+            after_norm,
+        } => {
             let weight_name = format!("{name}.weight");
             match recipe.linear_precision(&name) {
                 Precision::U6 => anyhow::bail!("{name}: 6-bit storage is for embedding tables, not linear layers"),
@@ -87,7 +107,15 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
                     let (q, scales) = int8::quantize_weights_per_channel(&weight, n, k);
                     let k_group = recipe.k_group_for(k, after_norm);
                     let packed = int8::pack_weights(&q, n, k, &scales, k_group)?;
-                    writer.add_packed_i8(&weight_name, n, k, k_group, &packed.data, &packed.col_scales, &packed.col_sums)?;
+                    writer.add_packed_i8(
+                        &weight_name,
+                        n,
+                        k,
+                        k_group,
+                        &packed.data,
+                        &packed.col_scales,
+                        &packed.col_sums,
+                    )?;
                 }
             }
             if let Some(b) = bias {
@@ -97,17 +125,36 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
         Logical::QuantizedLinear { q, scales, n, k, bias } => {
             let k_group = recipe.k_group.filter(|&g| g < k);
             let packed = int8::pack_weights(&q, n, k, &scales, k_group)?;
-            writer.add_packed_i8(&format!("{name}.weight"), n, k, k_group, &packed.data, &packed.col_scales, &packed.col_sums)?;
+            writer.add_packed_i8(
+                &format!("{name}.weight"),
+                n,
+                k,
+                k_group,
+                &packed.data,
+                &packed.col_scales,
+                &packed.col_sums,
+            )?;
             if let Some(b) = bias {
                 writer.add_f32(&format!("{name}.bias"), &[n], &b)?;
             }
         }
-        Logical::QuantizedTable { q, rows, dim, scales, zero_points } => {
+        Logical::QuantizedTable {
+            q,
+            rows,
+            dim,
+            scales,
+            zero_points,
+        } => {
             let per_row = scales.len() > 1 || zero_points.len() > 1;
             let (scale, zero_point) = if per_row {
-                (QuantParam::PerChannel(&scales[..]), QuantParam::PerChannel(&zero_points[..]))
+                (
+                    QuantParam::PerChannel(&scales[..]),
+                    QuantParam::PerChannel(&zero_points[..]),
+                )
             } else {
-                let (Some(&s), Some(&z)) = (scales.first(), zero_points.first()) else { anyhow::bail!("{name}: no scale or zero point") };
+                let (Some(&s), Some(&z)) = (scales.first(), zero_points.first()) else {
+                    anyhow::bail!("{name}: no scale or zero point")
+                };
                 (QuantParam::PerTensor(s), QuantParam::PerTensor(z))
             };
             writer.add_i8_table(&name, &[rows, dim], &q, scale, zero_point, per_row.then_some(0))?;
@@ -123,7 +170,9 @@ mod tests {
     #[test]
     fn table_quantization_round_trips_within_half_a_step() {
         let (rows, dim) = (3, 7);
-        let data: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.37).sin() * (1 + i / dim) as f32).collect();
+        let data: Vec<f32> = (0..rows * dim)
+            .map(|i| (i as f32 * 0.37).sin() * (1 + i / dim) as f32)
+            .collect();
         let (q, scales, zps) = quantize_table_per_row(&data, rows, dim);
         for r in 0..rows {
             for c in 0..dim {
@@ -138,7 +187,9 @@ mod tests {
     #[test]
     fn u6_table_quantization_round_trips_within_half_a_step() {
         let (rows, dim) = (4, 9);
-        let data: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.61).cos() * (1 + i / dim) as f32 - 0.3).collect();
+        let data: Vec<f32> = (0..rows * dim)
+            .map(|i| (i as f32 * 0.61).cos() * (1 + i / dim) as f32 - 0.3)
+            .collect();
         let (q, scales, zps) = quantize_table_per_row_u6(&data, rows, dim);
         assert!(q.iter().all(|&v| v <= 63) && zps.iter().all(|&z| (0..=63).contains(&z)));
         for r in 0..rows {

@@ -24,7 +24,9 @@ use super::{store, tokenizer, ConvertReport, Logical, Planned, TableKind};
 use crate::tflite::bert::{self, BertGraph, LinearRef};
 use crate::tflite::{TensorType, TfliteModel};
 use anyhow::{bail, Context, Result};
-use octet::format::{Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile};
+use octet::format::{
+    Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile,
+};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -167,13 +169,7 @@ pub(super) fn linear_logical(parts: Vec<LinearData>, after_norm: bool, with_bias
                 scales.extend(ps);
             }
         }
-        Logical::QuantizedLinear {
-            q,
-            scales,
-            n,
-            k,
-            bias,
-        }
+        Logical::QuantizedLinear { q, scales, n, k, bias }
     } else {
         let weight = parts.iter().flat_map(|p| p.dequantized()).collect();
         Logical::Linear {

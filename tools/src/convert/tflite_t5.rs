@@ -86,7 +86,10 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
         ));
         let o = read_linear(model, &l.output, inner, &format!("{p} attention output"))?;
         check(&o, d, &format!("{p} attention output"))?;
-        out.push(Planned::new(&format!("{p}.attention.output"), linear_logical(vec![o], false, false)));
+        out.push(Planned::new(
+            &format!("{p}.attention.output"),
+            linear_logical(vec![o], false, false),
+        ));
         out.push(Planned::new(
             &format!("{p}.ffn.norm.weight"),
             norm(l.ffn_norm, &format!("{p} FFN norm"))?,
@@ -106,11 +109,17 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
                     linear_logical(vec![gate, up], after_norm, false),
                 ));
             }
-            None => out.push(Planned::new(&format!("{p}.ffn.up"), linear_logical(vec![up], after_norm, false))),
+            None => out.push(Planned::new(
+                &format!("{p}.ffn.up"),
+                linear_logical(vec![up], after_norm, false),
+            )),
         }
         let down = read_linear(model, &l.down, d_ff, &format!("{p} FFN down"))?;
         check(&down, d, &format!("{p} FFN down"))?;
-        out.push(Planned::new(&format!("{p}.ffn.down"), linear_logical(vec![down], false, false)));
+        out.push(Planned::new(
+            &format!("{p}.ffn.down"),
+            linear_logical(vec![down], false, false),
+        ));
     }
     out.push(Planned::new("final_norm.weight", norm(g.final_norm, "final norm")?));
     let mut dense = Vec::new();

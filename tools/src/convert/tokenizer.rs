@@ -31,7 +31,11 @@ pub fn add(writer: &mut ModelWriter, name: &str, json: &[u8]) -> Result<()> {
         Some(parts) if parts.matches(&compact)? => {
             writer.add_blob(name, &parts.skeleton)?;
             writer.add_blob(VOCAB, &parts.vocab)?;
-            writer.add_i32(&format!("{VOCAB}{OFFSETS_SUFFIX}"), &[parts.offsets.len()], &parts.offsets)?;
+            writer.add_i32(
+                &format!("{VOCAB}{OFFSETS_SUFFIX}"),
+                &[parts.offsets.len()],
+                &parts.offsets,
+            )?;
             if parts.is_bpe {
                 writer.add_i32(MERGES, &[parts.merges.len() / 2, 2], &parts.merges)?;
             }
@@ -52,7 +56,12 @@ struct SplitTokenizer {
 
 impl SplitTokenizer {
     fn parts(&self) -> StoredTokenizer<'_> {
-        StoredTokenizer { skeleton: &self.skeleton, vocab: &self.vocab, offsets: &self.offsets, merges: &self.merges }
+        StoredTokenizer {
+            skeleton: &self.skeleton,
+            vocab: &self.vocab,
+            offsets: &self.offsets,
+            merges: &self.merges,
+        }
     }
 
     /// Whether the parts load, the fast way, into the same tokenizer as `compact` (the whole
@@ -84,23 +93,38 @@ fn split(value: &Value) -> Result<Option<SplitTokenizer>> {
         _ => return Ok(None),
     };
     let empty = Vec::new();
-    let merges = if is_bpe { model.get("merges").and_then(Value::as_array) } else { Some(&empty) };
+    let merges = if is_bpe {
+        model.get("merges").and_then(Value::as_array)
+    } else {
+        Some(&empty)
+    };
     let (Some(vocab), Some(merges)) = (model.get("vocab").and_then(Value::as_object), merges) else {
         return Ok(None);
     };
     let mut by_id: Vec<Option<&str>> = vec![None; vocab.len()];
     for (string, id) in vocab {
-        match id.as_u64().and_then(|id| usize::try_from(id).ok()).and_then(|id| by_id.get_mut(id)) {
+        match id
+            .as_u64()
+            .and_then(|id| usize::try_from(id).ok())
+            .and_then(|id| by_id.get_mut(id))
+        {
             Some(slot @ None) => *slot = Some(string),
             _ => return Ok(None),
         }
     }
-    let strings: Vec<&str> = by_id.into_iter().collect::<Option<_>>().expect("n distinct ids below n fill every slot");
-    let ids: HashMap<&str, i32> =
-        match strings.iter().enumerate().map(|(id, s)| Ok((*s, i32::try_from(id)?))).collect::<Result<_>>() {
-            Ok(ids) => ids,
-            Err(_) => return Ok(None),
-        };
+    let strings: Vec<&str> = by_id
+        .into_iter()
+        .collect::<Option<_>>()
+        .expect("n distinct ids below n fill every slot");
+    let ids: HashMap<&str, i32> = match strings
+        .iter()
+        .enumerate()
+        .map(|(id, s)| Ok((*s, i32::try_from(id)?)))
+        .collect::<Result<_>>()
+    {
+        Ok(ids) => ids,
+        Err(_) => return Ok(None),
+    };
     let mut pair_ids = Vec::with_capacity(2 * merges.len());
     for merge in merges {
         // `["a", "b"]`, or the older `"a b"` (split on the one space, as the tokenizers crate does).
@@ -135,7 +159,13 @@ fn split(value: &Value) -> Result<Option<SplitTokenizer>> {
     if is_bpe {
         skeleton["model"]["merges"] = Value::String(MERGES.into());
     }
-    Ok(Some(SplitTokenizer { is_bpe, skeleton: serde_json::to_vec(&skeleton)?, vocab: bytes, offsets, merges: pair_ids }))
+    Ok(Some(SplitTokenizer {
+        is_bpe,
+        skeleton: serde_json::to_vec(&skeleton)?,
+        vocab: bytes,
+        offsets,
+        merges: pair_ids,
+    }))
 }
 
 #[cfg(test)]
@@ -167,7 +197,10 @@ mod tests {
 
     #[test]
     fn bpe_is_split_and_loads_the_same() {
-        for merges in [serde_json::json!([["a", "b"], ["\u{2581}", "ab"]]), serde_json::json!(["a b", "\u{2581} ab"])] {
+        for merges in [
+            serde_json::json!([["a", "b"], ["\u{2581}", "ab"]]),
+            serde_json::json!(["a b", "\u{2581} ab"]),
+        ] {
             let value = tiny(merges);
             let compact = serde_json::to_vec(&value).unwrap();
             let parts = split(&value).unwrap().expect("a plain BPE tokenizer splits");
@@ -193,7 +226,10 @@ mod tests {
         holes["model"]["vocab"]["ab"] = 9.into();
         assert!(split(&holes).unwrap().is_none(), "ids not exactly 0..n");
         let unknown = tiny(serde_json::json!([["a", "zz"]]));
-        assert!(split(&unknown).unwrap().is_none(), "merge of a string outside the vocabulary");
+        assert!(
+            split(&unknown).unwrap().is_none(),
+            "merge of a string outside the vocabulary"
+        );
         let mut unigram = tiny(serde_json::json!([]));
         unigram["model"]["type"] = "Unigram".into();
         assert!(split(&unigram).unwrap().is_none());

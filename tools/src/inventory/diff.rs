@@ -94,7 +94,10 @@ fn groups(inv: &Inventory) -> Vec<Side> {
 }
 
 fn same_ports(a: &[Port], b: &[Port]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.dtype == y.dtype && x.shape == y.shape)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.dtype == y.dtype && x.shape == y.shape)
 }
 
 /// Compares `a` with `b`.
@@ -109,7 +112,10 @@ pub fn diff(a: &Inventory, b: &Inventory) -> Diff {
     let pairs: Vec<(usize, usize)> = if by_position {
         (0..ga.len()).map(|i| (i, i)).collect()
     } else {
-        ga.iter().enumerate().filter_map(|(i, s)| by_name.get(s.name.as_str()).map(|&j| (i, j))).collect()
+        ga.iter()
+            .enumerate()
+            .filter_map(|(i, s)| by_name.get(s.name.as_str()).map(|&j| (i, j)))
+            .collect()
     };
     let (mut in_a, mut in_b) = (vec![false; ga.len()], vec![false; gb.len()]);
     let (mut changed, mut unchanged, mut unchanged_bytes) = (Vec::new(), 0, 0);
@@ -121,12 +127,25 @@ pub fn diff(a: &Inventory, b: &Inventory) -> Diff {
             unchanged += 1;
             unchanged_bytes += x.bytes;
         } else {
-            changed.push(Change { a: x.clone(), b: y.clone() });
+            changed.push(Change {
+                a: x.clone(),
+                b: y.clone(),
+            });
         }
     }
-    let only = |g: &[Side], used: &[bool]| g.iter().zip(used).filter(|(_, &u)| !u).map(|(s, _)| s.clone()).collect();
+    let only = |g: &[Side], used: &[bool]| {
+        g.iter()
+            .zip(used)
+            .filter(|(_, &u)| !u)
+            .map(|(s, _)| s.clone())
+            .collect()
+    };
     Diff {
-        matching: if by_position { Matching::Position } else { Matching::Name },
+        matching: if by_position {
+            Matching::Position
+        } else {
+            Matching::Name
+        },
         groups: (ga.len(), gb.len()),
         tensors: (a.tensors.len(), b.tensors.len()),
         same_inputs: same_ports(&a.inputs, &b.inputs),
@@ -159,14 +178,21 @@ mod tests {
     }
 
     fn inventory(tensors: Vec<TensorEntry>) -> Inventory {
-        let mut inv = Inventory::new(Format::Octet, Path::new("x.octet"), tensors.iter().map(|t| t.bytes).sum());
+        let mut inv = Inventory::new(
+            Format::Octet,
+            Path::new("x.octet"),
+            tensors.iter().map(|t| t.bytes).sum(),
+        );
         inv.tensors = tensors;
         inv
     }
 
     #[test]
     fn by_name_with_companions_folded() {
-        let a = inventory(vec![entry("w", "f32_packed", &[4, 8], 128, None), entry("n", "f32", &[8], 32, None)]);
+        let a = inventory(vec![
+            entry("w", "f32_packed", &[4, 8], 128, None),
+            entry("n", "f32", &[8], 32, None),
+        ]);
         let b = inventory(vec![
             entry("w", "i8_packed", &[4, 8], 32, None),
             entry("w.col_scales", "f32", &[4], 16, Some("w")),
@@ -177,7 +203,10 @@ mod tests {
         assert_eq!(d.matching, Matching::Name);
         assert_eq!((d.groups, d.tensors, d.matched, d.unchanged), ((2, 3), (2, 4), 2, 1));
         assert_eq!(d.changed.len(), 1);
-        assert_eq!((d.changed[0].b.bytes, d.changed[0].b.companions, d.changed[0].saved()), (48, 1, 80));
+        assert_eq!(
+            (d.changed[0].b.bytes, d.changed[0].b.companions, d.changed[0].saved()),
+            (48, 1, 80)
+        );
         assert!(d.only_in_a.is_empty());
         assert_eq!(d.only_in_b[0].name, "extra");
         assert!(d.same_inputs && d.same_outputs);
@@ -185,13 +214,25 @@ mod tests {
 
     #[test]
     fn by_position_when_names_differ_but_shapes_agree() {
-        let a = inventory(vec![entry("a.0", "F32", &[2, 3], 24, None), entry("a.1", "F32", &[3], 12, None)]);
-        let b = inventory(vec![entry("b.0", "INT8", &[2, 3], 6, None), entry("b.1", "F32", &[3], 12, None)]);
+        let a = inventory(vec![
+            entry("a.0", "F32", &[2, 3], 24, None),
+            entry("a.1", "F32", &[3], 12, None),
+        ]);
+        let b = inventory(vec![
+            entry("b.0", "INT8", &[2, 3], 6, None),
+            entry("b.1", "F32", &[3], 12, None),
+        ]);
         let d = diff(&a, &b);
         assert_eq!((d.matching, d.matched, d.changed.len()), (Matching::Position, 2, 1));
         // Shapes differ: no position match, nothing matched by name.
-        let c = inventory(vec![entry("c.0", "F32", &[3, 2], 24, None), entry("c.1", "F32", &[3], 12, None)]);
+        let c = inventory(vec![
+            entry("c.0", "F32", &[3, 2], 24, None),
+            entry("c.1", "F32", &[3], 12, None),
+        ]);
         let d = diff(&a, &c);
-        assert_eq!((d.matching, d.matched, d.only_in_a.len(), d.only_in_b.len()), (Matching::Name, 0, 2, 2));
+        assert_eq!(
+            (d.matching, d.matched, d.only_in_a.len(), d.only_in_b.len()),
+            (Matching::Name, 0, 2, 2)
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! its MediaPipe / TFLite Support metadata carries, if any.
 
 use super::{per_channel, Dim, Format, Inventory, Port, Quantization, TensorEntry};
-use crate::tflite::model::{op, Tensor};
 use crate::tflite::metadata::{self, TokenizerKind};
+use crate::tflite::model::{op, Tensor};
 use crate::tflite::{bert, TensorType, TfliteModel};
 use anyhow::Result;
 use std::path::Path;
@@ -90,16 +90,25 @@ pub fn read(path: &Path) -> Result<Inventory> {
     match metadata::embedded_tokenizer(&model) {
         Ok(Some(t)) => {
             let size = match t.unit.kind {
-                TokenizerKind::Bert => format!("{} tokens", t.contents.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()),
+                TokenizerKind::Bert => format!(
+                    "{} tokens",
+                    t.contents.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()
+                ),
                 TokenizerKind::SentencePiece => format!("{} bytes", t.contents.len()),
             };
             inv.facts.push((
                 "tokenizer".into(),
-                format!("{} '{}' ({size}) in the file's TFLite metadata", t.unit.kind.as_str(), t.unit.file),
+                format!(
+                    "{} '{}' ({size}) in the file's TFLite metadata",
+                    t.unit.kind.as_str(),
+                    t.unit.file
+                ),
             ));
         }
         Ok(None) => {}
-        Err(e) => inv.notes.push(format!("the tokenizer named in the TFLite metadata cannot be read: {e}")),
+        Err(e) => inv.notes.push(format!(
+            "the tokenizer named in the TFLite metadata cannot be read: {e}"
+        )),
     }
     match bert::recognise(&model) {
         Ok(g) => {
@@ -173,8 +182,16 @@ fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut In
         ),
     ));
     if let Some(out) = inv.outputs.first_mut() {
-        let pooled = if g.dense.is_some() { "masked mean, Dense" } else { "masked mean" };
-        out.note = if g.normalize { format!("{pooled}, L2-normalized embedding") } else { format!("{pooled} embedding") };
+        let pooled = if g.dense.is_some() {
+            "masked mean, Dense"
+        } else {
+            "masked mean"
+        };
+        out.note = if g.normalize {
+            format!("{pooled}, L2-normalized embedding")
+        } else {
+            format!("{pooled} embedding")
+        };
     }
     if let Some(input) = inv.inputs.iter_mut().find(|p| p.dtype == "INT32" || p.dtype == "INT64") {
         input.note = match g.pad_id {
@@ -199,8 +216,18 @@ mod tests {
         assert_eq!(names, ["table", "w8", "w4"]);
         assert_eq!(inv.tensors[1].dtype, "INT8");
         assert_eq!(inv.tensors[1].bytes, 6);
-        assert!(matches!(inv.tensors[1].quantization, Quantization::PerChannel { axis: Some(0), channels: 2, .. }));
-        assert!(matches!(inv.tensors[2].quantization, Quantization::PerTensor { zero_point: 0, .. }));
+        assert!(matches!(
+            inv.tensors[1].quantization,
+            Quantization::PerChannel {
+                axis: Some(0),
+                channels: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            inv.tensors[2].quantization,
+            Quantization::PerTensor { zero_point: 0, .. }
+        ));
         assert_eq!(inv.inputs[0].describe(), "ids INT32 [1, 2]");
         assert_eq!(inv.operators, vec![("GATHER".to_string(), 1)]);
         assert!(inv.notes[0].contains("would not recognise"), "{:?}", inv.notes);

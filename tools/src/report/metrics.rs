@@ -35,13 +35,20 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 pub fn nearest(vectors: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
     let n = vectors.len();
     let k = k.min(n.saturating_sub(1));
-    let norms: Vec<f64> = vectors.iter().map(|v| v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()).collect();
+    let norms: Vec<f64> = vectors
+        .iter()
+        .map(|v| v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt())
+        .collect();
     (0..n)
         .map(|i| {
             let mut scored: Vec<(f64, usize)> = (0..n)
                 .filter(|&j| j != i)
                 .map(|j| {
-                    let dot: f64 = vectors[i].iter().zip(&vectors[j]).map(|(&x, &y)| x as f64 * y as f64).sum();
+                    let dot: f64 = vectors[i]
+                        .iter()
+                        .zip(&vectors[j])
+                        .map(|(&x, &y)| x as f64 * y as f64)
+                        .sum();
                     let denom = norms[i] * norms[j];
                     (if denom == 0.0 { 0.0 } else { dot / denom }, j)
                 })

@@ -37,7 +37,12 @@ pub fn builtin_texts() -> Vec<String> {
 
 /// One text per non-empty line.
 pub fn texts_from(content: &str) -> Vec<String> {
-    content.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+    content
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// What to compare and how.
@@ -125,12 +130,21 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
             dir
         }
     };
-    let stem = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let stem = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
 
     let steps = recipes.len() * (2 + rounds);
-    let bar = if options.progress { ProgressBar::new(steps as u64) } else { ProgressBar::hidden() };
+    let bar = if options.progress {
+        ProgressBar::new(steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:32}] {pos}/{len} ({elapsed})").expect("valid template").progress_chars("=> "),
+        ProgressStyle::with_template("{msg:<28} [{bar:32}] {pos}/{len} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
 
     let mut files = Vec::new();
@@ -157,7 +171,9 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
         for (i, embedder) in embedders.iter().enumerate() {
             bar.set_message(format!("embedding {} ({}/{rounds})", recipes[i].name, round + 1));
             let start = Instant::now();
-            let v = embedder.embed(&options.texts).with_context(|| format!("embedding with {}", recipes[i].name))?;
+            let v = embedder
+                .embed(&options.texts)
+                .with_context(|| format!("embedding with {}", recipes[i].name))?;
             best[i] = best[i].min(start.elapsed());
             if round == 0 {
                 vectors[i] = v;
@@ -172,8 +188,16 @@ pub fn run(source: &Path, options: &ReportOptions) -> Result<Report> {
     let (f32_bytes, f32_secs) = (files[0].1 as f64, best[0].as_secs_f64());
     let mut rows = Vec::new();
     for (i, r) in recipes.iter().enumerate() {
-        let cosines: Vec<f64> = vectors[i].iter().zip(reference).map(|(a, b)| metrics::cosine(a, b)).collect();
-        let near = if i == 0 { reference_near.clone() } else { metrics::nearest(&vectors[i], TOP_K) };
+        let cosines: Vec<f64> = vectors[i]
+            .iter()
+            .zip(reference)
+            .map(|(a, b)| metrics::cosine(a, b))
+            .collect();
+        let near = if i == 0 {
+            reference_near.clone()
+        } else {
+            metrics::nearest(&vectors[i], TOP_K)
+        };
         let secs = best[i].as_secs_f64();
         rows.push(RecipeRow {
             recipe: r.name.clone(),

@@ -23,7 +23,9 @@ impl ReportFormat {
     }
 }
 
-const HEADERS: [&str; 9] = ["recipe", "size MB", "vs f32", "mean cos", "p1 cos", "min cos", "top-10", "ms/pass", "speed"];
+const HEADERS: [&str; 9] = [
+    "recipe", "size MB", "vs f32", "mean cos", "p1 cos", "min cos", "top-10", "ms/pass", "speed",
+];
 
 fn cells(report: &Report) -> Vec<[String; 9]> {
     report
@@ -37,7 +39,11 @@ fn cells(report: &Report) -> Vec<[String; 9]> {
                 format!("{:.6}", r.mean_cosine),
                 format!("{:.6}", r.p1_cosine),
                 format!("{:.6}", r.min_cosine),
-                if r.top10_overlap.is_nan() { "n/a".into() } else { format!("{:.3}", r.top10_overlap) },
+                if r.top10_overlap.is_nan() {
+                    "n/a".into()
+                } else {
+                    format!("{:.3}", r.top10_overlap)
+                },
                 format!("{:.0}", r.seconds * 1e3),
                 format!("{:.2}x", r.speed_vs_f32),
             ]
@@ -67,13 +73,26 @@ pub fn render(report: &Report, format: ReportFormat) -> String {
         }
         ReportFormat::Text => {
             let rows = cells(report);
-            let widths: Vec<usize> =
-                (0..HEADERS.len()).map(|c| rows.iter().map(|r| r[c].len()).chain([HEADERS[c].len()]).max().unwrap_or(0)).collect();
+            let widths: Vec<usize> = (0..HEADERS.len())
+                .map(|c| {
+                    rows.iter()
+                        .map(|r| r[c].len())
+                        .chain([HEADERS[c].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
             let line = |cols: Vec<&str>| -> String {
                 let parts: Vec<String> = cols
                     .iter()
                     .enumerate()
-                    .map(|(c, s)| if c == 0 { format!("{s:<w$}", w = widths[c]) } else { format!("{s:>w$}", w = widths[c]) })
+                    .map(|(c, s)| {
+                        if c == 0 {
+                            format!("{s:<w$}", w = widths[c])
+                        } else {
+                            format!("{s:>w$}", w = widths[c])
+                        }
+                    })
                     .collect();
                 parts.join("  ").trim_end().to_string() + "\n"
             };

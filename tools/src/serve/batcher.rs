@@ -170,10 +170,7 @@ impl Worker {
         };
         let deadline = oldest + self.limits.max_wait;
         while self.pending_tokens() < self.limits.max_batch_tokens {
-            let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-            else {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 break;
             };
             match self.incoming.recv_timeout(left) {
@@ -244,16 +241,12 @@ impl Worker {
         let waits: Vec<f64> = shares
             .iter()
             .flat_map(|&(i, s, e)| {
-                std::iter::repeat_n(
-                    now.duration_since(self.active[i].job.arrived).as_secs_f64(),
-                    e - s,
-                )
+                std::iter::repeat_n(now.duration_since(self.active[i].job.arrived).as_secs_f64(), e - s)
             })
             .collect();
         let result = self.embedder.embed_ids(&sequences, None, Some(false));
         self.queued.fetch_sub(texts, Ordering::AcqRel);
-        self.metrics
-            .pass(&self.model, texts, tokens, waits.into_iter());
+        self.metrics.pass(&self.model, texts, tokens, waits.into_iter());
         match result {
             Ok(rows) => {
                 let mut rows = rows.into_iter();
@@ -269,8 +262,7 @@ impl Worker {
                 tracing::error!(model = %self.model, texts, tokens, "forward pass failed: {err}");
                 for &(i, _, end) in shares.iter().rev() {
                     let a = self.active.remove(i).expect("share indices are in range");
-                    self.queued
-                        .fetch_sub(a.job.sequences.len() - end, Ordering::AcqRel);
+                    self.queued.fetch_sub(a.job.sequences.len() - end, Ordering::AcqRel);
                     let _ = a
                         .job
                         .reply
@@ -279,11 +271,7 @@ impl Worker {
                 return;
             }
         }
-        while self
-            .active
-            .front()
-            .is_some_and(|a| a.next == a.job.sequences.len())
-        {
+        while self.active.front().is_some_and(|a| a.next == a.job.sequences.len()) {
             let a = self.active.pop_front().expect("front exists");
             // A client that left during the pass just drops its rows.
             let _ = a.job.reply.send(Ok(a.rows));

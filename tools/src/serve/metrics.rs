@@ -14,9 +14,7 @@ const SECONDS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 /// Upper bounds of the texts-per-pass buckets.
-const TEXTS: [f64; 11] = [
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-];
+const TEXTS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 /// Upper bounds of the tokens-per-pass buckets.
 const TOKENS: [f64; 11] = [
     16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
@@ -55,14 +53,8 @@ impl Histogram {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, count) in self.counts.iter().enumerate() {
             cumulative += count;
-            let le = self
-                .bounds
-                .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
+            let le = self.bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
         }
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
@@ -135,10 +127,7 @@ impl Metrics {
     /// its texts waited in the queue.
     pub fn pass(&self, model: &str, texts: usize, tokens: usize, waits: impl Iterator<Item = f64>) {
         self.with(|f| {
-            let m = f
-                .models
-                .entry(model.to_string())
-                .or_insert_with(ModelFigures::new);
+            let m = f.models.entry(model.to_string()).or_insert_with(ModelFigures::new);
             m.pass_texts.observe(texts as f64);
             m.pass_tokens.observe(tokens as f64);
             m.texts += texts as u64;
@@ -234,21 +223,15 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(
-                "octet_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"0.001\"} 2"
-            ),
+            text.contains("octet_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"0.001\"} 2"),
             "{text}"
         );
         assert!(
-            text.contains(
-                "octet_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"0.005\"} 4"
-            ),
+            text.contains("octet_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"0.005\"} 4"),
             "{text}"
         );
         assert!(
-            text.contains(
-                "octet_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"} 5"
-            ),
+            text.contains("octet_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"} 5"),
             "{text}"
         );
         assert!(

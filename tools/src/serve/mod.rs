@@ -121,10 +121,7 @@ fn model_list(args: &ServeArgs) -> Result<Vec<(String, PathBuf)>> {
         list.push((name, path.clone()));
     }
     for spec in &args.named {
-        let Some((name, path)) = spec
-            .split_once('=')
-            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-        else {
+        let Some((name, path)) = spec.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
             return Err(CliError::usage(format!(
                 "--model takes NAME=PATH (e.g. --model minilm=minilm-int8.octet), not '{spec}'"
             )));
@@ -132,7 +129,9 @@ fn model_list(args: &ServeArgs) -> Result<Vec<(String, PathBuf)>> {
         list.push((name.to_string(), PathBuf::from(path)));
     }
     if list.is_empty() {
-        return Err(CliError::usage("no model to serve: give a .octet file (octet serve minilm-int8.octet) or --model NAME=PATH"));
+        return Err(CliError::usage(
+            "no model to serve: give a .octet file (octet serve minilm-int8.octet) or --model NAME=PATH",
+        ));
     }
     for (i, (name, _)) in list.iter().enumerate() {
         if list[..i].iter().any(|(other, _)| other == name) {
@@ -180,9 +179,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .filter(|k| !k.is_empty());
 
     let metrics = Arc::new(Metrics::default());
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut models = Vec::new();
     for (name, path) in list {
         let embedder = Arc::new(load::open_model(&path, args.threads)?);

@@ -6,8 +6,7 @@ use super::batcher::Batcher;
 use super::errors::ApiError;
 use super::metrics::Metrics;
 use super::schema::{
-    self, EmbeddingResponse, EmbeddingRow, Encoding, Inputs, ModelCard, TokenizeResponse,
-    TokenizedText, Usage, Vector,
+    self, EmbeddingResponse, EmbeddingRow, Encoding, Inputs, ModelCard, TokenizeResponse, TokenizedText, Usage, Vector,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -62,8 +61,19 @@ impl App {
                 .join(", ")
         };
         match name {
-            None => Err(ApiError::bad_param("model", format!("this server serves several models; set 'model' to one of: {}", names()))),
-            Some(name) => self.models.iter().find(|m| m.name == name).ok_or_else(|| ApiError::bad_param("model", format!("unknown model '{name}'; this server serves: {} (GET /v1/models lists them)", names()))),
+            None => Err(ApiError::bad_param(
+                "model",
+                format!("this server serves several models; set 'model' to one of: {}", names()),
+            )),
+            Some(name) => self.models.iter().find(|m| m.name == name).ok_or_else(|| {
+                ApiError::bad_param(
+                    "model",
+                    format!(
+                        "unknown model '{name}'; this server serves: {} (GET /v1/models lists them)",
+                        names()
+                    ),
+                )
+            }),
         }
     }
 }
@@ -105,8 +115,18 @@ async fn require_key(State(app): State<Arc<App>>, request: Request, next: Next) 
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
             Some(given) if same_secret(given.trim().as_bytes(), key.as_bytes()) => {}
-            Some(_) => return ApiError::unauthorized("the API key is wrong; send the key the server was started with (--api-key or OCTET_API_KEY)").into_response(),
-            None => return ApiError::unauthorized("this server requires an API key: send the header 'Authorization: Bearer <key>'").into_response(),
+            Some(_) => {
+                return ApiError::unauthorized(
+                    "the API key is wrong; send the key the server was started with (--api-key or OCTET_API_KEY)",
+                )
+                .into_response()
+            }
+            None => {
+                return ApiError::unauthorized(
+                    "this server requires an API key: send the header 'Authorization: Bearer <key>'",
+                )
+                .into_response()
+            }
         }
     }
     next.run(request).await
@@ -185,18 +205,13 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(limit)
         } else {
-            ApiError::bad_request(format!(
-                "could not read the request body: {}",
-                rejection.body_text()
-            ))
+            ApiError::bad_request(format!("could not read the request body: {}", rejection.body_text()))
         }
     })
 }
 
 /// Runs CPU work (tokenizing, encoding the answer) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("internal error (a bug in octet): {e}")))
@@ -232,15 +247,18 @@ async fn tokenize_texts(
 }
 
 /// Checks token-id inputs against the model: ids in range, length within the window.
-fn check_ids(
-    model: &Model,
-    mut sequences: Vec<Vec<u32>>,
-    truncate: bool,
-) -> Result<Vec<Vec<u32>>, ApiError> {
+fn check_ids(model: &Model, mut sequences: Vec<Vec<u32>>, truncate: bool) -> Result<Vec<Vec<u32>>, ApiError> {
     let window = model.card.max_input_tokens;
     for (i, seq) in sequences.iter_mut().enumerate() {
         if let Some(id) = seq.iter().find(|&&id| id as usize >= model.vocab_rows) {
-            return Err(ApiError::bad_param("input", format!("input[{i}] has token id {id}, which is out of range: model '{}' has ids 0 to {}", model.name, model.vocab_rows - 1)));
+            return Err(ApiError::bad_param(
+                "input",
+                format!(
+                    "input[{i}] has token id {id}, which is out of range: model '{}' has ids 0 to {}",
+                    model.name,
+                    model.vocab_rows - 1
+                ),
+            ));
         }
         if seq.len() > window {
             if !truncate {
@@ -253,10 +271,7 @@ fn check_ids(
 }
 
 /// `POST /v1/embeddings`.
-async fn embeddings(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn embeddings(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let body = body_bytes(body, app.limits.max_request_bytes)?;
     let request = schema::embedding_request(&body)?;
     drop(body);
@@ -268,17 +283,21 @@ async fn embeddings(
     let width = model.card.dimensions;
     if let Some(d) = request.dimensions {
         if d == 0 || d > width {
-            return Err(ApiError::bad_param("dimensions", format!("'dimensions' is {d}, but model '{}' gives 1 to {width} (its Matryoshka dimensions: {:?})", model.name, model.card.matryoshka_dimensions)));
+            return Err(ApiError::bad_param(
+                "dimensions",
+                format!(
+                    "'dimensions' is {d}, but model '{}' gives 1 to {width} (its Matryoshka dimensions: {:?})",
+                    model.name, model.card.matryoshka_dimensions
+                ),
+            ));
         }
     }
     let sequences = match request.input {
-        Inputs::Texts(texts) => {
-            tokenize_texts(&model, texts, request.prompt_name, request.truncate)
-                .await?
-                .into_iter()
-                .map(|t| t.ids)
-                .collect()
-        }
+        Inputs::Texts(texts) => tokenize_texts(&model, texts, request.prompt_name, request.truncate)
+            .await?
+            .into_iter()
+            .map(|t| t.ids)
+            .collect(),
         Inputs::Ids(sequences) => {
             if request.prompt_name.is_some() {
                 return Err(ApiError::bad_param("prompt_name", "'prompt_name' applies to text inputs; token ids are embedded as given (put the prompt's tokens in them)"));
@@ -347,20 +366,22 @@ async fn embeddings(
 }
 
 /// `POST /tokenize`.
-async fn tokenize(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn tokenize(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let body = body_bytes(body, app.limits.max_request_bytes)?;
     let request = schema::tokenize_request(&body)?;
     drop(body);
     let model = app.model(request.model.as_deref())?.clone();
     let inputs = request.input.len();
     if inputs > app.limits.max_inputs {
-        return Err(ApiError::bad_param("input", format!("'input' has {inputs} items; this server takes at most {} per request (--max-inputs)", app.limits.max_inputs)));
+        return Err(ApiError::bad_param(
+            "input",
+            format!(
+                "'input' has {inputs} items; this server takes at most {} per request (--max-inputs)",
+                app.limits.max_inputs
+            ),
+        ));
     }
-    let tokens =
-        tokenize_texts(&model, request.input, request.prompt_name, request.truncate).await?;
+    let tokens = tokenize_texts(&model, request.input, request.prompt_name, request.truncate).await?;
     let data: Vec<TokenizedText> = tokens
         .into_iter()
         .enumerate()
@@ -390,10 +411,7 @@ async fn tokenize(
 
 fn json_response(json: Vec<u8>, summary: Summary) -> Response {
     let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         json,
     )
         .into_response();
@@ -408,10 +426,7 @@ async fn models(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 }
 
 /// `GET /v1/models/{model}`.
-async fn model_card(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-) -> Result<Json<ModelCard>, ApiError> {
+async fn model_card(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<ModelCard>, ApiError> {
     app.models
         .iter()
         .find(|m| m.name == name)
@@ -431,11 +446,7 @@ async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 
 /// `GET /metrics`.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let queues: Vec<(String, usize)> = app
-        .models
-        .iter()
-        .map(|m| (m.name.clone(), m.batcher.depth()))
-        .collect();
+    let queues: Vec<(String, usize)> = app.models.iter().map(|m| (m.name.clone(), m.batcher.depth())).collect();
     (
         [(
             header::CONTENT_TYPE,

@@ -68,7 +68,10 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         return Err(ApiError::bad_request("the request body is empty; send a JSON object such as {\"model\": \"...\", \"input\": \"some text\"} with Content-Type: application/json"));
     }
     if let Err(e) = std::str::from_utf8(body) {
-        return Err(ApiError::bad_request(format!("the request body is not valid UTF-8 (bad byte at offset {}); send JSON encoded as UTF-8", e.valid_up_to())));
+        return Err(ApiError::bad_request(format!(
+            "the request body is not valid UTF-8 (bad byte at offset {}); send JSON encoded as UTF-8",
+            e.valid_up_to()
+        )));
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
@@ -85,21 +88,22 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 pub fn embedding_request(body: &[u8]) -> Result<EmbeddingRequest, ApiError> {
     let map = parse_object(body)?;
     let input = match map.get("input") {
-        None | Some(Value::Null) => return Err(ApiError::bad_param("input", "the request has no 'input': send a string, an array of strings, or arrays of token ids")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_param(
+                "input",
+                "the request has no 'input': send a string, an array of strings, or arrays of token ids",
+            ))
+        }
         Some(v) => inputs(v)?,
     };
     let dimensions = match map.get("dimensions") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|d| usize::try_from(d).ok())
-                .ok_or_else(|| {
-                    ApiError::bad_param(
-                        "dimensions",
-                        format!("'dimensions' must be a positive integer, not {}", kind(v)),
-                    )
-                })?,
-        ),
+        Some(v) => Some(v.as_u64().and_then(|d| usize::try_from(d).ok()).ok_or_else(|| {
+            ApiError::bad_param(
+                "dimensions",
+                format!("'dimensions' must be a positive integer, not {}", kind(v)),
+            )
+        })?),
     };
     let encoding = match map.get("encoding_format") {
         None | Some(Value::Null) => Encoding::Float,
@@ -108,10 +112,7 @@ pub fn embedding_request(body: &[u8]) -> Result<EmbeddingRequest, ApiError> {
         Some(v) => {
             return Err(ApiError::bad_param(
                 "encoding_format",
-                format!(
-                    "'encoding_format' must be \"float\" or \"base64\", not {}",
-                    describe(v)
-                ),
+                format!("'encoding_format' must be \"float\" or \"base64\", not {}", describe(v)),
             ))
         }
     };
@@ -129,22 +130,23 @@ pub fn embedding_request(body: &[u8]) -> Result<EmbeddingRequest, ApiError> {
 /// Reads a tokenize request (`input`, or llama-server's `content`).
 pub fn tokenize_request(body: &[u8]) -> Result<TokenizeRequest, ApiError> {
     let map = parse_object(body)?;
-    let input =
-        match map.get("input").or_else(|| map.get("content")) {
-            None | Some(Value::Null) => {
+    let input = match map.get("input").or_else(|| map.get("content")) {
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_param(
+                "input",
+                "the request has no 'input': send a string or an array of strings",
+            ))
+        }
+        Some(v) => match inputs(v)? {
+            Inputs::Texts(t) => t,
+            Inputs::Ids(_) => {
                 return Err(ApiError::bad_param(
                     "input",
-                    "the request has no 'input': send a string or an array of strings",
+                    "'input' of /tokenize must be a string or an array of strings, not token ids",
                 ))
             }
-            Some(v) => match inputs(v)? {
-                Inputs::Texts(t) => t,
-                Inputs::Ids(_) => return Err(ApiError::bad_param(
-                    "input",
-                    "'input' of /tokenize must be a string or an array of strings, not token ids",
-                )),
-            },
-        };
+        },
+    };
     Ok(TokenizeRequest {
         input,
         model: optional_string(&map, "model")?,
@@ -155,8 +157,7 @@ pub fn tokenize_request(body: &[u8]) -> Result<TokenizeRequest, ApiError> {
 
 /// `input` in any of its four forms.
 fn inputs(value: &Value) -> Result<Inputs, ApiError> {
-    const FORMS: &str =
-        "a string, an array of strings, an array of token ids, or an array of arrays of token ids";
+    const FORMS: &str = "a string, an array of strings, an array of token ids, or an array of arrays of token ids";
     let items = match value {
         Value::String(s) => return Ok(Inputs::Texts(vec![s.clone()])),
         Value::Array(items) => items,
@@ -205,15 +206,18 @@ fn token_ids(items: &[Value], at: &str) -> Result<Vec<u32>, ApiError> {
         .enumerate()
         .map(|(j, v)| match v.as_u64().and_then(|id| u32::try_from(id).ok()) {
             Some(id) => Ok(id),
-            None => Err(ApiError::bad_param("input", format!("{at}[{j}] is {}: token ids are non-negative integers below the model's vocabulary size", describe(v)))),
+            None => Err(ApiError::bad_param(
+                "input",
+                format!(
+                    "{at}[{j}] is {}: token ids are non-negative integers below the model's vocabulary size",
+                    describe(v)
+                ),
+            )),
         })
         .collect()
 }
 
-fn optional_string(
-    map: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, ApiError> {
+fn optional_string(map: &Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -347,32 +351,27 @@ mod tests {
     fn the_four_input_forms() {
         assert!(matches!(input(r#"{"input": "a"}"#), Ok(Inputs::Texts(t)) if t == ["a"]));
         assert!(matches!(input(r#"{"input": ["a", ""]}"#), Ok(Inputs::Texts(t)) if t == ["a", ""]));
-        assert!(
-            matches!(input(r#"{"input": [101, 102]}"#), Ok(Inputs::Ids(s)) if s == [vec![101, 102]])
-        );
-        assert!(
-            matches!(input(r#"{"input": [[101], [7, 8]]}"#), Ok(Inputs::Ids(s)) if s == [vec![101], vec![7, 8]])
-        );
+        assert!(matches!(input(r#"{"input": [101, 102]}"#), Ok(Inputs::Ids(s)) if s == [vec![101, 102]]));
+        assert!(matches!(input(r#"{"input": [[101], [7, 8]]}"#), Ok(Inputs::Ids(s)) if s == [vec![101], vec![7, 8]]));
     }
 
     #[test]
     fn mistakes_name_the_field_and_never_echo_long_text() {
-        assert!(input(r#"{"input": []}"#)
-            .unwrap_err()
-            .contains("empty array"));
+        assert!(input(r#"{"input": []}"#).unwrap_err().contains("empty array"));
         assert!(input(r#"{"input": ["a", [1]]}"#)
             .unwrap_err()
             .contains("input[1] is an array"));
         assert!(input(r#"{"input": [[1], "a"]}"#)
             .unwrap_err()
             .contains("input[1] is a string"));
-        assert!(input(r#"{"input": [1, -2]}"#)
-            .unwrap_err()
-            .contains("input[1] is -2"));
+        assert!(input(r#"{"input": [1, -2]}"#).unwrap_err().contains("input[1] is -2"));
         let secret = "a private sentence that must not come back";
         let message = input(&format!(r#"{{"input": [[1, "{secret}"]]}}"#)).unwrap_err();
         assert!(!message.contains(secret), "{message}");
-        let request = embedding_request(br#"{"input": "a", "dimensions": 8, "encoding_format": "base64", "truncate": false, "normalize": false}"#).unwrap();
+        let request = embedding_request(
+            br#"{"input": "a", "dimensions": 8, "encoding_format": "base64", "truncate": false, "normalize": false}"#,
+        )
+        .unwrap();
         assert_eq!(
             (
                 request.dimensions,

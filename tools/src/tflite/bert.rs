@@ -180,10 +180,7 @@ impl<'m> Graph<'m> {
         match users.as_slice() {
             [o] => Ok(o),
             _ => {
-                let found: Vec<String> = self.consumers[t]
-                    .iter()
-                    .map(|&i| self.op(i).label())
-                    .collect();
+                let found: Vec<String> = self.consumers[t].iter().map(|&i| self.op(i).label()).collect();
                 Err(unrecognised(format!(
                     "{context}: expected one {} reading tensor {}, found consumers [{}]",
                     op::name(code),
@@ -226,10 +223,8 @@ impl<'m> Graph<'m> {
     pub(super) fn through_layout(&self, mut t: usize) -> usize {
         loop {
             match self.consumers[t].as_slice() {
-                [i] if matches!(
-                    self.op(*i).code,
-                    op::RESHAPE | op::TRANSPOSE | op::SQUEEZE | op::CAST
-                ) && self.op(*i).input(0) == Some(t) =>
+                [i] if matches!(self.op(*i).code, op::RESHAPE | op::TRANSPOSE | op::SQUEEZE | op::CAST)
+                    && self.op(*i).input(0) == Some(t) =>
                 {
                     match self.op(*i).outputs.first() {
                         Some(&next) => t = next,
@@ -262,15 +257,15 @@ impl<'m> Graph<'m> {
                             return Err(unrecognised(format!("{}: fused activation {fused_activation} / weights format {weights_format} (octet reads plain FULLY_CONNECTED only)", o.label())));
                         }
                     }
-                    let weight = o.input(1).and_then(|w| self.constant(w)).ok_or_else(|| {
-                        unrecognised(format!("{}: the weight is not a constant", o.label()))
-                    })?;
+                    let weight = o
+                        .input(1)
+                        .and_then(|w| self.constant(w))
+                        .ok_or_else(|| unrecognised(format!("{}: the weight is not a constant", o.label())))?;
                     let bias = o
                         .input(2)
                         .map(|b| {
-                            self.constant(b).ok_or_else(|| {
-                                unrecognised(format!("{}: the bias is not a constant", o.label()))
-                            })
+                            self.constant(b)
+                                .ok_or_else(|| unrecognised(format!("{}: the bias is not a constant", o.label())))
                         })
                         .transpose()?;
                     out.push((
@@ -282,13 +277,7 @@ impl<'m> Graph<'m> {
                         },
                     ));
                 }
-                (
-                    op::BATCH_MATMUL,
-                    OpOptions::BatchMatMul {
-                        adj_x: false,
-                        adj_y,
-                    },
-                ) => {
+                (op::BATCH_MATMUL, OpOptions::BatchMatMul { adj_x: false, adj_y }) => {
                     if let Some(weight) = o.input(1).and_then(|w| self.constant(w)) {
                         out.push((
                             o,
@@ -359,13 +348,7 @@ impl<'m> Graph<'m> {
             .users(x, op::SUB)
             .into_iter()
             .find(|o| o.input(0) == Some(x) && o.input(1) == Some(m))
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{}: no SUB of the mean from {}",
-                    ctx("centre"),
-                    self.label(x)
-                ))
-            })?;
+            .ok_or_else(|| unrecognised(format!("{}: no SUB of the mean from {}", ctx("centre"), self.label(x))))?;
         let d = self.out(sub)?;
         let scale = self
             .users(d, op::MUL)
@@ -397,13 +380,7 @@ impl<'m> Graph<'m> {
                     .flatten()
                     .any(|&t| t != x && self.before_reshapes(t) == r)
             })
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{}: no MUL of {} by the rsqrt",
-                    ctx("scale"),
-                    self.label(x)
-                ))
-            })?;
+            .ok_or_else(|| unrecognised(format!("{}: no MUL of {} by the rsqrt", ctx("scale"), self.label(x))))?;
         let scaled_out = self.out(scaled)?;
         let shift_add = self.one_user(scaled_out, op::ADD, &ctx("shift"))?;
         let shift = shift_add
@@ -413,13 +390,7 @@ impl<'m> Graph<'m> {
             .copied()
             .find(|&t| t != scaled_out)
             .map(|t| self.before_reshapes(t))
-            .ok_or_else(|| {
-                unrecognised(format!(
-                    "{}: {} has one input",
-                    ctx("shift"),
-                    shift_add.label()
-                ))
-            })?;
+            .ok_or_else(|| unrecognised(format!("{}: {} has one input", ctx("shift"), shift_add.label())))?;
         // shift = 0 - r * mean
         let is_shift = self.producer[shift].map(|i| self.op(i)).is_some_and(|sub| {
             sub.code == op::SUB
@@ -429,9 +400,7 @@ impl<'m> Graph<'m> {
                     .and_then(|t| self.producer[t])
                     .map(|i| self.op(i))
                     .is_some_and(|mul| {
-                        mul.code == op::MUL
-                            && mul.inputs.contains(&Some(r))
-                            && mul.inputs.contains(&Some(m))
+                        mul.code == op::MUL && mul.inputs.contains(&Some(r)) && mul.inputs.contains(&Some(m))
                     })
         });
         if !is_shift {
@@ -464,12 +433,7 @@ impl<'m> Graph<'m> {
     }
 
     /// The MUL by gamma and ADD of beta after the normalised values.
-    fn gamma_beta(
-        &self,
-        normalized: usize,
-        eps: f32,
-        ctx: &str,
-    ) -> Result<LayerNormMatch, TfliteError> {
+    fn gamma_beta(&self, normalized: usize, eps: f32, ctx: &str) -> Result<LayerNormMatch, TfliteError> {
         let ctx = |step: &str| format!("{ctx} ({step})");
         let gamma_op = self
             .users(normalized, op::MUL)
@@ -491,13 +455,7 @@ impl<'m> Graph<'m> {
             .inputs
             .iter()
             .flatten()
-            .find_map(|&t| {
-                if t != normalized {
-                    self.constant(t)
-                } else {
-                    None
-                }
-            })
+            .find_map(|&t| if t != normalized { self.constant(t) } else { None })
             .ok_or_else(|| unrecognised(format!("{}: gamma is not a constant", ctx("gamma"))))?;
         let g = self.out(gamma_op)?;
         let beta_op = self.one_user(g, op::ADD, &ctx("beta"))?;
@@ -532,9 +490,7 @@ impl<'m> Graph<'m> {
     /// single row broadcast, as litert-torch folds the token-type row over the sequence).
     fn rows_identical(&self, t: usize, h: usize) -> bool {
         match self.model.f32_values(&self.model.tensors[t]) {
-            Ok(v) if h > 0 && v.len() % h == 0 && v.len() > h => {
-                v.chunks_exact(h).all(|row| row == &v[..h])
-            }
+            Ok(v) if h > 0 && v.len() % h == 0 && v.len() > h => v.chunks_exact(h).all(|row| row == &v[..h]),
             _ => false,
         }
     }
@@ -618,10 +574,7 @@ pub(super) struct EmbeddingLookup {
 pub(super) fn find_embedding(g: &Graph) -> Result<EmbeddingLookup, TfliteError> {
     let m = g.model;
     for &input in &m.inputs {
-        if !matches!(
-            m.tensors[input].dtype,
-            super::TensorType::I32 | super::TensorType::I64
-        ) {
+        if !matches!(m.tensors[input].dtype, super::TensorType::I32 | super::TensorType::I64) {
             continue;
         }
         let ids = g.through_layout(input);
@@ -737,11 +690,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
                 [d] | [1, d] if *d == h => token_type.push(c),
                 // litert-torch folds the token-type row, broadcast over the fixed sequence
                 // length, into a [1, n, h] constant beside the [1, n, h] position rows.
-                [_, d] | [1, _, d]
-                    if *d == h && token_type.is_empty() && g.rows_identical(c, h) =>
-                {
-                    token_type.push(c)
-                }
+                [_, d] | [1, _, d] if *d == h && token_type.is_empty() && g.rows_identical(c, h) => token_type.push(c),
                 [p, d] | [1, p, d] if *d == h && position.is_none() => position = Some(c),
                 s => {
                     return Err(unrecognised(format!(
@@ -813,8 +762,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             let shaped = g.through_layout(result);
             if heads.is_none() {
                 // The RESHAPE into heads: [..., heads, head_dim] with heads x head_dim = h.
-                if let [.., a, b] = model.tensors[g.through_layout_first_reshape(result)].shape[..]
-                {
+                if let [.., a, b] = model.tensors[g.through_layout_first_reshape(result)].shape[..] {
                     if a * b == h && a > 1 {
                         heads = Some(a);
                     }
@@ -824,12 +772,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
                 .users(shaped, op::BATCH_MATMUL)
                 .into_iter()
                 .next()
-                .ok_or_else(|| {
-                    unrecognised(format!(
-                        "{ctx}: {} does not reach a BATCH_MATMUL",
-                        o.label()
-                    ))
-                })?;
+                .ok_or_else(|| unrecognised(format!("{ctx}: {} does not reach a BATCH_MATMUL", o.label())))?;
             let slot = if bmm.input(0) == Some(shaped) { 0 } else { 1 };
             entries.push((lin, bmm.index, slot));
         }
@@ -905,9 +848,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         let gelu = g.one_user(up_out, op::GELU, &format!("{ctx} FFN activation"))?;
         let tanh = matches!(gelu.options, OpOptions::Gelu { approximate: true });
         if *gelu_tanh.get_or_insert(tanh) != tanh {
-            return Err(unrecognised(format!(
-                "{ctx}: GELU form differs between layers"
-            )));
+            return Err(unrecognised(format!("{ctx}: GELU form differs between layers")));
         }
         let mut down = g.linears_reading(g.out(gelu)?)?;
         if down.len() != 1 {
@@ -951,19 +892,14 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         ));
     }
     let heads = heads.ok_or_else(|| {
-        unrecognised(
-            "no RESHAPE into attention heads ([..., heads, head_dim]) after the query projection",
-        )
+        unrecognised("no RESHAPE into attention heads ([..., heads, head_dim]) after the query projection")
     })?;
     let head_dim = h / heads;
     let want = 1.0 / (head_dim as f32).sqrt();
     // Either every layer scales its scores by 1/sqrt(head_dim), or none does (the scale is in
     // the projections' weights, and the query weights are rescaled when planned).
     let unscaled = layers.iter().all(|(_, s)| *s == 1.0);
-    if let Some((_, s)) = layers
-        .iter()
-        .find(|(_, s)| !unscaled && (s - want).abs() > want * 1e-4)
-    {
+    if let Some((_, s)) = layers.iter().find(|(_, s)| !unscaled && (s - want).abs() > want * 1e-4) {
         return Err(unrecognised(format!(
             "attention scale {s}; octet's BERT uses 1/sqrt(head_dim {head_dim}) = {want}, or no scale in every layer"
         )));
@@ -1001,10 +937,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
                 )))
             }
         };
-        PoolingFound {
-            mean: true,
-            normalize,
-        }
+        PoolingFound { mean: true, normalize }
     };
     Ok(BertGraph {
         word,
@@ -1038,14 +971,10 @@ impl Graph<'_> {
             .users(x, op::MUL)
             .into_iter()
             .find(|o| o.input(0) == Some(x) && o.input(1) == Some(x))?;
-        let sum = self
-            .users(*square.outputs.first()?, op::SUM)
-            .into_iter()
-            .next()?;
+        let sum = self.users(*square.outputs.first()?, op::SUM).into_iter().next()?;
         let s = *sum.outputs.first()?;
         let root = self.consumers[s].iter().map(|&i| self.op(i)).find(|o| {
-            o.code == op::SQRT
-                || (o.code == op::POW && o.input(1).and_then(|e| self.scalar(e)) == Some(0.5))
+            o.code == op::SQRT || (o.code == op::POW && o.input(1).and_then(|e| self.scalar(e)) == Some(0.5))
         })?;
         let mut norm = *root.outputs.first()?;
         if let Some(max) = self.users(norm, op::MAXIMUM).into_iter().next() {
@@ -1095,17 +1024,12 @@ impl Graph<'_> {
 /// `layers.N.attention.{query,key,value,output}.{weight,bias}`, `layers.N.attention.norm.{weight,bias}`,
 /// `layers.N.ffn.{up,down}.{weight,bias}`, `layers.N.ffn.norm.{weight,bias}`. Linear weights are
 /// [out, in], as FULLY_CONNECTED stores them. Pooling is the mean over tokens.
-pub fn from_mapping(
-    model: &TfliteModel,
-    map: &serde_json::Value,
-) -> Result<BertGraph, TfliteError> {
+pub fn from_mapping(model: &TfliteModel, map: &serde_json::Value) -> Result<BertGraph, TfliteError> {
     let bad = |m: String| TfliteError::Invalid(format!("mapping file: {m}"));
     let tensors = map
         .get("tensors")
         .and_then(|v| v.as_object())
-        .ok_or_else(|| {
-            bad("needs an object \"tensors\": {tensor name or index: engine name}".into())
-        })?;
+        .ok_or_else(|| bad("needs an object \"tensors\": {tensor name or index: engine name}".into()))?;
     let mut by_engine: BTreeMap<String, usize> = BTreeMap::new();
     for (key, value) in tensors {
         let engine = value
@@ -1175,32 +1099,18 @@ pub fn from_mapping(
     let heads = config
         .get("num_attention_heads")
         .and_then(|v| v.as_u64())
-        .ok_or_else(|| bad("config.num_attention_heads is required".into()))?
-        as usize;
-    let act = config
-        .get("hidden_act")
-        .and_then(|v| v.as_str())
-        .unwrap_or("gelu");
+        .ok_or_else(|| bad("config.num_attention_heads is required".into()))? as usize;
+    let act = config.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu");
     Ok(BertGraph {
         word: get("embeddings.word")?,
         position: by_engine.get("embeddings.position").copied(),
-        token_type: by_engine
-            .get("embeddings.token_type")
-            .copied()
-            .into_iter()
-            .collect(),
+        token_type: by_engine.get("embeddings.token_type").copied().into_iter().collect(),
         embeddings_norm: norm("embeddings.norm")?,
         layers,
         heads,
-        eps: config
-            .get("layer_norm_eps")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(1e-12) as f32,
+        eps: config.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32,
         gelu_tanh: matches!(act, "gelu_new" | "gelu_pytorch_tanh"),
-        folded_norms: config
-            .get("folded_norms")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        folded_norms: config.get("folded_norms").and_then(|v| v.as_bool()).unwrap_or(false),
         query_scale: 1.0,
         asymmetric_inputs: config
             .get("asymmetric_activations")
@@ -1208,10 +1118,7 @@ pub fn from_mapping(
             .unwrap_or(false),
         pooling: PoolingFound {
             mean: true,
-            normalize: config
-                .get("normalize")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(true),
+            normalize: config.get("normalize").and_then(|v| v.as_bool()).unwrap_or(true),
         },
     })
 }

@@ -22,9 +22,7 @@
 use super::error::TfliteError;
 use super::model::TfliteModel;
 use super::schema::{get, slot, table, Bytes, TableVec};
-use flatbuffers::{
-    ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions,
-};
+use flatbuffers::{ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions};
 use std::io::Read;
 
 /// The `Model.metadata` name of the TFLite Support metadata buffer.
@@ -137,11 +135,10 @@ impl Verifiable for ProcessUnitTable<'_> {
                 slot(1),
                 false,
                 |key, v, pos| match key {
-                    UNIT_BERT_TOKENIZER => v
-                        .verify_union_variant::<ForwardsUOffset<BertTokenizerOptionsTable>>(
-                            "BertTokenizerOptions",
-                            pos,
-                        ),
+                    UNIT_BERT_TOKENIZER => v.verify_union_variant::<ForwardsUOffset<BertTokenizerOptionsTable>>(
+                        "BertTokenizerOptions",
+                        pos,
+                    ),
                     UNIT_SENTENCE_PIECE_TOKENIZER => v
                         .verify_union_variant::<ForwardsUOffset<SentencePieceOptionsTable>>(
                             "SentencePieceTokenizerOptions",
@@ -293,23 +290,15 @@ fn first_file(
         .map(|f| f.get(0).name())
         .unwrap_or_default();
     if name.is_empty() {
-        return Err(invalid(format!(
-            "TFLite metadata: the {what} names no associated file"
-        )));
+        return Err(invalid(format!("TFLite metadata: the {what} names no associated file")));
     }
     Ok(name)
 }
 
 /// The tokenizer named by one process unit, if it is one.
-fn unit_tokenizer(
-    unit: ProcessUnitTable<'_>,
-    attached_to: &str,
-) -> Result<Option<TokenizerUnit>, TfliteError> {
+fn unit_tokenizer(unit: ProcessUnitTable<'_>, attached_to: &str) -> Result<Option<TokenizerUnit>, TfliteError> {
     let found = if let Some(bert) = unit.bert_tokenizer() {
-        Some((
-            TokenizerKind::Bert,
-            first_file(bert.vocab_file(), "BERT tokenizer")?,
-        ))
+        Some((TokenizerKind::Bert, first_file(bert.vocab_file(), "BERT tokenizer")?))
     } else if let Some(sp) = unit.sentence_piece_tokenizer() {
         let file = match sp.model_file() {
             Some(f) if !f.is_empty() => first_file(Some(f), "SentencePiece tokenizer")?,
@@ -329,13 +318,8 @@ fn unit_tokenizer(
 /// Reads a `ModelMetadata` buffer (`M001`) and returns the input tokenizer of its first
 /// subgraph: a subgraph-wide input process unit first, else one on an input tensor.
 pub fn tokenizer_unit(metadata: &[u8]) -> Result<Option<TokenizerUnit>, TfliteError> {
-    if metadata.len() < 8
-        || !flatbuffers::buffer_has_identifier(metadata, METADATA_IDENTIFIER, false)
-    {
-        let found = metadata
-            .get(4..8)
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
+    if metadata.len() < 8 || !flatbuffers::buffer_has_identifier(metadata, METADATA_IDENTIFIER, false) {
+        let found = metadata.get(4..8).map(String::from_utf8_lossy).unwrap_or_default();
         return Err(invalid(format!(
             "the {METADATA_NAME} buffer ({} bytes) has identifier {found:?}, not \"{METADATA_IDENTIFIER}\"",
             metadata.len()
@@ -399,10 +383,7 @@ pub fn associated_file(file: &[u8], name: &str) -> Result<Vec<u8>, TfliteError> 
 /// The fixed length of the model's first input, when its shape is [1, n] with n fixed.
 fn fixed_input_len(model: &TfliteModel) -> Option<usize> {
     let t = &model.tensors[*model.inputs.first()?];
-    if t.shape_signature
-        .as_ref()
-        .is_some_and(|s| s.iter().any(|&d| d < 0))
-    {
+    if t.shape_signature.as_ref().is_some_and(|s| s.iter().any(|&d| d < 0)) {
         return None;
     }
     match t.shape[..] {

@@ -101,10 +101,7 @@ fn bert_model() -> Vec<u8> {
 
 fn expect_invalid<T: std::fmt::Debug>(r: Result<T, TfliteError>, needle: &str) {
     match r {
-        Err(TfliteError::Invalid(msg)) => assert!(
-            msg.contains(needle),
-            "error '{msg}' does not mention '{needle}'"
-        ),
+        Err(TfliteError::Invalid(msg)) => assert!(msg.contains(needle), "error '{msg}' does not mention '{needle}'"),
         other => panic!("expected an invalid-file error mentioning '{needle}', got {other:?}"),
     }
 }
@@ -112,9 +109,7 @@ fn expect_invalid<T: std::fmt::Debug>(r: Result<T, TfliteError>, needle: &str) {
 #[test]
 fn a_bert_vocab_is_found_and_read_from_the_archive() {
     let model = TfliteModel::from_bytes(bert_model()).unwrap();
-    let t = metadata::embedded_tokenizer(&model)
-        .unwrap()
-        .expect("a tokenizer");
+    let t = metadata::embedded_tokenizer(&model).unwrap().expect("a tokenizer");
     assert_eq!(t.unit.kind, TokenizerKind::Bert);
     assert_eq!(t.unit.file, "vocab.txt");
     assert_eq!(t.unit.attached_to, "subgraph input");
@@ -126,10 +121,9 @@ fn a_bert_vocab_is_found_and_read_from_the_archive() {
 
 #[test]
 fn a_unit_on_an_input_tensor_is_found_too() {
-    let unit =
-        metadata::tokenizer_unit(&metadata_buffer(5, "sp.model", Place::InputTensor, "M001"))
-            .unwrap()
-            .expect("a tokenizer");
+    let unit = metadata::tokenizer_unit(&metadata_buffer(5, "sp.model", Place::InputTensor, "M001"))
+        .unwrap()
+        .expect("a tokenizer");
     assert_eq!(unit.kind, TokenizerKind::SentencePiece);
     assert_eq!(unit.file, "sp.model");
     assert_eq!(unit.attached_to, "input tensor 'ids'");
@@ -185,28 +179,20 @@ fn every_truncated_metadata_buffer_is_an_error() {
 fn an_out_of_range_metadata_buffer_index_is_an_error() {
     let mut spec = valid();
     spec.metadata = vec![(metadata::METADATA_NAME, 99)];
-    expect_invalid(
-        TfliteModel::from_bytes(build(&spec)).map(|_| ()),
-        "refers to buffer 99",
-    );
+    expect_invalid(TfliteModel::from_bytes(build(&spec)).map(|_| ()), "refers to buffer 99");
 }
 
 #[test]
 fn a_missing_archive_or_file_is_an_error() {
     let md = || metadata_buffer(4, "vocab.txt", Place::Subgraph, "M001");
     let no_archive = TfliteModel::from_bytes(model_with(md(), &[])).unwrap();
-    expect_invalid(
-        metadata::embedded_tokenizer(&no_archive),
-        "no readable archive",
-    );
-    let wrong_file =
-        TfliteModel::from_bytes(model_with(md(), &zip_of(&[("labels.txt", b"a\nb\n")]))).unwrap();
+    expect_invalid(metadata::embedded_tokenizer(&no_archive), "no readable archive");
+    let wrong_file = TfliteModel::from_bytes(model_with(md(), &zip_of(&[("labels.txt", b"a\nb\n")]))).unwrap();
     expect_invalid(metadata::embedded_tokenizer(&wrong_file), "'vocab.txt'");
     // A truncated archive: every cut of its tail is an error, never a panic.
     let archive = zip_of(&[("vocab.txt", VOCAB.as_bytes())]);
     for cut in 1..archive.len() {
-        let model =
-            TfliteModel::from_bytes(model_with(md(), &archive[..archive.len() - cut])).unwrap();
+        let model = TfliteModel::from_bytes(model_with(md(), &archive[..archive.len() - cut])).unwrap();
         assert!(
             metadata::embedded_tokenizer(&model).is_err(),
             "archive cut by {cut} accepted"
@@ -225,10 +211,7 @@ fn a_bert_vocab_becomes_a_working_tokenizer_json() {
     assert_eq!(enc.get_ids(), &[2, 5, 8, 6, 7, 3]);
     assert_eq!(tok.encode("unknown", true).unwrap().get_ids(), &[2, 1, 3]);
     // Special tokens are kept whole.
-    assert_eq!(
-        tok.encode("[MASK] hello", true).unwrap().get_ids(),
-        &[2, 4, 5, 3]
-    );
+    assert_eq!(tok.encode("[MASK] hello", true).unwrap().get_ids(), &[2, 4, 5, 3]);
 }
 
 #[test]
@@ -256,51 +239,30 @@ fn the_user_tokenizer_wins_and_neither_is_a_usage_error() {
     assert_eq!(found.window, Some(2));
     assert!(tokenizers::Tokenizer::from_bytes(&found.json).is_ok());
 
-    let user =
-        std::env::temp_dir().join(format!("octet-metadata-test-{}.json", std::process::id()));
+    let user = std::env::temp_dir().join(format!("octet-metadata-test-{}.json", std::process::id()));
     std::fs::write(&user, b"{\"user\": true}").unwrap();
     let chosen = tokenizer_source::resolve(&with_metadata, Some(&user), input).unwrap();
     std::fs::remove_file(&user).ok();
     assert_eq!(chosen.json, b"{\"user\": true}");
 
-    let missing = tokenizer_source::resolve(
-        &with_metadata,
-        Some(std::path::Path::new("/nonexistent/t.json")),
-        input,
-    )
-    .unwrap_err();
-    assert_eq!(
-        crate::exit::code_for(&missing),
-        crate::exit::NO_INPUT,
-        "{missing:#}"
-    );
+    let missing = tokenizer_source::resolve(&with_metadata, Some(std::path::Path::new("/nonexistent/t.json")), input)
+        .unwrap_err();
+    assert_eq!(crate::exit::code_for(&missing), crate::exit::NO_INPUT, "{missing:#}");
 
     let plain = TfliteModel::from_bytes(build(&valid())).unwrap();
     let neither = tokenizer_source::resolve(&plain, None, input).unwrap_err();
-    assert_eq!(
-        crate::exit::code_for(&neither),
-        crate::exit::USAGE,
-        "{neither:#}"
-    );
+    assert_eq!(crate::exit::code_for(&neither), crate::exit::USAGE, "{neither:#}");
     let msg = format!("{neither:#}");
-    assert!(
-        msg.contains("--tokenizer") && msg.contains("metadata"),
-        "{msg}"
-    );
+    assert!(msg.contains("--tokenizer") && msg.contains("metadata"), "{msg}");
 
     let sp = model_with(
         metadata_buffer(5, "sp.model", Place::Subgraph, "M001"),
         &zip_of(&[("sp.model", b"not really a model")]),
     );
     let sp = TfliteModel::from_bytes(sp).unwrap();
-    let msg = format!(
-        "{:#}",
-        tokenizer_source::resolve(&sp, None, input).unwrap_err()
-    );
+    let msg = format!("{:#}", tokenizer_source::resolve(&sp, None, input).unwrap_err());
     assert!(
-        msg.contains("SentencePiece")
-            && msg.contains("not supported yet")
-            && msg.contains("--tokenizer"),
+        msg.contains("SentencePiece") && msg.contains("not supported yet") && msg.contains("--tokenizer"),
         "{msg}"
     );
 }

@@ -290,7 +290,9 @@ fn metadata_entries(
     model: &schema::ModelTable<'_>,
     buffers: &[Option<Range<usize>>],
 ) -> Result<Vec<MetadataEntry>, TfliteError> {
-    let Some(entries) = model.metadata() else { return Ok(Vec::new()) };
+    let Some(entries) = model.metadata() else {
+        return Ok(Vec::new());
+    };
     entries
         .iter()
         .map(|m| {
@@ -341,7 +343,17 @@ impl TfliteModel {
     #[allow(clippy::type_complexity)]
     fn decode(
         bytes: &[u8],
-    ) -> Result<(Vec<Tensor>, Vec<usize>, Vec<usize>, Vec<Operator>, usize, Vec<MetadataEntry>), TfliteError> {
+    ) -> Result<
+        (
+            Vec<Tensor>,
+            Vec<usize>,
+            Vec<usize>,
+            Vec<Operator>,
+            usize,
+            Vec<MetadataEntry>,
+        ),
+        TfliteError,
+    > {
         // A flatbuffer's offsets are 32-bit: the table part lies in the first 2 GB, and larger
         // files keep their buffers after it (Buffer.offset / size).
         let fb = &bytes[..bytes.len().min(flatbuffers::FLATBUFFERS_MAX_BUFFER_SIZE)];

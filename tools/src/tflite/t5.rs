@@ -194,8 +194,7 @@ impl<'m> Graph<'m> {
     /// Matches the RMSNorm that starts at `x` (module docs).
     fn rms_norm(&self, x: usize, context: &str) -> Result<RmsMatch, TfliteError> {
         let ctx = |step: &str| format!("{context} RMSNorm ({step})");
-        let square = self
-            .consumers[x]
+        let square = self.consumers[x]
             .iter()
             .map(|&i| self.op(i))
             .find(|o| o.code == op::SQUARE || (o.code == op::MUL && o.input(0) == Some(x) && o.input(1) == Some(x)))
@@ -224,7 +223,13 @@ impl<'m> Graph<'m> {
             .users(x, op::MUL)
             .into_iter()
             .find(|o| o.inputs.contains(&Some(r)))
-            .ok_or_else(|| unrecognised(format!("{}: no MUL of {} by the rsqrt", ctx("normalise"), self.label(x))))?;
+            .ok_or_else(|| {
+                unrecognised(format!(
+                    "{}: no MUL of {} by the rsqrt",
+                    ctx("normalise"),
+                    self.label(x)
+                ))
+            })?;
         let normalized = self.out(scale)?;
         // A MUL by a [d] constant right after is the weight (unless the converter folded it).
         let d = self.model.tensors[x].shape.last().copied().unwrap_or(0);
@@ -304,7 +309,10 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         let ctx = format!("layer {i}");
         let norm = g.rms_norm(x, if i == 0 { "layer 0" } else { &ctx })?;
         if (*eps.get_or_insert(norm.eps) - norm.eps).abs() > norm.eps.abs() * 1e-3 {
-            return Err(unrecognised(format!("{ctx}: RMSNorm epsilon {} differs from layer 0's", norm.eps)));
+            return Err(unrecognised(format!(
+                "{ctx}: RMSNorm epsilon {} differs from layer 0's",
+                norm.eps
+            )));
         }
         let qkv = g.t5_linears_reading(norm.output)?;
         if qkv.is_empty() {
@@ -353,7 +361,12 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         let softmax = loop {
             let next = match g.consumers[t].as_slice() {
                 [i] => g.op(*i),
-                _ => return Err(unrecognised(format!("{ctx}: the attention scores {} have no single consumer", g.label(t)))),
+                _ => {
+                    return Err(unrecognised(format!(
+                        "{ctx}: the attention scores {} have no single consumer",
+                        g.label(t)
+                    )))
+                }
             };
             match next.code {
                 op::SOFTMAX => break next,
@@ -390,8 +403,11 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
                 }
             }
         };
-        let layer_bias = layer_bias
-            .ok_or_else(|| unrecognised(format!("{ctx}: no constant relative-position bias is added to the scores")))?;
+        let layer_bias = layer_bias.ok_or_else(|| {
+            unrecognised(format!(
+                "{ctx}: no constant relative-position bias is added to the scores"
+            ))
+        })?;
         if *bias.get_or_insert(layer_bias) != layer_bias {
             return Err(unrecognised(format!(
                 "{ctx}: adds its own position bias {}; T5 shares one across layers",
@@ -399,7 +415,9 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
             )));
         }
         if g.op(context_op).input(0) != Some(g.out(softmax)?) {
-            return Err(unrecognised(format!("{ctx}: the value product does not read the softmax")));
+            return Err(unrecognised(format!(
+                "{ctx}: the value product does not read the softmax"
+            )));
         }
         let context = g.through_layout(g.out(g.op(context_op))?);
         let (output, o_out) = g.t5_one_linear(context, &format!("{ctx} attention output"))?;
@@ -471,7 +489,10 @@ pub fn recognise(model: &TfliteModel) -> Result<T5Graph, TfliteError> {
         [i] if g.op(*i).code == op::L2_NORMALIZATION => {
             let out = g.out(g.op(*i))?;
             if !model.outputs.contains(&out) {
-                return Err(unrecognised(format!("pooling: the L2 normalised {} is not a model output", g.label(out))));
+                return Err(unrecognised(format!(
+                    "pooling: the L2 normalised {} is not a model output",
+                    g.label(out)
+                )));
             }
             true
         }
@@ -557,32 +578,40 @@ fn feed_forward(
                 return Ok((None, f.linear, FfnActivation::Relu, out));
             }
             let (act, activated) = activation_after(out).ok_or_else(|| {
-                unrecognised(format!("{ctx}: the FFN projection {} is not followed by RELU or GELU", f.op.label()))
+                unrecognised(format!(
+                    "{ctx}: the FFN projection {} is not followed by RELU or GELU",
+                    f.op.label()
+                ))
             })?;
             Ok((None, f.linear, act, activated))
         }
         [a, b] => {
             let (a_out, b_out) = (g.out(a.op)?, g.out(b.op)?);
             let fused = |f: &FoundLinear| f.fused_activation == FUSED_RELU;
-            let (gate, up, (act, activated)) = match (fused(a), fused(b), activation_after(a_out), activation_after(b_out)) {
-                (true, false, ..) => (a, b, (FfnActivation::Relu, a_out)),
-                (false, true, ..) => (b, a, (FfnActivation::Relu, b_out)),
-                (false, false, Some(x), None) => (a, b, x),
-                (false, false, None, Some(x)) => (b, a, x),
-                _ => {
-                    return Err(unrecognised(format!(
-                        "{ctx}: gated FFN: exactly one of {} and {} must go through an activation",
-                        a.op.label(),
-                        b.op.label()
-                    )))
-                }
-            };
+            let (gate, up, (act, activated)) =
+                match (fused(a), fused(b), activation_after(a_out), activation_after(b_out)) {
+                    (true, false, ..) => (a, b, (FfnActivation::Relu, a_out)),
+                    (false, true, ..) => (b, a, (FfnActivation::Relu, b_out)),
+                    (false, false, Some(x), None) => (a, b, x),
+                    (false, false, None, Some(x)) => (b, a, x),
+                    _ => {
+                        return Err(unrecognised(format!(
+                            "{ctx}: gated FFN: exactly one of {} and {} must go through an activation",
+                            a.op.label(),
+                            b.op.label()
+                        )))
+                    }
+                };
             let up_out = g.out(up.op)?;
             let product = g
                 .users(activated, op::MUL)
                 .into_iter()
                 .find(|o| o.inputs.contains(&Some(up_out)))
-                .ok_or_else(|| unrecognised(format!("{ctx}: gated FFN: no MUL of the activated gate and the up projection")))?;
+                .ok_or_else(|| {
+                    unrecognised(format!(
+                        "{ctx}: gated FFN: no MUL of the activated gate and the up projection"
+                    ))
+                })?;
             Ok((Some(gate.linear), up.linear, act, g.out(product)?))
         }
         other => Err(unrecognised(format!(

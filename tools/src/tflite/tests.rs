@@ -168,11 +168,41 @@ pub(crate) fn valid() -> ModelSpec {
     let table: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
     ModelSpec {
         tensors: vec![
-            TensorSpec { shape: vec![1, 2], dtype: 2, buffer: 0, name: "ids", quant: None },
-            TensorSpec { shape: vec![4, 3], dtype: 0, buffer: 1, name: "table", quant: None },
-            TensorSpec { shape: vec![2, 3], dtype: 0, buffer: 0, name: "out", quant: None },
-            TensorSpec { shape: vec![2, 3], dtype: 9, buffer: 2, name: "w8", quant: Some((vec![0.5, 0.25], vec![0, 0], 0)) },
-            TensorSpec { shape: vec![5], dtype: 17, buffer: 3, name: "w4", quant: Some((vec![2.0], vec![0], 0)) },
+            TensorSpec {
+                shape: vec![1, 2],
+                dtype: 2,
+                buffer: 0,
+                name: "ids",
+                quant: None,
+            },
+            TensorSpec {
+                shape: vec![4, 3],
+                dtype: 0,
+                buffer: 1,
+                name: "table",
+                quant: None,
+            },
+            TensorSpec {
+                shape: vec![2, 3],
+                dtype: 0,
+                buffer: 0,
+                name: "out",
+                quant: None,
+            },
+            TensorSpec {
+                shape: vec![2, 3],
+                dtype: 9,
+                buffer: 2,
+                name: "w8",
+                quant: Some((vec![0.5, 0.25], vec![0, 0], 0)),
+            },
+            TensorSpec {
+                shape: vec![5],
+                dtype: 17,
+                buffer: 3,
+                name: "w4",
+                quant: Some((vec![2.0], vec![0], 0)),
+            },
         ],
         buffers: vec![
             BufferSpec::Inline(vec![]),
@@ -181,7 +211,11 @@ pub(crate) fn valid() -> ModelSpec {
             // int4, low nibble first: 1, -1 | 7, -8 | 2 (and an unused nibble)
             BufferSpec::Inline(vec![0xf1, 0x87, 0x02]),
         ],
-        ops: vec![OpSpec { code: op::GATHER, inputs: vec![1, 0], outputs: vec![2] }],
+        ops: vec![OpSpec {
+            code: op::GATHER,
+            inputs: vec![1, 0],
+            outputs: vec![2],
+        }],
         inputs: vec![0],
         outputs: vec![2],
         identifier: "TFL3",
@@ -225,13 +259,23 @@ fn a_valid_model_decodes_with_its_values() {
 fn every_truncation_is_an_error() {
     let bytes = build(&valid());
     for len in 0..bytes.len() {
-        assert!(TfliteModel::from_bytes(bytes[..len].to_vec()).is_err(), "a file cut to {len} of {} bytes decoded", bytes.len());
+        assert!(
+            TfliteModel::from_bytes(bytes[..len].to_vec()).is_err(),
+            "a file cut to {len} of {} bytes decoded",
+            bytes.len()
+        );
     }
 }
 
 #[test]
 fn wrong_file_identifier() {
-    expect_invalid(&ModelSpec { identifier: "TFL2", ..valid() }, "TFL3");
+    expect_invalid(
+        &ModelSpec {
+            identifier: "TFL2",
+            ..valid()
+        },
+        "TFL3",
+    );
 }
 
 #[test]
@@ -291,7 +335,11 @@ fn external_buffers_are_read_from_the_file_and_checked() {
     let probe_len = build(&spec).len() as u64;
     spec.buffers[1] = BufferSpec::External(probe_len, 48);
     let mut bytes = build(&spec);
-    assert_eq!(bytes.len() as u64, probe_len, "the offset field must not change the flatbuffer's size");
+    assert_eq!(
+        bytes.len() as u64,
+        probe_len,
+        "the offset field must not change the flatbuffer's size"
+    );
     bytes.extend(f32_bytes(&table));
     let m = TfliteModel::from_bytes(bytes.clone()).unwrap();
     assert_eq!(m.f32_values(&m.tensors[1]).unwrap(), table);

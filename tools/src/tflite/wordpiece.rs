@@ -27,12 +27,9 @@ fn invalid(msg: impl Into<String>) -> TfliteError {
 /// `file`, named in errors).
 pub fn tokenizer_json(vocab: &[u8], lower_case: bool, file: &str) -> Result<Vec<u8>, TfliteError> {
     if std::str::from_utf8(vocab).is_err() {
-        return Err(invalid(format!(
-            "the BERT vocabulary '{file}' is not UTF-8 text"
-        )));
+        return Err(invalid(format!("the BERT vocabulary '{file}' is not UTF-8 text")));
     }
-    let tokens = WordPiece::read_bytes(vocab)
-        .map_err(|e| invalid(format!("the BERT vocabulary '{file}': {e}")))?;
+    let tokens = WordPiece::read_bytes(vocab).map_err(|e| invalid(format!("the BERT vocabulary '{file}': {e}")))?;
     let id = |token: &str| tokens.get(token).copied();
     let mut special = Vec::new();
     for token in REQUIRED {
@@ -69,10 +66,7 @@ pub fn tokenizer_json(vocab: &[u8], lower_case: bool, file: &str) -> Result<Vec<
         .with_post_processor(Some(template))
         .with_decoder(Some(WordPieceDecoder::new("##".to_string(), true)));
     special.sort_by_key(|&(_, i)| i);
-    let added: Vec<AddedToken> = special
-        .iter()
-        .map(|&(t, _)| AddedToken::from(t, true))
-        .collect();
+    let added: Vec<AddedToken> = special.iter().map(|&(t, _)| AddedToken::from(t, true)).collect();
     tokenizer.add_special_tokens(&added);
     tokenizer
         .to_string(false)

@@ -28,11 +28,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "CSV stray quote that would swallow the rest of the file",
             setup: |d| {
-                std::fs::write(
-                    d.join("in.csv"),
-                    "id,text\n1,fine\n2,\"oops\n3,more\n4,rest\n",
-                )
-                .unwrap();
+                std::fs::write(d.join("in.csv"), "id,text\n1,fine\n2,\"oops\n3,more\n4,rest\n").unwrap();
                 vec![
                     "embed".into(),
                     s(model()),
@@ -72,11 +68,7 @@ pub fn cases() -> Vec<Case> {
                 let lines = run(&["embed", model().to_str().unwrap(), "a", "b", "c"], None);
                 let text = String::from_utf8(lines.stdout).unwrap();
                 let l: Vec<&str> = text.lines().collect();
-                std::fs::write(
-                    d.join("v.jsonl.partial"),
-                    format!("{}\ngarbage\n{}\n", l[0], l[2]),
-                )
-                .unwrap();
+                std::fs::write(d.join("v.jsonl.partial"), format!("{}\ngarbage\n{}\n", l[0], l[2])).unwrap();
                 std::fs::write(d.join("in.txt"), "a\nb\nc\nd\n").unwrap();
                 vec![
                     "embed".into(),
@@ -125,10 +117,7 @@ pub fn cases() -> Vec<Case> {
             setup: |d| {
                 std::fs::write(d.join("in.txt"), b"a\nb\n\xff\nd\n").unwrap();
                 let (i, o) = (s(&d.join("in.txt")), s(&d.join("v.jsonl")));
-                let first = run(
-                    &["embed", model().to_str().unwrap(), "-i", &i, "-o", &o],
-                    None,
-                );
+                let first = run(&["embed", model().to_str().unwrap(), "-i", &i, "-o", &o], None);
                 assert_eq!(first.status.code(), Some(BAD_INPUT));
                 vec![
                     "embed".into(),
@@ -220,14 +209,7 @@ pub fn cases() -> Vec<Case> {
             stdin: None,
             code: BAD_INPUT,
             needle: "is not a regular file",
-            after: |_, o| {
-                assert_eq!(
-                    String::from_utf8_lossy(&o.stderr)
-                        .matches("regular file")
-                        .count(),
-                    1
-                )
-            },
+            after: |_, o| assert_eq!(String::from_utf8_lossy(&o.stderr).matches("regular file").count(), 1),
         },
         Case {
             name: "/dev/zero as the model",
@@ -235,14 +217,7 @@ pub fn cases() -> Vec<Case> {
             stdin: None,
             code: BAD_INPUT,
             needle: "is not a regular file",
-            after: |_, o| {
-                assert_eq!(
-                    String::from_utf8_lossy(&o.stderr)
-                        .matches("regular file")
-                        .count(),
-                    1
-                )
-            },
+            after: |_, o| assert_eq!(String::from_utf8_lossy(&o.stderr).matches("regular file").count(), 1),
         },
         Case {
             name: "JSON lines field holding an array",

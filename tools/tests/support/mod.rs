@@ -57,15 +57,7 @@ pub fn model() -> &'static Path {
             .to_string();
         let out = scratch().join("minilm-int8.octet");
         let convert = run(
-            &[
-                "convert",
-                &source,
-                "-o",
-                out.to_str().unwrap(),
-                "--quant",
-                "int8",
-                "-q",
-            ],
+            &["convert", &source, "-o", out.to_str().unwrap(), "--quant", "int8", "-q"],
             None,
         );
         assert!(
@@ -80,11 +72,7 @@ pub fn model() -> &'static Path {
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(OCTET)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -122,12 +110,9 @@ pub fn nan_model(path: &Path) {
 /// A model whose `embeddings.norm.bias[0]` is `value`, with both checksums resealed.
 pub fn altered_model(path: &Path, value: f32) {
     let mut bytes = std::fs::read(model()).unwrap();
-    let u64_at =
-        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
-    let (json_offset, json_len, data_offset) =
-        (u64_at(&bytes, 16), u64_at(&bytes, 24), u64_at(&bytes, 32));
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes[json_offset..json_offset + json_len]).unwrap();
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (json_offset, json_len, data_offset) = (u64_at(&bytes, 16), u64_at(&bytes, 24), u64_at(&bytes, 32));
+    let json: serde_json::Value = serde_json::from_slice(&bytes[json_offset..json_offset + json_len]).unwrap();
     let tensor = json["tensors"]
         .as_array()
         .unwrap()
@@ -142,10 +127,7 @@ pub fn altered_model(path: &Path, value: f32) {
         .map(|b| format!("{b:02x}"))
         .collect();
     let text = &mut bytes[json_offset..json_offset + json_len];
-    let pos = text
-        .windows(old.len())
-        .position(|w| w == old.as_bytes())
-        .unwrap();
+    let pos = text.windows(old.len()).position(|w| w == old.as_bytes()).unwrap();
     text[pos..pos + old.len()].copy_from_slice(new.as_bytes());
     let mut header = bytes[..128].to_vec();
     header[56..88].fill(0);
@@ -180,11 +162,7 @@ pub fn own_model(dir: &Path) -> PathBuf {
 }
 
 pub fn model_unchanged(dir: &Path, _: &Output) {
-    assert_eq!(
-        sha(&dir.join("model.octet")),
-        sha(model()),
-        "the model was changed"
-    );
+    assert_eq!(sha(&dir.join("model.octet")), sha(model()), "the model was changed");
 }
 
 pub fn nothing(_: &Path, _: &Output) {}
@@ -219,13 +197,7 @@ pub fn source_folder() -> PathBuf {
         .arg(root.join("scripts/fetch-minilm.sh"))
         .output()
         .unwrap();
-    PathBuf::from(
-        String::from_utf8_lossy(&fetch.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
+    PathBuf::from(String::from_utf8_lossy(&fetch.stdout).lines().last().unwrap().trim())
 }
 
 /// Every file under `dir`.

@@ -94,10 +94,7 @@ pub fn cases() -> Vec<Case> {
                     .file_type()
                     .is_symlink());
                 assert_eq!(
-                    std::fs::read_to_string(d.join("real.jsonl"))
-                        .unwrap()
-                        .lines()
-                        .count(),
+                    std::fs::read_to_string(d.join("real.jsonl")).unwrap().lines().count(),
                     1
                 );
             },
@@ -118,10 +115,7 @@ pub fn cases() -> Vec<Case> {
             needle: "",
             after: |_, _| {
                 use std::os::unix::fs::FileTypeExt;
-                assert!(std::fs::metadata("/dev/null")
-                    .unwrap()
-                    .file_type()
-                    .is_char_device());
+                assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
                 assert!(!Path::new("/dev/null.partial").exists());
             },
         },
@@ -155,7 +149,15 @@ pub fn cases() -> Vec<Case> {
             name: "embed -o the file standard input reads",
             setup: |d| {
                 std::fs::write(d.join("in.txt"), "a\nb\n").unwrap();
-                vec!["sh".into(), format!("exec '{OCTET}' embed '{}' -o '{}' < '{}'", s(model()), s(&d.join("in.txt")), s(&d.join("in.txt")))]
+                vec![
+                    "sh".into(),
+                    format!(
+                        "exec '{OCTET}' embed '{}' -o '{}' < '{}'",
+                        s(model()),
+                        s(&d.join("in.txt")),
+                        s(&d.join("in.txt"))
+                    ),
+                ]
             },
             stdin: None,
             code: USAGE,
@@ -302,12 +304,7 @@ pub fn cases() -> Vec<Case> {
             name: "similarity with a NaN weight",
             setup: |d| {
                 nan_model(&d.join("nan.octet"));
-                vec![
-                    "similarity".into(),
-                    s(&d.join("nan.octet")),
-                    "a".into(),
-                    "b".into(),
-                ]
+                vec!["similarity".into(), s(&d.join("nan.octet")), "a".into(), "b".into()]
             },
             stdin: None,
             code: BAD_INPUT,

@@ -30,8 +30,7 @@ impl Embedder {
                     if prefix.is_empty() {
                         self.tokenizer.encode(i, text, truncation)
                     } else {
-                        self.tokenizer
-                            .encode(i, &format!("{prefix}{text}"), truncation)
+                        self.tokenizer.encode(i, &format!("{prefix}{text}"), truncation)
                     }
                 })
                 .collect()
@@ -56,10 +55,7 @@ impl Embedder {
     ) -> Result<Vec<Vec<f32>>> {
         if let Some(d) = dims {
             if d == 0 || d > self.output_dim {
-                return Err(Error::Option(format!(
-                    "dims {d} is not in 1..={}",
-                    self.output_dim
-                )));
+                return Err(Error::Option(format!("dims {d} is not in 1..={}", self.output_dim)));
             }
         }
         if sequences.is_empty() {
@@ -82,6 +78,14 @@ impl Embedder {
                 )));
             }
         }
-        self.pool.install(|| self.embed_sequences(sequences, usize::MAX, EmbedOptions::DEFAULT_MAX_BATCH_TOKENS, dims, normalize))
+        self.pool.install(|| {
+            self.embed_sequences(
+                sequences,
+                usize::MAX,
+                EmbedOptions::DEFAULT_MAX_BATCH_TOKENS,
+                dims,
+                normalize,
+            )
+        })
     }
 }

@@ -15,8 +15,16 @@ use std::sync::Arc;
 enum StoredTable {
     F32(Stored<f32>),
     F16(Stored<half::f16>),
-    I8 { data: Stored<i8>, scale: StoredParam<f32>, zero_point: StoredParam<i32> },
-    U6 { data: Stored<u8>, scale: StoredParam<f32>, zero_point: StoredParam<i32> },
+    I8 {
+        data: Stored<i8>,
+        scale: StoredParam<f32>,
+        zero_point: StoredParam<i32>,
+    },
+    U6 {
+        data: Stored<u8>,
+        scale: StoredParam<f32>,
+        zero_point: StoredParam<i32>,
+    },
 }
 
 /// A token-embedding (or position / type) table of shape [rows, dim].
@@ -36,10 +44,23 @@ impl Embedding {
     /// Binds `name` as an f32, f16, int8 or u6 (both with scale and zero point) table of
     /// [rows, dim]. The table may also be stored as [rows x b, dim / b] for a whole number of
     /// blocks b.
-    pub fn load(file: &Arc<ModelFile>, arch: &str, name: &str, logical_rows: usize, logical_dim: usize) -> Result<Embedding> {
+    pub fn load(
+        file: &Arc<ModelFile>,
+        arch: &str,
+        name: &str,
+        logical_rows: usize,
+        logical_dim: usize,
+    ) -> Result<Embedding> {
         let view = file.tensor(name)?;
         let blocks = match view.shape[..] {
-            [r, d] if logical_rows > 0 && r > logical_rows && r % logical_rows == 0 && d * (r / logical_rows) == logical_dim => r / logical_rows,
+            [r, d]
+                if logical_rows > 0
+                    && r > logical_rows
+                    && r % logical_rows == 0
+                    && d * (r / logical_rows) == logical_dim =>
+            {
+                r / logical_rows
+            }
             _ => 1,
         };
         let (rows, dim) = (logical_rows * blocks, logical_dim / blocks);
@@ -48,18 +69,38 @@ impl Embedding {
             Dtype::F16 => StoredTable::F16(Stored::of(file, file.f16(name, &[rows, dim])?)?),
             Dtype::I8 => {
                 let tensor = file.i8(name, &[rows, dim])?;
-                let quant = tensor.quant.ok_or_else(|| Error::model(arch, format!("int8 table {name} has no scale and zero point")))?;
+                let quant = tensor
+                    .quant
+                    .ok_or_else(|| Error::model(arch, format!("int8 table {name} has no scale and zero point")))?;
                 let (scale, zero_point) = per_row_params(file, arch, name, "int8", quant)?;
-                StoredTable::I8 { data: Stored::of(file, tensor.data)?, scale, zero_point }
+                StoredTable::I8 {
+                    data: Stored::of(file, tensor.data)?,
+                    scale,
+                    zero_point,
+                }
             }
             Dtype::U6 => {
                 let tensor = file.u6(name, rows, dim)?;
                 let (scale, zero_point) = per_row_params(file, arch, name, "u6", tensor.quant)?;
-                StoredTable::U6 { data: Stored::of(file, tensor.data)?, scale, zero_point }
+                StoredTable::U6 {
+                    data: Stored::of(file, tensor.data)?,
+                    scale,
+                    zero_point,
+                }
             }
-            other => return Err(Error::model(arch, format!("{name} has dtype {other}; an embedding table must be f32, f16, i8 or u6"))),
+            other => {
+                return Err(Error::model(
+                    arch,
+                    format!("{name} has dtype {other}; an embedding table must be f32, f16, i8 or u6"),
+                ))
+            }
         };
-        Ok(Embedding { table, rows: logical_rows, dim: logical_dim, blocks })
+        Ok(Embedding {
+            table,
+            rows: logical_rows,
+            dim: logical_dim,
+            blocks,
+        })
     }
 
     /// The kernel's view of the table.
@@ -73,8 +114,24 @@ impl Embedding {
         match &self.table {
             StoredTable::F32(s) => Table::F32(s.get()),
             StoredTable::F16(s) => Table::F16(s.get()),
-            StoredTable::I8 { data, scale, zero_point } => Table::I8 { data: data.get(), scale: param(scale), zero_point: param(zero_point) },
-            StoredTable::U6 { data, scale, zero_point } => Table::U6 { data: data.get(), scale: param(scale), zero_point: param(zero_point) },
+            StoredTable::I8 {
+                data,
+                scale,
+                zero_point,
+            } => Table::I8 {
+                data: data.get(),
+                scale: param(scale),
+                zero_point: param(zero_point),
+            },
+            StoredTable::U6 {
+                data,
+                scale,
+                zero_point,
+            } => Table::U6 {
+                data: data.get(),
+                scale: param(scale),
+                zero_point: param(zero_point),
+            },
         }
     }
 
@@ -89,7 +146,10 @@ impl Embedding {
             ids
         } else {
             let b32 = b as u32;
-            expanded = ids.iter().flat_map(|&id| (0..b32).map(move |j| id.saturating_mul(b32).saturating_add(j))).collect();
+            expanded = ids
+                .iter()
+                .flat_map(|&id| (0..b32).map(move |j| id.saturating_mul(b32).saturating_add(j)))
+                .collect();
             &expanded
         };
         let (rows, dim) = (self.rows * b, self.dim / b);
@@ -104,9 +164,23 @@ impl Embedding {
 }
 
 /// The gather's scale and zero point of a quantized table: per tensor, or per row (axis 0).
-fn per_row_params(file: &Arc<ModelFile>, arch: &str, name: &str, kind: &str, quant: I8Quant<'_>) -> Result<(StoredParam<f32>, StoredParam<i32>)> {
-    if (matches!(quant.scale, QuantParam::PerChannel(_)) || matches!(quant.zero_point, QuantParam::PerChannel(_))) && quant.axis != Some(0) {
-        return Err(Error::model(arch, format!("{kind} table {name} must be quantized per row (axis 0) or per tensor")));
+fn per_row_params(
+    file: &Arc<ModelFile>,
+    arch: &str,
+    name: &str,
+    kind: &str,
+    quant: I8Quant<'_>,
+) -> Result<(StoredParam<f32>, StoredParam<i32>)> {
+    if (matches!(quant.scale, QuantParam::PerChannel(_)) || matches!(quant.zero_point, QuantParam::PerChannel(_)))
+        && quant.axis != Some(0)
+    {
+        return Err(Error::model(
+            arch,
+            format!("{kind} table {name} must be quantized per row (axis 0) or per tensor"),
+        ));
     }
-    Ok((StoredParam::of(file, quant.scale)?, StoredParam::of(file, quant.zero_point)?))
+    Ok((
+        StoredParam::of(file, quant.scale)?,
+        StoredParam::of(file, quant.zero_point)?,
+    ))
 }

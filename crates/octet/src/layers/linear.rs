@@ -14,10 +14,21 @@ use std::sync::Arc;
 /// The weights of a linear layer in one of the two packed layouts of octet-kernels.
 #[derive(Clone)]
 enum LinearWeight {
-    F32 { layout: kf32::PackedF32Layout, data: Stored<f32> },
-    I8 { layout: int8::PackedI8Layout, data: Stored<i8>, scales: Stored<f32>, sums: Stored<i32> },
+    F32 {
+        layout: kf32::PackedF32Layout,
+        data: Stored<f32>,
+    },
+    I8 {
+        layout: int8::PackedI8Layout,
+        data: Stored<i8>,
+        scales: Stored<f32>,
+        sums: Stored<i32>,
+    },
     /// f32 panels packed at bind time from an f16 `[n, k]` tensor.
-    F32Owned { layout: kf32::PackedF32Layout, data: Vec<f32> },
+    F32Owned {
+        layout: kf32::PackedF32Layout,
+        data: Vec<f32>,
+    },
 }
 
 /// y = x W^T + b for a weight W of shape [n, k].
@@ -38,11 +49,25 @@ impl Linear {
     /// Binds `{name}.weight` ([n, k], int8 or f32 packed, or plain f16) and, if `bias`, `{name}.bias` ([n]).
     pub fn load(file: &Arc<ModelFile>, arch: &str, name: &str, n: usize, k: usize, bias: bool) -> Result<Linear> {
         let bias_name = format!("{name}.bias");
-        Linear::load_named(file, arch, &format!("{name}.weight"), bias.then_some(bias_name.as_str()), n, k)
+        Linear::load_named(
+            file,
+            arch,
+            &format!("{name}.weight"),
+            bias.then_some(bias_name.as_str()),
+            n,
+            k,
+        )
     }
 
     /// Binds the weight `weight_name` ([n, k]) and the bias `bias_name` ([n]), if any.
-    pub fn load_named(file: &Arc<ModelFile>, arch: &str, weight_name: &str, bias_name: Option<&str>, n: usize, k: usize) -> Result<Linear> {
+    pub fn load_named(
+        file: &Arc<ModelFile>,
+        arch: &str,
+        weight_name: &str,
+        bias_name: Option<&str>,
+        n: usize,
+        k: usize,
+    ) -> Result<Linear> {
         let view = file.tensor(weight_name)?;
         let weight = match view.dtype {
             Dtype::I8Packed => {
@@ -50,13 +75,21 @@ impl Linear {
                 let layout = int8::PackedI8Layout::new(n, k, view.k_group())?;
                 // Checks the lengths once here, so forward's from_parts cannot fail.
                 int8::PackedI8::from_parts(layout, data, scales, sums)?;
-                LinearWeight::I8 { layout, data: Stored::of(file, data)?, scales: Stored::of(file, scales)?, sums: Stored::of(file, sums)? }
+                LinearWeight::I8 {
+                    layout,
+                    data: Stored::of(file, data)?,
+                    scales: Stored::of(file, scales)?,
+                    sums: Stored::of(file, sums)?,
+                }
             }
             Dtype::F32Packed => {
                 let data = file.packed_f32_parts(weight_name, n, k)?;
                 let layout = kf32::PackedF32Layout::new(n, k);
                 kf32::PackedF32::from_parts(layout, data)?;
-                LinearWeight::F32 { layout, data: Stored::of(file, data)? }
+                LinearWeight::F32 {
+                    layout,
+                    data: Stored::of(file, data)?,
+                }
             }
             Dtype::F16 => {
                 let half = file.f16(weight_name, &[n, k])?;
@@ -67,13 +100,24 @@ impl Linear {
                 kf32::PackedF32::from_parts(layout, &packed)?;
                 LinearWeight::F32Owned { layout, data: packed }
             }
-            other => return Err(Error::model(arch, format!("{weight_name} has dtype {other}; a linear weight must be i8_packed, f32_packed or f16"))),
+            other => {
+                return Err(Error::model(
+                    arch,
+                    format!("{weight_name} has dtype {other}; a linear weight must be i8_packed, f32_packed or f16"),
+                ))
+            }
         };
         let bias = match bias_name {
             Some(b) => Some(Stored::of(file, file.f32(b, &[n])?)?),
             None => None,
         };
-        Ok(Linear { weight, bias, asymmetric_rows: false, n, k })
+        Ok(Linear {
+            weight,
+            bias,
+            asymmetric_rows: false,
+            n,
+            k,
+        })
     }
 
     /// Makes an int8 layer quantize each activation row asymmetrically, as TFLite's hybrid
@@ -88,11 +132,27 @@ impl Linear {
 
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused
     /// residual add). Uses rayon's current pool.
-    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], activation: Activation, accumulate: bool) -> Result<()> {
-        let epilogue = Epilogue { bias: self.bias.as_ref().map(Stored::get), activation, accumulate };
+    pub fn forward(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        activation: Activation,
+        accumulate: bool,
+    ) -> Result<()> {
+        let epilogue = Epilogue {
+            bias: self.bias.as_ref().map(Stored::get),
+            activation,
+            accumulate,
+        };
         let k = kernels();
         match &self.weight {
-            LinearWeight::I8 { layout, data, scales, sums } => {
+            LinearWeight::I8 {
+                layout,
+                data,
+                scales,
+                sums,
+            } => {
                 let w = int8::PackedI8::from_parts(*layout, data.get(), scales.get(), sums.get())?;
                 if self.asymmetric_rows {
                     return self.forward_asymmetric(&w, x, m, out, &epilogue);
@@ -114,13 +174,24 @@ impl Linear {
     /// [`Linear::forward`] with asymmetric activation rows: the integer products come from the
     /// int8 kernel on the rows' codes, then each output gets
     /// `scale_row x scale_col x (sum - zero_point_row x colsum_col)` and the epilogue.
-    fn forward_asymmetric(&self, w: &int8::PackedI8, x: &[f32], m: usize, out: &mut [f32], epilogue: &Epilogue) -> Result<()> {
+    fn forward_asymmetric(
+        &self,
+        w: &int8::PackedI8,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        epilogue: &Epilogue,
+    ) -> Result<()> {
         let (n, k) = (self.n, self.k);
         if m == 0 {
             return Ok(());
         }
         if x.len() < m * k || out.len() < m * n {
-            return Err(Error::Internal(format!("linear: {} inputs and {} outputs for {m} rows of {k} -> {n}", x.len(), out.len())));
+            return Err(Error::Internal(format!(
+                "linear: {} inputs and {} outputs for {m} rows of {k} -> {n}",
+                x.len(),
+                out.len()
+            )));
         }
         let (col_scales, col_sums) = (w.col_scales(), w.col_sums());
         let layout = int8::PackedI8Layout::new(n, k, None)?;
@@ -150,7 +221,11 @@ impl Linear {
         int8::matmul_quantized(kernels().int8, &rows, w, &Epilogue::NONE, &mut sums, n)?;
         if any_low {
             let rows = int8::QuantizedRows::from_parts(&layout, m, low, vec![1f32; m])?;
-            let accumulate = Epilogue { bias: None, activation: Activation::None, accumulate: true };
+            let accumulate = Epilogue {
+                bias: None,
+                activation: Activation::None,
+                accumulate: true,
+            };
             int8::matmul_quantized(kernels().int8, &rows, w, &accumulate, &mut sums, n)?;
         }
         // sums = products x scale_col; the zero-point term is z x colsum x scale_col.
@@ -176,7 +251,11 @@ impl Linear {
                 vector::gelu(kernels().vector, form, &mut out[..m * n]);
             }
             (activation, accumulate) => {
-                let rest = Epilogue { bias: None, activation, accumulate };
+                let rest = Epilogue {
+                    bias: None,
+                    activation,
+                    accumulate,
+                };
                 for (i, v) in sums.iter().enumerate() {
                     out[i] = rest.apply(i % n, *v, out[i]);
                 }
@@ -203,7 +282,11 @@ pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let scale = (hi - lo) / (qmax - qmin);
     let from_min = qmin - lo / scale;
     let from_max = qmax - hi / scale;
-    let zero = if qmin.abs() + (lo / scale).abs() < qmax.abs() + (hi / scale).abs() { from_min } else { from_max };
+    let zero = if qmin.abs() + (lo / scale).abs() < qmax.abs() + (hi / scale).abs() {
+        from_min
+    } else {
+        from_max
+    };
     let zero_point = if zero <= qmin {
         -128
     } else if zero >= qmax {
@@ -239,7 +322,7 @@ mod asymmetric_tests {
         let (s, z) = asymmetric_row(&[1.0, 2.0, 0.0, 0.25], &mut q);
         assert_eq!((s, z), (2.0f32 / 255.0, -128));
         assert_eq!(q, [-1, 127, -128, -96]); // 1.0 -> -128 + 127.5 = -0.5, away from zero
-        // A zero row.
+                                             // A zero row.
         assert_eq!(asymmetric_row(&[0.0; 4], &mut q), (0.0, 0));
         assert_eq!(q, [0; 4]);
     }

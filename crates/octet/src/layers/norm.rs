@@ -19,8 +19,14 @@ const ROWS_PER_TASK: usize = 64;
 
 /// Which normalization, with its parameters.
 enum Kind {
-    Layer { bias: Stored<f32>, ones: Vec<f32>, zeros: Vec<f32> },
-    Rms { plus_one: bool },
+    Layer {
+        bias: Stored<f32>,
+        ones: Vec<f32>,
+        zeros: Vec<f32>,
+    },
+    Rms {
+        plus_one: bool,
+    },
 }
 
 /// One normalization layer over rows of `dim` values.
@@ -36,14 +42,28 @@ impl Norm {
     pub fn layer_norm(file: &Arc<ModelFile>, name: &str, dim: usize, eps: f32) -> Result<Norm> {
         let weight = Stored::of(file, file.f32(&format!("{name}.weight"), &[dim])?)?;
         let bias = Stored::of(file, file.f32(&format!("{name}.bias"), &[dim])?)?;
-        Ok(Norm { weight, kind: Kind::Layer { bias, ones: vec![1.0; dim], zeros: vec![0.0; dim] }, eps, dim })
+        Ok(Norm {
+            weight,
+            kind: Kind::Layer {
+                bias,
+                ones: vec![1.0; dim],
+                zeros: vec![0.0; dim],
+            },
+            eps,
+            dim,
+        })
     }
 
     /// An RMSNorm with the weight tensor `weight_name` ([dim]), applied as `x * w`, or as
     /// `x * (1 + w)` when `plus_one` (Gemma).
     pub fn rms_norm(file: &Arc<ModelFile>, weight_name: &str, dim: usize, eps: f32, plus_one: bool) -> Result<Norm> {
         let weight = Stored::of(file, file.f32(weight_name, &[dim])?)?;
-        Ok(Norm { weight, kind: Kind::Rms { plus_one }, eps, dim })
+        Ok(Norm {
+            weight,
+            kind: Kind::Rms { plus_one },
+            eps,
+            dim,
+        })
     }
 
     /// Normalizes every row of `x` in place, with the weight (and bias).
@@ -52,9 +72,12 @@ impl Norm {
         match &self.kind {
             Kind::Layer { bias, .. } => {
                 let bias = bias.get();
-                x.par_chunks_mut(dim * ROWS_PER_TASK).try_for_each(|rows| vector::layer_norm(k, rows, dim, weight, bias, eps))?
+                x.par_chunks_mut(dim * ROWS_PER_TASK)
+                    .try_for_each(|rows| vector::layer_norm(k, rows, dim, weight, bias, eps))?
             }
-            Kind::Rms { plus_one } => x.par_chunks_mut(dim * ROWS_PER_TASK).try_for_each(|rows| vector::rms_norm(k, rows, dim, weight, eps, *plus_one))?,
+            Kind::Rms { plus_one } => x
+                .par_chunks_mut(dim * ROWS_PER_TASK)
+                .try_for_each(|rows| vector::rms_norm(k, rows, dim, weight, eps, *plus_one))?,
         }
         Ok(())
     }
@@ -65,7 +88,8 @@ impl Norm {
         match &self.kind {
             Kind::Layer { ones, zeros, .. } => {
                 let (k, dim, eps) = (kernels().vector, self.dim, self.eps);
-                x.par_chunks_mut(dim * ROWS_PER_TASK).try_for_each(|rows| vector::layer_norm(k, rows, dim, ones, zeros, eps))?;
+                x.par_chunks_mut(dim * ROWS_PER_TASK)
+                    .try_for_each(|rows| vector::layer_norm(k, rows, dim, ones, zeros, eps))?;
                 Ok(())
             }
             Kind::Rms { .. } => self.apply(x),

@@ -24,7 +24,12 @@ pub struct Stored<T> {
 
 impl<T> Clone for Stored<T> {
     fn clone(&self) -> Self {
-        Stored { file: Arc::clone(&self.file), start: self.start, len: self.len, _type: PhantomData }
+        Stored {
+            file: Arc::clone(&self.file),
+            start: self.start,
+            len: self.len,
+            _type: PhantomData,
+        }
     }
 }
 
@@ -41,7 +46,12 @@ impl<T: Pod> Stored<T> {
                 .filter(|&start| start.checked_add(size).is_some_and(|end| end <= bytes.len()))
                 .ok_or_else(|| Error::Internal("a weight view does not lie inside its model file".into()))?
         };
-        Ok(Stored { file: Arc::clone(file), start, len: slice.len(), _type: PhantomData })
+        Ok(Stored {
+            file: Arc::clone(file),
+            start,
+            len: slice.len(),
+            _type: PhantomData,
+        })
     }
 
     /// The slice. The range was checked against the file when the view was made and the file
@@ -49,7 +59,11 @@ impl<T: Pod> Stored<T> {
     /// every kernel then reports the short input as an error.
     pub fn get(&self) -> &[T] {
         let end = self.start + self.len * std::mem::size_of::<T>();
-        self.file.bytes().get(self.start..end).and_then(|b| bytemuck::try_cast_slice(b).ok()).unwrap_or(&[])
+        self.file
+            .bytes()
+            .get(self.start..end)
+            .and_then(|b| bytemuck::try_cast_slice(b).ok())
+            .unwrap_or(&[])
     }
 
     /// Number of elements.

@@ -71,7 +71,10 @@ impl BertConfig {
             "gelu" => Ok(Activation::Gelu(GeluForm::Erf)),
             "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::Gelu(GeluForm::Tanh)),
             "relu" => Ok(Activation::Relu),
-            other => Err(Error::model(ARCH, format!("unsupported hidden_act '{other}' (gelu, gelu_new, gelu_pytorch_tanh, relu)"))),
+            other => Err(Error::model(
+                ARCH,
+                format!("unsupported hidden_act '{other}' (gelu, gelu_new, gelu_pytorch_tanh, relu)"),
+            )),
         }
     }
 
@@ -79,9 +82,19 @@ impl BertConfig {
     fn validate(&self) -> Result<()> {
         let h = self.hidden_size;
         if h == 0 || self.num_attention_heads == 0 || !h.is_multiple_of(self.num_attention_heads) {
-            return Err(Error::model(ARCH, format!("hidden_size {h} is not a positive multiple of num_attention_heads {}", self.num_attention_heads)));
+            return Err(Error::model(
+                ARCH,
+                format!(
+                    "hidden_size {h} is not a positive multiple of num_attention_heads {}",
+                    self.num_attention_heads
+                ),
+            ));
         }
-        if self.intermediate_size == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
+        if self.intermediate_size == 0
+            || self.vocab_size == 0
+            || self.max_position_embeddings == 0
+            || self.type_vocab_size == 0
+        {
             return Err(Error::model(ARCH, "a size in the config is zero"));
         }
         Ok(())
@@ -115,7 +128,9 @@ impl Bert {
         config.validate()?;
         let (h, inter, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
         let asym = config.asymmetric_activations;
-        let linear = |name: &str, n: usize, k: usize| -> Result<Linear> { Ok(Linear::load(file, ARCH, name, n, k, true)?.with_asymmetric_rows(asym)) };
+        let linear = |name: &str, n: usize, k: usize| -> Result<Linear> {
+            Ok(Linear::load(file, ARCH, name, n, k, true)?.with_asymmetric_rows(asym))
+        };
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
@@ -174,7 +189,10 @@ impl Encoder for Bert {
         let c = &self.config;
         let (t, h) = (batch.tokens(), c.hidden_size);
         if let Some(s) = batch.spans.iter().find(|s| s.len > self.position.rows) {
-            return Err(Error::Option(format!("a sequence of {} tokens exceeds the {} positions of this model", s.len, self.position.rows)));
+            return Err(Error::Option(format!(
+                "a sequence of {} tokens exceeds the {} positions of this model",
+                s.len, self.position.rows
+            )));
         }
         let shape = AttentionShape {
             heads: c.num_attention_heads,

@@ -82,10 +82,19 @@ impl Gemma3Config {
     /// Checks what the encoder supports and that the sizes fit together.
     fn validate(&self) -> Result<()> {
         if !self.use_bidirectional_attention {
-            return Err(Error::model(ARCH, "use_bidirectional_attention is false: this is a causal language model, not an embedding encoder"));
+            return Err(Error::model(
+                ARCH,
+                "use_bidirectional_attention is false: this is a causal language model, not an embedding encoder",
+            ));
         }
         if self.hidden_activation != "gelu_pytorch_tanh" && self.hidden_activation != "gelu_new" {
-            return Err(Error::model(ARCH, format!("unsupported hidden_activation '{}' (gelu_pytorch_tanh)", self.hidden_activation)));
+            return Err(Error::model(
+                ARCH,
+                format!(
+                    "unsupported hidden_activation '{}' (gelu_pytorch_tanh)",
+                    self.hidden_activation
+                ),
+            ));
         }
         if self.attn_logit_softcapping.is_some() {
             return Err(Error::model(ARCH, "attn_logit_softcapping is not supported"));
@@ -93,16 +102,35 @@ impl Gemma3Config {
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(Error::model(ARCH, "rope_scaling is not supported"));
         }
-        let sizes = [self.hidden_size, self.num_hidden_layers, self.num_attention_heads, self.num_key_value_heads, self.head_dim, self.intermediate_size, self.vocab_size];
-        if sizes.contains(&0) || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) || !self.head_dim.is_multiple_of(2) {
-            return Err(Error::model(ARCH, "bad sizes: zero, heads not a multiple of key/value heads, or odd head_dim"));
+        let sizes = [
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+            self.intermediate_size,
+            self.vocab_size,
+        ];
+        if sizes.contains(&0)
+            || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads)
+            || !self.head_dim.is_multiple_of(2)
+        {
+            return Err(Error::model(
+                ARCH,
+                "bad sizes: zero, heads not a multiple of key/value heads, or odd head_dim",
+            ));
         }
         if self.query_pre_attn_scalar <= 0.0 || !self.query_pre_attn_scalar.is_finite() {
             return Err(Error::model(ARCH, "query_pre_attn_scalar must be positive"));
         }
         if let Some(types) = &self.layer_types {
-            if types.len() != self.num_hidden_layers || types.iter().any(|t| t != "sliding_attention" && t != "full_attention") {
-                return Err(Error::model(ARCH, "layer_types must list sliding_attention or full_attention for every layer"));
+            if types.len() != self.num_hidden_layers
+                || types.iter().any(|t| t != "sliding_attention" && t != "full_attention")
+            {
+                return Err(Error::model(
+                    ARCH,
+                    "layer_types must list sliding_attention or full_attention for every layer",
+                ));
             }
         }
         Ok(())
@@ -118,9 +146,16 @@ impl Gemma3Config {
 
     /// RoPE bases for (full, sliding) layers.
     fn rope_bases(&self) -> (f32, f32) {
-        let from_params = |kind: &str| self.rope_parameters.as_ref().and_then(|p| p.get(kind)?.get("rope_theta")?.as_f64()).map(|v| v as f32);
+        let from_params = |kind: &str| {
+            self.rope_parameters
+                .as_ref()
+                .and_then(|p| p.get(kind)?.get("rope_theta")?.as_f64())
+                .map(|v| v as f32)
+        };
         let full = from_params("full_attention").or(self.rope_theta).unwrap_or(1_000_000.0);
-        let local = from_params("sliding_attention").or(self.rope_local_base_freq).unwrap_or(10_000.0);
+        let local = from_params("sliding_attention")
+            .or(self.rope_local_base_freq)
+            .unwrap_or(10_000.0);
         (full, local)
     }
 }
@@ -209,28 +244,38 @@ impl Gemma3 {
         let c = &self.config;
         let (hd, eps, k) = (c.head_dim, c.rms_norm_eps, kernels().vector);
         let width = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd;
-        let (q_end, k_end) = (c.num_attention_heads * hd, (c.num_attention_heads + c.num_key_value_heads) * hd);
-        qkv.par_chunks_mut(width).zip(positions.par_iter()).with_min_len(8).try_for_each(|(row, &p)| -> Result<()> {
-            vector::rms_norm(k, &mut row[..q_end], hd, layer.q_norm.weight(), eps, true)?;
-            vector::rms_norm(k, &mut row[q_end..k_end], hd, layer.k_norm.weight(), eps, true)?;
-            for head in row[..k_end].chunks_exact_mut(hd) {
-                rope.rotate(head, p as usize);
-            }
-            Ok(())
-        })
+        let (q_end, k_end) = (
+            c.num_attention_heads * hd,
+            (c.num_attention_heads + c.num_key_value_heads) * hd,
+        );
+        qkv.par_chunks_mut(width)
+            .zip(positions.par_iter())
+            .with_min_len(8)
+            .try_for_each(|(row, &p)| -> Result<()> {
+                vector::rms_norm(k, &mut row[..q_end], hd, layer.q_norm.weight(), eps, true)?;
+                vector::rms_norm(k, &mut row[q_end..k_end], hd, layer.k_norm.weight(), eps, true)?;
+                for head in row[..k_end].chunks_exact_mut(hd) {
+                    rope.rotate(head, p as usize);
+                }
+                Ok(())
+            })
     }
 }
 
 /// `out[r] = GELU_tanh(gate[r]) * up[r]` for rows `[gate | up]` of `gate_up`.
 fn gated_gelu(gate_up: &mut [f32], inter: usize, out: &mut [f32]) {
     let k = kernels().vector;
-    gate_up.par_chunks_mut(2 * inter).zip(out.par_chunks_mut(inter)).with_min_len(4).for_each(|(row, o)| {
-        let (gate, up) = row.split_at_mut(inter);
-        vector::gelu(k, GeluForm::Tanh, gate);
-        for ((o, g), u) in o.iter_mut().zip(gate.iter()).zip(up.iter()) {
-            *o = g * u;
-        }
-    });
+    gate_up
+        .par_chunks_mut(2 * inter)
+        .zip(out.par_chunks_mut(inter))
+        .with_min_len(4)
+        .for_each(|(row, o)| {
+            let (gate, up) = row.split_at_mut(inter);
+            vector::gelu(k, GeluForm::Tanh, gate);
+            for ((o, g), u) in o.iter_mut().zip(gate.iter()).zip(up.iter()) {
+                *o = g * u;
+            }
+        });
 }
 
 impl Encoder for Gemma3 {
@@ -247,20 +292,34 @@ impl Encoder for Gemma3 {
         let (t, h, inter) = (batch.tokens(), c.hidden_size, c.intermediate_size);
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
         if longest > c.max_position_embeddings {
-            return Err(Error::Option(format!("a sequence of {longest} tokens exceeds the {} positions of this model", c.max_position_embeddings)));
+            return Err(Error::Option(format!(
+                "a sequence of {longest} tokens exceeds the {} positions of this model",
+                c.max_position_embeddings
+            )));
         }
         let positions = batch.positions();
         let rope_full = RopeTable::new(self.rope_full, c.head_dim, longest);
         let rope_sliding = RopeTable::new(self.rope_sliding, c.head_dim, longest);
 
         let (full_shape, sliding_shape) = (self.attention_shape(false), self.attention_shape(true));
-        let [x, normed, qkv, context, block_out, gate_up, inner] =
-            scratch.take([t * h, t * h, t * full_shape.qkv_width(), t * full_shape.out_width(), t * h, t * 2 * inter, t * inter]);
+        let [x, normed, qkv, context, block_out, gate_up, inner] = scratch.take([
+            t * h,
+            t * h,
+            t * full_shape.qkv_width(),
+            t * full_shape.out_width(),
+            t * h,
+            t * 2 * inter,
+            t * inter,
+        ]);
         // PyTorch multiplies by the f32 value of sqrt(hidden_size).
         self.word.gather(&batch.ids, (h as f32).sqrt(), x, false)?;
         let vk = kernels().vector;
         for layer in &self.layers {
-            let (shape, rope) = if layer.sliding { (&sliding_shape, &rope_sliding) } else { (&full_shape, &rope_full) };
+            let (shape, rope) = if layer.sliding {
+                (&sliding_shape, &rope_sliding)
+            } else {
+                (&full_shape, &rope_full)
+            };
             normed.copy_from_slice(x);
             layer.norm.apply(normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;

@@ -211,7 +211,10 @@ impl PositionBias {
 
     /// The table as attention reads it: a value per head and relative position.
     fn as_score_bias(&self) -> ScoreBias<'_> {
-        ScoreBias { table: &self.table, longest: self.longest }
+        ScoreBias {
+            table: &self.table,
+            longest: self.longest,
+        }
     }
 }
 
@@ -242,11 +245,18 @@ impl T5 {
         let config: T5Config = parse_config(file, ARCH)?;
         config.validate()?;
         let feed_forward = config.feed_forward()?;
-        let (d, inner, ff, eps) = (config.d_model, config.inner_dim(), config.d_ff, config.layer_norm_epsilon);
+        let (d, inner, ff, eps) = (
+            config.d_model,
+            config.inner_dim(),
+            config.d_ff,
+            config.layer_norm_epsilon,
+        );
         let up_rows = if feed_forward.is_gated() { 2 * ff } else { ff };
         let up_name = if feed_forward.is_gated() { "gate_up" } else { "up" };
         let asym = config.asymmetric_activations;
-        let linear = |name: &str, n: usize, k: usize| -> Result<Linear> { Ok(Linear::load(file, ARCH, name, n, k, false)?.with_asymmetric_rows(asym)) };
+        let linear = |name: &str, n: usize, k: usize| -> Result<Linear> {
+            Ok(Linear::load(file, ARCH, name, n, k, false)?.with_asymmetric_rows(asym))
+        };
         let norm = |name: &str| Norm::rms_norm(file, &format!("{name}.weight"), d, eps, false);
         let layers = (0..config.num_layers)
             .map(|i| {
@@ -263,7 +273,13 @@ impl T5 {
             .collect::<Result<Vec<_>>>()?;
         Ok(T5 {
             word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, d)?,
-            relative_bias: Stored::of(file, file.f32("relative_attention_bias", &[config.relative_attention_num_buckets, config.num_heads])?)?,
+            relative_bias: Stored::of(
+                file,
+                file.f32(
+                    "relative_attention_bias",
+                    &[config.relative_attention_num_buckets, config.num_heads],
+                )?,
+            )?,
             final_norm: norm("final_norm")?,
             layers,
             feed_forward,
@@ -328,13 +344,30 @@ impl Encoder for T5 {
     fn forward<'s>(&self, batch: &PackedBatch, scratch: &'s mut Scratch) -> Result<&'s [f32]> {
         let c = &self.config;
         let (t, d, inner) = (batch.tokens(), c.d_model, c.inner_dim());
-        let shape = AttentionShape { heads: c.num_heads, kv_heads: c.num_heads, head_dim: c.d_kv, scale: 1.0, window: None };
+        let shape = AttentionShape {
+            heads: c.num_heads,
+            kv_heads: c.num_heads,
+            head_dim: c.d_kv,
+            scale: 1.0,
+            window: None,
+        };
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
-        let bias = PositionBias::new(self.relative_bias.get(), c.num_heads, c.relative_attention_num_buckets, c.relative_attention_max_distance, longest);
+        let bias = PositionBias::new(
+            self.relative_bias.get(),
+            c.num_heads,
+            c.relative_attention_num_buckets,
+            c.relative_attention_max_distance,
+            longest,
+        );
         let bias = bias.as_score_bias();
 
-        let gate_up_len = if self.feed_forward.is_gated() { t * 2 * c.d_ff } else { 0 };
-        let [x, normed, qkv, context, ffn_inner, gate_up] = scratch.take([t * d, t * d, t * 3 * inner, t * inner, t * c.d_ff, gate_up_len]);
+        let gate_up_len = if self.feed_forward.is_gated() {
+            t * 2 * c.d_ff
+        } else {
+            0
+        };
+        let [x, normed, qkv, context, ffn_inner, gate_up] =
+            scratch.take([t * d, t * d, t * 3 * inner, t * inner, t * c.d_ff, gate_up_len]);
         self.word.gather(&batch.ids, 1.0, x, false)?;
         for layer in &self.layers {
             normed.copy_from_slice(x);

@@ -51,12 +51,18 @@ mod tests {
     fn a_panic_becomes_an_error_naming_the_step() {
         let err = guarded::<()>("loading tokenizer.json", || panic!("Helper")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("loading tokenizer.json") && msg.contains("Helper"), "{msg}");
+        assert!(
+            msg.contains("loading tokenizer.json") && msg.contains("Helper"),
+            "{msg}"
+        );
         assert_eq!(guarded("x", || Ok(7)).unwrap(), 7);
     }
 
     fn fixture_tokenizer() -> String {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/t5/gated/model/tokenizer.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/t5/gated/model/tokenizer.json"
+        );
         std::fs::read_to_string(path).unwrap()
     }
 
@@ -69,7 +75,10 @@ mod tests {
         let comma = at + json[at..].find(',').unwrap();
         let mut broken = json.clone().into_bytes();
         broken[comma] = b' ';
-        let msg = crate::tokenize::TextTokenizer::from_json(&broken, 16).err().unwrap().to_string();
+        let msg = crate::tokenize::TextTokenizer::from_json(&broken, 16)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("not valid JSON"), "{msg}");
     }
 
@@ -80,7 +89,10 @@ mod tests {
         let json = fixture_tokenizer();
         let broken = json.replacen("\"Metaspace\"", "\"\\udc00\"", 1);
         assert_ne!(broken, json);
-        let msg = crate::tokenize::TextTokenizer::from_json(broken.as_bytes(), 16).err().unwrap().to_string();
+        let msg = crate::tokenize::TextTokenizer::from_json(broken.as_bytes(), 16)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("tokenizer"), "{msg}");
     }
 
@@ -91,14 +103,22 @@ mod tests {
         let mut json: serde_json::Value = serde_json::from_str(&fixture_tokenizer()).unwrap();
         json["normalizer"] = serde_json::json!({"type": "Precompiled", "precompiled_charsmap": "not base64!"});
         let bytes = serde_json::to_vec(&json).unwrap();
-        let msg = crate::tokenize::TextTokenizer::from_json(&bytes, 16).err().unwrap().to_string();
+        let msg = crate::tokenize::TextTokenizer::from_json(&bytes, 16)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("tokenizer"), "{msg}");
     }
 
     #[test]
     fn syntax_errors_give_their_position() {
-        let msg = check_json("the skeleton", br#"{"a": 1 "b": 2}"#).unwrap_err().to_string();
-        assert!(msg.contains("the skeleton is not valid JSON") && msg.contains("column"), "{msg}");
+        let msg = check_json("the skeleton", br#"{"a": 1 "b": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("the skeleton is not valid JSON") && msg.contains("column"),
+            "{msg}"
+        );
 
         check_json("x", br#"{"a": [1, 2, {"b": null}]}"#).unwrap();
     }

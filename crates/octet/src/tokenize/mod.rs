@@ -91,7 +91,12 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot set the window of {window} tokens: {e}")))?;
-        Ok(TextTokenizer { inner, window, table_rows: u32::MAX, load_path })
+        Ok(TextTokenizer {
+            inner,
+            window,
+            table_rows: u32::MAX,
+            load_path,
+        })
     }
 
     /// How this tokenizer was loaded.
@@ -103,7 +108,9 @@ impl TextTokenizer {
     /// rank order, added tokens by id. Two tokenizers with the same canonical JSON are the same
     /// tokenizer (the converter checks a stored BPE tokenizer against its source this way).
     pub fn canonical_json(&self) -> Result<String> {
-        self.inner.to_string(false).map_err(|e| Error::Tokenizer(format!("cannot serialize the tokenizer: {e}")))
+        self.inner
+            .to_string(false)
+            .map_err(|e| Error::Tokenizer(format!("cannot serialize the tokenizer: {e}")))
     }
 
     /// The window in tokens, special tokens included.
@@ -146,18 +153,26 @@ impl TextTokenizer {
         };
         let truncated = cut || !encoding.get_overflowing().is_empty();
         if truncated && policy == Truncation::Error {
-            return Err(Error::TextTooLong { index, max: self.window });
+            return Err(Error::TextTooLong {
+                index,
+                max: self.window,
+            });
         }
         if let Some(&id) = encoding.get_ids().iter().find(|&&id| id >= self.table_rows) {
             let token = self.inner.id_to_token(id).unwrap_or_default();
             return Err(Error::Tokenizer(format!("text {index} contains the token '{token}' (id {id}), which this model has no embedding for; remove it from the text")));
         }
-        Ok(Tokens { ids: encoding.get_ids().to_vec(), truncated })
+        Ok(Tokens {
+            ids: encoding.get_ids().to_vec(),
+            truncated,
+        })
     }
 
     fn encode_raw(&self, index: usize, text: &str) -> Result<tokenizers::Encoding> {
         guarded(format_args!("tokenizing text {index}"), || {
-            self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))
+            self.inner
+                .encode_fast(text, true)
+                .map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))
         })
     }
 }

@@ -70,7 +70,10 @@ pub fn stored_names(json: &[u8]) -> Option<StoredNames> {
     let vocab = model.vocab.0?;
     match model.merges {
         None => Some(StoredNames { vocab, merges: None }),
-        Some(Marker(Some(merges))) => Some(StoredNames { vocab, merges: Some(merges) }),
+        Some(Marker(Some(merges))) => Some(StoredNames {
+            vocab,
+            merges: Some(merges),
+        }),
         // Merges kept inline next to a stored vocabulary: not a layout octet writes.
         Some(Marker(None)) => None,
     }
@@ -104,7 +107,12 @@ impl<'a> StoredTokenizer<'a> {
             }
             None => &[],
         };
-        Ok(StoredTokenizer { skeleton, vocab, offsets, merges })
+        Ok(StoredTokenizer {
+            skeleton,
+            vocab,
+            offsets,
+            merges,
+        })
     }
 
     /// Builds the tokenizer (see the module docs) and says which way it went. A panic inside
@@ -124,7 +132,11 @@ impl<'a> StoredTokenizer<'a> {
         let model = match skeleton.model.kind.as_str() {
             "BPE" => self.bpe(&skeleton.model, &strings)?,
             "WordPiece" => wordpiece(&skeleton.model, &strings, self.merges)?,
-            other => return Err(bad(format!("a stored vocabulary needs a BPE or WordPiece model, not {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "a stored vocabulary needs a BPE or WordPiece model, not {other:?}"
+                )))
+            }
         };
         let mut tokenizer: Tokenizer = TokenizerBuilder::new()
             .with_model(model)
@@ -137,7 +149,10 @@ impl<'a> StoredTokenizer<'a> {
             .into();
         let added: Vec<AddedToken> = skeleton.added_tokens.iter().map(AddedTokenWithId::token).collect();
         tokenizer.add_tokens(&added);
-        let ids_match = skeleton.added_tokens.iter().all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
+        let ids_match = skeleton
+            .added_tokens
+            .iter()
+            .all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
         if ids_match {
             return Ok((tokenizer, LoadPath::Stored));
         }
@@ -155,7 +170,10 @@ impl<'a> StoredTokenizer<'a> {
         let (vocab, merges) = std::thread::scope(|scope| {
             let merges = scope.spawn(|| merge_strings(strings, &pairs));
             let vocab = vocab_map(strings);
-            (vocab, merges.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            (
+                vocab,
+                merges.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            )
         });
         if vocab.len() != strings.len() {
             return Err(bad(format!(
@@ -187,7 +205,9 @@ impl<'a> StoredTokenizer<'a> {
         if let Some(ignore) = model.ignore_merges {
             builder = builder.ignore_merges(ignore);
         }
-        let bpe = builder.build().map_err(|e| bad(format!("cannot build the BPE model: {e}")))?;
+        let bpe = builder
+            .build()
+            .map_err(|e| bad(format!("cannot build the BPE model: {e}")))?;
         Ok(ModelWrapper::from(bpe))
     }
 
@@ -202,10 +222,15 @@ impl<'a> StoredTokenizer<'a> {
             .get_mut("model")
             .and_then(|m| m.as_object_mut())
             .ok_or_else(|| bad("the skeleton has no model object".into()))?;
-        let vocab: serde_json::Map<String, serde_json::Value> =
-            strings.iter().enumerate().map(|(id, s)| (s.to_string(), id.into())).collect();
-        let merges: Vec<serde_json::Value> =
-            pairs.iter().map(|&(a, b)| serde_json::json!([strings[a], strings[b]])).collect();
+        let vocab: serde_json::Map<String, serde_json::Value> = strings
+            .iter()
+            .enumerate()
+            .map(|(id, s)| (s.to_string(), id.into()))
+            .collect();
+        let merges: Vec<serde_json::Value> = pairs
+            .iter()
+            .map(|&(a, b)| serde_json::json!([strings[a], strings[b]]))
+            .collect();
         let is_bpe = model.get("type").and_then(|t| t.as_str()) == Some("BPE");
         model.insert("vocab".into(), vocab.into());
         if is_bpe {
@@ -234,7 +259,12 @@ impl<'a> StoredTokenizer<'a> {
                 .ok()
                 .zip(usize::try_from(window[1]).ok())
                 .and_then(|(start, end)| text.get(start..end))
-                .ok_or_else(|| bad(format!("vocabulary string {id} has bad offsets {}..{}", window[0], window[1])))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "vocabulary string {id} has bad offsets {}..{}",
+                        window[0], window[1]
+                    ))
+                })?;
             strings.push(piece);
         }
         Ok(strings)
@@ -274,7 +304,10 @@ fn vocab_map(strings: &[&str]) -> Vocab {
 }
 
 fn merge_strings(strings: &[&str], pairs: &[(usize, usize)]) -> Merges {
-    pairs.iter().map(|&(a, b)| (strings[a].to_owned(), strings[b].to_owned())).collect()
+    pairs
+        .iter()
+        .map(|&(a, b)| (strings[a].to_owned(), strings[b].to_owned()))
+        .collect()
 }
 
 /// The WordPiece model of the skeleton's options and the vocabulary.
@@ -294,14 +327,20 @@ fn wordpiece(model: &SkeletonModel, strings: &[&str], merges: &[i32]) -> Result<
     if let Some(max) = model.max_input_chars_per_word {
         builder = builder.max_input_chars_per_word(max);
     }
-    let wordpiece = builder.build().map_err(|e| bad(format!("cannot build the WordPiece model: {e}")))?;
+    let wordpiece = builder
+        .build()
+        .map_err(|e| bad(format!("cannot build the WordPiece model: {e}")))?;
     Ok(ModelWrapper::from(wordpiece))
 }
 
 /// Refuses a vocabulary with a repeated string (the map then holds fewer entries).
 fn check_distinct(vocab: &Vocab, strings: &[&str]) -> Result<()> {
     if vocab.len() != strings.len() {
-        return Err(bad(format!("the vocabulary holds {} strings but only {} distinct ones", strings.len(), vocab.len())));
+        return Err(bad(format!(
+            "the vocabulary holds {} strings but only {} distinct ones",
+            strings.len(),
+            vocab.len()
+        )));
     }
     Ok(())
 }
@@ -455,14 +494,31 @@ mod tests {
     const MERGES: &[i32] = &[1, 2];
 
     fn parts<'a>(offsets: &'a [i32], merges: &'a [i32]) -> StoredTokenizer<'a> {
-        StoredTokenizer { skeleton: SKELETON.as_bytes(), vocab: VOCAB, offsets, merges }
+        StoredTokenizer {
+            skeleton: SKELETON.as_bytes(),
+            vocab: VOCAB,
+            offsets,
+            merges,
+        }
     }
 
     #[test]
     fn a_skeleton_is_told_from_a_whole_file() {
-        assert_eq!(stored_names(SKELETON.as_bytes()), Some(StoredNames { vocab: "v".into(), merges: Some("m".into()) }));
+        assert_eq!(
+            stored_names(SKELETON.as_bytes()),
+            Some(StoredNames {
+                vocab: "v".into(),
+                merges: Some("m".into())
+            })
+        );
         let wordpiece = r#"{"model":{"type":"WordPiece","vocab":"v"}}"#;
-        assert_eq!(stored_names(wordpiece.as_bytes()), Some(StoredNames { vocab: "v".into(), merges: None }));
+        assert_eq!(
+            stored_names(wordpiece.as_bytes()),
+            Some(StoredNames {
+                vocab: "v".into(),
+                merges: None
+            })
+        );
         let whole = r#"{"model":{"type":"BPE","vocab":{"a":0},"merges":[["a","a"]]},"added_tokens":[]}"#;
         assert_eq!(stored_names(whole.as_bytes()), None);
         assert_eq!(stored_names(b"not json"), None);
@@ -475,7 +531,10 @@ mod tests {
         assert_eq!(path, LoadPath::Stored);
         assert_eq!(tokenizer.encode_fast("abcx", false).unwrap().get_ids(), &[3, 4, 0]);
         let joined: serde_json::Value = serde_json::from_slice(&parts(OFFSETS, MERGES).to_json().unwrap()).unwrap();
-        assert_eq!(joined["model"]["vocab"], serde_json::json!({"<unk>": 0, "a": 1, "b": 2, "ab": 3, "c": 4}));
+        assert_eq!(
+            joined["model"]["vocab"],
+            serde_json::json!({"<unk>": 0, "a": 1, "b": 2, "ab": 3, "c": 4})
+        );
         assert_eq!(joined["model"]["merges"], serde_json::json!([["a", "b"]]));
     }
 
@@ -492,7 +551,10 @@ mod tests {
             (&[0, 5, 6, 7, 8, 10], MERGES, "distinct"),
         ];
         for &(offsets, merges, expected) in cases {
-            let err = parts(offsets, merges).build().err().unwrap_or_else(|| panic!("{expected}: accepted"));
+            let err = parts(offsets, merges)
+                .build()
+                .err()
+                .unwrap_or_else(|| panic!("{expected}: accepted"));
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
         // A merge whose result is not in the vocabulary: the BPE builder's own check.
@@ -502,23 +564,44 @@ mod tests {
     #[test]
     fn builds_a_wordpiece_from_parts() {
         let skeleton = r###"{"version":"1.0","added_tokens":[{"id":0,"content":"[UNK]","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##","max_input_chars_per_word":100,"vocab":"v"}}"###;
-        let stored = StoredTokenizer { skeleton: skeleton.as_bytes(), vocab: b"[UNK]ab##ca", offsets: &[0, 5, 7, 10, 11], merges: &[] };
+        let stored = StoredTokenizer {
+            skeleton: skeleton.as_bytes(),
+            vocab: b"[UNK]ab##ca",
+            offsets: &[0, 5, 7, 10, 11],
+            merges: &[],
+        };
         let (tokenizer, path) = stored.build().unwrap();
         assert_eq!(path, LoadPath::Stored);
         let whole = Tokenizer::from_bytes(stored.to_json().unwrap()).unwrap();
         assert_eq!(tokenizer.to_string(false).unwrap(), whole.to_string(false).unwrap());
         for (text, ids) in [("abc", vec![1, 2]), ("a", vec![3]), ("xyz", vec![0])] {
-            assert_eq!(tokenizer.encode_fast(text, false).unwrap().get_ids(), ids.as_slice(), "{text}");
-            assert_eq!(whole.encode_fast(text, false).unwrap().get_ids(), ids.as_slice(), "{text}");
+            assert_eq!(
+                tokenizer.encode_fast(text, false).unwrap().get_ids(),
+                ids.as_slice(),
+                "{text}"
+            );
+            assert_eq!(
+                whole.encode_fast(text, false).unwrap().get_ids(),
+                ids.as_slice(),
+                "{text}"
+            );
         }
-        let with_merges = StoredTokenizer { merges: &[1, 2], ..stored };
+        let with_merges = StoredTokenizer {
+            merges: &[1, 2],
+            ..stored
+        };
         assert!(with_merges.build().unwrap_err().to_string().contains("no merges"));
     }
 
     #[test]
     fn an_added_token_with_another_id_goes_through_the_joined_json() {
         let skeleton = SKELETON.replace(r#""id":0"#, r#""id":7"#);
-        let stored = StoredTokenizer { skeleton: skeleton.as_bytes(), vocab: VOCAB, offsets: OFFSETS, merges: MERGES };
+        let stored = StoredTokenizer {
+            skeleton: skeleton.as_bytes(),
+            vocab: VOCAB,
+            offsets: OFFSETS,
+            merges: MERGES,
+        };
         let (tokenizer, path) = stored.build().unwrap();
         assert_eq!(path, LoadPath::StoredViaJson);
         let whole = Tokenizer::from_bytes(stored.to_json().unwrap()).unwrap();

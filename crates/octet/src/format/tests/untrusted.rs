@@ -62,7 +62,12 @@ fn a_copied_model_survives_its_file_being_truncated() {
     let model = ModelFile::open_copied(&path).unwrap();
     assert_eq!(model.path(), Some(path.as_path()));
     // What must never be done to a mapped model: truncate it in place.
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     touch_everything(&model);
     model.verify_data().unwrap();
     assert_eq!(model.f32("scalar", &[]).unwrap(), &[42.0]);
