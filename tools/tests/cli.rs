@@ -6,6 +6,9 @@
 //! The model is fetched with `scripts/fetch-minilm.sh` (a no-op when cached) and converted once
 //! per test process: a missing model fails the tests, it never skips them.
 
+mod common;
+
+use common::repo_root;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,36 +24,10 @@ const NO_INPUT: i32 = 66;
 const CANT_CREATE: i32 = 73;
 const IO: i32 = 74;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tools/ has a parent")
-        .to_path_buf()
-}
-
-/// A scratch folder unique to this process. Statics are never dropped, so the first call
-/// removes the folders of earlier test processes that no longer run (Linux: no `/proc/<pid>`).
+/// A scratch folder unique to this test process (earlier processes' folders are removed).
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-cli-tests-")) else {
-                    continue;
-                };
-                if pid.parse::<u32>().is_ok()
-                    && Path::new("/proc/self").exists()
-                    && !Path::new("/proc").join(pid).exists()
-                {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("octet-cli-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    })
+    DIR.get_or_init(|| common::process_scratch("octet-cli-tests"))
 }
 
 /// A fresh folder for one test.

@@ -4,6 +4,7 @@
 //! concurrency, signals or memory limits are tests of their own below. Runs the real
 //! all-MiniLM-L6-v2 int8 model, fetched and converted once per process like `cli.rs` does.
 
+mod common;
 mod support;
 
 use std::path::Path;

@@ -7,6 +7,9 @@
 //! The model is fetched with `scripts/fetch-minilm.sh` (a no-op when cached): a missing model
 //! fails the tests, it never skips them.
 
+mod common;
+
+use common::repo_root;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -17,35 +20,10 @@ use std::time::{Duration, Instant};
 
 const OCTET: &str = env!("CARGO_BIN_EXE_octet");
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tools/ has a parent")
-        .to_path_buf()
-}
-
-/// A scratch folder for this test process (removed by the next run's first call if stale).
+/// A scratch folder unique to this test process (earlier processes' folders are removed).
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("octet-serve-tests-")) else {
-                    continue;
-                };
-                if pid.parse::<u32>().is_ok()
-                    && Path::new("/proc/self").exists()
-                    && !Path::new("/proc").join(pid).exists()
-                {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("octet-serve-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    })
+    DIR.get_or_init(|| common::process_scratch("octet-serve-tests"))
 }
 
 fn convert(source: &str, out: &Path) {

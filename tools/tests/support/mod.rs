@@ -20,12 +20,7 @@ pub const CANT_CREATE: i32 = 73;
 
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("octet-hostile-tests-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    })
+    DIR.get_or_init(|| crate::common::process_scratch("octet-hostile-tests"))
 }
 
 pub fn test_dir(name: &str) -> PathBuf {
