@@ -25,7 +25,11 @@ def read_corpus(path=CORPUS):
 
 
 async def post(reader, writer, host, path, body):
-    """One request on an open connection; returns (status, body bytes)."""
+    """One request on an open connection; returns (status, body bytes, whether the server closes it).
+
+    Some servers (llama-server's cpp-httplib) end a keep-alive connection after a number of
+    requests with `Connection: close`; the caller then opens a new one, as an HTTP client library
+    would."""
     writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     await writer.drain()
@@ -33,7 +37,7 @@ async def post(reader, writer, host, path, body):
     if not status_line:
         raise ConnectionError("the server closed the connection")
     status = int(status_line.split()[1])
-    length, chunked = None, False
+    length, chunked, closing = None, False, False
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
@@ -44,6 +48,8 @@ async def post(reader, writer, host, path, body):
             length = int(value.strip())
         elif name == "transfer-encoding" and "chunked" in value.lower():
             chunked = True
+        elif name == "connection" and "close" in value.lower():
+            closing = True
     if chunked:
         parts = []
         while True:
@@ -53,8 +59,8 @@ async def post(reader, writer, host, path, body):
                 break
             parts.append(await reader.readexactly(size))
             await reader.readline()
-        return status, b"".join(parts)
-    return status, await reader.readexactly(length or 0)
+        return status, b"".join(parts), closing
+    return status, await reader.readexactly(length or 0), closing
 
 
 async def client(url, model, texts, corpus, offset, deadline, latencies, statuses):
@@ -67,8 +73,14 @@ async def client(url, model, texts, corpus, offset, deadline, latencies, statuse
             i += texts
             body = json.dumps({"model": model, "input": batch, "encoding_format": "float"}).encode()
             started = time.perf_counter()
-            status, answer = await post(reader, writer, parsed.netloc, "/v1/embeddings", body)
+            if reader is None:
+                # The server closed the previous connection: the reconnect is part of this request's latency.
+                reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+            status, answer, closing = await post(reader, writer, parsed.netloc, "/v1/embeddings", body)
             elapsed = time.perf_counter() - started
+            if closing:
+                writer.close()
+                reader = writer = None
             statuses[status] = statuses.get(status, 0) + 1
             if status == 200:
                 # Counted, not parsed: the client should cost the shared CPU as little as possible.
@@ -76,7 +88,8 @@ async def client(url, model, texts, corpus, offset, deadline, latencies, statuse
                     raise RuntimeError("an answer has the wrong number of rows")
                 latencies.append(elapsed)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 async def run_point(url, model, clients, texts, seconds, corpus, warmup=0.5):

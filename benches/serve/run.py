@@ -88,6 +88,33 @@ def bench_server(name, command, url, model, points, seconds):
             proc.kill()
 
 
+def in_process_ms(timer, model, threads, texts_per_request, corpus, requests=200):
+    """Median time of the engine's own `embed` call, in process (`octet-bench-timer serve`), on the
+    same requests the load generator sends one client: consecutive corpus texts, N per call."""
+    proc = subprocess.Popen([str(timer), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(request):
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline())
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    try:
+        ask({"op": "load", "name": "m", "model": str(model), "threads": threads})
+        times = []
+        for i in range(requests):
+            batch = [corpus[(i * texts_per_request + k) % len(corpus)] for k in range(texts_per_request)]
+            times += ask({"op": "time", "name": "m", "texts": batch, "iters": 1})["ms"]
+        times.sort()
+        return times[len(times) // 2]
+    finally:
+        proc.stdin.write('{"op":"quit"}\n')
+        proc.stdin.flush()
+        proc.wait()
+
+
 def plot(results, path):
     try:
         import matplotlib
@@ -121,8 +148,12 @@ def main():
     ap.add_argument("--texts", default="1,16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--skip-octet", action="store_true")
+    ap.add_argument("--llama-slots", type=int, help="llama-server's -np (default: the most clients of any point)")
     ap.add_argument("--octet-bin", type=Path, default=TARGET / "release" / "octet")
     ap.add_argument("--octet-model", type=Path, default=Path.home() / ".cache" / "octet" / "models" / "all-MiniLM-L6-v2-int8.octet")
+    ap.add_argument("--timer", type=Path, default=TARGET / "release" / "octet-bench-timer",
+                    help="for the in-process time of the same requests (cargo build --release -p octet-benches)")
     ap.add_argument("--llama-server", type=Path, default=LLAMA_ROOT / "build-server" / "bin" / "llama-server")
     ap.add_argument("--gguf", type=Path, default=REPO / "target" / "bench-peers" / "minilm-q8_0.gguf")
     ap.add_argument("--out", type=Path, help="default benches/serve/results/serve.json (--quick: under target/bench-serve/)")
@@ -139,8 +170,9 @@ def main():
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    results.append(bench_server("octet serve", [str(args.octet_bin), "serve", str(args.octet_model), "--port", str(port),
-                                                "--threads", str(args.threads)], url, "minilm", points, args.seconds))
+    if not args.skip_octet:
+        results.append(bench_server("octet serve", [str(args.octet_bin), "serve", str(args.octet_model), "--port", str(port),
+                                                    "--threads", str(args.threads)], url, "minilm", points, args.seconds))
     if args.skip_llama:
         notes.append("llama-server skipped: --skip-llama")
     elif not args.llama_server.exists() or not args.gguf.exists():
@@ -150,18 +182,26 @@ def main():
         url = f"http://127.0.0.1:{port}"
         # One slot per client, each with a 256-token context (octet's MiniLM window); a batch of
         # 2048 tokens (larger ones make ggml's attention buffers grow with its square).
-        slots = max(int(c) for c in args.clients.split(","))
+        slots = args.llama_slots or max(int(c) for c in args.clients.split(","))
         command = [str(args.llama_server), "-m", str(args.gguf), "--embeddings", "--pooling", "mean",
                    "-t", str(args.threads), "-tb", str(args.threads), "--host", "127.0.0.1", "--port", str(port),
                    "-np", str(slots), "-c", str(256 * slots), "-b", "2048", "-ub", "2048", "--log-disable"]
-        results.append(bench_server("llama-server", command, url, "minilm", points, args.seconds))
+        name = "llama-server" if args.llama_slots is None else f"llama-server -np {slots}"
+        results.append(bench_server(name, command, url, "minilm", points, args.seconds))
+    in_process = {}
+    if args.timer.exists() and not args.skip_octet:
+        for texts in sorted({t for _, t in points}):
+            in_process[str(texts)] = in_process_ms(args.timer, args.octet_model, args.threads, texts, load.read_corpus())
+            print(f"octet in process, {texts:2} texts per call: median {in_process[str(texts)]:7.2f} ms", flush=True)
+    else:
+        notes.append(f"no in-process time: no {args.timer}")
     for note in notes:
         print(note)
     for r in results:
         print(f"{r['server']}: cold start to healthy {r['cold_start_s'] * 1e3:.0f} ms, peak RSS {r['peak_rss_mb']:.0f} MB")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"quick": args.quick, "threads": args.threads, "seconds": args.seconds,
-                                    "notes": notes, "results": results}, indent=1))
+                                    "notes": notes, "in_process_ms": in_process, "results": results}, indent=1))
     print(f"results: {args.out}")
     plot(results, args.plot)
 
