@@ -1,4 +1,4 @@
-//! Attention on real model shapes, through the engine's `octet::attention::attention` (the
+//! Attention on real model shapes, through the engine's `octet::layers::attention::attention` (the
 //! fused kernel plus its rayon driver): MiniLM (12 heads of 32, 128 tokens, batch 1 and 32),
 //! EmbeddingGemma (3 query heads sharing 1 KV head of 256, 512 tokens, with and without the
 //! 256-token sliding window) and a T5-like shape (8 heads of 64 with a relative bias).
@@ -7,7 +7,7 @@
 //! Timings on a shared machine are a development guide only.
 
 use criterion::Criterion;
-use octet::attention::{attention, AttentionShape, Span};
+use octet::layers::attention::{attention, AttentionShape, Span};
 use std::time::Duration;
 
 /// One benchmark case: a shape and a batch of equal-length sequences.

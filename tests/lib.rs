@@ -129,20 +129,8 @@ pub fn load_fixture(name: &str) -> Fixture {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad fixture {}: {e}", path.display()))
 }
 
-/// Cosine similarity in f64.
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "vector lengths differ");
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        ab += x as f64 * y as f64;
-        aa += x as f64 * x as f64;
-        bb += y as f64 * y as f64;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        return if aa == bb { 1.0 } else { 0.0 };
-    }
-    ab / (aa.sqrt() * bb.sqrt())
-}
+/// Cosine similarity in f64 (the engine's one definition).
+pub use octet::similarity::cosine;
 
 /// Largest absolute element difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -10,6 +10,7 @@ use octet::format::{ModelFile, ModelMeta, ModelWriter};
 use octet::tokenize::stored::LoadPath;
 use octet::tokenize::TextTokenizer;
 use octet::Truncation;
+use octet_kernels::test_rng::TestRng;
 use octet_tests::*;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -95,22 +96,6 @@ fn gensim_texts() -> Vec<String> {
         texts.extend(text.split('\n').map(str::to_string));
     }
     texts
-}
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Pieces the generated strings are built from: added and special tokens (whole, partial,
@@ -214,7 +199,7 @@ const PIECES: &[&str] = &[
 /// `count` strings: pieces joined at random, random code points, and runs of random
 /// vocabulary entries (with the SentencePiece space mark turned back into spaces).
 fn generated_texts(count: usize, vocab: &[String]) -> Vec<String> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
     let mut texts = Vec::with_capacity(count);
     for i in 0..count {
         let mut text = String::new();

@@ -23,6 +23,7 @@ pub mod epilogue;
 pub mod f32;
 pub mod gather;
 pub mod int8;
+pub mod test_rng;
 pub mod vector;
 
 pub use dispatch::{describe, kernels, Isa, Kernels};

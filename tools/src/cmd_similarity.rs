@@ -55,18 +55,9 @@ pub fn run(args: SimilarityArgs) -> Result<()> {
     Ok(())
 }
 
-/// Cosine similarity in f64 accumulation; 0 when a vector is all zeros.
+/// Cosine similarity as the matrix and the search ranking print it (the engine's one definition).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        ab += x as f64 * y as f64;
-        aa += x as f64 * x as f64;
-        bb += y as f64 * y as f64;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        return 0.0;
-    }
-    (ab / (aa.sqrt() * bb.sqrt())) as f32
+    octet::similarity::cosine(a, b) as f32
 }
 
 /// Longest label shown in the matrix, in characters.

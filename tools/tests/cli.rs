@@ -615,9 +615,7 @@ fn model_with_prompts(path: &Path) {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b))
+    octet::similarity::cosine(a, b) as f32
 }
 
 #[test]

@@ -9,7 +9,6 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod attention;
 pub mod batch;
 pub mod embedder;
 pub mod error;
@@ -17,8 +16,8 @@ pub mod format;
 pub mod layers;
 pub mod model;
 pub mod pooling;
-pub mod rope;
 pub mod scratch;
+pub mod similarity;
 pub mod tokenize;
 
 pub use embedder::{EmbedOptions, Embedder, Embeddings};

@@ -4,23 +4,7 @@
 //! argument checks. Each tolerance says where the difference comes from.
 
 use super::*;
-
-/// Small deterministic generator (64-bit LCG, high bits), so the tests need no RNG crate.
-struct Lcg(u64);
-
-impl Lcg {
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as u32) as f32 / (1u32 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.unit() * scale).collect()
-    }
-}
+use crate::test_rng::TestRng;
 
 /// One test case: a sequence's fused rows and a geometry.
 struct Case {
@@ -48,7 +32,7 @@ impl Case {
         window: Option<usize>,
         bias: bool,
     ) -> Case {
-        let mut rng = Lcg(seed);
+        let mut rng = TestRng(seed);
         let stride = (heads + 3) * head_dim + 3;
         // Values in [-2, 2): scores up to a few units, so softmax is neither flat nor one-hot.
         let qkv = rng.vec(len * stride, 2.0);

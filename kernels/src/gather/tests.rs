@@ -3,24 +3,8 @@
 //! the parent module's docs for why that holds.
 
 use super::*;
+use crate::test_rng::TestRng;
 use proptest::prelude::*;
-
-/// Small deterministic generator (64-bit LCG, high bits), so the tests need no RNG crate.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_u32(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 32) as u32
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-    }
-}
 
 /// Owned table contents from which [`Table`] views of every kind are borrowed.
 struct Tables {
@@ -39,7 +23,7 @@ struct Tables {
 
 impl Tables {
     fn new(rows: usize, dim: usize, seed: u64) -> Tables {
-        let mut rng = Lcg(seed);
+        let mut rng = TestRng(seed);
         let n = rows * dim;
         // The int8 extremes and the f16 specials (infinities, a subnormal, -0) are placed first.
         let mut q: Vec<i8> = (0..n).map(|_| rng.next_u32() as i8).collect();
@@ -188,7 +172,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// Runs every supported kernel on one shape and checks it, both forms, both multipliers.
 fn check_shape(rows: usize, dim: usize, ids: &[u32], seed: u64) {
     let tables = Tables::new(rows, dim, seed);
-    let mut rng = Lcg(seed ^ 0x5eed);
+    let mut rng = TestRng(seed ^ 0x5eed);
     let initial: Vec<f32> = (0..ids.len() * dim + 3).map(|_| rng.unit()).collect();
     for (what, table) in tables.kinds() {
         for multiplier in [1.0, (768f32).sqrt()] {

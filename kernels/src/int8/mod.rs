@@ -70,11 +70,6 @@ pub struct Int8Kernel {
 }
 
 impl Int8Kernel {
-    /// Rows per register tile.
-    pub fn rows_per_tile(&self) -> usize {
-        self.mr
-    }
-
     /// The kernel that runs a call of `m` rows on `layout`: this one, or the one it delegates
     /// such calls to (the AMX kernel hands small m and grouped layouts to VNNI).
     pub fn for_call(&self, m: usize, layout: &PackedI8Layout) -> &Int8Kernel {

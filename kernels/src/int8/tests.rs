@@ -5,26 +5,9 @@
 
 use super::*;
 use crate::activation::GeluForm;
+use crate::test_rng::TestRng;
 use crate::Activation;
 use proptest::prelude::*;
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn i8(&mut self) -> i8 {
-        self.next() as i8
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
 
 /// Every kernel this CPU runs, plus the AMX kernel's test forms: on AMX hardware without the
 /// small-m threshold, and on emulated tiles wherever AVX-512 VNNI runs (so its addressing,
@@ -45,7 +28,7 @@ fn kernels() -> Vec<&'static Int8Kernel> {
 }
 
 /// Weights over the full int8 range with the extremes -128 and 127 forced in.
-fn extreme_weights(rng: &mut Rng, n: usize, k: usize) -> Vec<i8> {
+fn extreme_weights(rng: &mut TestRng, n: usize, k: usize) -> Vec<i8> {
     let mut w: Vec<i8> = (0..n * k).map(|_| rng.i8()).collect();
     for (i, v) in w.iter_mut().enumerate() {
         match i % 7 {
@@ -58,7 +41,7 @@ fn extreme_weights(rng: &mut Rng, n: usize, k: usize) -> Vec<i8> {
 }
 
 /// Quantized activations in [-127, 127] with many values at +-127.
-fn extreme_activations(rng: &mut Rng, m: usize, layout: &PackedI8Layout, unit_scales: bool) -> QuantizedRows {
+fn extreme_activations(rng: &mut TestRng, m: usize, layout: &PackedI8Layout, unit_scales: bool) -> QuantizedRows {
     let values: Vec<i8> = (0..m * layout.k_pad)
         .map(|i| match i % 5 {
             0 => 127,
@@ -67,7 +50,7 @@ fn extreme_activations(rng: &mut Rng, m: usize, layout: &PackedI8Layout, unit_sc
         })
         .collect();
     let scales = (0..m * layout.groups)
-        .map(|_| if unit_scales { 1.0 } else { rng.f32().abs() + 0.01 })
+        .map(|_| if unit_scales { 1.0 } else { rng.unit().abs() + 0.01 })
         .collect();
     QuantizedRows::from_parts(layout, m, values, scales).unwrap()
 }
@@ -146,7 +129,7 @@ fn layout_offsets_and_padding() {
 
 #[test]
 fn pack_round_trips_and_sums_columns() {
-    let mut rng = Rng(7);
+    let mut rng = TestRng(7);
     for k_group in [None, Some(32), Some(64)] {
         let (n, k) = (21, 70);
         let w = extreme_weights(&mut rng, n, k);
@@ -201,7 +184,7 @@ fn weight_quantizer() {
 
 #[test]
 fn quantizers_agree_on_every_isa() {
-    let mut rng = Rng(11);
+    let mut rng = TestRng(11);
     for (k, k_group) in [
         (1, None),
         (7, None),
@@ -214,10 +197,10 @@ fn quantizers_agree_on_every_isa() {
         let layout = PackedI8Layout::new(16, k, k_group).unwrap();
         let m = 5;
         let stride = k + 2;
-        let mut a: Vec<f32> = (0..m * stride).map(|_| rng.f32() * 10.0).collect();
+        let mut a: Vec<f32> = (0..m * stride).map(|_| rng.unit() * 10.0).collect();
         // Ties at half steps, an all-zero row, a row with a NaN, tiny values.
         for v in &mut a[..stride] {
-            *v = ((rng.next() % 255) as f32 - 127.0) / 2.0;
+            *v = ((rng.next_u32() % 255) as f32 - 127.0) / 2.0;
         }
         a[stride..2 * stride].fill(0.0);
         a[2 * stride + k / 2] = f32::NAN;
@@ -246,7 +229,7 @@ fn quantizers_agree_on_every_isa() {
 
 #[test]
 fn integer_sums_exact_with_extreme_values() {
-    let mut rng = Rng(1);
+    let mut rng = TestRng(1);
     let shapes: &[(usize, usize, usize)] = if cfg!(target_arch = "x86_64") {
         &[
             (1, 1, 1),
@@ -286,13 +269,13 @@ fn integer_sums_exact_with_extreme_values() {
 
 #[test]
 fn scaled_outputs_and_epilogues_match_reference() {
-    let mut rng = Rng(3);
+    let mut rng = TestRng(3);
     let (m, n, k) = (14, 37, 200);
-    let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
     for k_group in [None, Some(64)] {
         let layout = PackedI8Layout::new(n, k, k_group).unwrap();
         let w = extreme_weights(&mut rng, n, k);
-        let w_scales: Vec<f32> = (0..n).map(|_| rng.f32().abs() * 1e-3).collect();
+        let w_scales: Vec<f32> = (0..n).map(|_| rng.unit().abs() * 1e-3).collect();
         let qa = extreme_activations(&mut rng, m, &layout, false);
         let exact = [
             Epilogue::NONE,
@@ -337,12 +320,12 @@ fn scaled_outputs_and_epilogues_match_reference() {
 /// End to end from f32 activations: all ISAs must equal the scalar reference bit for bit
 /// (identical quantization and float steps).
 fn check_f32(m: usize, n: usize, k: usize, k_group: Option<usize>, seed: u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = TestRng(seed | 1);
     let a_stride = k + 5;
-    let a: Vec<f32> = (0..m * a_stride).map(|_| rng.f32() * 4.0).collect();
-    let wf: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+    let a: Vec<f32> = (0..m * a_stride).map(|_| rng.unit() * 4.0).collect();
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
     let (w, w_scales) = quantize_weights_per_channel(&wf, n, k);
-    let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
     let epi = Epilogue {
         bias: Some(&bias),
         activation: Activation::Relu,
@@ -399,11 +382,11 @@ fn results_do_not_depend_on_thread_count() {
     } else {
         (40, 96, 128)
     };
-    let mut rng = Rng(5);
-    let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-    let wf: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+    let mut rng = TestRng(5);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
     let (w, s) = quantize_weights_per_channel(&wf, n, k);
-    let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
     for k_group in [None, Some(64)] {
         let packed = pack_weights(&w, n, k, &s, k_group).unwrap();
         let epi = Epilogue {
@@ -444,15 +427,15 @@ fn amx_ragged_shapes_every_epilogue() {
         return;
     }
     let vnni = for_isa(Isa::Avx512);
-    let mut rng = Rng(13);
+    let mut rng = TestRng(13);
     let ns = [1, 15, 17, 33, 47, 64];
     let ks = [8, 24, 56, 64, 72, 120, 136, 200, 384];
     for m in 1..=70usize {
         let (n, k) = (ns[m % ns.len()], ks[m % ks.len()]);
         let layout = PackedI8Layout::new(n, k, None).unwrap();
         let w = extreme_weights(&mut rng, n, k);
-        let w_scales: Vec<f32> = (0..n).map(|_| rng.f32().abs() * 1e-2).collect();
-        let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let w_scales: Vec<f32> = (0..n).map(|_| rng.unit().abs() * 1e-2).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
         let qa = extreme_activations(&mut rng, m, &layout, false);
         let packed = pack_weights(&w, n, k, &w_scales, None).unwrap();
         let activation = match m % 4 {
@@ -545,150 +528,11 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let k_group = grouped.then_some(32);
-        let mut rng = Rng(seed | 1);
+        let mut rng = TestRng(seed | 1);
         let layout = PackedI8Layout::new(n, k, k_group).unwrap();
         let w = extreme_weights(&mut rng, n, k);
         let qa = extreme_activations(&mut rng, m, &layout, true);
         check_quantized(&qa, &w, &vec![1.0; n], k_group, &Epilogue::NONE, None, "proptest");
         check_f32(m, n, k, k_group, seed);
     }
-}
-
-/// Prints GOPS of the best kernel and the `vpdpbusd` peak. Run with
-/// `cargo test -p octet-kernels --release int8::tests::throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    use std::time::Instant;
-    let kernel = for_isa(crate::kernels().isa); // honours OCTET_KERNEL
-    let mut list = vec![(128, 384, 1536), (128, 1536, 384), (4096, 384, 1536), (4096, 1536, 384)];
-    if let Ok(s) = std::env::var("OCTET_INT8_SHAPES") {
-        let parse = |t: &str| -> Vec<usize> { t.split(',').map(|x| x.trim().parse().unwrap()).collect() };
-        list = s.split(';').map(parse).map(|v| (v[0], v[1], v[2])).collect();
-    }
-    for (m, k, n) in list {
-        let mut rng = Rng(9);
-        let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-        let wf: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
-        let (w, s) = quantize_weights_per_channel(&wf, n, k);
-        let packed = pack_weights(&w, n, k, &s, None).unwrap();
-        let bias = vec![0.1f32; n];
-        let gelu = Epilogue {
-            bias: Some(&bias),
-            activation: Activation::Gelu(GeluForm::Erf),
-            accumulate: false,
-        };
-        let mut out = vec![0f32; m * n];
-        {
-            // Preparation (quantize + pack the activations) on one thread.
-            let reps = 20;
-            let mut scratch = Scratch::default();
-            let rows = Rows::F32 { a: &a, a_stride: k };
-            let t = thread_cpu_seconds();
-            for _ in 0..reps {
-                prepare_rows(kernel, m, rows, packed.view().layout(), false, &mut scratch);
-            }
-            let tq = (thread_cpu_seconds() - t) / reps as f64;
-            println!("m={m} k={k} n={n}: quantize + pack {:.1} us", tq * 1e6);
-        }
-        for (label, epi) in [("plain", Epilogue::NONE), ("bias+gelu", gelu)] {
-            for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                let ops = 2.0 * (m * n * k) as f64;
-                let reps = ((2e10 / ops) as usize).clamp(3, 2000);
-                pool.install(|| matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n))
-                    .unwrap();
-                let t = Instant::now();
-                // In a one-thread pool all work runs on the worker thread, whose CPU time is the
-                // fair measure on a shared machine; two threads use wall time.
-                let cpu = pool.install(|| {
-                    let cpu = thread_cpu_seconds();
-                    for _ in 0..reps {
-                        matmul(kernel, &a, k, m, &packed.view(), &epi, &mut out, n).unwrap();
-                    }
-                    thread_cpu_seconds() - cpu
-                });
-                let secs = if threads == 1 { cpu } else { t.elapsed().as_secs_f64() } / reps as f64;
-                #[cfg(target_arch = "x86_64")]
-                let peak = if Isa::Avx512.is_supported() {
-                    // SAFETY: AVX-512 VNNI detected above.
-                    let per_s = unsafe { vpdpbusd_rate() };
-                    format!("; vpdpbusd peak now {:.1} GOPS/core", per_s * 128.0 / 1e9)
-                } else {
-                    String::new()
-                };
-                #[cfg(not(target_arch = "x86_64"))]
-                let peak = String::new();
-                let gops = ops / secs / 1e9;
-                println!(
-                    "  {} {label} threads={threads}: {gops:.1} GOPS ({:.1} us){peak}",
-                    kernel.name,
-                    secs * 1e6
-                );
-            }
-        }
-    }
-}
-
-/// CPU time of the calling thread in seconds (the machine may be shared, so wall time
-/// overstates single-thread cost); wall time where the raw syscall is not wired up.
-fn thread_cpu_seconds() -> f64 {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
-        let mut ts = [0i64; 2];
-        // SAFETY: clock_gettime(CLOCK_THREAD_CPUTIME_ID = 3, &ts) writes two i64 into `ts`.
-        let ret: i64;
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") 228i64 => ret,
-                in("rdi") 3i64,
-                in("rsi") ts.as_mut_ptr(),
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        assert_eq!(ret, 0);
-        ts[0] as f64 + ts[1] as f64 * 1e-9
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
-        use std::sync::OnceLock;
-        static START: OnceLock<std::time::Instant> = OnceLock::new();
-        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
-    }
-}
-
-/// `vpdpbusd` per second on one core: 12 independent accumulators, so throughput-bound.
-///
-/// # Safety
-/// The CPU must support AVX-512 VNNI.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn vpdpbusd_rate() -> f64 {
-    use std::arch::asm;
-    let iters: u64 = 10_000_000;
-    let t = thread_cpu_seconds();
-    // SAFETY: pure register arithmetic on AVX-512 registers, which the caller guarantees.
-    unsafe {
-        asm!(
-            "vpxord zmm0, zmm0, zmm0", "vpxord zmm1, zmm1, zmm1", "vpxord zmm2, zmm2, zmm2",
-            "vpxord zmm3, zmm3, zmm3", "vpxord zmm4, zmm4, zmm4", "vpxord zmm5, zmm5, zmm5",
-            "vpxord zmm6, zmm6, zmm6", "vpxord zmm7, zmm7, zmm7", "vpxord zmm8, zmm8, zmm8",
-            "vpxord zmm9, zmm9, zmm9", "vpxord zmm10, zmm10, zmm10", "vpxord zmm11, zmm11, zmm11",
-            "2:",
-            "vpdpbusd zmm0, zmm30, zmm31", "vpdpbusd zmm1, zmm30, zmm31", "vpdpbusd zmm2, zmm30, zmm31",
-            "vpdpbusd zmm3, zmm30, zmm31", "vpdpbusd zmm4, zmm30, zmm31", "vpdpbusd zmm5, zmm30, zmm31",
-            "vpdpbusd zmm6, zmm30, zmm31", "vpdpbusd zmm7, zmm30, zmm31", "vpdpbusd zmm8, zmm30, zmm31",
-            "vpdpbusd zmm9, zmm30, zmm31", "vpdpbusd zmm10, zmm30, zmm31", "vpdpbusd zmm11, zmm30, zmm31",
-            "dec {n}",
-            "jnz 2b",
-            n = inout(reg) iters => _,
-            out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _,
-            out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
-            options(nomem, nostack),
-        );
-    }
-    (iters * 12) as f64 / (thread_cpu_seconds() - t)
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::activation;
+use crate::test_rng::TestRng;
 use proptest::prelude::*;
 
 /// Ragged lengths around every SIMD width and unroll step, plus model widths.
@@ -10,23 +11,6 @@ const LENGTHS: [usize; 12] = [1, 2, 3, 7, 8, 15, 16, 17, 63, 384, 768, 1000];
 
 /// Unit roundoff of f32.
 const U: f64 = f32::EPSILON as f64 / 2.0;
-
-/// Small deterministic generator (64-bit LCG, high bits), so the tests need no RNG crate.
-struct Lcg(u64);
-
-impl Lcg {
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as u32) as f32 / (1u32 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
-        (0..n).map(|_| self.unit() * scale + offset).collect()
-    }
-}
 
 /// The SIMD kernels of this host (every supported level above scalar).
 fn simd_kernels() -> Vec<&'static VectorKernel> {
@@ -56,11 +40,11 @@ fn assert_close(got: &[f32], want: &[f32], rel: f32, floor: f32, what: &str) {
 /// relative (errors grow like sqrt(n) u in practice), so 1e-5 of max(|y|, 1) has wide margin.
 #[test]
 fn layer_norm_matches_scalar() {
-    let mut rng = Lcg(1);
+    let mut rng = TestRng(1);
     for dim in LENGTHS {
-        let x = rng.vec(3 * dim, 2.0, 0.5);
-        let gamma = rng.vec(dim, 1.0, 1.0);
-        let beta = rng.vec(dim, 0.5, 0.0);
+        let x = rng.vec_around(3 * dim, 2.0, 0.5);
+        let gamma = rng.vec_around(dim, 1.0, 1.0);
+        let beta = rng.vec_around(dim, 0.5, 0.0);
         let mut want = x.clone();
         layer_norm(&SCALAR, &mut want, dim, &gamma, &beta, 1e-12).unwrap();
         for k in simd_kernels() {
@@ -75,11 +59,11 @@ fn layer_norm_matches_scalar() {
 /// n u of exact in the worst case (6e-5 at n = 1000); in practice far less, so 2e-5.
 #[test]
 fn scalar_layer_norm_and_rms_norm_match_f64() {
-    let mut rng = Lcg(2);
+    let mut rng = TestRng(2);
     for dim in LENGTHS {
-        let x = rng.vec(dim, 3.0, -0.7);
-        let w = rng.vec(dim, 1.0, 0.0);
-        let b = rng.vec(dim, 1.0, 0.0);
+        let x = rng.vec_around(dim, 3.0, -0.7);
+        let w = rng.vec_around(dim, 1.0, 0.0);
+        let b = rng.vec_around(dim, 1.0, 0.0);
         let eps = 1e-6;
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let n = dim as f64;
@@ -133,10 +117,10 @@ fn layer_norm_of_a_constant_row_is_beta() {
 /// RMSNorm: same reasoning as LayerNorm, one sum instead of two.
 #[test]
 fn rms_norm_matches_scalar_in_both_weight_forms() {
-    let mut rng = Lcg(3);
+    let mut rng = TestRng(3);
     for dim in LENGTHS {
-        let x = rng.vec(2 * dim, 4.0, 0.0);
-        let weight = rng.vec(dim, 0.5, 0.0);
+        let x = rng.vec_around(2 * dim, 4.0, 0.0);
+        let weight = rng.vec_around(dim, 0.5, 0.0);
         for one_plus_weight in [true, false] {
             let mut want = x.clone();
             rms_norm(&SCALAR, &mut want, dim, &weight, 1e-6, one_plus_weight).unwrap();
@@ -156,10 +140,10 @@ fn rms_norm_matches_scalar_in_both_weight_forms() {
 /// leaves margin.
 #[test]
 fn softmax_matches_scalar_including_large_and_masked_values() {
-    let mut rng = Lcg(4);
+    let mut rng = TestRng(4);
     for dim in LENGTHS {
         for (case, spread) in [("unit", 1.0f32), ("scores", 12.0), ("large", 1e4)] {
-            let mut x = rng.vec(3 * dim, spread, 0.0);
+            let mut x = rng.vec_around(3 * dim, spread, 0.0);
             // Mask every third entry of the first two rows; the third row is all -inf.
             for (i, v) in x.iter_mut().enumerate() {
                 if i >= 2 * dim || i % 3 == 1 {
@@ -220,9 +204,9 @@ fn softmax_of_equal_large_values_is_uniform() {
 /// ones (the bound activation.rs tests), absolute near zero.
 #[test]
 fn gelu_matches_scalar_in_both_forms() {
-    let mut rng = Lcg(5);
+    let mut rng = TestRng(5);
     for dim in LENGTHS {
-        let x = rng.vec(dim, 6.0, 0.0);
+        let x = rng.vec_around(dim, 6.0, 0.0);
         for form in [GeluForm::Erf, GeluForm::Tanh] {
             let want: Vec<f32> = x.iter().map(|&v| activation::gelu(form, v)).collect();
             for k in std::iter::once(&SCALAR).chain(simd_kernels()) {
@@ -237,10 +221,10 @@ fn gelu_matches_scalar_in_both_forms() {
 /// One IEEE add or multiply per element: bit-exact.
 #[test]
 fn add_and_scale_are_bit_exact() {
-    let mut rng = Lcg(6);
+    let mut rng = TestRng(6);
     for dim in LENGTHS {
-        let a = rng.vec(dim, 5.0, 1.0);
-        let b = rng.vec(dim, 5.0, -1.0);
+        let a = rng.vec_around(dim, 5.0, 1.0);
+        let b = rng.vec_around(dim, 5.0, -1.0);
         let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
         let scaled: Vec<f32> = a.iter().map(|x| x * 0.37).collect();
         for k in std::iter::once(&SCALAR).chain(simd_kernels()) {
@@ -258,10 +242,10 @@ fn add_and_scale_are_bit_exact() {
 /// exact value (FMA only removes roundings), so they differ by at most 2 n u Σ|a b|.
 #[test]
 fn dot_matches_scalar_within_the_summation_bound() {
-    let mut rng = Lcg(7);
+    let mut rng = TestRng(7);
     for dim in LENGTHS {
-        let a = rng.vec(dim, 3.0, 0.2);
-        let b = rng.vec(dim, 3.0, -0.1);
+        let a = rng.vec_around(dim, 3.0, 0.2);
+        let b = rng.vec_around(dim, 3.0, -0.1);
         let want = dot(&SCALAR, &a, &b);
         let abs_sum: f64 = a.iter().zip(&b).map(|(x, y)| (x * y).abs() as f64).sum();
         let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
@@ -286,9 +270,9 @@ fn dot_matches_scalar_within_the_summation_bound() {
 /// orders, halved by the square root), then one multiply per element; 1e-6 + n u relative.
 #[test]
 fn l2_normalize_matches_scalar_and_keeps_zero_vectors() {
-    let mut rng = Lcg(8);
+    let mut rng = TestRng(8);
     for dim in LENGTHS {
-        let x = rng.vec(dim, 2.0, 0.3);
+        let x = rng.vec_around(dim, 2.0, 0.3);
         let mut want = x.clone();
         l2_normalize(&SCALAR, &mut want);
         let norm: f64 = want.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
@@ -367,9 +351,9 @@ proptest! {
     /// Random lengths and rows through the row functions, same tolerances as above.
     #[test]
     fn ragged_rows_match_scalar(dim in 1usize..200, rows in 1usize..4, seed in any::<u64>()) {
-        let mut rng = Lcg(seed);
-        let x = rng.vec(rows * dim, 3.0, 0.1);
-        let p = rng.vec(dim, 1.0, 0.5);
+        let mut rng = TestRng(seed);
+        let x = rng.vec_around(rows * dim, 3.0, 0.1);
+        let p = rng.vec_around(dim, 1.0, 0.5);
         let mut ln = x.clone();
         let mut rms = x.clone();
         let mut sm = x.clone();

@@ -1,22 +1,7 @@
 //! The comparisons behind the quality report: cosine between two embeddings of one text, a
 //! percentile, and how many of each text's nearest neighbours two models agree on.
 
-/// Cosine similarity, accumulated in f64 (0 when either vector is all zeros).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    debug_assert_eq!(a.len(), b.len());
-    let (mut dot, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        dot += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        dot / (aa.sqrt() * bb.sqrt())
-    }
-}
+pub use octet::similarity::cosine;
 
 /// The `p`-th percentile (0..=100) of `values`, nearest rank below: the value at index
 /// `floor(p / 100 x (n - 1))` of the sorted values. NaN for no values.

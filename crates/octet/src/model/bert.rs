@@ -18,9 +18,9 @@
 //! `layers.{i}.ffn.{up,down}.{weight,bias}`, `layers.{i}.ffn.norm.{weight,bias}`.
 
 use super::{parse_config, Encoder, PackedBatch};
-use crate::attention::{attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
+use crate::layers::attention::{attention, AttentionShape};
 use crate::layers::{Embedding, Linear, Norm};
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;

@@ -17,11 +17,11 @@
 //! `final_norm.weight`.
 
 use super::{parse_config, Encoder, PackedBatch};
-use crate::attention::{attention, AttentionShape};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
+use crate::layers::attention::{attention, AttentionShape};
+use crate::layers::rope::RopeTable;
 use crate::layers::{Embedding, Linear, Norm};
-use crate::rope::RopeTable;
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::{kernels, vector, Activation};

@@ -33,9 +33,9 @@
 //! `layers.{i}.ffn.down.weight` [d_model, d_ff], `final_norm.weight` [d_model]. No biases.
 
 use super::{parse_config, Encoder, PackedBatch};
-use crate::attention::{attention, AttentionShape, ScoreBias};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
+use crate::layers::attention::{attention, AttentionShape, ScoreBias};
 use crate::layers::{Embedding, Linear, Norm, Stored};
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;

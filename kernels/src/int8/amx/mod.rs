@@ -60,10 +60,9 @@ pub(super) const KB: usize = 64;
 /// machine had no AMX): AMX computes at least 16 rows (one A tile) per tile block, VNNI 12, and
 /// below about 16 rows both are bound by streaming the weights, where AMX's per-task
 /// `ldtilecfg` / `tilerelease` and its 4 KiB round trip through memory before the epilogue
-/// only add cost. Retune on an AMX machine: set this to 1, then compare
-/// `cargo test -p octet-kernels --release int8::tests::throughput -- --ignored --nocapture`
-/// with `OCTET_INT8_SHAPES='4,384,1536;8,384,1536;16,384,1536;32,384,1536'` under
-/// `OCTET_KERNEL=amx` and `OCTET_KERNEL=avx512`.
+/// only add cost. Retune on an AMX machine: set this to 1, then compare the m = 16 and m = 128
+/// points of `cargo bench -p octet-benches --bench kernels` under `OCTET_KERNEL=amx` and
+/// `OCTET_KERNEL=avx512`.
 pub(super) const AMX_MIN_ROWS: usize = 16;
 
 pub(super) static KERNEL: Int8Kernel = Int8Kernel {

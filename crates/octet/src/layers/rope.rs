@@ -7,8 +7,6 @@
 //! inverse frequencies are rounded to f32, the angle is the f32 product `position x inv_freq`,
 //! and its cosine and sine are rounded to f32 from an exact evaluation.
 
-use rayon::prelude::*;
-
 /// Cosines and sines for positions `0..positions` of one `theta` and `head_dim`.
 pub struct RopeTable {
     half: usize,
@@ -64,20 +62,6 @@ impl RopeTable {
             x[i] = a * cos[i] - b * sin[i];
             y[i] = b * cos[i] + a * sin[i];
         }
-    }
-
-    /// Rotates `heads` consecutive head vectors starting at column `offset` of every row of
-    /// `rows` (row width `stride`); row r is at position `positions[r]`.
-    pub fn rotate_rows(&self, rows: &mut [f32], stride: usize, offset: usize, heads: usize, positions: &[u32]) {
-        let width = heads * 2 * self.half;
-        rows.par_chunks_mut(stride)
-            .zip(positions.par_iter())
-            .with_min_len(16)
-            .for_each(|(row, &p)| {
-                for head in row[offset..offset + width].chunks_exact_mut(2 * self.half) {
-                    self.rotate(head, p as usize);
-                }
-            });
     }
 }
 
