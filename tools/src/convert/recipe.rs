@@ -69,6 +69,10 @@ pub struct Recipe {
     /// Activation-scale group along k for every int8 linear layer, overriding the default
     /// (None: the default, see the module docs).
     pub k_group: Option<usize>,
+    /// An architecture's own groups by layer, used when `k_group` is None: (pattern of layer
+    /// names as `--keep` takes them, group or None for one scale per token). Layers no entry matches take the
+    /// default. Empty for every architecture but Gemma (`gemma3::LAYER_K_GROUPS`).
+    pub layer_k_groups: &'static [(&'static str, Option<usize>)],
 }
 
 /// Activation group size for layers that read a norm's output (see the module docs).
@@ -101,6 +105,7 @@ impl Recipe {
             table,
             keep,
             k_group,
+            layer_k_groups: &[],
         })
     }
 
@@ -127,13 +132,21 @@ impl Recipe {
         self.keep.iter().any(|p| glob_match(p, tensor))
     }
 
-    /// The activation group size for an int8 layer with `k` inputs.
-    pub fn k_group_for(&self, k: usize, after_norm: bool) -> Option<usize> {
-        match self.k_group {
-            Some(g) => Some(g).filter(|&g| g < k),
-            None if after_norm && k > AFTER_NORM_K_GROUP => Some(AFTER_NORM_K_GROUP),
-            None => None,
-        }
+    /// The activation group size for the int8 layer `name` with `k` inputs: `--k-group`, else
+    /// the architecture's group for that layer, else groups of [`AFTER_NORM_K_GROUP`] after a
+    /// norm and one scale per token elsewhere. A group of k or more is one scale per token.
+    pub fn k_group_for(&self, name: &str, k: usize, after_norm: bool) -> Option<usize> {
+        let by_layer = self
+            .layer_k_groups
+            .iter()
+            .find(|(pattern, _)| glob_match(pattern, name));
+        let group = match (self.k_group, by_layer) {
+            (Some(g), _) => Some(g),
+            (None, Some(&(_, g))) => g,
+            (None, None) if after_norm => Some(AFTER_NORM_K_GROUP),
+            (None, None) => None,
+        };
+        group.filter(|&g| g < k)
     }
 
     /// Precision for the linear layer `name`.
@@ -206,6 +219,31 @@ mod tests {
             Precision::F16
         );
         assert!(f16.with_table_bits(Some(8)).is_err());
+    }
+
+    #[test]
+    fn k_groups_by_flag_by_layer_and_by_default() {
+        let mut r = Recipe::parse("int8", vec![], None).unwrap();
+        // The defaults: groups of 64 after a norm (when k is wider), one scale per token elsewhere.
+        assert_eq!(
+            r.k_group_for("layers.0.attention.qkv", 384, true),
+            Some(AFTER_NORM_K_GROUP)
+        );
+        assert_eq!(r.k_group_for("layers.0.attention.qkv", 64, true), None);
+        assert_eq!(r.k_group_for("layers.0.ffn.down", 1536, false), None);
+        // An architecture's table wins over the defaults, None included.
+        r.layer_k_groups = &[("layers.*.ffn.down", Some(32)), ("layers.*.attention.qkv", None)];
+        assert_eq!(r.k_group_for("layers.3.ffn.down", 1152, false), Some(32));
+        assert_eq!(r.k_group_for("layers.3.attention.qkv", 768, true), None);
+        assert_eq!(
+            r.k_group_for("layers.3.ffn.gate_up", 768, true),
+            Some(AFTER_NORM_K_GROUP)
+        );
+        // --k-group wins over both.
+        r.k_group = Some(96);
+        assert_eq!(r.k_group_for("layers.3.ffn.down", 1152, false), Some(96));
+        assert_eq!(r.k_group_for("layers.3.attention.qkv", 768, true), Some(96));
+        assert_eq!(r.k_group_for("dense.0", 96, false), None);
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
                 Precision::F16 => writer.add_f16(&weight_name, &[n, k], &to_f16(&weight))?,
                 Precision::I8 => {
                     let (q, scales) = int8::quantize_weights_per_channel(&weight, n, k);
-                    let k_group = recipe.k_group_for(k, after_norm);
+                    let k_group = recipe.k_group_for(&name, k, after_norm);
                     let packed = int8::pack_weights(&q, n, k, &scales, k_group)?;
                     writer.add_packed_i8(
                         &weight_name,
