@@ -43,23 +43,8 @@ fn minilm() -> &'static str {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let fetch = Command::new("bash")
-                .arg(repo_root().join("scripts/fetch-minilm.sh"))
-                .output()
-                .expect("run fetch-minilm.sh");
-            assert!(
-                fetch.status.success(),
-                "fetch-minilm.sh failed:\n{}",
-                String::from_utf8_lossy(&fetch.stderr)
-            );
-            let source = String::from_utf8_lossy(&fetch.stdout)
-                .lines()
-                .last()
-                .expect("the fetch script prints its folder")
-                .trim()
-                .to_string();
             let out = scratch().join("minilm.octet");
-            convert(&source, &out);
+            common::convert_minilm_int8(OCTET, &out);
             out
         })
         .to_str()

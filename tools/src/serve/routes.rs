@@ -105,31 +105,26 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// `Authorization: Bearer KEY` when the server has a key.
+/// `Authorization: Bearer KEY` when the server has a key. A refused request's body is read
+/// (within the size limit) and dropped before the 401, so that the connection stays in a clean
+/// state for the client's next request: a client that reuses a pooled connection must not find
+/// it closed under it because a body was left unread.
 async fn require_key(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    if let Some(key) = &app.api_key {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(given) if same_secret(given.trim().as_bytes(), key.as_bytes()) => {}
-            Some(_) => {
-                return ApiError::unauthorized(
-                    "the API key is wrong; send the key the server was started with (--api-key or OCTET_API_KEY)",
-                )
-                .into_response()
-            }
-            None => {
-                return ApiError::unauthorized(
-                    "this server requires an API key: send the header 'Authorization: Bearer <key>'",
-                )
-                .into_response()
-            }
-        }
-    }
-    next.run(request).await
+    let Some(key) = &app.api_key else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let refusal = match given {
+        Some(given) if same_secret(given.trim().as_bytes(), key.as_bytes()) => return next.run(request).await,
+        Some(_) => "the API key is wrong; send the key the server was started with (--api-key or OCTET_API_KEY)",
+        None => "this server requires an API key: send the header 'Authorization: Bearer <key>'",
+    };
+    let _ = axum::body::to_bytes(request.into_body(), app.limits.max_request_bytes).await;
+    ApiError::unauthorized(refusal).into_response()
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the key.

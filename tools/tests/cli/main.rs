@@ -51,32 +51,8 @@ fn test_dir(name: &str) -> PathBuf {
 fn model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let fetch = Command::new("bash")
-            .arg(repo_root().join("scripts/fetch-minilm.sh"))
-            .output()
-            .expect("run fetch-minilm.sh");
-        assert!(
-            fetch.status.success(),
-            "fetch-minilm.sh failed:\n{}",
-            String::from_utf8_lossy(&fetch.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&fetch.stdout);
-        let source = stdout
-            .lines()
-            .last()
-            .expect("the fetch script prints its folder")
-            .trim()
-            .to_string();
         let out = scratch().join("minilm-int8.octet");
-        let convert = run(
-            &["convert", &source, "-o", out.to_str().unwrap(), "--quant", "int8", "-q"],
-            None,
-        );
-        assert!(
-            convert.status.success(),
-            "octet convert failed:\n{}",
-            String::from_utf8_lossy(&convert.stderr)
-        );
+        common::convert_minilm_int8(OCTET, &out);
         out
     })
 }

@@ -38,3 +38,36 @@ pub fn process_scratch(prefix: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+/// all-MiniLM-L6-v2, fetched with `scripts/fetch-minilm.sh` (a no-op when cached; a missing
+/// model fails the test, it never skips it) and converted to int8 by the `octet` binary at
+/// `octet` into `out`.
+pub fn convert_minilm_int8(octet: &str, out: &Path) {
+    let fetch = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/fetch-minilm.sh"))
+        .output()
+        .expect("run fetch-minilm.sh");
+    assert!(
+        fetch.status.success(),
+        "fetch-minilm.sh failed:\n{}",
+        String::from_utf8_lossy(&fetch.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&fetch.stdout);
+    let source = stdout
+        .lines()
+        .last()
+        .expect("the fetch script prints its folder")
+        .trim();
+    let convert = std::process::Command::new(octet)
+        .args(["convert", source, "-o"])
+        .arg(out)
+        .args(["--quant", "int8", "-q"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run octet convert");
+    assert!(
+        convert.status.success(),
+        "octet convert {source} failed:\n{}",
+        String::from_utf8_lossy(&convert.stderr)
+    );
+}

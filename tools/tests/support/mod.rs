@@ -34,32 +34,8 @@ pub fn test_dir(name: &str) -> PathBuf {
 pub fn model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let fetch = Command::new("bash")
-            .arg(root.join("scripts/fetch-minilm.sh"))
-            .output()
-            .unwrap();
-        assert!(
-            fetch.status.success(),
-            "fetch-minilm.sh failed:\n{}",
-            String::from_utf8_lossy(&fetch.stderr)
-        );
-        let source = String::from_utf8_lossy(&fetch.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string();
         let out = scratch().join("minilm-int8.octet");
-        let convert = run(
-            &["convert", &source, "-o", out.to_str().unwrap(), "--quant", "int8", "-q"],
-            None,
-        );
-        assert!(
-            convert.status.success(),
-            "convert failed:\n{}",
-            String::from_utf8_lossy(&convert.stderr)
-        );
+        super::common::convert_minilm_int8(OCTET, &out);
         out
     })
 }
