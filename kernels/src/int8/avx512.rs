@@ -138,27 +138,36 @@ unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
         while p < b.panels {
             // SAFETY: same target features; the tile and panel indices are in range.
             unsafe {
-                if b.panels - p >= 2 {
-                    tile::<2>(b, a_tile, b.row0 + t * MR, p, rows);
-                    p += 2;
-                } else {
-                    tile::<1>(b, a_tile, b.row0 + t * MR, p, rows);
-                    p += 1;
+                let row0 = b.row0 + t * MR;
+                match (b.panels - p >= 2, b.w.layout.groups == 1) {
+                    (true, true) => tile::<2, true>(b, a_tile, row0, p, rows),
+                    (true, false) => tile::<2, false>(b, a_tile, row0, p, rows),
+                    (false, true) => tile::<1, true>(b, a_tile, row0, p, rows),
+                    (false, false) => tile::<1, false>(b, a_tile, row0, p, rows),
                 }
+                p += if b.panels - p >= 2 { 2 } else { 1 };
             }
         }
     }
 }
 
 /// One register tile: rows `row0 ..` (`out.len()` of them, at most MR) x panels
-/// `b.panel0 + p .. + NP`.
+/// `b.panel0 + p .. + NP`. `ONE_GROUP` is `layout.groups == 1` known at compile time: the
+/// float accumulators are then just the one group's converted sums, so they take over the
+/// integer accumulators' registers instead of living (zeroed, then spilled) beside them.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI; `a_tile` is the packed tile of `row0`;
 /// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const NP: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, out: &mut [&mut [f32]]) {
+unsafe fn tile<const NP: usize, const ONE_GROUP: bool>(
+    b: &Block<'_>,
+    a_tile: &[u8],
+    row0: usize,
+    p: usize,
+    out: &mut [&mut [f32]],
+) {
     let l = b.w.layout;
     let panel = b.panel0 + p;
     let stride = l.panel_stride();
@@ -169,8 +178,10 @@ unsafe fn tile<const NP: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, p: us
     let w_base = b.w.data.as_ptr().wrapping_add(panel * stride);
     let a_base = a_tile.as_ptr();
 
+    debug_assert!(!ONE_GROUP || l.groups == 1);
+    let groups = if ONE_GROUP { 1 } else { l.groups };
     let mut facc = [[_mm512_setzero_ps(); NP]; MR];
-    for g in 0..l.groups {
+    for g in 0..groups {
         let mut acc = [[_mm512_setzero_si512(); NP]; MR];
         for q in g * quads_per_group..(g + 1) * quads_per_group {
             // SAFETY: q < k_pad / 4, so each weight load reads 64 bytes inside panel
