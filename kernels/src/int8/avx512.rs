@@ -134,25 +134,44 @@ unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
     for t in 0..b.rows.div_ceil(MR) {
         let a_tile = b.a_tile(b.row0 + t * MR, MR);
         let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
-        let mut p = 0;
-        while p < b.panels {
-            // SAFETY: same target features; the tile and panel indices are in range.
-            unsafe {
-                let row0 = b.row0 + t * MR;
-                match (b.panels - p >= 2, b.w.layout.groups == 1) {
-                    (true, true) => tile::<2, true>(b, a_tile, row0, p, rows),
-                    (true, false) => tile::<2, false>(b, a_tile, row0, p, rows),
-                    (false, true) => tile::<1, true>(b, a_tile, row0, p, rows),
-                    (false, false) => tile::<1, false>(b, a_tile, row0, p, rows),
-                }
-                p += if b.panels - p >= 2 { 2 } else { 1 };
+        // A short last tile (a short text: 16 tokens are 12 + 4 rows) computes only the rows
+        // it has, rounded up to 4 or 8, instead of all 12.
+        // SAFETY: same target features; `a_tile` is the packed tile of these rows.
+        unsafe {
+            match rows.len() {
+                0..=4 => tile_row::<4>(b, a_tile, b.row0 + t * MR, rows),
+                5..=8 => tile_row::<8>(b, a_tile, b.row0 + t * MR, rows),
+                _ => tile_row::<MR>(b, a_tile, b.row0 + t * MR, rows),
             }
         }
     }
 }
 
-/// One register tile: rows `row0 ..` (`out.len()` of them, at most MR) x panels
-/// `b.panel0 + p .. + NP`. `ONE_GROUP` is `layout.groups == 1` known at compile time: the
+/// Every panel of the block for one row tile, computing `ROWS` (>= `out.len()`) of its rows.
+///
+/// # Safety
+/// As [`tile`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_row<const ROWS: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, rows: &mut [&mut [f32]]) {
+    let one_group = b.w.layout.groups == 1;
+    let mut p = 0;
+    while p < b.panels {
+        // SAFETY: same target features; the panel indices are in range.
+        unsafe {
+            match (b.panels - p >= 2, one_group) {
+                (true, true) => tile::<2, true, ROWS>(b, a_tile, row0, p, rows),
+                (true, false) => tile::<2, false, ROWS>(b, a_tile, row0, p, rows),
+                (false, true) => tile::<1, true, ROWS>(b, a_tile, row0, p, rows),
+                (false, false) => tile::<1, false, ROWS>(b, a_tile, row0, p, rows),
+            }
+        }
+        p += if b.panels - p >= 2 { 2 } else { 1 };
+    }
+}
+
+/// One register tile: rows `row0 ..` (`out.len()` of them, at most `ROWS` <= MR, computed
+/// `ROWS` wide) x panels `b.panel0 + p .. + NP`. `ONE_GROUP` is `layout.groups == 1` known at compile time: the
 /// float accumulators are then just the one group's converted sums, so they take over the
 /// integer accumulators' registers instead of living (zeroed, then spilled) beside them.
 ///
@@ -161,7 +180,7 @@ unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
 /// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const NP: usize, const ONE_GROUP: bool>(
+unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
     b: &Block<'_>,
     a_tile: &[u8],
     row0: usize,
@@ -173,16 +192,16 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool>(
     let stride = l.panel_stride();
     let quads_per_group = l.k_group / K_QUAD;
     let rows = out.len();
-    debug_assert!(rows <= MR && a_tile.len() == MR * l.k_pad);
+    debug_assert!(rows <= ROWS && ROWS <= MR && a_tile.len() == MR * l.k_pad);
     debug_assert!((panel + NP) * stride <= b.w.data.len());
     let w_base = b.w.data.as_ptr().wrapping_add(panel * stride);
     let a_base = a_tile.as_ptr();
 
     debug_assert!(!ONE_GROUP || l.groups == 1);
     let groups = if ONE_GROUP { 1 } else { l.groups };
-    let mut facc = [[_mm512_setzero_ps(); NP]; MR];
+    let mut facc = [[_mm512_setzero_ps(); NP]; ROWS];
     for g in 0..groups {
-        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        let mut acc = [[_mm512_setzero_si512(); NP]; ROWS];
         for q in g * quads_per_group..(g + 1) * quads_per_group {
             // SAFETY: q < k_pad / 4, so each weight load reads 64 bytes inside panel
             // `panel + j`, and each broadcast reads 4 bytes inside the tile.
@@ -208,7 +227,7 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool>(
             }
         }
         // Fold the group: exact i32 correction, then the float steps of the reference.
-        let mut sa = [0f32; MR];
+        let mut sa = [0f32; ROWS];
         for (i, s) in sa.iter_mut().enumerate() {
             *s = b.row_scale(row0 + i, g);
         }
@@ -216,7 +235,7 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool>(
             let sums = &b.w.col_sums[g * l.n_pad + (panel + j) * NR..][..NR];
             // SAFETY: 16 i32 inside `sums`.
             let corr = _mm512_slli_epi32::<7>(unsafe { _mm512_loadu_si512(sums.as_ptr() as *const _) });
-            for i in 0..MR {
+            for i in 0..ROWS {
                 let term = _mm512_mul_ps(
                     _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)),
                     _mm512_set1_ps(sa[i]),
