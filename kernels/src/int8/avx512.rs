@@ -12,6 +12,8 @@
 //! registers (no k blocking); the weight panels stream from L2 (the column blocks of the task
 //! grid are sized to stay there) and the activation tile (12 x k bytes) stays in L1.
 //! The epilogue (correction, scales, bias, activation, residual) runs on the accumulators.
+//! A short last row tile runs 4 or 8 rows wide, and a layout with one activation scale per
+//! token is a compile-time case (no separate float accumulators).
 
 use super::pack::{K_QUAD, NR};
 use super::quantize::{group_factors, Q_MAX};
