@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# The test command (README): host tests of the whole workspace (optimized, see [profile.test]),
+# The test command (README; `--quick` for the inner loop, see below): host tests of the whole workspace (optimized, see [profile.test]),
 # the AVX2 path forced on top of the best one, and the NEON paths under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# `--quick`: the inner loop, a few minutes on 2 cores: every crate's unit tests (best kernels)
+# and one real-model smoke test (MiniLM f32 and int8 against sentence-transformers). The full
+# command below stays the README's test command and CI's.
+if [ "${1:-}" = "--quick" ]; then
+  echo "== quick: unit tests of every crate"
+  cargo test --workspace --lib
+  echo "== quick: the real MiniLM against sentence-transformers"
+  cargo test -p octet-tests --test minilm -- f32_matches_sentence_transformers int8_stays_close_to_f32
+  exit 0
+fi
 echo "== TFLite MiniLM files for tests/tflite.rs (TF venv ~1 min + conversion ~35 s when not cached)"
 bash scripts/fetch-tflite-minilm.sh >/dev/null
 echo "== TFLite T5 encoders for tests/tflite_t5.rs (~20 s of conversion when not cached)"
