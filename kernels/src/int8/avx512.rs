@@ -133,58 +133,76 @@ fn quantize16(v: __m512, inv: __m512, lo: __m512, hi: __m512) -> __m512i {
 /// `matmul_quantized` builds them.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
+    let one_group = b.w.layout.groups == 1;
     for t in 0..b.rows.div_ceil(MR) {
         let a_tile = b.a_tile(b.row0 + t * MR, MR);
+        let row0 = b.row0 + t * MR;
         let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
-        // A short last tile (a short text: 16 tokens are 12 + 4 rows) computes only the rows
-        // it has, rounded up to 4 or 8, instead of all 12.
         // SAFETY: same target features; `a_tile` is the packed tile of these rows.
         unsafe {
-            match rows.len() {
-                0..=4 => tile_row::<4>(b, a_tile, b.row0 + t * MR, rows),
-                5..=8 => tile_row::<8>(b, a_tile, b.row0 + t * MR, rows),
-                _ => tile_row::<MR>(b, a_tile, b.row0 + t * MR, rows),
+            match (one_group, rows.len()) {
+                // A short last tile (a short text: 16 tokens are 12 + 4 rows) computes only
+                // the rows it has, rounded up to 4 or 8, instead of all 12.
+                (true, 0..=4) => panels::<true, 4>(b, a_tile, row0, rows),
+                (true, 5..=8) => panels::<true, 8>(b, a_tile, row0, rows),
+                (true, _) => panels::<true, MR>(b, a_tile, row0, rows),
+                (false, _) => panels::<false, GROUPED_ROWS>(b, a_tile, row0, rows),
             }
         }
     }
 }
 
-/// Every panel of the block for one row tile, computing `ROWS` (>= `out.len()`) of its rows.
+/// Rows per register tile of a grouped layout (several activation scales per row): its float
+/// accumulators live beside the integer ones, and 6 x 2 of each (24 zmm) plus the weights fit
+/// the 32 registers, where 12 x 2 of each would spill every group.
+const GROUPED_ROWS: usize = 6;
+
+/// Every panel of the block for one packed row tile, in register tiles of `ROWS` rows (the
+/// last computed `ROWS` wide however few rows it holds).
 ///
 /// # Safety
 /// As [`tile`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_row<const ROWS: usize>(b: &Block<'_>, a_tile: &[u8], row0: usize, rows: &mut [&mut [f32]]) {
-    let one_group = b.w.layout.groups == 1;
+unsafe fn panels<const ONE_GROUP: bool, const ROWS: usize>(
+    b: &Block<'_>,
+    a_tile: &[u8],
+    row0: usize,
+    rows: &mut [&mut [f32]],
+) {
     let mut p = 0;
     while p < b.panels {
-        // SAFETY: same target features; the panel indices are in range.
-        unsafe {
-            match (b.panels - p >= 2, one_group) {
-                (true, true) => tile::<2, true, ROWS>(b, a_tile, row0, p, rows),
-                (true, false) => tile::<2, false, ROWS>(b, a_tile, row0, p, rows),
-                (false, true) => tile::<1, true, ROWS>(b, a_tile, row0, p, rows),
-                (false, false) => tile::<1, false, ROWS>(b, a_tile, row0, p, rows),
+        let two = b.panels - p >= 2;
+        for (h, part) in rows.chunks_mut(ROWS).enumerate() {
+            let off = h * ROWS;
+            // SAFETY: same target features; the panel indices are in range; rows
+            // `off .. off + ROWS` lie inside the packed tile of MR rows.
+            unsafe {
+                if two {
+                    tile::<2, ONE_GROUP, ROWS>(b, a_tile, off, row0 + off, p, part)
+                } else {
+                    tile::<1, ONE_GROUP, ROWS>(b, a_tile, off, row0 + off, p, part)
+                }
             }
         }
-        p += if b.panels - p >= 2 { 2 } else { 1 };
+        p += if two { 2 } else { 1 };
     }
 }
 
-/// One register tile: rows `row0 ..` (`out.len()` of them, at most `ROWS` <= MR, computed
-/// `ROWS` wide) x panels `b.panel0 + p .. + NP`. `ONE_GROUP` is `layout.groups == 1` known at compile time: the
+/// One register tile: rows `row0 ..` (`out.len()` of them, at most `ROWS`, computed `ROWS`
+/// wide; they are rows `tile_row ..` of the packed tile) x panels `b.panel0 + p .. + NP`. `ONE_GROUP` is `layout.groups == 1` known at compile time: the
 /// float accumulators are then just the one group's converted sums, so they take over the
 /// integer accumulators' registers instead of living (zeroed, then spilled) beside them.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI; `a_tile` is the packed tile of `row0`;
-/// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
+/// The CPU must support AVX-512 F/BW/VL/VNNI; `a_tile` is the packed tile holding `row0` at
+/// row `tile_row`, `tile_row + ROWS <= MR`; `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
     b: &Block<'_>,
     a_tile: &[u8],
+    tile_row: usize,
     row0: usize,
     p: usize,
     out: &mut [&mut [f32]],
@@ -194,10 +212,10 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
     let stride = l.panel_stride();
     let quads_per_group = l.k_group / K_QUAD;
     let rows = out.len();
-    debug_assert!(rows <= ROWS && ROWS <= MR && a_tile.len() == MR * l.k_pad);
+    debug_assert!(rows <= ROWS && tile_row + ROWS <= MR && a_tile.len() == MR * l.k_pad);
     debug_assert!((panel + NP) * stride <= b.w.data.len());
     let w_base = b.w.data.as_ptr().wrapping_add(panel * stride);
-    let a_base = a_tile.as_ptr();
+    let a_base = a_tile.as_ptr().wrapping_add(tile_row * K_QUAD);
 
     debug_assert!(!ONE_GROUP || l.groups == 1);
     let groups = if ONE_GROUP { 1 } else { l.groups };
