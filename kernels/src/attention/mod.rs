@@ -384,9 +384,22 @@ pub fn attend(
 fn pack_keys_transposed(b: &AttentionBlock<'_>, keys: &Range<usize>, k_stride: usize, keys_t: &mut [f32]) {
     let hd = b.head_dim;
     let n = keys.len();
-    for c in 0..n {
-        let src = &b.qkv[(keys.start + c) * b.stride + b.k_col..][..hd];
-        for (d, &x) in src.iter().enumerate() {
+    let key = |c: usize| &b.qkv[(keys.start + c) * b.stride + b.k_col..][..hd];
+    // Eight keys at a time: each output run of 8 columns is one contiguous store, and each
+    // key's row is read along its length (a key at a time scattered every value k_stride apart).
+    const KEYS: usize = 8;
+    let whole = n / KEYS * KEYS;
+    for c0 in (0..whole).step_by(KEYS) {
+        let rows: [&[f32]; KEYS] = std::array::from_fn(|j| key(c0 + j));
+        for d in 0..hd {
+            let dst = &mut keys_t[d * k_stride + c0..][..KEYS];
+            for (j, x) in dst.iter_mut().enumerate() {
+                *x = rows[j][d];
+            }
+        }
+    }
+    for c in whole..n {
+        for (d, &x) in key(c).iter().enumerate() {
             keys_t[d * k_stride + c] = x;
         }
     }
