@@ -319,7 +319,7 @@ impl Embedder {
             }
             let pooled_width = pooled.len() / chunk.len();
             for (&i, row) in chunk.iter().zip(pooled.chunks_exact(pooled_width)) {
-                pooling::finish(row, normalize, &mut out[i * width..(i + 1) * width]);
+                pooling::finish_into(row, normalize, &mut out[i * width..(i + 1) * width]);
             }
         }
         self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);

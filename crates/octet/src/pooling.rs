@@ -112,9 +112,20 @@ impl Dense {
     }
 }
 
-/// Writes a pooled `row` into `out`, keeping its first `out.len()` values (Matryoshka
-/// truncation when `out` is shorter than the row) and, if asked, L2-normalizing them.
-pub fn finish(row: &[f32], normalize: bool, out: &mut [f32]) {
+/// Truncates a vector to `dims` (Matryoshka) and, if asked, L2-normalizes it.
+pub fn finish(mut v: Vec<f32>, dims: Option<usize>, normalize: bool) -> Vec<f32> {
+    if let Some(d) = dims {
+        v.truncate(d);
+    }
+    if normalize {
+        vector::l2_normalize(kernels().vector, &mut v);
+    }
+    v
+}
+
+/// [`finish`] into a caller's slice: writes the first `out.len()` values of the pooled `row`
+/// (Matryoshka truncation when `out` is shorter than the row) and, if asked, L2-normalizes them.
+pub fn finish_into(row: &[f32], normalize: bool, out: &mut [f32]) {
     out.copy_from_slice(&row[..out.len()]);
     if normalize {
         vector::l2_normalize(kernels().vector, out);
