@@ -24,7 +24,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--column", default="text", help="the text column [text]")
     parser.add_argument("--output-column", default="embedding", help="the vector column to add [embedding]")
     parser.add_argument("--actors", type=int, default=2, help="embedding actors [2]")
-    parser.add_argument("--cpus-per-actor", type=int, default=1, help="cores (threads) per actor [1]")
+    parser.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=1,
+        help="CPUs Ray reserves per actor, its compute threads (at least 1) [1]; leave CPUs free for the "
+        "read and write tasks, e.g. 0.5 with 2 actors on a 2-CPU Ray",
+    )
+    parser.add_argument(
+        "--blocks", type=int, default=None, help="split the input into this many blocks (spreads one small file)"
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="rows per Ray batch [256]")
     parser.add_argument("--prompt-name", default=None, help="a prompt stored in the model (e.g. document)")
     parser.add_argument("--truncate-dim", type=int, default=None, help="Matryoshka truncation")
@@ -42,6 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.truncate_dim is not None:
         encode_kwargs["truncate_dim"] = args.truncate_dim
     ds = ray.data.read_parquet(args.input)
+    if args.blocks:
+        ds = ds.repartition(args.blocks)
     ds = ds.map_batches(
         OctetEmbedder,
         fn_constructor_kwargs={

@@ -5,6 +5,7 @@ use crate::errors;
 use octet_tools::convert::{self as converter, recipe::Recipe};
 use octet_tools::exit::CliError;
 use octet_tools::report::{self, render::ReportFormat};
+use pyo3::exceptions::PyFileNotFoundError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -55,7 +56,15 @@ pub fn convert<'py>(
                 }
             })
         })
-        .map_err(errors::to_py)?;
+        .map_err(|e| {
+            // The converter calls a missing source "not a folder" (a bad argument to the command
+            // line); from Python it is the file error it is.
+            if source.exists() {
+                errors::to_py(e)
+            } else {
+                PyFileNotFoundError::new_err(octet_tools::exit::render(&e))
+            }
+        })?;
     let dict = PyDict::new(py);
     dict.set_item("path", output)?;
     dict.set_item("architecture", done.architecture)?;

@@ -69,7 +69,7 @@ def test_other_bad_arguments(minilm, minilm_path):
 def test_convert_errors(tmp_path, minilm_source):
     with pytest.raises(ValueError, match="unknown"):
         octet.convert(minilm_source, tmp_path / "x.octet", quant="int3")
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError, match="no-such-folder"):
         octet.convert(tmp_path / "no-such-folder", tmp_path / "x.octet")
     with pytest.raises(OSError):
         octet.convert(minilm_source, tmp_path / "no" / "such" / "dir" / "x.octet")

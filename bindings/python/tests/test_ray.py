@@ -43,6 +43,7 @@ def test_ray_example_gives_the_single_process_vectors(local_ray, minilm, minilm_
     out = tmp_path / "out.parquet"
     status = load_example().main(
         [str(source), str(out), "--model", minilm_path, "--column", "text", "--actors", "2", "--batch-size", "500"]
+        + ["--cpus-per-actor", "0.5", "--blocks", "10"]  # 2 actors on 2 CPUs would leave none to the read and write tasks
     )
     assert status == 0
 
