@@ -24,7 +24,8 @@ Ratios printed: octet-py / octet-rust (target >= 0.95), octet-py / fastembed (>=
 octet-py / st-fp32 (>= 3).
 
 Needs the reference venv with torch, sentence-transformers and onnxruntime (benches/peers/setup.sh);
-installs fastembed 0.9 and maturin into it if missing. Writes target/bench-peers/python.json.
+the octet wheel and fastembed 0.9 go into target/bench-peers/python-overlay/ (first on sys.path), so that
+venv is not changed. Writes target/bench-peers/python.json.
 Run it on a quiet machine:
 
     .venv-ref/bin/python benches/peers/python.py --threads 2 --rounds 5 --waitidle
@@ -64,33 +65,39 @@ def run(cmd, **kw):
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
+OVERLAY = WORK / "python-overlay"  # octet's wheel and fastembed, beside (not in) the reference venv
+FASTEMBED_DEPS = ("loguru>=0.7.2,<0.8", "mmh3>=4.1.0,<6", "py-rust-stemmers>=0.1.0,<0.2")
+
+
 def pip_install(*specs):
-    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check", *specs],
-        stdin=subprocess.DEVNULL)
+    """Installs into OVERLAY (put first on sys.path), so the reference venv itself is never changed."""
+    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
+         "--no-deps", "--upgrade", "--target", OVERLAY, *specs], stdin=subprocess.DEVNULL)
 
 
-def build(skip):
-    """Release binaries (octet, octet-bench-timer) and the release wheel, installed into this venv."""
+def build(skip, bin_dir):
+    """Release binaries (octet, octet-bench-timer) and the release wheel, installed into OVERLAY with
+    fastembed 0.9 (its other dependencies, numpy, onnxruntime, tokenizers, are the venv's)."""
     env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET))
-    cli, timer = TARGET / "release" / "octet", TARGET / "release" / "octet-bench-timer"
+    bin_dir = Path(bin_dir) if bin_dir else TARGET / "release"
+    cli, timer = bin_dir / "octet", bin_dir / "octet-bench-timer"
+    sys.path.insert(0, str(OVERLAY))
     if skip:
         return cli, timer
     run(["cargo", "build", "--release", "-p", "octet-tools", "--bin", "octet", "-p", "octet-benches", "--bin",
          "octet-bench-timer"], cwd=REPO, env=env)
-    try:
-        import maturin  # noqa: F401
-    except ImportError:
-        pip_install("maturin>=1.9,<2")
+    maturin = WORK / "maturin-venv" / "bin" / "maturin"
+    if not maturin.exists():
+        run([sys.executable, "-m", "venv", WORK / "maturin-venv"])
+        run([WORK / "maturin-venv" / "bin" / "pip", "install", "--quiet", "maturin>=1.9,<2"], stdin=subprocess.DEVNULL)
     wheels = WORK / "wheels"
     for old in wheels.glob("octet-*.whl"):
         old.unlink()
-    run([sys.executable, "-m", "maturin", "build", "--release", "-m", REPO / "bindings/python/Cargo.toml", "-o", wheels],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL)
-    pip_install("--force-reinstall", "--no-deps", *wheels.glob("octet-*.whl"))
-    try:
-        import fastembed  # noqa: F401
-    except ImportError:
-        pip_install(FASTEMBED)
+    run([maturin, "build", "--release", "-m", REPO / "bindings/python/Cargo.toml", "-o", wheels], cwd=REPO, env=env,
+        stdin=subprocess.DEVNULL)
+    pip_install(*wheels.glob("octet-*.whl"))
+    if not (OVERLAY / "fastembed").exists():
+        pip_install(FASTEMBED, *FASTEMBED_DEPS)
     return cli, timer
 
 
@@ -214,7 +221,8 @@ def main():
     ap.add_argument("--engines", default="octet-py,octet-rust,fastembed,st-fp32")
     ap.add_argument("--waitidle", nargs="?", const=str(WAITIDLE), metavar="SCRIPT",
                     help=f"run SCRIPT (default {WAITIDLE}) first and record its line")
-    ap.add_argument("--no-build", action="store_true", help="use the installed wheel and built binaries as they are")
+    ap.add_argument("--no-build", action="store_true", help="use the wheel in the overlay and the binaries as they are")
+    ap.add_argument("--bin-dir", help="where octet and octet-bench-timer are [CARGO_TARGET_DIR/release]")
     ap.add_argument("--quick", action="store_true", help="smoke test: 40 corpus texts, 64 of 128 tokens, 1 round")
     ap.add_argument("--out", default=str(WORK / "python.json"))
     args = ap.parse_args()
@@ -223,7 +231,7 @@ def main():
     wanted = args.engines.split(",")
     WORK.mkdir(parents=True, exist_ok=True)
 
-    cli, timer = build(args.no_build)
+    cli, timer = build(args.no_build, args.bin_dir)
     octet_path = WORK / "minilm-int8.octet"
     if not octet_path.exists():
         run([cli, "convert", MINILM, "-o", octet_path, "--quant", "int8", "-q"])
