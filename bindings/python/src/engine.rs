@@ -111,6 +111,8 @@ impl Engine {
     /// `prompt_name` names a stored prompt (None: the model's default, "": none); `prompt`,
     /// a literal prefix, wins over it. `normalize` None follows the model.
     #[pyo3(signature = (texts, batch_size=32, prompt_name=None, prompt=None, dims=None, normalize=None))]
+    // The keyword arguments of sentence-transformers' `encode`, one Rust argument each.
+    #[allow(clippy::too_many_arguments)]
     fn embed<'py>(
         &self,
         py: Python<'py>,

@@ -13,7 +13,7 @@ Make a ``.octet`` file from a sentence-transformers folder with :func:`convert` 
 from __future__ import annotations
 
 from octet._octet import __version__, kernels
-from octet.convert import convert
+from octet._convert import convert
 from octet.embedder import Embedder
 from octet.quantize import quantize_embeddings
 
