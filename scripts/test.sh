@@ -23,6 +23,8 @@ echo "== host tests, best kernels"
 cargo test --workspace
 echo "== octet serve with the official openai Python client (venv cached under target/)"
 bash scripts/test-serve-openai.sh
+echo "== the Python package: wheel (maturin), fresh venv, pytest with a local Ray cluster"
+bash scripts/test-python.sh
 echo "== octet-kernels with every x86 level below the best forced (avx512: VNNI on an AMX CPU)"
 for level in scalar avx2 avx512; do
   OCTET_KERNEL=$level cargo test -p octet-kernels

@@ -309,3 +309,32 @@ fn gensim_figures_match_the_reference_and_int8_stays_within_0_01() {
         f32.wordsim353
     );
 }
+
+#[test]
+fn embed_into_writes_the_vectors_embed_returns() {
+    let e = embedder("int8");
+    let texts = texts();
+    for dims in [None, Some(128)] {
+        let options = EmbedOptions {
+            dims,
+            batch_size: 7,
+            ..EmbedOptions::default()
+        };
+        let width = dims.unwrap_or(e.dim());
+        let mut flat = vec![f32::NAN; texts.len() * width];
+        e.embed_into(&texts, &options, &mut flat).unwrap();
+        let vectors = e.embed_with(&texts, &options).unwrap();
+        for (i, v) in vectors.iter().enumerate() {
+            assert_eq!(
+                &flat[i * width..(i + 1) * width],
+                v.as_slice(),
+                "text {i}, dims {dims:?}"
+            );
+        }
+    }
+    let mut short = vec![0f32; 383];
+    let err = e.embed_into(&["x"], &EmbedOptions::default(), &mut short).unwrap_err();
+    assert!(err.to_string().contains("need 384"), "{err}");
+    e.embed_into(&Vec::<String>::new(), &EmbedOptions::default(), &mut [])
+        .unwrap();
+}

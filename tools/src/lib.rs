@@ -4,5 +4,6 @@
 pub mod convert;
 pub mod exit;
 pub mod inventory;
+pub mod model_path;
 pub mod report;
 pub mod tflite;

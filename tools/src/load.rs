@@ -9,33 +9,7 @@ use std::path::Path;
 
 /// Opens `path` with `threads` compute threads (0: one per core).
 pub fn open_model(path: &Path, threads: usize) -> Result<Embedder> {
-    if path.is_dir() {
-        let hint = if path.join("config.json").is_file() {
-            format!(
-                "; it looks like a model source folder: convert it first with `octet convert {} -o model.octet`",
-                path.display()
-            )
-        } else {
-            String::new()
-        };
-        return Err(CliError::no_input(format!(
-            "the model {} is a folder, not an .octet file{hint}",
-            path.display()
-        )));
-    }
-    if !path.exists() {
-        return Err(CliError::no_input(format!(
-            "the model file {} does not exist; check the path, or make one with `octet convert` \
-             (`bash scripts/quickstart.sh` leaves all-MiniLM-L6-v2 in ~/.cache/octet/models/)",
-            path.display()
-        )));
-    }
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        return Err(CliError::bad_input(format!(
-            "the model {} is not a regular file (a pipe, device or socket); give the .octet file itself",
-            path.display()
-        )));
-    }
+    octet_tools::model_path::check(path)?;
     let threads = cap_threads(threads);
     let embedder = Embedder::open_with_threads(path, threads)
         .with_context(|| format!("cannot use the model {}", path.display()))?;

@@ -183,6 +183,45 @@ impl Embedder {
 
     /// Embeds texts and reports truncation and token counts.
     pub fn embed_detailed<S: AsRef<str> + Sync>(&self, texts: &[S], options: &EmbedOptions) -> Result<Embeddings> {
+        let width = self.output_width(options.dims)?;
+        let mut flat = vec![0f32; texts.len() * width];
+        let (truncated, tokens) = self.embed_flat(texts, options, &mut flat)?;
+        Ok(Embeddings {
+            vectors: rows_of(&flat, width),
+            truncated,
+            tokens,
+        })
+    }
+
+    /// Embeds texts straight into `out`, row after row in input order: vector `i` is
+    /// `out[i * w..(i + 1) * w]`, with `w` the `options.dims` or [`Embedder::dim`]. `out` must
+    /// hold exactly `texts.len() * w` values. For callers that own the output memory (a NumPy
+    /// array): nothing is allocated per vector and nothing is copied afterwards.
+    pub fn embed_into<S: AsRef<str> + Sync>(&self, texts: &[S], options: &EmbedOptions, out: &mut [f32]) -> Result<()> {
+        self.embed_flat(texts, options, out).map(|_| ())
+    }
+
+    /// The width of the output vectors for `dims` (`None`: the model's), checked.
+    fn output_width(&self, dims: Option<usize>) -> Result<usize> {
+        match dims {
+            None => Ok(self.output_dim),
+            Some(d) if d == 0 || d > self.output_dim => Err(Error::Option(format!(
+                "dims {d} is not in 1..={} (this model's Matryoshka dims: {:?})",
+                self.output_dim,
+                self.file.meta().matryoshka_dims
+            ))),
+            Some(d) => Ok(d),
+        }
+    }
+
+    /// `embed_detailed` and `embed_into`: checks the options, tokenizes and embeds into the flat
+    /// `out`; returns how many texts were truncated and the tokens processed.
+    fn embed_flat<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        options: &EmbedOptions,
+        out: &mut [f32],
+    ) -> Result<(usize, usize)> {
         let prompt = self.prompt_prefix(options.prompt.as_deref())?;
         if options.batch_size == 0 {
             return Err(Error::Option("batch size must be at least 1".into()));
@@ -190,14 +229,14 @@ impl Embedder {
         if options.max_batch_tokens == 0 {
             return Err(Error::Option("max_batch_tokens must be at least 1".into()));
         }
-        if let Some(d) = options.dims {
-            if d == 0 || d > self.output_dim {
-                return Err(Error::Option(format!(
-                    "dims {d} is not in 1..={} (this model's Matryoshka dims: {:?})",
-                    self.output_dim,
-                    self.file.meta().matryoshka_dims
-                )));
-            }
+        let width = self.output_width(options.dims)?;
+        if out.len() != texts.len() * width {
+            return Err(Error::Option(format!(
+                "the output holds {} values; {} texts of {width} dims need {}",
+                out.len(),
+                texts.len(),
+                texts.len() * width
+            )));
         }
         let normalize = options.normalize.unwrap_or(self.file.meta().pooling.normalize);
         self.pool.install(|| {
@@ -214,38 +253,44 @@ impl Embedder {
                 })
                 .collect::<Result<_>>()?;
             let seqs: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
-            let vectors = self.embed_sequences(
-                &seqs,
-                options.batch_size,
-                options.max_batch_tokens,
-                options.dims,
-                normalize,
-            )?;
-            Ok(Embeddings {
-                vectors,
-                truncated: tokens.iter().filter(|t| t.truncated).count(),
-                tokens: tokens.iter().map(|t| t.ids.len()).sum(),
-            })
+            self.embed_sequences(&seqs, options.batch_size, options.max_batch_tokens, normalize, out)?;
+            Ok((
+                tokens.iter().filter(|t| t.truncated).count(),
+                tokens.iter().map(|t| t.ids.len()).sum(),
+            ))
         })
     }
 
     /// Runs token sequences through the bound encoder, sorted by length, in passes of at most
     /// `batch_size` sequences and `max_batch_tokens` tokens (a longer sequence gets a pass of
-    /// its own), then pools, projects, truncates to `dims` and normalizes. Vectors come back in
-    /// input order. Runs on the calling thread's pool: call it inside `self.pool.install`.
+    /// its own), then pools, projects, truncates to the width of `out`'s rows and normalizes.
+    /// Vector `i` goes to row `i` of `out` (`seqs.len()` rows; their width, at most the model's
+    /// [`Embedder::dim`], is the Matryoshka truncation). Runs on the calling thread's pool: call
+    /// it inside `self.pool.install`.
     fn embed_sequences(
         &self,
         seqs: &[&[u32]],
         batch_size: usize,
         max_batch_tokens: usize,
-        dims: Option<usize>,
         normalize: bool,
-    ) -> Result<Vec<Vec<f32>>> {
+        out: &mut [f32],
+    ) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let width = out.len() / seqs.len();
+        if width == 0 || width > self.output_dim || width * seqs.len() != out.len() {
+            return Err(Error::Internal(format!(
+                "{} output values for {} sequences of at most {} dims",
+                out.len(),
+                seqs.len(),
+                self.output_dim
+            )));
+        }
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
         let mode = self.file.meta().pooling.mode;
         let hidden = self.encoder.hidden_size();
-        let mut vectors = vec![Vec::new(); seqs.len()];
         let mut scratch = self
             .scratch
             .lock()
@@ -272,13 +317,13 @@ impl Embedder {
             for layer in &self.dense {
                 pooled = layer.forward(&pooled, chunk.len())?;
             }
-            let width = pooled.len() / chunk.len();
-            for (&i, row) in chunk.iter().zip(pooled.chunks_exact(width)) {
-                vectors[i] = pooling::finish(row.to_vec(), dims, normalize);
+            let pooled_width = pooled.len() / chunk.len();
+            for (&i, row) in chunk.iter().zip(pooled.chunks_exact(pooled_width)) {
+                pooling::finish_into(row, normalize, &mut out[i * width..(i + 1) * width]);
             }
         }
         self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
-        Ok(vectors)
+        Ok(())
     }
 
     /// The prefix a prompt name stands for.
@@ -307,4 +352,12 @@ impl Embedder {
             ))
         })
     }
+}
+
+/// The rows of a flat row-major buffer of `width`-wide vectors, one `Vec` each.
+fn rows_of(flat: &[f32], width: usize) -> Vec<Vec<f32>> {
+    if width == 0 {
+        return Vec::new();
+    }
+    flat.chunks_exact(width).map(<[f32]>::to_vec).collect()
 }

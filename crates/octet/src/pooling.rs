@@ -122,3 +122,12 @@ pub fn finish(mut v: Vec<f32>, dims: Option<usize>, normalize: bool) -> Vec<f32>
     }
     v
 }
+
+/// [`finish`] into a caller's slice: writes the first `out.len()` values of the pooled `row`
+/// (Matryoshka truncation when `out` is shorter than the row) and, if asked, L2-normalizes them.
+pub fn finish_into(row: &[f32], normalize: bool, out: &mut [f32]) {
+    out.copy_from_slice(&row[..out.len()]);
+    if normalize {
+        vector::l2_normalize(kernels().vector, out);
+    }
+}

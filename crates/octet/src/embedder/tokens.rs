@@ -5,7 +5,7 @@
 //! gives the vectors `embed` gives: a sequence's vector does not depend on the other sequences
 //! of its pass.
 
-use super::{EmbedOptions, Embedder};
+use super::{rows_of, EmbedOptions, Embedder};
 use crate::error::{Error, Result};
 use crate::tokenize::{Tokens, Truncation};
 use rayon::prelude::*;
@@ -53,11 +53,7 @@ impl Embedder {
         dims: Option<usize>,
         normalize: Option<bool>,
     ) -> Result<Vec<Vec<f32>>> {
-        if let Some(d) = dims {
-            if d == 0 || d > self.output_dim {
-                return Err(Error::Option(format!("dims {d} is not in 1..={}", self.output_dim)));
-            }
-        }
+        let width = self.output_width(dims)?;
         if sequences.is_empty() {
             return Ok(Vec::new());
         }
@@ -78,14 +74,16 @@ impl Embedder {
                 )));
             }
         }
+        let mut flat = vec![0f32; sequences.len() * width];
         self.pool.install(|| {
             self.embed_sequences(
                 sequences,
                 usize::MAX,
                 EmbedOptions::DEFAULT_MAX_BATCH_TOKENS,
-                dims,
                 normalize,
+                &mut flat,
             )
-        })
+        })?;
+        Ok(rows_of(&flat, width))
     }
 }
