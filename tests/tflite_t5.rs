@@ -160,7 +160,7 @@ fn imported_files_are_the_fixture_files_and_recognised_as_t5() {
 /// `relative_attention_bias` weights in every bucket a distance below 64 reaches.
 #[test]
 fn the_position_bias_table_is_recovered_from_the_folded_constant() {
-    use octet_tools::tflite::{t5, TfliteModel};
+    use octet_tflite::{t5, TfliteModel};
     for variant in VARIANTS {
         let model = TfliteModel::open(&tflite_file(variant, "int8")).unwrap();
         let g = t5::recognise(&model).unwrap();

@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use octet_tools::tflite::{bert, metadata, t5, wordpiece, TfliteModel};
+use octet_tflite::{bert, metadata, t5, wordpiece, TfliteModel};
 
 fuzz_target!(|data: &[u8]| {
     let mut bytes = data.to_vec();

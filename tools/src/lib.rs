@@ -5,4 +5,3 @@ pub mod convert;
 pub mod exit;
 pub mod inventory;
 pub mod report;
-pub mod tflite;

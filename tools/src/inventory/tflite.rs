@@ -6,10 +6,10 @@
 //! its MediaPipe / TFLite Support metadata carries, if any.
 
 use super::{per_channel, Dim, Format, Inventory, Port, Quantization, TensorEntry};
-use crate::tflite::metadata::{self, TokenizerKind};
-use crate::tflite::model::{op, Tensor};
-use crate::tflite::{bert, TensorType, TfliteModel};
 use anyhow::Result;
+use octet_tflite::metadata::{self, TokenizerKind};
+use octet_tflite::model::{op, Tensor};
+use octet_tflite::{bert, TensorType, TfliteModel};
 use std::path::Path;
 
 /// TFLite's own name for a tensor type.
@@ -143,7 +143,7 @@ pub fn read(path: &Path) -> Result<Inventory> {
                 input.note = "token ids".into();
             }
         }
-        Err(bert_error) => match crate::tflite::t5::recognise(&model) {
+        Err(bert_error) => match octet_tflite::t5::recognise(&model) {
             Ok(g) => describe_t5(&model, &g, &mut inv),
             Err(t5_error) => inv.notes.push(format!(
                 "octet convert would not recognise this graph: as a BERT encoder: {bert_error}; as a T5 encoder: {t5_error}"
@@ -154,8 +154,8 @@ pub fn read(path: &Path) -> Result<Inventory> {
 }
 
 /// The facts of a recognised T5 encoder.
-fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut Inventory) {
-    use crate::tflite::t5::FfnActivation;
+fn describe_t5(model: &TfliteModel, g: &octet_tflite::t5::T5Graph, inv: &mut Inventory) {
+    use octet_tflite::t5::FfnActivation;
     let d = model.tensors[g.word].shape.get(1).copied().unwrap_or(0);
     let act = match g.activation {
         FfnActivation::Relu => "ReLU",
@@ -165,7 +165,7 @@ fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut In
     let bias = model
         .f32_values(&model.tensors[g.position_bias])
         .ok()
-        .and_then(|v| crate::tflite::t5::bucket_table(&v, g.heads, g.sequence).ok())
+        .and_then(|v| octet_tflite::t5::bucket_table(&v, g.heads, g.sequence).ok())
         .map(|b| format!("{} buckets up to distance {}", b.num_buckets, b.max_distance))
         .unwrap_or_else(|| "a position bias no T5 bucketing reproduces".into());
     inv.facts.push((
@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn a_small_model_is_described() {
         let path = std::env::temp_dir().join(format!("octet-inventory-tflite-{}.tflite", std::process::id()));
-        std::fs::write(&path, crate::tflite::tests::build(&crate::tflite::tests::valid())).unwrap();
+        std::fs::write(&path, octet_tflite::testing::build(&octet_tflite::testing::valid())).unwrap();
         let inv = super::read(&path).unwrap();
         std::fs::remove_file(&path).ok();
         // The constants: the f32 table, the int8 per-channel and the int4 per-tensor tensors.

@@ -8,8 +8,8 @@
 //! the start of the file). The file is held in memory (`std::fs::read`), not mapped, so that a
 //! file rewritten under us cannot change what was checked.
 
-use super::error::TfliteError;
-use super::schema;
+use crate::error::TfliteError;
+use crate::schema;
 use flatbuffers::Vector;
 use std::ops::Range;
 use std::path::Path;

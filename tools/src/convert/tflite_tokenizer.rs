@@ -1,15 +1,16 @@
 //! Where a TFLite import's `tokenizer.json` comes from: the user's `--tokenizer` file, which
 //! always wins, or else the tokenizer the file's MediaPipe / TFLite Support metadata carries
-//! ([`super::metadata`]; a BERT vocab becomes a `tokenizer.json` through [`super::wordpiece`]).
+//! ([`octet_tflite::metadata`]; a BERT vocab becomes a `tokenizer.json` through
+//! [`octet_tflite::wordpiece`]).
 //! With neither, the error names both. Errors keep the CLI's exit codes: an unreadable
 //! `--tokenizer` file is a missing input, no tokenizer at all a usage error, malformed metadata
 //! a bad input.
 
-use super::metadata::{self, TokenizerKind};
-use super::model::TfliteModel;
-use super::wordpiece;
 use crate::exit::CliError;
 use anyhow::{Context, Result};
+use octet_tflite::metadata::{self, TokenizerKind};
+use octet_tflite::wordpiece;
+use octet_tflite::TfliteModel;
 use std::path::Path;
 
 /// The tokenizer a conversion stores.
@@ -75,5 +76,48 @@ pub fn resolve(model: &TfliteModel, user: Option<&Path>, input: &Path) -> Result
             input.display(),
             found.unit.file
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+    use octet_tflite::testing::{bert_model, build, metadata_buffer, model_with, valid, zip_of, Place};
+    use octet_tflite::TfliteModel;
+
+    #[test]
+    fn the_user_tokenizer_wins_and_neither_is_a_usage_error() {
+        let input = std::path::Path::new("model.tflite");
+        let with_metadata = TfliteModel::from_bytes(bert_model()).unwrap();
+        let found = resolve(&with_metadata, None, input).unwrap();
+        assert_eq!(found.origin, "model.tflite:vocab.txt");
+        assert_eq!(found.window, Some(2));
+        assert!(tokenizers::Tokenizer::from_bytes(&found.json).is_ok());
+
+        let user = std::env::temp_dir().join(format!("octet-metadata-test-{}.json", std::process::id()));
+        std::fs::write(&user, b"{\"user\": true}").unwrap();
+        let chosen = resolve(&with_metadata, Some(&user), input).unwrap();
+        std::fs::remove_file(&user).ok();
+        assert_eq!(chosen.json, b"{\"user\": true}");
+
+        let missing = resolve(&with_metadata, Some(std::path::Path::new("/nonexistent/t.json")), input).unwrap_err();
+        assert_eq!(crate::exit::code_for(&missing), crate::exit::NO_INPUT, "{missing:#}");
+
+        let plain = TfliteModel::from_bytes(build(&valid())).unwrap();
+        let neither = resolve(&plain, None, input).unwrap_err();
+        assert_eq!(crate::exit::code_for(&neither), crate::exit::USAGE, "{neither:#}");
+        let msg = format!("{neither:#}");
+        assert!(msg.contains("--tokenizer") && msg.contains("metadata"), "{msg}");
+
+        let sp = model_with(
+            metadata_buffer(5, "sp.model", Place::Subgraph, "M001"),
+            &zip_of(&[("sp.model", b"not really a model")]),
+        );
+        let sp = TfliteModel::from_bytes(sp).unwrap();
+        let msg = format!("{:#}", resolve(&sp, None, input).unwrap_err());
+        assert!(
+            msg.contains("SentencePiece") && msg.contains("not supported yet") && msg.contains("--tokenizer"),
+            "{msg}"
+        );
     }
 }
