@@ -9,6 +9,8 @@ echo "== TFLite T5 encoders for tests/tflite_t5.rs (~20 s of conversion when not
 bash scripts/fetch-tflite-t5.sh >/dev/null
 echo "== MediaPipe-style MiniLM for tests/mediapipe.rs (mediapipe venv ~1 min + ~15 s when not cached)"
 bash scripts/fetch-mediapipe-minilm.sh >/dev/null
+echo "== masked three-input TFLite MiniLM for tests/tflite_masked.rs (~40 s of conversion when not cached)"
+bash scripts/fetch-tflite-masked-minilm.sh >/dev/null
 echo "== host tests, best kernels"
 cargo test --workspace
 echo "== octet serve with the official openai Python client (venv cached under target/)"

@@ -291,6 +291,9 @@ pub(crate) struct EmbeddingLookup {
 /// followed by a DEQUANTIZE of the rows (shared with [`crate::t5`]).
 pub(crate) fn find_embedding(g: &Graph) -> Result<EmbeddingLookup, TfliteError> {
     let m = g.model;
+    // Among several int32 inputs (ids, mask, segment ids), the token ids are the one whose
+    // look-up reads the table with the most rows (the segment ids read a [2, h] one).
+    let mut best: Option<(usize, EmbeddingLookup)> = None;
     for &input in &m.inputs {
         if !matches!(m.tensors[input].dtype, TensorType::I32 | TensorType::I64) {
             continue;
@@ -310,7 +313,10 @@ pub(crate) fn find_embedding(g: &Graph) -> Result<EmbeddingLookup, TfliteError> 
             );
         for (o, table) in lookups {
             if let Some(table) = table.and_then(|t| g.constant(t)) {
-                if m.tensors[table].shape.len() == 2 {
+                if let [rows, _] = m.tensors[table].shape[..] {
+                    if best.as_ref().is_some_and(|(r, _)| *r >= rows) {
+                        continue;
+                    }
                     let mut out = g.out(o)?;
                     if let [i] = g.consumers[out].as_slice() {
                         if g.op(*i).code == op::DEQUANTIZE {
@@ -318,15 +324,19 @@ pub(crate) fn find_embedding(g: &Graph) -> Result<EmbeddingLookup, TfliteError> 
                         }
                     }
                     // litert-torch looks up [n, h] rows and RESHAPEs them to [1, n, h].
-                    return Ok(EmbeddingLookup {
+                    let found = EmbeddingLookup {
                         input,
                         ids,
                         table,
                         rows: g.through_layout(out),
-                    });
+                    };
+                    best = Some((rows, found));
                 }
             }
         }
+    }
+    if let Some((_, found)) = best {
+        return Ok(found);
     }
     let inputs: Vec<String> = m
         .inputs

@@ -38,6 +38,7 @@ pub mod op {
     pub const CAST: i32 = 53;
     pub const MAXIMUM: i32 = 55;
     pub const SLICE: i32 = 65;
+    pub const EXPAND_DIMS: i32 = 70;
     pub const NOT_EQUAL: i32 = 72;
     pub const SUM: i32 = 74;
     pub const SQRT: i32 = 75;
@@ -73,6 +74,7 @@ pub mod op {
             (CAST, "CAST"),
             (MAXIMUM, "MAXIMUM"),
             (SLICE, "SLICE"),
+            (EXPAND_DIMS, "EXPAND_DIMS"),
             (SUM, "SUM"),
             (SQRT, "SQRT"),
             (RSQRT, "RSQRT"),

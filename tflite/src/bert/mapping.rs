@@ -1,9 +1,9 @@
 //! A BERT encoder named by a user's mapping file (`--tflite-map`), for graphs the walk does
 //! not recognise.
 
-use super::{BertGraph, LayerRefs, NormRef, PoolingFound};
+use super::{BertGraph, InputRoles, LayerRefs, NormRef, PoolingFound};
 use crate::graph::LinearRef;
-use crate::{TfliteError, TfliteModel};
+use crate::{TensorType, TfliteError, TfliteModel};
 use std::collections::BTreeMap;
 
 /// A user's mapping: tensor (name or decimal index) -> engine name, plus the hyperparameters
@@ -96,7 +96,18 @@ pub fn from_mapping(model: &TfliteModel, map: &serde_json::Value) -> Result<Bert
         .and_then(|v| v.as_u64())
         .ok_or_else(|| bad("config.num_attention_heads is required".into()))? as usize;
     let act = config.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu");
+    let ids = model
+        .inputs
+        .iter()
+        .copied()
+        .find(|&i| matches!(model.tensors[i].dtype, TensorType::I32 | TensorType::I64))
+        .ok_or_else(|| bad("the model has no int32 / int64 token-id input".into()))?;
     Ok(BertGraph {
+        inputs: InputRoles {
+            ids,
+            mask: None,
+            segments: None,
+        },
         word: get("embeddings.word")?,
         position: by_engine.get("embeddings.position").copied(),
         token_type: by_engine.get("embeddings.token_type").copied().into_iter().collect(),

@@ -39,6 +39,7 @@
 //! expected there.
 
 mod mapping;
+mod masked;
 mod norm;
 mod pieces;
 mod walk;
@@ -70,19 +71,33 @@ pub struct LayerRefs {
 /// What the model does after the last layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolingFound {
-    /// Mean over the tokens (the only pooling recognised).
+    /// Mean over the tokens (the only pooling recognised), plain or masked.
     pub mean: bool,
     /// L2 normalisation after pooling.
     pub normalize: bool,
 }
 
+/// What each model input is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputRoles {
+    /// The token ids (the input whose look-up reads the [vocab, h] table).
+    pub ids: usize,
+    /// The attention mask (1 = token, 0 = padding), turned into an additive score bias and
+    /// the weights of a masked mean; octet runs unpadded, where it is all ones.
+    pub mask: Option<usize>,
+    /// The segment ids, looked up in the token-type table; octet embeds one text: segment 0.
+    pub segments: Option<usize>,
+}
+
 /// A recognised BERT encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BertGraph {
+    pub inputs: InputRoles,
     pub word: usize,
     /// The position table [positions, h] (sliced to the sequence length in the graph), if any.
     pub position: Option<usize>,
-    /// Constant rows [h] or [1, h] added to every token's embedding (token type 0).
+    /// Constant rows [h] or [1, h] added to every token's embedding, or a token-type table
+    /// looked up by the segment ids (its first row: token type 0).
     pub token_type: Vec<usize>,
     pub embeddings_norm: NormRef,
     pub layers: Vec<LayerRefs>,

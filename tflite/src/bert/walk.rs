@@ -1,7 +1,7 @@
 //! The walk from the token-id input to the pooled output (see [`super`] for the graph it follows).
 
 use super::norm::LayerNormMatch;
-use super::{BertGraph, LayerRefs, PoolingFound};
+use super::{BertGraph, InputRoles, LayerRefs, PoolingFound};
 use crate::graph::{attention_roles, find_embedding, unrecognised, AttentionRoles, Graph};
 use crate::model::{op, OpOptions, TfliteModel};
 use crate::TfliteError;
@@ -15,6 +15,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
 
     // Additions to the token embeddings, up to the LayerNorm.
     let (mut position, mut token_type) = (None, Vec::new());
+    let mut segments = None;
     while g.users(x, op::MEAN).is_empty() {
         let add = g.one_user(x, op::ADD, "embeddings")?;
         let other = if add.input(0) == Some(x) {
@@ -24,7 +25,16 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         };
         let other = other.ok_or_else(|| unrecognised(format!("{} has one input", add.label())))?;
         let shape_of = |t: usize| model.tensors[t].shape.clone();
-        if let Some(c) = g.constant(other) {
+        if let Some((table, input)) = g.segment_lookup(other, h) {
+            // The segment ids' look-up in the token-type table (a masked, fixed-length export).
+            if segments.replace(input).is_some() || input == lookup.input {
+                return Err(unrecognised(format!(
+                    "embeddings: {} adds a second look-up by a model input",
+                    add.label()
+                )));
+            }
+            token_type.push(table);
+        } else if let Some(c) = g.constant(other) {
             match shape_of(c).as_slice() {
                 [d] | [1, d] if *d == h => token_type.push(c),
                 // litert-torch folds the token-type row, broadcast over the fixed sequence
@@ -67,6 +77,8 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
     let mut layers = Vec::new();
     let mut heads = None;
     let mut gelu_tanh = None;
+    // The attention-mask input, and how many layers add its score bias.
+    let (mut mask, mut masked_layers) = (None, 0);
     loop {
         let i = layers.len();
         let ctx = format!("layer {i}");
@@ -142,16 +154,28 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             }
             None => (1.0, scores),
         };
-        // litert-torch adds the attention mask, all zeros without padding.
+        // litert-torch adds the attention mask, all zeros without padding; a masked export
+        // adds (1 - mask) x -10000, zero on every real token (octet runs unpadded).
         if let [i] = g.consumers[scaled].as_slice() {
             let add = g.op(*i);
             if add.code == op::ADD {
-                let mask = add.inputs.iter().flatten().copied().find(|&t| t != scaled);
-                if !mask.is_some_and(|m| g.is_zero_mask(m)) {
-                    return Err(unrecognised(format!(
-                        "{ctx}: {} adds a mask to the attention scores that is not all zeros (octet runs unpadded sequences without a mask)",
-                        add.label()
-                    )));
+                let bias = add.inputs.iter().flatten().copied().find(|&t| t != scaled);
+                match bias.and_then(|b| g.padding_mask_bias(b)) {
+                    Some(input) if *mask.get_or_insert(input) == input && input != lookup.input => masked_layers += 1,
+                    Some(_) => {
+                        return Err(unrecognised(format!(
+                            "{ctx}: {} adds a padding mask read from another input than the other layers' (or from the token ids)",
+                            add.label()
+                        )))
+                    }
+                    None if bias.is_some_and(|m| g.is_zero_mask(m)) => {}
+                    None => {
+                        return Err(unrecognised(format!(
+                            "{ctx}: {} adds a bias to the attention scores that is neither all zeros nor a padding mask \
+                             ((1 - mask) x a large negative constant) (octet runs unpadded sequences without a mask)",
+                            add.label()
+                        )))
+                    }
                 }
                 scaled = g.out(add)?;
             }
@@ -244,6 +268,13 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         )));
     }
     let query_scale = if unscaled { 1.0 / want } else { 1.0 };
+    if mask.is_some() && masked_layers != layers.len() {
+        return Err(unrecognised(format!(
+            "only {masked_layers} of {} layers add the padding mask to their attention scores: a padded input would \
+             attend to padding in the others, which octet's unpadded run cannot reproduce",
+            layers.len()
+        )));
+    }
 
     // Pooling after the last LayerNorm.
     let last = stream.output;
@@ -254,8 +285,27 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             g.label(last)
         )));
     } else {
-        let mean = g.one_user(last, op::MEAN, "pooling")?;
-        let pooled = g.out(mean)?;
+        let pooled = match g.masked_mean(last) {
+            Some((pooled, input)) if mask.is_none_or(|m| m == input) && input != lookup.input => {
+                mask = Some(input);
+                pooled
+            }
+            Some(_) => {
+                return Err(unrecognised(
+                    "pooling: the masked mean reads another input than the attention mask",
+                ))
+            }
+            None => {
+                if mask.is_some() {
+                    return Err(unrecognised(format!(
+                        "pooling: the model masks attention but does not pool {} with the mask (MUL by the mask, SUM, DIV by \
+                         SUM(mask)): a plain mean would include the padding, which octet's unpadded run cannot reproduce",
+                        g.label(last)
+                    )));
+                }
+                g.out(g.one_user(last, op::MEAN, "pooling")?)?
+            }
+        };
         let normalize = match g.consumers[pooled].as_slice() {
             _ if g.lowered_l2_norm(pooled).is_some_and(|out| outputs.contains(&out)) => true,
             [i] if g.op(*i).code == op::L2_NORMALIZATION => {
@@ -278,7 +328,27 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
         };
         PoolingFound { mean: true, normalize }
     };
+    let inputs = InputRoles {
+        ids: lookup.input,
+        mask,
+        segments,
+    };
+    if let Some(&other) = model
+        .inputs
+        .iter()
+        .find(|&&i| i != inputs.ids && Some(i) != inputs.mask && Some(i) != inputs.segments)
+    {
+        return Err(unrecognised(format!(
+            "input {} {} {:?} is neither the token ids ({}), an attention mask added to the scores and pooling, nor \
+             segment ids looked up in the token-type table",
+            g.label(other),
+            model.tensors[other].dtype.as_str(),
+            model.tensors[other].shape,
+            g.label(inputs.ids)
+        )));
+    }
     Ok(BertGraph {
+        inputs,
         word,
         position,
         token_type,

@@ -131,16 +131,29 @@ pub fn read(path: &Path) -> Result<Inventory> {
                     },
                 ),
             ));
+            let mean = if g.inputs.mask.is_some() {
+                "masked mean-pooled"
+            } else {
+                "mean-pooled"
+            };
             if let Some(out) = inv.outputs.first_mut() {
                 out.note = if g.pooling.normalize {
-                    "mean-pooled, L2-normalized embedding"
+                    format!("{mean}, L2-normalized embedding")
                 } else {
-                    "mean-pooled embedding"
-                }
-                .into();
+                    format!("{mean} embedding")
+                };
             }
-            if let Some(input) = inv.inputs.iter_mut().find(|p| p.dtype == "INT32" || p.dtype == "INT64") {
-                input.note = "token ids".into();
+            // Ports are in the model's input order.
+            for (port, &tensor) in inv.inputs.iter_mut().zip(&model.inputs) {
+                port.note = if tensor == g.inputs.ids {
+                    "token ids".into()
+                } else if Some(tensor) == g.inputs.mask {
+                    "attention mask (1 = token, 0 = padding): octet runs unpadded, as if all ones".into()
+                } else if Some(tensor) == g.inputs.segments {
+                    "segment ids (token types): octet embeds one text, segment 0".into()
+                } else {
+                    String::new()
+                };
             }
         }
         Err(bert_error) => match octet_tflite::t5::recognise(&model) {
