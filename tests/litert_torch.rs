@@ -134,7 +134,7 @@ fn every_file_is_recognised() {
             "{key}: the FULLY_CONNECTED layers read the LayerNorm before gamma and beta"
         );
         assert_eq!(g.token_type.len(), 1, "{key}");
-        assert!(g.pooling.mean && g.pooling.normalize, "{key}");
+        assert!(g.pooling.mode == bert::Pooled::Mean && g.pooling.normalize, "{key}");
         assert!(!g.gelu_tanh, "{key}: erf GELU");
         assert!((g.eps - 1e-12).abs() < 1e-15, "{key}: eps {}", g.eps);
         // Eager attention scales the scores by a MUL; litert-torch folds SDPA's scale into the

@@ -209,10 +209,72 @@ fn the_recognised_graph_names_every_input() {
     assert!(name(Some(g.inputs.ids)).contains("input_word_ids"));
     assert!(name(g.inputs.mask).contains("input_mask"));
     assert!(name(g.inputs.segments).contains("input_type_ids"));
-    assert!(g.pooling.mean && g.pooling.normalize);
+    assert!(g.pooling.mode == bert::Pooled::Mean && g.pooling.normalize);
     let inv = octet_tools::inventory::read(&masked_dir().join(&fixture().models["int8"].file)).unwrap();
     let notes: Vec<&str> = inv.inputs.iter().map(|p| p.note.as_str()).collect();
     assert!(notes.iter().any(|n| n.starts_with("token ids")), "{notes:?}");
     assert!(notes.iter().any(|n| n.starts_with("attention mask")), "{notes:?}");
     assert!(notes.iter().any(|n| n.starts_with("segment ids")), "{notes:?}");
+}
+
+#[derive(Deserialize)]
+struct TinyText {
+    text: String,
+    token_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct TinyModel {
+    file: String,
+    embeddings: Vec<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct TinyFixture {
+    texts: Vec<TinyText>,
+    models: BTreeMap<String, TinyModel>,
+}
+
+/// Tiny masked BERTs (committed, random weights, fixed length 32, MediaPipe metadata) pooling
+/// by masked mean, by the first token, or not at all (the graph outputs the token vectors and
+/// the caller pools): each converts with no option, its inputs' roles are found, and octet's
+/// vectors match LiteRT's on the padded, masked input (for `none`, the mean of LiteRT's token
+/// vectors over the text, which octet computes unnormalised).
+#[test]
+fn every_pooling_form_converts_and_matches_the_interpreter() {
+    use octet::format::PoolingMode;
+    let dir = repo_root().join("tests/fixtures/tflite_masked");
+    let fixture: TinyFixture = serde_json::from_str(&std::fs::read_to_string(dir.join("tiny.json")).unwrap()).unwrap();
+    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
+    for (key, model) in &fixture.models {
+        let input = dir.join(&model.file);
+        let out = scratch_dir().join(format!("tflite-masked-tiny-{key}.octet"));
+        let inputs = TfliteInputs {
+            tokenizer: None,
+            mapping: None,
+        };
+        convert(&input, &out, &Recipe::parse("f32", vec![], None).unwrap(), &inputs)
+            .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
+        let e = Embedder::open(&out).unwrap();
+        let meta = e.file().meta();
+        let (mode, normalize) = match key.split('-').next().unwrap() {
+            "mean" => (PoolingMode::Mean, true),
+            "cls" => (PoolingMode::Cls, true),
+            _ => (PoolingMode::Mean, false),
+        };
+        assert_eq!((meta.pooling.mode, meta.pooling.normalize), (mode, normalize), "{key}");
+        assert_eq!(meta.max_seq_len, 32, "{key}");
+        let tokens = e.tokenize(&texts, None, octet::Truncation::Truncate).unwrap();
+        for (t, got) in fixture.texts.iter().zip(&tokens) {
+            assert_eq!(got.ids, t.token_ids, "{key}: {}", t.text);
+        }
+        let got = e.embed(&texts).unwrap();
+        let (mean, min, _) = compare_embeddings(&format!("tiny masked {key} vs LiteRT"), &got, &model.embeddings);
+        let (want_mean, want_min) = if key.ends_with("f32") {
+            (0.99999, 0.99999)
+        } else {
+            (0.9999, 0.9995)
+        };
+        assert!(mean >= want_mean && min >= want_min, "{key}: mean {mean}, min {min}");
+    }
 }

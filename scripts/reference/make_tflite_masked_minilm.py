@@ -8,6 +8,10 @@ interpreter's embeddings.
              Support metadata MediaPipe's MetadataWriter writes for a BERT text model
              (add_bert_text_input: a BertTokenizer over the three inputs, vocab.txt packed);
              needs the mediapipe venv (scripts/reference/setup-mediapipe-venv.sh)
+  tiny-*     tests/fixtures/tflite_masked/tiny-{mean,cls,none}-{f32,int8}.tflite, committed: tiny
+             masked BERTs (random weights, 32 tokens) pooling by masked mean, row 0, or not at all,
+             with MediaPipe metadata (tiny-metadata, mediapipe venv), and tiny.json, LiteRT's
+             vectors of them (tiny-reference)
   reference  tests/fixtures/tflite_masked/reference.json: the LiteRT interpreter's embeddings
              (builtin kernels, and XNNPACK summarised) of texts of 5-128 tokens, each padded to
              128 with its mask, for the f32 and int8 files, with the sha256 of each file
@@ -55,6 +59,11 @@ INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 SEQ = 128
 HIDDEN, LAYERS, HEADS, EPS = 384, 6, 12, 1e-12
 HEAD_DIM = HIDDEN // HEADS
+# The pooling inside the graph: "mean" (masked mean), "cls" (row 0), "none" (the token vectors).
+POOLING = "mean"
+TINY_DIR = os.path.join(REPO, "tests", "fixtures", "tflite_masked")
+TINY_FIXTURE = os.path.join(TINY_DIR, "tiny.json")
+TINY_POOLINGS = ("mean", "cls", "none")
 # 1980-01-01 00:00:00 UTC, the earliest time a zip entry can record (pins the metadata's zip).
 ZIP_EPOCH = 315532800
 
@@ -142,6 +151,10 @@ def build_module(w):
                 x = self.layer_norm(x + self.linear(context, L["o"]), L["ln1"])
                 inner = tf.nn.gelu(self.linear(x, L["up"]), approximate=False)
                 x = self.layer_norm(x + self.linear(inner, L["down"]), L["ln2"])
+            if POOLING == "none":
+                return {"hidden_states": tf.reshape(x, [1, SEQ, HIDDEN])}
+            if POOLING == "cls":
+                return {"embedding": tf.math.l2_normalize(x[:1], axis=-1)}
             weights = tf.reshape(mask, [-1, 1])
             pooled = tf.reduce_sum(x * weights, axis=0, keepdims=True) / tf.maximum(tf.reduce_sum(weights), 1e-9)
             return {"embedding": tf.math.l2_normalize(pooled, axis=-1)}
@@ -315,12 +328,128 @@ def reference(out_dir):
     print(f"wrote {FIXTURE}", file=sys.stderr)
 
 
+def tiny_files():
+    return {(p, k): os.path.join(TINY_DIR, f"tiny-{p}-{k}.tflite") for p in TINY_POOLINGS for k in FILES}
+
+
+def tiny_setup():
+    """The tiny sizes of make_tflite_fuzz_seeds.py (vocabulary 64, hidden 32, 2 layers of 2
+    heads), a fixed length of 32 and its seeded random weights."""
+    global SEQ, HIDDEN, LAYERS, HEADS, HEAD_DIM
+    sys.path.insert(0, os.path.dirname(__file__))
+    import make_tflite_fuzz_seeds as seeds
+
+    SEQ, HIDDEN, LAYERS, HEADS = seeds.POSITIONS, seeds.HIDDEN, seeds.LAYERS, seeds.HEADS
+    HEAD_DIM = HIDDEN // HEADS
+    return seeds.random_weights()
+
+
+def tiny_build():
+    """tests/fixtures/tflite_masked/tiny-{mean,cls,none}-{f32,int8}.tflite: tiny masked BERTs with
+    each pooling (the metadata is added by `tiny-metadata`, in the mediapipe venv)."""
+    import tensorflow as tf
+
+    global POOLING
+    w = tiny_setup()
+    for (pooling, kind), path in tiny_files().items():
+        POOLING = pooling
+        module = build_module(w)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([module.embed.get_concrete_function()], module)
+        if kind == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        data = converter.convert()
+        with open(path, "wb") as f:
+            f.write(data)
+        print(f"wrote {path} ({len(data)} bytes)", file=sys.stderr)
+
+
+def tiny_metadata():
+    """Rewrites the tiny files with MediaPipe's BERT text metadata and a 64-word vocab
+    ([PAD] [UNK] [CLS] [SEP] [MASK] w0 .. w58), so they convert with no option."""
+    import tempfile
+    import time
+    from unittest import mock
+
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer as mw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = os.path.join(tmp, "vocab.txt")
+        with open(vocab, "w") as f:
+            f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(59)]) + "\n")
+        for (pooling, _), path in tiny_files().items():
+            with open(path, "rb") as f:
+                writer = mw.MetadataWriter.create(bytearray(f.read()))
+            writer.add_general_info(f"tiny masked BERT ({pooling} pooling)", "Random weights, for tests.")
+            writer.add_bert_text_input(mw.BertTokenizer(vocab), *(f"serving_default_{n}:0" for n in INPUTS))
+            writer.add_feature_output(name="output", description="The embedding or the token vectors.")
+            with mock.patch("time.time", return_value=float(ZIP_EPOCH)):
+                out, _ = writer.populate()
+            with open(path, "wb") as f:
+                f.write(out)
+            print(f"wrote {path} with metadata ({len(out)} bytes)", file=sys.stderr)
+
+
+def tiny_reference():
+    """tests/fixtures/tflite_masked/tiny.json: LiteRT (builtin kernels) on seeded random texts of
+    the tiny vocab, 1 to 30 words ([CLS] w.. [SEP]), padded to 32 with their mask. For `none`,
+    the vector is the mean of the interpreter's token vectors over the text's tokens (what a
+    caller pools), unnormalised."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    tiny_setup()
+    rng = np.random.default_rng(11)
+    texts = []
+    for n in [1, 2, 3, 5, 8, 13, 21, 30] * 2:
+        words = rng.integers(0, 59, n)
+        texts.append({"text": " ".join(f"w{i}" for i in words), "token_ids": [2] + [5 + int(i) for i in words] + [3]})
+    models = {}
+    for (pooling, kind), path in tiny_files().items():
+        interp = Interpreter(
+            model_path=path, num_threads=1, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        interp.allocate_tensors()
+        by_name = {d["name"]: d["index"] for d in interp.get_input_details()}
+        index = {role: next(i for n, i in by_name.items() if role in n) for role in INPUTS}
+        out = interp.get_output_details()[0]
+        vectors = []
+        for t in texts:
+            ids = t["token_ids"]
+            n = len(ids)
+            padded, mask = np.zeros([1, SEQ], np.int32), np.zeros([1, SEQ], np.int32)
+            padded[0, :n], mask[0, :n] = ids, 1
+            interp.set_tensor(index[INPUTS[0]], padded)
+            interp.set_tensor(index[INPUTS[1]], mask)
+            interp.set_tensor(index[INPUTS[2]], np.zeros([1, SEQ], np.int32))
+            interp.invoke()
+            y = interp.get_tensor(out["index"]).astype(np.float32)
+            v = y[0, :n].mean(axis=0) if pooling == "none" else y[0]
+            vectors.append([float(f"{x:.9g}") for x in v])
+        models[f"{pooling}-{kind}"] = {"file": os.path.basename(path), "sha256": sha256_file(path), "embeddings": vectors}
+    doc = {
+        "schema": "octet-tflite-masked-tiny/1",
+        "generator": "scripts/reference/make_tflite_masked_minilm.py tiny-build, tiny-metadata, tiny-reference",
+        "versions": {p: importlib.metadata.version(p) for p in ("tensorflow-cpu", "ai-edge-litert", "numpy")},
+        "texts": texts,
+        "models": models,
+    }
+    with open(TINY_FIXTURE, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {TINY_FIXTURE}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["build", "metadata", "reference"])
+    ap.add_argument("what", choices=["build", "metadata", "reference", "tiny-build", "tiny-metadata", "tiny-reference"])
     ap.add_argument("--out", default=DEFAULT_OUT, help="folder of the .tflite files")
     args = ap.parse_args()
-    {"build": build, "metadata": metadata, "reference": reference}[args.what](args.out)
+    tiny = {"tiny-build": tiny_build, "tiny-metadata": tiny_metadata, "tiny-reference": tiny_reference}
+    if args.what in tiny:
+        tiny[args.what]()
+    else:
+        {"build": build, "metadata": metadata, "reference": reference}[args.what](args.out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! A BERT encoder named by a user's mapping file (`--tflite-map`), for graphs the walk does
 //! not recognise.
 
-use super::{BertGraph, InputRoles, LayerRefs, NormRef, PoolingFound};
+use super::{BertGraph, InputRoles, LayerRefs, NormRef, Pooled, PoolingFound};
 use crate::graph::LinearRef;
 use crate::{TensorType, TfliteError, TfliteModel};
 use std::collections::BTreeMap;
@@ -123,7 +123,7 @@ pub fn from_mapping(model: &TfliteModel, map: &serde_json::Value) -> Result<Bert
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
         pooling: PoolingFound {
-            mean: true,
+            mode: Pooled::Mean,
             normalize: config.get("normalize").and_then(|v| v.as_bool()).unwrap_or(true),
         },
     })

@@ -42,6 +42,7 @@ mod mapping;
 mod masked;
 mod norm;
 mod pieces;
+mod pooling;
 mod walk;
 
 pub use crate::graph::LinearRef;
@@ -68,11 +69,22 @@ pub struct LayerRefs {
     pub ffn_norm: NormRef,
 }
 
+/// How the model pools the last layer's token vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooled {
+    /// The mean over the tokens (MEAN, or the masked mean of a fixed-length export).
+    Mean,
+    /// The first token's vector (a slice of row 0).
+    Cls,
+    /// None in the graph: it outputs the token vectors and the caller pools them. octet
+    /// mean-pools them (sentence-transformers' default), unnormalised.
+    Caller,
+}
+
 /// What the model does after the last layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolingFound {
-    /// Mean over the tokens (the only pooling recognised), plain or masked.
-    pub mean: bool,
+    pub mode: Pooled,
     /// L2 normalisation after pooling.
     pub normalize: bool,
 }

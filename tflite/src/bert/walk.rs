@@ -1,7 +1,7 @@
 //! The walk from the token-id input to the pooled output (see [`super`] for the graph it follows).
 
 use super::norm::LayerNormMatch;
-use super::{BertGraph, InputRoles, LayerRefs, PoolingFound};
+use super::{BertGraph, InputRoles, LayerRefs};
 use crate::graph::{attention_roles, find_embedding, unrecognised, AttentionRoles, Graph};
 use crate::model::{op, OpOptions, TfliteModel};
 use crate::TfliteError;
@@ -171,7 +171,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
                     None if bias.is_some_and(|m| g.is_zero_mask(m)) => {}
                     None => {
                         return Err(unrecognised(format!(
-                            "{ctx}: {} adds a bias to the attention scores that is neither all zeros nor a padding mask \
+                            "{ctx}: {} adds a mask to the attention scores that is not all zeros and not a padding mask \
                              ((1 - mask) x a large negative constant) (octet runs unpadded sequences without a mask)",
                             add.label()
                         )))
@@ -277,57 +277,7 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
     }
 
     // Pooling after the last LayerNorm.
-    let last = stream.output;
-    let outputs = &model.outputs;
-    let pooling = if outputs.contains(&last) {
-        return Err(unrecognised(format!(
-            "the model outputs the per-token hidden states {}: octet needs the pooling in the model (MEAN over tokens, optionally L2_NORMALIZATION)",
-            g.label(last)
-        )));
-    } else {
-        let pooled = match g.masked_mean(last) {
-            Some((pooled, input)) if mask.is_none_or(|m| m == input) && input != lookup.input => {
-                mask = Some(input);
-                pooled
-            }
-            Some(_) => {
-                return Err(unrecognised(
-                    "pooling: the masked mean reads another input than the attention mask",
-                ))
-            }
-            None => {
-                if mask.is_some() {
-                    return Err(unrecognised(format!(
-                        "pooling: the model masks attention but does not pool {} with the mask (MUL by the mask, SUM, DIV by \
-                         SUM(mask)): a plain mean would include the padding, which octet's unpadded run cannot reproduce",
-                        g.label(last)
-                    )));
-                }
-                g.out(g.one_user(last, op::MEAN, "pooling")?)?
-            }
-        };
-        let normalize = match g.consumers[pooled].as_slice() {
-            _ if g.lowered_l2_norm(pooled).is_some_and(|out| outputs.contains(&out)) => true,
-            [i] if g.op(*i).code == op::L2_NORMALIZATION => {
-                let out = g.out(g.op(*i))?;
-                if !outputs.contains(&out) {
-                    return Err(unrecognised(format!(
-                        "pooling: the L2 normalised {} is not a model output",
-                        g.label(out)
-                    )));
-                }
-                true
-            }
-            _ if outputs.contains(&pooled) => false,
-            _ => {
-                return Err(unrecognised(format!(
-                    "pooling: the mean {} is neither an output nor L2 normalised (L2_NORMALIZATION, or litert-torch's x / max(POW(SUM(x * x), 0.5), eps))",
-                    g.label(pooled)
-                )))
-            }
-        };
-        PoolingFound { mean: true, normalize }
-    };
+    let pooling = super::pooling::recognise(&g, stream.output, lookup.input, &mut mask)?;
     let inputs = InputRoles {
         ids: lookup.input,
         mask,

@@ -375,6 +375,7 @@ pub(super) struct Plan {
     pub planned: Vec<Planned>,
     pub architecture: Architecture,
     pub config: serde_json::Value,
+    pub pooling: PoolingMode,
     pub normalize: bool,
     /// The longest input the graph takes (position table rows, or the fixed input length).
     pub positions: usize,
@@ -419,6 +420,10 @@ fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> {
         planned,
         architecture: Architecture::Bert,
         config,
+        pooling: match graph.pooling.mode {
+            bert::Pooled::Mean | bert::Pooled::Caller => PoolingMode::Mean,
+            bert::Pooled::Cls => PoolingMode::Cls,
+        },
         normalize: graph.pooling.normalize,
         positions: sizes.positions,
         dense: Vec::new(),
@@ -441,6 +446,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         mut planned,
         architecture,
         config,
+        pooling,
         normalize,
         positions,
         dense,
@@ -476,7 +482,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         config,
         tokenizer: "tokenizer.json".to_string(),
         pooling: Pooling {
-            mode: PoolingMode::Mean,
+            mode: pooling,
             normalize,
         },
         max_seq_len,

@@ -18,7 +18,7 @@
 use super::tflite::{linear_logical, read_linear, shape2, token_table, vector, LinearData, Plan};
 use super::{Logical, Planned};
 use anyhow::{bail, Result};
-use octet::format::{Architecture, DenseLayer};
+use octet::format::{Architecture, DenseLayer, PoolingMode};
 use octet_tflite::t5::{bucket_table, FfnActivation, T5Graph};
 use octet_tflite::TfliteModel;
 
@@ -154,6 +154,7 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
         planned: out,
         architecture: Architecture::T5,
         config,
+        pooling: PoolingMode::Mean,
         normalize: g.normalize,
         positions: n,
         dense,

@@ -131,13 +131,16 @@ pub fn read(path: &Path) -> Result<Inventory> {
                     },
                 ),
             ));
-            let mean = if g.inputs.mask.is_some() {
-                "masked mean-pooled"
-            } else {
-                "mean-pooled"
+            let mean = match g.pooling.mode {
+                bert::Pooled::Mean if g.inputs.mask.is_some() => "masked mean-pooled",
+                bert::Pooled::Mean => "mean-pooled",
+                bert::Pooled::Cls => "CLS-pooled (first token)",
+                bert::Pooled::Caller => "",
             };
             if let Some(out) = inv.outputs.first_mut() {
-                out.note = if g.pooling.normalize {
+                out.note = if g.pooling.mode == bert::Pooled::Caller {
+                    "per-token vectors: pooling left to the caller (octet mean-pools the text's tokens, unnormalised)".into()
+                } else if g.pooling.normalize {
                     format!("{mean}, L2-normalized embedding")
                 } else {
                     format!("{mean} embedding")
