@@ -15,6 +15,7 @@
 //! - [`metadata`]: the tokenizer a MediaPipe / TFLite Support file carries (the `TFLITE_METADATA`
 //!   buffer names it; the vocab or SentencePiece model is in a zip archive after the flatbuffer).
 //! - [`wordpiece`]: a BERT vocab from that metadata turned into a `tokenizer.json`.
+//! - [`sentencepiece`]: a SentencePiece Unigram model from that metadata turned into one.
 //! - [`testing`] (`feature = "test-util"`): small files built with the `flatbuffers` builder, for tests.
 //!
 //! The converter (`octet-tools`, `convert/tflite.rs`) plans the recognised tensors into an
@@ -28,6 +29,7 @@ pub mod graph;
 pub mod metadata;
 pub mod model;
 pub mod schema;
+pub mod sentencepiece;
 pub mod t5;
 pub mod wordpiece;
 

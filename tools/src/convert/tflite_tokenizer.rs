@@ -1,7 +1,8 @@
 //! Where a TFLite import's `tokenizer.json` comes from: the user's `--tokenizer` file, which
 //! always wins, or else the tokenizer the file's MediaPipe / TFLite Support metadata carries
 //! ([`octet_tflite::metadata`]; a BERT vocab becomes a `tokenizer.json` through
-//! [`octet_tflite::wordpiece`]).
+//! [`octet_tflite::wordpiece`], a SentencePiece Unigram model through
+//! [`octet_tflite::sentencepiece`]).
 //! With neither, the error names both. Errors keep the CLI's exit codes: an unreadable
 //! `--tokenizer` file is a missing input, no tokenizer at all a usage error, malformed metadata
 //! a bad input.
@@ -9,6 +10,7 @@
 use crate::exit::CliError;
 use anyhow::{Context, Result};
 use octet_tflite::metadata::{self, TokenizerKind};
+use octet_tflite::sentencepiece::SentencePieceModel;
 use octet_tflite::wordpiece;
 use octet_tflite::TfliteModel;
 use std::path::Path;
@@ -70,12 +72,13 @@ pub fn resolve(model: &TfliteModel, user: Option<&Path>, input: &Path) -> Result
             origin: format!("{}:{}", file_name(input), found.unit.file),
             window: found.max_seq_len,
         }),
-        TokenizerKind::SentencePiece => Err(CliError::usage(format!(
-            "{} carries a SentencePiece tokenizer ('{}') in its TFLite metadata; extracting SentencePiece \
-             models is not supported yet: pass --tokenizer tokenizer.json",
-            input.display(),
-            found.unit.file
-        ))),
+        TokenizerKind::SentencePiece => Ok(TokenizerSource {
+            json: SentencePieceModel::parse(&found.contents)
+                .and_then(|m| m.tokenizer_json())
+                .with_context(|| format!("the SentencePiece model '{}' in the TFLite metadata", found.unit.file))?,
+            origin: format!("{}:{}", file_name(input), found.unit.file),
+            window: found.max_seq_len,
+        }),
     }
 }
 
@@ -115,9 +118,32 @@ mod tests {
         );
         let sp = TfliteModel::from_bytes(sp).unwrap();
         let msg = format!("{:#}", resolve(&sp, None, input).unwrap_err());
-        assert!(
-            msg.contains("SentencePiece") && msg.contains("not supported yet") && msg.contains("--tokenizer"),
-            "{msg}"
+        assert!(msg.contains("SentencePiece model") && msg.contains("sp.model"), "{msg}");
+    }
+
+    /// A SentencePiece model in the metadata becomes a tokenizer with sentencepiece's ids
+    /// (the model and ids of tests/fixtures/sentencepiece, see octet_tflite::sentencepiece).
+    #[test]
+    fn a_sentencepiece_model_in_the_metadata_is_converted() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sentencepiece");
+        let model = std::fs::read(dir.join("unigram.model")).unwrap();
+        let file = model_with(
+            metadata_buffer(5, "spm.model", Place::Subgraph, "M001"),
+            &zip_of(&[("spm.model", &model)]),
         );
+        let found = resolve(
+            &TfliteModel::from_bytes(file).unwrap(),
+            None,
+            std::path::Path::new("t5.tflite"),
+        )
+        .unwrap();
+        assert_eq!(found.origin, "t5.tflite:spm.model");
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&found.json).unwrap();
+        let ids = tokenizer
+            .encode("The cat sat on the mat.", true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(*ids.last().unwrap(), 1, "</s> appended: {ids:?}");
     }
 }
