@@ -628,7 +628,14 @@ pub struct BucketTable {
     pub max_distance: usize,
     /// [num_buckets, heads], row-major.
     pub table: Vec<f32>,
+    /// The longest sequence whose every relative position falls in a bucket the folded
+    /// constant showed: n, or more when the bucketing is T5's default (32 buckets up to 128)
+    /// and the log buckets the last distances fall in reach further (up to [`MAX_WINDOW`]).
+    pub window: usize,
 }
+
+/// The longest window [`BucketTable::window`] extends to (T5's usual 512 tokens).
+pub const MAX_WINDOW: usize = 512;
 
 /// Inverts the converter's folding of T5's position bias: `values` [heads, n, n] (query rows,
 /// key columns). Errors when the bias is not a function of `key - query`, or no T5 bucketing
@@ -685,11 +692,22 @@ pub fn bucket_table(values: &[f32], heads: usize, n: usize) -> Result<BucketTabl
                 }
             }
         }
+        let known =
+            |relative: i64| !table[relative_position_bucket(relative, num_buckets, max_distance) * heads].is_nan();
+        let mut window = n;
+        // Only T5's own bucketing is trusted beyond the data: another one that fits the folded
+        // constant may bucket longer distances differently from the model.
+        if (num_buckets, max_distance) == (32, 128) {
+            while window < MAX_WINDOW && known(window as i64) && known(-(window as i64)) {
+                window += 1;
+            }
+        }
         table.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = 0.0);
         return Ok(BucketTable {
             num_buckets,
             max_distance,
             table,
+            window,
         });
     }
     Err(unrecognised("no T5 bucketing reproduces the position bias"))

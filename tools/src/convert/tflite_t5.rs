@@ -6,7 +6,11 @@
 //! - RMSNorm weights the converter folded into the projections become weights of 1, so the
 //!   engine's norm only normalises (multiplying by 1 is exact).
 //! - The folded [heads, n, n] position bias becomes the engine's [buckets, heads] table
-//!   ([`octet_tflite::t5::bucket_table`]), and the window is the input length n.
+//!   ([`octet_tflite::t5::bucket_table`]). The window is the input length n, or longer when
+//!   the bucketing is T5's default and the log buckets of the last distances reach further
+//!   ([`octet_tflite::t5::BucketTable::window`]: at n = 64 a bucket starts at 64, so 64).
+//! - A gated FFN with erf GELU is `feed_forward_proj` `gated-gelu_python` (transformers reads
+//!   `gated-gelu` as the tanh form).
 //! - A projection after pooling becomes a `dense.0` layer.
 //! - `asymmetric_activations` in the config makes every int8 layer quantize its input rows
 //!   with a zero point, as TFLite's hybrid FULLY_CONNECTED does.
@@ -30,9 +34,8 @@ fn feed_forward_proj(g: &T5Graph) -> Result<&'static str> {
         (false, FfnActivation::GeluErf) => "gelu",
         (true, FfnActivation::Relu) => "gated-relu",
         (true, FfnActivation::GeluTanh) => "gated-gelu",
-        (true, FfnActivation::GeluErf) => {
-            bail!("a gated FFN with erf GELU: octet's T5 has the gated GELU of T5 v1.1 (tanh) only")
-        }
+        // transformers reads "gated-gelu" as the tanh form; its erf GELU is "gelu_python".
+        (true, FfnActivation::GeluErf) => "gated-gelu_python",
     })
 }
 
@@ -156,7 +159,8 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
         config,
         pooling: PoolingMode::Mean,
         normalize: g.normalize,
-        positions: n,
+        // Relative positions need no table: as far as the folded buckets reach.
+        positions: buckets.window,
         dense,
     })
 }
