@@ -4,7 +4,8 @@
 //! - [`schema`]: the handful of schema tables read, verified by the `flatbuffers` crate before
 //!   any field is followed (the only `unsafe` of the importer, each use paired with a verified field).
 //! - [`model`]: the main subgraph decoded into owned tensors and operators, with every index,
-//!   shape and buffer length checked; constants read as f32, int8, int4 or int32.
+//!   shape and buffer length checked, and operators in execution order (no cycles); constants
+//!   read as f32, int8, int4 or int32.
 //! - [`graph`]: the operator graph with producer and consumer links, and the pattern steps
 //!   the encoder walks share (constants behind DEQUANTIZE, linear layers, the token-table
 //!   look-up, the attention projections' roles).
@@ -25,6 +26,7 @@
 
 pub mod bert;
 pub mod error;
+mod execution_order;
 pub mod graph;
 pub mod metadata;
 pub mod model;

@@ -558,6 +558,7 @@ impl TfliteModel {
                 });
             }
         }
+        crate::execution_order::check(&operators, count)?;
         let metadata = metadata_entries(&model, &buffers)?;
         Ok((tensors, inputs, outputs, operators, subgraphs.len(), metadata))
     }
