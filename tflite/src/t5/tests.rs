@@ -1,6 +1,7 @@
 //! Tests of the position-bias inversion.
 
 use super::*;
+use octet::model::t5::relative_position_bucket;
 
 fn folded(table: &[f32], heads: usize, n: usize, buckets: usize, max_distance: usize) -> Vec<f32> {
     let mut out = vec![0f32; heads * n * n];
