@@ -17,8 +17,12 @@ echo "== TFLite MiniLM files for tests/tflite.rs (TF venv ~1 min + conversion ~3
 bash scripts/fetch-tflite-minilm.sh >/dev/null
 echo "== TFLite T5 encoders for tests/tflite_t5.rs (~20 s of conversion when not cached)"
 bash scripts/fetch-tflite-t5.sh >/dev/null
+echo "== the T5 file with SentencePiece metadata for tests/tflite_t5.rs (~5 s when not cached)"
+bash scripts/fetch-tflite-t5-spm.sh >/dev/null
 echo "== MediaPipe-style MiniLM for tests/mediapipe.rs (mediapipe venv ~1 min + ~15 s when not cached)"
 bash scripts/fetch-mediapipe-minilm.sh >/dev/null
+echo "== masked three-input TFLite MiniLM for tests/tflite_masked.rs (~40 s of conversion when not cached)"
+bash scripts/fetch-tflite-masked-minilm.sh >/dev/null
 echo "== host tests, best kernels"
 cargo test --workspace
 echo "== octet serve with the official openai Python client (venv cached under target/)"

@@ -8,7 +8,7 @@
 
 use octet::Embedder;
 use octet_tests::*;
-use octet_tools::tflite::{bert, TfliteModel};
+use octet_tflite::{bert, TfliteModel};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -134,7 +134,7 @@ fn every_file_is_recognised() {
             "{key}: the FULLY_CONNECTED layers read the LayerNorm before gamma and beta"
         );
         assert_eq!(g.token_type.len(), 1, "{key}");
-        assert!(g.pooling.mean && g.pooling.normalize, "{key}");
+        assert!(g.pooling.mode == bert::Pooled::Mean && g.pooling.normalize, "{key}");
         assert!(!g.gelu_tanh, "{key}: erf GELU");
         assert!((g.eps - 1e-12).abs() < 1e-15, "{key}: eps {}", g.eps);
         // Eager attention scales the scores by a MUL; litert-torch folds SDPA's scale into the
@@ -221,7 +221,7 @@ fn int8_import_matches_litert() {
 /// When a graph is neither form, the error names the step and what each form expected there.
 #[test]
 fn unrecognised_graph_names_what_was_not_recognised() {
-    use octet_tools::tflite::model::op;
+    use octet_tflite::model::op;
     let base = TfliteModel::open(&dir().join(&reference().files["n9-f32"].file)).unwrap();
 
     // The first LayerNorm's RSQRT replaced by SQRT: neither lowering matches.

@@ -1,5 +1,5 @@
 //! A MediaPipe-style text-embedder file converted WITHOUT `--tokenizer`: the tokenizer comes
-//! from the file's TFLite Support metadata (`octet_tools::tflite::metadata`).
+//! from the file's TFLite Support metadata (`octet_tflite::metadata`).
 //!
 //! The file is the int8 TFLite MiniLM (`scripts/fetch-tflite-minilm.sh`) with metadata written
 //! by mediapipe 0.10.21's own classes (`metadata_info.BertTokenizerMd`, `MetadataPopulator`):

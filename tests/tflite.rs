@@ -173,7 +173,7 @@ fn f32_import_matches_the_interpreter() {
 /// graph) converts to the same model as the graph walk.
 #[test]
 fn a_mapping_file_gives_the_same_model() {
-    use octet_tools::tflite::{bert, TfliteModel};
+    use octet_tflite::{bert, TfliteModel};
     let input = tflite_dir().join(&fixture().models["int8"].file);
     let model = TfliteModel::open(&input).unwrap();
     let g = bert::recognise(&model).unwrap();

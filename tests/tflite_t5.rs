@@ -160,7 +160,7 @@ fn imported_files_are_the_fixture_files_and_recognised_as_t5() {
 /// `relative_attention_bias` weights in every bucket a distance below 64 reaches.
 #[test]
 fn the_position_bias_table_is_recovered_from_the_folded_constant() {
-    use octet_tools::tflite::{t5, TfliteModel};
+    use octet_tflite::{t5, TfliteModel};
     for variant in VARIANTS {
         let model = TfliteModel::open(&tflite_file(variant, "int8")).unwrap();
         let g = t5::recognise(&model).unwrap();
@@ -276,4 +276,58 @@ fn int8_import_matches_the_interpreter_and_stays_close_to_transformers() {
         );
         assert!(mean >= 0.995 && min >= 0.98, "{variant}: mean cosine {mean}, min {min}");
     }
+}
+
+/// A T5 file whose TFLite metadata carries a SentencePiece model (`scripts/fetch-tflite-t5-spm.sh`:
+/// tests/fixtures/sentencepiece/unigram.model packed in by MediaPipe's classes) converts with no
+/// `--tokenizer`, and the stored tokenizer gives the `sentencepiece` library's ids (plus `</s>`)
+/// on the fixture's strings that fit the 64-token window. The only difference allowed is the
+/// equal-score tie described in tests/fixtures/sentencepiece/README.md (same pieces, other order).
+#[test]
+fn a_sentencepiece_tokenizer_in_the_metadata_is_converted() {
+    let input = fetch("fetch-tflite-t5-spm.sh").join("t5-relu-int8-spm.tflite");
+    let out = scratch_dir().join("tflite-t5-spm.octet");
+    let recipe = octet_tools::convert::recipe::Recipe::parse("f32", vec![], None).unwrap();
+    let inputs = octet_tools::convert::tflite::TfliteInputs {
+        tokenizer: None,
+        mapping: None,
+    };
+    octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
+        .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
+    let e = Embedder::open(&out).unwrap();
+    assert_eq!(
+        e.file().meta().provenance.sources[1].file,
+        "t5-relu-int8-spm.tflite:unigram.model"
+    );
+    let tokenizer = TextTokenizer::from_file(e.file(), e.window()).unwrap();
+    let path = repo_root().join("tests/fixtures/sentencepiece/ids.json");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (mut compared, mut ties) = (0, 0);
+    for (i, s) in doc["strings"].as_array().unwrap().iter().enumerate() {
+        let want: Vec<u32> = s["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        if want.len() > e.window() {
+            continue;
+        }
+        let got = tokenizer
+            .encode(i, s["text"].as_str().unwrap(), Truncation::Error)
+            .unwrap()
+            .ids;
+        compared += 1;
+        if got != want {
+            let (mut a, mut b) = (got.clone(), want.clone());
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "{:?}\n  got  {got:?}\n  want {want:?}", s["text"]);
+            ties += 1;
+        }
+    }
+    eprintln!("SentencePiece from T5 metadata: {compared} strings within the window, {ties} equal-score ties");
+    assert!(compared >= 700 && ties <= 5, "{compared} compared, {ties} ties");
+    let v = e.embed(&["The cat sat on the mat."]).unwrap();
+    assert_eq!(v[0].len(), 64);
 }

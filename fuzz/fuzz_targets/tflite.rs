@@ -6,13 +6,15 @@
 //! the ways the importer reads it, the graph walks (BERT, T5) run, and when one recognises an
 //! encoder the importer plans its tensors, the step before quantizing and writing (for T5: the
 //! inversion of the position bias). The tokenizer metadata is read too (the `TFLITE_METADATA`
-//! buffer, the zip archive of associated files, a BERT vocab turned into a tokenizer.json).
+//! buffer, the zip archive of associated files, a BERT vocab or a SentencePiece model turned
+//! into a tokenizer.json).
 //! None of it may panic, hang or use memory out of proportion to the input.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use octet_tools::tflite::{bert, metadata, t5, wordpiece, TfliteModel};
+use octet_tflite::sentencepiece::SentencePieceModel;
+use octet_tflite::{bert, metadata, t5, wordpiece, TfliteModel};
 
 fuzz_target!(|data: &[u8]| {
     let mut bytes = data.to_vec();
@@ -26,7 +28,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = model.i32_values(t);
     }
     if let Ok(Some(t)) = metadata::embedded_tokenizer(&model) {
-        let _ = wordpiece::tokenizer_json(&t.contents, t.lower_case(), &t.unit.file);
+        match t.unit.kind {
+            metadata::TokenizerKind::Bert => {
+                let _ = wordpiece::tokenizer_json(&t.contents, t.lower_case(), &t.unit.file);
+            }
+            metadata::TokenizerKind::SentencePiece => {
+                let _ = SentencePieceModel::parse(&t.contents).and_then(|m| m.tokenizer_json());
+            }
+        }
     }
     if let Ok(graph) = bert::recognise(&model) {
         let _ = octet_tools::convert::tflite::plan(&model, &graph);

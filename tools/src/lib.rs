@@ -6,4 +6,3 @@ pub mod exit;
 pub mod inventory;
 pub mod model_path;
 pub mod report;
-pub mod tflite;

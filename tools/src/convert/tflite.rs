@@ -1,7 +1,7 @@
 //! `octet convert model.tflite [--tokenizer tokenizer.json]`: a TFLite BERT or T5 encoder to a
 //! `.octet` file.
 //!
-//! The graph is recognised by [`crate::tflite::bert`], else by [`crate::tflite::t5`] (planned
+//! The graph is recognised by [`octet_tflite::bert`], else by [`octet_tflite::t5`] (planned
 //! in [`super::tflite_t5`]); a BERT's tensors can also be named by a `--tflite-map` file. When
 //! neither walk fits, the error says where each stopped. For BERT, the graph is read and
 //! its constants become octet's tensors: int8 tensors keep their exact values, scales and zero
@@ -21,12 +21,12 @@
 
 use super::recipe::Recipe;
 use super::{store, tokenizer, ConvertReport, Logical, Planned, TableKind};
-use crate::tflite::bert::{self, BertGraph, LinearRef};
-use crate::tflite::{TensorType, TfliteModel};
 use anyhow::{bail, Context, Result};
 use octet::format::{
     Architecture, DenseLayer, ModelMeta, ModelWriter, Pooling, PoolingMode, Provenance, Quantization, SourceFile,
 };
+use octet_tflite::bert::{self, BertGraph, LinearRef};
+use octet_tflite::{TensorType, TfliteModel};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -46,7 +46,7 @@ pub fn is_tflite(path: &Path) -> bool {
         if let Ok(mut f) = std::fs::File::open(path) {
             use std::io::Read;
             if f.read_exact(&mut head).is_ok() {
-                return crate::tflite::looks_like_tflite(&head);
+                return octet_tflite::looks_like_tflite(&head);
             }
         }
     }
@@ -375,6 +375,7 @@ pub(super) struct Plan {
     pub planned: Vec<Planned>,
     pub architecture: Architecture,
     pub config: serde_json::Value,
+    pub pooling: PoolingMode,
     pub normalize: bool,
     /// The longest input the graph takes (position table rows, or the fixed input length).
     pub positions: usize,
@@ -388,7 +389,7 @@ fn recognise(model: &TfliteModel, input: &Path) -> Result<Plan> {
         Ok(g) => return plan_bert(model, &g),
         Err(e) => e,
     };
-    match crate::tflite::t5::recognise(model) {
+    match octet_tflite::t5::recognise(model) {
         Ok(g) => super::tflite_t5::plan(model, &g),
         Err(t5_error) => bail!(
             "{}: the graph is not recognised.\n  as a BERT encoder: {bert_error}\n  as a T5 encoder: {t5_error}\n\
@@ -419,6 +420,10 @@ fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> {
         planned,
         architecture: Architecture::Bert,
         config,
+        pooling: match graph.pooling.mode {
+            bert::Pooled::Mean | bert::Pooled::Caller => PoolingMode::Mean,
+            bert::Pooled::Cls => PoolingMode::Cls,
+        },
         normalize: graph.pooling.normalize,
         positions: sizes.positions,
         dense: Vec::new(),
@@ -441,11 +446,12 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         mut planned,
         architecture,
         config,
+        pooling,
         normalize,
         positions,
         dense,
     } = plan;
-    let user_or_embedded = crate::tflite::tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
+    let user_or_embedded = super::tflite_tokenizer::resolve(&model, inputs.tokenizer, input)?;
     let max_seq_len = user_or_embedded.window.unwrap_or(positions).min(positions);
     let file_bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let name_of = |p: &Path| {
@@ -476,7 +482,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         config,
         tokenizer: "tokenizer.json".to_string(),
         pooling: Pooling {
-            mode: PoolingMode::Mean,
+            mode: pooling,
             normalize,
         },
         max_seq_len,
@@ -524,4 +530,30 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         architecture: architecture.as_str().to_string(),
         recipe: recipe.name.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// `octet convert` tries every walk and reports where each stopped.
+    #[test]
+    fn convert_names_every_walk_that_failed() {
+        let dir = std::env::temp_dir().join(format!("octet-tflite-unrecognised-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("not-an-encoder.tflite");
+        std::fs::write(&input, octet_tflite::testing::build(&octet_tflite::testing::valid())).unwrap();
+        let recipe = crate::convert::recipe::Recipe::parse("f32", vec![], None).unwrap();
+        let inputs = crate::convert::tflite::TfliteInputs {
+            tokenizer: None,
+            mapping: None,
+        };
+        let err = crate::convert::tflite::convert(&input, &dir.join("out.octet"), &recipe, &inputs)
+            .map(|_| ())
+            .unwrap_err();
+        let text = format!("{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            text.contains("as a BERT encoder:") && text.contains("as a T5 encoder:") && text.contains("--tflite-map"),
+            "{text}"
+        );
+    }
 }

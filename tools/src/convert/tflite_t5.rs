@@ -1,4 +1,4 @@
-//! A T5 encoder recognised in a TFLite file ([`crate::tflite::t5`]) planned as octet's T5
+//! A T5 encoder recognised in a TFLite file ([`octet_tflite::t5`]) planned as octet's T5
 //! tensors (`crates/octet/src/model/t5.rs`, the names of [`super::t5`]).
 //!
 //! - Q, K and V are stacked into `attention.qkv`; a gated FFN's gate and up into
@@ -6,7 +6,11 @@
 //! - RMSNorm weights the converter folded into the projections become weights of 1, so the
 //!   engine's norm only normalises (multiplying by 1 is exact).
 //! - The folded [heads, n, n] position bias becomes the engine's [buckets, heads] table
-//!   ([`crate::tflite::t5::bucket_table`]), and the window is the input length n.
+//!   ([`octet_tflite::t5::bucket_table`]). The window is the input length n, or longer when
+//!   the bucketing is T5's default and the log buckets of the last distances reach further
+//!   ([`octet_tflite::t5::BucketTable::window`]: at n = 64 a bucket starts at 64, so 64).
+//! - A gated FFN with erf GELU is `feed_forward_proj` `gated-gelu_python` (transformers reads
+//!   `gated-gelu` as the tanh form).
 //! - A projection after pooling becomes a `dense.0` layer.
 //! - `asymmetric_activations` in the config makes every int8 layer quantize its input rows
 //!   with a zero point, as TFLite's hybrid FULLY_CONNECTED does.
@@ -17,10 +21,10 @@
 
 use super::tflite::{linear_logical, read_linear, shape2, token_table, vector, LinearData, Plan};
 use super::{Logical, Planned};
-use crate::tflite::t5::{bucket_table, FfnActivation, T5Graph};
-use crate::tflite::TfliteModel;
 use anyhow::{bail, Result};
-use octet::format::{Architecture, DenseLayer};
+use octet::format::{Architecture, DenseLayer, PoolingMode};
+use octet_tflite::t5::{bucket_table, FfnActivation, T5Graph};
+use octet_tflite::TfliteModel;
 
 /// `feed_forward_proj` as transformers' T5Config spells the FFN.
 fn feed_forward_proj(g: &T5Graph) -> Result<&'static str> {
@@ -30,9 +34,8 @@ fn feed_forward_proj(g: &T5Graph) -> Result<&'static str> {
         (false, FfnActivation::GeluErf) => "gelu",
         (true, FfnActivation::Relu) => "gated-relu",
         (true, FfnActivation::GeluTanh) => "gated-gelu",
-        (true, FfnActivation::GeluErf) => {
-            bail!("a gated FFN with erf GELU: octet's T5 has the gated GELU of T5 v1.1 (tanh) only")
-        }
+        // transformers reads "gated-gelu" as the tanh form; its erf GELU is "gelu_python".
+        (true, FfnActivation::GeluErf) => "gated-gelu_python",
     })
 }
 
@@ -154,8 +157,10 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
         planned: out,
         architecture: Architecture::T5,
         config,
+        pooling: PoolingMode::Mean,
         normalize: g.normalize,
-        positions: n,
+        // Relative positions need no table: as far as the folded buckets reach.
+        positions: buckets.window,
         dense,
     })
 }

@@ -1,6 +1,6 @@
 //! What a model file holds, described the same way for every format octet reads: `.octet`
 //! ([`octet`]), `.safetensors` ([`safetensors`]) and TFLite (`tflite.rs`, see
-//! `tools/src/tflite`). `octet inspect` prints an [`Inventory`]; `octet diff` compares two.
+//! the `octet-tflite` crate). `octet inspect` prints an [`Inventory`]; `octet diff` compares two.
 //!
 //! An inventory lists every tensor in file order with its format's own dtype name (`i8_packed`,
 //! `F32`, `INT8`), logical shape, stored bytes and [`Quantization`]; companion tensors that only

@@ -6,10 +6,10 @@
 //! its MediaPipe / TFLite Support metadata carries, if any.
 
 use super::{per_channel, Dim, Format, Inventory, Port, Quantization, TensorEntry};
-use crate::tflite::metadata::{self, TokenizerKind};
-use crate::tflite::model::{op, Tensor};
-use crate::tflite::{bert, TensorType, TfliteModel};
 use anyhow::Result;
+use octet_tflite::metadata::{self, TokenizerKind};
+use octet_tflite::model::{op, Tensor};
+use octet_tflite::{bert, TensorType, TfliteModel};
 use std::path::Path;
 
 /// TFLite's own name for a tensor type.
@@ -131,19 +131,35 @@ pub fn read(path: &Path) -> Result<Inventory> {
                     },
                 ),
             ));
+            let mean = match g.pooling.mode {
+                bert::Pooled::Mean if g.inputs.mask.is_some() => "masked mean-pooled",
+                bert::Pooled::Mean => "mean-pooled",
+                bert::Pooled::Cls => "CLS-pooled (first token)",
+                bert::Pooled::Caller => "",
+            };
             if let Some(out) = inv.outputs.first_mut() {
-                out.note = if g.pooling.normalize {
-                    "mean-pooled, L2-normalized embedding"
+                out.note = if g.pooling.mode == bert::Pooled::Caller {
+                    "per-token vectors: pooling left to the caller (octet mean-pools the text's tokens, unnormalised)".into()
+                } else if g.pooling.normalize {
+                    format!("{mean}, L2-normalized embedding")
                 } else {
-                    "mean-pooled embedding"
-                }
-                .into();
+                    format!("{mean} embedding")
+                };
             }
-            if let Some(input) = inv.inputs.iter_mut().find(|p| p.dtype == "INT32" || p.dtype == "INT64") {
-                input.note = "token ids".into();
+            // Ports are in the model's input order.
+            for (port, &tensor) in inv.inputs.iter_mut().zip(&model.inputs) {
+                port.note = if tensor == g.inputs.ids {
+                    "token ids".into()
+                } else if Some(tensor) == g.inputs.mask {
+                    "attention mask (1 = token, 0 = padding): octet runs unpadded, as if all ones".into()
+                } else if Some(tensor) == g.inputs.segments {
+                    "segment ids (token types): octet embeds one text, segment 0".into()
+                } else {
+                    String::new()
+                };
             }
         }
-        Err(bert_error) => match crate::tflite::t5::recognise(&model) {
+        Err(bert_error) => match octet_tflite::t5::recognise(&model) {
             Ok(g) => describe_t5(&model, &g, &mut inv),
             Err(t5_error) => inv.notes.push(format!(
                 "octet convert would not recognise this graph: as a BERT encoder: {bert_error}; as a T5 encoder: {t5_error}"
@@ -154,8 +170,8 @@ pub fn read(path: &Path) -> Result<Inventory> {
 }
 
 /// The facts of a recognised T5 encoder.
-fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut Inventory) {
-    use crate::tflite::t5::FfnActivation;
+fn describe_t5(model: &TfliteModel, g: &octet_tflite::t5::T5Graph, inv: &mut Inventory) {
+    use octet_tflite::t5::FfnActivation;
     let d = model.tensors[g.word].shape.get(1).copied().unwrap_or(0);
     let act = match g.activation {
         FfnActivation::Relu => "ReLU",
@@ -165,7 +181,7 @@ fn describe_t5(model: &TfliteModel, g: &crate::tflite::t5::T5Graph, inv: &mut In
     let bias = model
         .f32_values(&model.tensors[g.position_bias])
         .ok()
-        .and_then(|v| crate::tflite::t5::bucket_table(&v, g.heads, g.sequence).ok())
+        .and_then(|v| octet_tflite::t5::bucket_table(&v, g.heads, g.sequence).ok())
         .map(|b| format!("{} buckets up to distance {}", b.num_buckets, b.max_distance))
         .unwrap_or_else(|| "a position bias no T5 bucketing reproduces".into());
     inv.facts.push((
@@ -208,7 +224,7 @@ mod tests {
     #[test]
     fn a_small_model_is_described() {
         let path = std::env::temp_dir().join(format!("octet-inventory-tflite-{}.tflite", std::process::id()));
-        std::fs::write(&path, crate::tflite::tests::build(&crate::tflite::tests::valid())).unwrap();
+        std::fs::write(&path, octet_tflite::testing::build(&octet_tflite::testing::valid())).unwrap();
         let inv = super::read(&path).unwrap();
         std::fs::remove_file(&path).ok();
         // The constants: the f32 table, the int8 per-channel and the int4 per-tensor tensors.

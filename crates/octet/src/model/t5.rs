@@ -63,7 +63,8 @@ pub struct T5Config {
     pub relative_attention_max_distance: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_epsilon: f32,
-    /// `relu`, `gelu`, `gated-gelu` (T5 v1.1: gelu_new), `gated-<act>`...
+    /// `relu`, `gelu`, `gated-gelu` (T5 v1.1: gelu_new), `gated-<act>`... (`gated-gelu_python`:
+    /// the erf GELU, gated).
     #[serde(default = "default_ffn")]
     pub feed_forward_proj: String,
     /// int8 layers quantize activation rows asymmetrically, as TFLite's hybrid kernels do
@@ -119,12 +120,12 @@ impl T5Config {
         let activation = match (gated, act) {
             (true, "gelu") => Activation::Gelu(GeluForm::Tanh),
             (_, "relu") => Activation::Relu,
-            (_, "gelu") => Activation::Gelu(GeluForm::Erf),
+            (_, "gelu" | "gelu_python") => Activation::Gelu(GeluForm::Erf),
             (_, "gelu_new" | "gelu_pytorch_tanh") => Activation::Gelu(GeluForm::Tanh),
             _ => {
                 return Err(Error::model(
                     ARCH,
-                    format!("unsupported feed_forward_proj '{proj}' (relu, gelu, gelu_new, gated-relu, gated-gelu, gated-gelu_new)"),
+                    format!("unsupported feed_forward_proj '{proj}' (relu, gelu, gelu_new, gated-relu, gated-gelu, gated-gelu_new, gated-gelu_python)"),
                 ))
             }
         };
@@ -414,6 +415,11 @@ mod tests {
         assert_eq!(
             config("gated-relu").feed_forward().unwrap(),
             FeedForward::Gated(Activation::Relu)
+        );
+        // transformers' name for the erf GELU when gated ("gated-gelu" is the tanh form).
+        assert_eq!(
+            config("gated-gelu_python").feed_forward().unwrap(),
+            FeedForward::Gated(Activation::Gelu(GeluForm::Erf))
         );
         assert!(config("gated-silu").feed_forward().is_err());
         assert!(config("double-gated-gelu").feed_forward().is_err());

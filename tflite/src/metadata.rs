@@ -19,9 +19,9 @@
 //! preprocessors lower-case the text before WordPiece, and the window is the token input's length when the file fixes it (MediaPipe's BERT models
 //! take [1, 128]); a file with a dynamic length leaves it to the converter.
 
-use super::error::TfliteError;
-use super::model::TfliteModel;
-use super::schema::{get, slot, table, Bytes, TableVec};
+use crate::error::TfliteError;
+use crate::model::TfliteModel;
+use crate::schema::{get, slot, table, Bytes, TableVec};
 use flatbuffers::{ForwardsUOffset, InvalidFlatbuffer, Vector, Verifiable, Verifier, VerifierOptions};
 use std::io::Read;
 

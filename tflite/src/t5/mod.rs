@@ -25,12 +25,14 @@
 //! exactly for every sequence up to n tokens. Buckets no distance below n reaches are never
 //! read and are stored as 0.
 
-use super::bert::{attention_roles, find_embedding, unrecognised, AttentionRoles, Graph, LinearRef};
-use super::model::{op, OpOptions, Operator, TfliteModel};
-use super::TfliteError;
-use octet::model::t5::relative_position_bucket;
+use crate::graph::{attention_roles, find_embedding, unrecognised, AttentionRoles, Graph, LinearRef};
+use crate::model::{op, OpOptions, Operator, TfliteModel};
+use crate::TfliteError;
 
 /// TFLite's fused activation code for RELU.
+mod buckets;
+pub use buckets::{bucket_table, BucketTable, MAX_WINDOW};
+
 const FUSED_RELU: i8 = 1;
 
 /// The activation of the feed-forward block.
@@ -621,123 +623,5 @@ fn feed_forward(
     }
 }
 
-/// The [buckets, heads] table behind a folded relative-position bias.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BucketTable {
-    pub num_buckets: usize,
-    pub max_distance: usize,
-    /// [num_buckets, heads], row-major.
-    pub table: Vec<f32>,
-}
-
-/// Inverts the converter's folding of T5's position bias: `values` [heads, n, n] (query rows,
-/// key columns). Errors when the bias is not a function of `key - query`, or no T5 bucketing
-/// fits it (an exact bucket per distance always does, so that means a non-Toeplitz bias).
-/// Tries T5's defaults (32, 128) first, then other common settings, then one bucket per
-/// relative position.
-pub fn bucket_table(values: &[f32], heads: usize, n: usize) -> Result<BucketTable, TfliteError> {
-    if n == 0 || heads == 0 || values.len() != heads * n * n {
-        return Err(unrecognised(format!(
-            "position bias of {} values for {heads} heads and {n} positions",
-            values.len()
-        )));
-    }
-    // by_relative[(r + n - 1) * heads + h]: the bias of head h at relative position r.
-    let width = 2 * n - 1;
-    let mut by_relative = vec![f32::NAN; width * heads];
-    for h in 0..heads {
-        for i in 0..n {
-            for j in 0..n {
-                let v = values[(h * n + i) * n + j];
-                let slot = &mut by_relative[(j + n - 1 - i) * heads + h];
-                if slot.is_nan() {
-                    *slot = v;
-                } else if slot.to_bits() != v.to_bits() {
-                    return Err(unrecognised(format!(
-                        "the attention bias of head {h} differs along the diagonal at query {i}, key {j}: not a relative-position bias"
-                    )));
-                }
-            }
-        }
-    }
-    let mut candidates = vec![(32, 128)];
-    for buckets in [8usize, 16, 32, 64, 128] {
-        for max_distance in [16usize, 20, 24, 32, 48, 64, 96, 128, 256, 512, 1024] {
-            if max_distance > buckets / 4 && !candidates.contains(&(buckets, max_distance)) {
-                candidates.push((buckets, max_distance));
-            }
-        }
-    }
-    // One bucket per relative position: half = 2n, exact below n, so every |r| < n is exact.
-    candidates.push((4 * n, n + 1));
-    'candidate: for (num_buckets, max_distance) in candidates {
-        let mut table = vec![f32::NAN; num_buckets * heads];
-        for slot in 0..width {
-            let relative = slot as i64 - (n as i64 - 1);
-            let bucket = relative_position_bucket(relative, num_buckets, max_distance);
-            for h in 0..heads {
-                let v = by_relative[slot * heads + h];
-                let cell = &mut table[bucket * heads + h];
-                if cell.is_nan() {
-                    *cell = v;
-                } else if cell.to_bits() != v.to_bits() {
-                    continue 'candidate;
-                }
-            }
-        }
-        table.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = 0.0);
-        return Ok(BucketTable {
-            num_buckets,
-            max_distance,
-            table,
-        });
-    }
-    Err(unrecognised("no T5 bucketing reproduces the position bias"))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn folded(table: &[f32], heads: usize, n: usize, buckets: usize, max_distance: usize) -> Vec<f32> {
-        let mut out = vec![0f32; heads * n * n];
-        for h in 0..heads {
-            for i in 0..n {
-                for j in 0..n {
-                    let b = relative_position_bucket(j as i64 - i as i64, buckets, max_distance);
-                    out[(h * n + i) * n + j] = table[b * heads + h];
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn bucket_table_inverts_the_folding() {
-        for (buckets, max_distance, n) in [(32, 128, 64), (16, 24, 64), (32, 128, 8), (8, 16, 40)] {
-            let heads = 3;
-            let table: Vec<f32> = (0..buckets * heads).map(|v| (v as f32 * 0.37).sin()).collect();
-            let values = folded(&table, heads, n, buckets, max_distance);
-            let found = bucket_table(&values, heads, n).unwrap();
-            // Whatever bucketing was found, it must reproduce the folded constant exactly.
-            assert_eq!(
-                folded(&found.table, heads, n, found.num_buckets, found.max_distance),
-                values,
-                "({buckets}, {max_distance}) over {n} positions"
-            );
-            if (buckets, max_distance) == (32, 128) {
-                assert_eq!((found.num_buckets, found.max_distance), (32, 128));
-            }
-        }
-    }
-
-    #[test]
-    fn a_bias_that_is_not_relative_is_refused() {
-        let (heads, n) = (2, 5);
-        let values: Vec<f32> = (0..heads * n * n).map(|v| v as f32).collect();
-        let err = bucket_table(&values, heads, n).unwrap_err().to_string();
-        assert!(err.contains("not a relative-position bias"), "{err}");
-        assert!(bucket_table(&values[1..], heads, n).is_err());
-        assert!(bucket_table(&[], 0, 0).is_err());
-    }
-}
+mod tests;

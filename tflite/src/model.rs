@@ -8,8 +8,8 @@
 //! the start of the file). The file is held in memory (`std::fs::read`), not mapped, so that a
 //! file rewritten under us cannot change what was checked.
 
-use super::error::TfliteError;
-use super::schema;
+use crate::error::TfliteError;
+use crate::schema;
 use flatbuffers::Vector;
 use std::ops::Range;
 use std::path::Path;
@@ -38,6 +38,7 @@ pub mod op {
     pub const CAST: i32 = 53;
     pub const MAXIMUM: i32 = 55;
     pub const SLICE: i32 = 65;
+    pub const EXPAND_DIMS: i32 = 70;
     pub const NOT_EQUAL: i32 = 72;
     pub const SUM: i32 = 74;
     pub const SQRT: i32 = 75;
@@ -73,6 +74,7 @@ pub mod op {
             (CAST, "CAST"),
             (MAXIMUM, "MAXIMUM"),
             (SLICE, "SLICE"),
+            (EXPAND_DIMS, "EXPAND_DIMS"),
             (SUM, "SUM"),
             (SQRT, "SQRT"),
             (RSQRT, "RSQRT"),
@@ -556,6 +558,7 @@ impl TfliteModel {
                 });
             }
         }
+        crate::execution_order::check(&operators, count)?;
         let metadata = metadata_entries(&model, &buffers)?;
         Ok((tensors, inputs, outputs, operators, subgraphs.len(), metadata))
     }

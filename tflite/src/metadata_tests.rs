@@ -2,102 +2,10 @@
 //! metadata written with the `flatbuffers` builder, associated files with the `zip` writer.
 //! Every malformed variant is an error, never a panic.
 
-use super::metadata::{self, TokenizerKind};
-use super::tests::{build, valid, BufferSpec, ModelSpec};
-use super::tokenizer_source;
-use super::wordpiece;
-use super::{TfliteError, TfliteModel};
-use flatbuffers::FlatBufferBuilder;
-use std::io::Write;
-
-const fn slot(id: u16) -> u16 {
-    4 + 2 * id
-}
-
-const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n##s\n,\n";
-
-/// Where the tokenizer unit goes in the metadata.
-#[derive(Clone, Copy)]
-enum Place {
-    Subgraph,
-    InputTensor,
-}
-
-/// A `ModelMetadata` buffer with one tokenizer process unit (`unit_type` 4: BERT, 5:
-/// SentencePiece) naming `file`.
-fn metadata_buffer(unit_type: u8, file: &str, place: Place, identifier: &str) -> Vec<u8> {
-    let mut b = FlatBufferBuilder::new();
-    let name = b.create_string(file);
-    let af = b.start_table();
-    b.push_slot_always(slot(0), name);
-    let af = b.end_table(af);
-    let files = b.create_vector(&[af]);
-    let options = b.start_table();
-    b.push_slot_always(slot(0), files);
-    let options = b.end_table(options);
-    let unit = b.start_table();
-    b.push_slot_always(slot(0), unit_type);
-    b.push_slot_always(slot(1), options);
-    let unit = b.end_table(unit);
-    let units = b.create_vector(&[unit]);
-    let graph = match place {
-        Place::Subgraph => {
-            let g = b.start_table();
-            b.push_slot_always(slot(5), units);
-            b.end_table(g)
-        }
-        Place::InputTensor => {
-            let tname = b.create_string("ids");
-            let t = b.start_table();
-            b.push_slot_always(slot(0), tname);
-            b.push_slot_always(slot(4), units);
-            let t = b.end_table(t);
-            let inputs = b.create_vector(&[t]);
-            let g = b.start_table();
-            b.push_slot_always(slot(2), inputs);
-            b.end_table(g)
-        }
-    };
-    let graphs = b.create_vector(&[graph]);
-    let root = b.start_table();
-    b.push_slot_always(slot(3), graphs);
-    let root = b.end_table(root);
-    b.finish(root, Some(identifier));
-    b.finished_data().to_vec()
-}
-
-/// A zip archive holding `files`, the first stored, the others deflated.
-fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (i, (name, bytes)) in files.iter().enumerate() {
-        let method = if i == 0 {
-            zip::CompressionMethod::Stored
-        } else {
-            zip::CompressionMethod::Deflated
-        };
-        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-        w.start_file(*name, opts).unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
-/// The small valid model with `metadata` as its TFLITE_METADATA buffer and `archive` after it.
-fn model_with(metadata: Vec<u8>, archive: &[u8]) -> Vec<u8> {
-    let mut spec: ModelSpec = valid();
-    spec.buffers.push(BufferSpec::Inline(metadata));
-    spec.metadata = vec![(metadata::METADATA_NAME, spec.buffers.len() as u32 - 1)];
-    let mut bytes = build(&spec);
-    bytes.extend_from_slice(archive);
-    bytes
-}
-
-fn bert_model() -> Vec<u8> {
-    model_with(
-        metadata_buffer(4, "vocab.txt", Place::Subgraph, "M001"),
-        &zip_of(&[("readme.txt", b"hi"), ("vocab.txt", VOCAB.as_bytes())]),
-    )
-}
+use crate::metadata::{self, TokenizerKind};
+use crate::testing::{bert_model, build, metadata_buffer, model_with, valid, zip_of, Place, VOCAB};
+use crate::wordpiece;
+use crate::{TfliteError, TfliteModel};
 
 fn expect_invalid<T: std::fmt::Debug>(r: Result<T, TfliteError>, needle: &str) {
     match r {
@@ -227,42 +135,5 @@ fn a_vocab_without_the_bert_specials_is_an_error() {
     expect_invalid(
         wordpiece::tokenizer_json(&[0xff, 0xfe, b'\n'], true, "v.txt"),
         "not UTF-8",
-    );
-}
-
-#[test]
-fn the_user_tokenizer_wins_and_neither_is_a_usage_error() {
-    let input = std::path::Path::new("model.tflite");
-    let with_metadata = TfliteModel::from_bytes(bert_model()).unwrap();
-    let found = tokenizer_source::resolve(&with_metadata, None, input).unwrap();
-    assert_eq!(found.origin, "model.tflite:vocab.txt");
-    assert_eq!(found.window, Some(2));
-    assert!(tokenizers::Tokenizer::from_bytes(&found.json).is_ok());
-
-    let user = std::env::temp_dir().join(format!("octet-metadata-test-{}.json", std::process::id()));
-    std::fs::write(&user, b"{\"user\": true}").unwrap();
-    let chosen = tokenizer_source::resolve(&with_metadata, Some(&user), input).unwrap();
-    std::fs::remove_file(&user).ok();
-    assert_eq!(chosen.json, b"{\"user\": true}");
-
-    let missing = tokenizer_source::resolve(&with_metadata, Some(std::path::Path::new("/nonexistent/t.json")), input)
-        .unwrap_err();
-    assert_eq!(crate::exit::code_for(&missing), crate::exit::NO_INPUT, "{missing:#}");
-
-    let plain = TfliteModel::from_bytes(build(&valid())).unwrap();
-    let neither = tokenizer_source::resolve(&plain, None, input).unwrap_err();
-    assert_eq!(crate::exit::code_for(&neither), crate::exit::USAGE, "{neither:#}");
-    let msg = format!("{neither:#}");
-    assert!(msg.contains("--tokenizer") && msg.contains("metadata"), "{msg}");
-
-    let sp = model_with(
-        metadata_buffer(5, "sp.model", Place::Subgraph, "M001"),
-        &zip_of(&[("sp.model", b"not really a model")]),
-    );
-    let sp = TfliteModel::from_bytes(sp).unwrap();
-    let msg = format!("{:#}", tokenizer_source::resolve(&sp, None, input).unwrap_err());
-    assert!(
-        msg.contains("SentencePiece") && msg.contains("not supported yet") && msg.contains("--tokenizer"),
-        "{msg}"
     );
 }

@@ -7,7 +7,7 @@
 //! WordPiece, so on non-ASCII capitals and accented letters the two can give different ids
 //! (octet follows the Hugging Face form, which `tests/mediapipe.rs` checks against MiniLM's).
 
-use super::error::TfliteError;
+use crate::error::TfliteError;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
