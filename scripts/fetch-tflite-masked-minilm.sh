@@ -15,6 +15,7 @@
 # verified nothing is installed or built.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+source "$repo/scripts/lib/verify.sh"
 
 FILES=(
   "minilm-masked-f32.tflite e92f8bf09a91779bb4dcad88fb13791a8289c527338da5458ff3479e134c75d0"
@@ -27,14 +28,7 @@ cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 dest="$cache/sources/all-MiniLM-L6-v2-tflite-masked"
 
 verify() {
-  local entry name want got
-  for entry in "${FILES[@]}"; do
-    name="${entry% *}"
-    want="${entry#* }"
-    [ -f "$1/$name" ] || { echo "missing $1/$name" >&2; return 1; }
-    got="$(sha256sum "$1/$name" | cut -d' ' -f1)"
-    [ "$got" = "$want" ] || { echo "sha256 mismatch for $name: got $got, want $want" >&2; return 1; }
-  done
+  verify_folder "$1" "" "$(printf '%s\n' "${FILES[@]}")"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then

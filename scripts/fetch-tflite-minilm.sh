@@ -11,6 +11,7 @@
 # Idempotent: with both files present and verified nothing is installed or built.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+source "$repo/scripts/lib/verify.sh"
 
 SHA256_F32="3b1ffc90f6648b68673c18be463afc4bd54a45f457c6ea47b1967f9b4a4fa408"
 SHA256_INT8="7e1b17a730cd4737371ec4b3b5f62499df78f7430455df541cb9ecce2f0c1b92"
@@ -20,22 +21,8 @@ cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 dest="$cache/sources/all-MiniLM-L6-v2-tflite"
 
 verify() {
-  "$python" - "$1" "$SHA256_F32" "$SHA256_INT8" <<'PY'
-import hashlib, os, sys
-folder, want_f32, want_int8 = sys.argv[1:4]
-for name, want in (("minilm-f32.tflite", want_f32), ("minilm-int8.tflite", want_int8)):
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        print(f"missing {path}", file=sys.stderr)
-        sys.exit(1)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != want:
-        print(f"sha256 mismatch for {name}: got {h.hexdigest()}, want {want}", file=sys.stderr)
-        sys.exit(1)
-PY
+  verify_folder "$1" "" "minilm-f32.tflite $SHA256_F32
+minilm-int8.tflite $SHA256_INT8"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then

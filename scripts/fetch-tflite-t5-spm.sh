@@ -10,6 +10,7 @@
 # the folder path is the last line on stdout, progress on stderr. Idempotent.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+source "$repo/scripts/lib/verify.sh"
 
 SHA256="37a8ec05ec99527562d91caf16d2128b9c57dd84bc84f944a160c48262f7bbbf"
 NAME="t5-relu-int8-spm.tflite"
@@ -18,10 +19,7 @@ cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 dest="$cache/sources/t5-tflite-spm"
 
 verify() {
-  local got
-  [ -f "$1/$NAME" ] || { echo "missing $1/$NAME" >&2; return 1; }
-  got="$(sha256sum "$1/$NAME" | cut -d' ' -f1)"
-  [ "$got" = "$SHA256" ] || { echo "sha256 mismatch for $NAME: got $got, want $SHA256" >&2; return 1; }
+  verify_folder "$1" "" "$NAME $SHA256"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then

@@ -13,6 +13,7 @@
 # nothing is installed or built.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+source "$repo/scripts/lib/verify.sh"
 
 SHA256S="t5-gated-f32.tflite=44a70ca95afcecf617e2bb7f88187a6d635c1577ab4833dbaf6d33358ee8fc5b
 t5-gated-int8.tflite=bfa60a0836fcdaa10d552f15f8998ad53f937f689c735ffb2081ec7f19efc4bf
@@ -24,28 +25,11 @@ cache="${OCTET_CACHE:-$HOME/.cache/octet}"
 dest="$cache/sources/t5-tflite"
 
 verify() {
-  SHA256S="$SHA256S" "$python" - "$1" <<'PY'
-import hashlib, os, sys
-folder = sys.argv[1]
-for line in os.environ["SHA256S"].split():
-    name, want = line.split("=")
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        print(f"missing {path}", file=sys.stderr)
-        sys.exit(1)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != want:
-        print(f"sha256 mismatch for {name}: got {h.hexdigest()}, want {want}", file=sys.stderr)
-        sys.exit(1)
-for variant in ("gated", "relu"):
-    for f in ("config.json", "model.safetensors", "tokenizer.json"):
-        if not os.path.isfile(os.path.join(folder, f"t5-{variant}-hf", f)):
-            print(f"missing t5-{variant}-hf/{f}", file=sys.stderr)
-            sys.exit(1)
-PY
+  local required="" variant file
+  for variant in gated relu; do
+    for file in config.json model.safetensors tokenizer.json; do required="$required t5-$variant-hf/$file"; done
+  done
+  verify_folder "$1" "$required" "$(echo "$SHA256S" | tr '=' ' ')"
 }
 
 if [ -d "$dest" ] && verify "$dest" 2>/dev/null; then
