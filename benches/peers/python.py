@@ -44,6 +44,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timer_client import OctetServer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target" / "bench"))
@@ -132,29 +135,19 @@ class OctetRust:
     name = "octet-rust"
 
     def __init__(self, timer, path, threads):
-        self.proc = subprocess.Popen([str(timer), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.ask({"op": "load", "name": "m", "model": str(path), "threads": threads})
-
-    def ask(self, request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        return answer
+        self.server = OctetServer(timer)
+        self.server.ask({"op": "load", "name": "m", "model": str(path), "threads": threads})
 
     def seconds(self, texts):
-        return self.ask({"op": "time", "name": "m", "texts": texts, "iters": 1})["ms"][0] / 1e3
+        return self.server.ask({"op": "time", "name": "m", "texts": texts, "iters": 1})["ms"][0] / 1e3
 
     def embed(self, texts):
         import numpy as np
 
-        return np.asarray(self.ask({"op": "embed", "name": "m", "texts": texts})["vectors"], dtype=np.float32)
+        return np.asarray(self.server.ask({"op": "embed", "name": "m", "texts": texts})["vectors"], dtype=np.float32)
 
     def close(self):
-        self.proc.stdin.write('{"op":"quit"}\n')
-        self.proc.stdin.close()
-        self.proc.wait()
+        self.server.close()
 
 
 class FastEmbed:

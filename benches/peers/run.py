@@ -55,6 +55,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ort_models  # noqa: E402
+from timer_client import OctetServer  # noqa: E402
 from ort_worker import FastTokenizer, OrtEngine, OrtWorker, RemoteOrtEngine, normalize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,30 +123,6 @@ def convert_octet(cli, key, spec, reconvert):
             os.replace(tmp, out)
         paths[recipe] = out
     return paths
-
-
-class OctetServer:
-    """`octet-bench-timer serve` in a child process."""
-
-    def __init__(self, timer):
-        self.proc = subprocess.Popen([timer, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def ask(self, request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
-        if "error" in answer:
-            raise RuntimeError(f"octet-bench-timer: {answer['error']}")
-        return answer
-
-    def close(self):
-        self.proc.stdin.write('{"op":"quit"}\n')
-        self.proc.stdin.flush()
-        self.proc.wait()
 
 
 class OctetEngine:

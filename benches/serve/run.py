@@ -29,6 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+from timer_client import OctetServer  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 LLAMA_ROOT = Path(os.environ.get("LLAMA_ROOT", REPO / "target" / "bench-llama"))
@@ -91,28 +94,17 @@ def bench_server(name, command, url, model, points, seconds):
 def in_process_ms(timer, model, threads, texts_per_request, corpus, requests=200):
     """Median time of the engine's own `embed` call, in process (`octet-bench-timer serve`), on the
     same requests the load generator sends one client: consecutive corpus texts, N per call."""
-    proc = subprocess.Popen([str(timer), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(request):
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
-        answer = json.loads(proc.stdout.readline())
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        return answer
-
+    server = OctetServer(timer)
     try:
-        ask({"op": "load", "name": "m", "model": str(model), "threads": threads})
+        server.ask({"op": "load", "name": "m", "model": str(model), "threads": threads})
         times = []
         for i in range(requests):
             batch = [corpus[(i * texts_per_request + k) % len(corpus)] for k in range(texts_per_request)]
-            times += ask({"op": "time", "name": "m", "texts": batch, "iters": 1})["ms"]
+            times += server.ask({"op": "time", "name": "m", "texts": batch, "iters": 1})["ms"]
         times.sort()
         return times[len(times) // 2]
     finally:
-        proc.stdin.write('{"op":"quit"}\n')
-        proc.stdin.flush()
-        proc.wait()
+        server.close()
 
 
 def plot(results, path):
