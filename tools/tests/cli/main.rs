@@ -41,10 +41,7 @@ fn scratch() -> &'static Path {
 
 /// A fresh folder for one test.
 fn test_dir(name: &str) -> PathBuf {
-    let dir = scratch().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
+    common::fresh_dir(scratch(), name)
 }
 
 /// The MiniLM int8 model, fetched and converted with the binary once per process.
@@ -63,17 +60,7 @@ fn m() -> &'static str {
 
 /// Runs octet with `args` and optional standard input.
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(OCTET)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start octet");
-    if let Some(bytes) = stdin {
-        child.stdin.take().unwrap().write_all(bytes).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait for octet")
+    common::run_octet(OCTET, args, stdin)
 }
 
 fn stderr(o: &Output) -> String {

@@ -71,3 +71,34 @@ pub fn convert_minilm_int8(octet: &str, out: &Path) {
         String::from_utf8_lossy(&convert.stderr)
     );
 }
+
+/// `root/name`, emptied and created anew: a fresh folder for one test.
+pub fn fresh_dir(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// Runs the `octet` binary at `octet` with `args` and optional standard input. The input is
+/// written from another thread, so a binary that stops reading early (or an input larger than
+/// the pipe) never blocks the test.
+pub fn run_octet(octet: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(octet)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start octet");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    child.wait_with_output().expect("wait for octet")
+}

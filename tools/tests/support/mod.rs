@@ -7,9 +7,8 @@ pub mod inputs;
 pub mod outputs;
 
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub const OCTET: &str = env!("CARGO_BIN_EXE_octet");
@@ -24,10 +23,7 @@ pub fn scratch() -> &'static Path {
 }
 
 pub fn test_dir(name: &str) -> PathBuf {
-    let dir = scratch().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
+    crate::common::fresh_dir(scratch(), name)
 }
 
 /// The MiniLM int8 model, fetched and converted with the binary once per process.
@@ -41,21 +37,7 @@ pub fn model() -> &'static Path {
 }
 
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(OCTET)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start octet");
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&bytes);
-        });
-    }
-    child.wait_with_output().expect("wait for octet")
+    crate::common::run_octet(OCTET, args, stdin)
 }
 
 pub fn sha(path: &Path) -> [u8; 32] {
