@@ -13,14 +13,14 @@ use octet::Truncation;
 use octet_kernels::test_rng::TestRng;
 use octet_tests::*;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tokenizers::Tokenizer;
 
 /// Wide enough that no text is truncated, so the ids compare in full.
 const NO_WINDOW: usize = 1 << 24;
 
 /// A model file holding only the tokenizer of `source`, stored as the converter stores it.
-fn tokenizer_file(source: &Path) -> ModelFile {
+fn tokenizer_file(source: &Path) -> Arc<ModelFile> {
     let json = std::fs::read(source.join("tokenizer.json")).expect("tokenizer.json");
     let meta: ModelMeta = serde_json::from_value(serde_json::json!({
         "architecture": "gemma3", "config": {}, "tokenizer": "tokenizer.json",
@@ -30,13 +30,13 @@ fn tokenizer_file(source: &Path) -> ModelFile {
     .expect("a minimal meta");
     let mut writer = ModelWriter::new(meta);
     octet_tools::convert::tokenizer::add(&mut writer, "tokenizer.json", &json).expect("store the tokenizer");
-    ModelFile::from_bytes(writer.to_bytes().expect("write")).expect("read back")
+    Arc::new(ModelFile::from_bytes(writer.to_bytes().expect("write")).expect("read back"))
 }
 
 /// EmbeddingGemma's tokenizer stored in a model file, built once per test process (the
 /// converter's check loads the whole tokenizer.json, about 2 s).
-fn gemma_file() -> &'static ModelFile {
-    static FILE: OnceLock<ModelFile> = OnceLock::new();
+fn gemma_file() -> &'static Arc<ModelFile> {
+    static FILE: OnceLock<Arc<ModelFile>> = OnceLock::new();
     FILE.get_or_init(|| tokenizer_file(embeddinggemma_source()))
 }
 
@@ -238,7 +238,11 @@ fn embeddinggemma_stored_tokenizer_gives_the_same_ids() {
         "the skeleton stays small"
     );
     let fast = TextTokenizer::from_file(file, NO_WINDOW).expect("load the stored tokenizer");
-    assert_eq!(fast.load_path(), LoadPath::Stored, "the fast path, not the fallback");
+    assert_eq!(
+        fast.load_path(),
+        LoadPath::Mapped,
+        "the mapped BPE, not the builders or the fallback"
+    );
     let reference = reference(source);
     assert_eq!(fast.vocab_size(false), reference.get_vocab_size(false));
     assert_eq!(fast.vocab_size(true), reference.get_vocab_size(true));
@@ -299,7 +303,7 @@ fn a_whole_tokenizer_json_still_loads_from_a_file() {
     writer
         .add_blob("tokenizer.json", &serde_json::to_vec(&value).unwrap())
         .unwrap();
-    let file = ModelFile::from_bytes(writer.to_bytes().unwrap()).unwrap();
+    let file = Arc::new(ModelFile::from_bytes(writer.to_bytes().unwrap()).unwrap());
     let whole = TextTokenizer::from_file(&file, NO_WINDOW).unwrap();
     assert_eq!(whole.load_path(), LoadPath::Json);
     let stored = TextTokenizer::from_file(gemma_file(), NO_WINDOW).unwrap();

@@ -146,7 +146,7 @@ impl Embedder {
     }
 
     /// The model file.
-    pub fn file(&self) -> &ModelFile {
+    pub fn file(&self) -> &Arc<ModelFile> {
         &self.file
     }
 

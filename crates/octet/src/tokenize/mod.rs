@@ -6,13 +6,15 @@
 //! faster. [`TextTokenizer::from_file`] takes either.
 
 mod guard;
+mod mapped_bpe;
 pub mod stored;
 
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use guard::{check_json, guarded};
-use stored::{LoadPath, StoredTokenizer};
-use tokenizers::{PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use std::sync::Arc;
+use stored::{LoadPath, MappedTokenizer, StoredTokenizer, TokenizerWith};
+use tokenizers::{Model, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// What to do with a text longer than the model's window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,7 +37,7 @@ pub struct Tokens {
 
 /// The model's tokenizer with the window applied.
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     window: usize,
     /// Ids at or above this have no embedding row (e.g. Gemma's `<image_soft_token>`).
     table_rows: u32,
@@ -44,12 +46,24 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     /// Loads the tokenizer `file` stores (named by `meta.tokenizer`), complete or in parts;
-    /// texts are cut to `window` tokens.
-    pub fn from_file(file: &ModelFile, window: usize) -> Result<TextTokenizer> {
+    /// texts are cut to `window` tokens. A BPE tokenizer in parts reads its vocabulary and
+    /// merges in place from the file where it can ([`LoadPath::Mapped`]).
+    pub fn from_file(file: &Arc<ModelFile>, window: usize) -> Result<TextTokenizer> {
         let json = file.blob(&file.meta().tokenizer)?;
-        match stored::stored_names(json) {
-            Some(names) => TextTokenizer::from_stored(&StoredTokenizer::from_file(file, json, &names)?, window),
-            None => TextTokenizer::from_json(json, window),
+        let Some(names) = stored::stored_names(json) else {
+            return TextTokenizer::from_json(json, window);
+        };
+        let parts = StoredTokenizer::from_file(file, json, &names)?;
+        match parts.build_mapped(file)? {
+            Some(mut inner) => {
+                set_window(&mut inner, window)?;
+                Ok(TextTokenizer::new(
+                    Inner::Mapped(Box::new(inner)),
+                    window,
+                    LoadPath::Mapped,
+                ))
+            }
+            None => TextTokenizer::from_stored(&parts, window),
         }
     }
 
@@ -75,28 +89,17 @@ impl TextTokenizer {
     }
 
     fn with_window(mut inner: Tokenizer, window: usize, load_path: LoadPath) -> Result<TextTokenizer> {
-        // The tokenizers crate subtracts these from the window without a check.
-        let specials = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
-        if window < specials {
-            return Err(Error::Tokenizer(format!(
-                "a window of {window} tokens cannot hold the {specials} special tokens every text gets"
-            )));
-        }
-        inner.with_padding(None);
-        inner
-            .with_truncation(Some(TruncationParams {
-                max_length: window,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| Error::Tokenizer(format!("cannot set the window of {window} tokens: {e}")))?;
-        Ok(TextTokenizer {
+        set_window(&mut inner, window)?;
+        Ok(TextTokenizer::new(Inner::Library(Box::new(inner)), window, load_path))
+    }
+
+    fn new(inner: Inner, window: usize, load_path: LoadPath) -> TextTokenizer {
+        TextTokenizer {
             inner,
             window,
             table_rows: u32::MAX,
             load_path,
-        })
+        }
     }
 
     /// How this tokenizer was loaded.
@@ -108,8 +111,7 @@ impl TextTokenizer {
     /// rank order, added tokens by id. Two tokenizers with the same canonical JSON are the same
     /// tokenizer (the converter checks a stored BPE tokenizer against its source this way).
     pub fn canonical_json(&self) -> Result<String> {
-        self.inner
-            .to_string(false)
+        with_inner!(self.inner, t => t.to_string(false))
             .map_err(|e| Error::Tokenizer(format!("cannot serialize the tokenizer: {e}")))
     }
 
@@ -120,7 +122,7 @@ impl TextTokenizer {
 
     /// The vocabulary size; `with_added`: counting the added tokens too.
     pub fn vocab_size(&self, with_added: bool) -> usize {
-        self.inner.get_vocab_size(with_added)
+        with_inner!(self.inner, t => t.get_vocab_size(with_added))
     }
 
     /// Makes `encode` reject texts with ids of `rows` or more: the embedding table has only
@@ -159,7 +161,7 @@ impl TextTokenizer {
             });
         }
         if let Some(&id) = encoding.get_ids().iter().find(|&&id| id >= self.table_rows) {
-            let token = self.inner.id_to_token(id).unwrap_or_default();
+            let token = with_inner!(self.inner, t => t.id_to_token(id)).unwrap_or_default();
             return Err(Error::Tokenizer(format!("text {index} contains the token '{token}' (id {id}), which this model has no embedding for; remove it from the text")));
         }
         Ok(Tokens {
@@ -170,11 +172,48 @@ impl TextTokenizer {
 
     fn encode_raw(&self, index: usize, text: &str) -> Result<tokenizers::Encoding> {
         guarded(format_args!("tokenizing text {index}"), || {
-            self.inner
-                .encode_fast(text, true)
+            with_inner!(self.inner, t => t.encode_fast(text, true))
                 .map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))
         })
     }
+}
+
+/// The `tokenizers` pipeline around the library's word model or octet's mapped BPE.
+enum Inner {
+    Library(Box<Tokenizer>),
+    Mapped(Box<MappedTokenizer>),
+}
+
+/// Runs `$body` with `$t` bound to whichever tokenizer `$inner` holds.
+macro_rules! with_inner {
+    ($inner:expr, $t:ident => $body:expr) => {
+        match &$inner {
+            Inner::Library($t) => $body,
+            Inner::Mapped($t) => $body,
+        }
+    };
+}
+use with_inner;
+
+/// Cuts texts to `window` tokens (special tokens included) and turns padding off.
+fn set_window<M: Model>(inner: &mut TokenizerWith<M>, window: usize) -> Result<()> {
+    // The tokenizers crate subtracts these from the window without a check.
+    let specials = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+    if window < specials {
+        return Err(Error::Tokenizer(format!(
+            "a window of {window} tokens cannot hold the {specials} special tokens every text gets"
+        )));
+    }
+    inner.with_padding(None);
+    inner
+        .with_truncation(Some(TruncationParams {
+            max_length: window,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| Error::Tokenizer(format!("cannot set the window of {window} tokens: {e}")))?;
+    Ok(())
 }
 
 /// Bytes per window token of the first prefix a long text is tokenized by (English averages
@@ -208,7 +247,7 @@ mod tests {
     fn a_long_text_gives_the_tokens_of_the_whole_text() {
         let t = tiny(8);
         let text = "a b\u{e9} ".repeat(20_000);
-        let whole = t.inner.encode_fast(text.as_str(), true).unwrap();
+        let whole = with_inner!(t.inner, inner => inner.encode_fast(text.as_str(), true)).unwrap();
         let tokens = t.encode(0, &text, Truncation::Truncate).unwrap();
         assert_eq!(tokens.ids, whole.get_ids());
         assert!(tokens.truncated);

@@ -17,7 +17,10 @@
 //! A WordPiece tokenizer (BERT, MiniLM) is stored the same way without merges: its 30,522
 //! vocabulary strings were most of MiniLM's cold start through the JSON path.
 //!
-//! [`StoredTokenizer::build`] hands these to the same public builders the JSON path ends in
+//! [`StoredTokenizer::build_mapped`] reads a BPE tokenizer's parts in place
+//! ([`super::mapped_bpe::MappedBpe`]); that is how a model opens. [`StoredTokenizer::build`],
+//! the converter's check and the fallback for options the mapped model does not take,
+//! hands the parts to the same public builders the JSON path ends in
 //! (`BpeBuilder` or `WordPieceBuilder` with every option of the skeleton, `TokenizerBuilder` with the skeleton's
 //! normalizer, pre-tokenizer, post-processor and decoder, then `add_tokens` with the added
 //! tokens in file order), so it builds the same tokenizer without the detour through
@@ -26,15 +29,17 @@
 //! into a plain `tokenizer.json` and loaded the slow way ([`LoadPath::StoredViaJson`]):
 //! slow, but never different ids.
 
+use super::mapped_bpe::{BpeOptions, MappedBpe};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::sync::Arc;
 use tokenizers::models::bpe::{Merges, Vocab, BPE};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::{
-    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
-    TokenizerBuilder,
+    AddedToken, DecoderWrapper, Model, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    Tokenizer, TokenizerBuilder, TokenizerImpl,
 };
 
 /// Suffix of the tensor holding the vocabulary offsets: `<vocab>.offsets`.
@@ -47,6 +52,9 @@ pub enum LoadPath {
     Json,
     /// From a skeleton and binary vocabulary (and merges), with the builders.
     Stored,
+    /// From a skeleton and a BPE vocabulary and merges read in place from the model file
+    /// ([`super::mapped_bpe::MappedBpe`]).
+    Mapped,
     /// From a skeleton and binary parts joined back into a `tokenizer.json`, because the
     /// builders gave an added token another id than the skeleton says.
     StoredViaJson,
@@ -123,11 +131,7 @@ impl<'a> StoredTokenizer<'a> {
     }
 
     fn build_unguarded(&self) -> Result<(Tokenizer, LoadPath)> {
-        let skeleton: Skeleton =
-            serde_json::from_slice(self.skeleton).map_err(|e| bad(format!("the skeleton tokenizer.json: {e}")))?;
-        if skeleton.version != "1.0" {
-            return Err(bad(format!("unknown tokenizer.json version '{}'", skeleton.version)));
-        }
+        let skeleton = self.skeleton()?;
         let strings = self.strings()?;
         let model = match skeleton.model.kind.as_str() {
             "BPE" => self.bpe(&skeleton.model, &strings)?,
@@ -138,28 +142,50 @@ impl<'a> StoredTokenizer<'a> {
                 )))
             }
         };
-        let mut tokenizer: Tokenizer = TokenizerBuilder::new()
-            .with_model(model)
-            .with_normalizer(skeleton.normalizer)
-            .with_pre_tokenizer(skeleton.pre_tokenizer)
-            .with_post_processor(skeleton.post_processor)
-            .with_decoder(skeleton.decoder)
-            .build()
-            .map_err(|e| bad(format!("cannot assemble the tokenizer: {e}")))?
-            .into();
-        let added: Vec<AddedToken> = skeleton.added_tokens.iter().map(AddedTokenWithId::token).collect();
-        tokenizer.add_tokens(&added);
-        let ids_match = skeleton
-            .added_tokens
-            .iter()
-            .all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
-        if ids_match {
-            return Ok((tokenizer, LoadPath::Stored));
+        if let Some(tokenizer) = assemble(skeleton, model)? {
+            return Ok((tokenizer.into(), LoadPath::Stored));
         }
         let json = self.to_json()?;
         let tokenizer =
             Tokenizer::from_bytes(&json).map_err(|e| bad(format!("cannot load the joined tokenizer.json: {e}")))?;
         Ok((tokenizer, LoadPath::StoredViaJson))
+    }
+
+    /// Builds the tokenizer around a [`MappedBpe`] that reads the vocabulary and merges in
+    /// place from `file` (the parts must be views into it). `None` where only [`Self::build`]
+    /// can: not a BPE model, options the mapped model does not take, or an added token that
+    /// would get another id.
+    pub fn build_mapped(&self, file: &Arc<ModelFile>) -> Result<Option<MappedTokenizer>> {
+        super::guard::check_json("the skeleton tokenizer.json", self.skeleton)?;
+        super::guard::guarded("building the stored tokenizer", || {
+            let skeleton = self.skeleton()?;
+            if skeleton.model.kind != "BPE" {
+                return Ok(None);
+            }
+            let m = &skeleton.model;
+            let options = BpeOptions {
+                dropout: m.dropout,
+                unk_token: m.unk_token.clone(),
+                continuing_subword_prefix: m.continuing_subword_prefix.clone(),
+                end_of_word_suffix: m.end_of_word_suffix.clone(),
+                fuse_unk: m.fuse_unk.unwrap_or(false),
+                byte_fallback: m.byte_fallback.unwrap_or(false),
+                ignore_merges: m.ignore_merges.unwrap_or(false),
+            };
+            match MappedBpe::new(file, self, options)? {
+                Some(model) => assemble(skeleton, model),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn skeleton(&self) -> Result<Skeleton> {
+        let skeleton: Skeleton =
+            serde_json::from_slice(self.skeleton).map_err(|e| bad(format!("the skeleton tokenizer.json: {e}")))?;
+        if skeleton.version != "1.0" {
+            return Err(bad(format!("unknown tokenizer.json version '{}'", skeleton.version)));
+        }
+        Ok(skeleton)
     }
 
     /// The BPE model of the skeleton's options, the vocabulary and the merges.
@@ -241,7 +267,7 @@ impl<'a> StoredTokenizer<'a> {
 
     /// The vocabulary strings, checked: offsets start at 0, never decrease, end at the blob's
     /// end and fall on character boundaries of valid UTF-8.
-    fn strings(&self) -> Result<Vec<&'a str>> {
+    pub(super) fn strings(&self) -> Result<Vec<&'a str>> {
         let text = std::str::from_utf8(self.vocab).map_err(|e| bad(format!("the vocabulary is not UTF-8: {e}")))?;
         let (&first, &last) = match (self.offsets.first(), self.offsets.last()) {
             (Some(first), Some(last)) => (first, last),
@@ -271,7 +297,7 @@ impl<'a> StoredTokenizer<'a> {
     }
 
     /// The merges as id pairs, checked against the vocabulary size `n`.
-    fn merge_pairs(&self, n: usize) -> Result<Vec<(usize, usize)>> {
+    pub(super) fn merge_pairs(&self, n: usize) -> Result<Vec<(usize, usize)>> {
         if !self.merges.len().is_multiple_of(2) {
             return Err(bad(format!("the merges hold {} ids, not pairs", self.merges.len())));
         }
@@ -287,6 +313,34 @@ impl<'a> StoredTokenizer<'a> {
             .map(|(rank, pair)| Ok((id(pair[0], rank)?, id(pair[1], rank)?)))
             .collect()
     }
+}
+
+/// A tokenizer whose word model is `M`, with the `tokenizers` crate's pipeline around it.
+pub type TokenizerWith<M> =
+    TokenizerImpl<M, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
+
+/// A tokenizer around a [`MappedBpe`].
+pub type MappedTokenizer = TokenizerWith<MappedBpe>;
+
+/// Puts `model` into the skeleton's pipeline (normalizer, pre-tokenizer, post-processor,
+/// decoder) and adds the added tokens in file order, as the JSON path does. `None` if an added
+/// token does not get the id the skeleton gives it.
+fn assemble<M: Model>(skeleton: Skeleton, model: M) -> Result<Option<TokenizerWith<M>>> {
+    let mut tokenizer: TokenizerWith<M> = TokenizerBuilder::new()
+        .with_model(model)
+        .with_normalizer(skeleton.normalizer)
+        .with_pre_tokenizer(skeleton.pre_tokenizer)
+        .with_post_processor(skeleton.post_processor)
+        .with_decoder(skeleton.decoder)
+        .build()
+        .map_err(|e| bad(format!("cannot assemble the tokenizer: {e}")))?;
+    let added: Vec<AddedToken> = skeleton.added_tokens.iter().map(AddedTokenWithId::token).collect();
+    tokenizer.add_tokens(&added);
+    let ids_match = skeleton
+        .added_tokens
+        .iter()
+        .all(|t| tokenizer.token_to_id(&t.content) == Some(t.id));
+    Ok(ids_match.then_some(tokenizer))
 }
 
 /// The length of a rank-1 tensor (0 if it has another rank: the typed read then says why).
