@@ -125,6 +125,9 @@ pub struct Kernels {
     pub vector: &'static crate::vector::VectorKernel,
     /// Fused attention.
     pub attention: &'static crate::attention::AttentionKernel,
+    /// Fused attention on bf16 dot products, where the level has them and
+    /// `OCTET_ATTENTION=f32` is not set; callers choose it per layer.
+    pub attention_bf16: Option<&'static crate::attention::AttentionKernel>,
     /// Why `OCTET_KERNEL` was ignored, if it was set and could not be honoured.
     pub override_note: Option<String>,
     /// Why the AMX level is not in use on a CPU with AVX-512 VNNI, when it is not.
@@ -144,6 +147,7 @@ impl Kernels {
             gather: crate::gather::for_isa(isa),
             vector: crate::vector::for_isa(isa),
             attention: crate::attention::for_isa(isa),
+            attention_bf16: crate::attention::bf16_for_isa(isa),
             override_note: None,
             amx_note: None,
         })
@@ -205,6 +209,9 @@ pub fn kernels() -> &'static Kernels {
         let amx = amx_unavailable();
         let (isa, note) = choose(forced.as_deref(), &Isa::supported(), amx.as_deref());
         let mut table = Kernels::for_isa(isa).expect("chosen level is supported");
+        if std::env::var("OCTET_ATTENTION").is_ok_and(|v| v.trim() == "f32") {
+            table.attention_bf16 = None;
+        }
         // Said once: an ignored OCTET_KERNEL=amx already gives the reason.
         let said = |why: &String| note.as_ref().is_some_and(|n| n.contains(why.as_str()));
         table.amx_note = amx.filter(|why| isa == Isa::Avx512 && !said(why));
@@ -230,6 +237,10 @@ fn describe_table(k: &Kernels) -> String {
         k.vector.name,
         k.attention.name
     );
+    if let Some(bf16) = k.attention_bf16 {
+        s.push_str(" attention-int8-models=");
+        s.push_str(bf16.name);
+    }
     if let Some(note) = &k.override_note {
         s.push_str(" (");
         s.push_str(note);

@@ -40,12 +40,15 @@
 //!
 //! Files: [`scalar`] (reference), `avx2`, `avx512`, `neon` (one per ISA), `tests`.
 
+mod bf16;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -101,6 +104,16 @@ pub struct AttentionKernel {
     probs_values: ProbsValuesFn,
     /// The softmax of the same level, so attention and the vector family agree.
     vector: &'static VectorKernel,
+    /// The bf16 tiles, for a kernel that rounds Q, K, V and P to bf16 ([`bf16`]); `None`
+    /// for f32 attention.
+    bf16: Option<&'static bf16::Tiles>,
+}
+
+impl AttentionKernel {
+    /// Whether this kernel rounds Q, K, V and the probabilities to bf16.
+    pub fn is_bf16(&self) -> bool {
+        self.bf16.is_some()
+    }
 }
 
 static SCALAR: AttentionKernel = AttentionKernel {
@@ -108,6 +121,16 @@ static SCALAR: AttentionKernel = AttentionKernel {
     scores: scalar::scores,
     probs_values: scalar::probs_values,
     vector: &vector::SCALAR,
+    bf16: None,
+};
+
+/// The reference of the bf16 kernels: the pair sums as plain f32 loops.
+static SCALAR_BF16: AttentionKernel = AttentionKernel {
+    name: "generic-attention-bf16-1x1-scalar",
+    scores: scalar::scores,
+    probs_values: scalar::probs_values,
+    vector: &vector::SCALAR,
+    bf16: Some(&bf16::SCALAR_TILES),
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -116,6 +139,7 @@ static AVX2: AttentionKernel = AttentionKernel {
     scores: avx2::scores,
     probs_values: avx2::probs_values,
     vector: &vector::AVX2,
+    bf16: None,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -124,6 +148,16 @@ static AVX512: AttentionKernel = AttentionKernel {
     scores: avx512::scores,
     probs_values: avx512::probs_values,
     vector: &vector::AVX512,
+    bf16: None,
+};
+
+#[cfg(target_arch = "x86_64")]
+static AVX512_BF16: AttentionKernel = AttentionKernel {
+    name: "x86_64-attention-bf16-8x32-avx512bf16",
+    scores: avx512::scores,
+    probs_values: avx512::probs_values,
+    vector: &vector::AVX512,
+    bf16: Some(&avx512_bf16::TILES),
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -132,6 +166,7 @@ static NEON: AttentionKernel = AttentionKernel {
     scores: neon::scores,
     probs_values: neon::probs_values,
     vector: &vector::NEON,
+    bf16: None,
 };
 
 /// The best attention implementation at or below `isa` that this CPU supports. The NEON
@@ -151,6 +186,23 @@ pub fn for_isa(isa: Isa) -> &'static AttentionKernel {
         Isa::Neon | Isa::Dotprod | Isa::I8mm => &NEON,
         _ => &SCALAR,
     }
+}
+
+/// The bf16 attention kernel at `isa`, where this CPU multiplies bf16 pairs in hardware
+/// (AVX-512 BF16 at the `avx512` and `amx` levels); `None` elsewhere: without the instruction
+/// bf16 would only lose precision. [`bf16_reference`] is the scalar form tests compare with.
+pub fn bf16_for_isa(isa: Isa) -> Option<&'static AttentionKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512 | Isa::Amx) && isa.is_supported() && std::is_x86_feature_detected!("avx512bf16") {
+        return Some(&AVX512_BF16);
+    }
+    let _ = isa;
+    None
+}
+
+/// The scalar bf16 kernel: the reference of [`bf16_for_isa`]'s kernels.
+pub fn bf16_reference() -> &'static AttentionKernel {
+    &SCALAR_BF16
 }
 
 /// An additive score bias that depends only on the head and the relative position `j - i`
@@ -212,9 +264,11 @@ fn padded(n: usize) -> usize {
 }
 
 /// Scratch values [`attend`] needs for a block whose rows see `keys` keys (see
-/// [`visible_keys`]) with heads `head_dim` wide: the transposed keys and one group's scores.
+/// [`visible_keys`]) with heads `head_dim` wide, for any kernel: the transposed keys and one
+/// group's scores (f32), plus a group's query and probability rows in bf16 pairs (bf16; the
+/// key and value pairs take no more than the f32 keys).
 pub fn scratch_len(keys: usize, head_dim: usize) -> usize {
-    padded(keys) * (head_dim + GROUP_ROWS)
+    padded(keys) * (head_dim + GROUP_ROWS) + GROUP_ROWS * (head_dim + padded(keys))
 }
 
 /// Panics unless the slices of a [`ScoresFn`] call hold their tiles: every ISA's safe
@@ -323,6 +377,11 @@ pub fn attend(
     out: &mut [&mut [f32]],
 ) -> Result<(), KernelError> {
     check(block, scratch.len(), out)?;
+    if let Some(tiles) = kernel.bf16 {
+        if block.head_dim.is_multiple_of(2) {
+            return bf16::attend(kernel, tiles, block, scratch, out);
+        }
+    }
     let b = block;
     let hd = b.head_dim;
     let keys = visible_keys(&b.rows, b.len, b.window);
@@ -357,25 +416,39 @@ pub fn attend(
                 k_stride,
             );
             for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
-                let i = r0 + r;
-                let own = visible_keys(&(i..i + 1), b.len, b.window);
-                // Row r's columns: [u0 - a0, u1 - a0) in the union, [lo, hi) its own keys.
-                let (lo, hi) = (own.start - keys.start - a0, own.end - keys.start - a0);
-                let visible = &mut row[lo..hi];
-                if let Some(bias) = &b.bias {
-                    let first = g * bias.head_stride + bias.zero + own.start - i;
-                    vector::add(kernel.vector, visible, &bias.values[first..first + visible.len()])?;
-                }
-                let n = visible.len();
-                vector::softmax(kernel.vector, visible, n)?;
-                row[u0 - a0..lo].fill(0.0);
-                row[hi..u1 - a0].fill(0.0);
+                probabilities(kernel, b, g, r0 + r, &union, keys.start + a0, row)?;
             }
             let v = &b.qkv[union.start * b.stride + b.v_col..];
             (kernel.probs_values)(&scores[u0 - a0..], k_stride, v, b.stride, u1 - u0, hd, out_rows, g * hd);
         }
         r0 = r1;
     }
+    Ok(())
+}
+
+/// Turns the scores of query row `i`, head `g` of the block into probabilities: `row[c]`
+/// holds the score of key `col0 + c`. The row's own visible keys get the bias and the
+/// softmax; the other keys of `union`, the keys its group of rows sees, get 0.
+fn probabilities(
+    kernel: &AttentionKernel,
+    b: &AttentionBlock<'_>,
+    g: usize,
+    i: usize,
+    union: &Range<usize>,
+    col0: usize,
+    row: &mut [f32],
+) -> Result<(), KernelError> {
+    let own = visible_keys(&(i..i + 1), b.len, b.window);
+    let (lo, hi) = (own.start - col0, own.end - col0);
+    let visible = &mut row[lo..hi];
+    if let Some(bias) = &b.bias {
+        let first = g * bias.head_stride + bias.zero + own.start - i;
+        vector::add(kernel.vector, visible, &bias.values[first..first + visible.len()])?;
+    }
+    let n = visible.len();
+    vector::softmax(kernel.vector, visible, n)?;
+    row[union.start - col0..lo].fill(0.0);
+    row[hi..union.end - col0].fill(0.0);
     Ok(())
 }
 

@@ -313,3 +313,130 @@ fn bad_arguments_are_errors() {
         "zero head_dim"
     );
 }
+
+/// The bf16 kernels this host can run: the scalar reference first, then the hardware one.
+fn bf16_kernels() -> Vec<&'static AttentionKernel> {
+    let mut out = vec![bf16_reference()];
+    out.extend(Isa::supported().into_iter().filter_map(bf16_for_isa).take(1));
+    out
+}
+
+/// bf16 attention against direct f64 attention. Rounding Q and K to bf16 moves each product
+/// by at most 2^-8 of itself: with |q|, |k| < 2, up to 256 terms and the scale, the scores
+/// move by about 0.005 (random signs) and at most 0.09, the probabilities by that fraction of
+/// themselves; rounding V and P adds 2^-8 of |v| < 2. Outputs are convex combinations of
+/// values in [-2, 2), so 3e-2 absolute holds with margin, while a wrong mask, bias or pair
+/// alignment moves outputs by 0.1 or more.
+#[test]
+fn bf16_kernels_match_direct_f64_attention() {
+    for (seed, (len, hd, heads, scale, window, bias)) in shapes().into_iter().enumerate() {
+        let case = Case::new(seed as u64 + 300, len, hd, heads, scale, window, bias);
+        for kernel in bf16_kernels() {
+            assert!(kernel.is_bf16());
+            for even in [true, false] {
+                let got = case.run(kernel, &blocks(len, even));
+                let mut worst = 0f64;
+                for i in 0..len {
+                    for g in 0..heads {
+                        let want = case.reference(i, g);
+                        for (d, &w) in want.iter().enumerate() {
+                            let x = got[i * heads * hd + g * hd + d] as f64;
+                            worst = worst.max((x - w).abs());
+                        }
+                    }
+                }
+                assert!(
+                    worst < 3e-2,
+                    "{} len {len} hd {hd} heads {heads} window {window:?} bias {bias}: max error {worst}",
+                    kernel.name
+                );
+            }
+        }
+    }
+}
+
+/// The hardware bf16 tiles against the scalar bf16 tiles on the same packed pairs. Both add
+/// the two exact products of each pair to an f32 sum in the same order, so they agree to a
+/// few ulp (`vdpbf16ps` flushes denormals, which these values never reach).
+#[test]
+fn bf16_tiles_match_the_scalar_tiles() {
+    let Some(kernel) = Isa::supported().into_iter().find_map(bf16_for_isa) else {
+        return; // no bf16 hardware here: the reference is all there is to run
+    };
+    let (simd, reference) = (kernel.bf16.unwrap(), bf16_reference().bf16.unwrap());
+    let mut rng = TestRng(41);
+    for (rows, pairs, cols) in [(1, 1, 16), (3, 4, 32), (8, 16, 48), (13, 128, 64), (8, 24, 16)] {
+        let words = |rng: &mut TestRng, n: usize| -> Vec<u32> {
+            rng.vec(2 * n, 2.0)
+                .chunks_exact(2)
+                .map(|p| bf16::to_bf16(p[0]) as u32 | (bf16::to_bf16(p[1]) as u32) << 16)
+                .collect()
+        };
+        let q = words(&mut rng, rows * pairs);
+        let k = words(&mut rng, pairs * cols);
+        let (mut a, mut b) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
+        (simd.scores)(&q, pairs, rows, &k, cols, cols, pairs, 0.3, &mut a, cols);
+        (reference.scores)(&q, pairs, rows, &k, cols, cols, pairs, 0.3, &mut b, cols);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
+                "scores {rows}x{pairs}x{cols}: {x} vs {y}"
+            );
+        }
+        let head_dim = cols - 8 * (cols % 32 / 16); // 16, 32, 40, 64, 8: strips and a scalar tail
+        let v = words(&mut rng, pairs * head_dim);
+        let (mut a, mut b) = (vec![0f32; rows * head_dim], vec![0f32; rows * head_dim]);
+        {
+            let mut ra: Vec<&mut [f32]> = a.chunks_exact_mut(head_dim).collect();
+            let mut rb: Vec<&mut [f32]> = b.chunks_exact_mut(head_dim).collect();
+            (simd.probs_values)(&q, pairs, &v, head_dim, pairs, head_dim, &mut ra, 0);
+            (reference.probs_values)(&q, pairs, &v, head_dim, pairs, head_dim, &mut rb, 0);
+        }
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
+                "pv {rows}x{pairs}x{head_dim}: {x} vs {y}"
+            );
+        }
+    }
+}
+
+/// A one-token sequence attends only to itself: the bf16 output is its value row rounded to bf16.
+#[test]
+fn bf16_single_token_returns_its_rounded_value() {
+    let case = Case::new(8, 1, 32, 2, 0.17, None, true);
+    for kernel in bf16_kernels() {
+        let got = case.run(kernel, &blocks(1, true));
+        let v = &case.qkv[case.block(0..1).v_col..][..32];
+        let rounded: Vec<f32> = v.iter().map(|&x| bf16::from_bf16(bf16::to_bf16(x))).collect();
+        assert_eq!(&got[..32], rounded.as_slice(), "{}", kernel.name);
+    }
+}
+
+/// The hardware conversions against the scalar ones: rounding to nearest even is exact, so
+/// the words are equal (values here are never denormal, which the hardware flushes).
+#[test]
+fn bf16_conversions_match_the_scalar_ones() {
+    let Some(kernel) = Isa::supported().into_iter().find_map(bf16_for_isa) else {
+        return;
+    };
+    let (simd, reference) = (kernel.bf16.unwrap(), bf16_reference().bf16.unwrap());
+    let mut rng = TestRng(43);
+    for len in [1, 2, 15, 16, 31, 32, 33, 64, 77, 256] {
+        let mut src = rng.vec(len, 3.0);
+        src[0] = 1.0 + 1.0 / 256.0; // a tie: rounds to even (1.0)
+        let (mut a, mut b) = (vec![7u32; len.div_ceil(2)], vec![9u32; len.div_ceil(2)]);
+        (simd.round_pairs)(&src, &mut a);
+        (reference.round_pairs)(&src, &mut b);
+        assert_eq!(a, b, "round_pairs {len}");
+        let other = rng.vec(len, 3.0);
+        for second in [Some(other.as_slice()), None] {
+            let (mut a, mut b) = (vec![7u32; len], vec![9u32; len]);
+            (simd.interleave)(&src, second, &mut a);
+            (reference.interleave)(&src, second, &mut b);
+            assert_eq!(a, b, "interleave {len} {}", second.is_some());
+        }
+    }
+    assert_eq!(bf16::to_bf16(1.0 + 1.0 / 256.0), bf16::to_bf16(1.0));
+    assert_eq!(bf16::to_bf16(1.0 + 3.0 / 256.0), bf16::to_bf16(1.0 + 4.0 / 256.0));
+}

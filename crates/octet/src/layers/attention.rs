@@ -1,5 +1,6 @@
-//! Scaled dot-product attention over a packed batch of sequences, in f32, on the fused
-//! attention kernel (`octet_kernels::attention`).
+//! Scaled dot-product attention over a packed batch of sequences, in f32 (or with Q, K, V and
+//! the probabilities rounded to bf16, for int8 models on CPUs with bf16 dot products: see
+//! [`AttentionShape::bf16`]), on the fused attention kernel (`octet_kernels::attention`).
 //!
 //! The batch holds no padding: the tokens of every sequence are stored back to back. Work is
 //! cut into tasks of (sequence, key/value head, block of up to 128 query rows) on rayon's pool;
@@ -40,6 +41,11 @@ pub struct AttentionShape {
     pub scale: f32,
     /// Symmetric sliding window: query i sees key j only when |i - j| <= `window`.
     pub window: Option<usize>,
+    /// Round Q, K, V and the probabilities to bf16 and multiply them with the CPU's bf16 dot
+    /// products (`octet_kernels::attention::bf16_for_isa`), twice as fast as f32. Models set it
+    /// for int8 layers ([`crate::layers::Linear::allows_bf16_attention`]); it has no effect where
+    /// the CPU lacks the instruction or `OCTET_ATTENTION=f32` is set.
+    pub bf16: bool,
 }
 
 impl AttentionShape {
@@ -195,7 +201,11 @@ pub fn attention(
     check(qkv, spans, shape, bias, out)?;
     let (hd, qkv_w, out_w) = (shape.head_dim, shape.qkv_width(), shape.out_width());
     let group = shape.heads / shape.kv_heads;
-    let kernel = kernels().attention;
+    let table = kernels();
+    let kernel = match table.attention_bf16 {
+        Some(bf16) if shape.bf16 => bf16,
+        _ => table.attention,
+    };
     let shared = SharedOut {
         ptr: out.as_mut_ptr(),
         len: out.len(),
@@ -308,9 +318,16 @@ mod tests {
                 for i in 0..span.len {
                     for d in 0..shape.head_dim {
                         let got = out[(span.start + i) * shape.out_width() + h * shape.head_dim + d] as f64;
-                        // f32 scores and softmax against an f64 reference: 1e-5 absolute on values of order 1.
+                        // f32 scores and softmax against an f64 reference: 1e-5 absolute on values of
+                        // order 1. bf16 rounds Q, K, V and P to 8 significant bits: 2e-2 (see the
+                        // kernel tests' bound for bf16 against f64).
+                        let tolerance = if shape.bf16 && kernels().attention_bf16.is_some() {
+                            2e-2
+                        } else {
+                            1e-5
+                        };
                         assert!(
-                            (got - want[i * shape.head_dim + d]).abs() < 1e-5,
+                            (got - want[i * shape.head_dim + d]).abs() < tolerance,
                             "{shape:?} span {span:?} head {h} row {i} dim {d}"
                         );
                     }
@@ -328,9 +345,29 @@ mod tests {
                 head_dim: 8,
                 scale: 0.35,
                 window: Some(3),
+                bf16: false,
             },
             &[5, 1, 11],
         );
+    }
+
+    /// bf16 attention (where the CPU has it) over the same ragged batch, with a window and
+    /// grouped heads: the layer picks the bf16 kernel and stays within bf16's bound.
+    #[test]
+    fn bf16_matches_direct_reference() {
+        for window in [None, Some(3)] {
+            check(
+                AttentionShape {
+                    heads: 4,
+                    kv_heads: 2,
+                    head_dim: 8,
+                    scale: 0.35,
+                    window,
+                    bf16: true,
+                },
+                &[5, 1, 11, 140],
+            );
+        }
     }
 
     /// Sequences over one block of query rows (16 to 128 rows): blocks at the start, middle and end, with
@@ -345,6 +382,7 @@ mod tests {
                     head_dim: 8,
                     scale: 0.2,
                     window,
+                    bf16: false,
                 },
                 &[300, 64, 129, 3],
             );
@@ -366,6 +404,7 @@ mod tests {
                 head_dim: 8,
                 scale: 1.0,
                 window: None,
+                bf16: false,
             },
             &[5, 1, 130, 70],
             Some(&bias),
@@ -381,6 +420,7 @@ mod tests {
             head_dim: 4,
             scale: 0.5,
             window: None,
+            bf16: false,
         };
         let qkv = vec![0.5f32; 10 * shape.qkv_width()];
         let mut out = vec![0f32; 10 * shape.out_width()];

@@ -130,6 +130,13 @@ impl Linear {
         self
     }
 
+    /// Whether attention fed by this projection may round to bf16: its weights are int8 from
+    /// one of octet's recipes, whose error is far above bf16's, and it does not replay a
+    /// TFLite file (whose attention is f32). See [`crate::layers::attention::AttentionShape::bf16`].
+    pub fn allows_bf16_attention(&self) -> bool {
+        matches!(self.weight, LinearWeight::I8 { .. }) && !self.asymmetric_rows
+    }
+
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused
     /// residual add). Uses rayon's current pool.
     pub fn forward(

@@ -200,6 +200,7 @@ impl Encoder for Bert {
             head_dim: h / c.num_attention_heads,
             scale: 1.0 / ((h / c.num_attention_heads) as f32).sqrt(),
             window: None,
+            bf16: false,
         };
         let [x, qkv, context, inner] = scratch.take([t * h, t * 3 * h, t * h, t * c.intermediate_size]);
         self.embed(batch, x)?;
@@ -212,6 +213,10 @@ impl Encoder for Bert {
             if folded {
                 previous_norm.affine(x);
             }
+            let shape = AttentionShape {
+                bf16: layer.qkv.allows_bf16_attention(),
+                ..shape
+            };
             attention(qkv, &batch.spans, &shape, None, context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
             if folded {

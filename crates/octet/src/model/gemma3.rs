@@ -236,6 +236,7 @@ impl Gemma3 {
             scale: 1.0 / c.query_pre_attn_scalar.sqrt(),
             // The config's window w becomes |i - j| < w/2 + 1, i.e. |i - j| <= w/2 (module docs).
             window: if sliding { c.sliding_window.map(|w| w / 2) } else { None },
+            bf16: false,
         }
     }
 
@@ -324,7 +325,11 @@ impl Encoder for Gemma3 {
             layer.norm.apply(normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
             self.prepare_qk(layer, qkv, &positions, rope)?;
-            attention(qkv, &batch.spans, shape, None, context)?;
+            let shape = AttentionShape {
+                bf16: layer.qkv.allows_bf16_attention(),
+                ..*shape
+            };
+            attention(qkv, &batch.spans, &shape, None, context)?;
             layer.output.forward(context, t, block_out, Activation::None, false)?;
             layer.attention_post_norm.apply(block_out)?;
             vector::add(vk, x, block_out)?;

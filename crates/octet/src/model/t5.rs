@@ -351,6 +351,7 @@ impl Encoder for T5 {
             head_dim: c.d_kv,
             scale: 1.0,
             window: None,
+            bf16: false,
         };
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
         let bias = PositionBias::new(
@@ -374,6 +375,10 @@ impl Encoder for T5 {
             normed.copy_from_slice(x);
             layer.attention_norm.apply(normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
+            let shape = AttentionShape {
+                bf16: layer.qkv.allows_bf16_attention(),
+                ..shape
+            };
             attention(qkv, &batch.spans, &shape, Some(&bias), context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
 

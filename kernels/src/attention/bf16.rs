@@ -1,0 +1,341 @@
+//! bf16 attention: the steps of [`super::attend`] with Q, K, V and the probabilities P
+//! rounded to bfloat16 (round to nearest even) and multiplied as pairs of bf16 products
+//! summed in f32, as AVX-512 BF16's `vdpbf16ps` does: 32 products per instruction, twice
+//! what an f32 fused multiply-add does. Scores, bias, softmax and outputs stay f32.
+//!
+//! Rounding to bf16 keeps 8 significant bits: each Q, K, V or P value moves by at most 2^-9
+//! of itself. The products of two bf16 values are exact in f32, so the only other difference
+//! from f32 attention on the rounded inputs is the order of the f32 sums.
+//!
+//! **Layouts.** Pairs of bf16 values live in `u32` words, the first of the pair in the low
+//! half (the element `vdpbf16ps` multiplies first):
+//! - keys `[head_dim / 2, padded]`: word `(d / 2, c)` holds `(k_c[d], k_c[d + 1])`, so one
+//!   vector load reads a pair of dimensions of 16 consecutive keys;
+//! - values `[ceil(keys / 2), head_dim]`: word `(j / 2, e)` holds `(v_j[e], v_{j + 1}[e])`
+//!   (a missing last key is 0), so one load reads a pair of keys of 16 output columns;
+//! - query rows `[rows, head_dim / 2]` and probability rows `[rows, keys / 2 + 1]`: a row's
+//!   values in pairs, in place.
+//!
+//! Scores are computed and normalized exactly as in f32 attention (the same shared steps),
+//! then each probability row is rounded to pairs starting at an even key, so that it lines up
+//! with the value pairs; keys outside the row's window get probability 0.
+//!
+//! An odd `head_dim` has no pairs: such a block runs the f32 steps of the same kernel.
+
+// Tile functions take each slice with its stride and extent explicitly, as the f32 tiles do.
+#![allow(clippy::too_many_arguments)]
+
+use super::{padded, probabilities, visible_keys, AttentionBlock, AttentionKernel, GROUP_ROWS, KEY_ALIGN};
+use crate::KernelError;
+use std::ops::Range;
+
+/// Scores tile on pairs: `scores[r * s_stride + c] = scale * Σ_{t < pairs} dot2(q[r * q_stride + t], keys[t * k_stride + c])`
+/// for `r < rows`, `c < cols` (`cols` a multiple of [`KEY_ALIGN`]).
+pub(super) type ScoresFn = fn(
+    q: &[u32],
+    q_stride: usize,
+    rows: usize,
+    keys: &[u32],
+    k_stride: usize,
+    cols: usize,
+    pairs: usize,
+    scale: f32,
+    scores: &mut [f32],
+    s_stride: usize,
+);
+
+/// Output tile on pairs: `out[r][col + e] = Σ_{t < key_pairs} dot2(p[r * p_stride + t], v[t * v_stride + e])`
+/// for `r < out.len()`, `e < head_dim`.
+pub(super) type ProbsValuesFn = fn(
+    p: &[u32],
+    p_stride: usize,
+    v: &[u32],
+    v_stride: usize,
+    key_pairs: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+);
+
+/// Rounds `src` to bf16 pairs: `dst[i] = (src[2i], src[2i + 1])`, the second of an odd
+/// last pair 0; `dst` holds `ceil(src.len() / 2)` words.
+pub(super) type RoundPairsFn = fn(src: &[f32], dst: &mut [u32]);
+
+/// Interleaves two rows as bf16 pairs: `dst[e] = (first[e], second[e])` (second 0 if absent),
+/// for `e < first.len()`.
+pub(super) type InterleaveFn = fn(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]);
+
+/// The bf16 tiles and conversions of one instruction-set level.
+pub(super) struct Tiles {
+    pub(super) scores: ScoresFn,
+    pub(super) probs_values: ProbsValuesFn,
+    pub(super) round_pairs: RoundPairsFn,
+    pub(super) interleave: InterleaveFn,
+}
+
+/// The scalar reference tiles: the same sums in plain f32 loops.
+pub(super) static SCALAR_TILES: Tiles = Tiles {
+    scores: scalar_scores,
+    probs_values: scalar_probs_values,
+    round_pairs: scalar_round_pairs,
+    interleave: scalar_interleave,
+};
+
+/// `x` rounded to the nearest bf16 (ties to even), as its 16 bits; a NaN stays a quiet NaN.
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+fn scalar_round_pairs(src: &[f32], dst: &mut [u32]) {
+    for (w, two) in dst.iter_mut().zip(src.chunks(2)) {
+        *w = pair(two[0], two.get(1).copied().unwrap_or(0.0));
+    }
+}
+
+fn scalar_interleave(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
+    match second {
+        Some(second) => {
+            for ((w, &x), &y) in dst.iter_mut().zip(first).zip(second) {
+                *w = pair(x, y);
+            }
+        }
+        None => {
+            for (w, &x) in dst.iter_mut().zip(first) {
+                *w = pair(x, 0.0);
+            }
+        }
+    }
+}
+
+/// The f32 value of bf16 bits.
+pub fn from_bf16(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// `(first, second)` rounded to bf16 in one word, `first` in the low half.
+fn pair(first: f32, second: f32) -> u32 {
+    (to_bf16(first) as u32) | ((to_bf16(second) as u32) << 16)
+}
+
+/// The sum of the two products of the pairs in `a` and `b`, in `vdpbf16ps`'s order (second
+/// halves first).
+fn dot2(acc: f32, a: u32, b: u32) -> f32 {
+    let (a0, a1) = (from_bf16(a as u16), from_bf16((a >> 16) as u16));
+    let (b0, b1) = (from_bf16(b as u16), from_bf16((b >> 16) as u16));
+    (acc + a1 * b1) + a0 * b0
+}
+
+fn scalar_scores(
+    q: &[u32],
+    q_stride: usize,
+    rows: usize,
+    keys: &[u32],
+    k_stride: usize,
+    cols: usize,
+    pairs: usize,
+    scale: f32,
+    scores: &mut [f32],
+    s_stride: usize,
+) {
+    for r in 0..rows {
+        let q_row = &q[r * q_stride..][..pairs];
+        for c in 0..cols {
+            let mut acc = 0.0;
+            for (t, &qw) in q_row.iter().enumerate() {
+                acc = dot2(acc, qw, keys[t * k_stride + c]);
+            }
+            scores[r * s_stride + c] = acc * scale;
+        }
+    }
+}
+
+fn scalar_probs_values(
+    p: &[u32],
+    p_stride: usize,
+    v: &[u32],
+    v_stride: usize,
+    key_pairs: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+) {
+    for (r, out_row) in out.iter_mut().enumerate() {
+        for e in 0..head_dim {
+            let mut acc = 0.0;
+            for t in 0..key_pairs {
+                acc = dot2(acc, p[r * p_stride + t], v[t * v_stride + e]);
+            }
+            out_row[col + e] = acc;
+        }
+    }
+}
+
+/// Panics unless the slices of a [`ScoresFn`] call hold their tiles: every ISA's safe
+/// wrapper calls this before its unchecked loads and stores.
+pub(super) fn assert_scores_args(
+    q: &[u32],
+    q_stride: usize,
+    rows: usize,
+    keys: &[u32],
+    k_stride: usize,
+    cols: usize,
+    pairs: usize,
+    scores: &[f32],
+    s_stride: usize,
+) {
+    assert!(cols.is_multiple_of(KEY_ALIGN) && cols <= k_stride && cols <= s_stride && pairs > 0);
+    if rows > 0 && cols > 0 {
+        assert!(q.len() >= (rows - 1) * q_stride + pairs && q_stride >= pairs);
+        assert!(keys.len() >= (pairs - 1) * k_stride + cols);
+        assert!(scores.len() >= (rows - 1) * s_stride + cols);
+    }
+}
+
+/// Panics unless the slices of a [`ProbsValuesFn`] call hold their tiles.
+pub(super) fn assert_probs_values_args(
+    p: &[u32],
+    p_stride: usize,
+    v: &[u32],
+    v_stride: usize,
+    key_pairs: usize,
+    head_dim: usize,
+    out: &[&mut [f32]],
+    col: usize,
+) {
+    assert!(p_stride >= key_pairs && v_stride >= head_dim);
+    if !out.is_empty() && key_pairs > 0 {
+        assert!(p.len() >= (out.len() - 1) * p_stride + key_pairs);
+        assert!(v.len() >= (key_pairs - 1) * v_stride + head_dim);
+    }
+    assert!(out.iter().all(|row| row.len() >= col + head_dim));
+}
+
+/// [`super::attend`] for a kernel with bf16 tiles; the block was checked by the caller and
+/// `head_dim` is even.
+pub(super) fn attend(
+    kernel: &AttentionKernel,
+    tiles: &Tiles,
+    b: &AttentionBlock<'_>,
+    scratch: &mut [f32],
+    out: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    if b.rows.is_empty() {
+        return Ok(());
+    }
+    let hd = b.head_dim;
+    let half = hd / 2;
+    let keys = visible_keys(&b.rows, b.len, b.window);
+    let n = keys.len();
+    let k_stride = padded(n);
+    let p_stride = k_stride / 2 + 1;
+    let (scores, rest) = scratch.split_at_mut(GROUP_ROWS * k_stride);
+    let words: &mut [u32] = bytemuck::cast_slice_mut(rest);
+    let (keys_p, rest) = words.split_at_mut(half * k_stride);
+    let (values_p, rest) = rest.split_at_mut(n.div_ceil(2) * hd);
+    let (q_p, rest) = rest.split_at_mut(GROUP_ROWS * half);
+    let (p_p, rest) = rest.split_at_mut(GROUP_ROWS * p_stride);
+    let row_words = &mut rest[..KEYS_AT_ONCE * half];
+    pack_keys(tiles, b, &keys, k_stride, row_words, keys_p);
+    pack_values(tiles, b, &keys, values_p);
+
+    let mut r0 = b.rows.start;
+    while r0 < b.rows.end {
+        let r1 = (r0 + GROUP_ROWS).min(b.rows.end);
+        let group = r0..r1;
+        let union = visible_keys(&group, b.len, b.window);
+        let (u0, u1) = (union.start - keys.start, union.end - keys.start);
+        let a0 = u0 / KEY_ALIGN * KEY_ALIGN;
+        let a1 = padded(u1).min(k_stride);
+        // The probability pairs start at an even key so they line up with the value pairs.
+        let e0 = u0 & !1;
+        let key_pairs = (u1 - e0).div_ceil(2);
+        let out_rows = &mut out[r0 - b.rows.start..r1 - b.rows.start];
+        for g in 0..b.heads {
+            for (r, words) in q_p.chunks_exact_mut(half).take(group.len()).enumerate() {
+                (tiles.round_pairs)(&b.qkv[(r0 + r) * b.stride + b.q_col + g * hd..][..hd], words);
+            }
+            (tiles.scores)(
+                q_p,
+                half,
+                group.len(),
+                &keys_p[a0..],
+                k_stride,
+                a1 - a0,
+                half,
+                b.scale,
+                scores,
+                k_stride,
+            );
+            for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
+                probabilities(kernel, b, g, r0 + r, &union, keys.start + a0, row)?;
+                // Key e0 = u0 - 1 (when u0 is odd) is outside the union: probability 0.
+                row[e0 - a0..u0 - a0].fill(0.0);
+                (tiles.round_pairs)(&row[e0 - a0..u1 - a0], &mut p_p[r * p_stride..][..key_pairs]);
+            }
+            (tiles.probs_values)(
+                p_p,
+                p_stride,
+                &values_p[e0 / 2 * hd..],
+                hd,
+                key_pairs,
+                hd,
+                out_rows,
+                g * hd,
+            );
+        }
+        r0 = r1;
+    }
+    Ok(())
+}
+
+/// Keys rounded at a time by [`pack_keys`] before their words are transposed.
+const KEYS_AT_ONCE: usize = 8;
+
+/// Writes the visible keys in pairs of dimensions (module docs), zero in the padding columns:
+/// eight keys' rows are rounded to words in `row_words`, then written out a pair of
+/// dimensions at a time (eight consecutive words per store run).
+fn pack_keys(
+    tiles: &Tiles,
+    b: &AttentionBlock<'_>,
+    keys: &Range<usize>,
+    k_stride: usize,
+    row_words: &mut [u32],
+    keys_p: &mut [u32],
+) {
+    let hd = b.head_dim;
+    let half = hd / 2;
+    let n = keys.len();
+    let mut c0 = 0;
+    while c0 < n {
+        let count = (n - c0).min(KEYS_AT_ONCE);
+        for (j, words) in row_words.chunks_exact_mut(half).take(count).enumerate() {
+            (tiles.round_pairs)(&b.qkv[(keys.start + c0 + j) * b.stride + b.k_col..][..hd], words);
+        }
+        for t in 0..half {
+            let dst = &mut keys_p[t * k_stride + c0..][..count];
+            for (j, w) in dst.iter_mut().enumerate() {
+                *w = row_words[j * half + t];
+            }
+        }
+        c0 += count;
+    }
+    if n < k_stride {
+        for t in 0..half {
+            keys_p[t * k_stride + n..(t + 1) * k_stride].fill(0);
+        }
+    }
+}
+
+/// Writes the visible keys' values in pairs of keys (module docs).
+fn pack_values(tiles: &Tiles, b: &AttentionBlock<'_>, keys: &Range<usize>, values_p: &mut [u32]) {
+    let hd = b.head_dim;
+    let value = |j: usize| &b.qkv[(keys.start + j) * b.stride + b.v_col..][..hd];
+    for (t, words) in values_p.chunks_exact_mut(hd).take(keys.len().div_ceil(2)).enumerate() {
+        let second = (2 * t + 1 < keys.len()).then(|| value(2 * t + 1));
+        (tiles.interleave)(value(2 * t), second, words);
+    }
+}
