@@ -375,10 +375,8 @@ impl Encoder for T5 {
             normed.copy_from_slice(x);
             layer.attention_norm.apply(normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
-            let shape = AttentionShape {
-                bf16: layer.qkv.allows_bf16_attention(),
-                ..shape
-            };
+            // f32 attention: bf16 is measured only on BERT (see bert.rs) and lost precision on
+            // EmbeddingGemma; T5's unscaled scores plus a learned bias are no gentler.
             attention(qkv, &batch.spans, &shape, Some(&bias), context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
 
