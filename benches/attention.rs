@@ -1,7 +1,10 @@
 //! Attention on real model shapes, through the engine's `octet::layers::attention::attention` (the
 //! fused kernel plus its rayon driver): MiniLM (12 heads of 32, 128 tokens, batch 1 and 32),
 //! EmbeddingGemma (3 query heads sharing 1 KV head of 256, 512 tokens, with and without the
-//! 256-token sliding window) and a T5-like shape (8 heads of 64 with a relative bias).
+//! 256-token sliding window) and a T5-like shape (8 heads of 64 with a relative bias). Each
+//! MiniLM and full-window Gemma case also runs with bf16 attention (`/bf16`: Q, K, V and P
+//! rounded to bf16, `vdpbf16ps`), where the CPU has AVX-512 BF16 (the names in the first line
+//! say which kernels run).
 //!
 //! Run: `cargo bench -p octet-benches --bench attention` (criterion options after `--`).
 //! Timings on a shared machine are a development guide only.
@@ -25,6 +28,7 @@ fn cases() -> Vec<Case> {
         head_dim: 32,
         scale: 1.0 / 32f32.sqrt(),
         window: None,
+        bf16: false,
     };
     let gemma = |window| AttentionShape {
         heads: 3,
@@ -32,8 +36,28 @@ fn cases() -> Vec<Case> {
         head_dim: 256,
         scale: 1.0 / 256f32.sqrt(),
         window,
+        bf16: false,
     };
+    let bf16 = |shape: AttentionShape| AttentionShape { bf16: true, ..shape };
     vec![
+        Case {
+            label: "minilm/b1x128/h12x32/bf16",
+            shape: bf16(minilm),
+            batch: 1,
+            len: 128,
+        },
+        Case {
+            label: "minilm/b32x128/h12x32/bf16",
+            shape: bf16(minilm),
+            batch: 32,
+            len: 128,
+        },
+        Case {
+            label: "gemma/b1x512/h3kv1x256/full/bf16",
+            shape: bf16(gemma(None)),
+            batch: 1,
+            len: 512,
+        },
         Case {
             label: "minilm/b1x128/h12x32",
             shape: minilm,
