@@ -82,7 +82,7 @@ from measure import (  # noqa: E402
 )
 from ort_worker import FastTokenizer, OrtWorker, RemoteOrtEngine  # noqa: E402
 from report import med, plot, write_report  # noqa: E402
-from settings import CORPUS, MODELS, PLOTS, WAITIDLE, WORK, loadavg, log  # noqa: E402
+from settings import CORPUS, MODELS, PLOTS, WAITIDLE, WORK, loadavg, log, wait_idle  # noqa: E402
 from timer_client import OctetServer  # noqa: E402
 
 
@@ -255,12 +255,7 @@ def main():
     rounds = 1 if args.quick else args.rounds
     seconds = 0.1 if args.quick else args.block_seconds
 
-    waitidle = None
-    if args.waitidle:
-        done = subprocess.run(["bash", args.waitidle], capture_output=True, text=True)
-        said = (done.stdout.strip() or done.stderr.strip() or "(no output)").splitlines()[-1]
-        waitidle = said if done.returncode == 0 else f"{said} (exit code {done.returncode}: not quiet)"
-        log(f"waitidle: {waitidle}")
+    waitidle = wait_idle(args.waitidle) if args.waitidle else None
 
     # Every runtime's pool is capped at the largest count; each engine then sets its own.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

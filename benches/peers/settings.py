@@ -1,6 +1,6 @@
 """The peer runner's (run.py) paths, models and small helpers, shared by its modules: engines.py
 (octet and the peers), measure.py (blocks, CPU accounting, cold start, RSS, quality) and report.py
-(tables and plots)."""
+(tables and plots); python.py takes its paths and helpers from here too."""
 
 import os
 import subprocess
@@ -50,3 +50,13 @@ def run(cmd, **kw):
 
 def loadavg():
     return open("/proc/loadavg").read().strip()
+
+
+def wait_idle(script):
+    """Runs the wait-for-a-quiet-machine `script` (--waitidle) and returns its last line, marked
+    "not quiet" when it failed."""
+    done = subprocess.run(["bash", script], capture_output=True, text=True)
+    said = (done.stdout.strip() or done.stderr.strip() or "(no output)").splitlines()[-1]
+    waitidle = said if done.returncode == 0 else f"{said} (exit code {done.returncode}: not quiet)"
+    log(f"waitidle: {waitidle}")
+    return waitidle
