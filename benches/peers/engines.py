@@ -5,9 +5,8 @@ the llama-cpp-python sdist's binding), with the builds and conversions they need
 import os
 import subprocess
 import sys
-import time
 
-from ort_worker import OrtEngine
+from ort_worker import OrtEngine, time_calls
 from settings import BATCH, LLAMA_LIB, LLAMA_SRC, NOAMX_SRC, REPO, TARGET, WORK, run
 
 # ---------------------------------------------------------------------------------------------- octet
@@ -57,12 +56,7 @@ class PyEngine:
 
     def time_calls(self, texts, calls):
         self.set_threads()
-        ms = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            self.embed_batch(texts)
-            ms.append((time.perf_counter() - start) * 1e3)
-        return ms
+        return time_calls(self.embed_batch, texts, calls)
 
     def embed(self, texts):
         self.set_threads()
