@@ -161,29 +161,7 @@ fn gensim_figures_match_the_reference_and_int8_stays_within_0_01() {
         };
         gensim_figures(&|texts: &[String]| e.embed_with(texts, &options).unwrap())
     };
-    let f32 = figures("f32");
-    let int8 = figures("int8");
-    eprintln!("EmbeddingGemma gensim: sentence-transformers {reference:?}\n  octet f32 {f32:?}\n  octet int8 {int8:?}");
-    // f32 matches sentence-transformers to ~1e-6 per vector, so the figures agree to 1e-3.
-    for (got, want) in [
-        (f32.lee, reference.lee),
-        (f32.wordsim353, reference.wordsim353),
-        (f32.simlex999, reference.simlex999),
-    ] {
-        assert!((got - want).abs() < 1e-3, "f32 figure {got} vs reference {want}");
-    }
-    assert!(
-        (int8.lee - f32.lee).abs() <= 0.01,
-        "Lee: int8 {} vs f32 {}",
-        int8.lee,
-        f32.lee
-    );
-    assert!(
-        (int8.wordsim353 - f32.wordsim353).abs() <= 0.01,
-        "wordsim353: int8 {} vs f32 {}",
-        int8.wordsim353,
-        f32.wordsim353
-    );
+    check_gensim_figures("EmbeddingGemma", reference, figures("f32"), figures("int8"));
 }
 
 #[test]

@@ -295,3 +295,29 @@ pub fn gensim_reference(name: &str) -> GensimFigures {
         simlex999: get("simlex999"),
     }
 }
+
+/// The gensim checks of a real model: `f32` figures within 1e-3 of sentence-transformers'
+/// `reference` (f32 matches it to ~1e-6 per vector), and `int8` within 0.01 of `f32` on Lee and
+/// wordsim353. `model` names the model in the log.
+pub fn check_gensim_figures(model: &str, reference: GensimFigures, f32: GensimFigures, int8: GensimFigures) {
+    eprintln!("{model} gensim: sentence-transformers {reference:?}\n  octet f32 {f32:?}\n  octet int8 {int8:?}");
+    for (got, want) in [
+        (f32.lee, reference.lee),
+        (f32.wordsim353, reference.wordsim353),
+        (f32.simlex999, reference.simlex999),
+    ] {
+        assert!((got - want).abs() < 1e-3, "f32 figure {got} vs reference {want}");
+    }
+    assert!(
+        (int8.lee - f32.lee).abs() <= 0.01,
+        "Lee: int8 {} vs f32 {}",
+        int8.lee,
+        f32.lee
+    );
+    assert!(
+        (int8.wordsim353 - f32.wordsim353).abs() <= 0.01,
+        "wordsim353: int8 {} vs f32 {}",
+        int8.wordsim353,
+        f32.wordsim353
+    );
+}

@@ -122,7 +122,7 @@ fn int8_import_matches_the_interpreter() {
     assert!(texts.len() >= 64);
     let got = embedder("int8").embed(&texts).unwrap();
     // Every FULLY_CONNECTED matches the interpreter's to ~1e-5 given the same input (octet
-    // quantizes activation rows as TFLite's hybrid kernel does: octet::layers::asymmetric_row),
+    // quantizes activation rows as TFLite's hybrid kernel does: octet_kernels::int8::asymmetric),
     // and a numpy replay of the graph with TFLite's formulas matches it exactly. But the model
     // is chaotic at the float level: one-ulp differences in LayerNorm or softmax flip
     // activation codes, and the flips grow through six layers. The numpy replay with every MUL

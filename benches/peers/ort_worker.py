@@ -19,11 +19,23 @@ process for the cold-start figure (session creation plus first run).
 
 import json
 import os
-import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timer_client import JsonLinesChild  # noqa: E402
+
 BATCH = 32  # texts per forward pass, as for every engine
+
+
+def time_calls(embed_batch, texts, calls):
+    """Milliseconds of each of `calls` runs of `embed_batch(texts)` (every engine's timing loop)."""
+    ms = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        embed_batch(texts)
+        ms.append((time.perf_counter() - start) * 1e3)
+    return ms
 
 
 def normalize(x):
@@ -94,12 +106,7 @@ class OrtEngine:
         return np.stack(out)
 
     def time_calls(self, texts, calls):
-        ms = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            self.embed_batch(texts)
-            ms.append((time.perf_counter() - start) * 1e3)
-        return ms
+        return time_calls(self.embed_batch, texts, calls)
 
 
 def amx_permission():
@@ -162,39 +169,15 @@ def serve():
         proto.flush()
 
 
-class OrtWorker:
+class OrtWorker(JsonLinesChild):
     """The runner's side: a worker process, optionally under LD_PRELOAD."""
 
     def __init__(self, python, preload=None):
         env = dict(os.environ)
         if preload:
             env["LD_PRELOAD"] = str(preload)
-        self.proc = subprocess.Popen([python, os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+        super().__init__([python, os.path.abspath(__file__)], "ORT worker", env)
         self.hello = self.ask({"op": "hello"})
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def ask(self, request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"ORT worker {self.proc.pid} exited (code {self.proc.poll()})")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(f"ORT worker: {answer['error']}")
-        return answer
-
-    def close(self):
-        try:
-            self.proc.stdin.write('{"op":"quit"}\n')
-            self.proc.stdin.flush()
-        except OSError:
-            pass
-        self.proc.wait()
 
 
 class RemoteOrtEngine:

@@ -44,23 +44,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from settings import BATCH, CORPUS, REPO, SOURCES, TARGET, WAITIDLE, WORK, log, wait_idle  # noqa: E402
 from timer_client import OctetServer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-REPO = Path(__file__).resolve().parents[2]
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target" / "bench"))
-WORK = REPO / "target" / "bench-peers"
-WAITIDLE = Path("/work/shared/tools/waitidle.sh")
-CORPUS = REPO / "tools" / "data" / "lee-sentences.txt"
-SOURCES = Path(os.environ.get("OCTET_CACHE", Path.home() / ".cache" / "octet")) / "sources"
 MINILM = SOURCES / "all-MiniLM-L6-v2"
-BATCH = 32
 FASTEMBED = "fastembed>=0.9,<0.10"
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
 
 
 def run(cmd, **kw):
@@ -233,12 +221,7 @@ def main():
                             text=True).stdout)["points"]
     sets = {"corpus": corpus, f"{args.n128}x128": points[0]["texts"]}
 
-    waitidle = None
-    if args.waitidle:
-        done = subprocess.run(["bash", args.waitidle], capture_output=True, text=True)
-        said = (done.stdout.strip() or done.stderr.strip() or "(no output)").splitlines()[-1]
-        waitidle = said if done.returncode == 0 else f"{said} (exit code {done.returncode}: not quiet)"
-        log(f"waitidle: {waitidle}")
+    waitidle = wait_idle(args.waitidle) if args.waitidle else None
 
     engines = []
     if "octet-py" in wanted:

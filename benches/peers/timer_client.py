@@ -7,26 +7,43 @@ import json
 import subprocess
 
 
-class OctetServer:
-    """`octet-bench-timer serve` in a child process."""
+class JsonLinesChild:
+    """A child process that answers one JSON line per request line (`{"error": ...}` on failure)
+    and stops on `{"op":"quit"}`: octet's timer server here, ONNX Runtime's worker
+    (ort_worker.OrtWorker)."""
 
-    def __init__(self, timer):
-        self.proc = subprocess.Popen([str(timer), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, cmd, what, env=None):
+        self.what = what
+        self.proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env)
 
     @property
     def pid(self):
         return self.proc.pid
 
     def ask(self, request):
-        """Sends one request; its answer, or RuntimeError with the server's message."""
+        """Sends one request; its answer, or RuntimeError with the child's message."""
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.what} {self.proc.pid} exited (code {self.proc.poll()})")
+        answer = json.loads(line)
         if "error" in answer:
-            raise RuntimeError(f"octet-bench-timer: {answer['error']}")
+            raise RuntimeError(f"{self.what}: {answer['error']}")
         return answer
 
     def close(self):
-        self.proc.stdin.write('{"op":"quit"}\n')
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write('{"op":"quit"}\n')
+            self.proc.stdin.flush()
+        except OSError:
+            pass
         self.proc.wait()
+
+
+class OctetServer(JsonLinesChild):
+    """`octet-bench-timer serve` in a child process."""
+
+    def __init__(self, timer):
+        super().__init__([timer, "serve"], "octet-bench-timer")

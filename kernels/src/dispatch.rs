@@ -117,6 +117,8 @@ pub struct Kernels {
     pub isa: Isa,
     /// int8 matrix multiply.
     pub int8: &'static crate::int8::Int8Kernel,
+    /// Asymmetric activation rows for the int8 matrix multiply (TFLite's hybrid kernels).
+    pub int8_asymmetric: &'static crate::int8::asymmetric::AsymmetricQuantizer,
     /// f32 matrix multiply.
     pub f32: &'static crate::f32::F32Kernel,
     /// Embedding-table gather-dequantize.
@@ -143,6 +145,7 @@ impl Kernels {
         Some(Kernels {
             isa,
             int8: crate::int8::for_isa(isa),
+            int8_asymmetric: crate::int8::asymmetric::for_isa(isa),
             f32: crate::f32::for_isa(isa),
             gather: crate::gather::for_isa(isa),
             vector: crate::vector::for_isa(isa),

@@ -1,11 +1,11 @@
 """Shared helpers of the reference-fixture generators (make_*_fixtures.py).
 
-Everything here is plain Python + numpy/scipy; the generators load the models with
-sentence-transformers themselves. Paths follow scripts/fetch-*.sh:
-``${OCTET_CACHE:-$HOME/.cache/octet}/sources/<model>/`` and ``.../data/gensim/``.
+Everything here is plain Python + numpy/scipy (the reference venv); the generators load the
+models with sentence-transformers themselves. The paths and the file hash come from env.py,
+which the TF-venv scripts use too: ``${OCTET_CACHE:-$HOME/.cache/octet}/sources/<model>/`` and
+``.../data/gensim/``.
 """
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -15,17 +15,9 @@ import sys
 import numpy as np
 from scipy import stats
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = os.environ.get("OCTET_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "octet"))
+from env import CACHE, REPO, sha256_file  # noqa: F401 (re-exported for the generators)
+
 GENSIM_DATA = os.path.join(CACHE, "data", "gensim")
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def library_versions():

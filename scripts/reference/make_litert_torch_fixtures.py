@@ -30,7 +30,6 @@ Run (venv with litert-torch, about 6 GB with torch's CUDA wheels; not in CI):
 """
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -42,8 +41,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = os.environ.get("OCTET_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "octet"))
+from env import CACHE, REPO, cosines, sha256_file  # noqa: E402
+
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "litert_torch")
 MINILM_SOURCE = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2")
 MINILM_OUT = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-litert-torch")
@@ -61,14 +60,6 @@ WORDS = (
 ).split()
 SUFFIXES = ["##s", "##ed", "##ing", "##er", "##ly", "##est", "##y", "##en"]
 PUNCT = [".", ",", "!", "?"]
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def versions():
@@ -234,10 +225,6 @@ def run_litert(path, token_ids):
 def floats(rows):
     # float32 printed with 9 significant digits round-trips exactly
     return [[float(f"{v:.9g}") for v in row] for row in np.asarray(rows, dtype=np.float32).tolist()]
-
-
-def cosines(a, b):
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def tiny():

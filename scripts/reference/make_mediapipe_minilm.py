@@ -43,7 +43,8 @@ from mediapipe.tasks.metadata import metadata_schema_py_generated as schema  # n
 from mediapipe.tasks.python.metadata import metadata  # noqa: E402
 from mediapipe.tasks.python.metadata.metadata_writers import metadata_info  # noqa: E402
 
-CACHE = os.environ.get("OCTET_CACHE", os.path.expanduser("~/.cache/octet"))
+from env import CACHE  # noqa: E402
+
 DEFAULT_OUT = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-mediapipe")
 SOURCE = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-tflite", "minilm-int8.tflite")
 VOCAB = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2", "vocab.txt")

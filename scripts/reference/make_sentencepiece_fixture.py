@@ -22,7 +22,8 @@ import random
 
 import sentencepiece as spm
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from env import REPO
+
 OUT = os.path.join(REPO, "tests", "fixtures", "sentencepiece")
 MINILM_FIXTURE = os.path.join(REPO, "tests", "fixtures", "minilm", "reference.json")
 EXTRAS = ["ｆｕｌｌ ｗｉｄｔｈ", "ﬁne ﬂow", "①②③ ½", "café naïve résumé", "Ωμέγα λόγος", "東京 大阪", "😀 emoji",

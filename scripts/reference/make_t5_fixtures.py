@@ -30,8 +30,10 @@ import os
 import shutil
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(__file__))
+import env  # noqa: E402
+
+env.offline_hub()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

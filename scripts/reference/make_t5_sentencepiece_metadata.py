@@ -21,7 +21,8 @@ from mediapipe.tasks.metadata import metadata_schema_py_generated as schema  # n
 from mediapipe.tasks.python.metadata import metadata  # noqa: E402
 from mediapipe.tasks.python.metadata.metadata_writers import metadata_info  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from env import REPO  # noqa: E402
+
 SP_MODEL = os.path.join(REPO, "tests", "fixtures", "sentencepiece", "unigram.model")
 ZIP_EPOCH = 315532800
 

@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import make_tflite_minilm as minilm  # noqa: E402
+import tf_bert  # noqa: E402
 
 VOCAB, HIDDEN, LAYERS, HEADS, INNER, POSITIONS = 64, 32, 2, 2, 64, 32
 
@@ -53,19 +54,13 @@ def random_weights(seed=7):
 
 
 def main():
-    import tensorflow as tf
-
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     minilm.HIDDEN, minilm.LAYERS, minilm.HEADS = HIDDEN, LAYERS, HEADS
-    minilm.HEAD_DIM = HIDDEN // HEADS
     module = minilm.build_module(random_weights())
     concrete = module.embed.get_concrete_function()
     for kind in ("f32", "int8"):
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-        if kind == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        data = converter.convert()
+        data = tf_bert.convert(module, kind, concrete)
         path = os.path.join(out, f"seed-tiny-bert-{kind}.tflite")
         with open(path, "wb") as f:
             f.write(data)

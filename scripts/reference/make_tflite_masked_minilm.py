@@ -35,20 +35,19 @@ DIR defaults to ${OCTET_CACHE:-~/.cache/octet}/sources/all-MiniLM-L6-v2-tflite-m
 """
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
 import platform
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from env import CACHE, REPO, cosines, quiet_tensorflow, sha256_file, write_compact_json
+
+quiet_tensorflow()
 
 import numpy as np  # noqa: E402
+import tf_bert  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = os.environ.get("OCTET_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "octet"))
 SOURCE = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2")
 DEFAULT_OUT = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-tflite-masked")
 MINILM_FIXTURE = os.path.join(REPO, "tests", "fixtures", "minilm", "reference.json")
@@ -58,7 +57,6 @@ INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 SEQ = 128
 HIDDEN, LAYERS, HEADS, EPS = 384, 6, 12, 1e-12
-HEAD_DIM = HIDDEN // HEADS
 # The pooling inside the graph: "mean" (masked mean), "cls" (row 0), "none" (the token vectors).
 POOLING = "mean"
 TINY_DIR = os.path.join(REPO, "tests", "fixtures", "tflite_masked")
@@ -68,62 +66,19 @@ TINY_POOLINGS = ("mean", "cls", "none")
 ZIP_EPOCH = 315532800
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_weights():
-    from safetensors.numpy import load_file
-
-    w = load_file(os.path.join(SOURCE, "model.safetensors"))
-    return {k.removeprefix("bert."): v.astype(np.float32) for k, v in w.items()}
+    return tf_bert.load_weights(SOURCE)
 
 
 def build_module(w):
+    """make_tflite_minilm.py's BERT at this file's sizes (SEQ, HIDDEN, LAYERS, HEADS) with the
+    three masked inputs and the POOLING in force."""
     import tensorflow as tf
-
-    def const(name):
-        return tf.constant(w[name], name=name.replace(".", "/"))
-
-    def dense(name):
-        return tf.constant(w[name + ".weight"].T.copy(), name=name.replace(".", "/") + "/kernel"), const(name + ".bias")
 
     class MaskedMiniLM(tf.Module):
         def __init__(self):
             super().__init__()
-            self.word = const("embeddings.word_embeddings.weight")
-            self.position = const("embeddings.position_embeddings.weight")
-            self.token_type = const("embeddings.token_type_embeddings.weight")
-            self.norm = (const("embeddings.LayerNorm.weight"), const("embeddings.LayerNorm.bias"))
-            self.layers = []
-            for i in range(LAYERS):
-                p = f"encoder.layer.{i}"
-                self.layers.append(
-                    {
-                        "q": dense(f"{p}.attention.self.query"),
-                        "k": dense(f"{p}.attention.self.key"),
-                        "v": dense(f"{p}.attention.self.value"),
-                        "o": dense(f"{p}.attention.output.dense"),
-                        "ln1": (const(f"{p}.attention.output.LayerNorm.weight"), const(f"{p}.attention.output.LayerNorm.bias")),
-                        "up": dense(f"{p}.intermediate.dense"),
-                        "down": dense(f"{p}.output.dense"),
-                        "ln2": (const(f"{p}.output.LayerNorm.weight"), const(f"{p}.output.LayerNorm.bias")),
-                    }
-                )
-
-        @staticmethod
-        def layer_norm(x, gb):
-            mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-            var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
-            return (x - mean) * tf.math.rsqrt(var + EPS) * gb[0] + gb[1]
-
-        @staticmethod
-        def linear(x, wb):
-            return tf.matmul(x, wb[0]) + wb[1]
+            tf_bert.attach_weights(self, w, LAYERS)
 
         @tf.function(
             input_signature=[
@@ -137,20 +92,10 @@ def build_module(w):
             segments = tf.reshape(input_type_ids, [-1])
             mask = tf.cast(tf.reshape(input_mask, [-1]), tf.float32)
             x = tf.gather(self.word, ids) + self.position[:SEQ] + tf.gather(self.token_type, segments)
-            x = self.layer_norm(x, self.norm)
+            x = tf_bert.layer_norm(x, self.norm, EPS)
             # BERT's extended attention mask: 0 for real keys, -10000 for padding.
             bias = tf.reshape((1.0 - mask) * -10000.0, [1, 1, SEQ])
-            for L in self.layers:
-                def heads(t):
-                    return tf.transpose(tf.reshape(t, [-1, HEADS, HEAD_DIM]), [1, 0, 2])
-
-                q, k, v = heads(self.linear(x, L["q"])), heads(self.linear(x, L["k"])), heads(self.linear(x, L["v"]))
-                scores = tf.matmul(q, k, transpose_b=True) / tf.math.sqrt(float(HEAD_DIM))
-                context = tf.matmul(tf.nn.softmax(scores + bias, axis=-1), v)
-                context = tf.reshape(tf.transpose(context, [1, 0, 2]), [-1, HIDDEN])
-                x = self.layer_norm(x + self.linear(context, L["o"]), L["ln1"])
-                inner = tf.nn.gelu(self.linear(x, L["up"]), approximate=False)
-                x = self.layer_norm(x + self.linear(inner, L["down"]), L["ln2"])
+            x = tf_bert.encoder_layers(self, x, HIDDEN, HEADS, EPS, bias)
             if POOLING == "none":
                 return {"hidden_states": tf.reshape(x, [1, SEQ, HIDDEN])}
             if POOLING == "cls":
@@ -163,22 +108,7 @@ def build_module(w):
 
 
 def build(out_dir):
-    import tensorflow as tf
-
-    os.makedirs(out_dir, exist_ok=True)
-    module = build_module(load_weights())
-    concrete = module.embed.get_concrete_function()
-    for kind, name in FILES.items():
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-        if kind == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        data = converter.convert()
-        path = os.path.join(out_dir, name)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        print(f"wrote {path} ({len(data)} bytes, sha256 {sha256_file(path)})", file=sys.stderr)
+    tf_bert.write_files(build_module(load_weights()), FILES, out_dir, sha256_file)
 
 
 def metadata(out_dir):
@@ -267,10 +197,6 @@ def run_interpreter(path, token_ids, delegates):
     return np.stack(embeddings)
 
 
-def cosines(a, b):
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def reference(out_dir):
     items = texts()
     ids = [t["token_ids"] for t in items]
@@ -321,11 +247,7 @@ def reference(out_dir):
         ],
         "models": models,
     }
-    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
-    with open(FIXTURE, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {FIXTURE}", file=sys.stderr)
+    write_compact_json(FIXTURE, doc)
 
 
 def tiny_files():
@@ -335,29 +257,22 @@ def tiny_files():
 def tiny_setup():
     """The tiny sizes of make_tflite_fuzz_seeds.py (vocabulary 64, hidden 32, 2 layers of 2
     heads), a fixed length of 32 and its seeded random weights."""
-    global SEQ, HIDDEN, LAYERS, HEADS, HEAD_DIM
+    global SEQ, HIDDEN, LAYERS, HEADS
     sys.path.insert(0, os.path.dirname(__file__))
     import make_tflite_fuzz_seeds as seeds
 
     SEQ, HIDDEN, LAYERS, HEADS = seeds.POSITIONS, seeds.HIDDEN, seeds.LAYERS, seeds.HEADS
-    HEAD_DIM = HIDDEN // HEADS
     return seeds.random_weights()
 
 
 def tiny_build():
     """tests/fixtures/tflite_masked/tiny-{mean,cls,none}-{f32,int8}.tflite: tiny masked BERTs with
     each pooling (the metadata is added by `tiny-metadata`, in the mediapipe venv)."""
-    import tensorflow as tf
-
     global POOLING
     w = tiny_setup()
     for (pooling, kind), path in tiny_files().items():
         POOLING = pooling
-        module = build_module(w)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([module.embed.get_concrete_function()], module)
-        if kind == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        data = converter.convert()
+        data = tf_bert.convert(build_module(w), kind)
         with open(path, "wb") as f:
             f.write(data)
         print(f"wrote {path} ({len(data)} bytes)", file=sys.stderr)
@@ -434,10 +349,7 @@ def tiny_reference():
         "texts": texts,
         "models": models,
     }
-    with open(TINY_FIXTURE, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {TINY_FIXTURE}", file=sys.stderr)
+    write_compact_json(TINY_FIXTURE, doc)
 
 
 def main():

@@ -27,20 +27,19 @@ DIR defaults to ${OCTET_CACHE:-~/.cache/octet}/sources/all-MiniLM-L6-v2-tflite.
 """
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
 import platform
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from env import CACHE, REPO, cosines, quiet_tensorflow, sha256_file, write_compact_json
+
+quiet_tensorflow()
 
 import numpy as np  # noqa: E402
+import tf_bert  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = os.environ.get("OCTET_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "octet"))
 SOURCE = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2")
 DEFAULT_OUT = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-tflite")
 MINILM_FIXTURE = os.path.join(REPO, "tests", "fixtures", "minilm", "reference.json")
@@ -48,84 +47,29 @@ FIXTURE = os.path.join(REPO, "tests", "fixtures", "tflite", "reference.json")
 FILES = {"f32": "minilm-f32.tflite", "int8": "minilm-int8.tflite"}
 
 HIDDEN, LAYERS, HEADS, EPS = 384, 6, 12, 1e-12
-HEAD_DIM = HIDDEN // HEADS
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_weights():
-    from safetensors.numpy import load_file
-
-    w = load_file(os.path.join(SOURCE, "model.safetensors"))
-    return {k.removeprefix("bert."): v.astype(np.float32) for k, v in w.items()}
+    return tf_bert.load_weights(SOURCE)
 
 
 def build_module(w):
+    """The module at this file's sizes (HIDDEN, LAYERS, HEADS: make_tflite_fuzz_seeds.py shrinks
+    them before calling)."""
     import tensorflow as tf
-
-    def const(name):
-        return tf.constant(w[name], name=name.replace(".", "/"))
-
-    def dense(name):
-        # Keras layout: kernel [in, out] = the PyTorch weight transposed.
-        return tf.constant(w[name + ".weight"].T.copy(), name=name.replace(".", "/") + "/kernel"), const(name + ".bias")
 
     class MiniLM(tf.Module):
         def __init__(self):
             super().__init__()
-            self.word = const("embeddings.word_embeddings.weight")
-            self.position = const("embeddings.position_embeddings.weight")
-            self.token_type = const("embeddings.token_type_embeddings.weight")
-            self.norm = (const("embeddings.LayerNorm.weight"), const("embeddings.LayerNorm.bias"))
-            self.layers = []
-            for i in range(LAYERS):
-                p = f"encoder.layer.{i}"
-                self.layers.append(
-                    {
-                        "q": dense(f"{p}.attention.self.query"),
-                        "k": dense(f"{p}.attention.self.key"),
-                        "v": dense(f"{p}.attention.self.value"),
-                        "o": dense(f"{p}.attention.output.dense"),
-                        "ln1": (const(f"{p}.attention.output.LayerNorm.weight"), const(f"{p}.attention.output.LayerNorm.bias")),
-                        "up": dense(f"{p}.intermediate.dense"),
-                        "down": dense(f"{p}.output.dense"),
-                        "ln2": (const(f"{p}.output.LayerNorm.weight"), const(f"{p}.output.LayerNorm.bias")),
-                    }
-                )
-
-        @staticmethod
-        def layer_norm(x, gb):
-            mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-            var = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=-1, keepdims=True)
-            return (x - mean) * tf.math.rsqrt(var + EPS) * gb[0] + gb[1]
-
-        @staticmethod
-        def linear(x, wb):
-            return tf.matmul(x, wb[0]) + wb[1]
+            tf_bert.attach_weights(self, w, LAYERS)
 
         @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32, name="input_ids")])
         def embed(self, input_ids):
             ids = tf.reshape(input_ids, [-1])
             n = tf.shape(ids)[0]
             x = tf.gather(self.word, ids) + self.position[:n] + self.token_type[0]
-            x = self.layer_norm(x, self.norm)
-            for L in self.layers:
-                def heads(t):
-                    return tf.transpose(tf.reshape(t, [-1, HEADS, HEAD_DIM]), [1, 0, 2])
-
-                q, k, v = heads(self.linear(x, L["q"])), heads(self.linear(x, L["k"])), heads(self.linear(x, L["v"]))
-                scores = tf.matmul(q, k, transpose_b=True) / tf.math.sqrt(float(HEAD_DIM))
-                context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
-                context = tf.reshape(tf.transpose(context, [1, 0, 2]), [-1, HIDDEN])
-                x = self.layer_norm(x + self.linear(context, L["o"]), L["ln1"])
-                inner = tf.nn.gelu(self.linear(x, L["up"]), approximate=False)
-                x = self.layer_norm(x + self.linear(inner, L["down"]), L["ln2"])
+            x = tf_bert.layer_norm(x, self.norm, EPS)
+            x = tf_bert.encoder_layers(self, x, HIDDEN, HEADS, EPS)
             pooled = tf.reduce_mean(x, axis=0, keepdims=True)
             return {"embedding": tf.math.l2_normalize(pooled, axis=-1)}
 
@@ -133,22 +77,7 @@ def build_module(w):
 
 
 def build(out_dir):
-    import tensorflow as tf
-
-    os.makedirs(out_dir, exist_ok=True)
-    module = build_module(load_weights())
-    concrete = module.embed.get_concrete_function()
-    for kind, name in FILES.items():
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-        if kind == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        data = converter.convert()
-        path = os.path.join(out_dir, name)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        print(f"wrote {path} ({len(data)} bytes, sha256 {sha256_file(path)})", file=sys.stderr)
+    tf_bert.write_files(build_module(load_weights()), FILES, out_dir, sha256_file)
 
 
 def run_interpreter(path, token_ids, delegates):
@@ -181,10 +110,6 @@ def reference(out_dir):
         path = os.path.join(out_dir, name)
         emb = run_interpreter(path, ids, delegates=False)
         xnn = run_interpreter(path, ids, delegates=True)
-
-        def cosines(a, b):
-            return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
         cos = cosines(emb, st)
         cos_xnn = cosines(xnn, emb)
         print(f"{kind}: vs sentence-transformers cosine mean {cos.mean():.6f} min {cos.min():.6f}; "
@@ -215,11 +140,7 @@ def reference(out_dir):
         "texts": [{"id": t["id"], "token_ids": t["token_ids"]} for t in texts],
         "models": models,
     }
-    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
-    with open(FIXTURE, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {FIXTURE}", file=sys.stderr)
+    write_compact_json(FIXTURE, doc)
 
 
 def main():

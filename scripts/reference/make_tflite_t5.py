@@ -45,7 +45,6 @@ DIR defaults to ${OCTET_CACHE:-~/.cache/octet}/sources/t5-tflite.
 """
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -54,13 +53,12 @@ import platform
 import shutil
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from env import CACHE, REPO, cosines, quiet_tensorflow, sha256_file, write_compact_json
+
+quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CACHE = os.environ.get("OCTET_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "octet"))
 DEFAULT_OUT = os.path.join(CACHE, "sources", "t5-tflite")
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "tflite_t5", "reference.json")
 TOKENIZER = os.path.join(REPO, "tests", "fixtures", "t5", "gated", "model", "tokenizer.json")
@@ -78,14 +76,6 @@ RANDOM_INPUTS = 16  # id sequences drawn over the whole table
 
 def file_name(variant, kind):
     return f"t5-{variant}-{kind}.tflite"
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def random_weights(v):
@@ -323,10 +313,6 @@ def run_interpreter(path, inputs, delegates):
     return np.stack(rows)
 
 
-def cosines(a, b):
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def rounded(rows):
     # float32 printed with 9 significant digits round-trips exactly.
     return [[float(f"{x:.9g}") for x in row] for row in np.asarray(rows).tolist()]
@@ -379,12 +365,7 @@ def reference(out_dir):
 
 
 def write_fixture(doc):
-    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
-    with open(FIXTURE + ".tmp", "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-        f.write("\n")
-    os.replace(FIXTURE + ".tmp", FIXTURE)
-    print(f"wrote {FIXTURE}", file=sys.stderr)
+    write_compact_json(FIXTURE, doc)
 
 
 def transformers_reference(out_dir):

@@ -19,7 +19,7 @@
 //! - [`sentencepiece`]: a SentencePiece Unigram model from that metadata turned into one.
 //! - [`testing`] (`feature = "test-util"`): small files built with the `flatbuffers` builder, for tests.
 //!
-//! The converter (`octet-tools`, `convert/tflite.rs`) plans the recognised tensors into an
+//! The converter (`octet-tools`, `convert/tflite/`) plans the recognised tensors into an
 //! octet file; this crate knows nothing of the command line.
 //!
 //! A malformed file is an error ([`TfliteError`]), never a panic.

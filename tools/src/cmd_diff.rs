@@ -137,15 +137,7 @@ pub fn render(a: &Inventory, b: &Inventory, d: &diff::Diff) -> String {
             })
             .collect();
         let head = ["changed (dtype+companions MB)", "A", "B", "saved MB"];
-        let w: Vec<usize> = (0..4)
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].len())
-                    .chain([head[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let w = inventory::column_widths(&head, &rows, 4);
         let line = |r: [&str; 4]| {
             format!(
                 "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}\n",

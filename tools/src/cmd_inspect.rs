@@ -98,15 +98,7 @@ pub fn render(inv: &Inventory, tensors: bool) -> String {
             })
             .collect();
         let head = ["tensor", "dtype", "shape", "MB", "quantization"];
-        let w: Vec<usize> = (0..4)
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].len())
-                    .chain([head[c].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let w = inventory::column_widths(&head, &rows, 4);
         out += &format!("\n{} tensors\n", inv.tensors.len());
         let line = |r: [&str; 5]| {
             format!(

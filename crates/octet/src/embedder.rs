@@ -113,7 +113,8 @@ impl Embedder {
         };
         let meta = file.meta();
         let mut tokenizer = TextTokenizer::from_file(&file, meta.max_seq_len)?;
-        let encoder = model::bind(&file)?;
+        let config = model::ModelConfig::of(meta)?;
+        let encoder = model::bind_with(&file, &config)?;
         // Added tokens past the table (Gemma's `<image_soft_token>`) are refused per text.
         if tokenizer.vocab_size(false) > encoder.vocab_size() {
             return Err(Error::model(
@@ -126,7 +127,7 @@ impl Embedder {
             ));
         }
         tokenizer.limit_ids(encoder.vocab_size());
-        let dense = Dense::bind_all(&file)?;
+        let dense = Dense::bind_all(&file, &config)?;
         let output_dim = dense.last().map_or(encoder.hidden_size(), Dense::out_features);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

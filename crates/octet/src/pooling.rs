@@ -6,6 +6,7 @@ use crate::batch::Span;
 use crate::error::{Error, Result};
 use crate::format::{ModelFile, PoolingMode};
 use crate::layers::Linear;
+use crate::model::ModelConfig;
 use octet_kernels::{activation, kernels, vector, Activation};
 use std::sync::Arc;
 
@@ -68,14 +69,9 @@ pub struct Dense {
 impl Dense {
     /// Binds every dense layer the metadata lists.
     /// int8 projections of a TFLite import quantize their input asymmetrically, as the encoder's
-    /// layers do (`asymmetric_activations` in the config).
-    pub fn bind_all(file: &Arc<ModelFile>) -> Result<Vec<Dense>> {
-        let asym = file
-            .meta()
-            .config
-            .get("asymmetric_activations")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+    /// layers do ([`ModelConfig::asymmetric_activations`]; `config` is the file's).
+    pub fn bind_all(file: &Arc<ModelFile>, config: &ModelConfig) -> Result<Vec<Dense>> {
+        let asym = config.asymmetric_activations();
         file.meta()
             .dense
             .iter()

@@ -13,6 +13,9 @@
 //! shape, and every output element is computed by the same instruction sequence wherever it
 //! lies in the grid, so results do not depend on the thread count.
 //!
+//! [`asymmetric`] runs the same kernels on rows quantized with a zero point, as TFLite's hybrid
+//! kernels do (for imported TFLite layers).
+//!
 //! Kernels ([`for_isa`]):
 //! - `int8-scalar-1x16`: portable Rust, one row x one panel.
 //! - `x86_64-i8-4x8-avx2`: `vpmovsxbw` + `vpmaddwd` on i16, exact for any int8 weight.
@@ -28,6 +31,7 @@
 pub mod a_pack;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
+pub mod asymmetric;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

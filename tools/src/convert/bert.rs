@@ -9,15 +9,7 @@ use anyhow::{bail, Result};
 /// Only the first `window` position rows are kept: the engine never reads past the window.
 pub fn plan(src: &SourceFolder, window: usize) -> Result<Vec<Planned>> {
     let w = &src.weights;
-    let prefix = ["", "bert.", "model."]
-        .into_iter()
-        .find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight")))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no 'embeddings.word_embeddings.weight' in {}: not a BERT checkpoint",
-                w.path.display()
-            )
-        })?;
+    let prefix = src.weight_prefix(&["", "bert.", "model."], "embeddings.word_embeddings.weight", "BERT")?;
     let h = src.config_usize("hidden_size")?;
     let layers = src.config_usize("num_hidden_layers")?;
     let inter = src.config_usize("intermediate_size")?;

@@ -45,15 +45,11 @@ pub const EMBEDDINGGEMMA_MATRYOSHKA_DIMS: [usize; 3] = [512, 256, 128];
 /// Plans every tensor of a Gemma 3 text encoder.
 pub fn plan(src: &SourceFolder, _window: usize) -> Result<Vec<Planned>> {
     let w = &src.weights;
-    let prefix = ["", "model.", "model.language_model."]
-        .into_iter()
-        .find(|p| w.contains(&format!("{p}embed_tokens.weight")))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no 'embed_tokens.weight' in {}: not a Gemma 3 checkpoint",
-                w.path.display()
-            )
-        })?;
+    let prefix = src.weight_prefix(
+        &["", "model.", "model.language_model."],
+        "embed_tokens.weight",
+        "Gemma 3",
+    )?;
     let h = src.config_usize("hidden_size")?;
     let layers = src.config_usize("num_hidden_layers")?;
     let inter = src.config_usize("intermediate_size")?;

@@ -11,8 +11,6 @@ pub mod source;
 pub mod store;
 pub mod t5;
 pub mod tflite;
-pub mod tflite_t5;
-pub mod tflite_tokenizer;
 pub mod tokenizer;
 
 use anyhow::{bail, Context, Result};

@@ -233,6 +233,21 @@ impl SourceFolder {
         self.config.get("model_type").and_then(Value::as_str).unwrap_or("")
     }
 
+    /// The first of `prefixes` under which the weights hold `anchor` (e.g. `bert.` for
+    /// `bert.embeddings.word_embeddings.weight`); the error says the checkpoint is not `family`.
+    pub fn weight_prefix(&self, prefixes: &[&'static str], anchor: &str, family: &str) -> Result<&'static str> {
+        prefixes
+            .iter()
+            .copied()
+            .find(|p| self.weights.contains(&format!("{p}{anchor}")))
+            .with_context(|| {
+                format!(
+                    "no '{anchor}' in {}: not a {family} checkpoint",
+                    self.weights.path.display()
+                )
+            })
+    }
+
     /// An integer field of config.json.
     pub fn config_usize(&self, key: &str) -> Result<usize> {
         self.config

@@ -270,3 +270,17 @@ pub fn per_channel(axis: Option<usize>, scales: &[f32], zero_point: i64) -> Quan
         }
     }
 }
+
+/// The widths of the first `columns` columns of a text table: each column's longest cell or
+/// heading (`octet inspect`'s tensor table, `octet diff`'s changes).
+pub fn column_widths<const N: usize>(head: &[&str; N], rows: &[[String; N]], columns: usize) -> Vec<usize> {
+    (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([head[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}

@@ -8,7 +8,7 @@
 use super::stored::Stored;
 use crate::error::{Error, Result};
 use crate::format::{Dtype, ModelFile};
-use octet_kernels::{f32 as kf32, int8, kernels, vector, Activation, Epilogue};
+use octet_kernels::{f32 as kf32, int8, kernels, Activation, Epilogue};
 use std::sync::Arc;
 
 /// The weights of a linear layer in one of the two packed layouts of octet-kernels.
@@ -123,7 +123,7 @@ impl Linear {
     /// Makes an int8 layer quantize each activation row asymmetrically, as TFLite's hybrid
     /// FULLY_CONNECTED does (`asymmetric_quantize_inputs`): scale = (max - min) / 255 over the
     /// row's range widened to include 0, an int8 zero point, then the integer product corrected
-    /// by zero point x column sum (see [`asymmetric_row`]). For layers imported from TFLite, so
+    /// by zero point x column sum (the kernel [`int8::asymmetric`]). For layers imported from TFLite, so
     /// that octet computes what the interpreter computes. No effect on f32 or k-grouped layers.
     pub fn with_asymmetric_rows(mut self, on: bool) -> Self {
         self.asymmetric_rows = on && matches!(&self.weight, LinearWeight::I8 { layout, .. } if layout.groups == 1);
@@ -162,7 +162,9 @@ impl Linear {
             } => {
                 let w = int8::PackedI8::from_parts(*layout, data.get(), scales.get(), sums.get())?;
                 if self.asymmetric_rows {
-                    return self.forward_asymmetric(&w, x, m, out, &epilogue);
+                    let quantizer = k.int8_asymmetric;
+                    int8::asymmetric::matmul(k.int8, quantizer, k.vector, x, self.k, m, &w, &epilogue, out, self.n)?;
+                    return Ok(());
                 }
                 int8::matmul(k.int8, x, self.k, m, &w, &epilogue, out, self.n)?
             }
@@ -176,161 +178,5 @@ impl Linear {
             }
         }
         Ok(())
-    }
-
-    /// [`Linear::forward`] with asymmetric activation rows: the integer products come from the
-    /// int8 kernel on the rows' codes, then each output gets
-    /// `scale_row x scale_col x (sum - zero_point_row x colsum_col)` and the epilogue.
-    fn forward_asymmetric(
-        &self,
-        w: &int8::PackedI8,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        epilogue: &Epilogue,
-    ) -> Result<()> {
-        let (n, k) = (self.n, self.k);
-        if m == 0 {
-            return Ok(());
-        }
-        if x.len() < m * k || out.len() < m * n {
-            return Err(Error::Internal(format!(
-                "linear: {} inputs and {} outputs for {m} rows of {k} -> {n}",
-                x.len(),
-                out.len()
-            )));
-        }
-        let (col_scales, col_sums) = (w.col_scales(), w.col_sums());
-        let layout = int8::PackedI8Layout::new(n, k, None)?;
-        let mut codes = vec![0i8; m * layout.k_pad];
-        let mut scales = vec![0f32; m];
-        let mut zero_points = vec![0i32; m];
-        // Rows are independent: quantize them on rayon's current pool, as the kernels run.
-        {
-            use rayon::prelude::*;
-            codes
-                .par_chunks_mut(layout.k_pad)
-                .zip(x[..m * k].par_chunks(k))
-                .zip(scales.par_iter_mut().zip(zero_points.par_iter_mut()))
-                .for_each(|((q, row), (s, z))| (*s, *z) = asymmetric_row(row, &mut q[..k]));
-        }
-        // The kernels take codes in [-127, 127] (-128 breaks their exactness tricks), and the
-        // low end of a row's range is -128 (often many codes: GELU outputs crowd there). So
-        // q = clamp(q, -127, 127) + e with e in {-1, 0}, and the two products add up exactly;
-        // the second runs only when some code is -128 (it doubles the layer's int8 work).
-        let low: Vec<i8> = codes.iter().map(|&c| if c == i8::MIN { -1 } else { 0 }).collect();
-        let any_low = low.contains(&-1);
-        for c in codes.iter_mut() {
-            *c = (*c).max(-127);
-        }
-        let rows = int8::QuantizedRows::from_parts(&layout, m, codes, vec![1f32; m])?;
-        let mut sums = vec![0f32; m * n];
-        int8::matmul_quantized(kernels().int8, &rows, w, &Epilogue::NONE, &mut sums, n)?;
-        if any_low {
-            let rows = int8::QuantizedRows::from_parts(&layout, m, low, vec![1f32; m])?;
-            let accumulate = Epilogue {
-                bias: None,
-                activation: Activation::None,
-                accumulate: true,
-            };
-            int8::matmul_quantized(kernels().int8, &rows, w, &accumulate, &mut sums, n)?;
-        }
-        // sums = products x scale_col; the zero-point term is z x colsum x scale_col.
-        let zero_terms: Vec<f32> = (0..n).map(|c| col_sums[c] as f32 * col_scales[c]).collect();
-        let bias = epilogue.bias;
-        for r in 0..m {
-            let (z, s) = (zero_points[r] as f32, scales[r]);
-            let row = &mut sums[r * n..(r + 1) * n];
-            for (c, v) in row.iter_mut().enumerate() {
-                *v = s * (*v - z * zero_terms[c]) + bias.map_or(0.0, |b| b[c]);
-            }
-        }
-        match (epilogue.activation, epilogue.accumulate) {
-            (Activation::None, true) => {
-                for (o, v) in out[..m * n].iter_mut().zip(&sums) {
-                    *o += v;
-                }
-            }
-            (Activation::None, false) => out[..m * n].copy_from_slice(&sums),
-            // The vectorized GELU, as the fused epilogues use.
-            (Activation::Gelu(form), false) => {
-                out[..m * n].copy_from_slice(&sums);
-                vector::gelu(kernels().vector, form, &mut out[..m * n]);
-            }
-            (activation, accumulate) => {
-                let rest = Epilogue {
-                    bias: None,
-                    activation,
-                    accumulate,
-                };
-                for (i, v) in sums.iter().enumerate() {
-                    out[i] = rest.apply(i % n, *v, out[i]);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Quantizes one activation row as TFLite's `AsymmetricQuantizeFloats` (the hybrid kernels'
-/// reference): range = [min(0, min x), max(0, max x)], scale = range / 255, the zero point from
-/// the end with the smaller error, nudged into [-128, 127] and rounded, then
-/// q = clamp(round(zero_point + x / scale), -128, 127) with ties away from zero. Computed in
-/// f64 where TFLite does. Returns (scale, zero_point); a constant-zero row gets (0, 0).
-pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    debug_assert_eq!(x.len(), q.len());
-    let lo = x.iter().fold(0f32, |m, &v| m.min(v)) as f64;
-    let hi = x.iter().fold(0f32, |m, &v| m.max(v)) as f64;
-    if lo == hi || !(lo.is_finite() && hi.is_finite()) {
-        q.fill(0);
-        return (0.0, 0);
-    }
-    let (qmin, qmax) = (-128f64, 127f64);
-    let scale = (hi - lo) / (qmax - qmin);
-    let from_min = qmin - lo / scale;
-    let from_max = qmax - hi / scale;
-    let zero = if qmin.abs() + (lo / scale).abs() < qmax.abs() + (hi / scale).abs() {
-        from_min
-    } else {
-        from_max
-    };
-    let zero_point = if zero <= qmin {
-        -128
-    } else if zero >= qmax {
-        127
-    } else {
-        zero.round() as i32
-    };
-    let scale = scale as f32;
-    let inv = 1.0f32 / scale;
-    for (d, &v) in q.iter_mut().zip(x) {
-        // Ties away from zero, as std::round: exact in f64 (an f32 plus 0.5 needs no rounding),
-        // and a plain truncating conversion instead of a libm call per element.
-        let t = (zero_point as f32 + v * inv) as f64;
-        let r = if t >= 0.0 { (t + 0.5) as i64 } else { (t - 0.5) as i64 };
-        *d = r.clamp(-128, 127) as i8;
-    }
-    (scale, zero_point)
-}
-
-#[cfg(test)]
-mod asymmetric_tests {
-    use super::asymmetric_row;
-
-    #[test]
-    fn asymmetric_rows_follow_tflite() {
-        // range [-1, 3]: scale 4/255, zero point round(-128 + 63.75) = -64 (the min end has the
-        // smaller error), codes round(-64 + x * 63.75) with ties away from zero.
-        let mut q = [0i8; 4];
-        let (s, z) = asymmetric_row(&[-1.0, 0.0, 3.0, 0.5], &mut q);
-        assert_eq!((s, z), (4.0f32 / 255.0, -64));
-        assert_eq!(q, [-128, -64, 127, -32]);
-        // All positive: the range is widened to 0, which maps to -128 exactly.
-        let (s, z) = asymmetric_row(&[1.0, 2.0, 0.0, 0.25], &mut q);
-        assert_eq!((s, z), (2.0f32 / 255.0, -128));
-        assert_eq!(q, [-1, 127, -128, -96]); // 1.0 -> -128 + 127.5 = -0.5, away from zero
-                                             // A zero row.
-        assert_eq!(asymmetric_row(&[0.0; 4], &mut q), (0.0, 0));
-        assert_eq!(q, [0; 4]);
     }
 }

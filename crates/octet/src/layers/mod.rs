@@ -16,7 +16,7 @@ pub mod stored;
 
 pub use attention::{attention, AttentionShape, ScoreBias};
 pub use embedding::Embedding;
-pub use linear::{asymmetric_row, Linear};
+pub use linear::Linear;
 pub use norm::Norm;
 pub use rope::RopeTable;
 pub use stored::{Stored, StoredParam};

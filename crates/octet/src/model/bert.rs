@@ -17,7 +17,7 @@
 //! `layers.{i}.attention.{qkv,output}.{weight,bias}`, `layers.{i}.attention.norm.{weight,bias}`,
 //! `layers.{i}.ffn.{up,down}.{weight,bias}`, `layers.{i}.ffn.norm.{weight,bias}`.
 
-use super::{parse_config, Encoder, PackedBatch};
+use super::{Encoder, PackedBatch};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use crate::layers::attention::{attention, AttentionShape};
@@ -25,14 +25,18 @@ use crate::layers::{Embedding, Linear, Norm};
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::Activation;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 const ARCH: &str = "bert";
 
-/// The fields of a Hugging Face BERT `config.json` that the encoder uses.
-#[derive(Clone, Debug, Deserialize)]
+/// The fields of a Hugging Face BERT `config.json` that the encoder uses (read from any
+/// `config.json`, other fields ignored; written whole by the TFLite importer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
+    /// Hugging Face's `model_type` (`bert`), kept for readers of the file; not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
@@ -123,8 +127,7 @@ pub struct Bert {
 
 impl Bert {
     /// Binds and validates every tensor of a BERT model.
-    pub fn bind(file: &Arc<ModelFile>) -> Result<Bert> {
-        let config: BertConfig = parse_config(file, ARCH)?;
+    pub fn bind(file: &Arc<ModelFile>, config: BertConfig) -> Result<Bert> {
         config.validate()?;
         let (h, inter, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
         let asym = config.asymmetric_activations;

@@ -16,7 +16,7 @@
 //! `layers.{i}.ffn.{gate_up,down}.weight` (gate_up = the gate rows, then the up rows),
 //! `final_norm.weight`.
 
-use super::{parse_config, Encoder, PackedBatch};
+use super::{Encoder, PackedBatch};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use crate::layers::attention::{attention, AttentionShape};
@@ -26,14 +26,14 @@ use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::{kernels, vector, Activation};
 use rayon::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
 const ARCH: &str = "gemma3";
 
 /// The fields of a Gemma 3 text `config.json` that the encoder uses.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gemma3Config {
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -186,8 +186,7 @@ pub struct Gemma3 {
 
 impl Gemma3 {
     /// Binds and validates every tensor of a Gemma 3 model.
-    pub fn bind(file: &Arc<ModelFile>) -> Result<Gemma3> {
-        let config: Gemma3Config = parse_config(file, ARCH)?;
+    pub fn bind(file: &Arc<ModelFile>, config: Gemma3Config) -> Result<Gemma3> {
         config.validate()?;
         let c = &config;
         let (h, hd, inter, eps) = (c.hidden_size, c.head_dim, c.intermediate_size, c.rms_norm_eps);

@@ -7,12 +7,15 @@
 //! the bound encoder for every call.
 
 pub mod bert;
+pub mod config;
 pub mod gemma3;
 pub mod t5;
 
+pub use config::ModelConfig;
+
 pub use crate::batch::PackedBatch;
-use crate::error::{Error, Result};
-use crate::format::{Architecture, ModelFile};
+use crate::error::Result;
+use crate::format::ModelFile;
 use crate::scratch::Scratch;
 use std::sync::Arc;
 
@@ -27,17 +30,16 @@ pub trait Encoder: Send + Sync {
     fn forward<'s>(&self, batch: &PackedBatch, scratch: &'s mut Scratch) -> Result<&'s [f32]>;
 }
 
-/// Binds the encoder that the file's architecture names.
+/// Binds the encoder that the file's architecture names (parsing its config).
 pub fn bind(file: &Arc<ModelFile>) -> Result<Box<dyn Encoder>> {
-    let meta = file.meta();
-    match meta.architecture {
-        Architecture::Bert => Ok(Box::new(bert::Bert::bind(file)?)),
-        Architecture::Gemma3 => Ok(Box::new(gemma3::Gemma3::bind(file)?)),
-        Architecture::T5 => Ok(Box::new(t5::T5::bind(file)?)),
-    }
+    bind_with(file, &ModelConfig::of(file.meta())?)
 }
 
-/// Parses the architecture config stored in the file.
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(file: &ModelFile, arch: &str) -> Result<T> {
-    serde_json::from_value(file.meta().config.clone()).map_err(|e| Error::model(arch, format!("bad config: {e}")))
+/// Binds the encoder that `config` (the file's, parsed) describes.
+pub fn bind_with(file: &Arc<ModelFile>, config: &ModelConfig) -> Result<Box<dyn Encoder>> {
+    Ok(match config.clone() {
+        ModelConfig::Bert(c) => Box::new(bert::Bert::bind(file, c)?),
+        ModelConfig::Gemma3(c) => Box::new(gemma3::Gemma3::bind(file, c)?),
+        ModelConfig::T5(c) => Box::new(t5::T5::bind(file, c)?),
+    })
 }

@@ -32,7 +32,7 @@
 //! [2 x d_ff, d_model] (gated: rows `0..d_ff` the gate `wi_0`, rows `d_ff..` the up `wi_1`),
 //! `layers.{i}.ffn.down.weight` [d_model, d_ff], `final_norm.weight` [d_model]. No biases.
 
-use super::{parse_config, Encoder, PackedBatch};
+use super::{Encoder, PackedBatch};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use crate::layers::attention::{attention, AttentionShape, ScoreBias};
@@ -41,14 +41,18 @@ use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::{kernels, vector, Activation};
 use rayon::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 const ARCH: &str = "t5";
 
-/// The fields of a Hugging Face `T5Config` that the encoder uses.
-#[derive(Clone, Debug, Deserialize)]
+/// The fields of a Hugging Face `T5Config` that the encoder uses (read from any
+/// `config.json`, other fields ignored; written whole by the TFLite importer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct T5Config {
+    /// Hugging Face's `model_type` (`t5`), kept for readers of the file; not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
     pub d_model: usize,
     /// Width of one attention head.
     pub d_kv: usize,
@@ -71,6 +75,12 @@ pub struct T5Config {
     /// ([`Linear::with_asymmetric_rows`]; set by the TFLite importer).
     #[serde(default)]
     pub asymmetric_activations: bool,
+    /// The fixed input length of the TFLite file this was imported from; not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tflite_input_length: Option<usize>,
+    /// The padding id of the TFLite file this was imported from; not used (octet does not pad).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tflite_pad_id: Option<i32>,
 }
 
 fn default_buckets() -> usize {
@@ -242,8 +252,7 @@ pub struct T5 {
 
 impl T5 {
     /// Binds and validates every tensor of a T5 encoder.
-    pub fn bind(file: &Arc<ModelFile>) -> Result<T5> {
-        let config: T5Config = parse_config(file, ARCH)?;
+    pub fn bind(file: &Arc<ModelFile>, config: T5Config) -> Result<T5> {
         config.validate()?;
         let feed_forward = config.feed_forward()?;
         let (d, inner, ff, eps) = (

@@ -1,5 +1,6 @@
 //! A T5 encoder recognised in a TFLite file ([`octet_tflite::t5`]) planned as octet's T5
-//! tensors (`crates/octet/src/model/t5.rs`, the names of [`super::t5`]).
+//! tensors (`crates/octet/src/model/t5.rs`, the names of [`crate::convert::t5`]) and its typed
+//! [`T5Config`].
 //!
 //! - Q, K and V are stacked into `attention.qkv`; a gated FFN's gate and up into
 //!   `ffn.gate_up` (gate rows first). int8 weights keep their exact values and scales.
@@ -19,10 +20,12 @@
 //! input: masked keys get -1e9 before the softmax (weight exactly 0 in f32) and masked tokens
 //! are left out of the mean.
 
-use super::tflite::{linear_logical, read_linear, shape2, token_table, vector, LinearData, Plan};
-use super::{Logical, Planned};
+use super::common::{linear_logical, read_linear, shape2, token_table, vector, LinearData, Plan};
+use crate::convert::{Logical, Planned};
 use anyhow::{bail, Result};
-use octet::format::{Architecture, DenseLayer, PoolingMode};
+use octet::format::{DenseLayer, PoolingMode};
+use octet::model::t5::T5Config;
+use octet::model::ModelConfig;
 use octet_tflite::t5::{bucket_table, FfnActivation, T5Graph};
 use octet_tflite::TfliteModel;
 
@@ -40,7 +43,7 @@ fn feed_forward_proj(g: &T5Graph) -> Result<&'static str> {
 }
 
 /// Plans every tensor of a recognised T5 encoder.
-pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
+pub(crate) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
     let (vocab, d) = shape2(model, g.word, "embeddings.word")?;
     let inner = g.heads * g.d_kv;
     let n = g.sequence;
@@ -137,25 +140,24 @@ pub(super) fn plan(model: &TfliteModel, g: &T5Graph) -> Result<Plan> {
         });
         out.push(Planned::new("dense.0", linear_logical(vec![lin], false, false)));
     }
-    let config = serde_json::json!({
-        "model_type": "t5",
-        "d_model": d,
-        "d_kv": g.d_kv,
-        "d_ff": d_ff,
-        "num_layers": g.layers.len(),
-        "num_heads": g.heads,
-        "vocab_size": vocab,
-        "relative_attention_num_buckets": buckets.num_buckets,
-        "relative_attention_max_distance": buckets.max_distance,
-        "layer_norm_epsilon": g.eps,
-        "feed_forward_proj": proj,
-        "asymmetric_activations": g.asymmetric_inputs,
-        "tflite_input_length": n,
-        "tflite_pad_id": g.pad_id,
+    let config = ModelConfig::T5(T5Config {
+        model_type: Some("t5".to_string()),
+        d_model: d,
+        d_kv: g.d_kv,
+        d_ff,
+        num_layers: g.layers.len(),
+        num_heads: g.heads,
+        vocab_size: vocab,
+        relative_attention_num_buckets: buckets.num_buckets,
+        relative_attention_max_distance: buckets.max_distance,
+        layer_norm_epsilon: g.eps,
+        feed_forward_proj: proj.to_string(),
+        asymmetric_activations: g.asymmetric_inputs,
+        tflite_input_length: Some(n),
+        tflite_pad_id: g.pad_id,
     });
     Ok(Plan {
         planned: out,
-        architecture: Architecture::T5,
         config,
         pooling: PoolingMode::Mean,
         normalize: g.normalize,

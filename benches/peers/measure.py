@@ -1,0 +1,160 @@
+"""Measurement for the peer runner (run.py): timed blocks and rounds, the CPUs other processes
+used meanwhile, cold start, peak RSS, quality (cosines) and the CPU's description."""
+
+import gc
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from ort_worker import OrtEngine, OrtWorker, RemoteOrtEngine, normalize
+from settings import CORPUS, MODELS, PAUSE_S, WORK
+
+# ---------------------------------------------------------------------------------------- measurement
+
+
+class CpuMeter:
+    """CPUs used by other processes: /proc/stat busy ticks minus the ticks of our own processes."""
+
+    def __init__(self):
+        self.pids = {os.getpid()}
+        self.cpus = sum(1 for line in open("/proc/stat") if line[:3] == "cpu" and line[3:4].isdigit()) or 1
+
+    def snapshot(self):
+        fields = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+        total = sum(fields)
+        busy = total - fields[3] - fields[4]
+        own = 0
+        for pid in self.pids:
+            try:
+                after = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                own += int(after[11]) + int(after[12])
+                if pid == os.getpid():  # children it waited for: the cold-start and corpus processes
+                    own += int(after[13]) + int(after[14])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total, busy, own
+
+    @staticmethod
+    def ticks(a, b):
+        """(other busy ticks, total ticks) between two snapshots."""
+        return max(0, (b[1] - a[1]) - (b[2] - a[2])), b[0] - a[0]
+
+
+def block(engine, texts, seconds):
+    """Median ms per call over one block. A call longer than `seconds` (batch 32, the corpus) is the block
+    on its own (every engine was warmed up by the quality pass); shorter calls get one more warm-up call,
+    then as many calls as fit in `seconds` (at least 2, at most 50)."""
+    first = engine.time_calls(texts, 1)[0]
+    if first >= seconds:
+        return first
+    calls = max(2, min(50, int(seconds * 1e3 / max(first, 1e-3))))
+    return statistics.median(engine.time_calls(texts, calls))
+
+
+def measure(engines, texts, rounds, seconds, meter):
+    """({engine: [median ms per round]}, {engine: [[other ticks, total ticks] per round]}), interleaved."""
+    times = {name: [] for name in engines}
+    other = {name: [] for name in engines}
+    for r in range(rounds):
+        names = list(engines) if r % 2 == 0 else list(reversed(engines))  # no engine always goes first
+        for name in names:
+            time.sleep(PAUSE_S)
+            before = meter.snapshot()
+            times[name].append(block(engines[name], texts, seconds))
+            other[name].append(meter.ticks(before, meter.snapshot()))
+    return times, other
+
+
+def other_cpus(ticks, cpus):
+    """Average other CPUs over blocks given as [[other, total], ...] (pooled, not averaged per block)."""
+    o, t = sum(x[0] for x in ticks), sum(x[1] for x in ticks)
+    return o / t * cpus if t else float("nan")
+
+
+def cold_start_octet(timer, path, repeats):
+    text = "The quick brown fox jumps over the lazy dog."
+    walls = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([timer, "cold", str(path), "0", text], check=True, stdout=subprocess.DEVNULL)
+        walls.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(walls)
+
+
+def cold_start_ort(path, tokenizer, threads, output, repeats):
+    """Session creation + first run (tokenizer already loaded, Python and ORT already imported)."""
+    walls = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        OrtEngine(path, tokenizer, threads, output).embed_batch(["The quick brown fox jumps over the lazy dog."])
+        walls.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(walls)
+
+
+def corpus_rss(timer, path, threads, prompt):
+    if prompt:  # the same prompted corpus as the quality pass
+        corpus = WORK / "corpus-prompted.txt"
+        corpus.write_text("".join(prompt + l.strip() + "\n" for l in CORPUS.read_text().splitlines() if l.strip()))
+    else:
+        corpus = CORPUS
+    out = subprocess.run([timer, "corpus", str(path), str(threads), str(corpus), "1"], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def ort_rss(python, name, path, tokenizer_dir, output, max_length, texts, threads):
+    """Peak RSS of a fresh ORT worker that loaded one model and embedded `texts`."""
+    worker = OrtWorker(python)
+    try:
+        engine = RemoteOrtEngine(worker, name, path, tokenizer_dir, threads, output, max_length)
+        start = time.perf_counter()
+        engine.embed(texts)
+        seconds = time.perf_counter() - start
+        return {"peak_rss_bytes": worker.ask({"op": "rss"})["peak_rss_bytes"], "file_bytes": Path(path).stat().st_size,
+                "texts_per_s": len(texts) / seconds}
+    finally:
+        worker.close()
+
+
+def cosines(vectors, reference):
+    import numpy as np
+
+    a = normalize(np.asarray(vectors, dtype=np.float64))
+    b = normalize(np.asarray(reference, dtype=np.float64))
+    c = (a * b).sum(1)
+    return float(c.mean()), float(c.min())
+
+
+def cpu_description():
+    model, flags = "unknown", []
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    keep = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
+            "avx512_bf16"]
+    return model, " ".join(f if f in flags else f"-{f}" for f in keep)
+
+
+def estimate_seconds(keys, threads, rounds, seconds, engine_counts):
+    """A rough duration for the plan, from MODELS' expected call times (quiet machine)."""
+    total = 60.0  # build, imports, texts
+    for key in keys:
+        spec = MODELS[key]
+        total += {"minilm": 90, "gemma": 150}[key]  # loads, quality pass, cold start, RSS (exports cached)
+        for t in threads:
+            for point, ms in spec["expect_ms"].items():
+                if point == "corpus" and not spec["corpus"]:
+                    continue
+                c = ms / 1e3 * (1.7 if t == 1 else 1.0)
+                per_block = c if c >= seconds else c + max(2 * c, seconds)
+                total += rounds * engine_counts[key] * (per_block + PAUSE_S + 0.01)
+    return total
