@@ -60,6 +60,7 @@ fn convert_tflite(kind: &str, recipe: &str, mapping: Option<&Path>) -> PathBuf {
     let inputs = octet_tools::convert::tflite::TfliteInputs {
         tokenizer: Some(&tokenizer),
         mapping,
+        exact: false,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
         .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));

@@ -36,6 +36,10 @@ pub struct TfliteInputs<'a> {
     pub tokenizer: Option<&'a Path>,
     /// A mapping file (see [`bert::from_mapping`]) used instead of recognising the graph.
     pub mapping: Option<&'a Path>,
+    /// `--tflite-exact`: the engine computes the float steps of a BERT encoder as TFLite's
+    /// builtin kernels do (config `tflite_exact`), so an int8 file replays as the interpreter
+    /// runs it; slower. Refused for other encoders and other activations than the erf GELU.
+    pub exact: bool,
 }
 
 /// True when `path` is a TFLite file: its file identifier, or failing a readable header, its
@@ -431,6 +435,23 @@ fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> {
 }
 
 /// Converts the TFLite file `input` into the `.octet` file `output`.
+/// `config` with `tflite_exact` set, for `--tflite-exact`: a BERT encoder with the erf GELU,
+/// whose int8 layers (if any) quantize their inputs asymmetrically as the engine's exact path
+/// assumes.
+fn exact_config(mut config: serde_json::Value, architecture: Architecture) -> Result<serde_json::Value> {
+    if architecture != Architecture::Bert {
+        bail!("--tflite-exact replays BERT encoders only; this file is a {architecture} encoder");
+    }
+    if config["hidden_act"] != "gelu" {
+        bail!(
+            "--tflite-exact replays the erf GELU only; this encoder uses {}",
+            config["hidden_act"]
+        );
+    }
+    config["tflite_exact"] = serde_json::Value::Bool(true);
+    Ok(config)
+}
+
 pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInputs) -> Result<ConvertReport> {
     let model = TfliteModel::open(input)?;
     let plan = match inputs.mapping {
@@ -451,6 +472,11 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         positions,
         dense,
     } = plan;
+    let config = if inputs.exact {
+        exact_config(config, architecture)?
+    } else {
+        config
+    };
     let user_or_embedded = super::tflite_tokenizer::resolve(&model, inputs.tokenizer, input)?;
     let max_seq_len = user_or_embedded.window.unwrap_or(positions).min(positions);
     let file_bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
@@ -545,6 +571,7 @@ mod tests {
         let inputs = crate::convert::tflite::TfliteInputs {
             tokenizer: None,
             mapping: None,
+            exact: false,
         };
         let err = crate::convert::tflite::convert(&input, &dir.join("out.octet"), &recipe, &inputs)
             .map(|_| ())

@@ -216,9 +216,14 @@ impl Linear {
         for c in codes.iter_mut() {
             *c = (*c).max(-127);
         }
+        // Unit column scales make the kernel return each integer product exactly (as f32: the
+        // products of a row of k <= 2^16 codes stay far below 2^24 in practice, and TFLite
+        // converts the same integer to float).
+        let unit_scales = vec![1f32; layout.scales_len()];
+        let w = int8::PackedI8::from_parts(*w.layout(), w.data(), &unit_scales, col_sums)?;
         let rows = int8::QuantizedRows::from_parts(&layout, m, codes, vec![1f32; m])?;
         let mut sums = vec![0f32; m * n];
-        int8::matmul_quantized(kernels().int8, &rows, w, &Epilogue::NONE, &mut sums, n)?;
+        int8::matmul_quantized(kernels().int8, &rows, &w, &Epilogue::NONE, &mut sums, n)?;
         if any_low {
             let rows = int8::QuantizedRows::from_parts(&layout, m, low, vec![1f32; m])?;
             let accumulate = Epilogue {
@@ -226,16 +231,18 @@ impl Linear {
                 activation: Activation::None,
                 accumulate: true,
             };
-            int8::matmul_quantized(kernels().int8, &rows, w, &accumulate, &mut sums, n)?;
+            int8::matmul_quantized(kernels().int8, &rows, &w, &accumulate, &mut sums, n)?;
         }
-        // sums = products x scale_col; the zero-point term is z x colsum x scale_col.
-        let zero_terms: Vec<f32> = (0..n).map(|c| col_sums[c] as f32 * col_scales[c]).collect();
+        // TFLite's order of float operations: the integer product less zero point x column sum
+        // (in integers), to float, times (row scale x column scale), plus the bias.
         let bias = epilogue.bias;
         for r in 0..m {
-            let (z, s) = (zero_points[r] as f32, scales[r]);
+            let (z, s) = (zero_points[r], scales[r]);
             let row = &mut sums[r * n..(r + 1) * n];
             for (c, v) in row.iter_mut().enumerate() {
-                *v = s * (*v - z * zero_terms[c]) + bias.map_or(0.0, |b| b[c]);
+                let product = *v as i64 - i64::from(z) * i64::from(col_sums[c]);
+                let scaled = product as f32 * (s * col_scales[c]);
+                *v = bias.map_or(scaled, |b| b[c] + scaled);
             }
         }
         match (epilogue.activation, epilogue.accumulate) {
@@ -267,9 +274,10 @@ impl Linear {
 
 /// Quantizes one activation row as TFLite's `AsymmetricQuantizeFloats` (the hybrid kernels'
 /// reference): range = [min(0, min x), max(0, max x)], scale = range / 255, the zero point from
-/// the end with the smaller error, nudged into [-128, 127] and rounded, then
-/// q = clamp(round(zero_point + x / scale), -128, 127) with ties away from zero. Computed in
-/// f64 where TFLite does. Returns (scale, zero_point); a constant-zero row gets (0, 0).
+/// the end with the smaller error (in f64), nudged into [-128, 127] and rounded, then
+/// q = clamp(zero_point + round(x / scale), -128, 127) with ties away from zero, x / scale
+/// being x times the f32 reciprocal of the f32 scale. Returns (scale, zero_point); a
+/// constant-zero row gets (0, 0).
 pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     debug_assert_eq!(x.len(), q.len());
     let lo = x.iter().fold(0f32, |m, &v| m.min(v)) as f64;
@@ -294,14 +302,18 @@ pub fn asymmetric_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     } else {
         zero.round() as i32
     };
-    let scale = scale as f32;
+    // The scale is computed in f32 from the f32 range (the zero point above in f64), and each
+    // code is the rounded x / scale plus the zero point: rounding before the zero point is
+    // added, ties away from zero, as the interpreter does (measured on its tensors; rounding
+    // zero_point + x / scale instead differs on exact halves).
+    let scale = (x.iter().fold(0f32, |m, &v| m.max(v)) - x.iter().fold(0f32, |m, &v| m.min(v))) / 255.0;
     let inv = 1.0f32 / scale;
     for (d, &v) in q.iter_mut().zip(x) {
         // Ties away from zero, as std::round: exact in f64 (an f32 plus 0.5 needs no rounding),
         // and a plain truncating conversion instead of a libm call per element.
-        let t = (zero_point as f32 + v * inv) as f64;
+        let t = (v * inv) as f64;
         let r = if t >= 0.0 { (t + 0.5) as i64 } else { (t - 0.5) as i64 };
-        *d = r.clamp(-128, 127) as i8;
+        *d = (r + i64::from(zero_point)).clamp(-128, 127) as i8;
     }
     (scale, zero_point)
 }
@@ -321,8 +333,9 @@ mod asymmetric_tests {
         // All positive: the range is widened to 0, which maps to -128 exactly.
         let (s, z) = asymmetric_row(&[1.0, 2.0, 0.0, 0.25], &mut q);
         assert_eq!((s, z), (2.0f32 / 255.0, -128));
-        assert_eq!(q, [-1, 127, -128, -96]); // 1.0 -> -128 + 127.5 = -0.5, away from zero
-                                             // A zero row.
+        // 1.0 -> round(127.5) - 128 = 0: the zero point is added after rounding.
+        assert_eq!(q, [0, 127, -128, -96]);
+        // A zero row.
         assert_eq!(asymmetric_row(&[0.0; 4], &mut q), (0.0, 0));
         assert_eq!(q, [0; 4]);
     }
