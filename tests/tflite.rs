@@ -53,14 +53,19 @@ fn tflite_dir() -> &'static Path {
 
 /// Converts the TFLite file of `kind` (`f32`, `int8`) with `recipe`, optionally through a mapping file.
 fn convert_tflite(kind: &str, recipe: &str, mapping: Option<&Path>) -> PathBuf {
+    convert_tflite_with(kind, recipe, mapping, false)
+}
+
+/// [`convert_tflite`], with `--tflite-exact` when `exact`.
+fn convert_tflite_with(kind: &str, recipe: &str, mapping: Option<&Path>, exact: bool) -> PathBuf {
     let input = tflite_dir().join(&fixture().models[kind].file);
-    let out = scratch_dir().join(format!("tflite-{kind}-{recipe}-{}.octet", mapping.is_some()));
+    let out = scratch_dir().join(format!("tflite-{kind}-{recipe}-{}-{exact}.octet", mapping.is_some()));
     let recipe = octet_tools::convert::recipe::Recipe::parse(recipe, vec![], None).unwrap();
     let tokenizer = minilm_source().join("tokenizer.json");
     let inputs = octet_tools::convert::tflite::TfliteInputs {
         tokenizer: Some(&tokenizer),
         mapping,
-        exact: false,
+        exact,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
         .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
@@ -150,6 +155,22 @@ fn int8_import_matches_the_interpreter() {
         &sentence_transformers(),
     );
     assert!(mean >= 0.995 && min >= 0.98, "mean {mean}, min {min}");
+}
+
+/// `--tflite-exact`: LayerNorm, attention and GELU as LiteRT's builtin kernels compute them, so
+/// every activation row gets the interpreter's codes and the flips above disappear: the issue's
+/// target (mean >= 0.9999, min >= 0.999) holds.
+#[test]
+fn int8_exact_import_matches_the_interpreter() {
+    let e = Embedder::open(convert_tflite_with("int8", "f32", None, true)).expect("open the exact conversion");
+    assert_eq!(e.file().meta().config["tflite_exact"], true);
+    let got = e.embed(&texts()).unwrap();
+    let (mean, min, _) = compare_embeddings(
+        "TFLite int8 --tflite-exact vs LiteRT interpreter",
+        &got,
+        &fixture().models["int8"].embeddings,
+    );
+    assert!(mean >= 0.9999 && min >= 0.999, "mean {mean}, min {min}");
 }
 
 #[test]

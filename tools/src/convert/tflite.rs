@@ -420,6 +420,14 @@ fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> {
         "folded_norms": graph.folded_norms,
         "asymmetric_activations": graph.asymmetric_inputs,
     });
+    // A masked export runs in the interpreter padded to its fixed input length; the engine's
+    // `tflite_exact` replay lays its softmax rows out as that run does.
+    let mut config = config;
+    if graph.inputs.mask.is_some() {
+        if let Some(&length) = model.tensors[graph.inputs.ids].shape.last().filter(|&&l| l > 0) {
+            config["tflite_fixed_length"] = serde_json::json!(length);
+        }
+    }
     Ok(Plan {
         planned,
         architecture: Architecture::Bert,

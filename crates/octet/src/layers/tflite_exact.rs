@@ -9,19 +9,22 @@
 //! compute (measured tensor by tensor against LiteRT's preserved intermediates), in the same
 //! order of float operations, never with fused multiply-adds:
 //!
-//! - [`lane_sum`]: the sum of TFLite's MEAN and of its softmax denominator: eight running
-//!   lanes over blocks of eight values, then the lanes folded in halves (4 + 4, 2 + 2, 1 + 1).
+//! - [`lane_sum`]: the sum of TFLite's MEAN: eight running lanes over blocks of eight values,
+//!   then the lanes folded in halves (4 + 4, 2 + 2, 1 + 1). The softmax denominator
+//!   ([`softmax_row_sum`]) is Eigen's reduction, which also depends on the row's alignment.
 //! - [`layer_norm`]: the converter's LayerNorm lowering, MEAN, SQUARED_DIFFERENCE, MEAN,
 //!   ADD eps, RSQRT (as 1 / sqrt), SUB, MUL; gamma and beta stay folded in the projections.
 //! - [`attention`]: BATCH_MATMUL (a running sum over the head dimension from 0), MUL by the
-//!   scale, SOFTMAX (Eigen's: max, exp of the difference with Eigen's float `exp`, the lane sum,
+//!   scale, SOFTMAX (Eigen's: max, exp of the difference with Eigen's float `exp`, the row sum,
 //!   times its reciprocal), BATCH_MATMUL with V (a running sum over the keys).
 //! - [`gelu`]: `0.5 x * erfc(-x / sqrt 2)` with Eigen's float `erfc` (the erf form of GELU).
 //!
 //! They are scalar loops with rayon across rows or heads: slower than the fused kernels (the
 //! int8 matmuls, most of the work, are shared), which is why the fast path stays the default.
 //! Padding the interpreter computes and octet does not (a fixed-length input with a mask) only
-//! adds exact zeros to these sums, so the unpadded run gives the same values.
+//! adds exact zeros to these sums, so the unpadded run gives the same values once each
+//! softmax row is laid out as the interpreter lays it out (the `fixed_length` of
+//! [`attention`]).
 
 use super::attention::AttentionShape;
 use crate::batch::Span;
@@ -156,16 +159,73 @@ pub fn gelu(x: &mut [f32]) {
     });
 }
 
+/// The sum of one softmax row as the interpreter's Eigen reduction adds it: `offset` is the
+/// row's place in the score buffer (in values) and decides how many leading values are left
+/// out of the packets to reach 16-byte alignment. Then eight running lanes over blocks of
+/// eight, folded to four, plus one block of four if at least four values remain, folded in
+/// halves; then the leading values and the last few, one at a time. A row too short for a
+/// block is summed in order.
+pub fn softmax_row_sum(x: &[f32], offset: usize) -> f32 {
+    let n = x.len();
+    let start = ((4 - offset % 4) % 4).min(n);
+    let full = (n - start) / LANES * LANES;
+    let mut end = start + full;
+    if full == 0 && n - end < 4 {
+        return x.iter().skip(1).fold(x.first().copied().unwrap_or(0.0), |s, &v| s + v);
+    }
+    let mut quad: Option<[f32; 4]> = None;
+    if full > 0 {
+        let mut lanes = [0f32; LANES];
+        lanes.copy_from_slice(&x[start..start + LANES]);
+        for block in x[start + LANES..end].chunks_exact(LANES) {
+            for (l, &v) in lanes.iter_mut().zip(block) {
+                *l += v;
+            }
+        }
+        quad = Some([
+            lanes[0] + lanes[4],
+            lanes[1] + lanes[5],
+            lanes[2] + lanes[6],
+            lanes[3] + lanes[7],
+        ]);
+    }
+    if n - end >= 4 {
+        let half = &x[end..end + 4];
+        quad = Some(match quad {
+            None => [half[0], half[1], half[2], half[3]],
+            Some(q) => [q[0] + half[0], q[1] + half[1], q[2] + half[2], q[3] + half[3]],
+        });
+        end += 4;
+    }
+    let q = quad.unwrap_or([0.0; 4]);
+    let mut sum = (q[0] + q[2]) + (q[1] + q[3]);
+    for &v in x[..start].iter().chain(&x[end..]) {
+        sum += v;
+    }
+    sum
+}
+
 /// Multi-head self-attention over each span of fused QKV rows (`[t, 3 h]`, heads side by side
 /// in each of Q, K and V) into `out` (`[t, h]`), as TFLite's BATCH_MATMUL, MUL, SOFTMAX,
-/// BATCH_MATMUL compute it. No grouped heads, window or score bias (BERT).
-pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, out: &mut [f32]) -> Result<()> {
+/// BATCH_MATMUL compute it. No grouped heads, window or score bias (BERT). `fixed_length`: the
+/// interpreter runs every input padded to this length (masked exports), so each softmax row
+/// holds that many scores, the padded ones exactly 0 after the exp; None: it runs at the
+/// text's length. Either decides the rows' places in its score buffer, which its sum depends
+/// on ([`softmax_row_sum`]).
+pub fn attention(
+    qkv: &[f32],
+    spans: &[Span],
+    shape: &AttentionShape,
+    fixed_length: Option<usize>,
+    out: &mut [f32],
+) -> Result<()> {
     let (heads, hd) = (shape.heads, shape.head_dim);
     let (qkv_w, out_w) = (shape.qkv_width(), shape.out_width());
     let t = spans.iter().map(|s| s.start + s.len).max().unwrap_or(0);
-    if shape.kv_heads != heads || shape.window.is_some() || qkv.len() < t * qkv_w || out.len() < t * out_w {
+    let too_long = spans.iter().any(|s| fixed_length.is_some_and(|l| s.len > l));
+    if shape.kv_heads != heads || shape.window.is_some() || too_long || qkv.len() < t * qkv_w || out.len() < t * out_w {
         return Err(Error::Internal(format!(
-            "exact attention: {} qkv and {} output values for {t} rows, {heads} heads of {hd}",
+            "exact attention: {} qkv and {} output values for {t} rows, {heads} heads of {hd}, fixed length {fixed_length:?}",
             qkv.len(),
             out.len()
         )));
@@ -174,7 +234,7 @@ pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, out: &mut 
     let tasks: Vec<(Span, usize)> = spans.iter().flat_map(|s| (0..heads).map(move |h| (*s, h))).collect();
     let results: Vec<(Span, usize, Vec<f32>)> = tasks
         .par_iter()
-        .map(|&(span, h)| (span, h, attend_one_head(qkv, span, h, shape)))
+        .map(|&(span, h)| (span, h, attend_one_head(qkv, span, h, shape, fixed_length)))
         .collect();
     for (span, h, rows) in results {
         for i in 0..span.len {
@@ -186,32 +246,42 @@ pub fn attention(qkv: &[f32], spans: &[Span], shape: &AttentionShape, out: &mut 
 }
 
 /// The context rows (`[len, head_dim]`) of head `h` over one span.
-fn attend_one_head(qkv: &[f32], span: Span, h: usize, shape: &AttentionShape) -> Vec<f32> {
+fn attend_one_head(qkv: &[f32], span: Span, h: usize, shape: &AttentionShape, fixed_length: Option<usize>) -> Vec<f32> {
     let (heads, hd, w) = (shape.heads, shape.head_dim, shape.qkv_width());
     let row = |i: usize, part: usize| {
         let at = (span.start + i) * w + part * heads * hd + h * hd;
         &qkv[at..at + hd]
     };
     let n = span.len;
+    let width = fixed_length.unwrap_or(n);
+    // The interpreter's exp runs over its whole [heads, width, width] score buffer in blocks of
+    // eight; the last few values, past the last block, go through the C library's expf.
+    let total = heads * width * width;
+    let vector_end = total - total % LANES;
     let mut context = vec![0f32; n * hd];
-    let mut scores = vec![0f32; n];
+    let mut scores = vec![0f32; width];
     for i in 0..n {
         let q = row(i, 0);
-        for (j, s) in scores.iter_mut().enumerate() {
+        for (j, s) in scores[..n].iter_mut().enumerate() {
             let dot = q.iter().zip(row(j, 1)).fold(0f32, |acc, (&a, &b)| acc + a * b);
             *s = dot * shape.scale;
         }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        for s in scores.iter_mut() {
-            *s = eigen_exp(*s - max);
+        let max = scores[..n].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let at = (h * width + i) * width;
+        for (j, s) in scores[..n].iter_mut().enumerate() {
+            *s = if at + j < vector_end {
+                eigen_exp(*s - max)
+            } else {
+                (*s - max).exp()
+            };
         }
-        let inv = 1.0 / lane_sum(&scores);
-        for s in scores.iter_mut() {
+        let inv = 1.0 / softmax_row_sum(&scores, at);
+        for s in scores[..n].iter_mut() {
             *s *= inv;
         }
         let dst = &mut context[i * hd..(i + 1) * hd];
         for (d, c) in dst.iter_mut().enumerate() {
-            *c = scores
+            *c = scores[..n]
                 .iter()
                 .enumerate()
                 .fold(0f32, |acc, (j, &p)| acc + p * row(j, 2)[d]);
@@ -233,6 +303,37 @@ mod tests {
         }
         let want = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
         assert_eq!(lane_sum(&x), want);
+    }
+
+    #[test]
+    fn softmax_row_sum_follows_alignment_blocks_and_halves() {
+        let x: Vec<f32> = (0..17).map(|i| 1.0 / (i as f32 + 1.0)).collect();
+        // Offset 0: lanes over 0..16, then one value.
+        let mut lanes = [0f32; 8];
+        for (i, v) in x[..16].iter().enumerate() {
+            lanes[i % 8] += v;
+        }
+        let q = [
+            lanes[0] + lanes[4],
+            lanes[1] + lanes[5],
+            lanes[2] + lanes[6],
+            lanes[3] + lanes[7],
+        ];
+        assert_eq!(softmax_row_sum(&x, 0), (q[0] + q[2]) + (q[1] + q[3]) + x[16]);
+        // Offset 1: three values lead, one block of eight, a half block of four, two trailing.
+        let lanes: Vec<f32> = (0..8).map(|l| x[3 + l]).collect();
+        let q = [
+            lanes[0] + lanes[4] + x[11],
+            lanes[1] + lanes[5] + x[12],
+            lanes[2] + lanes[6] + x[13],
+            lanes[3] + lanes[7] + x[14],
+        ];
+        let want = (q[0] + q[2]) + (q[1] + q[3]) + x[0] + x[1] + x[2] + x[15] + x[16];
+        assert_eq!(softmax_row_sum(&x, 1), want);
+        // Too short for a block: in order.
+        assert_eq!(softmax_row_sum(&x[..3], 0), x[0] + x[1] + x[2]);
+        // Aligned rows of a multiple of eight: the plain lane sum.
+        assert_eq!(softmax_row_sum(&x[..16], 8), lane_sum(&x[..16]));
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub struct BertConfig {
     /// docs); set by `octet convert --tflite-exact`. Needs the erf GELU.
     #[serde(default)]
     pub tflite_exact: bool,
+    /// With `tflite_exact`: the interpreter runs every input padded to this length (masked,
+    /// fixed-length exports); absent, it runs each text at its own length. The softmax sums
+    /// depend on it (`layers::tflite_exact::attention`).
+    #[serde(default)]
+    pub tflite_fixed_length: Option<usize>,
 }
 
 fn default_type_vocab() -> usize {
@@ -219,7 +224,7 @@ impl Bert {
             if folded {
                 previous_norm.affine(x);
             }
-            tflite_exact::attention(qkv, &batch.spans, shape, context)?;
+            tflite_exact::attention(qkv, &batch.spans, shape, self.config.tflite_fixed_length, context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
             self.exact_norm(&layer.attention_norm, x);
             layer.up.forward(x, t, inner, Activation::None, false)?;
