@@ -127,16 +127,15 @@ fn int8_import_matches_the_interpreter() {
     let texts = texts();
     assert!(texts.len() >= 64);
     let got = embedder("int8").embed(&texts).unwrap();
-    // Every FULLY_CONNECTED matches the interpreter's to ~1e-5 given the same input (octet
-    // quantizes activation rows as TFLite's hybrid kernel does: octet::layers::asymmetric_row),
-    // and a numpy replay of the graph with TFLite's formulas matches it exactly. But the model
-    // is chaotic at the float level: one-ulp differences in LayerNorm or softmax flip
-    // activation codes, and the flips grow through six layers. The numpy replay with every MUL
-    // output perturbed by 1e-7 (relative, about one f32 ulp) gives mean 0.99948, min 0.99387
-    // over these texts, 52 of 82 below 0.9999; LiteRT's own XNNPACK delegate differs from its
-    // builtin kernels as much (fixture: mean 0.9996, min 0.9949). Measured here: mean 0.99934,
-    // min 0.99684. The 0.9999 is out of reach of any engine that does not replay
-    // TFLite's float ops bit for bit; the bounds below hold the measured level.
+    // Every FULLY_CONNECTED computes what the interpreter's hybrid kernel computes, bit for bit,
+    // given the same input (octet::layers::asymmetric_row: the f32 row scale, the rounded
+    // x / scale plus the zero point; then bias + f32(dot - zero point x column sum) x (row
+    // scale x column scale)). But the model is chaotic at the float level: one-ulp differences
+    // in LayerNorm, softmax or GELU flip activation codes, and the flips grow through six
+    // layers. LiteRT's own XNNPACK delegate differs from its builtin kernels as much (fixture:
+    // mean 0.9996, min 0.9949). Measured here: mean 0.99950, min 0.99387 (before the
+    // quantization matched bit for bit: 0.99934, 0.99684). The 0.9999 needs a replay of
+    // TFLite's float ops bit for bit: `--tflite-exact`, tested below.
     let (mean, min, _) = compare_embeddings(
         "TFLite int8 import vs LiteRT interpreter",
         &got,

@@ -90,7 +90,7 @@ pub fn eigen_exp(x: f32) -> f32 {
         return 0.0;
     }
     let xc = x.min(88.723);
-    let m = (xc * 1.44269504088896341 + 0.5).floor();
+    let m = (xc * std::f32::consts::LOG2_E + 0.5).floor();
     let r = m * -0.693359375 + xc;
     let r = m * 2.12194440e-4 + r;
     let r2 = r * r;
