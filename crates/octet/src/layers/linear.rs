@@ -333,8 +333,12 @@ mod asymmetric_tests {
         // All positive: the range is widened to 0, which maps to -128 exactly.
         let (s, z) = asymmetric_row(&[1.0, 2.0, 0.0, 0.25], &mut q);
         assert_eq!((s, z), (2.0f32 / 255.0, -128));
-        // 1.0 -> round(127.5) - 128 = 0: the zero point is added after rounding.
-        assert_eq!(q, [0, 127, -128, -96]);
+        assert_eq!(q, [-1, 127, -128, -96]); // 1.0 / (2 / 255) is 127.49999 in f32
+        // The zero point is added after rounding: range 255/128 gives scale 2^-7 and zero point
+        // -1, and 2^-8 -> round(0.5) - 1 = 0 (rounding -1 + 0.5 would give -1).
+        let (s, z) = asymmetric_row(&[-127.0 / 128.0, 1.0, 1.0 / 256.0, 0.0], &mut q);
+        assert_eq!((s, z), (1.0 / 128.0, -1));
+        assert_eq!(q, [-128, 127, 0, -1]);
         // A zero row.
         assert_eq!(asymmetric_row(&[0.0; 4], &mut q), (0.0, 0));
         assert_eq!(q, [0; 4]);

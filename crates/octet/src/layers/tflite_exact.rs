@@ -338,7 +338,8 @@ mod tests {
 
     #[test]
     fn eigen_exp_and_erfc_are_close_to_the_true_functions() {
-        for i in -2000..=400 {
+        // Normal results (below about -87 they are subnormal and lose precision).
+        for i in -1740..=400 {
             let x = i as f32 * 0.05;
             let got = f64::from(eigen_exp(x));
             let want = f64::from(x).exp();
