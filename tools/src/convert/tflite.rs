@@ -568,6 +568,21 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
 
 #[cfg(test)]
 mod tests {
+    /// `--tflite-exact` sets the config flag for a BERT encoder with the erf GELU and refuses
+    /// what the exact replay does not implement.
+    #[test]
+    fn exact_config_sets_the_flag_or_refuses() {
+        use super::{exact_config, Architecture};
+        let bert = serde_json::json!({"hidden_act": "gelu"});
+        let config = exact_config(bert.clone(), Architecture::Bert).unwrap();
+        assert_eq!(config["tflite_exact"], true);
+        let e = exact_config(bert, Architecture::T5).unwrap_err().to_string();
+        assert!(e.contains("BERT encoders only"), "{e}");
+        let tanh = serde_json::json!({"hidden_act": "gelu_new"});
+        let e = exact_config(tanh, Architecture::Bert).unwrap_err().to_string();
+        assert!(e.contains("erf GELU only"), "{e}");
+    }
+
     /// `octet convert` tries every walk and reports where each stopped.
     #[test]
     fn convert_names_every_walk_that_failed() {

@@ -216,9 +216,9 @@ impl Linear {
         for c in codes.iter_mut() {
             *c = (*c).max(-127);
         }
-        // Unit column scales make the kernel return each integer product exactly (as f32: the
-        // products of a row of k <= 2^16 codes stay far below 2^24 in practice, and TFLite
-        // converts the same integer to float).
+        // Unit column scales make the kernel return each integer product as f32, exact below
+        // 2^24 in magnitude (k x 128 x 127 reaches that only for k > 1032 with every product at
+        // its extreme; real rows stay orders of magnitude below).
         let unit_scales = vec![1f32; layout.scales_len()];
         let w = int8::PackedI8::from_parts(*w.layout(), w.data(), &unit_scales, col_sums)?;
         let rows = int8::QuantizedRows::from_parts(&layout, m, codes, vec![1f32; m])?;
@@ -334,8 +334,8 @@ mod asymmetric_tests {
         let (s, z) = asymmetric_row(&[1.0, 2.0, 0.0, 0.25], &mut q);
         assert_eq!((s, z), (2.0f32 / 255.0, -128));
         assert_eq!(q, [-1, 127, -128, -96]); // 1.0 / (2 / 255) is 127.49999 in f32
-        // The zero point is added after rounding: range 255/128 gives scale 2^-7 and zero point
-        // -1, and 2^-8 -> round(0.5) - 1 = 0 (rounding -1 + 0.5 would give -1).
+                                             // The zero point is added after rounding: range 255/128 gives scale 2^-7 and zero point
+                                             // -1, and 2^-8 -> round(0.5) - 1 = 0 (rounding -1 + 0.5 would give -1).
         let (s, z) = asymmetric_row(&[-127.0 / 128.0, 1.0, 1.0 / 256.0, 0.0], &mut q);
         assert_eq!((s, z), (1.0 / 128.0, -1));
         assert_eq!(q, [-128, 127, 0, -1]);
