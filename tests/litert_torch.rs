@@ -69,6 +69,7 @@ fn convert_file(key: &str) -> PathBuf {
     let inputs = octet_tools::convert::tflite::TfliteInputs {
         tokenizer: Some(&tokenizer),
         mapping: None,
+        exact: false,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
         .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));

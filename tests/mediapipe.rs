@@ -52,6 +52,7 @@ fn converted(tokenizer: Option<&Path>, name: &str) -> PathBuf {
     let inputs = TfliteInputs {
         tokenizer,
         mapping: None,
+        exact: false,
     };
     convert(mediapipe_file(), &out, &recipe, &inputs).unwrap_or_else(|e| panic!("convert {name}: {e:#}"));
     out

@@ -53,13 +53,19 @@ fn tflite_dir() -> &'static Path {
 
 /// Converts the TFLite file of `kind` (`f32`, `int8`) with `recipe`, optionally through a mapping file.
 fn convert_tflite(kind: &str, recipe: &str, mapping: Option<&Path>) -> PathBuf {
+    convert_tflite_with(kind, recipe, mapping, false)
+}
+
+/// [`convert_tflite`], with `--tflite-exact` when `exact`.
+fn convert_tflite_with(kind: &str, recipe: &str, mapping: Option<&Path>, exact: bool) -> PathBuf {
     let input = tflite_dir().join(&fixture().models[kind].file);
-    let out = scratch_dir().join(format!("tflite-{kind}-{recipe}-{}.octet", mapping.is_some()));
+    let out = scratch_dir().join(format!("tflite-{kind}-{recipe}-{}-{exact}.octet", mapping.is_some()));
     let recipe = octet_tools::convert::recipe::Recipe::parse(recipe, vec![], None).unwrap();
     let tokenizer = minilm_source().join("tokenizer.json");
     let inputs = octet_tools::convert::tflite::TfliteInputs {
         tokenizer: Some(&tokenizer),
         mapping,
+        exact,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
         .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
@@ -121,16 +127,15 @@ fn int8_import_matches_the_interpreter() {
     let texts = texts();
     assert!(texts.len() >= 64);
     let got = embedder("int8").embed(&texts).unwrap();
-    // Every FULLY_CONNECTED matches the interpreter's to ~1e-5 given the same input (octet
-    // quantizes activation rows as TFLite's hybrid kernel does: octet_kernels::int8::asymmetric),
-    // and a numpy replay of the graph with TFLite's formulas matches it exactly. But the model
-    // is chaotic at the float level: one-ulp differences in LayerNorm or softmax flip
-    // activation codes, and the flips grow through six layers. The numpy replay with every MUL
-    // output perturbed by 1e-7 (relative, about one f32 ulp) gives mean 0.99948, min 0.99387
-    // over these texts, 52 of 82 below 0.9999; LiteRT's own XNNPACK delegate differs from its
-    // builtin kernels as much (fixture: mean 0.9996, min 0.9949). Measured here: mean 0.99934,
-    // min 0.99684. The 0.9999 is out of reach of any engine that does not replay
-    // TFLite's float ops bit for bit; the bounds below hold the measured level.
+    // Every FULLY_CONNECTED computes what the interpreter's hybrid kernel computes, bit for bit,
+    // given the same input (octet_kernels::int8::asymmetric: the f32 row scale, the rounded
+    // x / scale plus the zero point; then bias + f32(dot - zero point x column sum) x (row
+    // scale x column scale)). But the model is chaotic at the float level: one-ulp differences
+    // in LayerNorm, softmax or GELU flip activation codes, and the flips grow through six
+    // layers. LiteRT's own XNNPACK delegate differs from its builtin kernels as much (fixture:
+    // mean 0.9996, min 0.9949). Measured here: mean 0.99950, min 0.99387 (before the
+    // quantization matched bit for bit: 0.99934, 0.99684). The 0.9999 needs a replay of
+    // TFLite's float ops bit for bit: `--tflite-exact`, tested below.
     let (mean, min, _) = compare_embeddings(
         "TFLite int8 import vs LiteRT interpreter",
         &got,
@@ -149,6 +154,22 @@ fn int8_import_matches_the_interpreter() {
         &sentence_transformers(),
     );
     assert!(mean >= 0.995 && min >= 0.98, "mean {mean}, min {min}");
+}
+
+/// `--tflite-exact`: LayerNorm, attention and GELU as LiteRT's builtin kernels compute them, so
+/// every activation row gets the interpreter's codes and the flips above disappear: the issue's
+/// target (mean >= 0.9999, min >= 0.999) holds.
+#[test]
+fn int8_exact_import_matches_the_interpreter() {
+    let e = Embedder::open(convert_tflite_with("int8", "f32", None, true)).expect("open the exact conversion");
+    assert_eq!(e.file().meta().config["tflite_exact"], true);
+    let got = e.embed(&texts()).unwrap();
+    let (mean, min, _) = compare_embeddings(
+        "TFLite int8 --tflite-exact vs LiteRT interpreter",
+        &got,
+        &fixture().models["int8"].embeddings,
+    );
+    assert!(mean >= 0.9999 && min >= 0.999, "mean {mean}, min {min}");
 }
 
 #[test]

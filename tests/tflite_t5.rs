@@ -102,6 +102,7 @@ fn embedder(variant: &str, kind: &str) -> &'static Embedder {
         let inputs = octet_tools::convert::tflite::TfliteInputs {
             tokenizer: Some(&tokenizer),
             mapping: None,
+            exact: false,
         };
         octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
             .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
@@ -291,6 +292,7 @@ fn a_sentencepiece_tokenizer_in_the_metadata_is_converted() {
     let inputs = octet_tools::convert::tflite::TfliteInputs {
         tokenizer: None,
         mapping: None,
+        exact: false,
     };
     octet_tools::convert::tflite::convert(&input, &out, &recipe, &inputs)
         .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));

@@ -81,6 +81,16 @@ pub struct ConvertArgs {
     /// name}, "config": {...}}) when the graph is not recognised.
     #[arg(long)]
     tflite_map: Option<PathBuf>,
+    /// For a .tflite BERT encoder: replay it exactly as the TFLite interpreter's builtin
+    /// kernels run it. The int8 layers are the same either way (each activation row quantized
+    /// as TFLite's hybrid kernels do); with this option the float steps between them
+    /// (LayerNorm, attention and its softmax, GELU) follow TFLite's order of operations and its
+    /// exp and erfc too, so every activation code is the interpreter's and the vectors agree
+    /// with LiteRT to a cosine of about 0.99999 instead of 0.9993. Costs speed: those steps run
+    /// as scalar loops instead of octet's fused kernels. Stored in the model (config
+    /// `tflite_exact`); T5 encoders and the tanh GELU are refused.
+    #[arg(long)]
+    tflite_exact: bool,
     /// Compare recipes instead of writing one file: see "Quality report" above.
     #[arg(long)]
     report: bool,
@@ -114,8 +124,13 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         let inputs = convert::tflite::TfliteInputs {
             tokenizer: args.tokenizer.as_deref(),
             mapping: args.tflite_map.as_deref(),
+            exact: args.tflite_exact,
         };
         convert::tflite::convert(&args.input, &output, &recipe, &inputs)?
+    } else if args.tflite_exact {
+        return Err(CliError::usage(
+            "--tflite-exact replays a .tflite file; this input is not one".to_string(),
+        ));
     } else {
         convert::convert(&args.input, &output, &recipe, progress)?
     };

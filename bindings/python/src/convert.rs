@@ -49,6 +49,7 @@ pub fn convert<'py>(
                     let inputs = converter::tflite::TfliteInputs {
                         tokenizer: tokenizer.as_deref(),
                         mapping: None,
+                        exact: false,
                     };
                     converter::tflite::convert(&source, &output, &recipe, &inputs)
                 } else {

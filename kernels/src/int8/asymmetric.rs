@@ -3,14 +3,18 @@
 //! `asymmetric_quantize_inputs`, so that a layer imported from TFLite computes what the
 //! interpreter computes.
 //!
-//! Per row of k activations (TFLite's `AsymmetricQuantizeFloats`, computed in f64 where it is):
+//! Per row of k activations (TFLite's `AsymmetricQuantizeFloats`, the zero point computed in
+//! f64 where it is, the scale in f32):
 //!
 //! ```text
 //! lo, hi = min(0, min x), max(0, max x)         (the range always holds 0)
-//! scale  = (hi - lo) / 255
+//! scale  = (hi - lo) / 255                       (f32)
 //! zp     = the zero point from the end with the smaller error, clamped to [-128, 127], rounded
-//! q      = clamp(round_half_away(zp + x * (1 / scale)), -128, 127)
+//! q      = clamp(round_half_away(x * (1 / scale)) + zp, -128, 127)
 //! ```
+//!
+//! The code is rounded before the zero point is added, as the interpreter does (found by
+//! comparing its preserved tensors: rounding `zp + x / scale` differs on exact halves).
 //!
 //! A constant-zero row (or one with a non-finite end) gets scale 0, zero point 0 and q = 0.
 //!
@@ -19,11 +23,13 @@
 //! [`matmul`] takes the integer sums from the symmetric kernels ([`super::matmul_quantized`]),
 //! which need codes in [-127, 127]: a code of -128 (the low end of every row's range, often
 //! many of them after GELU) is split into -127 plus -1, and a second product on the -1 codes
-//! runs only when a row has one, so both sums add up exactly. Then, in f32, mul then add:
+//! runs only when a row has one, so both sums add up exactly. The kernels run with unit column
+//! scales, so they return the integer sums themselves (exact in f32 below 2^24: k x 128 x 127
+//! reaches that only past k = 1032 with every product at its extreme). Then in TFLite's order:
 //!
 //! ```text
-//! v   = p[r][c] - zp[r] x (colsum[c] x sw[c])      p = sum x sw[c], from the kernel
-//! out = epilogue(scale[r] x v + bias[c])
+//! v   = f32(sum[r][c] - zp[r] x colsum[c])        (integers)
+//! out = epilogue(bias[c] + v x (scale[r] x sw[c]))
 //! ```
 //!
 //! [`reference`] is the scalar definition of the whole operation on unpacked weights and the
@@ -87,14 +93,16 @@ pub fn quantize_row_scalar(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     } else {
         zero.round() as i32
     };
-    let scale = scale as f32;
+    // The scale in f32 from the f32 range; each code is the rounded x / scale plus the zero
+    // point (module docs).
+    let scale = (x.iter().fold(0f32, |m, &v| m.max(v)) - x.iter().fold(0f32, |m, &v| m.min(v))) / 255.0;
     let inv = 1.0f32 / scale;
     for (d, &v) in q.iter_mut().zip(x) {
         // Ties away from zero, as std::round: exact in f64 (an f32 plus 0.5 needs no rounding),
         // and a plain truncating conversion instead of a libm call per element.
-        let t = (zero_point as f32 + v * inv) as f64;
+        let t = (v * inv) as f64;
         let r = if t >= 0.0 { (t + 0.5) as i64 } else { (t - 0.5) as i64 };
-        *d = r.clamp(-128, 127) as i8;
+        *d = (r + i64::from(zero_point)).clamp(-128, 127) as i8;
     }
     (scale, zero_point)
 }
@@ -181,23 +189,26 @@ pub fn matmul(
     epilogue.check(n)?;
     let layout = PackedI8Layout::new(n, k, None)?;
     let rows = quantize_rows(quantizer, a, a_stride, m, &layout)?;
+    let (col_scales, col_sums) = (w.col_scales(), w.col_sums());
+    // Unit column scales: the kernels return the integer sums (module docs).
+    let unit_scales = vec![1f32; w.layout.scales_len()];
+    let unit = PackedI8::from_parts(w.layout, w.data(), &unit_scales, col_sums)?;
     let mut sums = vec![0f32; m * n];
-    super::matmul_quantized(kernel, &rows.codes, w, &Epilogue::NONE, &mut sums, n)?;
+    super::matmul_quantized(kernel, &rows.codes, &unit, &Epilogue::NONE, &mut sums, n)?;
     if let Some(low) = &rows.low {
         let accumulate = Epilogue {
             bias: None,
             activation: Activation::None,
             accumulate: true,
         };
-        super::matmul_quantized(kernel, low, w, &accumulate, &mut sums, n)?;
+        super::matmul_quantized(kernel, low, &unit, &accumulate, &mut sums, n)?;
     }
-    let (col_scales, col_sums) = (w.col_scales(), w.col_sums());
-    // sums = products x scale_col; the zero-point term is z x colsum x scale_col.
-    let zero_terms: Vec<f32> = (0..n).map(|c| col_sums[c] as f32 * col_scales[c]).collect();
     for (r, row) in sums.chunks_exact_mut(n).enumerate() {
-        let (z, s) = (rows.zero_points[r] as f32, rows.scales[r]);
+        let (z, s) = (i64::from(rows.zero_points[r]), rows.scales[r]);
         for (c, v) in row.iter_mut().enumerate() {
-            *v = s * (*v - z * zero_terms[c]) + epilogue.bias.map_or(0.0, |b| b[c]);
+            let product = *v as i64 - z * i64::from(col_sums[c]);
+            let scaled = product as f32 * (s * col_scales[c]);
+            *v = epilogue.bias.map_or(scaled, |b| b[c] + scaled);
         }
     }
     for (r, row) in sums.chunks_exact(n).enumerate() {
@@ -264,13 +275,10 @@ pub fn reference(
                 dot += a.max(-127) as i32 * b as i32;
                 dot_low += if a == i8::MIN { -(b as i32) } else { 0 };
             }
-            let col_sum: i32 = w_row.iter().map(|&b| b as i32).sum();
-            let mut p = dot as f32 * 1.0 * w_scales[c];
-            if any_low {
-                p += dot_low as f32 * 1.0 * w_scales[c];
-            }
-            let v =
-                scale * (p - zero_point as f32 * (col_sum as f32 * w_scales[c])) + epilogue.bias.map_or(0.0, |b| b[c]);
+            let col_sum: i64 = w_row.iter().map(|&b| b as i64).sum();
+            let sum = i64::from(dot) + if any_low { i64::from(dot_low) } else { 0 };
+            let scaled = (sum - i64::from(zero_point) * col_sum) as f32 * (scale * w_scales[c]);
+            let v = epilogue.bias.map_or(scaled, |b| b[c] + scaled);
             let o = &mut out[r * n + c];
             *o = rest.apply(c, v, *o);
         }
@@ -296,8 +304,12 @@ mod tests {
         // All positive: the range is widened to 0, which maps to -128 exactly.
         let (s, z) = quantize_row_scalar(&[1.0, 2.0, 0.0, 0.25], &mut q);
         assert_eq!((s, z), (2.0f32 / 255.0, -128));
-        // 1.0 -> -128 + 127.5 = -0.5, away from zero.
-        assert_eq!(q, [-1, 127, -128, -96]);
+        assert_eq!(q, [-1, 127, -128, -96]); // 1.0 / (2 / 255) is 127.49999 in f32
+                                             // The zero point is added after rounding: range 255/128 gives scale 2^-7 and zero point
+                                             // -1, and 2^-8 -> round(0.5) - 1 = 0 (rounding -1 + 0.5 would give -1).
+        let (s, z) = quantize_row_scalar(&[-127.0 / 128.0, 1.0, 1.0 / 256.0, 0.0], &mut q);
+        assert_eq!((s, z), (1.0 / 128.0, -1));
+        assert_eq!(q, [-128, 127, 0, -1]);
         // A zero row.
         assert_eq!(quantize_row_scalar(&[0.0; 4], &mut q), (0.0, 0));
         assert_eq!(q, [0; 4]);

@@ -110,6 +110,17 @@ pub struct Quantization {
     pub notes: Option<String>,
 }
 
+impl Quantization {
+    /// The recipe name of a TFLite file whose author quantized it: the converter keeps its
+    /// int8 tensors as they are, and the engine replays what the interpreter computes.
+    pub const TFLITE_INT8: &'static str = "tflite-int8";
+
+    /// Whether the weights are a TFLite file's own int8 tensors ([`Self::TFLITE_INT8`]).
+    pub fn is_tflite_int8(&self) -> bool {
+        self.recipe == Self::TFLITE_INT8
+    }
+}
+
 /// One source file the model was converted from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFile {

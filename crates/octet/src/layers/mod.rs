@@ -13,6 +13,7 @@ pub mod linear;
 pub mod norm;
 pub mod rope;
 pub mod stored;
+pub mod tflite_exact;
 
 pub use attention::{attention, AttentionShape, ScoreBias};
 pub use embedding::Embedding;

@@ -12,6 +12,12 @@
 //! (QKV, FFN up) read those values and the residual stream still gets gamma and beta, so the
 //! converted int8 weights are used exactly as the TFLite interpreter uses them.
 //!
+//! `tflite_exact` (config, default false; set by `octet convert --tflite-exact`): the float
+//! steps between the int8 layers (LayerNorm, attention with its softmax, GELU) follow TFLite's
+//! builtin kernels operation for operation (`layers::tflite_exact`), so each int8 layer's
+//! activation codes are the interpreter's. Slower than the fused kernels; for replaying a
+//! TFLite file as the interpreter runs it.
+//!
 //! Tensor names (written by `octet convert`):
 //! `embeddings.{word,position,token_type}` (position may hold only the first `max_seq_len` rows), `embeddings.norm.{weight,bias}`,
 //! `layers.{i}.attention.{qkv,output}.{weight,bias}`, `layers.{i}.attention.norm.{weight,bias}`,
@@ -21,7 +27,7 @@ use super::{Encoder, PackedBatch};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use crate::layers::attention::{attention, AttentionShape};
-use crate::layers::{Embedding, Linear, Norm};
+use crate::layers::{tflite_exact, Embedding, Linear, Norm};
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
 use octet_kernels::Activation;
@@ -56,6 +62,15 @@ pub struct BertConfig {
     /// ([`Linear::with_asymmetric_rows`]; set by the TFLite importer).
     #[serde(default)]
     pub asymmetric_activations: bool,
+    /// LayerNorm, attention and GELU as TFLite's builtin float kernels compute them (module
+    /// docs); set by `octet convert --tflite-exact`. Needs the erf GELU.
+    #[serde(default)]
+    pub tflite_exact: bool,
+    /// With `tflite_exact`: the interpreter runs every input padded to this length (masked,
+    /// fixed-length exports); absent, it runs each text at its own length. The softmax sums
+    /// depend on it (`layers::tflite_exact::attention`).
+    #[serde(default)]
+    pub tflite_fixed_length: Option<usize>,
 }
 
 fn default_type_vocab() -> usize {
@@ -123,6 +138,9 @@ pub struct Bert {
     token_type: Embedding,
     embeddings_norm: Norm,
     layers: Vec<Layer>,
+    /// Attention may round to bf16 (int8 layers): not for a TFLite file's own int8 tensors,
+    /// which replay the interpreter, whose attention is f32.
+    bf16_attention: bool,
 }
 
 impl Bert {
@@ -155,6 +173,15 @@ impl Bert {
                 format!("embeddings.position has {positions} rows; need between max_seq_len {} and max_position_embeddings {}", file.meta().max_seq_len, config.max_position_embeddings),
             ));
         }
+        if config.tflite_exact && config.activation()? != Activation::Gelu(GeluForm::Erf) {
+            return Err(Error::model(
+                ARCH,
+                format!(
+                    "tflite_exact replays the erf GELU only, not hidden_act '{}'",
+                    config.hidden_act
+                ),
+            ));
+        }
         Ok(Bert {
             activation: config.activation()?,
             word: Embedding::load(file, ARCH, "embeddings.word", config.vocab_size, h)?,
@@ -163,6 +190,7 @@ impl Bert {
             embeddings_norm: Norm::layer_norm(file, "embeddings.norm", h, eps)?,
             layers,
             config,
+            bf16_attention: !file.meta().quantization.is_tflite_int8(),
         })
     }
 
@@ -171,11 +199,54 @@ impl Bert {
         self.position.gather(&batch.positions(), 1.0, x, true)?;
         let types = vec![0u32; batch.tokens()];
         self.token_type.gather(&types, 1.0, x, true)?;
-        if self.config.folded_norms {
+        if self.config.tflite_exact {
+            self.exact_norm(&self.embeddings_norm, x);
+            Ok(())
+        } else if self.config.folded_norms {
             self.embeddings_norm.normalize(x)
         } else {
             self.embeddings_norm.apply(x)
         }
+    }
+}
+
+impl Bert {
+    /// A LayerNorm as TFLite's lowering computes it: normalised, then (unless the projections
+    /// that read it have gamma and beta folded in) the affine half.
+    fn exact_norm(&self, norm: &Norm, x: &mut [f32]) {
+        tflite_exact::layer_norm(x, self.config.hidden_size, norm.eps());
+        if !self.config.folded_norms {
+            norm.affine(x);
+        }
+    }
+
+    /// [`Encoder::forward`]'s layers with `tflite_exact`: the same int8 layers, the float steps
+    /// between them from [`tflite_exact`].
+    fn forward_exact(&self, batch: &PackedBatch, shape: &AttentionShape, buffers: [&mut [f32]; 4]) -> Result<()> {
+        let [x, qkv, context, inner] = buffers;
+        let (t, folded) = (batch.tokens(), self.config.folded_norms);
+        let mut previous_norm = &self.embeddings_norm;
+        for layer in &self.layers {
+            layer.qkv.forward(x, t, qkv, Activation::None, false)?;
+            if folded {
+                previous_norm.affine(x);
+            }
+            tflite_exact::attention(qkv, &batch.spans, shape, self.config.tflite_fixed_length, context)?;
+            layer.output.forward(context, t, x, Activation::None, true)?;
+            self.exact_norm(&layer.attention_norm, x);
+            layer.up.forward(x, t, inner, Activation::None, false)?;
+            tflite_exact::gelu(inner);
+            if folded {
+                layer.attention_norm.affine(x);
+            }
+            layer.down.forward(inner, t, x, Activation::None, true)?;
+            self.exact_norm(&layer.ffn_norm, x);
+            previous_norm = &layer.ffn_norm;
+        }
+        if folded {
+            previous_norm.affine(x);
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +278,10 @@ impl Encoder for Bert {
         };
         let [x, qkv, context, inner] = scratch.take([t * h, t * 3 * h, t * h, t * c.intermediate_size]);
         self.embed(batch, x)?;
+        if c.tflite_exact {
+            self.forward_exact(batch, &shape, [&mut *x, qkv, context, inner])?;
+            return Ok(x);
+        }
         let folded = c.folded_norms;
         // With folded norms, `x` enters each projection normalised but without the previous
         // LayerNorm's gamma and beta, which are applied after it for the residual.
@@ -220,7 +295,7 @@ impl Encoder for Bert {
             // texts' cosine against f32 where f32 attention has it (mean 0.99775 / min 0.99023
             // against 0.99774 / 0.98918).
             let shape = AttentionShape {
-                bf16: layer.qkv.allows_bf16_attention(),
+                bf16: self.bf16_attention && layer.qkv.allows_bf16_attention(),
                 ..shape
             };
             attention(qkv, &batch.spans, &shape, None, context)?;

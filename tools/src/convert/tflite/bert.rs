@@ -169,6 +169,14 @@ pub(crate) fn plan_bert(model: &TfliteModel, graph: &BertGraph) -> Result<Plan> 
         hidden_act: if graph.gelu_tanh { "gelu_new" } else { "gelu" }.to_string(),
         folded_norms: graph.folded_norms,
         asymmetric_activations: graph.asymmetric_inputs,
+        tflite_exact: false,
+        // A masked export runs in the interpreter padded to its fixed input length; the
+        // engine's `tflite_exact` replay lays its softmax rows out as that run does.
+        tflite_fixed_length: graph
+            .inputs
+            .mask
+            .and_then(|_| model.tensors[graph.inputs.ids].shape.last().copied())
+            .filter(|&l| l > 0),
     });
     Ok(Plan {
         planned,

@@ -34,6 +34,7 @@ use super::{store, tokenizer, ConvertReport, Logical};
 use anyhow::{bail, Context, Result};
 use common::Plan;
 use octet::format::{ModelMeta, ModelWriter, Pooling, Provenance, Quantization, SourceFile};
+use octet::model::ModelConfig;
 use octet_tflite::TfliteModel;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -44,6 +45,10 @@ pub struct TfliteInputs<'a> {
     pub tokenizer: Option<&'a Path>,
     /// A mapping file (see [`octet_tflite::bert::from_mapping`]) used instead of recognising the graph.
     pub mapping: Option<&'a Path>,
+    /// `--tflite-exact`: the engine computes the float steps of a BERT encoder as TFLite's
+    /// builtin kernels do (config `tflite_exact`), so an int8 file replays as the interpreter
+    /// runs it; slower. Refused for other encoders and other activations than the erf GELU.
+    pub exact: bool,
 }
 
 /// True when `path` is a TFLite file: its file identifier, or failing a readable header, its
@@ -82,6 +87,28 @@ fn recognise(model: &TfliteModel, input: &Path) -> Result<Plan> {
     }
 }
 
+/// `config` with `tflite_exact` set, for `--tflite-exact`: a BERT encoder with the erf GELU,
+/// whose int8 layers (if any) quantize their inputs asymmetrically as the engine's exact path
+/// assumes.
+fn exact_config(config: ModelConfig) -> Result<ModelConfig> {
+    match config {
+        ModelConfig::Bert(mut bert) => {
+            if bert.hidden_act != "gelu" {
+                bail!(
+                    "--tflite-exact replays the erf GELU only; this encoder uses {}",
+                    bert.hidden_act
+                );
+            }
+            bert.tflite_exact = true;
+            Ok(ModelConfig::Bert(bert))
+        }
+        other => bail!(
+            "--tflite-exact replays BERT encoders only; this file is a {} encoder",
+            other.architecture()
+        ),
+    }
+}
+
 /// Converts the TFLite file `input` into the `.octet` file `output`.
 pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInputs) -> Result<ConvertReport> {
     let model = TfliteModel::open(input)?;
@@ -102,6 +129,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
         positions,
         dense,
     } = plan;
+    let config = if inputs.exact { exact_config(config)? } else { config };
     let architecture = config.architecture();
     let user_or_embedded = tokenizer_source::resolve(&model, inputs.tokenizer, input)?;
     let max_seq_len = user_or_embedded.window.unwrap_or(positions).min(positions);
@@ -122,7 +150,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
     let as_converted;
     let recipe = if prequantized {
         as_converted = Recipe {
-            name: "tflite-int8".to_string(),
+            name: octet::format::Quantization::TFLITE_INT8.to_string(),
             ..Recipe::parse("f32", recipe.keep.clone(), recipe.k_group)?
         };
         &as_converted
@@ -186,6 +214,34 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, inputs: &TfliteInpu
 
 #[cfg(test)]
 mod tests {
+    /// `--tflite-exact` sets the config flag for a BERT encoder with the erf GELU and refuses
+    /// what the exact replay does not implement.
+    #[test]
+    fn exact_config_sets_the_flag_or_refuses() {
+        use super::exact_config;
+        use octet::model::ModelConfig;
+        let bert = |act: &str| {
+            ModelConfig::parse(
+                octet::format::Architecture::Bert,
+                &serde_json::json!({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                    "intermediate_size": 16, "vocab_size": 10, "max_position_embeddings": 8, "hidden_act": act}),
+            )
+            .unwrap()
+        };
+        let config = exact_config(bert("gelu")).unwrap();
+        assert_eq!(config.to_value()["tflite_exact"], true);
+        let e = exact_config(bert("gelu_new")).unwrap_err().to_string();
+        assert!(e.contains("erf GELU only"), "{e}");
+        let t5 = ModelConfig::parse(
+            octet::format::Architecture::T5,
+            &serde_json::json!({"d_model": 8, "d_kv": 4, "d_ff": 16, "num_layers": 1, "num_heads": 2, "vocab_size": 10,
+                "relative_attention_num_buckets": 32}),
+        )
+        .unwrap();
+        let e = exact_config(t5).unwrap_err().to_string();
+        assert!(e.contains("BERT encoders only"), "{e}");
+    }
+
     /// `octet convert` tries every walk and reports where each stopped.
     #[test]
     fn convert_names_every_walk_that_failed() {
@@ -197,6 +253,7 @@ mod tests {
         let inputs = crate::convert::tflite::TfliteInputs {
             tokenizer: None,
             mapping: None,
+            exact: false,
         };
         let err = crate::convert::tflite::convert(&input, &dir.join("out.octet"), &recipe, &inputs)
             .map(|_| ())
