@@ -3,8 +3,8 @@
 //! EmbeddingGemma (3 query heads sharing 1 KV head of 256, 512 tokens, with and without the
 //! 256-token sliding window) and a T5-like shape (8 heads of 64 with a relative bias). Each
 //! MiniLM and full-window Gemma case also runs with bf16 attention (`/bf16`: Q, K, V and P
-//! rounded to bf16, `vdpbf16ps`), where the CPU has AVX-512 BF16 (the names in the first line
-//! say which kernels run).
+//! rounded to bf16, `vdpbf16ps`) when run with `OCTET_ATTENTION=bf16` on a CPU with AVX-512
+//! BF16 (the first line names the kernels; without them the `/bf16` cases run f32).
 //!
 //! Run: `cargo bench -p octet-benches --bench attention` (criterion options after `--`).
 //! Timings on a shared machine are a development guide only.

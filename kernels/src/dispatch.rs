@@ -127,8 +127,8 @@ pub struct Kernels {
     pub vector: &'static crate::vector::VectorKernel,
     /// Fused attention.
     pub attention: &'static crate::attention::AttentionKernel,
-    /// Fused attention on bf16 dot products, where the level has them and
-    /// `OCTET_ATTENTION=f32` is not set; callers choose it per layer.
+    /// Fused attention on bf16 dot products, where the level has them and `OCTET_ATTENTION=bf16`
+    /// asks for it (off by default: see the attention module docs); callers choose it per layer.
     pub attention_bf16: Option<&'static crate::attention::AttentionKernel>,
     /// Why `OCTET_KERNEL` was ignored, if it was set and could not be honoured.
     pub override_note: Option<String>,
@@ -212,7 +212,9 @@ pub fn kernels() -> &'static Kernels {
         let amx = amx_unavailable();
         let (isa, note) = choose(forced.as_deref(), &Isa::supported(), amx.as_deref());
         let mut table = Kernels::for_isa(isa).expect("chosen level is supported");
-        if std::env::var("OCTET_ATTENTION").is_ok_and(|v| v.trim() == "f32") {
+        // bf16 attention is opt-in: twice the products per instruction, but on small heads its
+        // packing costs what the products save, and on EmbeddingGemma it costs cosine.
+        if !std::env::var("OCTET_ATTENTION").is_ok_and(|v| v.trim() == "bf16") {
             table.attention_bf16 = None;
         }
         // Said once: an ignored OCTET_KERNEL=amx already gives the reason.

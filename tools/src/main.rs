@@ -41,7 +41,7 @@ use std::process::ExitCode;
         file or text that cannot be used); 66 an input file is missing or unreadable; 70 internal error (a bug); \
         73 an output file cannot be created; 74 read or write failure (e.g. disk full).\n\n\
         Environment: OCTET_KERNEL=scalar|avx2|avx512|amx|neon|dotprod|i8mm forces a kernel path; \
-        OCTET_ATTENTION=f32 keeps BERT int8 attention in f32 where the CPU offers bf16; \
+        OCTET_ATTENTION=bf16 runs int8 models' attention on bf16 dot products where the CPU has them (default f32); \
         OCTET_CACHE (default ~/.cache/octet) is where the scripts keep models."
 )]
 struct Cli {

@@ -42,10 +42,9 @@ pub struct AttentionShape {
     /// Symmetric sliding window: query i sees key j only when |i - j| <= `window`.
     pub window: Option<usize>,
     /// Round Q, K, V and the probabilities to bf16 and multiply them with the CPU's bf16 dot
-    /// products (`octet_kernels::attention::bf16_for_isa`), twice as fast as f32. BERT sets it
-    /// for int8 layers ([`crate::layers::Linear::allows_bf16_attention`]), where it costs no
-    /// measurable quality; EmbeddingGemma and T5 do not. It has no effect where the CPU lacks
-    /// the instruction or `OCTET_ATTENTION=f32` is set.
+    /// products (`octet_kernels::attention::bf16_for_isa`). Models set it for int8 layers
+    /// ([`crate::layers::Linear::allows_bf16_attention`]); it takes effect only where the CPU
+    /// has the instruction and `OCTET_ATTENTION=bf16` asks for it.
     pub bf16: bool,
 }
 

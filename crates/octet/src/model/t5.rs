@@ -384,8 +384,11 @@ impl Encoder for T5 {
             normed.copy_from_slice(x);
             layer.attention_norm.apply(normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
-            // f32 attention: bf16 is measured only on BERT (see bert.rs) and lost precision on
-            // EmbeddingGemma; T5's unscaled scores plus a learned bias are no gentler.
+            // bf16 attention (opt-in, OCTET_ATTENTION=bf16) for int8 layers.
+            let shape = AttentionShape {
+                bf16: layer.qkv.allows_bf16_attention(),
+                ..shape
+            };
             attention(qkv, &batch.spans, &shape, Some(&bias), context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
 
