@@ -34,6 +34,7 @@ def convert_octet(cli, key, spec, reconvert):
 class OctetEngine:
     def __init__(self, server, name, path, threads):
         self.server, self.name = server, f"{name}/t{threads}"
+        self.pid = server.pid  # the process the meter charges this engine's work to
         server.ask({"op": "load", "name": self.name, "model": str(path), "threads": threads})
 
     def time_calls(self, texts, calls):

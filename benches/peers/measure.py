@@ -16,31 +16,41 @@ from settings import CORPUS, MODELS, PAUSE_S, WORK
 
 
 class CpuMeter:
-    """CPUs used by other processes: /proc/stat busy ticks minus the ticks of our own processes."""
+    """CPUs used by anything but the engine being timed: /proc/stat busy ticks minus the ticks of the
+    runner (which drives every engine and runs the in-process ones) and of the timed engine's process.
+    The run's other processes count: an octet server or ORT worker whose threads still spin after its own
+    block takes CPU from the next engine as surely as a stranger does."""
 
     def __init__(self):
         self.pids = {os.getpid()}
         self.cpus = sum(1 for line in open("/proc/stat") if line[:3] == "cpu" and line[3:4].isdigit()) or 1
 
     def snapshot(self):
+        """(total ticks, busy ticks, {pid: ticks}) for the run's processes."""
         fields = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
         total = sum(fields)
         busy = total - fields[3] - fields[4]
-        own = 0
+        own = {}
         for pid in self.pids:
             try:
                 after = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-                own += int(after[11]) + int(after[12])
+                own[pid] = int(after[11]) + int(after[12])
                 if pid == os.getpid():  # children it waited for: the cold-start and corpus processes
-                    own += int(after[13]) + int(after[14])
+                    own[pid] += int(after[13]) + int(after[14])
             except (OSError, IndexError, ValueError):
                 pass
         return total, busy, own
 
+    ALL = "all"  # `ticks` charges every process of the run to the work being measured
+
     @staticmethod
-    def ticks(a, b):
-        """(other busy ticks, total ticks) between two snapshots."""
-        return max(0, (b[1] - a[1]) - (b[2] - a[2])), b[0] - a[0]
+    def ticks(a, b, engine_pid=ALL):
+        """(other busy ticks, total ticks) between two snapshots: busy ticks less the runner's and those of
+        `engine_pid`, the process of the engine being timed (None: it runs in the runner; ALL: every
+        process of the run, for the cold-start and memory figures, which span several)."""
+        mine = set(b[2]) if engine_pid == CpuMeter.ALL else {os.getpid(), engine_pid} - {None}
+        used = sum(b[2].get(p, 0) - a[2].get(p, 0) for p in mine)
+        return max(0, (b[1] - a[1]) - used), b[0] - a[0]
 
 
 def block(engine, texts, seconds):
@@ -64,7 +74,7 @@ def measure(engines, texts, rounds, seconds, meter):
             time.sleep(PAUSE_S)
             before = meter.snapshot()
             times[name].append(block(engines[name], texts, seconds))
-            other[name].append(meter.ticks(before, meter.snapshot()))
+            other[name].append(meter.ticks(before, meter.snapshot(), getattr(engines[name], "pid", None)))
     return times, other
 
 

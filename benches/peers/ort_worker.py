@@ -185,6 +185,7 @@ class RemoteOrtEngine:
 
     def __init__(self, worker, name, path, tokenizer_dir, threads, output, max_length, spin=True):
         self.worker, self.name = worker, f"{name}/t{threads}"
+        self.pid = worker.pid  # the process the meter charges this engine's work to
         worker.ask({"op": "load", "name": self.name, "model": str(path), "tokenizer": str(tokenizer_dir),
                     "threads": threads, "output": output, "max_length": max_length, "spin": spin})
 
