@@ -16,10 +16,11 @@ from settings import CORPUS, MODELS, PAUSE_S, WORK
 
 
 class CpuMeter:
-    """CPUs used by anything but the engine being timed: /proc/stat busy ticks minus the ticks of the
-    runner (which drives every engine and runs the in-process ones) and of the timed engine's process.
-    The run's other processes count: an octet server or ORT worker whose threads still spin after its own
-    block takes CPU from the next engine as surely as a stranger does."""
+    """CPUs used by anything but the engine being timed: /proc/stat busy ticks minus the ticks of the timed
+    engine's process (the runner itself for the engines it runs in process: PyTorch, llama.cpp). The run's
+    other processes count, and so does the runner while an out-of-process engine is timed (it only waits
+    on a pipe then): an ORT worker, octet server, OpenMP or ggml pool whose threads still spin after its
+    own block takes CPU from the next engine as surely as a stranger does."""
 
     def __init__(self):
         self.pids = {os.getpid()}
@@ -45,10 +46,13 @@ class CpuMeter:
 
     @staticmethod
     def ticks(a, b, engine_pid=ALL):
-        """(other busy ticks, total ticks) between two snapshots: busy ticks less the runner's and those of
-        `engine_pid`, the process of the engine being timed (None: it runs in the runner; ALL: every
-        process of the run, for the cold-start and memory figures, which span several)."""
-        mine = set(b[2]) if engine_pid == CpuMeter.ALL else {os.getpid(), engine_pid} - {None}
+        """(other busy ticks, total ticks) between two snapshots: busy ticks less those of `engine_pid`, the
+        process of the engine being timed (None: it runs in the runner; ALL: every process of the run, for
+        the cold-start and memory figures, which span several)."""
+        if engine_pid == CpuMeter.ALL:
+            mine = set(b[2])
+        else:
+            mine = {os.getpid() if engine_pid is None else engine_pid}
         used = sum(b[2].get(p, 0) - a[2].get(p, 0) for p in mine)
         return max(0, (b[1] - a[1]) - used), b[0] - a[0]
 

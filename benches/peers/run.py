@@ -26,8 +26,9 @@ median over rounds of its blocks' medians; a speed ratio octet/peer is the media
 octet time) within the same round.
 
 Quiet-machine accounting: /proc/loadavg before and after every point, and for every block the CPUs used by
-anything but the engine timed (/proc/stat busy time minus the time of this runner and of that engine's process:
-the octet server or the ORT worker still spinning after its own block counts against the next engine).
+anything but the engine timed (/proc/stat busy time minus the time of that engine's process: the octet server,
+the ORT worker, or this runner for PyTorch and llama.cpp; whatever of the run still spins after its own block
+counts against the next engine).
 A figure whose blocks saw more than 0.1 other CPUs on average is marked "does not count" (`~`) in the tables.
 `--waitidle` first runs /work/shared/tools/waitidle.sh and keeps its line.
 
