@@ -19,7 +19,7 @@ CORPUS = REPO / "tools" / "data" / "lee-sentences.txt"
 PLOTS = REPO / "benches" / "plots"
 SOURCES = Path(os.environ.get("OCTET_CACHE", Path.home() / ".cache" / "octet")) / "sources"
 BATCH = 32  # texts per forward pass on the corpus, for every engine (octet's default)
-PAUSE_S = 0.05  # between blocks: lets the previous engine's worker threads stop spinning
+PAUSE_S = 0.3  # between blocks: lets the previous engine's worker threads (ORT, OpenMP, ggml, rayon) stop spinning
 OTHER_CPU_LIMIT = 0.1  # figures measured while other processes used more CPUs than this do not count
 
 MODELS = {
