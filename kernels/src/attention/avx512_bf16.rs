@@ -13,7 +13,8 @@
 // Tile functions take each slice with its stride and extent explicitly, as the f32 tiles do.
 #![allow(clippy::too_many_arguments)]
 
-use super::bf16::{assert_probs_values_args, assert_scores_args, from_bf16, to_bf16, Tiles};
+use super::bf16::{dot2, to_bf16, Tiles};
+use super::{assert_probs_values_args, assert_scores_args};
 use std::arch::x86_64::*;
 
 /// The tiles of this level.
@@ -281,13 +282,8 @@ fn probs_values(
         }
         for (i, row) in out[r..r + n].iter_mut().enumerate() {
             for e in d..head_dim {
-                let mut acc = 0.0f32;
-                for t in 0..key_pairs {
-                    let (pw, vw) = (p[(r + i) * p_stride + t], v[t * v_stride + e]);
-                    acc += from_bf16((pw >> 16) as u16) * from_bf16((vw >> 16) as u16);
-                    acc += from_bf16(pw as u16) * from_bf16(vw as u16);
-                }
-                row[col + e] = acc;
+                row[col + e] =
+                    (0..key_pairs).fold(0.0, |acc, t| dot2(acc, p[(r + i) * p_stride + t], v[t * v_stride + e]));
             }
         }
         r += n;

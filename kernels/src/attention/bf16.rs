@@ -123,7 +123,7 @@ fn pair(first: f32, second: f32) -> u32 {
 
 /// The sum of the two products of the pairs in `a` and `b`, in `vdpbf16ps`'s order (second
 /// halves first).
-fn dot2(acc: f32, a: u32, b: u32) -> f32 {
+pub(super) fn dot2(acc: f32, a: u32, b: u32) -> f32 {
     let (a0, a1) = (from_bf16(a as u16), from_bf16((a >> 16) as u16));
     let (b0, b1) = (from_bf16(b as u16), from_bf16((b >> 16) as u16));
     (acc + a1 * b1) + a0 * b0
@@ -172,46 +172,6 @@ fn scalar_probs_values(
             out_row[col + e] = acc;
         }
     }
-}
-
-/// Panics unless the slices of a [`ScoresFn`] call hold their tiles: every ISA's safe
-/// wrapper calls this before its unchecked loads and stores.
-pub(super) fn assert_scores_args(
-    q: &[u32],
-    q_stride: usize,
-    rows: usize,
-    keys: &[u32],
-    k_stride: usize,
-    cols: usize,
-    pairs: usize,
-    scores: &[f32],
-    s_stride: usize,
-) {
-    assert!(cols.is_multiple_of(KEY_ALIGN) && cols <= k_stride && cols <= s_stride && pairs > 0);
-    if rows > 0 && cols > 0 {
-        assert!(q.len() >= (rows - 1) * q_stride + pairs && q_stride >= pairs);
-        assert!(keys.len() >= (pairs - 1) * k_stride + cols);
-        assert!(scores.len() >= (rows - 1) * s_stride + cols);
-    }
-}
-
-/// Panics unless the slices of a [`ProbsValuesFn`] call hold their tiles.
-pub(super) fn assert_probs_values_args(
-    p: &[u32],
-    p_stride: usize,
-    v: &[u32],
-    v_stride: usize,
-    key_pairs: usize,
-    head_dim: usize,
-    out: &[&mut [f32]],
-    col: usize,
-) {
-    assert!(p_stride >= key_pairs && v_stride >= head_dim);
-    if !out.is_empty() && key_pairs > 0 {
-        assert!(p.len() >= (out.len() - 1) * p_stride + key_pairs);
-        assert!(v.len() >= (key_pairs - 1) * v_stride + head_dim);
-    }
-    assert!(out.iter().all(|row| row.len() >= col + head_dim));
 }
 
 /// [`super::attend`] for a kernel with bf16 tiles; the block was checked by the caller and

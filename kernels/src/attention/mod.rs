@@ -271,14 +271,15 @@ pub fn scratch_len(keys: usize, head_dim: usize) -> usize {
     padded(keys) * (head_dim + GROUP_ROWS) + GROUP_ROWS * (head_dim + padded(keys))
 }
 
-/// Panics unless the slices of a [`ScoresFn`] call hold their tiles: every ISA's safe
-/// wrapper calls this before its unchecked loads and stores.
+/// Panics unless the slices of a scores tile call hold their tiles: every ISA's safe wrapper
+/// calls this before its unchecked loads and stores. `T` is f32 for [`ScoresFn`], a word of
+/// two bf16 for [`bf16::ScoresFn`] (whose `head_dim` counts pairs).
 #[allow(clippy::too_many_arguments)]
-fn assert_scores_args(
-    q: &[f32],
+fn assert_scores_args<T>(
+    q: &[T],
     q_stride: usize,
     rows: usize,
-    keys_t: &[f32],
+    keys_t: &[T],
     k_stride: usize,
     cols: usize,
     head_dim: usize,
@@ -293,12 +294,13 @@ fn assert_scores_args(
     }
 }
 
-/// Panics unless the slices of a [`ProbsValuesFn`] call hold their tiles.
+/// Panics unless the slices of a P V tile call hold their tiles. `T` is f32 for
+/// [`ProbsValuesFn`], a word of two bf16 for [`bf16::ProbsValuesFn`] (whose `keys` counts pairs).
 #[allow(clippy::too_many_arguments)]
-fn assert_probs_values_args(
-    p: &[f32],
+fn assert_probs_values_args<T>(
+    p: &[T],
     p_stride: usize,
-    v: &[f32],
+    v: &[T],
     v_stride: usize,
     keys: usize,
     head_dim: usize,

@@ -39,6 +39,9 @@ pub struct Linear {
     /// Quantize activation rows asymmetrically, as TFLite's hybrid FULLY_CONNECTED does.
     /// Only for int8 weights with one k-group (per-token scales).
     asymmetric_rows: bool,
+    /// The weights are a TFLite file's own int8 tensors (recipe `tflite-int8`), replayed as
+    /// the interpreter computes them.
+    tflite_int8: bool,
     /// Output features.
     pub n: usize,
     /// Input features.
@@ -115,6 +118,7 @@ impl Linear {
             weight,
             bias,
             asymmetric_rows: false,
+            tflite_int8: file.meta().quantization.is_tflite_int8(),
             n,
             k,
         })
@@ -131,10 +135,11 @@ impl Linear {
     }
 
     /// Whether attention fed by this projection may round to bf16: its weights are int8 from
-    /// one of octet's recipes, whose error is far above bf16's, and it does not replay a
-    /// TFLite file (whose attention is f32). See [`crate::layers::attention::AttentionShape::bf16`].
+    /// one of octet's recipes, whose error is far above bf16's, not a TFLite file's own int8
+    /// tensors (replayed as the interpreter runs them, with f32 attention). See
+    /// [`crate::layers::attention::AttentionShape::bf16`].
     pub fn allows_bf16_attention(&self) -> bool {
-        matches!(self.weight, LinearWeight::I8 { .. }) && !self.asymmetric_rows
+        matches!(self.weight, LinearWeight::I8 { .. }) && !self.tflite_int8 && !self.asymmetric_rows
     }
 
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused

@@ -138,9 +138,6 @@ pub struct Bert {
     token_type: Embedding,
     embeddings_norm: Norm,
     layers: Vec<Layer>,
-    /// Attention may round to bf16 (int8 layers): not for a TFLite file's own int8 tensors,
-    /// which replay the interpreter, whose attention is f32.
-    bf16_attention: bool,
 }
 
 impl Bert {
@@ -190,7 +187,6 @@ impl Bert {
             embeddings_norm: Norm::layer_norm(file, "embeddings.norm", h, eps)?,
             layers,
             config,
-            bf16_attention: !file.meta().quantization.is_tflite_int8(),
         })
     }
 
@@ -295,7 +291,7 @@ impl Encoder for Bert {
             // the fixture texts' cosine against f32 where f32 attention has it (mean 0.99775 /
             // min 0.99023 against 0.99774 / 0.98918).
             let shape = AttentionShape {
-                bf16: self.bf16_attention && layer.qkv.allows_bf16_attention(),
+                bf16: layer.qkv.allows_bf16_attention(),
                 ..shape
             };
             attention(qkv, &batch.spans, &shape, None, context)?;
