@@ -177,8 +177,12 @@ unsafe fn tile(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: usize,
             // [c0 c1 c4 c5 | c2 c3 c6 c7]; the 64-bit permute restores column order.
             let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(acc[i][0], acc[i][1]));
             let sa = b.row_scale(row0 + i, g);
-            let term = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(sa));
-            *f = if g == 0 { term } else { _mm256_add_ps(*f, term) };
+            let sums = _mm256_cvtepi32_ps(sums);
+            *f = if g == 0 {
+                _mm256_mul_ps(sums, _mm256_set1_ps(sa))
+            } else {
+                _mm256_fmadd_ps(sums, _mm256_set1_ps(sa), *f)
+            };
         }
     }
 

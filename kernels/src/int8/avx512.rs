@@ -56,21 +56,23 @@ fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
 
 /// # Safety
 /// The CPU must support AVX-512 F and BW; `q.len() >= x.len()`, `scales.len() * k_group == q.len()`.
+///
+/// Two passes over the row: every group's max |x| first (into `scales`: the groups' reductions
+/// are independent, so they overlap in the pipeline instead of each waiting for the one before),
+/// then each group's factors and codes.
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_row_avx512(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
     const L: usize = 16;
     let k = x.len();
     q[k..].fill(0);
-    for (g, scale) in scales.iter_mut().enumerate() {
-        let lo = (g * k_group).min(k);
-        let hi = ((g + 1) * k_group).min(k);
-        let xs = &x[lo..hi];
-        let qs = &mut q[lo..hi];
+    let group = |g: usize| (g * k_group).min(k)..((g + 1) * k_group).min(k);
+    for (g, maxabs) in scales.iter_mut().enumerate() {
+        let xs = &x[group(g)];
         let tail = xs.len() % L;
         let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
         let body = xs.len() - tail;
         // SAFETY: every load reads 16 floats inside `xs` (the tail under a mask).
-        let maxabs = unsafe {
+        *maxabs = unsafe {
             // Four accumulators hide the latency of vmaxps.
             let mut m4 = [_mm512_setzero_ps(); 4];
             let wide = body / (4 * L) * (4 * L);
@@ -92,12 +94,20 @@ unsafe fn quantize_row_avx512(x: &[f32], k_group: usize, q: &mut [i8], scales: &
             }
             _mm512_reduce_max_ps(m)
         };
-        let Some((inv, s)) = group_factors(maxabs) else {
+    }
+    for (g, scale) in scales.iter_mut().enumerate() {
+        let range = group(g);
+        let xs = &x[range.clone()];
+        let qs = &mut q[range];
+        let Some((inv, s)) = group_factors(*scale) else {
             qs.fill(0);
             *scale = 0.0;
             continue;
         };
         *scale = s;
+        let tail = xs.len() % L;
+        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+        let body = xs.len() - tail;
         let vinv = _mm512_set1_ps(inv);
         let (lo_v, hi_v) = (_mm512_set1_ps(-Q_MAX), _mm512_set1_ps(Q_MAX));
         // Clamping before rounding equals rounding before clamping at the integer bounds;
@@ -146,6 +156,7 @@ unsafe fn block_avx512(b: &Block<'_>, out: &mut [&mut [f32]]) {
                 (true, 0..=4) => panels::<true, 4>(b, a_tile, row0, rows),
                 (true, 5..=8) => panels::<true, 8>(b, a_tile, row0, rows),
                 (true, _) => panels::<true, MR>(b, a_tile, row0, rows),
+                (false, 0..=4) => panels::<false, 4>(b, a_tile, row0, rows),
                 (false, _) => panels::<false, GROUPED_ROWS>(b, a_tile, row0, rows),
             }
         }
@@ -221,7 +232,18 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
     let groups = if ONE_GROUP { 1 } else { l.groups };
     let mut facc = [[_mm512_setzero_ps(); NP]; ROWS];
     for g in 0..groups {
+        // The accumulators start at the group's correction, `-128 * col_sum` (exact: the
+        // i32 sum is the same whichever end it starts from), so folding them is two steps.
         let mut acc = [[_mm512_setzero_si512(); NP]; ROWS];
+        for j in 0..NP {
+            let sums = &b.w.col_sums[g * l.n_pad + (panel + j) * NR..][..NR];
+            // SAFETY: 16 i32 inside `sums`.
+            let corr = _mm512_slli_epi32::<7>(unsafe { _mm512_loadu_si512(sums.as_ptr() as *const _) });
+            let start = _mm512_sub_epi32(_mm512_setzero_si512(), corr);
+            for row in acc.iter_mut() {
+                row[j] = start;
+            }
+        }
         for q in g * quads_per_group..(g + 1) * quads_per_group {
             // SAFETY: q < k_pad / 4, so each weight load reads 64 bytes inside panel
             // `panel + j`, and each broadcast reads 4 bytes inside the tile.
@@ -252,15 +274,13 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
             *s = b.row_scale(row0 + i, g);
         }
         for j in 0..NP {
-            let sums = &b.w.col_sums[g * l.n_pad + (panel + j) * NR..][..NR];
-            // SAFETY: 16 i32 inside `sums`.
-            let corr = _mm512_slli_epi32::<7>(unsafe { _mm512_loadu_si512(sums.as_ptr() as *const _) });
             for i in 0..ROWS {
-                let term = _mm512_mul_ps(
-                    _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)),
-                    _mm512_set1_ps(sa[i]),
-                );
-                facc[i][j] = if g == 0 { term } else { _mm512_add_ps(facc[i][j], term) };
+                let sums = _mm512_cvtepi32_ps(acc[i][j]);
+                facc[i][j] = if g == 0 {
+                    _mm512_mul_ps(sums, _mm512_set1_ps(sa[i]))
+                } else {
+                    _mm512_fmadd_ps(sums, _mm512_set1_ps(sa[i]), facc[i][j])
+                };
             }
         }
     }

@@ -112,8 +112,8 @@ fn quantize_group_neon(xs: &[f32], qs: &mut [i8]) -> f32 {
     }
 }
 
-/// Folds one group's exact column sums into the float accumulators: `term = sum * sa`,
-/// `facc = term` (first group) or `facc + term`.
+/// Folds one group's exact column sums into the float accumulators: `facc = sum * sa` (first
+/// group) or `fma(sum, sa, facc)`, as the reference.
 #[inline(always)]
 fn fold<const MR: usize, const NC4: usize>(
     facc: &mut [[float32x4_t; NC4]; MR],
@@ -127,8 +127,12 @@ fn fold<const MR: usize, const NC4: usize>(
         for j in 0..NC4 {
             // SAFETY: NEON is baseline on aarch64.
             unsafe {
-                let term = vmulq_f32(vcvtq_f32_s32(sums[i][j]), vdupq_n_f32(sa));
-                facc[i][j] = if g == 0 { term } else { vaddq_f32(facc[i][j], term) };
+                let dots = vcvtq_f32_s32(sums[i][j]);
+                facc[i][j] = if g == 0 {
+                    vmulq_f32(dots, vdupq_n_f32(sa))
+                } else {
+                    vfmaq_f32(facc[i][j], dots, vdupq_n_f32(sa))
+                };
             }
         }
     }

@@ -6,11 +6,11 @@
 //!
 //! ```text
 //! dot[g]  = sum over k in group g of qa[r][k] * w[c][k]        (exact i32)
-//! acc     = dot[0] * sa[r][0] (+ dot[1] * sa[r][1] + ...)       (f32, left to right, mul then add)
+//! acc     = dot[0] * sa[r][0]; acc = fma(dot[g], sa[r][g], acc) for g = 1, 2, ... (f32)
 //! out     = epilogue(acc * sw[c])
 //! ```
 //!
-//! The kernels evaluate the float steps in exactly this order without FMA contraction, so
+//! The kernels evaluate the float steps in exactly this order, fused where the reference fuses, so
 //! without a GELU their outputs are bit-identical to this reference; with GELU they differ by
 //! the few ulp between the SIMD and scalar GELU (see [`crate::activation`]).
 
@@ -34,7 +34,7 @@ pub fn dot_groups(qa_row: &[i8], w_row: &[i8], k_group: usize, dots: &mut [i32])
 pub fn dequantize(dots: &[i32], row_scales: &[f32], col_scale: f32) -> f32 {
     let mut acc = dots[0] as f32 * row_scales[0];
     for (&d, &s) in dots.iter().zip(row_scales).skip(1) {
-        acc += d as f32 * s;
+        acc = (d as f32).mul_add(s, acc);
     }
     acc * col_scale
 }
