@@ -356,6 +356,9 @@ const BLOCK_WEIGHT_BYTES: usize = 1 << 19;
 const BLOCK_ROWS: usize = 96;
 /// Tasks to aim for when the work is large: enough for load balance on a few cores.
 const MIN_TASKS: usize = 8;
+/// Up to this many row tiles (24 rows of the 12-row kernel), parallel work is split by
+/// columns only.
+const SMALL_M_TILES: usize = 2;
 
 /// The task grid: a function of the shape only (never of the thread count).
 #[derive(Debug)]
@@ -374,7 +377,12 @@ impl Grid {
         let mut col_blocks = panels.div_ceil(max_panels);
         let mut tiles_per_block = BLOCK_ROWS.div_ceil(mr).min(tiles);
         let work = m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
-        if work >= PARALLEL_MIN_MACS {
+        if work >= PARALLEL_MIN_MACS && tiles <= SMALL_M_TILES {
+            // A short input (one short text): every task takes all rows and a share of the
+            // columns, so each weight panel is streamed once, by one core, and the tasks are
+            // equal (a 12-row and a 4-row task over the same panels are not).
+            col_blocks = MIN_TASKS.min(panels.div_ceil(2)).max(col_blocks);
+        } else if work >= PARALLEL_MIN_MACS {
             let want_row_blocks = MIN_TASKS.div_ceil(col_blocks);
             if tiles.div_ceil(tiles_per_block) < want_row_blocks {
                 tiles_per_block = tiles.div_ceil(want_row_blocks).max(1);
