@@ -375,7 +375,8 @@ impl Grid {
         let tiles = m.div_ceil(mr);
         let max_panels = (BLOCK_WEIGHT_BYTES / layout.panel_stride()).max(2) & !1;
         let mut col_blocks = panels.div_ceil(max_panels);
-        let mut tiles_per_block = BLOCK_ROWS.div_ceil(mr).min(tiles);
+        // Row blocks of near-equal size (11 tiles: 6 + 5, not 8 + 3), so equal tasks balance.
+        let mut tiles_per_block = tiles.div_ceil(tiles.div_ceil(BLOCK_ROWS.div_ceil(mr)));
         let work = m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
         if work >= PARALLEL_MIN_MACS && tiles <= SMALL_M_TILES {
             // A short input (one short text): every task takes all rows and a share of the
