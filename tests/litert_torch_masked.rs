@@ -201,3 +201,35 @@ fn int8_exact_import_matches_litert_on_padded_input() {
     let (_, min, _) = compare_embeddings("masked int8 --tflite-exact: octet vs PyTorch", &got, &pytorch);
     assert!(min >= 0.999, "min cosine {min}");
 }
+
+/// The walk takes the SELECT_V2 only as a padding mask: 0 on the tokens of the mask input, a
+/// large negative number on the padding keys, the keys in order.
+#[test]
+fn a_select_that_is_not_a_key_mask_is_refused() {
+    use octet_tflite::model::op;
+    let path = dir().join(&masked().files["masked-n16-f32"].file);
+    let open = || TfliteModel::open(&path).unwrap();
+    let select = |m: &TfliteModel| m.operators.iter().position(|o| o.code == op::SELECT_V2).unwrap();
+
+    // The large negative number on the tokens and 0 on the padding.
+    let mut model = open();
+    let i = select(&model);
+    model.operators[i].inputs.swap(1, 2);
+    let err = bert::recognise(&model).unwrap_err().to_string();
+    assert!(err.contains("not a padding mask"), "{err}");
+
+    // The mask gathered by other indices than (0, j) for key j.
+    let mut model = open();
+    let gather = model.operators.iter().position(|o| o.code == op::GATHER_ND).unwrap();
+    let other = model
+        .tensors
+        .iter()
+        .position(|t| t.is_constant() && t.dtype == octet_tflite::TensorType::I32 && t.shape == [3])
+        .expect("an int32 [3] constant (a RESHAPE's shape)");
+    model.operators[gather].inputs[1] = Some(other);
+    let err = bert::recognise(&model).unwrap_err().to_string();
+    assert!(err.contains("not a padding mask"), "{err}");
+
+    // The untouched file still recognises.
+    assert!(bert::recognise(&open()).is_ok());
+}

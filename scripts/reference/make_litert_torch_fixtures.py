@@ -34,6 +34,13 @@ Run (venv with litert-torch, about 6 GB with torch's CUDA wheels; not in CI):
   python3 -m venv .venv-litert && .venv-litert/bin/pip install litert-torch==0.10.0 \
       transformers==5.23.0 tokenizers==0.23.3 sentence-transformers
   .venv-litert/bin/python scripts/reference/make_litert_torch_fixtures.py tiny
+The masked files were made in a venv outside the repository with (Python 3.11.7; the CPU-only
+torch index was not reachable, so torch 2.14.1 came with its CUDA wheels from PyPI):
+  python3 -m venv /work/venv-litert && /work/venv-litert/bin/pip install litert-torch==0.10.0 \
+      ai-edge-quantizer==0.10.0 transformers==5.23.0 tokenizers==0.23.3
+  /work/venv-litert/bin/python scripts/reference/make_litert_torch_fixtures.py masked    # ~35 s
+(resolved: torch 2.14.1, ai-edge-litert 2.3.0, litert-converter 0.5.0, numpy 2.4.6; all versions
+are in masked.json). Running it twice writes the same bytes.
   HF_HUB_OFFLINE=1 .venv-litert/bin/python scripts/reference/make_litert_torch_fixtures.py minilm [--out DIR]
 """
 
