@@ -110,7 +110,10 @@ fn embeddings(key: &str, exact: bool) -> (Rows, Rows, Rows) {
     );
     assert_eq!(meta.max_seq_len, SEQ, "{key}: window = the fixed length");
     assert_eq!(meta.config["tflite_exact"], exact, "{key}");
-    assert_eq!(meta.config["tflite_fixed_length"], SEQ, "{key}: padded length of the interpreter's run");
+    assert_eq!(
+        meta.config["tflite_fixed_length"], SEQ,
+        "{key}: padded length of the interpreter's run"
+    );
     let texts: Vec<&str> = tiny().texts.iter().map(|t| t.text.as_str()).collect();
     let got = e.embed(&texts).unwrap();
     let pytorch = tiny().texts.iter().map(|t| t.pytorch.clone()).collect();
@@ -154,7 +157,10 @@ fn both_files_are_recognised_with_their_mask() {
         );
         assert!(g.pooling.mode == bert::Pooled::Mean && g.pooling.normalize, "{key}");
         assert!(g.folded_norms, "{key}");
-        assert!((g.query_scale - 1.0).abs() < 1e-6, "{key}: eager attention scales the scores");
+        assert!(
+            (g.query_scale - 1.0).abs() < 1e-6,
+            "{key}: eager attention scales the scores"
+        );
         let word = &model.tensors[g.word];
         if key.ends_with("int8") {
             // ai_edge_quantizer's dynamic_wi8_afp32: symmetric per-channel int8 weights and an
@@ -196,7 +202,11 @@ fn int8_import_matches_litert_on_padded_input() {
 #[test]
 fn int8_exact_import_matches_litert_on_padded_input() {
     let (got, litert, pytorch) = embeddings("masked-n16-int8", true);
-    let (mean, min, _) = compare_embeddings("masked int8 --tflite-exact: octet vs LiteRT (padded + masked)", &got, &litert);
+    let (mean, min, _) = compare_embeddings(
+        "masked int8 --tflite-exact: octet vs LiteRT (padded + masked)",
+        &got,
+        &litert,
+    );
     assert!(mean >= 0.9999 && min >= 0.999, "mean cosine {mean}, min {min}");
     let (_, min, _) = compare_embeddings("masked int8 --tflite-exact: octet vs PyTorch", &got, &pytorch);
     assert!(min >= 0.999, "min cosine {min}");

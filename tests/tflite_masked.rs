@@ -340,14 +340,18 @@ fn one_hot_segment_form_converts_and_matches_the_interpreter() {
         .chain((0..59).map(|i| format!("w{i}")))
         .collect();
     let tokenizer = scratch_dir().join("tflite-masked-tiny-onehot-tokenizer.json");
-    let json = octet_tflite::wordpiece::tokenizer_json((vocab.join("\n") + "\n").as_bytes(), true, "vocab.txt").unwrap();
+    let json =
+        octet_tflite::wordpiece::tokenizer_json((vocab.join("\n") + "\n").as_bytes(), true, "vocab.txt").unwrap();
     std::fs::write(&tokenizer, json).unwrap();
     let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
     assert_eq!(fixture.models.len(), 2);
     for (key, model) in &fixture.models {
         let input = dir.join(&model.file);
         let m = TfliteModel::open(&input).unwrap();
-        assert!(m.operators.iter().any(|o| o.code == op::EMBEDDING_LOOKUP), "{key}: the rewritten one-hot product");
+        assert!(
+            m.operators.iter().any(|o| o.code == op::EMBEDDING_LOOKUP),
+            "{key}: the rewritten one-hot product"
+        );
         assert!(!m.operators.iter().any(|o| o.code == op::ONE_HOT), "{key}");
         let g = bert::recognise(&m).unwrap_or_else(|e| panic!("{key}: {e}"));
         let segments = g.inputs.segments.expect("segment ids found");
