@@ -321,3 +321,62 @@ fn every_pooling_form_converts_and_matches_the_interpreter() {
         assert!(mean >= want_mean && min >= want_min, "{key}: mean {mean}, min {min}");
     }
 }
+
+/// The tiny mean-pooling model with its token-type rows made as `one_hot(segment ids) @ table`
+/// (TF Model Garden / Model Maker BERT with `use_one_hot_embeddings`), no metadata
+/// (`tiny-onehot-mean-{f32,int8}.tflite`, `make_tflite_masked_minilm.py tiny-onehot`).
+/// TensorFlow's converter rewrites the one-hot product into EMBEDDING_LOOKUP(segment ids,
+/// table), which the walk reads as the segment look-up; with `--tokenizer` (the tiny vocab's
+/// WordPiece tokenizer) the files convert and match LiteRT on the padded, masked input.
+#[test]
+fn one_hot_segment_form_converts_and_matches_the_interpreter() {
+    use octet_tflite::{bert, model::op, TfliteModel};
+    let dir = repo_root().join("tests/fixtures/tflite_masked");
+    let fixture: TinyFixture =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny-onehot.json")).unwrap()).unwrap();
+    let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..59).map(|i| format!("w{i}")))
+        .collect();
+    let tokenizer = scratch_dir().join("tflite-masked-tiny-onehot-tokenizer.json");
+    let json =
+        octet_tflite::wordpiece::tokenizer_json((vocab.join("\n") + "\n").as_bytes(), true, "vocab.txt").unwrap();
+    std::fs::write(&tokenizer, json).unwrap();
+    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(fixture.models.len(), 2);
+    for (key, model) in &fixture.models {
+        let input = dir.join(&model.file);
+        let m = TfliteModel::open(&input).unwrap();
+        assert!(
+            m.operators.iter().any(|o| o.code == op::EMBEDDING_LOOKUP),
+            "{key}: the rewritten one-hot product"
+        );
+        assert!(!m.operators.iter().any(|o| o.code == op::ONE_HOT), "{key}");
+        let g = bert::recognise(&m).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let segments = g.inputs.segments.expect("segment ids found");
+        assert!(m.tensors[segments].name.contains("input_type_ids"), "{key}");
+        assert_eq!(g.token_type.len(), 1, "{key}: the token-type table");
+        let out = scratch_dir().join(format!("tflite-masked-tiny-{key}.octet"));
+        let inputs = TfliteInputs {
+            tokenizer: Some(&tokenizer),
+            mapping: None,
+            exact: false,
+        };
+        convert(&input, &out, &Recipe::parse("f32", vec![], None).unwrap(), &inputs)
+            .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
+        let e = Embedder::open(&out).unwrap();
+        let tokens = e.tokenize(&texts, None, octet::Truncation::Truncate).unwrap();
+        for (t, got) in fixture.texts.iter().zip(&tokens) {
+            assert_eq!(got.ids, t.token_ids, "{key}: {}", t.text);
+        }
+        let got = e.embed(&texts).unwrap();
+        let (mean, min, _) = compare_embeddings(&format!("tiny masked {key} vs LiteRT"), &got, &model.embeddings);
+        let (want_mean, want_min) = if key.ends_with("f32") {
+            (0.99999, 0.99999)
+        } else {
+            (0.9999, 0.9995)
+        };
+        assert!(mean >= want_mean && min >= want_min, "{key}: mean {mean}, min {min}");
+    }
+}

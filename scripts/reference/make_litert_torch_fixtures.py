@@ -10,6 +10,14 @@ reference fixture of their outputs, for octet's TFLite importer.
           WordPiece tokenizer.json and
           reference.json (token ids, PyTorch outputs, LiteRT interpreter outputs, sha256s,
           versions)
+  masked  tests/fixtures/litert_torch/ too, beside the tiny files (which it leaves alone): the
+          same tiny model (its PyTorch outputs checked against reference.json's) wrapped to take
+          (input_ids, attention_mask), both int32 [1, 16], with a Hugging Face-style masked mean
+          and L2 normalisation; converted by litert-torch in float32 and quantized from that
+          float file by ai_edge_quantizer's dynamic-range int8 recipe (int8 weights, float
+          activations); masked.json holds the LiteRT interpreter's outputs on the texts of 5, 9
+          and 16 tokens padded to 16 with [PAD] and mask 0 (octet runs them unpadded), and
+          PyTorch's on the padded and on the unpadded input
   minilm  <out>/minilm-L256-{f32,int8}.tflite: the real all-MiniLM-L6-v2 (sentence-transformers
           folder, scripts/fetch-minilm.sh) converted the same way at n = 256, for a local check
           of the graph walk on a real model (about 90 + 23 MB: not committed)
@@ -26,6 +34,13 @@ Run (venv with litert-torch, about 6 GB with torch's CUDA wheels; not in CI):
   python3 -m venv .venv-litert && .venv-litert/bin/pip install litert-torch==0.10.0 \
       transformers==5.23.0 tokenizers==0.23.3 sentence-transformers
   .venv-litert/bin/python scripts/reference/make_litert_torch_fixtures.py tiny
+The masked files were made in a venv outside the repository with (Python 3.11.7; the CPU-only
+torch index was not reachable, so torch 2.14.1 came with its CUDA wheels from PyPI):
+  python3 -m venv /work/venv-litert && /work/venv-litert/bin/pip install litert-torch==0.10.0 \
+      ai-edge-quantizer==0.10.0 transformers==5.23.0 tokenizers==0.23.3
+  /work/venv-litert/bin/python scripts/reference/make_litert_torch_fixtures.py masked    # ~35 s
+(resolved: torch 2.14.1, ai-edge-litert 2.3.0, litert-converter 0.5.0, numpy 2.4.6; all versions
+are in masked.json). Running it twice writes the same bytes.
   HF_HUB_OFFLINE=1 .venv-litert/bin/python scripts/reference/make_litert_torch_fixtures.py minilm [--out DIR]
 """
 
@@ -50,6 +65,7 @@ MINILM_OUT = os.path.join(CACHE, "sources", "all-MiniLM-L6-v2-litert-torch")
 SEED = 20261203
 LENGTHS = (5, 9, 16)
 SDPA_LENGTH = 9
+MASKED_LENGTH = 16
 TEXTS_PER_LENGTH = 6
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = (
@@ -184,6 +200,43 @@ def _embedder_class():
     return Embedder
 
 
+def _masked_embedder_class():
+    """The (input_ids, attention_mask) wrapper, defined on first use so that --help needs no torch."""
+    import torch
+
+    class MaskedEmbedder(torch.nn.Module):
+        """BertModel with an attention mask -> masked mean over the tokens -> L2 normalisation
+        (sentence-transformers' Pooling + Normalize on a padded batch, as Hugging Face's model
+        cards write it)."""
+
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return MaskedEmbedder
+
+
+def quantize_dynamic_int8(float_path, path):
+    """ai_edge_quantizer's dynamic-range int8 recipe on the float file: int8 weights, float
+    activations (quantized on the fly by the hybrid kernels)."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    q = quantizer.Quantizer(float_path)
+    q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    result = q.quantize()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(result.quantized_model)
+    os.replace(tmp, path)
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)", file=sys.stderr)
+
+
 def convert(module, n, path, int8):
     import litert_torch
     import torch
@@ -220,6 +273,28 @@ def run_litert(path, token_ids):
         interp.invoke()
         rows.append(interp.get_tensor(out["index"])[0].astype(np.float32))
     return np.stack(rows)
+
+
+def run_litert_masked(path, rows):
+    """LiteRT's builtin kernels on (input_ids, attention_mask) rows, one text per invoke. The
+    inputs are told apart by name order of the signature (litert-torch: args_0, args_1)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(
+        model_path=path,
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interp.allocate_tensors()
+    runner = interp.get_signature_runner()
+    names = sorted(runner.get_input_details())
+    assert len(names) == 2, names
+    out = []
+    for ids, mask in rows:
+        result = runner(**{names[0]: np.array([ids], dtype=np.int32), names[1]: np.array([mask], dtype=np.int32)})
+        (value,) = result.values()
+        out.append(value[0].astype(np.float32))
+    return np.stack(out), names
 
 
 def floats(rows):
@@ -296,6 +371,84 @@ def tiny():
     print(f"wrote {path}", file=sys.stderr)
 
 
+def masked():
+    """The masked files and masked.json (see the module docs); the tiny files stay as they are."""
+    import torch
+
+    vocab = vocabulary()
+    tok = make_tokenizer(vocab)
+    texts = make_texts(tok)
+    with open(os.path.join(FIXTURES, "reference.json")) as f:
+        tiny_ref = json.load(f)
+    assert [t["token_ids"] for t in texts] == [t["token_ids"] for t in tiny_ref["texts"]], "texts differ"
+    module, config = tiny_module(len(vocab))
+    masked_module = _masked_embedder_class()(module.bert).eval()
+    n = MASKED_LENGTH
+    pad = vocab.index("[PAD]")
+    rows = [(t["token_ids"] + [pad] * (n - len(t["token_ids"])), [1] * len(t["token_ids"]) + [0] * (n - len(t["token_ids"]))) for t in texts]
+    with torch.no_grad():
+        unpadded = np.stack([module(torch.tensor([t["token_ids"]]))[0].numpy() for t in texts])
+        padded = np.stack(
+            [masked_module(torch.tensor([ids]), torch.tensor([mask]))[0].numpy() for ids, mask in rows]
+        )
+    # The same weights as the tiny files: PyTorch's unpadded outputs are reference.json's.
+    committed = np.array([t["pytorch"] for t in tiny_ref["texts"]], dtype=np.float32)
+    assert np.abs(unpadded - committed).max() < 1e-6, "the tiny model differs from reference.json's"
+    cos = cosines(padded, unpadded)
+    print(f"PyTorch padded+masked vs unpadded: min cosine {cos.min():.8f}", file=sys.stderr)
+    files = {}
+    float_path = os.path.join(FIXTURES, f"tiny-masked-n{n}-f32.tflite")
+    sample = (torch.zeros((1, n), dtype=torch.int32), torch.ones((1, n), dtype=torch.int32))
+    import litert_torch
+
+    edge = litert_torch.convert(masked_module, sample)
+    edge.export(float_path + ".tmp")
+    os.replace(float_path + ".tmp", float_path)
+    print(f"wrote {float_path} ({os.path.getsize(float_path)} bytes)", file=sys.stderr)
+    int8_path = os.path.join(FIXTURES, f"tiny-masked-n{n}-int8.tflite")
+    quantize_dynamic_int8(float_path, int8_path)
+    for kind, path, quantization in (
+        ("f32", float_path, "none (float32)"),
+        ("int8", int8_path, "ai_edge_quantizer.recipe.dynamic_wi8_afp32() on the float32 file"),
+    ):
+        litert, names = run_litert_masked(path, rows)
+        cos = cosines(litert, padded)
+        diff = float(np.abs(litert - padded).max())
+        print(f"{os.path.basename(path)}: LiteRT vs PyTorch (padded) cosine min {cos.min():.7f}, max abs diff {diff:.2e}", file=sys.stderr)
+        files[f"masked-n{n}-{kind}"] = {
+            "file": os.path.basename(path),
+            "bytes": os.path.getsize(path),
+            "sha256": sha256_file(path),
+            "sequence_length": n,
+            "inputs": names,
+            "quantization": quantization,
+            "litert_vs_pytorch": {"min_cosine": float(cos.min()), "max_abs_diff": diff},
+            "litert": floats(litert),
+        }
+    doc = {
+        "schema": "octet-litert-torch-masked-reference/1",
+        "generator": "scripts/reference/make_litert_torch_fixtures.py masked",
+        "model": "the tiny model of reference.json (same seed, same weights), wrapped: (input_ids, attention_mask) "
+        "-> BertModel(input_ids, attention_mask).last_hidden_state -> sum(hidden x mask) / max(sum(mask), 1e-9) "
+        "-> L2 normalise",
+        "input": f"int32 [1, {n}] token ids padded with [PAD] ({pad}); int32 [1, {n}] mask, 1 on tokens, 0 on padding",
+        "output": "float32 [1, 32]",
+        "interpreter": "ai_edge_litert.interpreter.Interpreter(num_threads=1, "
+        "experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), one padded text per call",
+        "versions": versions(),
+        "texts": [
+            {"id": t["id"], "token_ids": t["token_ids"], "pytorch_padded": floats([p])[0]}
+            for t, p in zip(texts, padded)
+        ],
+        "files": files,
+    }
+    path = os.path.join(FIXTURES, "masked.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def minilm(out_dir):
     import torch
     import transformers
@@ -319,11 +472,13 @@ def minilm(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="tiny", choices=["tiny", "minilm"])
+    ap.add_argument("what", nargs="?", default="tiny", choices=["tiny", "masked", "minilm"])
     ap.add_argument("--out", default=MINILM_OUT, help="folder for the minilm files")
     args = ap.parse_args()
     if args.what == "tiny":
         tiny()
+    elif args.what == "masked":
+        masked()
     else:
         minilm(args.out)
 

@@ -12,6 +12,10 @@ interpreter's embeddings.
              masked BERTs (random weights, 32 tokens) pooling by masked mean, row 0, or not at all,
              with MediaPipe metadata (tiny-metadata, mediapipe venv), and tiny.json, LiteRT's
              vectors of them (tiny-reference)
+  tiny-onehot  tests/fixtures/tflite_masked/tiny-onehot-mean-{f32,int8}.tflite, committed: the tiny
+             mean-pooling model with token-type rows made as one_hot(segment ids) @ table (TF Model
+             Garden / Model Maker BERT with use_one_hot_embeddings) instead of a GATHER, no
+             metadata; and tiny-onehot.json, LiteRT's vectors of the tiny texts
   reference  tests/fixtures/tflite_masked/reference.json: the LiteRT interpreter's embeddings
              (builtin kernels, and XNNPACK summarised) of texts of 5-128 tokens, each padded to
              128 with its mask, for the f32 and int8 files, with the sha256 of each file
@@ -62,6 +66,11 @@ POOLING = "mean"
 TINY_DIR = os.path.join(REPO, "tests", "fixtures", "tflite_masked")
 TINY_FIXTURE = os.path.join(TINY_DIR, "tiny.json")
 TINY_POOLINGS = ("mean", "cls", "none")
+# How the token-type rows are made: "gather" (a look-up by segment id) or "one_hot" (a one-hot
+# matrix times the table; only tiny-onehot-*).
+SEGMENTS = "gather"
+TINY_ONE_HOT_FILES = {k: os.path.join(TINY_DIR, f"tiny-onehot-mean-{k}.tflite") for k in FILES}
+TINY_ONE_HOT_FIXTURE = os.path.join(TINY_DIR, "tiny-onehot.json")
 # 1980-01-01 00:00:00 UTC, the earliest time a zip entry can record (pins the metadata's zip).
 ZIP_EPOCH = 315532800
 
@@ -91,7 +100,14 @@ def build_module(w):
             ids = tf.reshape(input_word_ids, [-1])
             segments = tf.reshape(input_type_ids, [-1])
             mask = tf.cast(tf.reshape(input_mask, [-1]), tf.float32)
-            x = tf.gather(self.word, ids) + self.position[:SEQ] + tf.gather(self.token_type, segments)
+            if SEGMENTS == "one_hot":
+                # TF Model Garden / Model Maker BERT with use_one_hot_embeddings: one-hot rows times
+                # the token-type table instead of a look-up.
+                types = self.token_type.shape[0]
+                token_type = tf.matmul(tf.one_hot(segments, types, dtype=tf.float32), self.token_type)
+            else:
+                token_type = tf.gather(self.token_type, segments)
+            x = tf.gather(self.word, ids) + self.position[:SEQ] + token_type
             x = tf_bert.layer_norm(x, self.norm, EPS)
             # BERT's extended attention mask: 0 for real keys, -10000 for padding.
             bias = tf.reshape((1.0 - mask) * -10000.0, [1, 1, SEQ])
@@ -311,16 +327,34 @@ def tiny_reference():
     the tiny vocab, 1 to 30 words ([CLS] w.. [SEP]), padded to 32 with their mask. For `none`,
     the vector is the mean of the interpreter's token vectors over the text's tokens (what a
     caller pools), unnormalised."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     tiny_setup()
+    texts = tiny_texts()
+    doc = {
+        "schema": "octet-tflite-masked-tiny/1",
+        "generator": "scripts/reference/make_tflite_masked_minilm.py tiny-build, tiny-metadata, tiny-reference",
+        "versions": {p: importlib.metadata.version(p) for p in ("tensorflow-cpu", "ai-edge-litert", "numpy")},
+        "texts": texts,
+        "models": tiny_vectors(tiny_files(), texts),
+    }
+    write_compact_json(TINY_FIXTURE, doc)
+
+
+def tiny_texts():
+    """Seeded random texts of the tiny vocab, 1 to 30 words ([CLS] w.. [SEP])."""
     rng = np.random.default_rng(11)
     texts = []
     for n in [1, 2, 3, 5, 8, 13, 21, 30] * 2:
         words = rng.integers(0, 59, n)
         texts.append({"text": " ".join(f"w{i}" for i in words), "token_ids": [2] + [5 + int(i) for i in words] + [3]})
+    return texts
+
+
+def tiny_vectors(files, texts):
+    """{pooling-kind: file, sha256, LiteRT's vectors} for {(pooling, kind): path} of `files`."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
     models = {}
-    for (pooling, kind), path in tiny_files().items():
+    for (pooling, kind), path in files.items():
         interp = Interpreter(
             model_path=path, num_threads=1, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
@@ -342,22 +376,46 @@ def tiny_reference():
             v = y[0, :n].mean(axis=0) if pooling == "none" else y[0]
             vectors.append([float(f"{x:.9g}") for x in v])
         models[f"{pooling}-{kind}"] = {"file": os.path.basename(path), "sha256": sha256_file(path), "embeddings": vectors}
+    return models
+
+
+def tiny_onehot():
+    """tests/fixtures/tflite_masked/tiny-onehot-mean-{f32,int8}.tflite and tiny-onehot.json: the
+    tiny mean-pooling model with its token-type rows made as one_hot(segment ids) @ table (no
+    metadata: converted with the tokenizer.json of the tiny files' vocab), and LiteRT's vectors
+    of tiny_texts() padded to 32."""
+    global POOLING, SEGMENTS
+    w = tiny_setup()
+    POOLING, SEGMENTS = "mean", "one_hot"
+    for kind, path in TINY_ONE_HOT_FILES.items():
+        data = tf_bert.convert(build_module(w), kind)
+        with open(path, "wb") as f:
+            f.write(data)
+        print(f"wrote {path} ({len(data)} bytes)", file=sys.stderr)
+    texts = tiny_texts()
     doc = {
         "schema": "octet-tflite-masked-tiny/1",
-        "generator": "scripts/reference/make_tflite_masked_minilm.py tiny-build, tiny-metadata, tiny-reference",
+        "generator": "scripts/reference/make_tflite_masked_minilm.py tiny-onehot",
         "versions": {p: importlib.metadata.version(p) for p in ("tensorflow-cpu", "ai-edge-litert", "numpy")},
         "texts": texts,
-        "models": models,
+        "models": tiny_vectors({("onehot-mean", k): p for k, p in TINY_ONE_HOT_FILES.items()}, texts),
     }
-    write_compact_json(TINY_FIXTURE, doc)
+    write_compact_json(TINY_ONE_HOT_FIXTURE, doc)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["build", "metadata", "reference", "tiny-build", "tiny-metadata", "tiny-reference"])
+    ap.add_argument(
+        "what", choices=["build", "metadata", "reference", "tiny-build", "tiny-metadata", "tiny-reference", "tiny-onehot"]
+    )
     ap.add_argument("--out", default=DEFAULT_OUT, help="folder of the .tflite files")
     args = ap.parse_args()
-    tiny = {"tiny-build": tiny_build, "tiny-metadata": tiny_metadata, "tiny-reference": tiny_reference}
+    tiny = {
+        "tiny-build": tiny_build,
+        "tiny-metadata": tiny_metadata,
+        "tiny-reference": tiny_reference,
+        "tiny-onehot": tiny_onehot,
+    }
     if args.what in tiny:
         tiny[args.what]()
     else:

@@ -45,8 +45,11 @@ pub mod op {
     pub const RSQRT: i32 = 76;
     pub const SHAPE: i32 = 77;
     pub const POW: i32 = 78;
+    pub const ONE_HOT: i32 = 85;
+    pub const LOGICAL_AND: i32 = 86;
     pub const SQUARE: i32 = 92;
     pub const SQUARED_DIFFERENCE: i32 = 99;
+    pub const GATHER_ND: i32 = 107;
     pub const SELECT_V2: i32 = 123;
     pub const BATCH_MATMUL: i32 = 126;
     pub const BROADCAST_TO: i32 = 130;
@@ -80,6 +83,9 @@ pub mod op {
             (RSQRT, "RSQRT"),
             (SHAPE, "SHAPE"),
             (POW, "POW"),
+            (ONE_HOT, "ONE_HOT"),
+            (LOGICAL_AND, "LOGICAL_AND"),
+            (GATHER_ND, "GATHER_ND"),
             (NOT_EQUAL, "NOT_EQUAL"),
             (SQUARE, "SQUARE"),
             (SQUARED_DIFFERENCE, "SQUARED_DIFFERENCE"),

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 /// file `output` with recipe `quant`, keeping tensors that match a `keep` pattern in f32.
 /// Returns a dict (path, architecture, tensors, recipe, bytes). With `report`, compares the
 /// recipes in `quant` (default f16,int8-embeddings,int8) with f32 instead and returns the
-/// report as JSON text; `output` is then an optional folder to keep the files in.
+/// report as JSON text; `output` is then an optional folder to keep the files in. `tflite_exact`
+/// is `--tflite-exact`: a `.tflite` BERT encoder's float steps replay TFLite's builtin kernels.
 #[pyfunction]
-#[pyo3(signature = (source, output=None, quant=None, keep=Vec::new(), report=false, tokenizer=None, threads=0))]
+#[pyo3(signature = (source, output=None, quant=None, keep=Vec::new(), report=false, tokenizer=None, threads=0, tflite_exact=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn convert<'py>(
     py: Python<'py>,
@@ -27,7 +28,13 @@ pub fn convert<'py>(
     report: bool,
     tokenizer: Option<PathBuf>,
     threads: usize,
+    tflite_exact: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if report && tflite_exact {
+        return Err(errors::to_py(CliError::usage(
+            "tflite_exact=True writes one file; it does not combine with report=True",
+        )));
+    }
     if report {
         let names = quant.unwrap_or_else(|| "f16,int8-embeddings,int8".to_string());
         let json = py
@@ -49,9 +56,13 @@ pub fn convert<'py>(
                     let inputs = converter::tflite::TfliteInputs {
                         tokenizer: tokenizer.as_deref(),
                         mapping: None,
-                        exact: false,
+                        exact: tflite_exact,
                     };
                     converter::tflite::convert(&source, &output, &recipe, &inputs)
+                } else if tflite_exact {
+                    Err(CliError::usage(
+                        "tflite_exact=True replays a .tflite file; this source is not one",
+                    ))
                 } else {
                     converter::convert(&source, &output, &recipe, false)
                 }

@@ -4,6 +4,8 @@
 //! ```text
 //! mask  -> [RESHAPE] -> CAST -> SUB(1, .) -> MUL(., -10000) -> [RESHAPE] -> ADD to the scores
 //! segment ids -> [RESHAPE] -> GATHER(token-type table [2 | type_vocab, h]) -> ADD to the embeddings
+//!     (or EMBEDDING_LOOKUP(segment ids, table): TensorFlow's converter rewrites the one-hot form
+//!     `one_hot(segment ids) @ table` of BERT's `use_one_hot_embeddings` into it)
 //! last LayerNorm -> MUL(., mask) -> SUM over tokens -> DIV(., [MAXIMUM(SUM(mask), eps)]) = masked mean
 //! ```
 //!
@@ -11,7 +13,8 @@
 //! everywhere, the masked mean is the plain mean, and segment id 0 selects the table's first
 //! row. So each piece is recognised, checked to be exactly that, and dropped from the plan;
 //! padded positions contribute `exp(-10000 + ...)`, which is 0 in f32, to the interpreter's
-//! softmax, so its vector for a padded text is the unpadded one.
+//! softmax, so its vector for a padded text is the unpadded one. litert-torch writes the score
+//! bias of a Hugging Face model another way, recognised in [`super::padding_select`].
 
 use crate::graph::Graph;
 use crate::model::op;
@@ -19,7 +22,7 @@ use crate::TensorType;
 
 /// The additive bias must be at least this negative for padded keys to vanish in f32's softmax
 /// (`exp(-88)` is below f32's smallest normal number; BERT uses -10000, others f32::MIN).
-const MASK_BIAS_AT_MOST: f32 = -1.0e3;
+pub(crate) const MASK_BIAS_AT_MOST: f32 = -1.0e3;
 
 impl Graph<'_> {
     /// `t` back through RESHAPE / EXPAND_DIMS / SQUEEZE / CAST / BROADCAST_TO producers.
@@ -64,18 +67,22 @@ impl Graph<'_> {
         self.int_input_behind(sub.input(1)?)
     }
 
-    /// When `t` is a row look-up in a small constant [rows, h] table by ids read from a model
-    /// input (the segment ids), the (table, input).
+    /// When `t` is a row look-up (GATHER or EMBEDDING_LOOKUP) in a small constant [rows, h]
+    /// table by ids read from a model input (the segment ids), the (table, input).
     pub(crate) fn segment_lookup(&self, t: usize, h: usize) -> Option<(usize, usize)> {
         let mut o = self.op(self.producer[t]?);
         if o.code == op::DEQUANTIZE {
             o = self.op(self.producer[o.input(0)?]?);
         }
-        if o.code != op::GATHER {
-            return None;
-        }
-        let table = self.constant(o.input(0)?)?;
-        let input = self.int_input_behind(o.input(1)?)?;
+        // GATHER(table, ids); EMBEDDING_LOOKUP(ids, table) is what TensorFlow's converter makes of
+        // `one_hot(segment ids) @ table` (BERT with use_one_hot_embeddings).
+        let (table, ids) = match o.code {
+            op::GATHER => (o.input(0)?, o.input(1)?),
+            op::EMBEDDING_LOOKUP => (o.input(1)?, o.input(0)?),
+            _ => return None,
+        };
+        let table = self.constant(table)?;
+        let input = self.int_input_behind(ids)?;
         match self.model.tensors[table].shape[..] {
             [rows, d] if d == h && rows >= 1 => Some((table, input)),
             _ => None,

@@ -22,7 +22,7 @@
 //! | positions, token type | a slice of the position table; a [h] row | both folded to [1, n, h] constants (fixed n); the token-type one has n equal rows |
 //! | LayerNorm | `(x - mean) * rsqrt(var + eps)`: SUB, MUL | `x * r + (0 - r * mean)`: MUL, ADD of SUB(0, MUL(r, mean)), statistics RESHAPEd to [.., n, 1] |
 //! | score scale | MUL or DIV by a scalar | MUL (eager attention); none with SDPA attention, whose scale is folded into the projections ([`BertGraph::query_scale`]) |
-//! | attention mask | none | ADD of SELECT_V2(constant condition, 0, min) to the scores: accepted only when it is all zeros |
+//! | attention mask | none, or `(1 - mask) x -10000` on a masked export | ADD of SELECT_V2(condition, 0, min) to the scores: accepted when the condition is constant and the mask all zeros, or when it is the key mask of an `attention_mask` input ([`padding_select`]) |
 //! | L2 normalisation | L2_NORMALIZATION | `x / max(POW(SUM(x * x), 0.5), eps)` |
 //!
 //! Both then read the LayerNorm the same way: `(x - mean) * rsqrt(var + eps)`, times gamma,
@@ -41,6 +41,7 @@
 mod mapping;
 mod masked;
 mod norm;
+mod padding_select;
 mod pieces;
 mod pooling;
 mod walk;

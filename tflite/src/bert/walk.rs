@@ -155,12 +155,13 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
             None => (1.0, scores),
         };
         // litert-torch adds the attention mask, all zeros without padding; a masked export
-        // adds (1 - mask) x -10000, zero on every real token (octet runs unpadded).
+        // adds (1 - mask) x -10000, or litert-torch's SELECT_V2(key mask, 0, f32::MIN), zero on
+        // every real token (octet runs unpadded).
         if let [i] = g.consumers[scaled].as_slice() {
             let add = g.op(*i);
             if add.code == op::ADD {
                 let bias = add.inputs.iter().flatten().copied().find(|&t| t != scaled);
-                match bias.and_then(|b| g.padding_mask_bias(b)) {
+                match bias.and_then(|b| g.padding_mask_bias(b).or_else(|| g.padding_mask_select(b))) {
                     Some(input) if *mask.get_or_insert(input) == input && input != lookup.input => masked_layers += 1,
                     Some(_) => {
                         return Err(unrecognised(format!(
@@ -172,7 +173,8 @@ pub fn recognise(model: &TfliteModel) -> Result<BertGraph, TfliteError> {
                     None => {
                         return Err(unrecognised(format!(
                             "{ctx}: {} adds a mask to the attention scores that is not all zeros and not a padding mask \
-                             ((1 - mask) x a large negative constant) (octet runs unpadded sequences without a mask)",
+                             ((1 - mask) x a large negative constant, or SELECT_V2(mask of the keys, 0, a large negative \
+                             constant)) (octet runs unpadded sequences without a mask)",
                             add.label()
                         )))
                     }

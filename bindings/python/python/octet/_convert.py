@@ -19,6 +19,7 @@ def convert(
     report: bool = False,
     tokenizer: Optional[PathLike] = None,
     threads: int = 0,
+    tflite_exact: bool = False,
 ) -> Dict[str, Any]:
     """Converts a sentence-transformers folder (or a ``.tflite`` encoder) into a ``.octet`` file.
 
@@ -36,6 +37,10 @@ def convert(
             file (``octet convert --report``); returns the report.
         tokenizer: for a ``.tflite`` source, its ``tokenizer.json`` (default: the file's own).
         threads: compute threads for ``report`` (0: one per core).
+        tflite_exact: for a ``.tflite`` BERT encoder, ``octet convert --tflite-exact``: the
+            float steps between its int8 layers (LayerNorm, attention, GELU) run as TFLite's
+            builtin kernels run them, so the vectors match the LiteRT interpreter's to its
+            rounding, at some cost in speed. Not with ``report=True``.
 
     Returns:
         ``{"path", "architecture", "tensors", "recipe", "bytes"}``, or with ``report=True``
@@ -60,6 +65,7 @@ def convert(
         report,
         None if tokenizer is None else os.fspath(tokenizer),
         threads,
+        tflite_exact,
     )
     if report:
         return json.loads(result)

@@ -57,5 +57,6 @@ def convert(
     report: bool = False,
     tokenizer: Optional[str] = None,
     threads: int = 0,
+    tflite_exact: bool = False,
 ) -> Union[Dict[str, object], str]:
     """``octet convert``: a dict describing the file written, or the report as JSON text."""
