@@ -23,7 +23,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 // `Embedder::tokenize` and `embed_ids`: embed's two halves, for callers that batch.
-mod keep_warm;
 mod tokens;
 
 /// Per-call options; [`EmbedOptions::default`] gives the model's own defaults.
@@ -289,7 +288,6 @@ impl Embedder {
                 self.output_dim
             )));
         }
-        let _warm = keep_warm::KeepWarm::start(self.threads);
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
         let mode = self.file.meta().pooling.mode;
