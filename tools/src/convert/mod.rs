@@ -111,9 +111,9 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     // Gemma's activations carry outliers that one scale per token cannot hold in every layer:
     // unless told otherwise, its int8 layers take the groups of gemma3::LAYER_K_GROUPS.
     // Its token table stays at 8 bits: 6 bits measured a min cosine of 0.9905 (gemma3.rs).
-    let gemma_recipe;
+    let arch_recipe;
     let recipe = if matches!(src.model_type(), "gemma3_text" | "gemma3") {
-        gemma_recipe = Recipe {
+        arch_recipe = Recipe {
             layer_k_groups: &gemma3::LAYER_K_GROUPS,
             table: if recipe.table == Precision::U6 {
                 Precision::I8
@@ -122,7 +122,14 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
             },
             ..recipe.clone()
         };
-        &gemma_recipe
+        &arch_recipe
+    } else if src.model_type() == "bert" && recipe.layer_k_groups.is_empty() {
+        // BERT's FFN down projection takes groups of 32 (bert::LAYER_K_GROUPS).
+        arch_recipe = Recipe {
+            layer_k_groups: &bert::LAYER_K_GROUPS,
+            ..recipe.clone()
+        };
+        &arch_recipe
     } else {
         recipe
     };
