@@ -287,18 +287,9 @@ fn every_pooling_form_converts_and_matches_the_interpreter() {
     use octet::format::PoolingMode;
     let dir = repo_root().join("tests/fixtures/tflite_masked");
     let fixture: TinyFixture = serde_json::from_str(&std::fs::read_to_string(dir.join("tiny.json")).unwrap()).unwrap();
-    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
     for (key, model) in &fixture.models {
         let input = dir.join(&model.file);
-        let out = scratch_dir().join(format!("tflite-masked-tiny-{key}.octet"));
-        let inputs = TfliteInputs {
-            tokenizer: None,
-            mapping: None,
-            exact: false,
-        };
-        convert(&input, &out, &Recipe::parse("f32", vec![], None).unwrap(), &inputs)
-            .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
-        let e = Embedder::open(&out).unwrap();
+        let e = convert_and_match(key, &input, None, &fixture, model);
         let meta = e.file().meta();
         let (mode, normalize) = match key.split('-').next().unwrap() {
             "mean" => (PoolingMode::Mean, true),
@@ -307,19 +298,43 @@ fn every_pooling_form_converts_and_matches_the_interpreter() {
         };
         assert_eq!((meta.pooling.mode, meta.pooling.normalize), (mode, normalize), "{key}");
         assert_eq!(meta.max_seq_len, 32, "{key}");
-        let tokens = e.tokenize(&texts, None, octet::Truncation::Truncate).unwrap();
-        for (t, got) in fixture.texts.iter().zip(&tokens) {
-            assert_eq!(got.ids, t.token_ids, "{key}: {}", t.text);
-        }
-        let got = e.embed(&texts).unwrap();
-        let (mean, min, _) = compare_embeddings(&format!("tiny masked {key} vs LiteRT"), &got, &model.embeddings);
-        let (want_mean, want_min) = if key.ends_with("f32") {
-            (0.99999, 0.99999)
-        } else {
-            (0.9999, 0.9995)
-        };
-        assert!(mean >= want_mean && min >= want_min, "{key}: mean {mean}, min {min}");
     }
+}
+
+/// Converts the tiny fixture file `input` (recipe f32: the file's own int8 tensors are kept),
+/// with `tokenizer` when the file has no metadata, and checks octet's token ids and vectors
+/// against the fixture's (LiteRT on the padded, masked input): f32 files to 0.99999, int8 files
+/// to a mean of 0.9999 and a min of 0.9995. Returns the embedder for further checks.
+fn convert_and_match(
+    key: &str,
+    input: &std::path::Path,
+    tokenizer: Option<&std::path::Path>,
+    fixture: &TinyFixture,
+    model: &TinyModel,
+) -> Embedder {
+    let out = scratch_dir().join(format!("tflite-masked-tiny-{key}.octet"));
+    let inputs = TfliteInputs {
+        tokenizer,
+        mapping: None,
+        exact: false,
+    };
+    convert(input, &out, &Recipe::parse("f32", vec![], None).unwrap(), &inputs)
+        .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
+    let e = Embedder::open(&out).unwrap();
+    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
+    let tokens = e.tokenize(&texts, None, octet::Truncation::Truncate).unwrap();
+    for (t, got) in fixture.texts.iter().zip(&tokens) {
+        assert_eq!(got.ids, t.token_ids, "{key}: {}", t.text);
+    }
+    let got = e.embed(&texts).unwrap();
+    let (mean, min, _) = compare_embeddings(&format!("tiny masked {key} vs LiteRT"), &got, &model.embeddings);
+    let (want_mean, want_min) = if key.ends_with("f32") {
+        (0.99999, 0.99999)
+    } else {
+        (0.9999, 0.9995)
+    };
+    assert!(mean >= want_mean && min >= want_min, "{key}: mean {mean}, min {min}");
+    e
 }
 
 /// The tiny mean-pooling model with its token-type rows made as `one_hot(segment ids) @ table`
@@ -343,7 +358,6 @@ fn one_hot_segment_form_converts_and_matches_the_interpreter() {
     let json =
         octet_tflite::wordpiece::tokenizer_json((vocab.join("\n") + "\n").as_bytes(), true, "vocab.txt").unwrap();
     std::fs::write(&tokenizer, json).unwrap();
-    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
     assert_eq!(fixture.models.len(), 2);
     for (key, model) in &fixture.models {
         let input = dir.join(&model.file);
@@ -357,26 +371,6 @@ fn one_hot_segment_form_converts_and_matches_the_interpreter() {
         let segments = g.inputs.segments.expect("segment ids found");
         assert!(m.tensors[segments].name.contains("input_type_ids"), "{key}");
         assert_eq!(g.token_type.len(), 1, "{key}: the token-type table");
-        let out = scratch_dir().join(format!("tflite-masked-tiny-{key}.octet"));
-        let inputs = TfliteInputs {
-            tokenizer: Some(&tokenizer),
-            mapping: None,
-            exact: false,
-        };
-        convert(&input, &out, &Recipe::parse("f32", vec![], None).unwrap(), &inputs)
-            .unwrap_or_else(|e| panic!("convert {}: {e:#}", input.display()));
-        let e = Embedder::open(&out).unwrap();
-        let tokens = e.tokenize(&texts, None, octet::Truncation::Truncate).unwrap();
-        for (t, got) in fixture.texts.iter().zip(&tokens) {
-            assert_eq!(got.ids, t.token_ids, "{key}: {}", t.text);
-        }
-        let got = e.embed(&texts).unwrap();
-        let (mean, min, _) = compare_embeddings(&format!("tiny masked {key} vs LiteRT"), &got, &model.embeddings);
-        let (want_mean, want_min) = if key.ends_with("f32") {
-            (0.99999, 0.99999)
-        } else {
-            (0.9999, 0.9995)
-        };
-        assert!(mean >= want_mean && min >= want_min, "{key}: mean {mean}, min {min}");
+        convert_and_match(key, &input, Some(&tokenizer), &fixture, model);
     }
 }
