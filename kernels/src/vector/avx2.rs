@@ -269,7 +269,7 @@ unsafe fn softmax_impl(x: &mut [f32]) {
             let d = _mm256_sub_ps(_mm256_loadu_ps(xs.as_ptr()), vmax);
             // Lanes at or above the floor keep e^d; the rest become 0.
             let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(d, floor);
-            let e = _mm256_and_ps(keep, simd::exp(d));
+            let e = _mm256_and_ps(keep, simd::exp_softmax(d));
             _mm256_storeu_ps(xs.as_mut_ptr(), e);
             acc = _mm256_add_ps(acc, e);
         }

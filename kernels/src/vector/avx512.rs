@@ -244,7 +244,7 @@ unsafe fn softmax_impl(x: &mut [f32]) {
             let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, p.add(i)), vmax);
             // Lanes inside the slice and at or above the floor keep e^d; the rest are 0.
             let keep = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(k, d, floor);
-            let e = _mm512_maskz_mov_ps(keep, simd::exp(d));
+            let e = _mm512_maskz_mov_ps(keep, simd::exp_softmax(d));
             _mm512_mask_storeu_ps(p.add(i), k, e);
             acc = _mm512_add_ps(acc, e);
         }

@@ -175,7 +175,7 @@ pub(super) fn softmax_row(x: &mut [f32]) {
             let d = vsubq_f32(vld1q_f32(xs.as_ptr()), vmax);
             // Lanes at or above the floor keep e^d; the rest become 0.
             let keep = vcgeq_f32(d, floor);
-            let e = vreinterpretq_f32_u32(vandq_u32(keep, vreinterpretq_u32_f32(simd::exp(d))));
+            let e = vreinterpretq_f32_u32(vandq_u32(keep, vreinterpretq_u32_f32(simd::exp_softmax(d))));
             vst1q_f32(xs.as_mut_ptr(), e);
             acc = vaddq_f32(acc, e);
         }

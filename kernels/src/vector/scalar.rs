@@ -47,7 +47,7 @@ pub(super) fn softmax_exp(d: f32) -> f32 {
     if d < SOFTMAX_FLOOR {
         0.0
     } else {
-        activation::exp(d)
+        activation::exp_softmax(d)
     }
 }
 
