@@ -54,79 +54,222 @@ fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
     unsafe { block_avx512(b, out) }
 }
 
+/// Groups per batch of [`quantize_16_groups`]: one f32 lane of a zmm per group.
+const BATCH: usize = 16;
+
 /// # Safety
 /// The CPU must support AVX-512 F and BW; `q.len() >= x.len()`, `scales.len() * k_group == q.len()`.
 ///
-/// Two passes over the row: every group's max |x| first (into `scales`: the groups' reductions
-/// are independent, so they overlap in the pipeline instead of each waiting for the one before),
-/// then each group's factors and codes.
+/// Small groups (16, 32, 48 or 64 values: 1 to 4 zmm) go 16 at a time through
+/// [`quantize_16_groups`], which pays one transposed reduction and one vector of divisions per
+/// 16 groups where [`quantize_groups_one_by_one`] pays a horizontal reduction and two scalar
+/// divisions per group (wider groups amortize those). The groups left over (fewer than 16,
+/// the short last one, other group sizes) go one by one. Both give the scalar bytes and scales.
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_row_avx512(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
+    let batched_groups = if matches!(k_group, 16 | 32 | 48 | 64) {
+        x.len() / (BATCH * k_group) * BATCH
+    } else {
+        0
+    };
+    let batched_len = batched_groups * k_group;
+    let (x_batched, x_rest) = x.split_at(batched_len);
+    let (q_batched, q_rest) = q.split_at_mut(batched_len);
+    let (scales_batched, scales_rest) = scales.split_at_mut(batched_groups);
+    let batches = x_batched
+        .chunks_exact(BATCH * k_group)
+        .zip(q_batched.chunks_exact_mut(BATCH * k_group))
+        .zip(scales_batched.chunks_exact_mut(BATCH));
+    for ((xs, qs), ss) in batches {
+        match k_group {
+            16 => quantize_16_groups::<1>(xs, qs, ss),
+            32 => quantize_16_groups::<2>(xs, qs, ss),
+            48 => quantize_16_groups::<3>(xs, qs, ss),
+            64 => quantize_16_groups::<4>(xs, qs, ss),
+            _ => unreachable!("only these group sizes are batched"),
+        }
+    }
+    // SAFETY: same target features; the rest keeps `q_rest.len() >= x_rest.len()` and
+    // `scales_rest.len() * k_group == q_rest.len()` (whole groups were split off each).
+    unsafe { quantize_groups_one_by_one(x_rest, k_group, q_rest, scales_rest) }
+}
+
+/// Quantizes 16 whole groups of `VECS` zmm (16 * `VECS` values) each: each group's lane-wise
+/// max |x| in one zmm, [`transpose_max`] into one zmm of the 16 maxima, [`group_factors16`],
+/// one store of the 16 scales, then each group's codes with its broadcast inverse scale.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn quantize_16_groups<const VECS: usize>(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     const L: usize = 16;
+    let k_group = VECS * L;
+    debug_assert!(x.len() == BATCH * k_group && q.len() == x.len() && scales.len() == BATCH);
+    let mut lane_max = [_mm512_setzero_ps(); BATCH];
+    // Groups innermost: a short loop body, fully unrolled, so the 16 maxima stay in registers.
+    for v in 0..VECS {
+        for (j, m) in lane_max.iter_mut().enumerate() {
+            // SAFETY: the 16 floats at (j * VECS + v) * 16 lie inside `x` (16 * VECS * 16 floats).
+            let xv = unsafe { _mm512_loadu_ps(x.as_ptr().add((j * VECS + v) * L)) };
+            // max(|x|, m) returns m when x is NaN: NaN is skipped, as in the scalar form.
+            *m = _mm512_max_ps(_mm512_abs_ps(xv), *m);
+        }
+    }
+    let (inv, scale, quantizable) = group_factors16(transpose_max(lane_max));
+    // SAFETY: `scales` holds 16 floats.
+    unsafe { _mm512_storeu_ps(scales.as_mut_ptr(), scale) };
+    let mut invs = [0f32; BATCH];
+    // SAFETY: `invs` holds 16 floats.
+    unsafe { _mm512_storeu_ps(invs.as_mut_ptr(), inv) };
+    let groups = x.chunks_exact(k_group).zip(q.chunks_exact_mut(k_group));
+    for (j, (xs, qs)) in groups.enumerate() {
+        if quantizable & (1 << j) != 0 {
+            quantize_codes(xs, invs[j], qs);
+        } else {
+            qs.fill(0);
+        }
+    }
+}
+
+/// Reduces 16 vectors to one whose lane j is the max over all lanes of `v[j]`, in four
+/// levels of [`max_pairs`] (16 -> 8 -> 4 -> 2 -> 1 vectors, 15 steps). The lanes are
+/// non-negative and never NaN, so the order of the maxima does not change the result.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose_max(mut v: [__m512; 16]) -> __m512 {
+    // After the level of distance d, vector i holds in the lanes with bit d of their index
+    // clear the partial maxima of the group it held before, and in those with bit d set the
+    // ones of vector i + n (n vectors remaining): lane j ends with group j.
+    for i in 0..8 {
+        v[i] = max_pairs::<8>(v[i], v[i + 8]);
+    }
+    for i in 0..4 {
+        v[i] = max_pairs::<4>(v[i], v[i + 4]);
+    }
+    for i in 0..2 {
+        v[i] = max_pairs::<2>(v[i], v[i + 2]);
+    }
+    max_pairs::<1>(v[0], v[1])
+}
+
+/// One level of [`transpose_max`] at lane distance `D` (8, 4, 2 or 1): the lanes whose index
+/// has bit `D` clear get max(a[l], a[l + D]), those with it set max(b[l - D], b[l]). One
+/// blend, one two-source permute and one max.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn max_pairs<const D: i32>(a: __m512, b: __m512) -> __m512 {
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let upper = _mm512_test_epi32_mask(lane, _mm512_set1_epi32(D));
+    // The partner of a lower lane is lane l + D of `a`; of an upper lane, lane l - D of `b`
+    // (permute indices 16..32 select `b`).
+    let partner_lane = _mm512_mask_add_epi32(
+        _mm512_add_epi32(lane, _mm512_set1_epi32(D)),
+        upper,
+        lane,
+        _mm512_set1_epi32(16 - D),
+    );
+    let own = _mm512_mask_blend_ps(upper, a, b);
+    _mm512_max_ps(own, _mm512_permutex2var_ps(a, partner_lane, b))
+}
+
+/// [`group_factors`] on 16 maxima at once: `(127 / maxabs, maxabs / 127, mask)` where the mask
+/// marks the groups that quantize (maxabs and its inverse finite, as `is_finite`: |v| < inf,
+/// false for NaN); the other lanes get scale 0. The same IEEE divisions as the scalar form.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn group_factors16(maxabs: __m512) -> (__m512, __m512, __mmask16) {
+    let q_max = _mm512_set1_ps(Q_MAX);
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    let inv = _mm512_div_ps(q_max, maxabs);
+    let finite_max = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(maxabs), inf);
+    let quantizable = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(finite_max, _mm512_abs_ps(inv), inf);
+    (inv, _mm512_maskz_div_ps(quantizable, maxabs, q_max), quantizable)
+}
+
+/// # Safety
+/// As [`quantize_row_avx512`].
+///
+/// Every group one at a time (the tests also compare the batched path's codes for NaN inputs,
+/// which the scalar definition leaves unspecified, with this one). Two passes over the row:
+/// every group's max |x| first (into `scales`: the groups' reductions are independent, so they
+/// overlap in the pipeline instead of each waiting for the one before), then each group's
+/// factors and codes.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn quantize_groups_one_by_one(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32]) {
     let k = x.len();
     q[k..].fill(0);
     let group = |g: usize| (g * k_group).min(k)..((g + 1) * k_group).min(k);
     for (g, maxabs) in scales.iter_mut().enumerate() {
-        let xs = &x[group(g)];
-        let tail = xs.len() % L;
-        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
-        let body = xs.len() - tail;
-        // SAFETY: every load reads 16 floats inside `xs` (the tail under a mask).
-        *maxabs = unsafe {
-            // Four accumulators hide the latency of vmaxps.
-            let mut m4 = [_mm512_setzero_ps(); 4];
-            let wide = body / (4 * L) * (4 * L);
-            for i in (0..wide).step_by(4 * L) {
-                for (j, m) in m4.iter_mut().enumerate() {
-                    // max(|x|, m) returns m when x is NaN: NaN is skipped, as in the scalar form.
-                    *m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xs.as_ptr().add(i + j * L))), *m);
-                }
-            }
-            let mut m = _mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3]));
-            for i in (wide..body).step_by(L) {
-                m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xs.as_ptr().add(i))), m);
-            }
-            if tail > 0 {
-                m = _mm512_max_ps(
-                    _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body))),
-                    m,
-                );
-            }
-            _mm512_reduce_max_ps(m)
-        };
+        *maxabs = group_maxabs(&x[group(g)]);
     }
     for (g, scale) in scales.iter_mut().enumerate() {
         let range = group(g);
-        let xs = &x[range.clone()];
-        let qs = &mut q[range];
+        let qs = &mut q[range.clone()];
         let Some((inv, s)) = group_factors(*scale) else {
             qs.fill(0);
             *scale = 0.0;
             continue;
         };
         *scale = s;
-        let tail = xs.len() % L;
-        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
-        let body = xs.len() - tail;
-        let vinv = _mm512_set1_ps(inv);
-        let (lo_v, hi_v) = (_mm512_set1_ps(-Q_MAX), _mm512_set1_ps(Q_MAX));
-        // Clamping before rounding equals rounding before clamping at the integer bounds;
-        // the conversion rounds half to even (default MXCSR), as `round_ties_even`.
-        // SAFETY: loads read 16 floats of `xs`, stores write 16 bytes of `qs` (tails masked).
-        unsafe {
-            for i in (0..body).step_by(L) {
-                let v = quantize16(_mm512_loadu_ps(xs.as_ptr().add(i)), vinv, lo_v, hi_v);
-                _mm_storeu_si128(qs.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtepi32_epi8(v));
+        quantize_codes(&x[range], inv, qs);
+    }
+}
+
+/// max |x| over `xs` (0 when empty), NaN skipped.
+#[target_feature(enable = "avx512f")]
+fn group_maxabs(xs: &[f32]) -> f32 {
+    const L: usize = 16;
+    let tail = xs.len() % L;
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+    let body = xs.len() - tail;
+    // SAFETY: every load reads 16 floats inside `xs` (the tail under a mask).
+    unsafe {
+        // Four accumulators hide the latency of vmaxps.
+        let mut m4 = [_mm512_setzero_ps(); 4];
+        let wide = body / (4 * L) * (4 * L);
+        for i in (0..wide).step_by(4 * L) {
+            for (j, m) in m4.iter_mut().enumerate() {
+                // max(|x|, m) returns m when x is NaN: NaN is skipped, as in the scalar form.
+                *m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xs.as_ptr().add(i + j * L))), *m);
             }
-            if tail > 0 {
-                let v = quantize16(
-                    _mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body)),
-                    vinv,
-                    lo_v,
-                    hi_v,
-                );
-                _mm512_mask_cvtepi32_storeu_epi8(qs.as_mut_ptr().add(body) as *mut _, tail_mask, v);
-            }
+        }
+        let mut m = _mm512_max_ps(_mm512_max_ps(m4[0], m4[1]), _mm512_max_ps(m4[2], m4[3]));
+        for i in (wide..body).step_by(L) {
+            m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xs.as_ptr().add(i))), m);
+        }
+        if tail > 0 {
+            m = _mm512_max_ps(
+                _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body))),
+                m,
+            );
+        }
+        _mm512_reduce_max_ps(m)
+    }
+}
+
+/// Writes the codes of one group (`qs` as long as `xs`) given its inverse scale.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn quantize_codes(xs: &[f32], inv: f32, qs: &mut [i8]) {
+    const L: usize = 16;
+    debug_assert_eq!(xs.len(), qs.len());
+    let tail = xs.len() % L;
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+    let body = xs.len() - tail;
+    let vinv = _mm512_set1_ps(inv);
+    let (lo_v, hi_v) = (_mm512_set1_ps(-Q_MAX), _mm512_set1_ps(Q_MAX));
+    // Clamping before rounding equals rounding before clamping at the integer bounds;
+    // the conversion rounds half to even (default MXCSR), as `round_ties_even`.
+    // SAFETY: loads read 16 floats of `xs`, stores write 16 bytes of `qs` (tails masked).
+    unsafe {
+        for i in (0..body).step_by(L) {
+            let v = quantize16(_mm512_loadu_ps(xs.as_ptr().add(i)), vinv, lo_v, hi_v);
+            _mm_storeu_si128(qs.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtepi32_epi8(v));
+        }
+        if tail > 0 {
+            let v = quantize16(
+                _mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body)),
+                vinv,
+                lo_v,
+                hi_v,
+            );
+            _mm512_mask_cvtepi32_storeu_epi8(qs.as_mut_ptr().add(body) as *mut _, tail_mask, v);
         }
     }
 }

@@ -9,9 +9,10 @@
 //! q      = round_half_even(x * (127 / maxabs)) clamped to [-127, 127]
 //! ```
 //!
-//! An all-zero group (or one whose maxabs is subnormal or not finite) gets scale 0 and q = 0. Every SIMD quantizer evaluates exactly these
-//! IEEE operations (`127 / maxabs` is one scalar division, the product and the rounding are
-//! correctly rounded), so all ISAs produce identical bytes and scales for finite inputs.
+//! An all-zero group (or one whose maxabs is subnormal or not finite) gets scale 0 and q = 0.
+//! Every SIMD quantizer evaluates exactly these IEEE operations (`127 / maxabs` is one
+//! division, scalar or lane-wise; it, the product and the rounding are correctly rounded), so
+//! all ISAs produce identical bytes and scales for finite inputs.
 //! Non-finite inputs give unspecified (but memory-safe) results. Padding (k to `k_pad`) is
 //! zero. Values never reach -128, which keeps `vpmaddwd`, `vmull`+`vmlal` and the sign tricks
 //! exact.

@@ -193,6 +193,9 @@ fn quantizers_agree_on_every_isa() {
         (100, Some(32)),
         (300, Some(64)),
         (1536, None),
+        (1536, Some(32)),
+        (1152, Some(64)),
+        (16 * 32 + 8, Some(32)),
     ] {
         let layout = PackedI8Layout::new(16, k, k_group).unwrap();
         let m = 5;
@@ -224,6 +227,94 @@ fn quantizers_agree_on_every_isa() {
         // Ties quantize half to even: the first row's max is |x| <= 63.5 so values hit halves.
         let row = expected.row(0);
         assert!(row.iter().all(|&q| q >= -127));
+    }
+}
+
+/// A row of k values whose groups of `k_group` cycle through the cases the quantizers must
+/// agree on: plain values, all zeros, +-inf, NaN (one, all, beside inf), values near f32::MAX,
+/// subnormals, maxima at the edge where `127 / maxabs` overflows, and half steps with -0.
+fn quantizer_corner_row(rng: &mut TestRng, k: usize, k_group: usize) -> Vec<f32> {
+    let mut x = rng.vec(k, 10.0);
+    let overflow_edge = quantize::Q_MAX / f32::MAX;
+    for (g, xs) in x.chunks_mut(k_group).enumerate() {
+        let at = rng.below(xs.len());
+        match g % 12 {
+            0 => {}
+            1 => xs.fill(0.0),
+            2 => xs[at] = f32::INFINITY,
+            3 => xs[at] = f32::NEG_INFINITY,
+            4 => xs[at] = f32::NAN,
+            5 => xs.fill(f32::NAN),
+            6 => {
+                xs[at] = f32::NAN;
+                xs[(at + 1) % xs.len()] = f32::INFINITY;
+            }
+            7 => {
+                xs.iter_mut().for_each(|v| *v *= 3e37);
+                xs[at] = if g % 2 == 0 { f32::MAX } else { -f32::MAX };
+            }
+            8 => xs.iter_mut().for_each(|v| *v *= 1e-39),
+            9 => {
+                xs.iter_mut().for_each(|v| *v *= 1e-38);
+                xs[at] = [overflow_edge.next_down(), overflow_edge, overflow_edge.next_up()][g / 12 % 3];
+            }
+            10 => {
+                xs.iter_mut().for_each(|v| *v = (rng.below(255) as f32 - 127.0) / 2.0);
+                xs[at] = -0.0;
+            }
+            _ => xs.fill(-0.0),
+        }
+    }
+    x
+}
+
+/// The AVX-512 quantizer, whose small groups (16 to 64 values) go 16 at a time through a
+/// transposed reduction, against the scalar definition: identical scales (bit for bit) and
+/// codes, except the codes of NaN inputs (unspecified), which must equal those of the
+/// one-group-at-a-time path. Model shapes (MiniLM's k = 1536, Gemma's 1152 and 768), short
+/// rows and short last groups, with and without the corner cases of `quantizer_corner_row`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_grouped_quantizer_matches_scalar() {
+    if !Isa::Avx512.is_supported() {
+        return;
+    }
+    let mut rng = TestRng(19);
+    for k_group in [16, 32, 48, 64, 128] {
+        for k in [
+            1536,
+            1152,
+            768,
+            40,
+            16 * 32 + 8,
+            16 * k_group + 8,
+            33 * k_group,
+            48 * k_group - 16,
+        ] {
+            let plain = rng.vec(k, 4.0);
+            let corners = quantizer_corner_row(&mut rng, k, k_group);
+            for (x, what) in [(&plain, "plain"), (&corners, "corners")] {
+                let k_pad = k.next_multiple_of(k_group);
+                let groups = k_pad / k_group;
+                let (mut q_ref, mut s_ref) = (vec![0i8; k_pad], vec![0f32; groups]);
+                quantize::quantize_row_scalar(x, k_group, &mut q_ref, &mut s_ref);
+                // Non-zero starting values: every output must be written.
+                let (mut q, mut s) = (vec![5i8; k_pad], vec![5f32; groups]);
+                avx512::quantize_row(x, k_group, &mut q, &mut s);
+                let at = format!("{what} k={k} k_group={k_group}");
+                assert_eq!(bits(&s), bits(&s_ref), "scales {at}");
+                for (i, (&got, &want)) in q.iter().zip(&q_ref).enumerate() {
+                    if i >= k || !x[i].is_nan() {
+                        assert_eq!(got, want, "code {i} {at}");
+                    }
+                }
+                let (mut q_one, mut s_one) = (vec![5i8; k_pad], vec![5f32; groups]);
+                // SAFETY: AVX-512 F/BW checked above; the lengths fit as for `quantize_row`.
+                unsafe { avx512::quantize_groups_one_by_one(x, k_group, &mut q_one, &mut s_one) };
+                assert_eq!(q, q_one, "codes against one group at a time {at}");
+                assert_eq!(bits(&s), bits(&s_one), "scales against one group at a time {at}");
+            }
+        }
     }
 }
 
