@@ -124,7 +124,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         };
         &arch_recipe
     } else if src.model_type() == "bert" && recipe.layer_k_groups.is_empty() {
-        // BERT's FFN down projection takes groups of 32 (bert::LAYER_K_GROUPS).
+        // BERT's FFN down projection takes groups of 128 (bert::LAYER_K_GROUPS).
         arch_recipe = Recipe {
             layer_k_groups: &bert::LAYER_K_GROUPS,
             ..recipe.clone()

@@ -37,7 +37,7 @@
 //! over the 82 fixture texts (with 8-bit token tables): per token everywhere, mean cosine 0.9954, min 0.9788; groups of
 //! 64 on QKV alone, 0.9972 / 0.9867; on QKV and FFN-up, 0.9980 / 0.9913; on every layer,
 //! 0.9985 / 0.9932. An architecture may set its own groups by layer instead (Gemma:
-//! `gemma3::LAYER_K_GROUPS`; BERT: `bert::LAYER_K_GROUPS`, groups of 32 on the FFN down projection
+//! `gemma3::LAYER_K_GROUPS`; BERT: `bert::LAYER_K_GROUPS`, groups of 128 on the FFN down projection
 //! on top of the defaults). `--k-group G` sets one group size for every int8 layer.
 //!
 //! `--keep PATTERN` (repeatable, `*` matches any run of characters) keeps matching tensors in
