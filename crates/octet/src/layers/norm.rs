@@ -8,7 +8,7 @@
 //! Rows are independent; large batches are split across rayon's current pool.
 
 use super::stored::Stored;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use octet_kernels::{kernels, vector};
 use rayon::prelude::*;
@@ -16,6 +16,15 @@ use std::sync::Arc;
 
 /// Rows per parallel task: below this a row block is not worth a task.
 const ROWS_PER_TASK: usize = 64;
+
+/// The paired buffers of [`Norm::apply_into`] and [`Norm::apply_and_add`] hold the same rows.
+fn check_same_len(a: usize, b: usize) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!("norm: paired buffers of {a} and {b} values")))
+    }
+}
 
 /// Which normalization, with its parameters.
 enum Kind {
@@ -68,16 +77,45 @@ impl Norm {
 
     /// Normalizes every row of `x` in place, with the weight (and bias).
     pub fn apply(&self, x: &mut [f32]) -> Result<()> {
+        x.par_chunks_mut(self.dim * ROWS_PER_TASK)
+            .try_for_each(|rows| self.apply_rows(rows))
+    }
+
+    /// `dst` = the rows of `src` normalized (a pre-norm that keeps its input for the
+    /// residual): each task copies its rows and normalizes them while they are in cache,
+    /// instead of a serial copy of the whole batch followed by a pass of its own.
+    pub fn apply_into(&self, src: &[f32], dst: &mut [f32]) -> Result<()> {
+        check_same_len(src.len(), dst.len())?;
+        let chunk = self.dim * ROWS_PER_TASK;
+        dst.par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .try_for_each(|(d, s)| {
+                d.copy_from_slice(s);
+                self.apply_rows(d)
+            })
+    }
+
+    /// Normalizes `block_out` in place and adds it to `residual` (a post-norm before the
+    /// residual add), one parallel pass over both.
+    pub fn apply_and_add(&self, block_out: &mut [f32], residual: &mut [f32]) -> Result<()> {
+        check_same_len(block_out.len(), residual.len())?;
+        let (k, chunk) = (kernels().vector, self.dim * ROWS_PER_TASK);
+        block_out
+            .par_chunks_mut(chunk)
+            .zip(residual.par_chunks_mut(chunk))
+            .try_for_each(|(b, r)| {
+                self.apply_rows(b)?;
+                vector::add(k, r, b)?;
+                Ok(())
+            })
+    }
+
+    /// Normalizes the whole rows of `rows` on the calling thread.
+    fn apply_rows(&self, rows: &mut [f32]) -> Result<()> {
         let (weight, k, dim, eps) = (self.weight.get(), kernels().vector, self.dim, self.eps);
         match &self.kind {
-            Kind::Layer { bias, .. } => {
-                let bias = bias.get();
-                x.par_chunks_mut(dim * ROWS_PER_TASK)
-                    .try_for_each(|rows| vector::layer_norm(k, rows, dim, weight, bias, eps))?
-            }
-            Kind::Rms { plus_one } => x
-                .par_chunks_mut(dim * ROWS_PER_TASK)
-                .try_for_each(|rows| vector::rms_norm(k, rows, dim, weight, eps, *plus_one))?,
+            Kind::Layer { bias, .. } => vector::layer_norm(k, rows, dim, weight, bias.get(), eps)?,
+            Kind::Rms { plus_one } => vector::rms_norm(k, rows, dim, weight, eps, *plus_one)?,
         }
         Ok(())
     }

@@ -313,15 +313,13 @@ impl Encoder for Gemma3 {
         ]);
         // PyTorch multiplies by the f32 value of sqrt(hidden_size).
         self.word.gather(&batch.ids, (h as f32).sqrt(), x, false)?;
-        let vk = kernels().vector;
         for layer in &self.layers {
             let (shape, rope) = if layer.sliding {
                 (&sliding_shape, &rope_sliding)
             } else {
                 (&full_shape, &rope_full)
             };
-            normed.copy_from_slice(x);
-            layer.norm.apply(normed)?;
+            layer.norm.apply_into(x, normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
             self.prepare_qk(layer, qkv, &positions, rope)?;
             // bf16 attention (opt-in, OCTET_ATTENTION=bf16) for int8 layers: 1.5x faster here,
@@ -332,16 +330,13 @@ impl Encoder for Gemma3 {
             };
             attention(qkv, &batch.spans, &shape, None, context)?;
             layer.output.forward(context, t, block_out, Activation::None, false)?;
-            layer.attention_post_norm.apply(block_out)?;
-            vector::add(vk, x, block_out)?;
+            layer.attention_post_norm.apply_and_add(block_out, x)?;
 
-            normed.copy_from_slice(x);
-            layer.ffn_norm.apply(normed)?;
+            layer.ffn_norm.apply_into(x, normed)?;
             layer.gate_up.forward(normed, t, gate_up, Activation::None, false)?;
             gated_gelu(gate_up, inter, inner);
             layer.down.forward(inner, t, block_out, Activation::None, false)?;
-            layer.ffn_post_norm.apply(block_out)?;
-            vector::add(vk, x, block_out)?;
+            layer.ffn_post_norm.apply_and_add(block_out, x)?;
         }
         self.final_norm.apply(x)?;
         Ok(x)

@@ -381,8 +381,7 @@ impl Encoder for T5 {
             scratch.take([t * d, t * d, t * 3 * inner, t * inner, t * c.d_ff, gate_up_len]);
         self.word.gather(&batch.ids, 1.0, x, false)?;
         for layer in &self.layers {
-            normed.copy_from_slice(x);
-            layer.attention_norm.apply(normed)?;
+            layer.attention_norm.apply_into(x, normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
             // bf16 attention (opt-in, OCTET_ATTENTION=bf16) for int8 layers.
             let shape = AttentionShape {
@@ -392,8 +391,7 @@ impl Encoder for T5 {
             attention(qkv, &batch.spans, &shape, Some(&bias), context)?;
             layer.output.forward(context, t, x, Activation::None, true)?;
 
-            normed.copy_from_slice(x);
-            layer.ffn_norm.apply(normed)?;
+            layer.ffn_norm.apply_into(x, normed)?;
             self.feed_forward(layer, normed, t, ffn_inner, gate_up, x)?;
         }
         self.final_norm.apply(x)?;
