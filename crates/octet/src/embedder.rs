@@ -69,8 +69,9 @@ impl EmbedOptions {
     /// per pass to share. Measured on a 2-core AMD EPYC (Zen 4, 32 MB L3) with MiniLM int8 at 32
     /// texts x 128 tokens and EmbeddingGemma int8 at 8 x 128, alternating the two builds in one
     /// run: at 1 thread, passes of 512 tokens were 7% (MiniLM) and 4% (EmbeddingGemma) faster
-    /// than passes of 2,048; at 2 threads, passes of 1,024 were about 3% faster than both 512 and
-    /// 2,048 on each model, and 256-token passes were 12% slower on EmbeddingGemma.
+    /// than passes of 2,048; at 2 threads, passes of 1,024 were 3-5% faster than passes of 512
+    /// on each model and within noise of passes of 2,048, and 256-token passes were 12% slower
+    /// on EmbeddingGemma.
     pub const PASS_TOKENS_PER_THREAD: usize = 512;
 }
 
@@ -274,8 +275,9 @@ impl Embedder {
 
     /// Runs token sequences through the bound encoder, sorted by length, in passes of at most
     /// `batch_size` sequences and `max_batch_tokens` tokens, and at most
-    /// [`EmbedOptions::PASS_TOKENS_PER_THREAD`] per thread of the pool (a longer sequence gets a pass of its
-    /// own), then pools, projects, truncates to the width of `out`'s rows and normalizes.
+    /// [`EmbedOptions::PASS_TOKENS_PER_THREAD`] per thread of the pool (a longer sequence gets
+    /// a pass of its own), then pools, projects, truncates to the width of `out`'s rows and
+    /// normalizes.
     /// Vector `i` goes to row `i` of `out` (`seqs.len()` rows; their width, at most the model's
     /// [`Embedder::dim`], is the Matryoshka truncation). Runs on the calling thread's pool: call
     /// it inside `self.pool.install`.
