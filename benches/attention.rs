@@ -3,14 +3,14 @@
 //! EmbeddingGemma (3 query heads sharing 1 KV head of 256, 512 tokens, with and without the
 //! 256-token sliding window) and a T5-like shape (8 heads of 64 with a relative bias). Each
 //! MiniLM and full-window Gemma case also runs with bf16 attention (`/bf16`: Q, K, V and P
-//! rounded to bf16, `vdpbf16ps`) when run with `OCTET_ATTENTION=bf16` on a CPU with AVX-512
-//! BF16 (the first line names the kernels; without them the `/bf16` cases run f32).
+//! rounded to bf16, `vdpbf16ps`) on a CPU with AVX-512 BF16 (the first line names the kernels;
+//! without them, or with `OCTET_ATTENTION=f32`, the `/bf16` cases run f32).
 //!
 //! Run: `cargo bench -p octet-benches --bench attention` (criterion options after `--`).
 //! Timings on a shared machine are a development guide only.
 
 use criterion::Criterion;
-use octet::layers::attention::{attention, AttentionShape, Span};
+use octet::layers::attention::{attention, bf16_attention, AttentionShape, Span};
 use std::time::Duration;
 
 /// One benchmark case: a shape and a batch of equal-length sequences.
@@ -38,7 +38,10 @@ fn cases() -> Vec<Case> {
         window,
         bf16: false,
     };
-    let bf16 = |shape: AttentionShape| AttentionShape { bf16: true, ..shape };
+    let bf16 = |shape: AttentionShape| AttentionShape {
+        bf16: bf16_attention(true, true),
+        ..shape
+    };
     vec![
         Case {
             label: "minilm/b1x128/h12x32/bf16",

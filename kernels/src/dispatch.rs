@@ -111,6 +111,47 @@ impl Isa {
     }
 }
 
+/// Which attention int8 models run (`OCTET_ATTENTION`). Models whose int8 layers allow it pick
+/// the bf16 kernel ([`Kernels::attention_bf16`], where the CPU has one) by their own default
+/// unless this says otherwise: BERT-family models do (on all-MiniLM-L6-v2 it changes no cosine
+/// past noise and is a few percent faster), EmbeddingGemma and T5 do not (on EmbeddingGemma it
+/// costs cosine; T5 is unmeasured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionPrecision {
+    /// `OCTET_ATTENTION` unset: each model's default.
+    ModelDefault,
+    /// `OCTET_ATTENTION=f32`: f32 attention for every model.
+    F32,
+    /// `OCTET_ATTENTION=bf16`: bf16 attention for every int8 model, where the CPU has it.
+    Bf16,
+}
+
+impl AttentionPrecision {
+    /// Parses an `OCTET_ATTENTION` value; an unknown one is ignored, with a note saying so.
+    pub fn from_env(value: Option<&str>) -> (AttentionPrecision, Option<String>) {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") => (AttentionPrecision::ModelDefault, None),
+            Some("f32") => (AttentionPrecision::F32, None),
+            Some("bf16") => (AttentionPrecision::Bf16, None),
+            Some(other) => (
+                AttentionPrecision::ModelDefault,
+                Some(format!("OCTET_ATTENTION={other} ignored: not f32 or bf16")),
+            ),
+        }
+    }
+
+    /// Whether a layer runs bf16 attention: `allowed` by its int8 weights, and asked for by
+    /// this setting or else by the model's default.
+    pub fn wants_bf16(self, allowed: bool, model_default: bool) -> bool {
+        allowed
+            && match self {
+                AttentionPrecision::ModelDefault => model_default,
+                AttentionPrecision::F32 => false,
+                AttentionPrecision::Bf16 => true,
+            }
+    }
+}
+
 /// One implementation per kernel family, all for the same [`Isa`].
 pub struct Kernels {
     /// The level the table was built for.
@@ -127,9 +168,13 @@ pub struct Kernels {
     pub vector: &'static crate::vector::VectorKernel,
     /// Fused attention.
     pub attention: &'static crate::attention::AttentionKernel,
-    /// Fused attention on bf16 dot products, where the level has them and `OCTET_ATTENTION=bf16`
-    /// asks for it (off by default: see the attention module docs); callers choose it per layer.
+    /// Fused attention on bf16 dot products, where the level has them; callers choose it per
+    /// layer, for int8 models only, as [`Kernels::attention_precision`] says.
     pub attention_bf16: Option<&'static crate::attention::AttentionKernel>,
+    /// Which attention int8 models run: `OCTET_ATTENTION`, or each model's own default.
+    pub attention_precision: AttentionPrecision,
+    /// Why `OCTET_ATTENTION` was ignored, if it was set to something else than f32 or bf16.
+    pub attention_note: Option<String>,
     /// Why `OCTET_KERNEL` was ignored, if it was set and could not be honoured.
     pub override_note: Option<String>,
     /// Why the AMX level is not in use on a CPU with AVX-512 VNNI, when it is not.
@@ -151,6 +196,8 @@ impl Kernels {
             vector: crate::vector::for_isa(isa),
             attention: crate::attention::for_isa(isa),
             attention_bf16: crate::attention::bf16_for_isa(isa),
+            attention_precision: AttentionPrecision::ModelDefault,
+            attention_note: None,
             override_note: None,
             amx_note: None,
         })
@@ -212,11 +259,10 @@ pub fn kernels() -> &'static Kernels {
         let amx = amx_unavailable();
         let (isa, note) = choose(forced.as_deref(), &Isa::supported(), amx.as_deref());
         let mut table = Kernels::for_isa(isa).expect("chosen level is supported");
-        // bf16 attention is opt-in: twice the products per instruction, but on small heads its
-        // packing costs what the products save, and on EmbeddingGemma it costs cosine.
-        if !std::env::var("OCTET_ATTENTION").is_ok_and(|v| v.trim() == "bf16") {
-            table.attention_bf16 = None;
-        }
+        let (precision, attention_note) =
+            AttentionPrecision::from_env(std::env::var("OCTET_ATTENTION").ok().as_deref());
+        table.attention_precision = precision;
+        table.attention_note = attention_note;
         // Said once: an ignored OCTET_KERNEL=amx already gives the reason.
         let said = |why: &String| note.as_ref().is_some_and(|n| n.contains(why.as_str()));
         table.amx_note = amx.filter(|why| isa == Isa::Avx512 && !said(why));
@@ -243,8 +289,18 @@ fn describe_table(k: &Kernels) -> String {
         k.attention.name
     );
     if let Some(bf16) = k.attention_bf16 {
-        s.push_str(" attention-int8-models=");
+        s.push_str(" attention-bf16=");
         s.push_str(bf16.name);
+        s.push_str(match k.attention_precision {
+            AttentionPrecision::ModelDefault => " (int8 BERT models)",
+            AttentionPrecision::F32 => " (unused: OCTET_ATTENTION=f32)",
+            AttentionPrecision::Bf16 => " (every int8 model: OCTET_ATTENTION=bf16)",
+        });
+    }
+    if let Some(note) = &k.attention_note {
+        s.push_str(" (");
+        s.push_str(note);
+        s.push(')');
     }
     if let Some(note) = &k.override_note {
         s.push_str(" (");
@@ -262,6 +318,20 @@ fn describe_table(k: &Kernels) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attention_precision_parses_and_decides() {
+        use AttentionPrecision::*;
+        assert_eq!(AttentionPrecision::from_env(None), (ModelDefault, None));
+        assert_eq!(AttentionPrecision::from_env(Some(" BF16 ")), (Bf16, None));
+        assert_eq!(AttentionPrecision::from_env(Some("f32")), (F32, None));
+        let (p, note) = AttentionPrecision::from_env(Some("fp8"));
+        assert_eq!(p, ModelDefault);
+        assert!(note.unwrap().contains("fp8"));
+        assert!(ModelDefault.wants_bf16(true, true) && !ModelDefault.wants_bf16(true, false));
+        assert!(Bf16.wants_bf16(true, false) && !Bf16.wants_bf16(false, true));
+        assert!(!F32.wants_bf16(true, true));
+    }
 
     #[test]
     fn names_round_trip() {

@@ -26,7 +26,7 @@ pub mod int8;
 pub mod test_rng;
 pub mod vector;
 
-pub use dispatch::{describe, kernels, Isa, Kernels};
+pub use dispatch::{describe, kernels, AttentionPrecision, Isa, Kernels};
 pub use epilogue::{Activation, Epilogue};
 
 /// Errors a kernel entry point reports instead of panicking on bad arguments.

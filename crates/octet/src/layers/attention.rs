@@ -42,9 +42,8 @@ pub struct AttentionShape {
     /// Symmetric sliding window: query i sees key j only when |i - j| <= `window`.
     pub window: Option<usize>,
     /// Round Q, K, V and the probabilities to bf16 and multiply them with the CPU's bf16 dot
-    /// products (`octet_kernels::attention::bf16_for_isa`). Models set it for int8 layers
-    /// ([`crate::layers::Linear::allows_bf16_attention`]); it takes effect only where the CPU
-    /// has the instruction and `OCTET_ATTENTION=bf16` asks for it.
+    /// products (`octet_kernels::attention::bf16_for_isa`); it takes effect only where the CPU
+    /// has the instruction. Models set it with [`bf16_attention`].
     pub bf16: bool,
 }
 
@@ -187,6 +186,14 @@ fn check(
         }
     }
     Ok(end)
+}
+
+/// Whether an attention layer runs on bf16 dot products: only behind int8 weights that allow
+/// it ([`crate::layers::Linear::allows_bf16_attention`]), and as `OCTET_ATTENTION` says, or
+/// else as the model's default (`model_default`; see
+/// [`octet_kernels::AttentionPrecision`]).
+pub fn bf16_attention(allowed: bool, model_default: bool) -> bool {
+    kernels().attention_precision.wants_bf16(allowed, model_default)
 }
 
 /// Runs attention for every sequence in `spans`; `out` is [rows, heads x head_dim]. Spans
