@@ -10,7 +10,7 @@
 //! Timings on a shared machine are a development guide only.
 
 use criterion::Criterion;
-use octet::layers::attention::{attention, bf16_attention, AttentionShape, Span};
+use octet::layers::attention::{attention, attention_math, AttentionMath, AttentionShape, Span};
 use std::time::Duration;
 
 /// One benchmark case: a shape and a batch of equal-length sequences.
@@ -28,7 +28,7 @@ fn cases() -> Vec<Case> {
         head_dim: 32,
         scale: 1.0 / 32f32.sqrt(),
         window: None,
-        bf16: false,
+        math: AttentionMath::F32,
     };
     let gemma = |window| AttentionShape {
         heads: 3,
@@ -36,10 +36,10 @@ fn cases() -> Vec<Case> {
         head_dim: 256,
         scale: 1.0 / 256f32.sqrt(),
         window,
-        bf16: false,
+        math: AttentionMath::F32,
     };
     let bf16 = |shape: AttentionShape| AttentionShape {
-        bf16: bf16_attention(true, true),
+        math: attention_math(true, AttentionMath::Bf16),
         ..shape
     };
     vec![

@@ -112,17 +112,16 @@ impl Isa {
 }
 
 /// Which attention int8 models run (`OCTET_ATTENTION`). Models whose int8 layers allow it pick
-/// the bf16 kernel ([`Kernels::attention_bf16`], where the CPU has one) by their own default
-/// unless this says otherwise: BERT-family models do (on all-MiniLM-L6-v2 it changes no cosine
-/// past noise and is a few percent faster), EmbeddingGemma and T5 do not (on EmbeddingGemma it
-/// costs cosine; T5 is unmeasured).
+/// a bf16 kernel ([`Kernels::attention_bf16`] or [`Kernels::attention_bf16_scores`], where the
+/// CPU has them) by their own default unless this says otherwise (see
+/// `octet::layers::attention::attention_math`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionPrecision {
     /// `OCTET_ATTENTION` unset: each model's default.
     ModelDefault,
     /// `OCTET_ATTENTION=f32`: f32 attention for every model.
     F32,
-    /// `OCTET_ATTENTION=bf16`: bf16 attention for every int8 model, where the CPU has it.
+    /// `OCTET_ATTENTION=bf16`: all-bf16 attention for every int8 model, where the CPU has it.
     Bf16,
 }
 
@@ -138,17 +137,6 @@ impl AttentionPrecision {
                 Some(format!("OCTET_ATTENTION={other} ignored: not f32 or bf16")),
             ),
         }
-    }
-
-    /// Whether a layer runs bf16 attention: `allowed` by its int8 weights, and asked for by
-    /// this setting or else by the model's default.
-    pub fn wants_bf16(self, allowed: bool, model_default: bool) -> bool {
-        allowed
-            && match self {
-                AttentionPrecision::ModelDefault => model_default,
-                AttentionPrecision::F32 => false,
-                AttentionPrecision::Bf16 => true,
-            }
     }
 }
 
@@ -171,6 +159,9 @@ pub struct Kernels {
     /// Fused attention on bf16 dot products, where the level has them; callers choose it per
     /// layer, for int8 models only, as [`Kernels::attention_precision`] says.
     pub attention_bf16: Option<&'static crate::attention::AttentionKernel>,
+    /// Attention with only the scores (Q K^T) on bf16 dot products and P V in f32, where the
+    /// level has them; chosen per layer like `attention_bf16`.
+    pub attention_bf16_scores: Option<&'static crate::attention::AttentionKernel>,
     /// Which attention int8 models run: `OCTET_ATTENTION`, or each model's own default.
     pub attention_precision: AttentionPrecision,
     /// Why `OCTET_ATTENTION` was ignored, if it was set to something else than f32 or bf16.
@@ -196,6 +187,7 @@ impl Kernels {
             vector: crate::vector::for_isa(isa),
             attention: crate::attention::for_isa(isa),
             attention_bf16: crate::attention::bf16_for_isa(isa),
+            attention_bf16_scores: crate::attention::bf16_scores_for_isa(isa),
             attention_precision: AttentionPrecision::ModelDefault,
             attention_note: None,
             override_note: None,
@@ -291,11 +283,15 @@ fn describe_table(k: &Kernels) -> String {
     if let Some(bf16) = k.attention_bf16 {
         s.push_str(" attention-bf16=");
         s.push_str(bf16.name);
-        s.push_str(match k.attention_precision {
-            AttentionPrecision::ModelDefault => " (int8 BERT models)",
-            AttentionPrecision::F32 => " (unused: OCTET_ATTENTION=f32)",
-            AttentionPrecision::Bf16 => " (every int8 model: OCTET_ATTENTION=bf16)",
-        });
+    }
+    if let Some(scores) = k.attention_bf16_scores {
+        s.push_str(" attention-bf16-scores=");
+        s.push_str(scores.name);
+    }
+    match k.attention_precision {
+        AttentionPrecision::ModelDefault => {}
+        AttentionPrecision::F32 => s.push_str(" (OCTET_ATTENTION=f32)"),
+        AttentionPrecision::Bf16 => s.push_str(" (OCTET_ATTENTION=bf16)"),
     }
     if let Some(note) = &k.attention_note {
         s.push_str(" (");
@@ -320,7 +316,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attention_precision_parses_and_decides() {
+    fn attention_precision_parses() {
         use AttentionPrecision::*;
         assert_eq!(AttentionPrecision::from_env(None), (ModelDefault, None));
         assert_eq!(AttentionPrecision::from_env(Some(" BF16 ")), (Bf16, None));
@@ -328,9 +324,6 @@ mod tests {
         let (p, note) = AttentionPrecision::from_env(Some("fp8"));
         assert_eq!(p, ModelDefault);
         assert!(note.unwrap().contains("fp8"));
-        assert!(ModelDefault.wants_bf16(true, true) && !ModelDefault.wants_bf16(true, false));
-        assert!(Bf16.wants_bf16(true, false) && !Bf16.wants_bf16(false, true));
-        assert!(!F32.wants_bf16(true, true));
     }
 
     #[test]

@@ -41,8 +41,8 @@ use std::process::ExitCode;
         file or text that cannot be used); 66 an input file is missing or unreadable; 70 internal error (a bug); \
         73 an output file cannot be created; 74 read or write failure (e.g. disk full).\n\n\
         Environment: OCTET_KERNEL=scalar|avx2|avx512|amx|neon|dotprod|i8mm forces a kernel path; \
-        OCTET_ATTENTION=f32|bf16 sets the attention of int8 models: bf16 dot products where the CPU has them (AVX-512 BF16), \
-        or f32 (default: bf16 for BERT-family models, f32 for EmbeddingGemma and T5); \
+        OCTET_ATTENTION=f32|bf16 sets the attention of int8 models: f32, or bf16 dot products where the CPU has them \
+        (AVX-512 BF16); by default BERT-family models use bf16, EmbeddingGemma bf16 for Q K^T only, T5 f32; \
         OCTET_CACHE (default ~/.cache/octet) is where the scripts keep models."
 )]
 struct Cli {

@@ -21,6 +21,12 @@
 //! with the value pairs; keys outside the row's window get probability 0.
 //!
 //! An odd `head_dim` has no pairs: such a block runs the f32 steps of the same kernel.
+//!
+//! **Scores only.** A kernel without `bf16_values` rounds only Q and K: the scores come from
+//! the bf16 tiles, and P V runs the kernel's f32 tile on the f32 probabilities and the value
+//! rows in place, as f32 attention does. Half the products are bf16, and the probabilities and
+//! values keep f32's precision (EmbeddingGemma's cosine moves with P and V, not with Q and K:
+//! see `octet::model::gemma3`).
 
 // Tile functions take each slice with its stride and extent explicitly, as the f32 tiles do.
 #![allow(clippy::too_many_arguments)]
@@ -200,7 +206,10 @@ pub(super) fn attend(
     let (p_p, rest) = rest.split_at_mut(GROUP_ROWS * p_stride);
     let row_words = &mut rest[..KEYS_AT_ONCE * half];
     pack_keys(tiles, b, &keys, k_stride, row_words, keys_p);
-    pack_values(tiles, b, &keys, values_p);
+    let round_values = kernel.bf16_values;
+    if round_values {
+        pack_values(tiles, b, &keys, values_p);
+    }
 
     let mut r0 = b.rows.start;
     while r0 < b.rows.end {
@@ -230,6 +239,16 @@ pub(super) fn attend(
                 scores,
                 k_stride,
             );
+            if !round_values {
+                // Scores only: P V in f32 on the probabilities and V rows in place, as f32
+                // attention does.
+                for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
+                    probabilities(kernel, b, g, r0 + r, &union, keys.start + a0, row)?;
+                }
+                let v = &b.qkv[union.start * b.stride + b.v_col..];
+                (kernel.probs_values)(&scores[u0 - a0..], k_stride, v, b.stride, u1 - u0, hd, out_rows, g * hd);
+                continue;
+            }
             for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
                 probabilities(kernel, b, g, r0 + r, &union, keys.start + a0, row)?;
                 // Key e0 = u0 - 1 (when u0 is odd) is outside the union: probability 0.

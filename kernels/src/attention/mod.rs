@@ -104,15 +104,23 @@ pub struct AttentionKernel {
     probs_values: ProbsValuesFn,
     /// The softmax of the same level, so attention and the vector family agree.
     vector: &'static VectorKernel,
-    /// The bf16 tiles, for a kernel that rounds Q, K, V and P to bf16 ([`bf16`]); `None`
-    /// for f32 attention.
+    /// The bf16 tiles, for a kernel that rounds Q and K (and V and P when `bf16_values`) to
+    /// bf16 ([`bf16`]); `None` for f32 attention.
     bf16: Option<&'static bf16::Tiles>,
+    /// Whether a bf16 kernel also rounds V and the probabilities and multiplies them on bf16
+    /// pairs; if not, only the scores (Q K^T) are bf16 and P V runs the f32 tiles.
+    bf16_values: bool,
 }
 
 impl AttentionKernel {
-    /// Whether this kernel rounds Q, K, V and the probabilities to bf16.
+    /// Whether this kernel rounds Q and K to bf16 (the scores' inputs).
     pub fn is_bf16(&self) -> bool {
         self.bf16.is_some()
+    }
+
+    /// Whether this kernel rounds V and the probabilities to bf16 as well.
+    pub fn rounds_values(&self) -> bool {
+        self.bf16.is_some() && self.bf16_values
     }
 }
 
@@ -122,6 +130,7 @@ static SCALAR: AttentionKernel = AttentionKernel {
     probs_values: scalar::probs_values,
     vector: &vector::SCALAR,
     bf16: None,
+    bf16_values: false,
 };
 
 /// The reference of the bf16 kernels: the pair sums as plain f32 loops.
@@ -131,6 +140,17 @@ static SCALAR_BF16: AttentionKernel = AttentionKernel {
     probs_values: scalar::probs_values,
     vector: &vector::SCALAR,
     bf16: Some(&bf16::SCALAR_TILES),
+    bf16_values: true,
+};
+
+/// The reference of the bf16-scores kernels: Q K^T on bf16 pairs as plain f32 loops, P V in f32.
+static SCALAR_BF16_SCORES: AttentionKernel = AttentionKernel {
+    name: "generic-attention-bf16scores-1x1-scalar",
+    scores: scalar::scores,
+    probs_values: scalar::probs_values,
+    vector: &vector::SCALAR,
+    bf16: Some(&bf16::SCALAR_TILES),
+    bf16_values: false,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -140,6 +160,7 @@ static AVX2: AttentionKernel = AttentionKernel {
     probs_values: avx2::probs_values,
     vector: &vector::AVX2,
     bf16: None,
+    bf16_values: false,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -149,6 +170,7 @@ static AVX512: AttentionKernel = AttentionKernel {
     probs_values: avx512::probs_values,
     vector: &vector::AVX512,
     bf16: None,
+    bf16_values: false,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -158,6 +180,17 @@ static AVX512_BF16: AttentionKernel = AttentionKernel {
     probs_values: avx512::probs_values,
     vector: &vector::AVX512,
     bf16: Some(&avx512_bf16::TILES),
+    bf16_values: true,
+};
+
+#[cfg(target_arch = "x86_64")]
+static AVX512_BF16_SCORES: AttentionKernel = AttentionKernel {
+    name: "x86_64-attention-bf16scores-8x32-avx512bf16",
+    scores: avx512::scores,
+    probs_values: avx512::probs_values,
+    vector: &vector::AVX512,
+    bf16: Some(&avx512_bf16::TILES),
+    bf16_values: false,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -167,6 +200,7 @@ static NEON: AttentionKernel = AttentionKernel {
     probs_values: neon::probs_values,
     vector: &vector::NEON,
     bf16: None,
+    bf16_values: false,
 };
 
 /// The best attention implementation at or below `isa` that this CPU supports. The NEON
@@ -192,18 +226,45 @@ pub fn for_isa(isa: Isa) -> &'static AttentionKernel {
 /// (AVX-512 BF16 at the `avx512` and `amx` levels); `None` elsewhere: without the instruction
 /// bf16 would only lose precision. [`bf16_reference`] is the scalar form tests compare with.
 pub fn bf16_for_isa(isa: Isa) -> Option<&'static AttentionKernel> {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx512 | Isa::Amx) && isa.is_supported() && std::is_x86_feature_detected!("avx512bf16") {
-        return Some(&AVX512_BF16);
-    }
-    let _ = isa;
-    None
+    bf16_hardware(isa).then_some(HARDWARE_BF16).flatten()
 }
 
 /// The scalar bf16 kernel: the reference of [`bf16_for_isa`]'s kernels.
 pub fn bf16_reference() -> &'static AttentionKernel {
     &SCALAR_BF16
 }
+
+/// The attention kernel at `isa` that computes only the scores on bf16 pairs (Q and K rounded
+/// to bf16) and P V in f32, where this CPU multiplies bf16 pairs in hardware; `None` elsewhere.
+/// [`bf16_scores_reference`] is the scalar form tests compare with.
+pub fn bf16_scores_for_isa(isa: Isa) -> Option<&'static AttentionKernel> {
+    bf16_hardware(isa).then_some(HARDWARE_BF16_SCORES).flatten()
+}
+
+/// The scalar bf16-scores kernel: the reference of [`bf16_scores_for_isa`]'s kernels.
+pub fn bf16_scores_reference() -> &'static AttentionKernel {
+    &SCALAR_BF16_SCORES
+}
+
+/// Whether `isa` is supported here and multiplies bf16 pairs (AVX-512 BF16 at the `avx512` and
+/// `amx` levels).
+fn bf16_hardware(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512 | Isa::Amx) && isa.is_supported() && std::is_x86_feature_detected!("avx512bf16") {
+        return true;
+    }
+    let _ = isa;
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+const HARDWARE_BF16: Option<&'static AttentionKernel> = Some(&AVX512_BF16);
+#[cfg(target_arch = "x86_64")]
+const HARDWARE_BF16_SCORES: Option<&'static AttentionKernel> = Some(&AVX512_BF16_SCORES);
+#[cfg(not(target_arch = "x86_64"))]
+const HARDWARE_BF16: Option<&'static AttentionKernel> = None;
+#[cfg(not(target_arch = "x86_64"))]
+const HARDWARE_BF16_SCORES: Option<&'static AttentionKernel> = None;
 
 /// An additive score bias that depends only on the head and the relative position `j - i`
 /// (key minus query): head g of a block at relative position r adds

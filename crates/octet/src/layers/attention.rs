@@ -1,6 +1,6 @@
-//! Scaled dot-product attention over a packed batch of sequences, in f32 (or with Q, K, V and
-//! the probabilities rounded to bf16, for int8 models on CPUs with bf16 dot products: see
-//! [`AttentionShape::bf16`]), on the fused attention kernel (`octet_kernels::attention`).
+//! Scaled dot-product attention over a packed batch of sequences, in f32 (or with Q and K, and
+//! maybe V and the probabilities, rounded to bf16, for int8 models on CPUs with bf16 dot
+//! products: see [`AttentionMath`]), on the fused attention kernel (`octet_kernels::attention`).
 //!
 //! The batch holds no padding: the tokens of every sequence are stored back to back. Work is
 //! cut into tasks of (sequence, key/value head, block of up to 128 query rows) on rayon's pool;
@@ -22,7 +22,7 @@
 
 use crate::error::{Error, Result};
 use octet_kernels::attention::{self as katt, AttentionBlock, RelativeBias};
-use octet_kernels::kernels;
+use octet_kernels::{kernels, AttentionPrecision};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -41,10 +41,22 @@ pub struct AttentionShape {
     pub scale: f32,
     /// Symmetric sliding window: query i sees key j only when |i - j| <= `window`.
     pub window: Option<usize>,
-    /// Round Q, K, V and the probabilities to bf16 and multiply them with the CPU's bf16 dot
-    /// products (`octet_kernels::attention::bf16_for_isa`); it takes effect only where the CPU
-    /// has the instruction. Models set it with [`bf16_attention`].
-    pub bf16: bool,
+    /// f32 or bf16 products; bf16 takes effect only where the CPU has the instruction. Models
+    /// set it with [`attention_math`].
+    pub math: AttentionMath,
+}
+
+/// How an attention layer multiplies. The bf16 forms run on the CPU's bf16 dot products
+/// (`octet_kernels::attention::bf16_for_isa`, `bf16_scores_for_isa`), twice the products per
+/// instruction; where the CPU has none they run f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionMath {
+    /// Q K^T and P V in f32.
+    F32,
+    /// Q and K rounded to bf16 for the scores; the probabilities and P V in f32.
+    Bf16Scores,
+    /// Q, K, V and the probabilities rounded to bf16: both products on bf16 pairs.
+    Bf16,
 }
 
 impl AttentionShape {
@@ -188,12 +200,18 @@ fn check(
     Ok(end)
 }
 
-/// Whether an attention layer runs on bf16 dot products: only behind int8 weights that allow
-/// it ([`crate::layers::Linear::allows_bf16_attention`]), and as `OCTET_ATTENTION` says, or
-/// else as the model's default (`model_default`; see
-/// [`octet_kernels::AttentionPrecision`]).
-pub fn bf16_attention(allowed: bool, model_default: bool) -> bool {
-    kernels().attention_precision.wants_bf16(allowed, model_default)
+/// How an attention layer multiplies: f32 unless its projection's int8 weights allow bf16
+/// (`allowed`: [`crate::layers::Linear::allows_bf16_attention`]); then as `OCTET_ATTENTION`
+/// says (`f32`, or `bf16` for [`AttentionMath::Bf16`]), or else the model's default.
+pub fn attention_math(allowed: bool, model_default: AttentionMath) -> AttentionMath {
+    if !allowed {
+        return AttentionMath::F32;
+    }
+    match kernels().attention_precision {
+        AttentionPrecision::ModelDefault => model_default,
+        AttentionPrecision::F32 => AttentionMath::F32,
+        AttentionPrecision::Bf16 => AttentionMath::Bf16,
+    }
 }
 
 /// Runs attention for every sequence in `spans`; `out` is [rows, heads x head_dim]. Spans
@@ -209,10 +227,12 @@ pub fn attention(
     let (hd, qkv_w, out_w) = (shape.head_dim, shape.qkv_width(), shape.out_width());
     let group = shape.heads / shape.kv_heads;
     let table = kernels();
-    let kernel = match table.attention_bf16 {
-        Some(bf16) if shape.bf16 => bf16,
-        _ => table.attention,
-    };
+    let kernel = match shape.math {
+        AttentionMath::F32 => None,
+        AttentionMath::Bf16Scores => table.attention_bf16_scores,
+        AttentionMath::Bf16 => table.attention_bf16,
+    }
+    .unwrap_or(table.attention);
     let shared = SharedOut {
         ptr: out.as_mut_ptr(),
         len: out.len(),
@@ -328,7 +348,7 @@ mod tests {
                         // f32 scores and softmax against an f64 reference: 1e-5 absolute on values of
                         // order 1. bf16 rounds Q, K, V and P to 8 significant bits: 2e-2 (see the
                         // kernel tests' bound for bf16 against f64).
-                        let tolerance = if shape.bf16 && kernels().attention_bf16.is_some() {
+                        let tolerance = if shape.math != AttentionMath::F32 && kernels().attention_bf16.is_some() {
                             2e-2
                         } else {
                             1e-5
@@ -352,28 +372,31 @@ mod tests {
                 head_dim: 8,
                 scale: 0.35,
                 window: Some(3),
-                bf16: false,
+                math: AttentionMath::F32,
             },
             &[5, 1, 11],
         );
     }
 
-    /// bf16 attention (where the CPU has it) over the same ragged batch, with a window and
-    /// grouped heads: the layer picks the bf16 kernel and stays within bf16's bound.
+    /// bf16 attention, all-bf16 and scores only (where the CPU has it), over the same ragged
+    /// batch, with a window and grouped heads: the layer picks the bf16 kernels and stays
+    /// within bf16's bound.
     #[test]
     fn bf16_matches_direct_reference() {
-        for window in [None, Some(3)] {
-            check(
-                AttentionShape {
-                    heads: 4,
-                    kv_heads: 2,
-                    head_dim: 8,
-                    scale: 0.35,
-                    window,
-                    bf16: true,
-                },
-                &[5, 1, 11, 140],
-            );
+        for math in [AttentionMath::Bf16, AttentionMath::Bf16Scores] {
+            for window in [None, Some(3)] {
+                check(
+                    AttentionShape {
+                        heads: 4,
+                        kv_heads: 2,
+                        head_dim: 8,
+                        scale: 0.35,
+                        window,
+                        math,
+                    },
+                    &[5, 1, 11, 140],
+                );
+            }
         }
     }
 
@@ -389,7 +412,7 @@ mod tests {
                     head_dim: 8,
                     scale: 0.2,
                     window,
-                    bf16: false,
+                    math: AttentionMath::F32,
                 },
                 &[300, 64, 129, 3],
             );
@@ -411,7 +434,7 @@ mod tests {
                 head_dim: 8,
                 scale: 1.0,
                 window: None,
-                bf16: false,
+                math: AttentionMath::F32,
             },
             &[5, 1, 130, 70],
             Some(&bias),
@@ -427,7 +450,7 @@ mod tests {
             head_dim: 4,
             scale: 0.5,
             window: None,
-            bf16: false,
+            math: AttentionMath::F32,
         };
         let qkv = vec![0.5f32; 10 * shape.qkv_width()];
         let mut out = vec![0f32; 10 * shape.out_width()];

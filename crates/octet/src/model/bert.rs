@@ -26,7 +26,7 @@
 use super::{Encoder, PackedBatch};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
-use crate::layers::attention::{attention, bf16_attention, AttentionShape};
+use crate::layers::attention::{attention, attention_math, AttentionMath, AttentionShape};
 use crate::layers::{tflite_exact, Embedding, Linear, Norm};
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
@@ -270,7 +270,7 @@ impl Encoder for Bert {
             head_dim: h / c.num_attention_heads,
             scale: 1.0 / ((h / c.num_attention_heads) as f32).sqrt(),
             window: None,
-            bf16: false,
+            math: AttentionMath::F32,
         };
         let [x, qkv, context, inner] = scratch.take([t * h, t * 3 * h, t * h, t * c.intermediate_size]);
         self.embed(batch, x)?;
@@ -294,7 +294,7 @@ impl Encoder for Bert {
             // min: 0.99826 / 0.99244 against 0.99823 / 0.99261) and makes the model 3-4% faster
             // (benches/RESULTS.md).
             let shape = AttentionShape {
-                bf16: bf16_attention(layer.qkv.allows_bf16_attention(), true),
+                math: attention_math(layer.qkv.allows_bf16_attention(), AttentionMath::Bf16),
                 ..shape
             };
             attention(qkv, &batch.spans, &shape, None, context)?;

@@ -35,7 +35,7 @@
 use super::{Encoder, PackedBatch};
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
-use crate::layers::attention::{attention, bf16_attention, AttentionShape, ScoreBias};
+use crate::layers::attention::{attention, attention_math, AttentionMath, AttentionShape, ScoreBias};
 use crate::layers::{Embedding, Linear, Norm, Stored};
 use crate::scratch::Scratch;
 use octet_kernels::activation::GeluForm;
@@ -360,7 +360,7 @@ impl Encoder for T5 {
             head_dim: c.d_kv,
             scale: 1.0,
             window: None,
-            bf16: false,
+            math: AttentionMath::F32,
         };
         let longest = batch.spans.iter().map(|s| s.len).max().unwrap_or(0);
         let bias = PositionBias::new(
@@ -383,10 +383,10 @@ impl Encoder for T5 {
         for layer in &self.layers {
             layer.attention_norm.apply_into(x, normed)?;
             layer.qkv.forward(normed, t, qkv, Activation::None, false)?;
-            // bf16 attention only when asked (OCTET_ATTENTION=bf16) for int8 layers: its
+            // f32 attention unless OCTET_ATTENTION=bf16 asks otherwise (int8 layers): bf16's
             // quality on T5 is unmeasured.
             let shape = AttentionShape {
-                bf16: bf16_attention(layer.qkv.allows_bf16_attention(), false),
+                math: attention_math(layer.qkv.allows_bf16_attention(), AttentionMath::F32),
                 ..shape
             };
             attention(qkv, &batch.spans, &shape, Some(&bias), context)?;
