@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod epilogue;
 pub mod f32;
 pub mod gather;
+mod gelu_table;
 pub mod int8;
 pub mod test_rng;
 pub mod vector;
