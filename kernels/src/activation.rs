@@ -128,8 +128,7 @@ pub fn gelu_tanh(x: f32) -> f32 {
 fn gelu_pieces(table: &[[f32; 32]; 5], x: f32) -> f32 {
     let t = x
         .mul_add(gelu_table::INV_H, gelu_table::OFFSET)
-        .max(-0.5)
-        .min(gelu_table::T_MAX);
+        .clamp(-0.5, gelu_table::T_MAX);
     let m = t + gelu_table::MAGIC;
     let f = t - (m - gelu_table::MAGIC);
     let i = (m.to_bits() & 31) as usize;
