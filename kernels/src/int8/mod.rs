@@ -13,6 +13,10 @@
 //! shape, and every output element is computed by the same instruction sequence wherever it
 //! lies in the grid, so results do not depend on the thread count.
 //!
+//! [`matmul_chain`] runs two layers in a row (an FFN's up and down projections): each task of
+//! the first product quantizes its own outputs for the second while they are in L1/L2, so the
+//! intermediate is never written or read back as f32 rows.
+//!
 //! [`asymmetric`] runs the same kernels on rows quantized with a zero point, as TFLite's hybrid
 //! kernels do (for imported TFLite layers).
 //!
@@ -183,7 +187,88 @@ pub fn matmul(
         }
         check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
     }
-    run(kernel, m, Rows::F32 { a, a_stride }, w, epilogue, out, out_stride)
+    run(
+        kernel,
+        m,
+        Rows::F32 { a, a_stride },
+        w,
+        epilogue,
+        Output::F32 { out, out_stride },
+    )
+}
+
+/// Two int8 layers in a row: `out = epilogue2(y W2^T)` with `y = epilogue1(a W1^T)`, where
+/// `y` (m x n1, and n1 = W2's k) is quantized for `w2` by each task of the first product as it
+/// finishes, from the task's own tile of outputs, instead of being stored as f32 rows and read
+/// back. The results are bit-identical to [`matmul`] into a buffer followed by [`matmul`] from
+/// it. `epilogue1` cannot accumulate (there are no f32 rows of y to add to).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_chain(
+    kernel: &Int8Kernel,
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    w1: &PackedI8,
+    epilogue1: &Epilogue,
+    w2: &PackedI8,
+    epilogue2: &Epilogue,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), KernelError> {
+    epilogue2.check(w2.layout.n)?;
+    reference::check_out(out, m, w2.layout.n, out_stride)?;
+    let mut middle = CHAIN_ROWS.with(|c| c.take());
+    let first = matmul_to_quantized(kernel, a, a_stride, m, w1, epilogue1, &w2.layout, &mut middle);
+    let second = first.and_then(|()| matmul_quantized(kernel, &middle, w2, epilogue2, out, out_stride));
+    CHAIN_ROWS.with(|c| c.set(middle));
+    second
+}
+
+/// Like [`matmul`], but the outputs are quantized for the next layer's weights `next` (whose k
+/// is this layer's n) into `rows` (resized; reuse it across calls), as [`quantize_rows`] would
+/// quantize the f32 outputs, bit for bit: each task quantizes its own tile of outputs for the
+/// groups it holds (its columns start on a group boundary). Feed `rows` to
+/// [`matmul_quantized`]. `epilogue` cannot accumulate.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_to_quantized(
+    kernel: &Int8Kernel,
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    w: &PackedI8,
+    epilogue: &Epilogue,
+    next: &PackedI8Layout,
+    rows: &mut QuantizedRows,
+) -> Result<(), KernelError> {
+    let k = w.layout.k;
+    if next.k != w.layout.n {
+        return Err(KernelError::Invalid(format!(
+            "chained int8 layers: the second takes k={} inputs, the first gives n={}",
+            next.k, w.layout.n
+        )));
+    }
+    if epilogue.accumulate {
+        return Err(KernelError::Invalid(
+            "chained int8 layers: the first cannot accumulate into its output".into(),
+        ));
+    }
+    if m > 0 {
+        if a_stride < k {
+            return Err(KernelError::Invalid(format!(
+                "activation row stride {a_stride} is below k={k}"
+            )));
+        }
+        check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
+    }
+    rows.reset(next, m);
+    run(
+        kernel,
+        m,
+        Rows::F32 { a, a_stride },
+        w,
+        epilogue,
+        Output::Quantized { rows, next },
+    )
 }
 
 /// Like [`matmul`], on rows already quantized (by [`quantize_rows`] or wrapped with
@@ -201,7 +286,14 @@ pub fn matmul_quantized(
             "quantized activations were made for a different weight layout".into(),
         ));
     }
-    run(kernel, qa.m, Rows::Quantized(qa), w, epilogue, out, out_stride)
+    run(
+        kernel,
+        qa.m,
+        Rows::Quantized(qa),
+        w,
+        epilogue,
+        Output::F32 { out, out_stride },
+    )
 }
 
 /// Where the activation rows come from.
@@ -209,6 +301,28 @@ pub fn matmul_quantized(
 enum Rows<'a> {
     F32 { a: &'a [f32], a_stride: usize },
     Quantized(&'a QuantizedRows),
+}
+
+/// Where a product's outputs go.
+enum Output<'a> {
+    /// f32 rows: row r at `out[r * out_stride..][..n]`.
+    F32 { out: &'a mut [f32], out_stride: usize },
+    /// Quantized for the next layer's weights `next` (whose k is this product's n), in `rows`
+    /// (already sized by [`QuantizedRows::reset`]).
+    Quantized {
+        rows: &'a mut QuantizedRows,
+        next: &'a PackedI8Layout,
+    },
+}
+
+/// One row's share of a quantized output: its columns' codes and its groups' scales.
+type CodesAndScales<'a> = (&'a mut [i8], &'a mut [f32]);
+
+thread_local! {
+    /// The intermediate rows of [`matmul_chain`], reused across calls on the calling thread.
+    static CHAIN_ROWS: std::cell::Cell<QuantizedRows> = std::cell::Cell::new(QuantizedRows::default());
+    /// A task's f32 outputs before they are quantized (rows x the task's columns), per worker.
+    static TASK_TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Packed activation tiles and padded scales, reused across calls on the calling thread so
@@ -229,12 +343,13 @@ fn run(
     rows: Rows<'_>,
     w: &PackedI8,
     epilogue: &Epilogue,
-    out: &mut [f32],
-    out_stride: usize,
+    output: Output<'_>,
 ) -> Result<(), KernelError> {
     let layout = w.layout;
     epilogue.check(layout.n)?;
-    reference::check_out(out, m, layout.n, out_stride)?;
+    if let Output::F32 { out, out_stride } = &output {
+        reference::check_out(out, m, layout.n, *out_stride)?;
+    }
     if m == 0 {
         return Ok(());
     }
@@ -243,46 +358,87 @@ fn run(
     let parallel =
         m as u64 * layout.n_pad as u64 * layout.k_pad as u64 >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1;
     prepare_rows(kernel, m, rows, &layout, parallel, &mut scratch);
-    let grid = Grid::new(m, &layout, kernel.mr);
-
-    // Hand each task its output rows, cut to its columns: disjoint mutable slices.
-    let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::with_capacity(grid.row_blocks * grid.col_blocks);
-    for rb in 0..grid.row_blocks {
-        for cb in 0..grid.col_blocks {
-            tasks.push((rb, cb, Vec::with_capacity(grid.rows_per_block)));
-        }
-    }
-    let n = layout.n;
-    for (r, row) in out.chunks_mut(out_stride).take(m).enumerate() {
-        let mut rest = &mut row[..n];
-        let rb = r / grid.rows_per_block;
-        for cb in 0..grid.col_blocks {
-            let cols = (n - cb * grid.panels_per_block * NR).min(grid.panels_per_block * NR);
-            let (mine, tail) = rest.split_at_mut(cols);
-            tasks[rb * grid.col_blocks + cb].2.push(mine);
-            rest = tail;
-        }
-    }
+    // Quantized outputs: every column block holds whole groups of the next layer.
+    let align = match &output {
+        Output::F32 { .. } => 2,
+        Output::Quantized { next, .. } => next.k_group.div_ceil(NR).next_multiple_of(2),
+    };
+    let grid = Grid::new(m, &layout, kernel.mr, align);
     let tile_bytes = kernel.tile_bytes(layout.k_pad);
-    let run_task = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
+    let block = |rb: usize, cb: usize, rows: usize| {
         let panel0 = cb * grid.panels_per_block;
-        let block = Block {
+        Block {
             packed_a: &scratch.packed_a,
             tile_bytes,
             scales: &scratch.scales,
             row0: rb * grid.rows_per_block,
-            rows: rows.len(),
+            rows,
             w,
             panel0,
             panels: grid.panels_per_block.min(layout.panels() - panel0),
             epilogue,
-        };
-        (kernel.block)(&block, &mut rows);
+        }
     };
-    if parallel && tasks.len() > 1 {
-        tasks.into_par_iter().for_each(run_task);
-    } else {
-        tasks.into_iter().for_each(run_task);
+    let n = layout.n;
+    let block_cols = |cb: usize| (n - cb * grid.panels_per_block * NR).min(grid.panels_per_block * NR);
+    match output {
+        Output::F32 { out, out_stride } => {
+            // Hand each task its output rows, cut to its columns: disjoint mutable slices.
+            let mut tasks = grid.tasks::<&mut [f32]>();
+            for (r, row) in out.chunks_mut(out_stride).take(m).enumerate() {
+                let mut rest = &mut row[..n];
+                for cb in 0..grid.col_blocks {
+                    let (mine, tail) = rest.split_at_mut(block_cols(cb));
+                    tasks[r / grid.rows_per_block * grid.col_blocks + cb].2.push(mine);
+                    rest = tail;
+                }
+            }
+            let run_task = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
+                (kernel.block)(&block(rb, cb, rows.len()), &mut rows);
+            };
+            if parallel && tasks.len() > 1 {
+                tasks.into_par_iter().for_each(run_task);
+            } else {
+                tasks.into_iter().for_each(run_task);
+            }
+        }
+        Output::Quantized { rows: q, next } => {
+            // Each task gets, per row, its columns' codes and its groups' scales: column
+            // blocks start on group boundaries, and the last one runs to k_pad.
+            let (k_group, k_pad, groups) = (next.k_group, next.k_pad, next.groups);
+            let mut tasks = grid.tasks::<CodesAndScales<'_>>();
+            let rows = q.values.chunks_exact_mut(k_pad).zip(q.scales.chunks_exact_mut(groups));
+            for (r, (codes, scales)) in rows.take(m).enumerate() {
+                let (mut codes, mut scales) = (codes, scales);
+                for cb in 0..grid.col_blocks {
+                    let last = cb + 1 == grid.col_blocks;
+                    let width = if last { codes.len() } else { block_cols(cb) };
+                    let (my_codes, codes_tail) = codes.split_at_mut(width);
+                    let (my_scales, scales_tail) = scales.split_at_mut(width / k_group);
+                    tasks[r / grid.rows_per_block * grid.col_blocks + cb]
+                        .2
+                        .push((my_codes, my_scales));
+                    (codes, scales) = (codes_tail, scales_tail);
+                }
+            }
+            let width = grid.panels_per_block * NR;
+            let run_task = |(rb, cb, mut dst): (usize, usize, Vec<CodesAndScales<'_>>)| {
+                let cols = block_cols(cb);
+                TASK_TILE.with_borrow_mut(|tile| {
+                    tile.resize(dst.len() * width, 0.0);
+                    let mut out: Vec<&mut [f32]> = tile.chunks_exact_mut(width).collect();
+                    (kernel.block)(&block(rb, cb, dst.len()), &mut out);
+                    for (y, (codes, scales)) in out.iter().zip(dst.iter_mut()) {
+                        (kernel.quantize_row)(&y[..cols], k_group, codes, scales);
+                    }
+                });
+            };
+            if parallel && tasks.len() > 1 {
+                tasks.into_par_iter().for_each(run_task);
+            } else {
+                tasks.into_iter().for_each(run_task);
+            }
+        }
     }
     SCRATCH.with(|s| s.set(scratch));
     Ok(())
@@ -377,7 +533,9 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(m: usize, layout: &PackedI8Layout, mr: usize) -> Grid {
+    /// The grid for `m` rows on `layout` with `mr`-row tiles; every column block but the last
+    /// holds a multiple of `align` panels (even).
+    fn new(m: usize, layout: &PackedI8Layout, mr: usize, align: usize) -> Grid {
         let panels = layout.panels();
         let tiles = m.div_ceil(mr);
         let max_panels = (BLOCK_WEIGHT_BYTES / layout.panel_stride()).max(2) & !1;
@@ -401,12 +559,24 @@ impl Grid {
             }
         }
         // Even panel counts per block, so two-panel kernels never see a lone panel mid-matrix.
-        let panels_per_block = (panels.div_ceil(col_blocks) + 1) & !1;
+        let panels_per_block = panels.div_ceil(col_blocks).next_multiple_of(align);
         Grid {
             rows_per_block: tiles_per_block * mr,
             row_blocks: tiles.div_ceil(tiles_per_block),
             panels_per_block,
             col_blocks: panels.div_ceil(panels_per_block),
         }
+    }
+
+    /// One empty task per (row block, column block), row blocks outermost, for the caller to
+    /// fill with each row's share.
+    fn tasks<T>(&self) -> Vec<(usize, usize, Vec<T>)> {
+        let mut tasks = Vec::with_capacity(self.row_blocks * self.col_blocks);
+        for rb in 0..self.row_blocks {
+            for cb in 0..self.col_blocks {
+                tasks.push((rb, cb, Vec::with_capacity(self.rows_per_block)));
+            }
+        }
+        tasks
     }
 }

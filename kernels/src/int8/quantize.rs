@@ -80,7 +80,7 @@ pub fn quantize_row_scalar(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut
 
 /// Quantized activation rows in canonical form: `m` rows of `k_pad` int8 values in
 /// [-127, 127] (zero beyond k), and `groups` f32 scales per row.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct QuantizedRows {
     pub(crate) m: usize,
     pub(crate) k: usize,
@@ -122,6 +122,18 @@ impl QuantizedRows {
             values,
             scales,
         })
+    }
+
+    /// Makes these `m` rows for weights of `layout`, reusing the buffers; the values and
+    /// scales are left for the caller to write (every row, every group).
+    pub(crate) fn reset(&mut self, layout: &PackedI8Layout, m: usize) {
+        self.m = m;
+        self.k = layout.k;
+        self.k_pad = layout.k_pad;
+        self.k_group = layout.k_group;
+        self.groups = layout.groups;
+        self.values.resize(m * layout.k_pad, 0);
+        self.scales.resize(m * layout.groups, 0.0);
     }
 
     /// Rows.

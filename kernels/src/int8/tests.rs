@@ -499,6 +499,129 @@ fn results_do_not_depend_on_thread_count() {
     }
 }
 
+/// Two chained layers ([`matmul_chain`]) give the same bits as the first into f32 rows and the
+/// second from them, on every kernel and thread count: ragged m (one tile, several, a short
+/// last tile), an n off the 16-column grid and off the second layer's groups, groups of 32 to
+/// 128 and one scale per row for the second layer, the first with a bias and GELU, the second
+/// accumulating (a residual add), and sizes that split the first product into several column
+/// blocks.
+#[test]
+fn chained_layers_match_two_products() {
+    let mut rng = TestRng(41);
+    let shapes: &[(usize, usize, usize, usize)] = if cfg!(target_arch = "x86_64") {
+        &[
+            (1, 64, 200, 48),
+            (13, 384, 1536, 384),
+            (40, 96, 300, 70),
+            (130, 384, 1536, 384),
+        ]
+    } else {
+        &[(1, 64, 200, 48), (13, 96, 300, 70), (40, 64, 520, 40)]
+    };
+    for &(m, k1, n1, n2) in shapes {
+        let a: Vec<f32> = (0..m * (k1 + 5)).map(|_| rng.unit() * 3.0).collect();
+        let wf1: Vec<f32> = (0..n1 * k1).map(|_| rng.unit()).collect();
+        let wf2: Vec<f32> = (0..n2 * n1).map(|_| rng.unit()).collect();
+        let (w1, s1) = quantize_weights_per_channel(&wf1, n1, k1);
+        let (w2, s2) = quantize_weights_per_channel(&wf2, n2, n1);
+        let bias1: Vec<f32> = (0..n1).map(|_| rng.unit()).collect();
+        let bias2: Vec<f32> = (0..n2).map(|_| rng.unit()).collect();
+        let epi1 = Epilogue {
+            bias: Some(&bias1),
+            activation: Activation::Gelu(GeluForm::Erf),
+            accumulate: false,
+        };
+        let epi2 = Epilogue {
+            bias: Some(&bias2),
+            activation: Activation::None,
+            accumulate: true,
+        };
+        let out_stride = n2 + 3;
+        let init: Vec<f32> = (0..m * out_stride).map(|i| (i % 11) as f32 - 5.0).collect();
+        for (g1, g2) in [
+            (Some(64), Some(128)),
+            (None, Some(32)),
+            (Some(32), Some(64)),
+            (None, None),
+        ] {
+            let p1 = pack_weights(&w1, n1, k1, &s1, g1).unwrap();
+            let p2 = pack_weights(&w2, n2, n1, &s2, g2).unwrap();
+            for kernel in kernels() {
+                let mut middle = vec![0f32; m * n1];
+                let mut want = init.clone();
+                matmul(kernel, &a, k1 + 5, m, &p1.view(), &epi1, &mut middle, n1).unwrap();
+                matmul(kernel, &middle, n1, m, &p2.view(), &epi2, &mut want, out_stride).unwrap();
+                for threads in [1, 2, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut got = init.clone();
+                    pool.install(|| {
+                        let (v1, v2) = (p1.view(), p2.view());
+                        matmul_chain(kernel, &a, k1 + 5, m, &v1, &epi1, &v2, &epi2, &mut got, out_stride)
+                    })
+                    .unwrap();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{} m {m} {k1}->{n1}->{n2} groups {g1:?} {g2:?} threads {threads}",
+                        kernel.name
+                    );
+                }
+            }
+        }
+    }
+    // Mismatched layers and an accumulating first layer are errors.
+    let p1 = pack_weights(&[1; 64 * 32], 64, 32, &[1.0; 64], None).unwrap();
+    let p2 = pack_weights(&[1; 8 * 48], 8, 48, &[1.0; 8], None).unwrap();
+    let mut out = vec![0f32; 8];
+    let kernel = for_isa(Isa::Scalar);
+    let (v1, v2) = (p1.view(), p2.view());
+    assert!(matmul_chain(
+        kernel,
+        &[0.5; 32],
+        32,
+        1,
+        &v1,
+        &Epilogue::NONE,
+        &v2,
+        &Epilogue::NONE,
+        &mut out,
+        8
+    )
+    .is_err());
+    let p2 = pack_weights(&[1; 8 * 64], 8, 64, &[1.0; 8], None).unwrap();
+    let v2 = p2.view();
+    let accumulate = Epilogue {
+        accumulate: true,
+        ..Epilogue::NONE
+    };
+    assert!(matmul_chain(
+        kernel,
+        &[0.5; 32],
+        32,
+        1,
+        &v1,
+        &accumulate,
+        &v2,
+        &Epilogue::NONE,
+        &mut out,
+        8
+    )
+    .is_err());
+    assert!(matmul_chain(
+        kernel,
+        &[0.5; 32],
+        32,
+        1,
+        &v1,
+        &Epilogue::NONE,
+        &v2,
+        &Epilogue::NONE,
+        &mut out,
+        8
+    )
+    .is_ok());
+}
+
 /// The AMX kernel's own sweep: every m from 1 to 70 (one and two row halves, ragged row
 /// tiles), n off the 16-column grid (odd panel counts), k below, at and past multiples of 64
 /// (the narrow tile and the overlapping tail block), -128 weights, every epilogue. Exact

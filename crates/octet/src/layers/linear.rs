@@ -31,6 +31,16 @@ enum LinearWeight {
     },
 }
 
+/// What [`Linear::forward_to`] hands to the next layer: rows already quantized for it, or
+/// (`None`) f32 rows in the caller's buffer.
+#[must_use = "pass it to the next layer's forward_from"]
+pub struct Handoff(Option<int8::QuantizedRows>);
+
+thread_local! {
+    /// The quantized rows between two chained layers, reused across calls on this thread.
+    static HANDOFF_ROWS: std::cell::Cell<int8::QuantizedRows> = std::cell::Cell::new(int8::QuantizedRows::default());
+}
+
 /// y = x W^T + b for a weight W of shape [n, k].
 #[derive(Clone)]
 pub struct Linear {
@@ -140,6 +150,87 @@ impl Linear {
     /// [`crate::layers::attention::AttentionShape::bf16`].
     pub fn allows_bf16_attention(&self) -> bool {
         matches!(self.weight, LinearWeight::I8 { .. }) && !self.tflite_int8 && !self.asymmetric_rows
+    }
+
+    /// The first half of two layers in a row (an FFN's up and down projections):
+    /// `activation(x[m, k] W^T + b)`, handed to `next` by [`Linear::forward_from`]. Where both
+    /// are int8 layers of octet's recipes and `next` takes activations in groups, the outputs are
+    /// quantized for `next` by each task of this product while they are in cache
+    /// (`octet_kernels::int8::matmul_to_quantized`), with the same bytes as quantizing the f32
+    /// rows; otherwise they go to `inner` ([m, n] f32) as [`Linear::forward`] writes them.
+    pub fn forward_to(
+        &self,
+        next: &Linear,
+        x: &[f32],
+        m: usize,
+        activation: Activation,
+        inner: &mut [f32],
+    ) -> Result<Handoff> {
+        let epilogue = Epilogue {
+            bias: self.bias.as_ref().map(Stored::get),
+            activation,
+            accumulate: false,
+        };
+        if let (Some(w), Some(next_w)) = (self.chainable(), next.chainable()) {
+            if next_w.layout().groups > 1 && next.k == self.n {
+                let mut rows = HANDOFF_ROWS.with(|c| c.take());
+                let done =
+                    int8::matmul_to_quantized(kernels().int8, x, self.k, m, &w, &epilogue, next_w.layout(), &mut rows);
+                return match done {
+                    Ok(()) => Ok(Handoff(Some(rows))),
+                    Err(e) => {
+                        HANDOFF_ROWS.with(|c| c.set(rows));
+                        Err(e.into())
+                    }
+                };
+            }
+        }
+        self.forward(x, m, inner, activation, false)?;
+        Ok(Handoff(None))
+    }
+
+    /// The second half of [`Linear::forward_to`]: `out[m, n] (=|+=) activation(y W^T + b)` on
+    /// the handed-off rows y (the quantized rows, or `inner`).
+    pub fn forward_from(
+        &self,
+        handoff: Handoff,
+        inner: &[f32],
+        m: usize,
+        out: &mut [f32],
+        activation: Activation,
+        accumulate: bool,
+    ) -> Result<()> {
+        let Handoff(Some(rows)) = handoff else {
+            return self.forward(inner, m, out, activation, accumulate);
+        };
+        let epilogue = Epilogue {
+            bias: self.bias.as_ref().map(Stored::get),
+            activation,
+            accumulate,
+        };
+        let done = match self.chainable() {
+            Some(w) => int8::matmul_quantized(kernels().int8, &rows, &w, &epilogue, out, self.n).map_err(Into::into),
+            None => Err(Error::Internal(
+                "quantized rows handed to a layer without int8 weights".into(),
+            )),
+        };
+        HANDOFF_ROWS.with(|c| c.set(rows));
+        done
+    }
+
+    /// The packed int8 weights of a layer that takes octet's symmetric activation rows.
+    fn chainable(&self) -> Option<int8::PackedI8<'_>> {
+        match &self.weight {
+            LinearWeight::I8 {
+                layout,
+                data,
+                scales,
+                sums,
+            } if !self.asymmetric_rows => {
+                int8::PackedI8::from_parts(*layout, data.get(), scales.get(), sums.get()).ok()
+            }
+            _ => None,
+        }
     }
 
     /// `out[m, n] (=|+=) activation(x[m, k] W^T + b)`; `accumulate` adds into `out` (a fused

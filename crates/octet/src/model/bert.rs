@@ -301,14 +301,14 @@ impl Encoder for Bert {
             layer.output.forward(context, t, x, Activation::None, true)?;
             if folded {
                 layer.attention_norm.normalize(x)?;
-                layer.up.forward(x, t, inner, self.activation, false)?;
+                let handoff = layer.up.forward_to(&layer.down, x, t, self.activation, inner)?;
                 layer.attention_norm.affine(x);
-                layer.down.forward(inner, t, x, Activation::None, true)?;
+                layer.down.forward_from(handoff, inner, t, x, Activation::None, true)?;
                 layer.ffn_norm.normalize(x)?;
             } else {
                 layer.attention_norm.apply(x)?;
-                layer.up.forward(x, t, inner, self.activation, false)?;
-                layer.down.forward(inner, t, x, Activation::None, true)?;
+                let handoff = layer.up.forward_to(&layer.down, x, t, self.activation, inner)?;
+                layer.down.forward_from(handoff, inner, t, x, Activation::None, true)?;
                 layer.ffn_norm.apply(x)?;
             }
             previous_norm = &layer.ffn_norm;
