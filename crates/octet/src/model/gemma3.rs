@@ -339,6 +339,9 @@ impl Encoder for Gemma3 {
             layer.attention_post_norm.apply_and_add(block_out, x)?;
 
             layer.ffn_norm.apply_into(x, normed)?;
+            // Tried: gate_up's tasks computing gelu(gate) x up and quantizing it for down from
+            // their own tiles (as BERT's FFN does with Linear::forward_to): 1.5% faster at 8x128,
+            // up to 4% slower at 1x16 (2 threads), so the steps stay separate here.
             layer.gate_up.forward(normed, t, gate_up, Activation::None, false)?;
             gated_gelu(gate_up, inter, inner);
             layer.down.forward(inner, t, block_out, Activation::None, false)?;
