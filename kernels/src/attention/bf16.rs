@@ -31,7 +31,9 @@
 // Tile functions take each slice with its stride and extent explicitly, as the f32 tiles do.
 #![allow(clippy::too_many_arguments)]
 
-use super::{padded, probabilities, visible_keys, AttentionBlock, AttentionKernel, GROUP_ROWS, KEY_ALIGN};
+use super::{
+    padded, prefetch_span, probabilities, visible_keys, AttentionBlock, AttentionKernel, GROUP_ROWS, KEY_ALIGN,
+};
 use crate::KernelError;
 use std::ops::Range;
 
@@ -223,6 +225,10 @@ pub(super) fn attend(
         let e0 = u0 & !1;
         let key_pairs = (u1 - e0).div_ceil(2);
         let out_rows = &mut out[r0 - b.rows.start..r1 - b.rows.start];
+        // The next group's query rows, all heads of the block: their first touch is a cache miss.
+        for r in r1..(r1 + GROUP_ROWS).min(b.rows.end) {
+            prefetch_span(&b.qkv[r * b.stride + b.q_col..][..b.heads * hd]);
+        }
         for g in 0..b.heads {
             for (r, words) in q_p.chunks_exact_mut(half).take(group.len()).enumerate() {
                 (tiles.round_pairs)(&b.qkv[(r0 + r) * b.stride + b.q_col + g * hd..][..hd], words);
@@ -291,6 +297,9 @@ fn pack_keys(
     let mut c0 = 0;
     while c0 < n {
         let count = (n - c0).min(KEYS_AT_ONCE);
+        for j in c0 + KEYS_AT_ONCE..(c0 + 2 * KEYS_AT_ONCE).min(n) {
+            prefetch_span(&b.qkv[(keys.start + j) * b.stride + b.k_col..][..hd]);
+        }
         for (j, words) in row_words.chunks_exact_mut(half).take(count).enumerate() {
             (tiles.round_pairs)(&b.qkv[(keys.start + c0 + j) * b.stride + b.k_col..][..hd], words);
         }
@@ -314,6 +323,9 @@ fn pack_values(tiles: &Tiles, b: &AttentionBlock<'_>, keys: &Range<usize>, value
     let hd = b.head_dim;
     let value = |j: usize| &b.qkv[(keys.start + j) * b.stride + b.v_col..][..hd];
     for (t, words) in values_p.chunks_exact_mut(hd).take(keys.len().div_ceil(2)).enumerate() {
+        for j in (2 * t + 8..2 * t + 10).filter(|&j| j < keys.len()) {
+            prefetch_span(value(j));
+        }
         let second = (2 * t + 1 < keys.len()).then(|| value(2 * t + 1));
         (tiles.interleave)(value(2 * t), second, words);
     }
