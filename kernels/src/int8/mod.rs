@@ -425,8 +425,12 @@ fn run(
             let run_task = |(rb, cb, mut dst): (usize, usize, Vec<CodesAndScales<'_>>)| {
                 let cols = block_cols(cb);
                 TASK_TILE.with_borrow_mut(|tile| {
-                    tile.resize(dst.len() * width, 0.0);
-                    let mut out: Vec<&mut [f32]> = tile.chunks_exact_mut(width).collect();
+                    // Grown, never shrunk: the block writes every value the quantizer reads.
+                    let need = dst.len() * width;
+                    if tile.len() < need {
+                        tile.resize(need, 0.0);
+                    }
+                    let mut out: Vec<&mut [f32]> = tile[..need].chunks_exact_mut(width).collect();
                     (kernel.block)(&block(rb, cb, dst.len()), &mut out);
                     for (y, (codes, scales)) in out.iter().zip(dst.iter_mut()) {
                         (kernel.quantize_row)(&y[..cols], k_group, codes, scales);
@@ -457,7 +461,18 @@ fn prepare_rows(
     let (mr, k, k_pad, groups) = (kernel.mr, layout.k, layout.k_pad, layout.groups);
     let tiles = m.div_ceil(mr);
     let tile_bytes = kernel.tile_bytes(k_pad);
-    scratch.packed_a.resize(tiles * tile_bytes, 0);
+    let packed_len = tiles * tile_bytes;
+    if kernel.k_align == 1 {
+        // `pack_row` writes every byte of every tile (padding rows from zeros), so a buffer
+        // left longer by an earlier call is used as it is, not shrunk and zero-filled again.
+        if scratch.packed_a.len() < packed_len {
+            scratch.packed_a.resize(packed_len, 0);
+        }
+    } else {
+        // Tiles wider than k_pad (AMX's 64-byte k blocks) rely on zeroed padding.
+        scratch.packed_a.clear();
+        scratch.packed_a.resize(packed_len, 0);
+    }
     scratch.scales.clear();
     scratch.scales.resize(tiles * mr * groups, 0.0);
     let pack_tile = |row_buf: &mut Vec<i8>, (t, (tile, scales)): (usize, (&mut [u8], &mut [f32]))| {
@@ -484,16 +499,14 @@ fn prepare_rows(
         }
     };
     if parallel && tiles > 1 {
-        scratch
-            .packed_a
+        scratch.packed_a[..packed_len]
             .par_chunks_exact_mut(tile_bytes)
             .zip(scratch.scales.par_chunks_exact_mut(mr * groups))
             .enumerate()
             .for_each_init(Vec::new, pack_tile);
     } else {
         let mut row_buf = Vec::new();
-        let tiles_iter = scratch
-            .packed_a
+        let tiles_iter = scratch.packed_a[..packed_len]
             .chunks_exact_mut(tile_bytes)
             .zip(scratch.scales.chunks_exact_mut(mr * groups));
         tiles_iter.enumerate().for_each(|item| pack_tile(&mut row_buf, item));
