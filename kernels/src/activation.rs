@@ -17,14 +17,18 @@
 //!   the rest is f32 rounding in 1 - poly x e^-x²).
 //! - `tanh`: (e^2x - 1) / (e^2x + 1) with |x| clamped to 9; absolute error below 3e-7.
 //!
-//! - GELU, both forms, is x Phi(x) with Phi from a table of 32 degree-4 polynomials on
+//! - GELU, erf form (BERT), is x Phi(x) with Phi from a table of 32 degree-4 polynomials on
 //!   [-5.6, 5.6] (`gelu_table.rs`, written by `scripts/reference/make_gelu_tables.py`): t =
 //!   x / h + 15.5 clamped to [-1/2, 31.49], piece round(t), f = t - round(t), Phi = Horner in
-//!   f. About 16 operations and no division (the erf and tanh above cost 30 and one). Within
-//!   1.1e-7 x (1 + |x|) of the exact GELU of each form (PyTorch's `gelu` and
-//!   `gelu_pytorch_tanh`); every SIMD form rounds each step as the scalar form does, so they
-//!   are bit-identical (AVX-512 picks the coefficients with `vpermt2ps`, AVX2 gathers them,
-//!   NEON loads them lane by lane).
+//!   f. About 16 operations and no division (`erf` above costs 30 and one). Within 1e-7 x
+//!   (1 + |x|) of PyTorch's exact `gelu`; every SIMD form rounds each step as the scalar form
+//!   does, so they are bit-identical (AVX-512 picks the coefficients with `vpermt2ps`, AVX2
+//!   gathers them, NEON loads them lane by lane).
+//! - GELU, tanh form (EmbeddingGemma, T5 v1.1), is 0.5 x (1 + tanh(...)) on `tanh` above, within
+//!   5e-7 x (1 + |x|) of `gelu_pytorch_tanh`. A table for it (error 1.1e-7 x (1 + |x|)) made it
+//!   2x faster as a vector op, but moved EmbeddingGemma's int8 fixture text special_tokens_02
+//!   from a min cosine against f32 of 0.99560 to 0.99494, under the test's 0.995: that text's
+//!   int8 rounding is sensitive to any change of that size, so the tanh form keeps its formula.
 
 /// Which GELU a layer uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +68,8 @@ const E2: f32 = 0.240_222_42;
 const E3: f32 = 0.055_507_336;
 const E4: f32 = 0.009_671_513;
 const E5: f32 = 0.001_326_472_7;
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_TANH_C: f32 = 0.044_715;
 const TANH_CLAMP: f32 = 9.0;
 
 /// e^x, see the module docs for accuracy.
@@ -115,13 +121,14 @@ pub fn gelu_erf(x: f32) -> f32 {
     gelu_pieces(&gelu_table::ERF, x)
 }
 
-/// GELU in its tanh form, from its piecewise polynomial (module docs).
+/// GELU in its tanh form, from [`tanh`] (module docs).
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
-    gelu_pieces(&gelu_table::TANH, x)
+    let inner = SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x);
+    0.5 * x * (1.0 + tanh(inner))
 }
 
-/// x Phi(x), Phi from one of `gelu_table`'s piecewise polynomials: t = x / h + OFFSET clamped
+/// x Phi(x), Phi from `gelu_table`'s piecewise polynomials: t = x / h + OFFSET clamped
 /// to [-1/2, T_MAX], piece round(t) (read from the low bits of t + MAGIC), f = t - round(t).
 /// Every SIMD form does these same IEEE operations in this order.
 #[inline]
@@ -233,16 +240,25 @@ pub mod avx2 {
         _mm256_div_ps(_mm256_sub_ps(e, one), _mm256_add_ps(e, one))
     }
 
-    /// GELU of the given form on 8 lanes: [`super::gelu_pieces`], the coefficients gathered.
+    /// GELU of the given form on 8 lanes: the erf form as [`super::gelu_pieces`] (the
+    /// coefficients gathered), the tanh form from [`tanh`].
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gelu(form: GeluForm, x: __m256) -> __m256 {
-        let table = match form {
-            GeluForm::Erf => &gelu_table::ERF,
-            GeluForm::Tanh => &gelu_table::TANH,
-        };
+        if form == GeluForm::Tanh {
+            let half_x = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
+            let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+            let u = _mm256_mul_ps(
+                _mm256_set1_ps(SQRT_2_OVER_PI),
+                _mm256_fmadd_ps(_mm256_set1_ps(GELU_TANH_C), x3, x),
+            );
+            // SAFETY: same target features as this function.
+            let inner = unsafe { tanh(u) };
+            return _mm256_fmadd_ps(half_x, inner, half_x);
+        }
+        let table = &gelu_table::ERF;
         let t = _mm256_fmadd_ps(x, _mm256_set1_ps(gelu_table::INV_H), _mm256_set1_ps(gelu_table::OFFSET));
         let t = _mm256_min_ps(
             _mm256_max_ps(t, _mm256_set1_ps(-0.5)),
@@ -347,17 +363,26 @@ pub mod avx512 {
         _mm512_div_ps(_mm512_sub_ps(e, one), _mm512_add_ps(e, one))
     }
 
-    /// GELU of the given form on 16 lanes: [`super::gelu_pieces`], each coefficient picked from
-    /// its 32 values (two registers) by `vpermt2ps`.
+    /// GELU of the given form on 16 lanes: the erf form as [`super::gelu_pieces`] (each
+    /// coefficient picked from its 32 values, two registers, by `vpermt2ps`), the tanh form
+    /// from [`tanh`].
     /// # Safety
     /// The CPU must support AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu(form: GeluForm, x: __m512) -> __m512 {
-        let table = match form {
-            GeluForm::Erf => &gelu_table::ERF,
-            GeluForm::Tanh => &gelu_table::TANH,
-        };
+        if form == GeluForm::Tanh {
+            let half_x = _mm512_mul_ps(_mm512_set1_ps(0.5), x);
+            let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+            let u = _mm512_mul_ps(
+                _mm512_set1_ps(SQRT_2_OVER_PI),
+                _mm512_fmadd_ps(_mm512_set1_ps(GELU_TANH_C), x3, x),
+            );
+            // SAFETY: same target features as this function.
+            let inner = unsafe { tanh(u) };
+            return _mm512_fmadd_ps(half_x, inner, half_x);
+        }
+        let table = &gelu_table::ERF;
         let t = _mm512_fmadd_ps(x, _mm512_set1_ps(gelu_table::INV_H), _mm512_set1_ps(gelu_table::OFFSET));
         let t = _mm512_min_ps(
             _mm512_max_ps(t, _mm512_set1_ps(-0.5)),
@@ -459,16 +484,22 @@ pub mod neon {
         }
     }
 
-    /// GELU of the given form on 4 lanes: [`super::gelu_pieces`], the coefficients loaded lane
-    /// by lane.
+    /// GELU of the given form on 4 lanes: the erf form as [`super::gelu_pieces`] (the
+    /// coefficients loaded lane by lane), the tanh form from [`tanh`].
     #[inline]
     pub fn gelu(form: GeluForm, x: float32x4_t) -> float32x4_t {
-        let table = match form {
-            GeluForm::Erf => &gelu_table::ERF,
-            GeluForm::Tanh => &gelu_table::TANH,
-        };
         // SAFETY: NEON is part of the aarch64 baseline.
         unsafe {
+            if form == GeluForm::Tanh {
+                let half_x = vmulq_f32(vdupq_n_f32(0.5), x);
+                let x3 = vmulq_f32(vmulq_f32(x, x), x);
+                let inner = tanh(vmulq_f32(
+                    vdupq_n_f32(SQRT_2_OVER_PI),
+                    vfmaq_f32(x, vdupq_n_f32(GELU_TANH_C), x3),
+                ));
+                return vfmaq_f32(half_x, half_x, inner);
+            }
+            let table = &gelu_table::ERF;
             let t = vfmaq_f32(vdupq_n_f32(gelu_table::OFFSET), x, vdupq_n_f32(gelu_table::INV_H));
             let t = vminq_f32(vmaxq_f32(t, vdupq_n_f32(-0.5)), vdupq_n_f32(gelu_table::T_MAX));
             let magic = vdupq_n_f32(gelu_table::MAGIC);
@@ -519,7 +550,8 @@ mod tests {
             );
             assert!((tanh(x) as f64 - (x as f64).tanh()).abs() < 4e-7, "tanh({x})");
         }
-        // GELU: 1.1e-7 x (1 + |x|) (module docs), over and past the table's range.
+        // GELU: 1e-7 x (1 + |x|) for the erf form's table, 5e-7 x (1 + |x|) for the tanh form
+        // (module docs), over and past the table's range.
         for x in (-1200..=1200)
             .map(|i| i as f32 * 0.01)
             .chain([-100.0, 100.0, -1e-30, 0.0])
@@ -530,7 +562,10 @@ mod tests {
             let exact_tanh = 0.5 * xd * (1.0 + inner.tanh());
             let bound = 1.5e-7 * (1.0 + xd.abs());
             assert!((gelu_erf(x) as f64 - exact_erf).abs() < bound, "gelu_erf({x})");
-            assert!((gelu_tanh(x) as f64 - exact_tanh).abs() < bound, "gelu_tanh({x})");
+            assert!(
+                (gelu_tanh(x) as f64 - exact_tanh).abs() < 5e-7 * (1.0 + xd.abs()),
+                "gelu_tanh({x})"
+            );
         }
         assert_eq!(gelu_erf(0.0), 0.0);
         assert!(gelu_erf(f32::NAN).is_nan() && gelu_tanh(f32::NAN).is_nan());
@@ -606,8 +641,8 @@ mod tests {
     }
 
     /// SIMD and scalar evaluate the same formula; FMA contraction and the division make them
-    /// differ by a few ulp, so the bound is 2e-6 relative (or absolute near zero). The GELU
-    /// forms round every step alike and must be bit-identical.
+    /// differ by a few ulp, so the bound is 2e-6 relative (or absolute near zero). The erf
+    /// GELU rounds every step alike and must be bit-identical.
     fn close(simd: f32, scalar: f32) -> bool {
         (simd - scalar).abs() <= 2e-6 * scalar.abs().max(1.0)
     }
@@ -640,7 +675,7 @@ mod tests {
                         _mm256_storeu_ps(out.as_mut_ptr(), r);
                     }
                     for (x, y) in chunk.iter().zip(out) {
-                        if which >= 3 {
+                        if which == 3 {
                             assert_eq!(y.to_bits(), f(*x).to_bits(), "avx2 gelu {which} at {x}");
                         } else {
                             assert!(close(y, f(*x)), "avx2 form {which} at {x}: {y} vs {}", f(*x));
@@ -672,7 +707,7 @@ mod tests {
                         _mm512_storeu_ps(out.as_mut_ptr(), r);
                     }
                     for (x, y) in chunk.iter().zip(out) {
-                        if which >= 3 {
+                        if which == 3 {
                             assert_eq!(y.to_bits(), f(*x).to_bits(), "avx512 gelu {which} at {x}");
                         } else {
                             assert!(close(y, f(*x)), "avx512 form {which} at {x}: {y} vs {}", f(*x));
@@ -710,7 +745,7 @@ mod tests {
                     vst1q_f32(out.as_mut_ptr(), r);
                 }
                 for (x, y) in chunk.iter().zip(out) {
-                    if which >= 3 {
+                    if which == 3 {
                         assert_eq!(y.to_bits(), f(*x).to_bits(), "neon gelu {which} at {x}");
                     } else {
                         assert!(close(y, f(*x)), "neon form {which} at {x}: {y} vs {}", f(*x));
