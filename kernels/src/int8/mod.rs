@@ -178,15 +178,7 @@ pub fn matmul(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), KernelError> {
-    let k = w.layout.k;
-    if m > 0 {
-        if a_stride < k {
-            return Err(KernelError::Invalid(format!(
-                "activation row stride {a_stride} is below k={k}"
-            )));
-        }
-        check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
-    }
+    check_rows(a, a_stride, m, w.layout.k)?;
     run(
         kernel,
         m,
@@ -195,6 +187,19 @@ pub fn matmul(
         epilogue,
         Output::F32 { out, out_stride },
     )
+}
+
+/// Checks that `a` holds `m` f32 rows of `k` values, `a_stride` apart.
+fn check_rows(a: &[f32], a_stride: usize, m: usize, k: usize) -> Result<(), KernelError> {
+    if m > 0 {
+        if a_stride < k {
+            return Err(KernelError::Invalid(format!(
+                "activation row stride {a_stride} is below k={k}"
+            )));
+        }
+        check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
+    }
+    Ok(())
 }
 
 /// Two int8 layers in a row: `out = epilogue2(y W2^T)` with `y = epilogue1(a W1^T)`, where
@@ -240,7 +245,6 @@ pub fn matmul_to_quantized(
     next: &PackedI8Layout,
     rows: &mut QuantizedRows,
 ) -> Result<(), KernelError> {
-    let k = w.layout.k;
     if next.k != w.layout.n {
         return Err(KernelError::Invalid(format!(
             "chained int8 layers: the second takes k={} inputs, the first gives n={}",
@@ -252,14 +256,7 @@ pub fn matmul_to_quantized(
             "chained int8 layers: the first cannot accumulate into its output".into(),
         ));
     }
-    if m > 0 {
-        if a_stride < k {
-            return Err(KernelError::Invalid(format!(
-                "activation row stride {a_stride} is below k={k}"
-            )));
-        }
-        check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
-    }
+    check_rows(a, a_stride, m, w.layout.k)?;
     rows.reset(next, m);
     run(
         kernel,

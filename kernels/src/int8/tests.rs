@@ -570,56 +570,22 @@ fn chained_layers_match_two_products() {
         }
     }
     // Mismatched layers and an accumulating first layer are errors.
-    let p1 = pack_weights(&[1; 64 * 32], 64, 32, &[1.0; 64], None).unwrap();
-    let p2 = pack_weights(&[1; 8 * 48], 8, 48, &[1.0; 8], None).unwrap();
-    let mut out = vec![0f32; 8];
     let kernel = for_isa(Isa::Scalar);
-    let (v1, v2) = (p1.view(), p2.view());
-    assert!(matmul_chain(
-        kernel,
-        &[0.5; 32],
-        32,
-        1,
-        &v1,
-        &Epilogue::NONE,
-        &v2,
-        &Epilogue::NONE,
-        &mut out,
-        8
-    )
-    .is_err());
-    let p2 = pack_weights(&[1; 8 * 64], 8, 64, &[1.0; 8], None).unwrap();
-    let v2 = p2.view();
+    let p1 = pack_weights(&[1; 64 * 32], 64, 32, &[1.0; 64], None).unwrap();
+    let chain = |w2: &PackedI8Owned, first: &Epilogue| {
+        let mut out = vec![0f32; 8];
+        let (v1, v2) = (p1.view(), w2.view());
+        matmul_chain(kernel, &[0.5; 32], 32, 1, &v1, first, &v2, &Epilogue::NONE, &mut out, 8)
+    };
+    let k48 = pack_weights(&[1; 8 * 48], 8, 48, &[1.0; 8], None).unwrap();
+    let k64 = pack_weights(&[1; 8 * 64], 8, 64, &[1.0; 8], None).unwrap();
     let accumulate = Epilogue {
         accumulate: true,
         ..Epilogue::NONE
     };
-    assert!(matmul_chain(
-        kernel,
-        &[0.5; 32],
-        32,
-        1,
-        &v1,
-        &accumulate,
-        &v2,
-        &Epilogue::NONE,
-        &mut out,
-        8
-    )
-    .is_err());
-    assert!(matmul_chain(
-        kernel,
-        &[0.5; 32],
-        32,
-        1,
-        &v1,
-        &Epilogue::NONE,
-        &v2,
-        &Epilogue::NONE,
-        &mut out,
-        8
-    )
-    .is_ok());
+    assert!(chain(&k48, &Epilogue::NONE).is_err());
+    assert!(chain(&k64, &accumulate).is_err());
+    assert!(chain(&k64, &Epilogue::NONE).is_ok());
 }
 
 /// The AMX kernel's own sweep: every m from 1 to 70 (one and two row halves, ragged row

@@ -166,11 +166,7 @@ impl Linear {
         activation: Activation,
         inner: &mut [f32],
     ) -> Result<Handoff> {
-        let epilogue = Epilogue {
-            bias: self.bias.as_ref().map(Stored::get),
-            activation,
-            accumulate: false,
-        };
+        let epilogue = self.epilogue(activation, false);
         if let (Some(w), Some(next_w)) = (self.chainable(), next.chainable()) {
             if next_w.layout().groups > 1 && next.k == self.n {
                 let mut rows = HANDOFF_ROWS.with(|c| c.take());
@@ -203,11 +199,7 @@ impl Linear {
         let Handoff(Some(rows)) = handoff else {
             return self.forward(inner, m, out, activation, accumulate);
         };
-        let epilogue = Epilogue {
-            bias: self.bias.as_ref().map(Stored::get),
-            activation,
-            accumulate,
-        };
+        let epilogue = self.epilogue(activation, accumulate);
         let done = match self.chainable() {
             Some(w) => int8::matmul_quantized(kernels().int8, &rows, &w, &epilogue, out, self.n).map_err(Into::into),
             None => Err(Error::Internal(
@@ -216,6 +208,15 @@ impl Linear {
         };
         HANDOFF_ROWS.with(|c| c.set(rows));
         done
+    }
+
+    /// The epilogue of this layer's matmul: its bias, then `activation`, then the residual add.
+    fn epilogue(&self, activation: Activation, accumulate: bool) -> Epilogue<'_> {
+        Epilogue {
+            bias: self.bias.as_ref().map(Stored::get),
+            activation,
+            accumulate,
+        }
     }
 
     /// The packed int8 weights of a layer that takes octet's symmetric activation rows.
@@ -243,11 +244,7 @@ impl Linear {
         activation: Activation,
         accumulate: bool,
     ) -> Result<()> {
-        let epilogue = Epilogue {
-            bias: self.bias.as_ref().map(Stored::get),
-            activation,
-            accumulate,
-        };
+        let epilogue = self.epilogue(activation, accumulate);
         let k = kernels();
         match &self.weight {
             LinearWeight::I8 {
