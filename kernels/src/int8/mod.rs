@@ -13,9 +13,10 @@
 //! shape, and every output element is computed by the same instruction sequence wherever it
 //! lies in the grid, so results do not depend on the thread count.
 //!
-//! [`matmul_chain`] runs two layers in a row (an FFN's up and down projections): each task of
-//! the first product quantizes its own outputs for the second while they are in L1/L2, so the
-//! intermediate is never written or read back as f32 rows.
+//! [`matmul_to_quantized`] then [`matmul_quantized`] run two layers in a row (an FFN's up and
+//! down projections): each task of the first product quantizes its own outputs for the second
+//! while they are in L1/L2, so the intermediate is never written or read back as f32 rows, and
+//! the results are bit-identical to [`matmul`] into f32 rows followed by [`matmul`] from them.
 //!
 //! [`asymmetric`] runs the same kernels on rows quantized with a zero point, as TFLite's hybrid
 //! kernels do (for imported TFLite layers).
@@ -202,33 +203,6 @@ fn check_rows(a: &[f32], a_stride: usize, m: usize, k: usize) -> Result<(), Kern
     Ok(())
 }
 
-/// Two int8 layers in a row: `out = epilogue2(y W2^T)` with `y = epilogue1(a W1^T)`, where
-/// `y` (m x n1, and n1 = W2's k) is quantized for `w2` by each task of the first product as it
-/// finishes, from the task's own tile of outputs, instead of being stored as f32 rows and read
-/// back. The results are bit-identical to [`matmul`] into a buffer followed by [`matmul`] from
-/// it. `epilogue1` cannot accumulate (there are no f32 rows of y to add to).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_chain(
-    kernel: &Int8Kernel,
-    a: &[f32],
-    a_stride: usize,
-    m: usize,
-    w1: &PackedI8,
-    epilogue1: &Epilogue,
-    w2: &PackedI8,
-    epilogue2: &Epilogue,
-    out: &mut [f32],
-    out_stride: usize,
-) -> Result<(), KernelError> {
-    epilogue2.check(w2.layout.n)?;
-    reference::check_out(out, m, w2.layout.n, out_stride)?;
-    let mut middle = CHAIN_ROWS.with(|c| c.take());
-    let first = matmul_to_quantized(kernel, a, a_stride, m, w1, epilogue1, &w2.layout, &mut middle);
-    let second = first.and_then(|()| matmul_quantized(kernel, &middle, w2, epilogue2, out, out_stride));
-    CHAIN_ROWS.with(|c| c.set(middle));
-    second
-}
-
 /// Like [`matmul`], but the outputs are quantized for the next layer's weights `next` (whose k
 /// is this layer's n) into `rows` (resized; reuse it across calls), as [`quantize_rows`] would
 /// quantize the f32 outputs, bit for bit: each task quantizes its own tile of outputs for the
@@ -316,8 +290,6 @@ enum Output<'a> {
 type CodesAndScales<'a> = (&'a mut [i8], &'a mut [f32]);
 
 thread_local! {
-    /// The intermediate rows of [`matmul_chain`], reused across calls on the calling thread.
-    static CHAIN_ROWS: std::cell::Cell<QuantizedRows> = std::cell::Cell::new(QuantizedRows::default());
     /// A task's f32 outputs before they are quantized (rows x the task's columns), per worker.
     static TASK_TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -393,11 +365,7 @@ fn run(
             let run_task = |(rb, cb, mut rows): (usize, usize, Vec<&mut [f32]>)| {
                 (kernel.block)(&block(rb, cb, rows.len()), &mut rows);
             };
-            if parallel && tasks.len() > 1 {
-                tasks.into_par_iter().for_each(run_task);
-            } else {
-                tasks.into_iter().for_each(run_task);
-            }
+            for_each_task(tasks, parallel, run_task);
         }
         Output::Quantized { rows: q, next } => {
             // Each task gets, per row, its columns' codes and its groups' scales: column
@@ -434,15 +402,21 @@ fn run(
                     }
                 });
             };
-            if parallel && tasks.len() > 1 {
-                tasks.into_par_iter().for_each(run_task);
-            } else {
-                tasks.into_iter().for_each(run_task);
-            }
+            for_each_task(tasks, parallel, run_task);
         }
     }
     SCRATCH.with(|s| s.set(scratch));
     Ok(())
+}
+
+/// Runs `run_task` on every task: on rayon's current pool when `parallel` and there is more
+/// than one, else in order on this thread.
+fn for_each_task<T: Send>(tasks: Vec<T>, parallel: bool, run_task: impl Fn(T) + Send + Sync) {
+    if parallel && tasks.len() > 1 {
+        tasks.into_par_iter().for_each(run_task);
+    } else {
+        tasks.into_iter().for_each(run_task);
+    }
 }
 
 /// Quantizes (or copies) and packs every row into the kernel's activation tiles, with

@@ -499,7 +499,7 @@ fn results_do_not_depend_on_thread_count() {
     }
 }
 
-/// Two chained layers ([`matmul_chain`]) give the same bits as the first into f32 rows and the
+/// Two chained layers ([`matmul_to_quantized`], then [`matmul_quantized`]) give the same bits as the first into f32 rows and the
 /// second from them, on every kernel and thread count: ragged m (one tile, several, a short
 /// last tile), an n off the 16-column grid and off the second layer's groups, groups of 32 to
 /// 128 and one scale per row for the second layer, the first with a bias and GELU, the second
@@ -556,7 +556,9 @@ fn chained_layers_match_two_products() {
                     let mut got = init.clone();
                     pool.install(|| {
                         let (v1, v2) = (p1.view(), p2.view());
-                        matmul_chain(kernel, &a, k1 + 5, m, &v1, &epi1, &v2, &epi2, &mut got, out_stride)
+                        let mut rows = QuantizedRows::default();
+                        matmul_to_quantized(kernel, &a, k1 + 5, m, &v1, &epi1, v2.layout(), &mut rows)?;
+                        matmul_quantized(kernel, &rows, &v2, &epi2, &mut got, out_stride)
                     })
                     .unwrap();
                     assert_eq!(
@@ -573,9 +575,17 @@ fn chained_layers_match_two_products() {
     let kernel = for_isa(Isa::Scalar);
     let p1 = pack_weights(&[1; 64 * 32], 64, 32, &[1.0; 64], None).unwrap();
     let chain = |w2: &PackedI8Owned, first: &Epilogue| {
-        let mut out = vec![0f32; 8];
-        let (v1, v2) = (p1.view(), w2.view());
-        matmul_chain(kernel, &[0.5; 32], 32, 1, &v1, first, &v2, &Epilogue::NONE, &mut out, 8)
+        let mut rows = QuantizedRows::default();
+        matmul_to_quantized(
+            kernel,
+            &[0.5; 32],
+            32,
+            1,
+            &p1.view(),
+            first,
+            w2.view().layout(),
+            &mut rows,
+        )
     };
     let k48 = pack_weights(&[1; 8 * 48], 8, 48, &[1.0; 8], None).unwrap();
     let k64 = pack_weights(&[1; 8 * 64], 8, 64, &[1.0; 8], None).unwrap();
