@@ -76,6 +76,53 @@ fn int8_stays_close_to_f32() {
     }
 }
 
+/// The int8 recipe's weights are rounded by GPTQ on the built-in calibration sentences
+/// (`--calibration auto` on BERT): on the fixture texts (none of them calibration text) its
+/// vectors must be closer to f32 than those of round-to-nearest weights, in mean and at the
+/// worst text, and the file must say how it was made.
+#[test]
+fn calibrated_int8_is_closer_to_f32_than_round_to_nearest() {
+    use octet_tools::convert::{calibrate::Calibration, recipe::Recipe};
+    let texts = texts();
+    let reference = embedder("f32").embed(&texts).unwrap();
+    let nearest_path = scratch_dir().join("minilm-int8-nearest.octet");
+    if !nearest_path.exists() {
+        let recipe = Recipe::parse("int8", vec![], None)
+            .unwrap()
+            .with_calibration(Calibration::Off);
+        octet_tools::convert::convert(minilm_source(), &nearest_path, &recipe, false).expect("convert");
+    }
+    let nearest = Embedder::open(&nearest_path).unwrap();
+    let stats = |e: &Embedder| {
+        let got = e.embed(&texts).unwrap();
+        let cos: Vec<f64> = got.iter().zip(&reference).map(|(a, b)| cosine(a, b)).collect();
+        (
+            cos.iter().sum::<f64>() / cos.len() as f64,
+            cos.iter().cloned().fold(1.0, f64::min),
+        )
+    };
+    let (cal_mean, cal_min) = stats(embedder("int8"));
+    let (near_mean, near_min) = stats(&nearest);
+    eprintln!(
+        "MiniLM int8 vs f32 over {} texts: GPTQ mean {cal_mean:.5} min {cal_min:.5}; round-to-nearest mean {near_mean:.5} min {near_min:.5}",
+        texts.len()
+    );
+    assert!(
+        cal_mean > near_mean,
+        "GPTQ mean {cal_mean} vs round-to-nearest {near_mean}"
+    );
+    assert!(cal_min > near_min, "GPTQ min {cal_min} vs round-to-nearest {near_min}");
+    let notes = embedder("int8")
+        .file()
+        .meta()
+        .quantization
+        .notes
+        .clone()
+        .unwrap_or_default();
+    assert!(notes.contains("GPTQ, calibrated on 300 texts"), "{notes}");
+    assert!(nearest.file().meta().quantization.notes.is_none());
+}
+
 /// The target: the int8 file at most 25% of the f32 safetensors (90,868,376 bytes),
 /// tokenizer included. One byte per parameter is already 22.7 MB, so the int8 recipe stores the
 /// token table in 6 bits (`u6`, see `tools/src/convert/recipe.rs`): 20,847,808 bytes (22.9%).

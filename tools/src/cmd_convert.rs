@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use octet_tools::convert::{self, recipe::Recipe};
+use octet_tools::convert::{self, calibrate::Calibration, recipe::Recipe};
 use octet_tools::exit::CliError;
 use octet_tools::report::{self, render::ReportFormat};
 use std::io::IsTerminal;
@@ -73,6 +73,14 @@ pub struct ConvertArgs {
     /// per-row scale and zero point) or 8. Default: 6 for --quant int8, 8 for int8-embeddings.
     #[arg(long)]
     table_bits: Option<u8>,
+    /// How int8 linear weights are rounded. `auto` (default): BERT models are calibrated on
+    /// the 300 built-in news sentences (the f32 model runs on them once, a few seconds, and
+    /// GPTQ rounds each layer's weights so that its outputs on such text move least); other
+    /// architectures are rounded to nearest. `built-in`: the built-in sentences for any
+    /// architecture. `off`: round to nearest. Or a text file, one calibration text per line.
+    /// The file format and the engine are the same either way.
+    #[arg(long, default_value = "auto", value_name = "auto|built-in|off|FILE")]
+    calibration: String,
     /// For a .tflite input: the model's tokenizer.json. Without it, the tokenizer the file
     /// carries in its MediaPipe / TFLite Support metadata (a BERT vocab) is used.
     #[arg(long)]
@@ -118,6 +126,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     }
     let recipe = Recipe::parse(args.quant.as_deref().unwrap_or("int8"), args.keep, args.k_group)
         .and_then(|r| r.with_table_bits(args.table_bits))
+        .map(|r| r.with_calibration(Calibration::parse(&args.calibration)))
         .map_err(|e| CliError::usage(e.to_string()))?;
     let output = args.output.expect("clap requires -o without --report");
     let report = if convert::tflite::is_tflite(&args.input) {
@@ -168,7 +177,7 @@ fn run_report(args: ConvertArgs, progress: bool) -> Result<()> {
                 .with_table_bits(bits)
                 .map_err(|e| CliError::usage(e.to_string()))?,
         };
-        recipes.push(recipe);
+        recipes.push(recipe.with_calibration(Calibration::parse(&args.calibration)));
     }
     let (texts, texts_source) = match &args.report_texts {
         None => (report::builtin_texts(), "built-in Lee news sentences".to_string()),

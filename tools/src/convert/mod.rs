@@ -5,7 +5,9 @@
 //! and the engine crate's writer writes the file (temporary file, then rename).
 
 pub mod bert;
+pub mod calibrate;
 pub mod gemma3;
+pub mod gptq;
 pub mod recipe;
 pub mod source;
 pub mod store;
@@ -23,6 +25,7 @@ use source::{SourceFolder, SourcePooling};
 use std::path::Path;
 
 /// A tensor in octet's naming, before a precision is chosen for it.
+#[derive(Clone)]
 pub enum Logical {
     /// y = x W^T + b with W [n, k]. `after_norm`: the input comes straight from a norm layer,
     /// whose outlier channels make per-token int8 activation scales too coarse.
@@ -74,6 +77,7 @@ pub enum TableKind {
 }
 
 /// A named logical tensor.
+#[derive(Clone)]
 pub struct Planned {
     pub name: String,
     pub tensor: Logical,
@@ -192,7 +196,7 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         quantization: Quantization {
             recipe: recipe.name.clone(),
             k_group: recipe.k_group,
-            notes: (!recipe.keep.is_empty()).then(|| format!("kept in f32: {}", recipe.keep.join(", "))),
+            notes: None,
         },
         provenance: Provenance {
             converter: format!("octet {}", env!("CARGO_PKG_VERSION")),
@@ -218,12 +222,31 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
             .expect("valid template")
             .progress_chars("=> "),
     );
+    let grams = calibrate_weights(&src, recipe, &meta, &planned, &bar)?;
+    let mut notes = Vec::new();
+    if !recipe.keep.is_empty() {
+        notes.push(format!("kept in f32: {}", recipe.keep.join(", ")));
+    }
+    if let Some((texts, grams)) = &grams {
+        let tokens = grams.values().map(|g| g.rows).max().unwrap_or(0);
+        notes.push(format!(
+            "int8 weights rounded by GPTQ, calibrated on {texts} texts ({tokens} tokens)"
+        ));
+    }
+    let mut meta = meta;
+    meta.quantization.notes = (!notes.is_empty()).then(|| notes.join("; "));
     bar.set_message("quantizing");
     let mut writer = ModelWriter::new(meta);
     tokenizer::add(&mut writer, "tokenizer.json", &src.tokenizer_json)?;
     let count = planned.len();
+    let mut rounded = match &grams {
+        Some((_, grams)) => round_calibrated(&planned, grams),
+        None => Default::default(),
+    };
+    drop(grams);
     for p in planned.drain(..) {
-        store::store(&mut writer, recipe, p)?;
+        let codes = rounded.remove(&p.name);
+        store::store_calibrated(&mut writer, recipe, p, codes)?;
         bar.inc(1);
     }
     bar.set_message("writing");
@@ -237,6 +260,59 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         architecture: architecture.as_str().to_string(),
         recipe: recipe.name.clone(),
     })
+}
+
+/// When `recipe` rounds linear layers to int8 and its calibration gives texts for this
+/// architecture: runs the f32 model on them ([`calibrate`]) and returns the number of texts and
+/// the statistics of every int8 layer's input, by weight name.
+fn calibrate_weights(
+    src: &SourceFolder,
+    recipe: &Recipe,
+    meta: &ModelMeta,
+    planned: &[Planned],
+    bar: &ProgressBar,
+) -> Result<Option<(usize, std::collections::HashMap<String, calibrate::Gram>)>> {
+    if recipe.linear != Precision::I8 {
+        return Ok(None);
+    }
+    let Some(texts) = recipe.calibration.texts(src.model_type())? else {
+        return Ok(None);
+    };
+    let int8_weights: std::collections::HashSet<String> = planned
+        .iter()
+        .filter(|p| matches!(p.tensor, Logical::Linear { .. }) && recipe.linear_precision(&p.name) == Precision::I8)
+        .map(|p| format!("{}.weight", p.name))
+        .collect();
+    if int8_weights.is_empty() {
+        return Ok(None);
+    }
+    bar.set_message("calibrating");
+    let start = || -> Result<ModelWriter> {
+        let mut writer = ModelWriter::new(meta.clone());
+        tokenizer::add(&mut writer, "tokenizer.json", &src.tokenizer_json)?;
+        Ok(writer)
+    };
+    let grams = calibrate::grams(start, planned, &texts, move |name| int8_weights.contains(name))?;
+    Ok(Some((texts.len(), grams)))
+}
+
+/// GPTQ codes and scales of every linear layer with calibration statistics, by layer name,
+/// computed in parallel (a layer whose H cannot be factored is left out: rounded to nearest).
+fn round_calibrated(
+    planned: &[Planned],
+    grams: &std::collections::HashMap<String, calibrate::Gram>,
+) -> std::collections::HashMap<String, (Vec<i8>, Vec<f32>)> {
+    use rayon::prelude::*;
+    planned
+        .par_iter()
+        .filter_map(|p| {
+            let Logical::Linear { weight, n, k, .. } = &p.tensor else {
+                return None;
+            };
+            let gram = grams.get(&format!("{}.weight", p.name)).filter(|g| g.k == *k)?;
+            Some((p.name.clone(), gptq::quantize(weight, *n, *k, &gram.h)?))
+        })
+        .collect()
 }
 
 /// The Matryoshka widths to record: EmbeddingGemma's, for a Gemma 3 model whose output

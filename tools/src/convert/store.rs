@@ -1,6 +1,7 @@
 //! Stores one logical tensor in the precision its recipe chooses: f32 or int8 packed panels
 //! for linear weights (octet-kernels layouts) or plain f16, f32, f16, per-row int8 or per-row
-//! 6-bit (`u6`) for embedding tables.
+//! 6-bit (`u6`) for embedding tables. Int8 linear weights are rounded to nearest, or by
+//! [`super::gptq`] where the converter calibrated them.
 
 use super::recipe::{Precision, Recipe};
 use super::{Logical, Planned};
@@ -55,6 +56,17 @@ fn to_f16(data: &[f32]) -> Vec<half::f16> {
 
 /// Adds one tensor to the writer.
 pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Result<()> {
+    store_calibrated(writer, recipe, planned, None)
+}
+
+/// Adds one tensor to the writer; an int8 linear layer given `codes` (int8 codes and
+/// per-channel scales, from [`super::gptq`]) stores them instead of rounding its weights to nearest.
+pub fn store_calibrated(
+    writer: &mut ModelWriter,
+    recipe: &Recipe,
+    planned: Planned,
+    codes: Option<(Vec<i8>, Vec<f32>)>,
+) -> Result<()> {
     let name = planned.name;
     match planned.tensor {
         Logical::Vector { data, shape } => writer.add_f32(&name, &shape, &data)?,
@@ -104,7 +116,9 @@ pub fn store(writer: &mut ModelWriter, recipe: &Recipe, planned: Planned) -> Res
                 // Plain [n, k]: the engine packs it to f32 panels when it opens the model.
                 Precision::F16 => writer.add_f16(&weight_name, &[n, k], &to_f16(&weight))?,
                 Precision::I8 => {
-                    let (q, scales) = int8::quantize_weights_per_channel(&weight, n, k);
+                    let (q, scales) = codes
+                        .filter(|(q, s)| q.len() == n * k && s.len() == n)
+                        .unwrap_or_else(|| int8::quantize_weights_per_channel(&weight, n, k));
                     let k_group = recipe.k_group_for(&name, k, after_norm);
                     let packed = int8::pack_weights(&q, n, k, &scales, k_group)?;
                     writer.add_packed_i8(

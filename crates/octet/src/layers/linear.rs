@@ -52,6 +52,8 @@ pub struct Linear {
     /// The weights are a TFLite file's own int8 tensors (recipe `tflite-int8`), replayed as
     /// the interpreter computes them.
     tflite_int8: bool,
+    /// The weight's tensor name, for [`super::observe`].
+    name: Arc<str>,
     /// Output features.
     pub n: usize,
     /// Input features.
@@ -129,6 +131,7 @@ impl Linear {
             bias,
             asymmetric_rows: false,
             tflite_int8: file.meta().quantization.is_tflite_int8(),
+            name: weight_name.into(),
             n,
             k,
         })
@@ -244,6 +247,7 @@ impl Linear {
         activation: Activation,
         accumulate: bool,
     ) -> Result<()> {
+        super::observe::linear_input(&self.name, &x[..(m * self.k).min(x.len())], self.k);
         let epilogue = self.epilogue(activation, accumulate);
         let k = kernels();
         match &self.weight {

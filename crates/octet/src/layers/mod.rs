@@ -1,5 +1,5 @@
 //! The building blocks every architecture wires together: [`Linear`], [`Embedding`], [`Norm`],
-//! fused [`attention`] and the [`RopeTable`], each bound once to a shared model file through
+//! fused [`attention`] and the [`RopeTable`] ([`observe`] watches the linear layers' inputs for calibration), each bound once to a shared model file through
 //! [`Stored`] views where it has weights.
 //!
 //! Binding looks up each tensor by name and checks its dtype and exact shape, so a file that
@@ -11,6 +11,7 @@ pub mod attention;
 pub mod embedding;
 pub mod linear;
 pub mod norm;
+pub mod observe;
 pub mod rope;
 pub mod stored;
 pub mod tflite_exact;
