@@ -8,8 +8,9 @@
 //!
 //! Rows m = 16 (one short text), 128 (one long text) and 4096 (32 texts of 128 tokens).
 //! Variants, all through the kernels [`octet_kernels::kernels()`] chose (so `OCTET_KERNEL`
-//! applies): int8 with one activation scale per token, int8 with one scale per 64 inputs (what
-//! the converter uses after a norm), and f32. Each runs on a rayon pool of 1 and of 2 threads.
+//! applies): int8 with one activation scale per token, int8 with one scale per 64 inputs (the
+//! converter's default after a norm), int8 with groups of 128 quantized centered (what BERT's QKV
+//! and FFN-up use, `int8::matmul_centered`), and f32. Each runs on a rayon pool of 1 and of 2 threads.
 //!
 //! Every benchmark prints the kernel's name, GOPS (2 m n k / median time) and its share of the
 //! instruction peak ([`octet_benches::peak`]) measured at the start of the same run on the same
@@ -105,22 +106,31 @@ const ROWS: [usize; 3] = [16, 128, 4096];
 const THREADS: [usize; 2] = [1, 2];
 /// Activation group of the grouped int8 variant (the converter's choice after a norm).
 const K_GROUP: usize = 64;
+/// Activation group of the centered int8 variant (BERT's QKV and FFN-up).
+const CENTERED_K_GROUP: usize = 128;
 
 /// What is multiplied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
     Int8PerToken,
     Int8Group64,
+    Int8Centered128,
     F32,
 }
 
 impl Variant {
-    const ALL: [Variant; 3] = [Variant::Int8PerToken, Variant::Int8Group64, Variant::F32];
+    const ALL: [Variant; 4] = [
+        Variant::Int8PerToken,
+        Variant::Int8Group64,
+        Variant::Int8Centered128,
+        Variant::F32,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Variant::Int8PerToken => "int8-token",
             Variant::Int8Group64 => "int8-g64",
+            Variant::Int8Centered128 => "int8-g128c",
             Variant::F32 => "f32",
         }
     }
@@ -136,6 +146,7 @@ impl Variant {
         match self {
             Variant::Int8PerToken => int8(None),
             Variant::Int8Group64 => int8(Some(K_GROUP)),
+            Variant::Int8Centered128 => int8(Some(CENTERED_K_GROUP)),
             Variant::F32 => kernels.f32.name,
         }
     }
@@ -155,6 +166,7 @@ struct Weights {
     n: usize,
     int8_token: int8::PackedI8Owned,
     int8_g64: int8::PackedI8Owned,
+    int8_g128: int8::PackedI8Owned,
     f32: kf32::PackedF32Owned,
 }
 
@@ -168,6 +180,7 @@ impl Weights {
             n,
             int8_token: int8::pack_weights(&q, n, k, &scales, None).expect("valid int8 shape"),
             int8_g64: int8::pack_weights(&q, n, k, &scales, Some(K_GROUP)).expect("valid int8 shape"),
+            int8_g128: int8::pack_weights(&q, n, k, &scales, Some(CENTERED_K_GROUP)).expect("valid int8 shape"),
             f32: kf32::PackedF32Owned::from_nk(&w, n, k, k).expect("valid f32 shape"),
         }
     }
@@ -181,6 +194,9 @@ impl Weights {
                 int8::matmul(kernels.int8, a, k, m, &self.int8_token.view(), &Epilogue::NONE, out, n)
             }
             Variant::Int8Group64 => int8::matmul(kernels.int8, a, k, m, &self.int8_g64.view(), &Epilogue::NONE, out, n),
+            Variant::Int8Centered128 => {
+                int8::matmul_centered(kernels.int8, a, k, m, &self.int8_g128.view(), &Epilogue::NONE, out, n)
+            }
             Variant::F32 => kf32::matmul(kernels.f32, a, k, m, &self.f32.as_packed(), &Epilogue::NONE, out, n),
         };
         result.expect("benchmark shapes are valid");

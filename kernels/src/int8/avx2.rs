@@ -28,6 +28,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-i8-4x8-avx2",
     mr: MR,
     quantize_row,
+    quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 2,
     k_align: 1,
     pack_row: a_pack::pack_row_i16::<MR>,
@@ -172,6 +173,12 @@ unsafe fn tile(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: usize,
                 }
             }
         }
+        // Centered rows add offset x column sum per group (see `centered`).
+        let col_sums = b.offsets.map(|_| {
+            let sums = &b.col_sums16(g, panel)[half * NC..][..NC];
+            // SAFETY: 8 i32 inside `sums`.
+            _mm256_cvtepi32_ps(unsafe { _mm256_loadu_si256(sums.as_ptr() as *const __m256i) })
+        });
         for (i, f) in facc.iter_mut().enumerate() {
             // [c0 c0' c1 c1' c2 c2' c3 c3'] and the same for c4..c7: vphaddd gives
             // [c0 c1 c4 c5 | c2 c3 c6 c7]; the 64-bit permute restores column order.
@@ -183,6 +190,9 @@ unsafe fn tile(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: usize,
             } else {
                 _mm256_fmadd_ps(sums, _mm256_set1_ps(sa), *f)
             };
+            if let Some(col_sums) = col_sums {
+                *f = _mm256_fmadd_ps(col_sums, _mm256_set1_ps(b.row_offset(row0 + i, g)), *f);
+            }
         }
     }
 

@@ -15,6 +15,7 @@
 //! A short last row tile runs 4 or 8 rows wide, and a layout with one activation scale per
 //! token is a compile-time case (no separate float accumulators).
 
+use super::centered;
 use super::pack::{K_QUAD, NR};
 use super::quantize::{group_factors, Q_MAX};
 use super::{a_pack, Block, Int8Kernel};
@@ -34,6 +35,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-u8i8-12x32-avx512vnni",
     mr: MR,
     quantize_row,
+    quantize_row_centered,
     a_elem: 1,
     k_align: 1,
     pack_row: a_pack::pack_row_bytes::<MR, K_QUAD, 0x80>,
@@ -281,6 +283,182 @@ fn quantize16(v: __m512, inv: __m512, lo: __m512, hi: __m512) -> __m512i {
     _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi))
 }
 
+pub(super) fn quantize_row_centered(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+    assert!(q.len() >= x.len() && scales.len() * k_group == q.len() && offsets.len() == scales.len());
+    // SAFETY: as in `quantize_row`; the lengths were checked above.
+    unsafe { quantize_row_centered_avx512(x, k_group, q, scales, offsets) }
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F and BW; lengths as [`quantize_row_centered`] checks.
+///
+/// The centered form of [`quantize_row_avx512`] (`centered`): groups of 16-64 values go 16 at a
+/// time through [`centered_16_groups`], the rest one by one; both give the scalar bytes,
+/// scales and offsets.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_row_centered_avx512(
+    x: &[f32],
+    k_group: usize,
+    q: &mut [i8],
+    scales: &mut [f32],
+    offsets: &mut [f32],
+) {
+    let batched_groups = if matches!(k_group, 16 | 32 | 48 | 64) {
+        x.len() / (BATCH * k_group) * BATCH
+    } else {
+        0
+    };
+    let batched_len = batched_groups * k_group;
+    let (x_batched, x_rest) = x.split_at(batched_len);
+    let (q_batched, q_rest) = q.split_at_mut(batched_len);
+    let (scales_batched, scales_rest) = scales.split_at_mut(batched_groups);
+    let (offsets_batched, offsets_rest) = offsets.split_at_mut(batched_groups);
+    let batches = x_batched
+        .chunks_exact(BATCH * k_group)
+        .zip(q_batched.chunks_exact_mut(BATCH * k_group))
+        .zip(
+            scales_batched
+                .chunks_exact_mut(BATCH)
+                .zip(offsets_batched.chunks_exact_mut(BATCH)),
+        );
+    for ((xs, qs), (ss, os)) in batches {
+        match k_group {
+            16 => centered_16_groups::<1>(xs, qs, ss, os),
+            32 => centered_16_groups::<2>(xs, qs, ss, os),
+            48 => centered_16_groups::<3>(xs, qs, ss, os),
+            64 => centered_16_groups::<4>(xs, qs, ss, os),
+            _ => unreachable!("only these group sizes are batched"),
+        }
+    }
+    let k = x_rest.len();
+    q_rest[k..].fill(0);
+    for (g, (scale, offset)) in scales_rest.iter_mut().zip(offsets_rest.iter_mut()).enumerate() {
+        let range = (g * k_group).min(k)..((g + 1) * k_group).min(k);
+        let (lo, hi) = group_min_max(&x_rest[range.clone()]);
+        let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+        let (o, half) = centered::offset_and_half(lo, hi);
+        *offset = o;
+        let qs = &mut q_rest[range.clone()];
+        match group_factors(half) {
+            Some((inv, sc)) => {
+                *scale = sc;
+                quantize_codes_centered(&x_rest[range], o, inv, qs);
+            }
+            None => {
+                *scale = 0.0;
+                qs.fill(0);
+            }
+        }
+    }
+}
+
+/// [`quantize_16_groups`] for centered groups: each group's lane-wise max and max of the
+/// negated values, [`transpose_max`] on both, the 16 offsets and half ranges as in
+/// [`centered::offset_and_half`], [`group_factors16`] on the half ranges, then the codes.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn centered_16_groups<const VECS: usize>(x: &[f32], q: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+    const L: usize = 16;
+    let k_group = VECS * L;
+    debug_assert!(x.len() == BATCH * k_group && q.len() == x.len() && scales.len() == BATCH);
+    let mut lane_max = [_mm512_set1_ps(f32::NEG_INFINITY); BATCH];
+    let mut lane_neg_min = [_mm512_set1_ps(f32::NEG_INFINITY); BATCH];
+    let sign = _mm512_set1_ps(-0.0);
+    for v in 0..VECS {
+        for j in 0..BATCH {
+            // SAFETY: the 16 floats at (j * VECS + v) * 16 lie inside `x`.
+            let xv = unsafe { _mm512_loadu_ps(x.as_ptr().add((j * VECS + v) * L)) };
+            // max(x, m) returns m when x is NaN: NaN is skipped, as in the scalar form.
+            lane_max[j] = _mm512_max_ps(xv, lane_max[j]);
+            lane_neg_min[j] = _mm512_max_ps(negate(xv, sign), lane_neg_min[j]);
+        }
+    }
+    let hi = transpose_max(lane_max);
+    let lo = negate(transpose_max(lane_neg_min), sign);
+    // No value (all NaN): lo = hi = 0.
+    let empty = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(lo, hi);
+    let (lo, hi) = (
+        _mm512_mask_mov_ps(lo, empty, _mm512_setzero_ps()),
+        _mm512_mask_mov_ps(hi, empty, _mm512_setzero_ps()),
+    );
+    let half_c = _mm512_set1_ps(0.5);
+    let offset = _mm512_add_ps(_mm512_mul_ps(half_c, lo), _mm512_mul_ps(half_c, hi));
+    let half = _mm512_sub_ps(_mm512_mul_ps(half_c, hi), _mm512_mul_ps(half_c, lo));
+    let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(offset), _mm512_set1_ps(f32::INFINITY));
+    let offset = _mm512_maskz_mov_ps(finite, offset);
+    let (inv, scale, quantizable) = group_factors16(half);
+    let (mut invs, mut offs) = ([0f32; BATCH], [0f32; BATCH]);
+    // SAFETY: each destination holds 16 floats.
+    unsafe {
+        _mm512_storeu_ps(scales.as_mut_ptr(), scale);
+        _mm512_storeu_ps(offsets.as_mut_ptr(), offset);
+        _mm512_storeu_ps(invs.as_mut_ptr(), inv);
+        _mm512_storeu_ps(offs.as_mut_ptr(), offset);
+    }
+    let groups = x.chunks_exact(k_group).zip(q.chunks_exact_mut(k_group));
+    for (j, (xs, qs)) in groups.enumerate() {
+        if quantizable & (1 << j) != 0 {
+            quantize_codes_centered(xs, offs[j], invs[j], qs);
+        } else {
+            qs.fill(0);
+        }
+    }
+}
+
+/// -v (the sign bit flipped; `sign` is -0.0 in every lane).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn negate(v: __m512, sign: __m512) -> __m512 {
+    _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_castps_si512(sign)))
+}
+
+/// (min, max) over `xs`, NaN skipped; (inf, -inf) when there is no value.
+#[target_feature(enable = "avx512f")]
+fn group_min_max(xs: &[f32]) -> (f32, f32) {
+    const L: usize = 16;
+    let tail = xs.len() % L;
+    let body = xs.len() - tail;
+    let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
+    // SAFETY: every load reads 16 floats inside `xs`.
+    unsafe {
+        for i in (0..body).step_by(L) {
+            let xv = _mm512_loadu_ps(xs.as_ptr().add(i));
+            // min/max(x, m) return m when x is NaN.
+            lo = _mm512_min_ps(xv, lo);
+            hi = _mm512_max_ps(xv, hi);
+        }
+    }
+    xs[body..]
+        .iter()
+        .fold((_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        })
+}
+
+/// Writes the codes of one centered group: `(x - offset) * inv`, clamped and rounded.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn quantize_codes_centered(xs: &[f32], offset: f32, inv: f32, qs: &mut [i8]) {
+    const L: usize = 16;
+    debug_assert_eq!(xs.len(), qs.len());
+    let tail = xs.len() % L;
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+    let body = xs.len() - tail;
+    let (voff, vinv) = (_mm512_set1_ps(offset), _mm512_set1_ps(inv));
+    let (lo_v, hi_v) = (_mm512_set1_ps(-Q_MAX), _mm512_set1_ps(Q_MAX));
+    // SAFETY: loads read 16 floats of `xs`, stores write 16 bytes of `qs` (tails masked).
+    unsafe {
+        for i in (0..body).step_by(L) {
+            let d = _mm512_sub_ps(_mm512_loadu_ps(xs.as_ptr().add(i)), voff);
+            let v = quantize16(d, vinv, lo_v, hi_v);
+            _mm_storeu_si128(qs.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtepi32_epi8(v));
+        }
+        if tail > 0 {
+            let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(tail_mask, xs.as_ptr().add(body)), voff);
+            let v = quantize16(d, vinv, lo_v, hi_v);
+            _mm512_mask_cvtepi32_storeu_epi8(qs.as_mut_ptr().add(body) as *mut _, tail_mask, v);
+        }
+    }
+}
+
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI; `b` and `out` must be consistent as
 /// `matmul_quantized` builds them.
@@ -374,15 +552,18 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
     debug_assert!(!ONE_GROUP || l.groups == 1);
     let groups = if ONE_GROUP { 1 } else { l.groups };
     let mut facc = [[_mm512_setzero_ps(); NP]; ROWS];
+    // Centered rows (see `centered`; grouped layouts only) fold offset x column sum per group.
+    let centered = !ONE_GROUP && b.offsets.is_some();
     for g in 0..groups {
         // The accumulators start at the group's correction, `-128 * col_sum` (exact: the
         // i32 sum is the same whichever end it starts from), so folding them is two steps.
         let mut acc = [[_mm512_setzero_si512(); NP]; ROWS];
-        for j in 0..NP {
-            let sums = &b.w.col_sums[g * l.n_pad + (panel + j) * NR..][..NR];
+        let mut col_sums = [_mm512_setzero_si512(); NP];
+        for (j, sums_j) in col_sums.iter_mut().enumerate() {
+            let sums = b.col_sums16(g, panel + j);
             // SAFETY: 16 i32 inside `sums`.
-            let corr = _mm512_slli_epi32::<7>(unsafe { _mm512_loadu_si512(sums.as_ptr() as *const _) });
-            let start = _mm512_sub_epi32(_mm512_setzero_si512(), corr);
+            *sums_j = unsafe { _mm512_loadu_si512(sums.as_ptr() as *const _) };
+            let start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(*sums_j));
             for row in acc.iter_mut() {
                 row[j] = start;
             }
@@ -424,6 +605,18 @@ unsafe fn tile<const NP: usize, const ONE_GROUP: bool, const ROWS: usize>(
                 } else {
                     _mm512_fmadd_ps(sums, _mm512_set1_ps(sa[i]), facc[i][j])
                 };
+            }
+        }
+        if centered {
+            let mut so = [0f32; ROWS];
+            for (i, o) in so.iter_mut().enumerate() {
+                *o = b.row_offset(row0 + i, g);
+            }
+            for (j, sums_j) in col_sums.iter().enumerate() {
+                let col_sums_f = _mm512_cvtepi32_ps(*sums_j);
+                for (f, &o) in facc.iter_mut().zip(&so) {
+                    f[j] = _mm512_fmadd_ps(col_sums_f, _mm512_set1_ps(o), f[j]);
+                }
             }
         }
     }

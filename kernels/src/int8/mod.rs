@@ -19,7 +19,9 @@
 //! the results are bit-identical to [`matmul`] into f32 rows followed by [`matmul`] from them.
 //!
 //! [`asymmetric`] runs the same kernels on rows quantized with a zero point, as TFLite's hybrid
-//! kernels do (for imported TFLite layers).
+//! kernels do (for imported TFLite layers). [`matmul_centered`] quantizes each activation group
+//! around the middle of its range instead of around 0 ([`centered`]), for layers whose inputs
+//! sit off-centre; every kernel folds the groups' offsets in with the weights' column sums.
 //!
 //! Kernels ([`for_isa`]):
 //! - `int8-scalar-1x16`: portable Rust, one row x one panel.
@@ -41,6 +43,7 @@ pub mod asymmetric;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod centered;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod pack;
@@ -56,6 +59,10 @@ pub use quantize::{quantize_rows, quantize_weights_per_channel, QuantizedRows};
 use crate::{check_len, Epilogue, Isa, KernelError};
 use rayon::prelude::*;
 
+/// A centered row quantizer: (k values, k_group, k_pad outputs, one scale and one offset per
+/// group).
+type CenteredRowQuantizer = fn(&[f32], usize, &mut [i8], &mut [f32], &mut [f32]);
+
 /// The int8 implementation for one instruction-set level. Holding one proves the CPU runs it.
 pub struct Int8Kernel {
     /// Kernel name with its register-tile geometry, e.g. `x86_64-u8i8-12x32-avx512vnni`.
@@ -69,6 +76,8 @@ pub struct Int8Kernel {
     k_align: usize,
     /// Quantizes one row: (k values, k_group, k_pad outputs, one scale per group).
     quantize_row: fn(&[f32], usize, &mut [i8], &mut [f32]),
+    /// Quantizes one row centered ([`centered`]): as `quantize_row`, plus one offset per group.
+    quantize_row_centered: CenteredRowQuantizer,
     /// Packs quantized row i (`k_pad` values) into its activation tile ([`a_pack`]).
     pack_row: fn(&[i8], usize, &mut [u8]),
     /// Computes one task of the grid.
@@ -100,6 +109,8 @@ pub(crate) struct Block<'a> {
     pub tile_bytes: usize,
     /// Activation scales, `groups` per row, rows padded to whole tiles with scale 0.
     pub scales: &'a [f32],
+    /// Centered rows' offsets, laid out as `scales` (padding rows 0); `None` for symmetric rows.
+    pub offsets: Option<&'a [f32]>,
     pub row0: usize,
     pub rows: usize,
     pub w: &'a PackedI8<'a>,
@@ -121,6 +132,18 @@ impl Block<'_> {
     pub fn row_scale(&self, row: usize, g: usize) -> f32 {
         self.scales[row * self.w.layout.groups + g]
     }
+
+    /// The offset of row `row` in group `g` (0 for symmetric rows and padding rows).
+    #[inline]
+    pub fn row_offset(&self, row: usize, g: usize) -> f32 {
+        self.offsets.map_or(0.0, |o| o[row * self.w.layout.groups + g])
+    }
+
+    /// The column sums of group `g` for the 16 columns of panel `panel` (0 beyond n).
+    #[inline]
+    pub fn col_sums16(&self, g: usize, panel: usize) -> &[i32] {
+        &self.w.col_sums[g * self.w.layout.n_pad + panel * NR..][..NR]
+    }
 }
 
 static SCALAR: Int8Kernel = Int8Kernel {
@@ -129,6 +152,7 @@ static SCALAR: Int8Kernel = Int8Kernel {
     a_elem: 1,
     k_align: 1,
     quantize_row: quantize::quantize_row_scalar,
+    quantize_row_centered: centered::quantize_row_centered_scalar,
     pack_row: a_pack::pack_row_bytes::<{ scalar::MR }, { pack::K_QUAD }, 0>,
     block: scalar::block,
     delegate: None,
@@ -183,7 +207,39 @@ pub fn matmul(
     run(
         kernel,
         m,
-        Rows::F32 { a, a_stride },
+        Rows::F32 {
+            a,
+            a_stride,
+            centered: false,
+        },
+        w,
+        epilogue,
+        Output::F32 { out, out_stride },
+    )
+}
+
+/// Like [`matmul`], with each activation group quantized around the middle of its range
+/// ([`centered`]). Only for layouts with more than one group.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_centered(
+    kernel: &Int8Kernel,
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    w: &PackedI8,
+    epilogue: &Epilogue,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), KernelError> {
+    check_rows(a, a_stride, m, w.layout.k)?;
+    run(
+        kernel,
+        m,
+        Rows::F32 {
+            a,
+            a_stride,
+            centered: true,
+        },
         w,
         epilogue,
         Output::F32 { out, out_stride },
@@ -207,13 +263,15 @@ fn check_rows(a: &[f32], a_stride: usize, m: usize, k: usize) -> Result<(), Kern
 /// is this layer's n) into `rows` (resized; reuse it across calls), as [`quantize_rows`] would
 /// quantize the f32 outputs, bit for bit: each task quantizes its own tile of outputs for the
 /// groups it holds (its columns start on a group boundary). Feed `rows` to
-/// [`matmul_quantized`]. `epilogue` cannot accumulate.
+/// [`matmul_quantized`]. `epilogue` cannot accumulate. `centered`: this product's own inputs
+/// are quantized as [`matmul_centered`] does (the outputs for `next` are symmetric).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_to_quantized(
     kernel: &Int8Kernel,
     a: &[f32],
     a_stride: usize,
     m: usize,
+    centered: bool,
     w: &PackedI8,
     epilogue: &Epilogue,
     next: &PackedI8Layout,
@@ -235,7 +293,7 @@ pub fn matmul_to_quantized(
     run(
         kernel,
         m,
-        Rows::F32 { a, a_stride },
+        Rows::F32 { a, a_stride, centered },
         w,
         epilogue,
         Output::Quantized { rows, next },
@@ -270,7 +328,12 @@ pub fn matmul_quantized(
 /// Where the activation rows come from.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
-    F32 { a: &'a [f32], a_stride: usize },
+    /// f32 rows, quantized symmetric or `centered`.
+    F32 {
+        a: &'a [f32],
+        a_stride: usize,
+        centered: bool,
+    },
     Quantized(&'a QuantizedRows),
 }
 
@@ -300,6 +363,8 @@ thread_local! {
 struct Scratch {
     packed_a: Vec<u8>,
     scales: Vec<f32>,
+    /// Offsets of centered rows (empty for symmetric rows).
+    offsets: Vec<f32>,
 }
 
 thread_local! {
@@ -318,6 +383,15 @@ fn run(
     epilogue.check(layout.n)?;
     if let Output::F32 { out, out_stride } = &output {
         reference::check_out(out, m, layout.n, *out_stride)?;
+    }
+    let centered = match rows {
+        Rows::F32 { centered, .. } => centered,
+        Rows::Quantized(qa) => !qa.offsets.is_empty(),
+    };
+    if centered && layout.groups < 2 {
+        return Err(KernelError::Invalid(
+            "centered activation rows need a layout with more than one k-group".into(),
+        ));
     }
     if m == 0 {
         return Ok(());
@@ -340,6 +414,7 @@ fn run(
             packed_a: &scratch.packed_a,
             tile_bytes,
             scales: &scratch.scales,
+            offsets: centered.then_some(&scratch.offsets[..]),
             row0: rb * grid.rows_per_block,
             rows,
             w,
@@ -446,22 +521,37 @@ fn prepare_rows(
     }
     scratch.scales.clear();
     scratch.scales.resize(tiles * mr * groups, 0.0);
-    let pack_tile = |row_buf: &mut Vec<i8>, (t, (tile, scales)): (usize, (&mut [u8], &mut [f32]))| {
+    // Laid out as the scales: centered rows write theirs, padding rows and symmetric rows
+    // leave 0 (the blocks read them only for centered rows).
+    scratch.offsets.clear();
+    scratch.offsets.resize(tiles * mr * groups, 0.0);
+    type TileParts<'b> = (usize, ((&'b mut [u8], &'b mut [f32]), &'b mut [f32]));
+    let pack_tile = |row_buf: &mut Vec<i8>, (t, ((tile, scales), offsets)): TileParts<'_>| {
         row_buf.resize(k_pad, 0);
         for i in 0..mr {
             let r = t * mr + i;
+            let group_range = i * groups..(i + 1) * groups;
             let row: &[i8] = if r >= m {
                 row_buf.fill(0);
                 row_buf
             } else {
                 match rows {
-                    Rows::F32 { a, a_stride } => {
+                    Rows::F32 { a, a_stride, centered } => {
                         let x = &a[r * a_stride..r * a_stride + k];
-                        (kernel.quantize_row)(x, layout.k_group, row_buf, &mut scales[i * groups..(i + 1) * groups]);
+                        let row_scales = &mut scales[group_range.clone()];
+                        if centered {
+                            let row_offsets = &mut offsets[group_range];
+                            (kernel.quantize_row_centered)(x, layout.k_group, row_buf, row_scales, row_offsets);
+                        } else {
+                            (kernel.quantize_row)(x, layout.k_group, row_buf, row_scales);
+                        }
                         row_buf
                     }
                     Rows::Quantized(qa) => {
-                        scales[i * groups..(i + 1) * groups].copy_from_slice(qa.row_scales(r));
+                        scales[group_range.clone()].copy_from_slice(qa.row_scales(r));
+                        if let Some(o) = qa.row_offsets(r) {
+                            offsets[group_range].copy_from_slice(o);
+                        }
                         qa.row(r)
                     }
                 }
@@ -473,13 +563,15 @@ fn prepare_rows(
         scratch.packed_a[..packed_len]
             .par_chunks_exact_mut(tile_bytes)
             .zip(scratch.scales.par_chunks_exact_mut(mr * groups))
+            .zip(scratch.offsets.par_chunks_exact_mut(mr * groups))
             .enumerate()
             .for_each_init(Vec::new, pack_tile);
     } else {
         let mut row_buf = Vec::new();
         let tiles_iter = scratch.packed_a[..packed_len]
             .chunks_exact_mut(tile_bytes)
-            .zip(scratch.scales.chunks_exact_mut(mr * groups));
+            .zip(scratch.scales.chunks_exact_mut(mr * groups))
+            .zip(scratch.offsets.chunks_exact_mut(mr * groups));
         tiles_iter.enumerate().for_each(|item| pack_tile(&mut row_buf, item));
     }
 }

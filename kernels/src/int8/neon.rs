@@ -38,6 +38,7 @@ pub(super) static NEON: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-2x16-neon",
     mr: NEON_MR,
     quantize_row,
+    quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 1,
     k_align: 1,
     pack_row: a_pack::pack_row_bytes::<NEON_MR, K_QUAD, 0>,
@@ -48,6 +49,7 @@ pub(super) static DOTPROD: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-4x16-dotprod",
     mr: DOT_MR,
     quantize_row,
+    quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 1,
     k_align: 1,
     pack_row: a_pack::pack_row_bytes::<DOT_MR, K_QUAD, 0>,
@@ -58,6 +60,7 @@ pub(super) static I8MM: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-8x8-i8mm",
     mr: MMLA_MR,
     quantize_row,
+    quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 1,
     k_align: 1,
     pack_row: a_pack::pack_row_bytes::<MMLA_MR, { 2 * K_QUAD }, 0>,
@@ -113,7 +116,8 @@ fn quantize_group_neon(xs: &[f32], qs: &mut [i8]) -> f32 {
 }
 
 /// Folds one group's exact column sums into the float accumulators: `facc = sum * sa` (first
-/// group) or `fma(sum, sa, facc)`, as the reference.
+/// group) or `fma(sum, sa, facc)`, as the reference; centered rows then add `fma(col_sum,
+/// offset, facc)` (see `centered`) for the tile's columns from global column `col0`.
 #[inline(always)]
 fn fold<const MR: usize, const NC4: usize>(
     facc: &mut [[float32x4_t; NC4]; MR],
@@ -121,7 +125,17 @@ fn fold<const MR: usize, const NC4: usize>(
     b: &Block<'_>,
     row0: usize,
     g: usize,
+    col0: usize,
 ) {
+    let mut col_sums = [zero_f32(); NC4];
+    if b.offsets.is_some() {
+        let l = b.w.layout;
+        let all = &b.w.col_sums[g * l.n_pad + col0..][..4 * NC4];
+        for (j, c) in col_sums.iter_mut().enumerate() {
+            // SAFETY: NEON is baseline; 4 i32 inside `all`.
+            *c = unsafe { vcvtq_f32_s32(vld1q_s32(all.as_ptr().add(4 * j))) };
+        }
+    }
     for i in 0..MR {
         let sa = b.row_scale(row0 + i, g);
         for j in 0..NC4 {
@@ -133,6 +147,13 @@ fn fold<const MR: usize, const NC4: usize>(
                 } else {
                     vfmaq_f32(facc[i][j], dots, vdupq_n_f32(sa))
                 };
+            }
+        }
+        if b.offsets.is_some() {
+            let offset = b.row_offset(row0 + i, g);
+            for j in 0..NC4 {
+                // SAFETY: NEON is baseline on aarch64.
+                facc[i][j] = unsafe { vfmaq_f32(facc[i][j], col_sums[j], vdupq_n_f32(offset)) };
             }
         }
     }
@@ -253,7 +274,7 @@ fn tile_neon(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, out: &mut [&mu
                 sums[i][j] = unsafe { vpaddq_s32(acc[i][2 * j], acc[i][2 * j + 1]) };
             }
         }
-        fold(&mut facc, &sums, b, row0, g);
+        fold(&mut facc, &sums, b, row0, g, panel * NR);
     }
     finish(&facc, b, panel * NR, p * NR, out);
 }
@@ -319,7 +340,7 @@ unsafe fn tile_dot(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, out: &mu
                 }
             }
         }
-        fold(&mut facc, &acc, b, row0, g);
+        fold(&mut facc, &acc, b, row0, g, panel * NR);
     }
     finish(&facc, b, panel * NR, p * NR, out);
 }
@@ -393,7 +414,7 @@ unsafe fn tile_mmla(b: &Block<'_>, a_tile: &[u8], row0: usize, p: usize, half: u
                 }
             }
         }
-        fold(&mut facc, &sums, b, row0, g);
+        fold(&mut facc, &sums, b, row0, g, panel * NR + half * MMLA_NC);
     }
     finish(&facc, b, panel * NR + half * MMLA_NC, p * NR + half * MMLA_NC, out);
 }

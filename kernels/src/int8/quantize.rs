@@ -79,7 +79,8 @@ pub fn quantize_row_scalar(x: &[f32], k_group: usize, q: &mut [i8], scales: &mut
 }
 
 /// Quantized activation rows in canonical form: `m` rows of `k_pad` int8 values in
-/// [-127, 127] (zero beyond k), and `groups` f32 scales per row.
+/// [-127, 127] (zero beyond k), and `groups` f32 scales per row; for centered rows
+/// ([`super::centered`]) also `groups` offsets per row (none for symmetric rows).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QuantizedRows {
     pub(crate) m: usize,
@@ -89,6 +90,8 @@ pub struct QuantizedRows {
     pub(crate) groups: usize,
     pub(crate) values: Vec<i8>,
     pub(crate) scales: Vec<f32>,
+    /// `m x groups` group offsets of centered rows; empty for symmetric rows.
+    pub(crate) offsets: Vec<f32>,
 }
 
 impl QuantizedRows {
@@ -121,7 +124,22 @@ impl QuantizedRows {
             groups: layout.groups,
             values,
             scales,
+            offsets: Vec::new(),
         })
+    }
+
+    /// Makes these rows centered ([`super::centered`]) with `offsets`, `m x groups`. Only for
+    /// layouts with more than one group.
+    pub fn with_offsets(mut self, offsets: Vec<f32>) -> Result<Self, KernelError> {
+        if self.groups < 2 {
+            return Err(KernelError::Invalid(
+                "centered activation rows need a layout with more than one k-group".into(),
+            ));
+        }
+        check_len("activation offsets", offsets.len(), self.m * self.groups)?;
+        self.offsets = offsets;
+        self.offsets.truncate(self.m * self.groups);
+        Ok(self)
     }
 
     /// Makes these `m` rows for weights of `layout`, reusing the buffers; the values and
@@ -134,6 +152,7 @@ impl QuantizedRows {
         self.groups = layout.groups;
         self.values.resize(m * layout.k_pad, 0);
         self.scales.resize(m * layout.groups, 0.0);
+        self.offsets.clear();
     }
 
     /// Rows.
@@ -159,6 +178,11 @@ impl QuantizedRows {
     /// The scales of row `r`, one per group.
     pub fn row_scales(&self, r: usize) -> &[f32] {
         &self.scales[r * self.groups..(r + 1) * self.groups]
+    }
+
+    /// The offsets of row `r`, one per group, or `None` for symmetric rows.
+    pub fn row_offsets(&self, r: usize) -> Option<&[f32]> {
+        (!self.offsets.is_empty()).then(|| &self.offsets[r * self.groups..(r + 1) * self.groups])
     }
 
     /// True when this was quantized for (or wraps values fitting) `layout`.
@@ -196,6 +220,7 @@ pub fn quantize_rows(
         groups: layout.groups,
         values: vec![0; m * layout.k_pad],
         scales: vec![0.0; m * layout.groups],
+        offsets: Vec::new(),
     };
     let rows = q
         .values
@@ -203,6 +228,32 @@ pub fn quantize_rows(
         .zip(q.scales.chunks_exact_mut(layout.groups));
     for (r, (qv, qs)) in rows.enumerate() {
         (kernel.quantize_row)(&a[r * a_stride..r * a_stride + k], layout.k_group, qv, qs);
+    }
+    Ok(q)
+}
+
+/// Like [`quantize_rows`], centered ([`super::centered`]) with the kernel's centered
+/// quantizer (identical bytes, scales and offsets on every ISA). Only for layouts with more
+/// than one group.
+pub fn quantize_rows_centered(
+    kernel: &super::Int8Kernel,
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    layout: &PackedI8Layout,
+) -> Result<QuantizedRows, KernelError> {
+    let k = layout.k;
+    super::check_rows(a, a_stride, m, k)?;
+    let groups = layout.groups;
+    let empty = QuantizedRows::from_parts(layout, m, vec![0; m * layout.k_pad], vec![0.0; m * groups])?;
+    let mut q = empty.with_offsets(vec![0.0; m * groups])?;
+    let rows = q
+        .values
+        .chunks_exact_mut(layout.k_pad)
+        .zip(q.scales.chunks_exact_mut(groups))
+        .zip(q.offsets.chunks_exact_mut(groups));
+    for (r, ((qv, qs), qo)) in rows.enumerate() {
+        (kernel.quantize_row_centered)(&a[r * a_stride..r * a_stride + k], layout.k_group, qv, qs, qo);
     }
     Ok(q)
 }

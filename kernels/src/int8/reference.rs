@@ -10,10 +10,14 @@
 //! out     = epilogue(acc * sw[c])
 //! ```
 //!
+//! Centered rows ([`super::centered`]) add each group's offset times the weights' column sum
+//! over the group, after the group's product (see that module).
+//!
 //! The kernels evaluate the float steps in exactly this order, fused where the reference fuses, so
 //! without a GELU their outputs are bit-identical to this reference; with GELU they differ by
 //! the few ulp between the SIMD and scalar GELU (see [`crate::activation`]).
 
+use super::centered::dequantize_centered;
 use super::pack::PackedI8Layout;
 use super::quantize::QuantizedRows;
 pub use super::quantize::{quantize_group, quantize_row_scalar as quantize_row};
@@ -55,11 +59,27 @@ pub fn gemm_quantized(
     epilogue.check(n)?;
     check_out(out, m, n, out_stride)?;
     let mut dots = vec![0i32; qa.groups];
+    // Per column, the sum of its weights over each group (for centered rows).
+    let col_sums: Vec<i32> = (0..n)
+        .flat_map(|c| {
+            w[c * k..(c + 1) * k]
+                .chunks(qa.k_group)
+                .map(|g| g.iter().map(|&v| i32::from(v)).sum::<i32>())
+                .chain(std::iter::repeat(0))
+                .take(qa.groups)
+        })
+        .collect();
     for r in 0..m {
         let row = &qa.row(r)[..k];
         for c in 0..n {
             dot_groups(row, &w[c * k..(c + 1) * k], qa.k_group, &mut dots);
-            let acc = dequantize(&dots, qa.row_scales(r), w_scales[c]);
+            let acc = match qa.row_offsets(r) {
+                None => dequantize(&dots, qa.row_scales(r), w_scales[c]),
+                Some(offsets) => {
+                    let sums = &col_sums[c * qa.groups..(c + 1) * qa.groups];
+                    dequantize_centered(&dots, qa.row_scales(r), offsets, |g| sums[g], w_scales[c])
+                }
+            };
             let o = &mut out[r * out_stride + c];
             *o = epilogue.apply(c, acc, *o);
         }
@@ -85,6 +105,26 @@ pub fn matmul(
 ) -> Result<(), KernelError> {
     let layout = PackedI8Layout::new(n, k, k_group)?;
     let qa = quantize_rows(a, a_stride, m, &layout)?;
+    gemm_quantized(&qa, w, w_scales, n, epilogue, out, out_stride)
+}
+
+/// Reference for [`super::matmul_centered`]: [`matmul`] with the rows quantized centered.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_centered(
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    w: &[i8],
+    w_scales: &[f32],
+    n: usize,
+    k: usize,
+    k_group: Option<usize>,
+    epilogue: &Epilogue,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), KernelError> {
+    let layout = PackedI8Layout::new(n, k, k_group)?;
+    let qa = super::quantize::quantize_rows_centered(super::for_isa(crate::Isa::Scalar), a, a_stride, m, &layout)?;
     gemm_quantized(&qa, w, w_scales, n, epilogue, out, out_stride)
 }
 

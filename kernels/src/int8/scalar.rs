@@ -1,6 +1,7 @@
 //! Portable int8 kernel on the packed layout: one row x one 16-column panel at a time, exact
 //! i32 sums, float steps exactly as in [`super::reference`].
 
+use super::centered::dequantize_centered;
 use super::pack::{K_QUAD, NR};
 use super::reference::dequantize;
 use super::Block;
@@ -17,6 +18,7 @@ pub(crate) fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
         let r = b.row0 + i;
         let a = b.a_tile(r, MR);
         let sa = &b.scales[r * l.groups..(r + 1) * l.groups];
+        let offsets = b.offsets.map(|o| &o[r * l.groups..(r + 1) * l.groups]);
         for p in 0..b.panels {
             let panel = b.panel0 + p;
             let wp = &b.w.data[panel * l.panel_stride()..][..l.panel_stride()];
@@ -37,7 +39,11 @@ pub(crate) fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
                 for (d, g) in col_dots.iter_mut().zip(&dots) {
                     *d = g[c];
                 }
-                let acc = dequantize(&col_dots, sa, b.w.col_scales[col0 + c]);
+                let sw = b.w.col_scales[col0 + c];
+                let acc = match offsets {
+                    None => dequantize(&col_dots, sa, sw),
+                    Some(o) => dequantize_centered(&col_dots, sa, o, |g| b.w.col_sums[g * l.n_pad + col0 + c], sw),
+                };
                 out_cols[c] = b.epilogue.apply(col0 + c, acc, out_cols[c]);
             }
         }

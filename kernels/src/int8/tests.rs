@@ -557,7 +557,7 @@ fn chained_layers_match_two_products() {
                     pool.install(|| {
                         let (v1, v2) = (p1.view(), p2.view());
                         let mut rows = QuantizedRows::default();
-                        matmul_to_quantized(kernel, &a, k1 + 5, m, &v1, &epi1, v2.layout(), &mut rows)?;
+                        matmul_to_quantized(kernel, &a, k1 + 5, m, false, &v1, &epi1, v2.layout(), &mut rows)?;
                         matmul_quantized(kernel, &rows, &v2, &epi2, &mut got, out_stride)
                     })
                     .unwrap();
@@ -581,6 +581,7 @@ fn chained_layers_match_two_products() {
             &[0.5; 32],
             32,
             1,
+            false,
             &p1.view(),
             first,
             w2.view().layout(),
@@ -724,5 +725,201 @@ proptest! {
         let qa = extreme_activations(&mut rng, m, &layout, true);
         check_quantized(&qa, &w, &vec![1.0; n], k_group, &Epilogue::NONE, None, "proptest");
         check_f32(m, n, k, k_group, seed);
+    }
+}
+
+/// Centered rows ([`centered`]), end to end from f32 activations that sit off-centre (a
+/// shift per column, as a norm's bias gives, plus outliers): every kernel equals the scalar
+/// reference bit for bit, with and without GELU's tolerance, on ragged shapes and at the
+/// model shapes, in one thread and in the pool.
+fn check_centered(m: usize, n: usize, k: usize, k_group: usize, seed: u64, epi: &Epilogue, tol: Option<f32>) {
+    let mut rng = TestRng(seed | 1);
+    let a_stride = k + 3;
+    let shift: Vec<f32> = (0..k).map(|_| rng.unit() * 3.0).collect();
+    let a: Vec<f32> = (0..m * a_stride)
+        .map(|i| {
+            let col = i % a_stride;
+            let outlier = if (i * 7919) % 61 == 0 { 20.0 } else { 1.0 };
+            rng.unit() * outlier + shift.get(col).copied().unwrap_or(0.0)
+        })
+        .collect();
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+    let (w, w_scales) = quantize_weights_per_channel(&wf, n, k);
+    let packed = pack_weights(&w, n, k, &w_scales, Some(k_group)).unwrap();
+    let init: Vec<f32> = (0..m * n).map(|i| (i % 11) as f32 - 5.0).collect();
+    let mut expected = init.clone();
+    reference::matmul_centered(
+        &a,
+        a_stride,
+        m,
+        &w,
+        &w_scales,
+        n,
+        k,
+        Some(k_group),
+        epi,
+        &mut expected,
+        n,
+    )
+    .unwrap();
+    for kernel in kernels() {
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut got = init.clone();
+            pool.install(|| matmul_centered(kernel, &a, a_stride, m, &packed.view(), epi, &mut got, n))
+                .unwrap();
+            let what = format!("{} m={m} n={n} k={k} k_group={k_group} threads={threads}", kernel.name);
+            match tol {
+                None => assert_eq!(bits(&got), bits(&expected), "{what}"),
+                Some(tol) => {
+                    for (g, e) in got.iter().zip(&expected) {
+                        assert!((g - e).abs() <= tol * e.abs().max(1.0), "{what}: {g} vs {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn centered_rows_match_reference() {
+    let bias: Vec<f32> = (0..1536).map(|i| (i as f32 * 0.37).sin()).collect();
+    let exact = [
+        Epilogue::NONE,
+        Epilogue {
+            bias: Some(&bias[..50]),
+            activation: Activation::Relu,
+            accumulate: true,
+        },
+    ];
+    for (s, epi) in exact.iter().enumerate() {
+        check_centered(1, 50, 70, 32, 1 + s as u64, epi, None);
+        check_centered(13, 50, 96, 32, 3 + s as u64, epi, None);
+        check_centered(7, 50, 200, 64, 5 + s as u64, epi, None);
+    }
+    // Model shapes: MiniLM's QKV (groups of 64) and FFN up with its GELU.
+    check_centered(33, 1152, 384, 64, 7, &Epilogue::NONE, None);
+    let gelu = Epilogue {
+        bias: Some(&bias),
+        activation: Activation::Gelu(GeluForm::Erf),
+        accumulate: false,
+    };
+    check_centered(20, 1536, 384, 64, 8, &gelu, Some(1e-5));
+}
+
+#[test]
+fn centered_quantizers_agree_and_offsets_reach_the_product() {
+    let mut rng = TestRng(11);
+    let (m, n, k) = (5, 40, 130);
+    let layout = PackedI8Layout::new(n, k, Some(32)).unwrap();
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| rng.unit() + if i % 3 == 0 { 4.0 } else { 2.0 })
+        .collect();
+    let expected = quantize::quantize_rows_centered(for_isa(Isa::Scalar), &a, k, m, &layout).unwrap();
+    for kernel in kernels() {
+        let got = quantize::quantize_rows_centered(kernel, &a, k, m, &layout).unwrap();
+        assert_eq!(got, expected, "{}", kernel.name);
+    }
+    // Centered codes are finer than symmetric ones on shifted inputs: the product is closer
+    // to the f32 one.
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.unit()).collect();
+    let (w, w_scales) = quantize_weights_per_channel(&wf, n, k);
+    let exact: Vec<f64> = (0..m * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            (0..k)
+                .map(|j| f64::from(a[r * k + j]) * f64::from(w[c * k + j]) * f64::from(w_scales[c]))
+                .sum()
+        })
+        .collect();
+    let error = |centered: bool| {
+        let mut out = vec![0f32; m * n];
+        let f = if centered {
+            reference::matmul_centered
+        } else {
+            reference::matmul
+        };
+        f(&a, k, m, &w, &w_scales, n, k, Some(32), &Epilogue::NONE, &mut out, n).unwrap();
+        out.iter()
+            .zip(&exact)
+            .map(|(&o, &e)| (f64::from(o) - e).powi(2))
+            .sum::<f64>()
+    };
+    assert!(error(true) < 0.5 * error(false), "{} vs {}", error(true), error(false));
+}
+
+#[test]
+fn centered_rows_need_groups() {
+    let layout = PackedI8Layout::new(16, 64, None).unwrap();
+    let w = vec![1i8; 16 * 64];
+    let packed = pack_weights(&w, 16, 64, &[1.0; 16], None).unwrap();
+    let mut out = vec![0f32; 16];
+    let err = matmul_centered(
+        for_isa(Isa::Scalar),
+        &[1.0; 64],
+        64,
+        1,
+        &packed.view(),
+        &Epilogue::NONE,
+        &mut out,
+        16,
+    );
+    assert!(err.is_err());
+    let qa = QuantizedRows::from_parts(&layout, 1, vec![0; 64], vec![1.0]).unwrap();
+    assert!(qa.with_offsets(vec![0.0]).is_err());
+}
+
+/// The AVX-512 centered quantizer (16 small groups at a time, the rest one by one) against
+/// the scalar definition: identical scales and offsets (bit for bit) and codes, except the
+/// codes of NaN inputs (unspecified), on the shapes and corner rows of
+/// `avx512_grouped_quantizer_matches_scalar`, plus constant groups (exactly their offset).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_centered_quantizer_matches_scalar() {
+    if !Isa::Avx512.is_supported() {
+        return;
+    }
+    let mut rng = TestRng(23);
+    for k_group in [16, 32, 48, 64, 128] {
+        for k in [
+            1536,
+            1152,
+            768,
+            40,
+            16 * 32 + 8,
+            16 * k_group + 8,
+            33 * k_group,
+            48 * k_group - 16,
+        ] {
+            let plain: Vec<f32> = rng
+                .vec(k, 4.0)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + (i % 7) as f32)
+                .collect();
+            let corners = quantizer_corner_row(&mut rng, k, k_group);
+            let mut constant = rng.vec(k, 4.0);
+            for (g, xs) in constant.chunks_mut(k_group).enumerate() {
+                if g % 3 == 0 {
+                    xs.fill(1.5 + g as f32);
+                }
+            }
+            for (x, what) in [(&plain, "plain"), (&corners, "corners"), (&constant, "constant")] {
+                let k_pad = k.next_multiple_of(k_group);
+                let groups = k_pad / k_group;
+                let (mut q_ref, mut s_ref, mut o_ref) = (vec![0i8; k_pad], vec![0f32; groups], vec![0f32; groups]);
+                centered::quantize_row_centered_scalar(x, k_group, &mut q_ref, &mut s_ref, &mut o_ref);
+                let (mut q, mut s, mut o) = (vec![5i8; k_pad], vec![5f32; groups], vec![5f32; groups]);
+                avx512::quantize_row_centered(x, k_group, &mut q, &mut s, &mut o);
+                let at = format!("{what} k={k} k_group={k_group}");
+                assert_eq!(bits(&s), bits(&s_ref), "scales {at}");
+                assert_eq!(bits(&o), bits(&o_ref), "offsets {at}");
+                for (i, (&got, &want)) in q.iter().zip(&q_ref).enumerate() {
+                    if i >= k || !x[i].is_nan() {
+                        assert_eq!(got, want, "code {i} {at}");
+                    }
+                }
+            }
+        }
     }
 }

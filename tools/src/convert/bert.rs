@@ -17,11 +17,24 @@ use anyhow::{bail, Result};
 /// quarter of the per-group work of groups of 32. Alternating the two files in one run, groups of
 /// 128 instead of 32 made MiniLM int8 faster by 12% at 1x16 (1 thread), 3% at 1x128 (1 thread),
 /// 7% at 1x128 (2 threads) and 3% at 32x128 (1 thread); the file is 20.8 MB instead of 21.1.
-/// The QKV and FFN-up projections keep the recipe's groups of 64: in groups of 128 as well,
-/// 0.998524 / 0.997439 / 0.996598. For comparison, 8-bit token table alone 0.998716 / 0.997720 /
+/// The QKV and FFN-up projections read a LayerNorm's output; with symmetric groups they needed
+/// groups of 64 (in groups of 128: 0.998524 / 0.997439 / 0.996598). The engine now quantizes
+/// their groups centered on each group's range (`Linear::with_centered_rows`), which holds
+/// groups of 128 better than symmetric groups of 64, so they take 128 as well. With GPTQ weights
+/// (`gptq.rs`) and against fp32 sentence-transformers instead (same 400 sentences): QKV and up
+/// symmetric in groups of 64 0.999209 / 0.998734 / 0.998240; centered in groups of 128 0.999375
+/// / 0.998890 / 0.998402; centered in groups of 64 0.999491 / 0.999155 / 0.998819. Alternating
+/// the files in one run (`octet-bench-timer`, 1 and 2 threads, 1x16 to 32x128), centered groups
+/// of 128 ran at the speed of symmetric groups of 64 (0.98-1.01x), centered groups of 64 1.7-4%
+/// slower (each group's offset is one more multiply-add per output). For comparison (the older
+/// figures, round-to-nearest weights, vs f32): 8-bit token table alone 0.998716 / 0.997720 /
 /// 0.997300, groups of 32 on every layer 0.999104 / 0.998384 / 0.997876, and down kept in f32
 /// 0.999223 / 0.998694 / 0.998253.
-pub const LAYER_K_GROUPS: [(&str, Option<usize>); 1] = [("layers.*.ffn.down", Some(128))];
+pub const LAYER_K_GROUPS: [(&str, Option<usize>); 3] = [
+    ("layers.*.ffn.down", Some(128)),
+    ("layers.*.attention.qkv", Some(128)),
+    ("layers.*.ffn.up", Some(128)),
+];
 
 /// Plans every tensor of a BERT encoder.
 /// Only the first `window` position rows are kept: the engine never reads past the window.

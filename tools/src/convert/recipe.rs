@@ -37,18 +37,28 @@
 //! over the 82 fixture texts (with 8-bit token tables): per token everywhere, mean cosine 0.9954, min 0.9788; groups of
 //! 64 on QKV alone, 0.9972 / 0.9867; on QKV and FFN-up, 0.9980 / 0.9913; on every layer,
 //! 0.9985 / 0.9932. An architecture may set its own groups by layer instead (Gemma:
-//! `gemma3::LAYER_K_GROUPS`; BERT: `bert::LAYER_K_GROUPS`, groups of 128 on the FFN down projection
-//! on top of the defaults). `--k-group G` sets one group size for every int8 layer.
+//! `gemma3::LAYER_K_GROUPS`; BERT: `bert::LAYER_K_GROUPS`, groups of 128 on QKV, FFN-up and FFN
+//! down, the first two quantized centered on each group's range by the engine). `--k-group G`
+//! sets one group size for every int8 layer.
 //!
 //! Int8 weights are rounded to nearest within each output channel's scale, or, where the
 //! recipe's [`Calibration`] gives texts (BERT by default), by GPTQ on the inputs the f32 model
 //! sees on them (`calibrate`, `gptq`). On all-MiniLM-L6-v2 against fp32 sentence-transformers
-//! over the 400 Lee sentences (mean / p1 / min cosine), the `int8` recipe: round-to-nearest
-//! 0.998871 / 0.997750 / 0.997385; GPTQ on the 300 built-in sentences 0.999209 / 0.998734 /
-//! 0.998240. A simulation in PyTorch (scripts not kept; fp32 attention and tables) put the
-//! share of each error: per-channel int8 weights alone (fp32 activations) 0.999469, with GPTQ
-//! 0.999775; the activation groups above cost about 0.0004 more, and asymmetric activation
-//! groups (a zero point per group) would take back about 0.0003 of that.
+//! over the 400 Lee sentences (mean / p1 / min cosine), the `int8` recipe:
+//!
+//! | weights | QKV / FFN-up activations | table | mean | p1 | min |
+//! |---|---|---|---|---|---|
+//! | round-to-nearest | symmetric, groups of 64 | 6-bit | 0.998871 | 0.997750 | 0.997385 |
+//! | GPTQ | symmetric, groups of 64 | 6-bit | 0.999209 | 0.998734 | 0.998240 |
+//! | round-to-nearest | centered, groups of 128 | 6-bit | 0.999008 | 0.998230 | 0.998006 |
+//! | GPTQ (the default) | centered, groups of 128 | 6-bit | 0.999375 | 0.998890 | 0.998402 |
+//! | GPTQ | centered, groups of 128 | 8-bit (`--table-bits 8`) | 0.999513 | 0.999230 | 0.998761 |
+//! | GPTQ | centered, groups of 64 | 8-bit | 0.999616 | 0.999343 | 0.999107 |
+//!
+//! (llama.cpp's Q8_0 on the same sentences: 0.99963 / 0.99912, `benches/RESULTS.md`.) A
+//! simulation in PyTorch (scripts not kept; fp32 attention and tables) put the share of each
+//! error: per-channel int8 weights alone (fp32 activations) 0.999469, with GPTQ 0.999775; the
+//! symmetric activation groups cost about 0.0004 more.
 //!
 //! `--keep PATTERN` (repeatable, `*` matches any run of characters) keeps matching tensors in
 //! f32 under any recipe, e.g. `--keep 'layers.0.*' --keep 'dense.*'`.

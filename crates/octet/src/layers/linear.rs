@@ -52,6 +52,10 @@ pub struct Linear {
     /// The weights are a TFLite file's own int8 tensors (recipe `tflite-int8`), replayed as
     /// the interpreter computes them.
     tflite_int8: bool,
+    /// Quantize each activation group around the middle of its range
+    /// (`octet_kernels::int8::centered`). Only for int8 weights of octet's recipes with
+    /// several k-groups.
+    centered_rows: bool,
     /// The weight's tensor name, for [`super::observe`].
     name: Arc<str>,
     /// Output features.
@@ -130,6 +134,7 @@ impl Linear {
             weight,
             bias,
             asymmetric_rows: false,
+            centered_rows: false,
             tflite_int8: file.meta().quantization.is_tflite_int8(),
             name: weight_name.into(),
             n,
@@ -144,6 +149,18 @@ impl Linear {
     /// that octet computes what the interpreter computes. No effect on f32 or k-grouped layers.
     pub fn with_asymmetric_rows(mut self, on: bool) -> Self {
         self.asymmetric_rows = on && matches!(&self.weight, LinearWeight::I8 { layout, .. } if layout.groups == 1);
+        self
+    }
+
+    /// Makes an int8 layer quantize each activation group around the middle of its range
+    /// instead of around 0 (`octet_kernels::int8::centered`), for inputs that sit off-centre
+    /// (a norm's output). No effect on f32 layers, layers with one k-group, a TFLite file's
+    /// own int8 layers or asymmetric rows.
+    pub fn with_centered_rows(mut self, on: bool) -> Self {
+        self.centered_rows = on
+            && !self.tflite_int8
+            && !self.asymmetric_rows
+            && matches!(&self.weight, LinearWeight::I8 { layout, .. } if layout.groups > 1);
         self
     }
 
@@ -173,8 +190,17 @@ impl Linear {
         if let (Some(w), Some(next_w)) = (self.chainable(), next.chainable()) {
             if next_w.layout().groups > 1 && next.k == self.n {
                 let mut rows = HANDOFF_ROWS.with(|c| c.take());
-                let done =
-                    int8::matmul_to_quantized(kernels().int8, x, self.k, m, &w, &epilogue, next_w.layout(), &mut rows);
+                let done = int8::matmul_to_quantized(
+                    kernels().int8,
+                    x,
+                    self.k,
+                    m,
+                    self.centered_rows,
+                    &w,
+                    &epilogue,
+                    next_w.layout(),
+                    &mut rows,
+                );
                 return match done {
                     Ok(()) => Ok(Handoff(Some(rows))),
                     Err(e) => {
@@ -263,7 +289,11 @@ impl Linear {
                     int8::asymmetric::matmul(k.int8, quantizer, k.vector, x, self.k, m, &w, &epilogue, out, self.n)?;
                     return Ok(());
                 }
-                int8::matmul(k.int8, x, self.k, m, &w, &epilogue, out, self.n)?
+                if self.centered_rows {
+                    int8::matmul_centered(k.int8, x, self.k, m, &w, &epilogue, out, self.n)?
+                } else {
+                    int8::matmul(k.int8, x, self.k, m, &w, &epilogue, out, self.n)?
+                }
             }
             LinearWeight::F32 { layout, data } => {
                 let w = kf32::PackedF32::from_parts(*layout, data.get())?;

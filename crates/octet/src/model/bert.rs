@@ -153,10 +153,12 @@ impl Bert {
             .map(|i| {
                 let p = format!("layers.{i}");
                 Ok(Layer {
-                    qkv: linear(&format!("{p}.attention.qkv"), 3 * h, h)?,
+                    // The norms' outputs sit off-centre: QKV and FFN-up quantize their
+                    // activation groups around each group's middle (Linear::with_centered_rows).
+                    qkv: linear(&format!("{p}.attention.qkv"), 3 * h, h)?.with_centered_rows(true),
                     output: linear(&format!("{p}.attention.output"), h, h)?,
                     attention_norm: Norm::layer_norm(file, &format!("{p}.attention.norm"), h, eps)?,
-                    up: linear(&format!("{p}.ffn.up"), inter, h)?,
+                    up: linear(&format!("{p}.ffn.up"), inter, h)?.with_centered_rows(true),
                     down: linear(&format!("{p}.ffn.down"), h, inter)?,
                     ffn_norm: Norm::layer_norm(file, &format!("{p}.ffn.norm"), h, eps)?,
                 })

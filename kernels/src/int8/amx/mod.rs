@@ -71,6 +71,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     a_elem: 1,
     k_align: KB,
     quantize_row: super::avx512::quantize_row,
+    quantize_row_centered: crate::int8::centered::quantize_row_centered_scalar,
     pack_row,
     block,
     delegate: Some(delegate_small_or_grouped),
