@@ -203,19 +203,8 @@ pub fn matmul(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), KernelError> {
-    check_rows(a, a_stride, m, w.layout.k)?;
-    run(
-        kernel,
-        m,
-        Rows::F32 {
-            a,
-            a_stride,
-            centered: false,
-        },
-        w,
-        epilogue,
-        Output::F32 { out, out_stride },
-    )
+    let rows = f32_rows(a, a_stride, m, w, false)?;
+    run(kernel, m, rows, w, epilogue, Output::F32 { out, out_stride })
 }
 
 /// Like [`matmul`], with each activation group quantized around the middle of its range
@@ -231,19 +220,20 @@ pub fn matmul_centered(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), KernelError> {
+    let rows = f32_rows(a, a_stride, m, w, true)?;
+    run(kernel, m, rows, w, epilogue, Output::F32 { out, out_stride })
+}
+
+/// `m` f32 rows of `a`, checked against the weights' k.
+fn f32_rows<'a>(
+    a: &'a [f32],
+    a_stride: usize,
+    m: usize,
+    w: &PackedI8,
+    centered: bool,
+) -> Result<Rows<'a>, KernelError> {
     check_rows(a, a_stride, m, w.layout.k)?;
-    run(
-        kernel,
-        m,
-        Rows::F32 {
-            a,
-            a_stride,
-            centered: true,
-        },
-        w,
-        epilogue,
-        Output::F32 { out, out_stride },
-    )
+    Ok(Rows::F32 { a, a_stride, centered })
 }
 
 /// Checks that `a` holds `m` f32 rows of `k` values, `a_stride` apart.
@@ -288,16 +278,9 @@ pub fn matmul_to_quantized(
             "chained int8 layers: the first cannot accumulate into its output".into(),
         ));
     }
-    check_rows(a, a_stride, m, w.layout.k)?;
+    let a_rows = f32_rows(a, a_stride, m, w, centered)?;
     rows.reset(next, m);
-    run(
-        kernel,
-        m,
-        Rows::F32 { a, a_stride, centered },
-        w,
-        epilogue,
-        Output::Quantized { rows, next },
-    )
+    run(kernel, m, a_rows, w, epilogue, Output::Quantized { rows, next })
 }
 
 /// Like [`matmul`], on rows already quantized (by [`quantize_rows`] or wrapped with

@@ -203,33 +203,7 @@ pub fn quantize_rows(
     m: usize,
     layout: &PackedI8Layout,
 ) -> Result<QuantizedRows, KernelError> {
-    let k = layout.k;
-    if m > 0 {
-        if a_stride < k {
-            return Err(KernelError::Invalid(format!(
-                "activation row stride {a_stride} is below k={k}"
-            )));
-        }
-        check_len("int8 matmul activations", a.len(), (m - 1) * a_stride + k)?;
-    }
-    let mut q = QuantizedRows {
-        m,
-        k,
-        k_pad: layout.k_pad,
-        k_group: layout.k_group,
-        groups: layout.groups,
-        values: vec![0; m * layout.k_pad],
-        scales: vec![0.0; m * layout.groups],
-        offsets: Vec::new(),
-    };
-    let rows = q
-        .values
-        .chunks_exact_mut(layout.k_pad)
-        .zip(q.scales.chunks_exact_mut(layout.groups));
-    for (r, (qv, qs)) in rows.enumerate() {
-        (kernel.quantize_row)(&a[r * a_stride..r * a_stride + k], layout.k_group, qv, qs);
-    }
-    Ok(q)
+    quantize_rows_coded(kernel, a, a_stride, m, layout, false)
 }
 
 /// Like [`quantize_rows`], centered ([`super::centered`]) with the kernel's centered
@@ -242,18 +216,36 @@ pub fn quantize_rows_centered(
     m: usize,
     layout: &PackedI8Layout,
 ) -> Result<QuantizedRows, KernelError> {
-    let k = layout.k;
+    quantize_rows_coded(kernel, a, a_stride, m, layout, true)
+}
+
+/// [`quantize_rows`] or, when `centered`, [`quantize_rows_centered`].
+fn quantize_rows_coded(
+    kernel: &super::Int8Kernel,
+    a: &[f32],
+    a_stride: usize,
+    m: usize,
+    layout: &PackedI8Layout,
+    centered: bool,
+) -> Result<QuantizedRows, KernelError> {
+    let (k, groups) = (layout.k, layout.groups);
     super::check_rows(a, a_stride, m, k)?;
-    let groups = layout.groups;
-    let empty = QuantizedRows::from_parts(layout, m, vec![0; m * layout.k_pad], vec![0.0; m * groups])?;
-    let mut q = empty.with_offsets(vec![0.0; m * groups])?;
+    let mut q = QuantizedRows::from_parts(layout, m, vec![0; m * layout.k_pad], vec![0.0; m * groups])?;
+    if centered {
+        q = q.with_offsets(vec![0.0; m * groups])?;
+    }
+    let offsets = if centered { groups } else { 0 };
     let rows = q
         .values
         .chunks_exact_mut(layout.k_pad)
-        .zip(q.scales.chunks_exact_mut(groups))
-        .zip(q.offsets.chunks_exact_mut(groups));
-    for (r, ((qv, qs), qo)) in rows.enumerate() {
-        (kernel.quantize_row_centered)(&a[r * a_stride..r * a_stride + k], layout.k_group, qv, qs, qo);
+        .zip(q.scales.chunks_exact_mut(groups));
+    let mut offset_rows = q.offsets.chunks_mut(offsets.max(1));
+    for (r, (qv, qs)) in rows.enumerate() {
+        let x = &a[r * a_stride..r * a_stride + k];
+        match offset_rows.next().filter(|_| centered) {
+            Some(qo) => (kernel.quantize_row_centered)(x, layout.k_group, qv, qs, qo),
+            None => (kernel.quantize_row)(x, layout.k_group, qv, qs),
+        }
     }
     Ok(q)
 }

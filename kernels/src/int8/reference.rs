@@ -123,8 +123,8 @@ pub fn matmul_centered(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), KernelError> {
-    let layout = PackedI8Layout::new(n, k, k_group)?;
-    let qa = super::quantize::quantize_rows_centered(super::for_isa(crate::Isa::Scalar), a, a_stride, m, &layout)?;
+    let scalar = super::for_isa(crate::Isa::Scalar);
+    let qa = super::quantize::quantize_rows_centered(scalar, a, a_stride, m, &PackedI8Layout::new(n, k, k_group)?)?;
     gemm_quantized(&qa, w, w_scales, n, epilogue, out, out_stride)
 }
 

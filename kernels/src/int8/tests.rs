@@ -268,6 +268,26 @@ fn quantizer_corner_row(rng: &mut TestRng, k: usize, k_group: usize) -> Vec<f32>
     x
 }
 
+/// Group sizes the SIMD quantizer tests cover: the batched ones (16-64) and one that is not.
+#[cfg(target_arch = "x86_64")]
+const QUANTIZER_TEST_GROUPS: [usize; 5] = [16, 32, 48, 64, 128];
+
+/// Row lengths for the SIMD quantizer tests with groups of `k_group`: model shapes (MiniLM's
+/// 1536, Gemma's 1152 and 768), short rows and short last groups.
+#[cfg(target_arch = "x86_64")]
+fn quantizer_test_lengths(k_group: usize) -> [usize; 8] {
+    [
+        1536,
+        1152,
+        768,
+        40,
+        16 * 32 + 8,
+        16 * k_group + 8,
+        33 * k_group,
+        48 * k_group - 16,
+    ]
+}
+
 /// The AVX-512 quantizer, whose small groups (16 to 64 values) go 16 at a time through a
 /// transposed reduction, against the scalar definition: identical scales (bit for bit) and
 /// codes, except the codes of NaN inputs (unspecified), which must equal those of the
@@ -280,17 +300,8 @@ fn avx512_grouped_quantizer_matches_scalar() {
         return;
     }
     let mut rng = TestRng(19);
-    for k_group in [16, 32, 48, 64, 128] {
-        for k in [
-            1536,
-            1152,
-            768,
-            40,
-            16 * 32 + 8,
-            16 * k_group + 8,
-            33 * k_group,
-            48 * k_group - 16,
-        ] {
+    for k_group in QUANTIZER_TEST_GROUPS {
+        for k in quantizer_test_lengths(k_group) {
             let plain = rng.vec(k, 4.0);
             let corners = quantizer_corner_row(&mut rng, k, k_group);
             for (x, what) in [(&plain, "plain"), (&corners, "corners")] {
@@ -880,17 +891,8 @@ fn avx512_centered_quantizer_matches_scalar() {
         return;
     }
     let mut rng = TestRng(23);
-    for k_group in [16, 32, 48, 64, 128] {
-        for k in [
-            1536,
-            1152,
-            768,
-            40,
-            16 * 32 + 8,
-            16 * k_group + 8,
-            33 * k_group,
-            48 * k_group - 16,
-        ] {
+    for k_group in QUANTIZER_TEST_GROUPS {
+        for k in quantizer_test_lengths(k_group) {
             let plain: Vec<f32> = rng
                 .vec(k, 4.0)
                 .iter()
