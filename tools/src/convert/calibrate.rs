@@ -31,7 +31,8 @@ pub const BUILT_IN: &str = include_str!("../../data/calibration-sentences.txt");
 /// Which texts calibrate the int8 weights (`octet convert --calibration`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Calibration {
-    /// The architecture's default: the built-in texts for BERT, none for the others.
+    /// The architecture's default: the built-in texts for BERT and Gemma 3, none for T5
+    /// (unmeasured).
     Auto,
     /// Round to nearest, no calibration.
     Off,
@@ -56,7 +57,7 @@ impl Calibration {
     pub fn texts(&self, model_type: &str) -> Result<Option<Vec<String>>> {
         let text = match self {
             Calibration::Off => return Ok(None),
-            Calibration::Auto if model_type != "bert" => return Ok(None),
+            Calibration::Auto if !matches!(model_type, "bert" | "gemma3_text" | "gemma3") => return Ok(None),
             Calibration::Auto | Calibration::BuiltIn => BUILT_IN.to_string(),
             Calibration::Texts(path) => read_texts(path)?,
         };
@@ -183,6 +184,7 @@ mod tests {
     #[test]
     fn calibration_texts_by_architecture() {
         assert_eq!(Calibration::parse("auto").texts("t5").unwrap(), None);
+        assert!(Calibration::parse("auto").texts("gemma3_text").unwrap().is_some());
         assert_eq!(Calibration::parse("off").texts("bert").unwrap(), None);
         let built_in = Calibration::parse("auto").texts("bert").unwrap().unwrap();
         assert_eq!(built_in.len(), 300);

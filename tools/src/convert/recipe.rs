@@ -42,7 +42,7 @@
 //! sets one group size for every int8 layer.
 //!
 //! Int8 weights are rounded to nearest within each output channel's scale, or, where the
-//! recipe's [`Calibration`] gives texts (BERT by default), by GPTQ on the inputs the f32 model
+//! recipe's [`Calibration`] gives texts (BERT and Gemma 3 by default), by GPTQ on the inputs the f32 model
 //! sees on them (`calibrate`, `gptq`). On all-MiniLM-L6-v2 against fp32 sentence-transformers
 //! over the 400 Lee sentences (mean / p1 / min cosine), the `int8` recipe:
 //!
