@@ -320,6 +320,16 @@ enum Rows<'a> {
     Quantized(&'a QuantizedRows),
 }
 
+impl Rows<'_> {
+    /// Whether the rows are (to be) quantized centered ([`centered`]).
+    fn centered(&self) -> bool {
+        match self {
+            Rows::F32 { centered, .. } => *centered,
+            Rows::Quantized(qa) => !qa.offsets.is_empty(),
+        }
+    }
+}
+
 /// Where a product's outputs go.
 enum Output<'a> {
     /// f32 rows: row r at `out[r * out_stride..][..n]`.
@@ -346,7 +356,8 @@ thread_local! {
 struct Scratch {
     packed_a: Vec<u8>,
     scales: Vec<f32>,
-    /// Offsets of centered rows (empty for symmetric rows).
+    /// Offsets of centered rows, laid out as `scales` (padding rows 0); for symmetric rows
+    /// whatever an earlier call left (the blocks do not read them).
     offsets: Vec<f32>,
 }
 
@@ -367,10 +378,7 @@ fn run(
     if let Output::F32 { out, out_stride } = &output {
         reference::check_out(out, m, layout.n, *out_stride)?;
     }
-    let centered = match rows {
-        Rows::F32 { centered, .. } => centered,
-        Rows::Quantized(qa) => !qa.offsets.is_empty(),
-    };
+    let centered = rows.centered();
     if centered && layout.groups < 2 {
         return Err(KernelError::Invalid(
             "centered activation rows need a layout with more than one k-group".into(),
@@ -504,10 +512,15 @@ fn prepare_rows(
     }
     scratch.scales.clear();
     scratch.scales.resize(tiles * mr * groups, 0.0);
-    // Laid out as the scales: centered rows write theirs, padding rows and symmetric rows
-    // leave 0 (the blocks read them only for centered rows).
-    scratch.offsets.clear();
-    scratch.offsets.resize(tiles * mr * groups, 0.0);
+    // Laid out as the scales. Centered rows write theirs over zeros (padding rows keep 0);
+    // symmetric rows only need the buffer long enough to hand out (the blocks never read it),
+    // so they do not pay for clearing it.
+    if rows.centered() {
+        scratch.offsets.clear();
+    }
+    if scratch.offsets.len() < tiles * mr * groups {
+        scratch.offsets.resize(tiles * mr * groups, 0.0);
+    }
     type TileParts<'b> = (usize, ((&'b mut [u8], &'b mut [f32]), &'b mut [f32]));
     let pack_tile = |row_buf: &mut Vec<i8>, (t, ((tile, scales), offsets)): TileParts<'_>| {
         row_buf.resize(k_pad, 0);
@@ -546,7 +559,7 @@ fn prepare_rows(
         scratch.packed_a[..packed_len]
             .par_chunks_exact_mut(tile_bytes)
             .zip(scratch.scales.par_chunks_exact_mut(mr * groups))
-            .zip(scratch.offsets.par_chunks_exact_mut(mr * groups))
+            .zip(scratch.offsets[..tiles * mr * groups].par_chunks_exact_mut(mr * groups))
             .enumerate()
             .for_each_init(Vec::new, pack_tile);
     } else {
@@ -554,7 +567,7 @@ fn prepare_rows(
         let tiles_iter = scratch.packed_a[..packed_len]
             .chunks_exact_mut(tile_bytes)
             .zip(scratch.scales.chunks_exact_mut(mr * groups))
-            .zip(scratch.offsets.chunks_exact_mut(mr * groups));
+            .zip(scratch.offsets[..tiles * mr * groups].chunks_exact_mut(mr * groups));
         tiles_iter.enumerate().for_each(|item| pack_tile(&mut row_buf, item));
     }
 }

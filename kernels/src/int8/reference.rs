@@ -59,8 +59,9 @@ pub fn gemm_quantized(
     epilogue.check(n)?;
     check_out(out, m, n, out_stride)?;
     let mut dots = vec![0i32; qa.groups];
-    // Per column, the sum of its weights over each group (for centered rows).
-    let col_sums: Vec<i32> = (0..n)
+    // Per column, the sum of its weights over each group (for centered rows only).
+    let centered = m > 0 && qa.row_offsets(0).is_some();
+    let col_sums: Vec<i32> = (0..if centered { n } else { 0 })
         .flat_map(|c| {
             w[c * k..(c + 1) * k]
                 .chunks(qa.k_group)
