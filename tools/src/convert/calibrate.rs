@@ -104,10 +104,13 @@ pub fn grams(
         store::store(&mut writer, &f32_recipe, p.clone())?;
     }
     let file = ModelFile::from_bytes(writer.to_bytes()?).context("the f32 calibration model does not load")?;
-    let embedder = Embedder::from_file(file, 0)?;
+    let file = std::sync::Arc::new(file);
+    let embedder = Embedder::from_shared(file.clone(), 0)?;
     let grams = Arc::new(Mutex::new(HashMap::<String, Gram>::new()));
     let sink = grams.clone();
+    // Only this model's layers: other embedders may run in the process meanwhile.
     let observed = observe::linear_inputs(
+        &file,
         move |name: &str, rows: &[f32], k: usize| {
             if wanted(name) {
                 let mut grams = sink.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,7 +24,7 @@ mod table;
 mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use dtype::{Dtype, QuantParam};
 pub use error::FormatError;

@@ -56,8 +56,9 @@ pub struct Linear {
     /// (`octet_kernels::int8::centered`). Only for int8 weights of octet's recipes with
     /// several k-groups.
     centered_rows: bool,
-    /// The weight's tensor name, for [`super::observe`].
+    /// The weight's tensor name and its file's identity, for [`super::observe`].
     name: Arc<str>,
+    file_id: usize,
     /// Output features.
     pub n: usize,
     /// Input features.
@@ -137,6 +138,7 @@ impl Linear {
             centered_rows: false,
             tflite_int8: file.meta().quantization.is_tflite_int8(),
             name: weight_name.into(),
+            file_id: super::observe::file_id(file),
             n,
             k,
         })
@@ -273,7 +275,7 @@ impl Linear {
         activation: Activation,
         accumulate: bool,
     ) -> Result<()> {
-        super::observe::linear_input(&self.name, &x[..(m * self.k).min(x.len())], self.k);
+        super::observe::linear_input(self.file_id, &self.name, &x[..(m * self.k).min(x.len())], self.k);
         let epilogue = self.epilogue(activation, accumulate);
         let k = kernels();
         match &self.weight {

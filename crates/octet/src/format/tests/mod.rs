@@ -5,4 +5,4 @@ mod corrupt;
 mod fuzz;
 mod roundtrip;
 mod untrusted;
-mod util;
+pub(crate) mod util;
