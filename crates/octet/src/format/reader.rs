@@ -313,6 +313,27 @@ impl ModelFile {
         self.backing.bytes()
     }
 
+    /// Tells the OS that `bytes`, a view handed out by this file, will be read at random (a
+    /// token table: each text touches a few rows). On a mapped file that is
+    /// `madvise(MADV_RANDOM)` on its pages, which turns off read-ahead and fault-around there:
+    /// otherwise each fault on a cached file maps up to 16 neighbouring pages, and a corpus run
+    /// makes most of a large table resident (EmbeddingGemma's 201 MB table: peak RSS 377 MB
+    /// with the file in the page cache, 260 MB without). Only a hint: does nothing for a copied
+    /// file, a slice from elsewhere or where the OS refuses.
+    pub(crate) fn advise_random_access(&self, bytes: &[u8]) {
+        #[cfg(unix)]
+        if let Backing::Mapped(map) = &self.backing {
+            let base = map.as_ptr() as usize;
+            let start = bytes.as_ptr() as usize;
+            if start >= base && start + bytes.len() <= base + map.len() && !bytes.is_empty() {
+                // A hint: a refusal changes no result, so it is ignored.
+                let _ = map.advise_range(memmap2::Advice::Random, start - base, bytes.len());
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = bytes;
+    }
+
     /// Whether the file has a tensor called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.doc.index.contains_key(name)

@@ -64,6 +64,8 @@ impl Embedding {
             _ => 1,
         };
         let (rows, dim) = (logical_rows * blocks, logical_dim / blocks);
+        // Texts read a few rows each, scattered over the table.
+        file.advise_random_access(view.bytes);
         let table = match view.dtype {
             Dtype::F32 => StoredTable::F32(Stored::of(file, file.f32(name, &[rows, dim])?)?),
             Dtype::F16 => StoredTable::F16(Stored::of(file, file.f16(name, &[rows, dim])?)?),

@@ -384,3 +384,22 @@ fn optional_flags_and_newer_minor_versions_are_accepted() {
     assert_eq!(model.version(), (FORMAT_MAJOR, FORMAT_MINOR + 7));
     check_sample(&model);
 }
+
+#[test]
+fn advising_random_access_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.octet");
+    sample_writer().write(&path).unwrap();
+    let mapped = ModelFile::open(&path).unwrap();
+    let copied = ModelFile::open_copied(&path).unwrap();
+    let elsewhere = vec![0u8; 100];
+    for model in [&mapped, &copied] {
+        for view in model.tensors() {
+            model.advise_random_access(view.bytes);
+        }
+        // A slice that is not the file's, and an empty one: ignored.
+        model.advise_random_access(&elsewhere);
+        model.advise_random_access(&[]);
+        check_sample(model);
+    }
+}
