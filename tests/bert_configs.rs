@@ -280,6 +280,10 @@ fn small_bert_with_cls_pooling_matches_a_direct_implementation() {
     let int8 = Embedder::open(convert(&dir, "small-bert", "int8")).unwrap();
     assert_eq!(f32.dim(), HIDDEN);
     assert_eq!(f32.window(), WINDOW);
+    // The calibrated int8 file stores the hidden channels largest first; its vectors still
+    // match f32 below, so the order is applied everywhere and undone after pooling.
+    assert!(int8.file().contains(octet::format::CHANNEL_ORDER_TENSOR));
+    assert!(!f32.file().contains(octet::format::CHANNEL_ORDER_TENSOR));
     let got = f32.embed(&texts).unwrap();
     let got_int8 = int8.embed(&texts).unwrap();
     let tokenizer = octet::tokenize::TextTokenizer::from_file(f32.file(), WINDOW).unwrap();

@@ -15,7 +15,7 @@ use crate::batch::PackedBatch;
 use crate::error::{Error, Result};
 use crate::format::ModelFile;
 use crate::model::{self, Encoder};
-use crate::pooling::{self, Dense};
+use crate::pooling::{self, ChannelOrder, Dense};
 use crate::scratch::Scratch;
 use crate::tokenize::{TextTokenizer, Tokens, Truncation};
 use rayon::prelude::*;
@@ -91,6 +91,8 @@ pub struct Embedder {
     file: Arc<ModelFile>,
     tokenizer: TextTokenizer,
     encoder: Box<dyn Encoder>,
+    /// The stored order of the hidden channels, where the converter changed it.
+    channel_order: Option<ChannelOrder>,
     dense: Vec<Dense>,
     pool: rayon::ThreadPool,
     threads: usize,
@@ -138,6 +140,7 @@ impl Embedder {
             ));
         }
         tokenizer.limit_ids(encoder.vocab_size());
+        let channel_order = ChannelOrder::load(&file, meta.architecture.as_str(), encoder.hidden_size())?;
         let dense = Dense::bind_all(&file, &config)?;
         let output_dim = dense.last().map_or(encoder.hidden_size(), Dense::out_features);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -149,6 +152,7 @@ impl Embedder {
             file,
             tokenizer,
             encoder,
+            channel_order,
             dense,
             pool,
             threads,
@@ -330,6 +334,9 @@ impl Embedder {
             let batch = PackedBatch::new(chunk.iter().map(|&i| seqs[i]));
             let states = self.encoder.forward(&batch, &mut scratch)?;
             let mut pooled = pooling::pool(mode, states, hidden, &batch.spans);
+            if let Some(order) = &self.channel_order {
+                order.restore(&mut pooled);
+            }
             for layer in &self.dense {
                 pooled = layer.forward(&pooled, chunk.len())?;
             }

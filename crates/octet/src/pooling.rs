@@ -38,6 +38,62 @@ pub fn pool(mode: PoolingMode, states: &[f32], dim: usize, spans: &[Span]) -> Ve
     out
 }
 
+/// The order in which a file stores the encoder's hidden channels, when the converter changed
+/// it (`encoder.channel_order`, FORMAT.md): stored channel j is the source model's channel
+/// `order[j]`. The converter sorts a BERT encoder's channels by their activations' size so that
+/// the few large ones share an int8 activation group instead of coarsening every group; every
+/// per-channel operation (norms, biases, tables, weights) follows the same order, so only the
+/// pooled vector needs putting back, which [`ChannelOrder::restore`] does.
+pub struct ChannelOrder {
+    order: Vec<usize>,
+}
+
+impl ChannelOrder {
+    /// The tensor that holds the order: i32 [hidden].
+    pub const TENSOR: &'static str = crate::format::CHANNEL_ORDER_TENSOR;
+
+    /// Reads the file's channel order for `hidden` channels; `None` when the file has none.
+    /// An order that is not a permutation of `0..hidden` is an error.
+    pub fn load(file: &ModelFile, arch: &str, hidden: usize) -> Result<Option<ChannelOrder>> {
+        if !file.contains(Self::TENSOR) {
+            return Ok(None);
+        }
+        let stored = file.i32(Self::TENSOR, &[hidden])?;
+        let mut seen = vec![false; hidden];
+        let mut order = Vec::with_capacity(hidden);
+        for &c in stored {
+            match usize::try_from(c) {
+                Ok(c) if c < hidden && !seen[c] => {
+                    seen[c] = true;
+                    order.push(c);
+                }
+                _ => {
+                    return Err(Error::model(
+                        arch,
+                        format!(
+                            "{} is not a permutation of the {hidden} hidden channels (entry {c})",
+                            Self::TENSOR
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(Some(ChannelOrder { order }))
+    }
+
+    /// Puts each row of `rows` (vectors of the stored width) back in the source model's order.
+    pub fn restore(&self, rows: &mut [f32]) {
+        let width = self.order.len();
+        let mut stored = vec![0f32; width];
+        for row in rows.chunks_exact_mut(width) {
+            stored.copy_from_slice(row);
+            for (&source, &v) in self.order.iter().zip(&stored) {
+                row[source] = v;
+            }
+        }
+    }
+}
+
 /// The nonlinearity after a dense projection, as sentence-transformers names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenseActivation {
@@ -125,5 +181,41 @@ pub fn finish_into(row: &[f32], normalize: bool, out: &mut [f32]) {
     out.copy_from_slice(&row[..out.len()]);
     if normalize {
         vector::l2_normalize(kernels().vector, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tests::util::sample_writer;
+
+    fn file_with_order(order: &[i32]) -> ModelFile {
+        let mut writer = sample_writer();
+        writer.add_i32(ChannelOrder::TENSOR, &[order.len()], order).unwrap();
+        ModelFile::from_bytes(writer.to_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn channel_order_restores_the_source_order() {
+        let order = ChannelOrder::load(&file_with_order(&[2, 0, 3, 1]), "bert", 4)
+            .unwrap()
+            .unwrap();
+        // Stored channel j is source channel order[j]: two rows of 4.
+        let mut rows = vec![20.0, 0.0, 30.0, 10.0, 21.0, 1.0, 31.0, 11.0];
+        order.restore(&mut rows);
+        assert_eq!(rows, [0.0, 10.0, 20.0, 30.0, 1.0, 11.0, 21.0, 31.0]);
+        // No tensor: no order.
+        let plain = ModelFile::from_bytes(sample_writer().to_bytes().unwrap()).unwrap();
+        assert!(ChannelOrder::load(&plain, "bert", 4).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_channel_order_that_is_not_a_permutation_is_an_error() {
+        for bad in [&[0, 1, 1, 2][..], &[0, 1, 2, 4], &[0, 1, 2, -1]] {
+            let err = ChannelOrder::load(&file_with_order(bad), "bert", 4).err().unwrap();
+            assert!(err.to_string().contains("not a permutation"), "{err}");
+        }
+        // The wrong length is a shape error.
+        assert!(ChannelOrder::load(&file_with_order(&[0, 1, 2]), "bert", 4).is_err());
     }
 }

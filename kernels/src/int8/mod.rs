@@ -254,7 +254,9 @@ fn check_rows(a: &[f32], a_stride: usize, m: usize, k: usize) -> Result<(), Kern
 /// quantize the f32 outputs, bit for bit: each task quantizes its own tile of outputs for the
 /// groups it holds (its columns start on a group boundary). Feed `rows` to
 /// [`matmul_quantized`]. `epilogue` cannot accumulate. `centered`: this product's own inputs
-/// are quantized as [`matmul_centered`] does (the outputs for `next` are symmetric).
+/// are quantized as [`matmul_centered`] does; `next_centered`: the outputs are quantized for
+/// `next` as [`quantize_rows_centered`] would (a layout with more than one group), else as
+/// [`quantize_rows`].
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_to_quantized(
     kernel: &Int8Kernel,
@@ -265,6 +267,7 @@ pub fn matmul_to_quantized(
     w: &PackedI8,
     epilogue: &Epilogue,
     next: &PackedI8Layout,
+    next_centered: bool,
     rows: &mut QuantizedRows,
 ) -> Result<(), KernelError> {
     if next.k != w.layout.n {
@@ -278,9 +281,25 @@ pub fn matmul_to_quantized(
             "chained int8 layers: the first cannot accumulate into its output".into(),
         ));
     }
+    if next_centered && next.groups < 2 {
+        return Err(KernelError::Invalid(
+            "centered activation rows need a layout with more than one k-group".into(),
+        ));
+    }
     let a_rows = f32_rows(a, a_stride, m, w, centered)?;
-    rows.reset(next, m);
-    run(kernel, m, a_rows, w, epilogue, Output::Quantized { rows, next })
+    rows.reset(next, m, next_centered);
+    run(
+        kernel,
+        m,
+        a_rows,
+        w,
+        epilogue,
+        Output::Quantized {
+            rows,
+            next,
+            centered: next_centered,
+        },
+    )
 }
 
 /// Like [`matmul`], on rows already quantized (by [`quantize_rows`] or wrapped with
@@ -335,15 +354,17 @@ enum Output<'a> {
     /// f32 rows: row r at `out[r * out_stride..][..n]`.
     F32 { out: &'a mut [f32], out_stride: usize },
     /// Quantized for the next layer's weights `next` (whose k is this product's n), in `rows`
-    /// (already sized by [`QuantizedRows::reset`]).
+    /// (already sized by [`QuantizedRows::reset`]); `centered` as [`quantize_rows_centered`].
     Quantized {
         rows: &'a mut QuantizedRows,
         next: &'a PackedI8Layout,
+        centered: bool,
     },
 }
 
-/// One row's share of a quantized output: its columns' codes and its groups' scales.
-type CodesAndScales<'a> = (&'a mut [i8], &'a mut [f32]);
+/// One row's share of a quantized output: its columns' codes, its groups' scales and, for
+/// centered rows, its groups' offsets (empty otherwise).
+type CodesAndScales<'a> = (&'a mut [i8], &'a mut [f32], &'a mut [f32]);
 
 thread_local! {
     /// A task's f32 outputs before they are quantized (rows x the task's columns), per worker.
@@ -433,23 +454,36 @@ fn run(
             };
             for_each_task(tasks, parallel, run_task);
         }
-        Output::Quantized { rows: q, next } => {
-            // Each task gets, per row, its columns' codes and its groups' scales: column
-            // blocks start on group boundaries, and the last one runs to k_pad.
+        Output::Quantized {
+            rows: q,
+            next,
+            centered: out_centered,
+        } => {
+            // Each task gets, per row, its columns' codes and its groups' scales (and offsets):
+            // column blocks start on group boundaries, and the last one runs to k_pad.
             let (k_group, k_pad, groups) = (next.k_group, next.k_pad, next.groups);
             let mut tasks = grid.tasks::<CodesAndScales<'_>>();
+            // Symmetric rows have no offsets: every row gets an empty slice.
+            let mut offset_rows = q.offsets.chunks_exact_mut(groups.max(1)).take(m);
             let rows = q.values.chunks_exact_mut(k_pad).zip(q.scales.chunks_exact_mut(groups));
             for (r, (codes, scales)) in rows.take(m).enumerate() {
-                let (mut codes, mut scales) = (codes, scales);
+                let offsets: &mut [f32] = if out_centered {
+                    offset_rows.next().unwrap_or_default()
+                } else {
+                    &mut []
+                };
+                let (mut codes, mut scales, mut offsets) = (codes, scales, offsets);
                 for cb in 0..grid.col_blocks {
                     let last = cb + 1 == grid.col_blocks;
                     let width = if last { codes.len() } else { block_cols(cb) };
                     let (my_codes, codes_tail) = codes.split_at_mut(width);
                     let (my_scales, scales_tail) = scales.split_at_mut(width / k_group);
+                    let (my_offsets, offsets_tail) =
+                        offsets.split_at_mut(if out_centered { width / k_group } else { 0 });
                     tasks[r / grid.rows_per_block * grid.col_blocks + cb]
                         .2
-                        .push((my_codes, my_scales));
-                    (codes, scales) = (codes_tail, scales_tail);
+                        .push((my_codes, my_scales, my_offsets));
+                    (codes, scales, offsets) = (codes_tail, scales_tail, offsets_tail);
                 }
             }
             let width = grid.panels_per_block * NR;
@@ -463,8 +497,12 @@ fn run(
                     }
                     let mut out: Vec<&mut [f32]> = tile[..need].chunks_exact_mut(width).collect();
                     (kernel.block)(&block(rb, cb, dst.len()), &mut out);
-                    for (y, (codes, scales)) in out.iter().zip(dst.iter_mut()) {
-                        (kernel.quantize_row)(&y[..cols], k_group, codes, scales);
+                    for (y, (codes, scales, offsets)) in out.iter().zip(dst.iter_mut()) {
+                        if out_centered {
+                            (kernel.quantize_row_centered)(&y[..cols], k_group, codes, scales, offsets);
+                        } else {
+                            (kernel.quantize_row)(&y[..cols], k_group, codes, scales);
+                        }
                     }
                 });
             };

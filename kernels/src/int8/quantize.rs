@@ -142,9 +142,9 @@ impl QuantizedRows {
         Ok(self)
     }
 
-    /// Makes these `m` rows for weights of `layout`, reusing the buffers; the values and
-    /// scales are left for the caller to write (every row, every group).
-    pub(crate) fn reset(&mut self, layout: &PackedI8Layout, m: usize) {
+    /// Makes these `m` rows for weights of `layout`, centered or not, reusing the buffers; the
+    /// values, scales and offsets are left for the caller to write (every row, every group).
+    pub(crate) fn reset(&mut self, layout: &PackedI8Layout, m: usize, centered: bool) {
         self.m = m;
         self.k = layout.k;
         self.k_pad = layout.k_pad;
@@ -152,7 +152,7 @@ impl QuantizedRows {
         self.groups = layout.groups;
         self.values.resize(m * layout.k_pad, 0);
         self.scales.resize(m * layout.groups, 0.0);
-        self.offsets.clear();
+        self.offsets.resize(if centered { m * layout.groups } else { 0 }, 0.0);
     }
 
     /// Rows.

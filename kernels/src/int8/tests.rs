@@ -557,27 +557,37 @@ fn chained_layers_match_two_products() {
         ] {
             let p1 = pack_weights(&w1, n1, k1, &s1, g1).unwrap();
             let p2 = pack_weights(&w2, n2, n1, &s2, g2).unwrap();
+            // The second layer's rows centered too, where its layout has several groups.
+            let centered_second: &[bool] = if p2.view().layout().groups > 1 {
+                &[false, true]
+            } else {
+                &[false]
+            };
             for kernel in kernels() {
-                let mut middle = vec![0f32; m * n1];
-                let mut want = init.clone();
-                matmul(kernel, &a, k1 + 5, m, &p1.view(), &epi1, &mut middle, n1).unwrap();
-                matmul(kernel, &middle, n1, m, &p2.view(), &epi2, &mut want, out_stride).unwrap();
-                for threads in [1, 2, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                    let mut got = init.clone();
-                    pool.install(|| {
-                        let (v1, v2) = (p1.view(), p2.view());
-                        let mut rows = QuantizedRows::default();
-                        matmul_to_quantized(kernel, &a, k1 + 5, m, false, &v1, &epi1, v2.layout(), &mut rows)?;
-                        matmul_quantized(kernel, &rows, &v2, &epi2, &mut got, out_stride)
-                    })
-                    .unwrap();
-                    assert_eq!(
-                        bits(&got),
-                        bits(&want),
-                        "{} m {m} {k1}->{n1}->{n2} groups {g1:?} {g2:?} threads {threads}",
-                        kernel.name
-                    );
+                for &centered in centered_second {
+                    let mut middle = vec![0f32; m * n1];
+                    let mut want = init.clone();
+                    matmul(kernel, &a, k1 + 5, m, &p1.view(), &epi1, &mut middle, n1).unwrap();
+                    let second = if centered { matmul_centered } else { matmul };
+                    second(kernel, &middle, n1, m, &p2.view(), &epi2, &mut want, out_stride).unwrap();
+                    for threads in [1, 2, 3] {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                        let mut got = init.clone();
+                        pool.install(|| {
+                            let (v1, v2) = (p1.view(), p2.view());
+                            let mut rows = QuantizedRows::default();
+                            let layout = v2.layout();
+                            matmul_to_quantized(kernel, &a, k1 + 5, m, false, &v1, &epi1, layout, centered, &mut rows)?;
+                            matmul_quantized(kernel, &rows, &v2, &epi2, &mut got, out_stride)
+                        })
+                        .unwrap();
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "{} m {m} {k1}->{n1}->{n2} groups {g1:?} {g2:?} centered {centered} threads {threads}",
+                            kernel.name
+                        );
+                    }
                 }
             }
         }
@@ -596,6 +606,7 @@ fn chained_layers_match_two_products() {
             &p1.view(),
             first,
             w2.view().layout(),
+            false,
             &mut rows,
         )
     };
@@ -606,6 +617,21 @@ fn chained_layers_match_two_products() {
         ..Epilogue::NONE
     };
     assert!(chain(&k48, &Epilogue::NONE).is_err());
+    // Centered outputs need a second layer with several groups.
+    let mut rows = QuantizedRows::default();
+    let one_group = matmul_to_quantized(
+        kernel,
+        &[0.5; 32],
+        32,
+        1,
+        false,
+        &p1.view(),
+        &Epilogue::NONE,
+        k64.view().layout(),
+        true,
+        &mut rows,
+    );
+    assert!(one_group.is_err());
     assert!(chain(&k64, &accumulate).is_err());
     assert!(chain(&k64, &Epilogue::NONE).is_ok());
 }

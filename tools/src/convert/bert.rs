@@ -1,6 +1,7 @@
 //! BERT-family checkpoints (BERT, MiniLM, bge, e5, gte...) to octet's tensor names
 //! (see `crates/octet/src/model/bert.rs`): Q, K and V are concatenated into one projection.
 
+use super::channel_order::Role;
 use super::source::SourceFolder;
 use super::{Logical, Planned, TableKind};
 use anyhow::{bail, Result};
@@ -29,12 +30,43 @@ use anyhow::{bail, Result};
 /// slower (each group's offset is one more multiply-add per output). For comparison (the older
 /// figures, round-to-nearest weights, vs f32): 8-bit token table alone 0.998716 / 0.997720 /
 /// 0.997300, groups of 32 on every layer 0.999104 / 0.998384 / 0.997876, and down kept in f32
-/// 0.999223 / 0.998694 / 0.998253.
+/// 0.999223 / 0.998694 / 0.998253. The engine then centered FFN-down's groups too (GELU outputs
+/// lie almost all above -0.17, so symmetric groups wasted half their codes): 0.999375 / 0.998890
+/// / 0.998402 -> 0.999435 / 0.999021 / 0.998802; with the hidden channels reordered
+/// ([`super::channel_order`]) 0.999529 / 0.999153 / 0.998947, and with an 8-bit token table as
+/// well 0.999649 / 0.999422 / 0.999136.
 pub const LAYER_K_GROUPS: [(&str, Option<usize>); 3] = [
     ("layers.*.ffn.down", Some(128)),
     ("layers.*.attention.qkv", Some(128)),
     ("layers.*.ffn.up", Some(128)),
 ];
+
+/// How each planned tensor of a BERT encoder meets the hidden channels (the residual stream),
+/// for [`super::channel_order`]: the embedding tables' columns, every norm, the QKV and FFN-up
+/// inputs, and the attention-output and FFN-down outputs.
+pub fn channel_role(name: &str) -> Option<Role> {
+    let role = match name {
+        "embeddings.word" | "embeddings.position" | "embeddings.token_type" => Role::Columns,
+        n if n.ends_with(".norm.weight") || n.ends_with(".norm.bias") => Role::Vector,
+        n if n.ends_with(".attention.qkv") || n.ends_with(".ffn.up") => Role::LinearInput,
+        n if n.ends_with(".attention.output") || n.ends_with(".ffn.down") => Role::LinearOutput,
+        _ => return None,
+    };
+    Some(role)
+}
+
+/// The calibrated layers whose inputs are the hidden channels: they choose the
+/// [`super::channel_order`].
+pub fn channel_inputs(layers: usize) -> Vec<String> {
+    (0..layers)
+        .flat_map(|i| {
+            [
+                format!("layers.{i}.attention.qkv.weight"),
+                format!("layers.{i}.ffn.up.weight"),
+            ]
+        })
+        .collect()
+}
 
 /// Plans every tensor of a BERT encoder.
 /// Only the first `window` position rows are kept: the engine never reads past the window.

@@ -6,6 +6,7 @@
 
 pub mod bert;
 pub mod calibrate;
+pub mod channel_order;
 pub mod gemma3;
 pub mod gptq;
 pub mod recipe;
@@ -222,7 +223,17 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let grams = calibrate_weights(&src, recipe, &meta, &planned, &bar)?;
+    let mut grams = calibrate_weights(&src, recipe, &meta, &planned, &bar)?;
+    // BERT: the hidden channels stored largest first (channel_order), chosen from calibration.
+    let mut order = None;
+    if let (Architecture::Bert, Some((_, grams))) = (architecture, grams.as_mut()) {
+        let h = src.config_usize("hidden_size")?;
+        let layers = src.config_usize("num_hidden_layers")?;
+        order = channel_order::by_input_size(grams, &bert::channel_inputs(layers), h);
+        if let Some(order) = &order {
+            channel_order::apply(&mut planned, grams, order, bert::channel_role)?;
+        }
+    }
     let mut notes = Vec::new();
     if !recipe.keep.is_empty() {
         notes.push(format!("kept in f32: {}", recipe.keep.join(", ")));
@@ -232,6 +243,9 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         notes.push(format!(
             "int8 weights rounded by GPTQ, calibrated on {texts} texts ({tokens} tokens)"
         ));
+    }
+    if order.is_some() {
+        notes.push("hidden channels stored largest first (encoder.channel_order)".to_string());
     }
     let mut meta = meta;
     meta.quantization.notes = (!notes.is_empty()).then(|| notes.join("; "));
@@ -248,6 +262,13 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         let codes = rounded.remove(&p.name);
         store::store_calibrated(&mut writer, recipe, p, codes)?;
         bar.inc(1);
+    }
+    if let Some(order) = &order {
+        writer.add_i32(
+            octet::pooling::ChannelOrder::TENSOR,
+            &[order.len()],
+            &channel_order::tensor(order)?,
+        )?;
     }
     bar.set_message("writing");
     let bytes = writer

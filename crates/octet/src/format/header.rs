@@ -30,8 +30,12 @@ const SHA_RANGE: std::ops::Range<usize> = 56..88;
 pub const OPTIONAL_FLAGS_MASK: u32 = 0x0000_ffff;
 /// Flag bits 16..32 are required features: a reader rejects a file with one it does not know.
 pub const REQUIRED_FLAGS_MASK: u32 = 0xffff_0000;
+/// Required flag (since 1.2): the encoder's hidden channels are stored in the order of the
+/// tensor [`super::CHANNEL_ORDER_TENSOR`], which a reader must apply to the pooled vector. A
+/// reader that ignored it would return reordered vectors, so older readers must refuse it.
+pub const FLAG_CHANNEL_ORDER: u32 = 1 << 16;
 /// Required flags this reader understands (none in formats 1.0 and 1.1).
-const KNOWN_REQUIRED_FLAGS: u32 = 0;
+const KNOWN_REQUIRED_FLAGS: u32 = FLAG_CHANNEL_ORDER;
 
 /// The decoded header fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,11 +72,11 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 impl Header {
     /// A header for a new file of the current format version. `meta_sha256` is left zero; fill it
     /// with [`Header::seal`].
-    pub fn new(json_len: u64, data_offset: u64, data_len: u64, file_len: u64) -> Header {
+    pub fn new(json_len: u64, data_offset: u64, data_len: u64, file_len: u64, flags: u32) -> Header {
         Header {
             major: FORMAT_MAJOR,
             minor: FORMAT_MINOR,
-            flags: 0,
+            flags,
             json_offset: HEADER_LEN as u64,
             json_len,
             data_offset,

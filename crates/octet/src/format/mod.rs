@@ -28,7 +28,7 @@ pub(crate) mod tests;
 
 pub use dtype::{Dtype, QuantParam};
 pub use error::FormatError;
-pub use header::{HEADER_LEN, OPTIONAL_FLAGS_MASK, REQUIRED_FLAGS_MASK};
+pub use header::{FLAG_CHANNEL_ORDER, HEADER_LEN, OPTIONAL_FLAGS_MASK, REQUIRED_FLAGS_MASK};
 pub use meta::{
     Architecture, DenseLayer, ModelMeta, Pooling, PoolingMode, Provenance, Quantization, SourceFile,
     SUPPORTED_ARCHITECTURES,
@@ -49,8 +49,13 @@ pub const MAGIC: [u8; 8] = *b"OCTETMDL";
 /// The format major version this crate reads and writes. A reader rejects other majors.
 pub const FORMAT_MAJOR: u16 = 1;
 /// The format minor version this crate writes. A reader accepts any minor of its major.
-/// 1.1 added the `u6` dtype (older 1.x readers reject it by name, asking for an upgrade).
-pub const FORMAT_MINOR: u16 = 1;
+/// 1.1 added the `u6` dtype (older 1.x readers reject it by name, asking for an upgrade); 1.2
+/// the required flag [`FLAG_CHANNEL_ORDER`] and its tensor [`CHANNEL_ORDER_TENSOR`].
+pub const FORMAT_MINOR: u16 = 2;
+/// The i32 [hidden] tensor that gives the stored order of the encoder's hidden channels: stored
+/// channel j is the source model's channel `order[j]` (FORMAT.md section 13). Present exactly
+/// when the header sets [`FLAG_CHANNEL_ORDER`].
+pub const CHANNEL_ORDER_TENSOR: &str = "encoder.channel_order";
 /// Alignment of the data section and of every tensor in it: a cache line, and enough for any
 /// SIMD load (AVX-512 is 64 bytes).
 pub const ALIGN: u64 = 64;

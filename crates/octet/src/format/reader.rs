@@ -18,10 +18,10 @@
 //! models only that way (`octet convert`, or copy then `mv`).
 
 use super::dtype::{Dtype, QuantParam};
-use super::header::{Header, HEADER_LEN};
+use super::header::{Header, FLAG_CHANNEL_ORDER, HEADER_LEN};
 use super::meta::ModelMeta;
 use super::table::{parse_document, to_hex, Document, ParamRef, TensorInfo};
-use super::FormatError;
+use super::{FormatError, CHANNEL_ORDER_TENSOR};
 use bytemuck::{Pod, Zeroable};
 use half::{bf16, f16};
 use memmap2::Mmap;
@@ -232,6 +232,14 @@ impl ModelFile {
         let json = &bytes[json_start..json_start + header.json_len as usize];
         Header::verify_meta_sha256(&bytes[..HEADER_LEN], json)?;
         let doc = parse_document(json, header.data_len)?;
+        let ordered = header.flags & FLAG_CHANNEL_ORDER != 0;
+        if ordered != doc.index.contains_key(CHANNEL_ORDER_TENSOR) {
+            return Err(FormatError::invalid(format!(
+                "the header's channel-order flag is {} but the tensor {CHANNEL_ORDER_TENSOR} is {}",
+                if ordered { "set" } else { "clear" },
+                if ordered { "missing" } else { "present" }
+            )));
+        }
         let data_start = header.data_offset as usize;
         Ok(ModelFile {
             backing,

@@ -8,10 +8,10 @@
 //! mapped keeps the old pages; nobody ever sees a half-written model.
 
 use super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout, round_up, u6_len, Dtype, QuantParam};
-use super::header::{Header, HEADER_LEN};
+use super::header::{Header, FLAG_CHANNEL_ORDER, HEADER_LEN};
 use super::meta::ModelMeta;
 use super::table::{to_hex, validate_document, RawDocumentOut, RawQuant, RawTensorEntry};
-use super::{FormatError, ALIGN};
+use super::{FormatError, ALIGN, CHANNEL_ORDER_TENSOR};
 use bytemuck::Pod;
 use half::{bf16, f16};
 use octet_kernels::int8::PackedI8Layout;
@@ -379,7 +379,13 @@ impl ModelWriter {
         let json_len = json.len() as u64;
         let data_offset = round_up(HEADER_LEN as u64 + json_len, ALIGN).ok_or_else(overflow)?;
         let file_len = data_offset.checked_add(data_len).ok_or_else(overflow)?;
-        let mut header = Header::new(json_len, data_offset, data_len, file_len);
+        // A channel order changes what the vectors mean: readers that do not know it must refuse.
+        let flags = if entries.iter().any(|e| e.name == CHANNEL_ORDER_TENSOR) {
+            FLAG_CHANNEL_ORDER
+        } else {
+            0
+        };
+        let mut header = Header::new(json_len, data_offset, data_len, file_len, flags);
         let header_bytes = header.seal(&json);
         header
             .check_layout(file_len)

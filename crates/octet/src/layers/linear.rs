@@ -201,6 +201,7 @@ impl Linear {
                     &w,
                     &epilogue,
                     next_w.layout(),
+                    next.centered_rows,
                     &mut rows,
                 );
                 return match done {

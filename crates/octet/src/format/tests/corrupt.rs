@@ -104,12 +104,34 @@ fn newer_major_version_is_rejected_with_a_clear_message() {
 #[test]
 fn unknown_required_flags_are_rejected() {
     let mut parts = split(&sample_bytes());
-    parts.header.flags = 0x0001_0000;
+    parts.header.flags = 0x0002_0000;
     let err = open_err(assemble(&parts));
     assert!(
-        matches!(err, FormatError::UnknownRequiredFlags { flags: 0x0001_0000 }),
+        matches!(err, FormatError::UnknownRequiredFlags { flags: 0x0002_0000 }),
         "{err:?}"
     );
+}
+
+/// The channel-order flag and its tensor come together: the writer sets the flag exactly when
+/// the tensor is there, and a file with one but not the other does not open.
+#[test]
+fn the_channel_order_flag_and_tensor_come_together() {
+    let mut writer = sample_writer();
+    writer.add_i32(CHANNEL_ORDER_TENSOR, &[3], &[2, 0, 1]).unwrap();
+    let ordered = writer.to_bytes().unwrap();
+    let parts = split(&ordered);
+    assert_eq!(parts.header.flags, FLAG_CHANNEL_ORDER);
+    assert!(ModelFile::from_bytes(ordered).is_ok());
+    assert_eq!(split(&sample_bytes()).header.flags, 0);
+
+    let mut cleared = parts;
+    cleared.header.flags = 0;
+    let err = open_err(assemble(&cleared));
+    assert!(err.to_string().contains("channel-order flag is clear"), "{err}");
+    let mut set = split(&sample_bytes());
+    set.header.flags = FLAG_CHANNEL_ORDER;
+    let err = open_err(assemble(&set));
+    assert!(err.to_string().contains("channel-order flag is set"), "{err}");
 }
 
 #[test]
