@@ -23,7 +23,43 @@ pub(super) static TILES: Tiles = Tiles {
     probs_values,
     round_pairs,
     interleave,
+    softmax_pairs,
 };
+
+/// The AVX-512 softmax's steps up to the sum ([`crate::vector::avx512::softmax_exps`]), then
+/// its last step (times 1 / Σ, the same IEEE product) fused into [`round_pairs`].
+fn softmax_pairs(row: &mut [f32], dst: &mut [u32]) {
+    assert!(dst.len() >= row.len().div_ceil(2));
+    // SAFETY: AVX-512F detected (module docs).
+    let inv = unsafe { crate::vector::avx512::softmax_exps(row) };
+    // A row of -inf is zeros already and is not scaled, as the softmax leaves it.
+    let inv = if inv == 0.0 { 1.0 } else { inv };
+    let whole = row.len() / 32 * 32;
+    // SAFETY: AVX-512 and BF16 detected (module docs); row holds `whole` values and dst
+    // `whole / 2` words (checked above).
+    unsafe { scale_round_pairs_simd(row.as_ptr(), whole, inv, dst.as_mut_ptr()) };
+    for (w, two) in dst[whole / 2..].iter_mut().zip(row[whole..].chunks(2)) {
+        let second = two.get(1).map_or(0.0, |&v| v * inv);
+        *w = to_bf16(two[0] * inv) as u32 | (to_bf16(second) as u32) << 16;
+    }
+}
+
+/// [`round_pairs_simd`] of `src x s` (each product rounded to f32 first).
+///
+/// # Safety
+/// As [`round_pairs_simd`].
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn scale_round_pairs_simd(src: *const f32, whole: usize, s: f32, dst: *mut u32) {
+    let vs = _mm512_set1_ps(s);
+    // SAFETY: every offset stays below the caller's bounds.
+    unsafe {
+        for i in (0..whole).step_by(32) {
+            let lo = _mm512_mul_ps(_mm512_loadu_ps(src.add(i)), vs);
+            let hi = _mm512_mul_ps(_mm512_loadu_ps(src.add(i + 16)), vs);
+            store_bf16(dst.add(i / 2), _mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+}
 
 fn round_pairs(src: &[f32], dst: &mut [u32]) {
     assert!(dst.len() >= src.len().div_ceil(2));

@@ -34,7 +34,7 @@
 use super::{
     padded, prefetch_span, probabilities, visible_keys, AttentionBlock, AttentionKernel, GROUP_ROWS, KEY_ALIGN,
 };
-use crate::KernelError;
+use crate::{vector, KernelError};
 use std::ops::Range;
 
 /// Scores tile on pairs: `scores[r * s_stride + c] = scale * Σ_{t < pairs} dot2(q[r * q_stride + t], keys[t * k_stride + c])`
@@ -73,12 +73,19 @@ pub(super) type RoundPairsFn = fn(src: &[f32], dst: &mut [u32]);
 /// for `e < first.len()`.
 pub(super) type InterleaveFn = fn(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]);
 
+/// A row's softmax (the vector family's, at the kernel's level) rounded to bf16 pairs in `dst`
+/// (`ceil(row.len() / 2)` words), as the softmax then [`RoundPairsFn`] give, bit for bit;
+/// `row` is left holding intermediate values. One pass fewer: the last softmax step (scaling
+/// by 1 / Σ) is done as the pairs are written.
+pub(super) type SoftmaxPairsFn = fn(row: &mut [f32], dst: &mut [u32]);
+
 /// The bf16 tiles and conversions of one instruction-set level.
 pub(super) struct Tiles {
     pub(super) scores: ScoresFn,
     pub(super) probs_values: ProbsValuesFn,
     pub(super) round_pairs: RoundPairsFn,
     pub(super) interleave: InterleaveFn,
+    pub(super) softmax_pairs: SoftmaxPairsFn,
 }
 
 /// The scalar reference tiles: the same sums in plain f32 loops.
@@ -87,6 +94,7 @@ pub(super) static SCALAR_TILES: Tiles = Tiles {
     probs_values: scalar_probs_values,
     round_pairs: scalar_round_pairs,
     interleave: scalar_interleave,
+    softmax_pairs: scalar_softmax_pairs,
 };
 
 /// `x` rounded to the nearest bf16 (ties to even), as its 16 bits; a NaN stays a quiet NaN.
@@ -102,6 +110,11 @@ fn scalar_round_pairs(src: &[f32], dst: &mut [u32]) {
     for (w, two) in dst.iter_mut().zip(src.chunks(2)) {
         *w = pair(two[0], two.get(1).copied().unwrap_or(0.0));
     }
+}
+
+fn scalar_softmax_pairs(row: &mut [f32], dst: &mut [u32]) {
+    vector::softmax_one(&vector::SCALAR, row);
+    scalar_round_pairs(row, dst);
 }
 
 fn scalar_interleave(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
@@ -212,6 +225,9 @@ pub(super) fn attend(
     if round_values {
         pack_values(tiles, b, &keys, values_p);
     }
+    // Without a window or a bias each probability row is a plain softmax of its scores, which
+    // `softmax_pairs` writes as pairs in one pass fewer.
+    let whole_rows = b.window.is_none() && b.bias.is_none();
 
     let mut r0 = b.rows.start;
     while r0 < b.rows.end {
@@ -256,10 +272,16 @@ pub(super) fn attend(
                 continue;
             }
             for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
+                let pairs = &mut p_p[r * p_stride..][..key_pairs];
+                if whole_rows {
+                    // Every row sees every key (u0 = a0 = e0 = 0) and has no bias.
+                    (tiles.softmax_pairs)(&mut row[..u1], pairs);
+                    continue;
+                }
                 probabilities(kernel, b, g, r0 + r, &union, keys.start + a0, row)?;
                 // Key e0 = u0 - 1 (when u0 is odd) is outside the union: probability 0.
                 row[e0 - a0..u0 - a0].fill(0.0);
-                (tiles.round_pairs)(&row[e0 - a0..u1 - a0], &mut p_p[r * p_stride..][..key_pairs]);
+                (tiles.round_pairs)(&row[e0 - a0..u1 - a0], pairs);
             }
             (tiles.probs_values)(
                 p_p,

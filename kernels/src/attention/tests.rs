@@ -469,3 +469,30 @@ fn bf16_conversions_match_the_scalar_ones() {
     assert_eq!(bf16::to_bf16(1.0 + 1.0 / 256.0), bf16::to_bf16(1.0));
     assert_eq!(bf16::to_bf16(1.0 + 3.0 / 256.0), bf16::to_bf16(1.0 + 4.0 / 256.0));
 }
+
+/// The fused softmax-to-pairs step of each bf16 kernel gives the bits of its vector family's
+/// softmax followed by its rounding to pairs: ragged lengths, a row far below its maximum
+/// (entries under the floor become 0), and a row of -inf (all zeros).
+#[test]
+fn softmax_pairs_match_softmax_then_rounding() {
+    let mut rng = TestRng(47);
+    let mut kernels: Vec<&AttentionKernel> = vec![bf16_reference()];
+    kernels.extend(Isa::supported().into_iter().find_map(bf16_for_isa));
+    for kernel in kernels {
+        let tiles = kernel.bf16.unwrap();
+        for len in [1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 256, 257] {
+            let mut rows = vec![rng.vec(len, 8.0), rng.vec(len, 200.0), vec![f32::NEG_INFINITY; len]];
+            rows[1][len / 2] = 150.0;
+            for row in rows {
+                let mut want_row = row.clone();
+                vector::softmax_one(kernel.vector, &mut want_row);
+                let mut want = vec![7u32; len.div_ceil(2)];
+                (tiles.round_pairs)(&want_row, &mut want);
+                let mut got_row = row.clone();
+                let mut got = vec![9u32; len.div_ceil(2)];
+                (tiles.softmax_pairs)(&mut got_row, &mut got);
+                assert_eq!(got, want, "{} len {len}", kernel.name);
+            }
+        }
+    }
+}

@@ -225,12 +225,29 @@ pub(super) fn softmax_row(x: &mut [f32]) {
 /// AVX-512F must be available.
 #[target_feature(enable = "avx512f")]
 unsafe fn softmax_impl(x: &mut [f32]) {
+    // SAFETY: same target features.
+    let inv = unsafe { softmax_exps(x) };
+    if inv != 0.0 {
+        // SAFETY: same target features.
+        unsafe { scale_impl(x, inv) }
+    }
+}
+
+/// The steps of [`softmax_row`] before the last: `x` becomes `e^(x - max x)` (0 below the
+/// floor), and the result is `1 / Σ`, the factor the row is then scaled by. A row of -inf (or
+/// an empty one) becomes zeros and gives 0. For a caller that scales as it writes the row
+/// elsewhere (bf16 attention rounds the probabilities to pairs in the same pass).
+///
+/// # Safety
+/// AVX-512F must be available.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn softmax_exps(x: &mut [f32]) -> f32 {
     let n = x.len();
     // SAFETY: same target features.
     let max = unsafe { max_impl(x) };
     if max == f32::NEG_INFINITY {
         x.fill(0.0);
-        return;
+        return 0.0;
     }
     let vmax = _mm512_set1_ps(max);
     let floor = _mm512_set1_ps(SOFTMAX_FLOOR);
@@ -250,8 +267,7 @@ unsafe fn softmax_impl(x: &mut [f32]) {
         }
         i += LANES;
     }
-    // SAFETY: same target features.
-    unsafe { scale_impl(x, 1.0 / _mm512_reduce_add_ps(acc)) }
+    1.0 / _mm512_reduce_add_ps(acc)
 }
 
 pub(super) fn gelu(form: GeluForm, x: &mut [f32]) {

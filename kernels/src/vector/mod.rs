@@ -34,7 +34,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -205,6 +205,11 @@ pub fn softmax(k: &VectorKernel, x: &mut [f32], dim: usize) -> Result<(), Kernel
         (k.softmax_row)(row);
     }
     Ok(())
+}
+
+/// Softmax of one row in place, for the crate's attention (one row at a time: no length check).
+pub(crate) fn softmax_one(k: &VectorKernel, row: &mut [f32]) {
+    (k.softmax_row)(row)
 }
 
 /// GELU of the given form, in place, element by element.

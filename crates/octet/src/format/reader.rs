@@ -234,11 +234,13 @@ impl ModelFile {
         let doc = parse_document(json, header.data_len)?;
         let ordered = header.flags & FLAG_CHANNEL_ORDER != 0;
         if ordered != doc.index.contains_key(CHANNEL_ORDER_TENSOR) {
-            return Err(FormatError::invalid(format!(
-                "the header's channel-order flag is {} but the tensor {CHANNEL_ORDER_TENSOR} is {}",
-                if ordered { "set" } else { "clear" },
-                if ordered { "missing" } else { "present" }
-            )));
+            return Err(FormatError::BadHeader {
+                detail: format!(
+                    "the channel-order flag is {} but the tensor {CHANNEL_ORDER_TENSOR} is {}",
+                    if ordered { "set" } else { "clear" },
+                    if ordered { "missing" } else { "present" }
+                ),
+            });
         }
         let data_start = header.data_offset as usize;
         Ok(ModelFile {
