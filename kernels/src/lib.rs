@@ -5,7 +5,7 @@
 //!   quantized activations) with a fused dequantize / bias / GELU epilogue.
 //! - [`f32`]: the packed, cache-blocked, register-tiled f32 matrix multiply that is the float
 //!   baseline, with the same epilogue.
-//! - [`gather`]: gather-dequantize of int8 / 6-bit / f16 / f32 embedding tables.
+//! - [`gather`]: gather-dequantize of int8 / 7-bit / 6-bit / f16 / f32 embedding tables.
 //! - [`vector`]: LayerNorm, RMSNorm, softmax, GELU and friends over rows.
 //! - [`attention`]: fused scaled dot-product attention (Q K^T, window, relative bias,
 //!   softmax, P V) for a block of query rows, read straight from the fused QKV rows.

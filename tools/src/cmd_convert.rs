@@ -69,8 +69,9 @@ pub struct ConvertArgs {
     /// more accuracy on models with activation outliers, at some speed cost.
     #[arg(long)]
     k_group: Option<usize>,
-    /// Bits per value of quantized token-embedding tables: 6 (four values in three bytes,
-    /// per-row scale and zero point) or 8. Default: 6 for --quant int8, 8 for int8-embeddings.
+    /// Bits per value of quantized token-embedding tables: 6 (four values in three bytes), 7
+    /// (eight values in seven bytes) or 8, each with a per-row scale and zero point. Default: 6
+    /// for --quant int8, 8 for int8-embeddings.
     #[arg(long)]
     table_bits: Option<u8>,
     /// How int8 linear weights are rounded. `auto` (default): BERT and Gemma 3 models are

@@ -3,10 +3,14 @@
 //! u6 rows unpack 8 values (two 3-byte groups) per step: the 6 bytes are broadcast to every
 //! 64-bit lane, `vpshufb` copies group 0 into the four low 32-bit lanes and group 1 into the
 //! four high ones, `vpsrlvd` shifts lane `i` right by `6 * (i % 4)`, and a mask keeps 6 bits.
+//! u7 rows unpack 8 values (one 7-byte group) per step the same way: value `i` starts at bit
+//! `7i`, so `vpshufb` copies bytes `7i / 8` and `7i / 8 + 1` into lane `i`, `vpsrlvd` shifts it
+//! right by `7i % 8`, and a mask keeps 7 bits.
 //! Same operations in the same order as [`super::scalar`]: bit-exact.
 
 use super::scalar;
 use super::u6::{two_groups, U6_GROUP_BYTES};
+use super::u7::{self, U7_GROUP_BYTES};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -111,6 +115,62 @@ unsafe fn u6_row_impl<const ACCUMULATE: bool>(src: &[u8], zero_point: i32, row_s
         let bytes = _mm256_set1_epi64x(two_groups(s) as i64);
         let words = _mm256_shuffle_epi8(bytes, spread);
         let q = _mm256_and_si256(_mm256_srlv_epi32(words, shifts), six_bits);
+        let centred = _mm256_sub_epi32(q, zp);
+        // SAFETY: each output chunk holds exactly 8 values.
+        unsafe { put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(centred), scale)) }
+    }
+}
+
+/// `vpshufb` control for u7 unpacking: 32-bit lane `i` gets bytes `7i / 8` and `7i / 8 + 1`
+/// of the broadcast group in its two low bytes (the second only where it is one of the 7
+/// group bytes) and zeros above (index bit 7 set). Both 128-bit halves hold the same 8 bytes
+/// after the broadcast, so the indices are the same in each.
+const U7_SPREAD: [i8; 32] = {
+    let mut control = [-128i8; 32];
+    let mut lane = 0;
+    while lane < 8 {
+        let first = 7 * lane / 8;
+        control[4 * lane] = first as i8;
+        if first + 1 < U7_GROUP_BYTES {
+            control[4 * lane + 1] = (first + 1) as i8;
+        }
+        lane += 1;
+    }
+    control
+};
+
+pub(super) fn u7_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), super::u7_row_bytes(dst.len()));
+    // SAFETY: as in `i8_row`; the slices hold `dst.len()` values in the u7 layout.
+    unsafe {
+        if accumulate {
+            u7_row_impl::<true>(src, zero_point, row_scale, dst)
+        } else {
+            u7_row_impl::<false>(src, zero_point, row_scale, dst)
+        }
+    }
+    let done = dst.len() / LANES * LANES;
+    let done_bytes = done / LANES * U7_GROUP_BYTES;
+    scalar::u7_row(&src[done_bytes..], zero_point, row_scale, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only (one 7-byte group each).
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+unsafe fn u7_row_impl<const ACCUMULATE: bool>(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), super::u7_row_bytes(dst.len()));
+    let zp = _mm256_set1_epi32(zero_point);
+    let scale = _mm256_set1_ps(row_scale);
+    let seven_bits = _mm256_set1_epi32(127);
+    let shifts = _mm256_setr_epi32(0, 7, 6, 5, 4, 3, 2, 1);
+    // SAFETY: U7_SPREAD is 32 bytes; unaligned load.
+    let spread = unsafe { _mm256_loadu_si256(U7_SPREAD.as_ptr().cast::<__m256i>()) };
+    // `zip` stops at the shorter: a trailing group without 8 values is left alone.
+    for (s, d) in src.chunks_exact(U7_GROUP_BYTES).zip(dst.chunks_exact_mut(LANES)) {
+        let bytes = _mm256_set1_epi64x(u7::group_word(s) as i64);
+        let words = _mm256_shuffle_epi8(bytes, spread);
+        let q = _mm256_and_si256(_mm256_srlv_epi32(words, shifts), seven_bits);
         let centred = _mm256_sub_epi32(q, zp);
         // SAFETY: each output chunk holds exactly 8 values.
         unsafe { put::<ACCUMULATE>(d.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(centred), scale)) }

@@ -3,21 +3,24 @@
 //! For every id, row `ids[i]` of a `[rows, dim]` table is dequantized to f32, multiplied by a
 //! constant and written to (or, in [`gather_add`], added into) row `i` of the output. The
 //! constant exists because Gemma scales its token embeddings by sqrt(hidden); BERT sums word,
-//! position and token-type embeddings, hence the adding form. Keeping the table in int8 (or
-//! 6 bits) is what lets a model like the browser's T5 encoder (a [32128, 512] table) stay small.
+//! position and token-type embeddings, hence the adding form. Keeping the table in int8 (or 7
+//! or 6 bits) is what lets a model like the browser's T5 encoder (a [32128, 512] table) stay
+//! small.
 //!
 //! Table kinds ([`Table`]) and the exact definition every implementation computes:
 //!
 //! ```text
 //! int8:  out = f32(q - zero_point) * (scale * multiplier)   // scale, zero point per row or per tensor
 //! u6:    out = f32(q - zero_point) * (scale * multiplier)   // q in 0..=63 unpacked from the u6 layout
+//! u7:    out = f32(q - zero_point) * (scale * multiplier)   // q in 0..=127 unpacked from the u7 layout
 //! f16:   out = f32(h) * multiplier                           // f16 -> f32 is exact
 //! f32:   out = x * multiplier
 //! add:   out = out + (the value above)
 //! ```
 //!
 //! The u6 layout (four 6-bit values in three bytes, rows padded to whole groups) is specified
-//! in [`u6`]'s docs, with [`pack_u6`] to build it. `q - zero_point` is an i32 subtraction
+//! in [`u6`]'s docs, with [`pack_u6`] to build it; the u7 layout (eight 7-bit values in seven
+//! bytes) in [`u7`]'s, with [`pack_u7`]. `q - zero_point` is an i32 subtraction
 //! (wrapping, which only matters for zero points far outside the value range), the conversion
 //! to f32 rounds to nearest even, and
 //! `scale * multiplier` is one f32 product formed once per row. Every SIMD path evaluates the
@@ -25,11 +28,12 @@
 //! implementations are bit-exact with the scalar reference** ([`scalar`]): there is no
 //! summation and no contraction that could reorder a rounding.
 //!
-//! Files: [`u6`] (the 6-bit layout, packing), [`scalar`] (reference), `avx2`, `avx512`, `neon`
-//! (one per ISA), `tests`.
+//! Files: [`u6`] and [`u7`] (the 6- and 7-bit layouts, packing), [`scalar`] (reference),
+//! `avx2`, `avx512`, `neon` (one per ISA), `tests`.
 
 mod scalar;
 pub mod u6;
+pub mod u7;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -44,6 +48,7 @@ mod tests;
 use crate::{check_len, Isa, KernelError};
 use half::f16;
 pub use u6::{pack_u6, u6_row_bytes, u6_table_bytes, unpack_u6, U6_MAX};
+pub use u7::{pack_u7, u7_row_bytes, u7_table_bytes, unpack_u7, U7_MAX};
 
 /// A quantization parameter that is either one value for the whole table or one per row.
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +95,13 @@ pub enum Table<'a> {
         scale: PerRowOrTensor<'a, f32>,
         zero_point: PerRowOrTensor<'a, i32>,
     },
+    /// Unsigned 7-bit values in the [`u7`] layout (`rows * u7_row_bytes(dim)` bytes) with
+    /// affine quantization: real = (q - zero_point) * scale, q in 0..=127.
+    U7 {
+        data: &'a [u8],
+        scale: PerRowOrTensor<'a, f32>,
+        zero_point: PerRowOrTensor<'a, i32>,
+    },
     /// IEEE half precision.
     F16(&'a [f16]),
     /// Plain f32.
@@ -102,6 +114,9 @@ type I8RowFn = fn(src: &[i8], zero_point: i32, row_scale: f32, dst: &mut [f32], 
 /// Unpacks and dequantizes one u6 row: `dst = f32(q - zero_point) * row_scale` (or adds it),
 /// `src.len() == u6_row_bytes(dst.len())`.
 type U6RowFn = fn(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool);
+/// Unpacks and dequantizes one u7 row: `dst = f32(q - zero_point) * row_scale` (or adds it),
+/// `src.len() == u7_row_bytes(dst.len())`.
+type U7RowFn = fn(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool);
 /// Converts one f16 row: `dst = f32(src) * multiplier` (or adds it).
 type F16RowFn = fn(src: &[f16], multiplier: f32, dst: &mut [f32], accumulate: bool);
 /// Scales one f32 row: `dst = src * multiplier` (or adds it).
@@ -114,48 +129,63 @@ pub struct GatherKernel {
     pub name: &'static str,
     i8_row: I8RowFn,
     u6_row: U6RowFn,
+    u7_row: U7RowFn,
     f16_row: F16RowFn,
     f32_row: F32RowFn,
 }
 
 static SCALAR: GatherKernel = GatherKernel {
-    name: "generic-gather-i8u6f16f32-1xf32-scalar",
+    name: "generic-gather-i8u6u7f16f32-1xf32-scalar",
     i8_row: scalar::i8_row,
     u6_row: scalar::u6_row,
+    u7_row: scalar::u7_row,
     f16_row: scalar::f16_row,
     f32_row: scalar::f32_row,
 };
 
 #[cfg(target_arch = "x86_64")]
 static AVX2: GatherKernel = GatherKernel {
-    name: "x86_64-gather-i8u6f16f32-8xf32-avx2",
+    name: "x86_64-gather-i8u6u7f16f32-8xf32-avx2",
     i8_row: avx2::i8_row,
     u6_row: avx2::u6_row,
+    u7_row: avx2::u7_row,
     f16_row: avx2::f16_row,
     f32_row: avx2::f32_row,
 };
 
 #[cfg(target_arch = "x86_64")]
 static AVX512: GatherKernel = GatherKernel {
-    name: "x86_64-gather-i8u6f16f32-16xf32-avx512",
+    name: "x86_64-gather-i8u6u7f16f32-16xf32-avx512",
     i8_row: avx512::i8_row,
     u6_row: avx512::u6_row,
+    u7_row: avx512::u7_row,
     f16_row: avx512::f16_row,
     f32_row: avx512::f32_row,
 };
 
+/// The AVX-512 kernel with its u7 rows unpacked by AVX512_VBMI (`vpermb`, `vpmultishiftqb`),
+/// handed out only where the CPU has VBMI too (Ice Lake, Zen 4 and later).
+#[cfg(target_arch = "x86_64")]
+static AVX512_VBMI: GatherKernel = GatherKernel {
+    name: "x86_64-gather-i8u6u7f16f32-16xf32-avx512vbmi",
+    u7_row: avx512::u7_row_vbmi,
+    ..AVX512
+};
+
 #[cfg(target_arch = "aarch64")]
 static NEON: GatherKernel = GatherKernel {
-    name: "aarch64-gather-i8u6f16f32-4xf32-neon",
+    name: "aarch64-gather-i8u6u7f16f32-4xf32-neon",
     i8_row: neon::i8_row,
     u6_row: neon::u6_row,
+    u7_row: neon::u7_row,
     f16_row: neon::f16_row,
     f32_row: neon::f32_row,
 };
 
 /// The best gather implementation at or below `isa` that this CPU supports. The AVX2 path
 /// also needs F16C (for `vcvtph2ps`); every AVX2 CPU has it, but it is checked, and a CPU
-/// without it gets the scalar kernel. The NEON kernel serves the dotprod and i8mm levels too:
+/// without it gets the scalar kernel. The AVX-512 level takes the VBMI form of the kernel
+/// where the CPU has AVX512_VBMI. The NEON kernel serves the dotprod and i8mm levels too:
 /// gathering needs no dot products.
 pub fn for_isa(isa: Isa) -> &'static GatherKernel {
     // The AMX level adds int8 tiles only: gathering uses AVX-512 there.
@@ -164,6 +194,8 @@ pub fn for_isa(isa: Isa) -> &'static GatherKernel {
         return &SCALAR;
     }
     match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if is_x86_feature_detected!("avx512vbmi") => &AVX512_VBMI,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => &AVX512,
         #[cfg(target_arch = "x86_64")]
@@ -242,6 +274,16 @@ fn run(
                 let row_scale = scale.at(row) * multiplier;
                 (kernel.u6_row)(src, zero_point.at(row), row_scale, dst, accumulate)
             }
+            Table::U7 {
+                data,
+                scale,
+                zero_point,
+            } => {
+                let row_bytes = u7_row_bytes(dim);
+                let src = &data[row * row_bytes..(row + 1) * row_bytes];
+                let row_scale = scale.at(row) * multiplier;
+                (kernel.u7_row)(src, zero_point.at(row), row_scale, dst, accumulate)
+            }
             Table::F16(data) => (kernel.f16_row)(&data[span], multiplier, dst, accumulate),
             Table::F32(data) => (kernel.f32_row)(&data[span], multiplier, dst, accumulate),
         }
@@ -272,6 +314,17 @@ fn check(table: &Table, rows: usize, dim: usize, ids: &[u32], out: &[f32]) -> Re
             let bytes = u6_table_bytes(rows, dim)
                 .ok_or_else(|| KernelError::Invalid(format!("u6 embedding table of {rows} x {dim} overflows usize")))?;
             check_len("u6 embedding table", data.len(), bytes)?;
+            scale.check("per-row scales", rows)?;
+            zero_point.check("per-row zero points", rows)?;
+        }
+        Table::U7 {
+            data,
+            scale,
+            zero_point,
+        } => {
+            let bytes = u7_table_bytes(rows, dim)
+                .ok_or_else(|| KernelError::Invalid(format!("u7 embedding table of {rows} x {dim} overflows usize")))?;
+            check_len("u7 embedding table", data.len(), bytes)?;
             scale.check("per-row scales", rows)?;
             zero_point.check("per-row zero points", rows)?;
         }

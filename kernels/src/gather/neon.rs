@@ -8,9 +8,13 @@
 //! u6 rows unpack 8 values (two 3-byte groups) per step: the 6 bytes go into one register,
 //! `tbl` copies group 0 (then group 1) into each of four 32-bit lanes (index 255 gives a zero
 //! byte), `ushl` by `-6 * lane` shifts lane `i` right by `6 * i`, and a mask keeps 6 bits.
+//! u7 rows unpack 8 values (one 7-byte group) per step: value `i` starts at bit `7i`, so `tbl`
+//! copies bytes `7i / 8` and `7i / 8 + 1` into lane `i % 4` (values 0..4, then 4..8), `ushl`
+//! by `-(7i % 8)` shifts it right, and a mask keeps 7 bits.
 
 use super::scalar;
 use super::u6::{two_groups, U6_GROUP_BYTES};
+use super::u7::{self, U7_GROUP_BYTES};
 use half::f16;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -99,6 +103,50 @@ fn u6_steps<const ACCUMULATE: bool>(src: &[u8], zero_point: i32, row_scale: f32,
             for (half, indices) in [U6_GROUP0, U6_GROUP1].iter().enumerate() {
                 let words = vreinterpretq_u32_u8(vqtbl1q_u8(bytes, vld1q_u8(indices.as_ptr())));
                 let q = vandq_u32(vshlq_u32(words, shifts), six_bits);
+                let centred = vsubq_s32(vreinterpretq_s32_u32(q), zp);
+                put::<ACCUMULATE>(d.as_mut_ptr().add(4 * half), vmulq_f32(vcvtq_f32_s32(centred), scale));
+            }
+        }
+    }
+}
+
+/// `tbl` indices for u7 unpacking of values 0..4 of a group: bytes `7i / 8` and the next into
+/// the two low bytes of lane `i`, zeros above (255 is out of range: `tbl` gives 0).
+const U7_LOW: [u8; 16] = [0, 1, 255, 255, 0, 1, 255, 255, 1, 2, 255, 255, 2, 3, 255, 255];
+/// The same for values 4..8 (value 7 lies in byte 6 alone: the group has no byte 7).
+const U7_HIGH: [u8; 16] = [3, 4, 255, 255, 4, 5, 255, 255, 5, 6, 255, 255, 6, 255, 255, 255];
+/// Per-lane right shifts `7i % 8` (as negative `ushl` amounts) of values 0..4 and 4..8.
+const U7_SHIFTS_LOW: [i32; 4] = [0, -7, -6, -5];
+const U7_SHIFTS_HIGH: [i32; 4] = [-4, -3, -2, -1];
+
+pub(super) fn u7_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    assert_eq!(src.len(), super::u7_row_bytes(dst.len()));
+    if accumulate {
+        u7_steps::<true>(src, zero_point, row_scale, dst)
+    } else {
+        u7_steps::<false>(src, zero_point, row_scale, dst)
+    }
+    let done = dst.len() / STEP * STEP;
+    let done_bytes = done / STEP * U7_GROUP_BYTES;
+    scalar::u7_row(&src[done_bytes..], zero_point, row_scale, &mut dst[done..], accumulate);
+}
+
+/// Full 8-value steps only (one 7-byte group each).
+fn u7_steps<const ACCUMULATE: bool>(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32]) {
+    debug_assert_eq!(src.len(), super::u7_row_bytes(dst.len()));
+    // `zip` stops at the shorter: a trailing group without 8 values is left alone.
+    for (s, d) in src.chunks_exact(U7_GROUP_BYTES).zip(dst.chunks_exact_mut(STEP)) {
+        // SAFETY: NEON is baseline on aarch64; the constant tables are 16 and 4 elements, and
+        // each output chunk holds exactly 8 values.
+        unsafe {
+            let zp = vdupq_n_s32(zero_point);
+            let scale = vdupq_n_f32(row_scale);
+            let seven_bits = vdupq_n_u32(127);
+            let bytes = vreinterpretq_u8_u64(vdupq_n_u64(u7::group_word(s)));
+            let halves = [(U7_LOW, U7_SHIFTS_LOW), (U7_HIGH, U7_SHIFTS_HIGH)];
+            for (half, (indices, shifts)) in halves.iter().enumerate() {
+                let words = vreinterpretq_u32_u8(vqtbl1q_u8(bytes, vld1q_u8(indices.as_ptr())));
+                let q = vandq_u32(vshlq_u32(words, vld1q_s32(shifts.as_ptr())), seven_bits);
                 let centred = vsubq_s32(vreinterpretq_s32_u32(q), zp);
                 put::<ACCUMULATE>(d.as_mut_ptr().add(4 * half), vmulq_f32(vcvtq_f32_s32(centred), scale));
             }

@@ -1,7 +1,8 @@
 //! Scalar reference rows for the gather family: the definition in the parent module's docs,
 //! written as plainly as possible. Every SIMD path must match these bit for bit.
 
-use super::u6::{group_word, u6_row_bytes, U6_GROUP_BYTES, U6_GROUP_VALUES};
+use super::u6::{self, u6_row_bytes, U6_GROUP_BYTES, U6_GROUP_VALUES};
+use super::u7::{self, u7_row_bytes, U7_GROUP_BYTES, U7_GROUP_VALUES};
 use half::f16;
 
 /// Stores `value` into `dst`, or adds it when `accumulate`.
@@ -29,9 +30,22 @@ fn dequant_i8(q: i8, zero_point: i32, row_scale: f32) -> f32 {
 pub(super) fn u6_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
     debug_assert_eq!(src.len(), u6_row_bytes(dst.len()));
     for (bytes, group) in src.chunks_exact(U6_GROUP_BYTES).zip(dst.chunks_mut(U6_GROUP_VALUES)) {
-        let w = group_word(bytes);
+        let w = u6::group_word(bytes);
         for (j, d) in group.iter_mut().enumerate() {
             let q = ((w >> (6 * j)) & 63) as i32;
+            put(d, q.wrapping_sub(zero_point) as f32 * row_scale, accumulate);
+        }
+    }
+}
+
+/// `dst = f32(q - zero_point) * row_scale` (or `dst += ...`) for the `dst.len()` values `q`
+/// packed in `src` (the u7 layout: `u7_row_bytes(dst.len())` bytes, eight values per 7 bytes).
+pub(super) fn u7_row(src: &[u8], zero_point: i32, row_scale: f32, dst: &mut [f32], accumulate: bool) {
+    debug_assert_eq!(src.len(), u7_row_bytes(dst.len()));
+    for (bytes, group) in src.chunks_exact(U7_GROUP_BYTES).zip(dst.chunks_mut(U7_GROUP_VALUES)) {
+        let w = u7::group_word(bytes);
+        for (j, d) in group.iter_mut().enumerate() {
+            let q = ((w >> (7 * j)) & 127) as i32;
             put(d, q.wrapping_sub(zero_point) as f32 * row_scale, accumulate);
         }
     }

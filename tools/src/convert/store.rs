@@ -1,7 +1,7 @@
 //! Stores one logical tensor in the precision its recipe chooses: f32 or int8 packed panels
 //! for linear weights (octet-kernels layouts) or plain f16, f32, f16, per-row int8 or per-row
-//! 6-bit (`u6`) for embedding tables. Int8 linear weights are rounded to nearest, or by
-//! [`super::gptq`] where the converter calibrated them.
+//! 7-bit (`u7`) or 6-bit (`u6`) for embedding tables. Int8 linear weights are rounded to
+//! nearest, or by [`super::gptq`] where the converter calibrated them.
 
 use super::recipe::{Precision, Recipe};
 use super::{Logical, Planned};
@@ -45,6 +45,14 @@ pub fn quantize_table_per_row(data: &[f32], rows: usize, dim: usize) -> (Vec<i8>
 /// zero_points, in 0..=63).
 pub fn quantize_table_per_row_u6(data: &[f32], rows: usize, dim: usize) -> (Vec<u8>, Vec<f32>, Vec<i32>) {
     let (q, scales, zero_points) = quantize_rows(data, rows, dim, 0, gather::U6_MAX as i32);
+    (q.into_iter().map(|v| v as u8).collect(), scales, zero_points)
+}
+
+/// Quantizes a [rows, dim] table per row to 7 bits, asymmetric: real = (q - zero_point) x
+/// scale, with q in [0, 127]. Returns (q, one value per byte, not yet packed; scales;
+/// zero_points, in 0..=127).
+pub fn quantize_table_per_row_u7(data: &[f32], rows: usize, dim: usize) -> (Vec<u8>, Vec<f32>, Vec<i32>) {
+    let (q, scales, zero_points) = quantize_rows(data, rows, dim, 0, gather::U7_MAX as i32);
     (q.into_iter().map(|v| v as u8).collect(), scales, zero_points)
 }
 
@@ -96,6 +104,18 @@ pub fn store_calibrated(
                     QuantParam::PerChannel(&zero_points),
                 )?;
             }
+            Precision::U7 => {
+                let (q, scales, zero_points) = quantize_table_per_row_u7(&data, rows, dim);
+                let packed = gather::pack_u7(&q, rows, dim)?;
+                writer.add_u7_table(
+                    &name,
+                    rows,
+                    dim,
+                    &packed,
+                    QuantParam::PerChannel(&scales),
+                    QuantParam::PerChannel(&zero_points),
+                )?;
+            }
         },
         Logical::Linear {
             weight,
@@ -106,7 +126,9 @@ pub fn store_calibrated(
         } => {
             let weight_name = format!("{name}.weight");
             match recipe.linear_precision(&name) {
-                Precision::U6 => anyhow::bail!("{name}: 6-bit storage is for embedding tables, not linear layers"),
+                Precision::U6 | Precision::U7 => {
+                    anyhow::bail!("{name}: 6- and 7-bit storage is for embedding tables, not linear layers")
+                }
                 Precision::F32 => {
                     let layout = kf32::PackedF32Layout::new(n, k);
                     let mut packed = vec![0f32; layout.len()];
@@ -219,5 +241,33 @@ mod tests {
         // An all-positive row: zero point 0, the minimum value at q = 0 after widening to 0.
         let (q, _, z) = quantize_table_per_row_u6(&[1.0, 3.0, 4.0], 1, 3);
         assert_eq!((q, z), (vec![16, 47, 63], vec![0]));
+    }
+
+    #[test]
+    fn u7_table_quantization_round_trips_within_half_a_step() {
+        let (rows, dim) = (4, 11);
+        let data: Vec<f32> = (0..rows * dim)
+            .map(|i| (i as f32 * 0.43).sin() * (1 + i / dim) as f32 + 0.2)
+            .collect();
+        let (q, scales, zps) = quantize_table_per_row_u7(&data, rows, dim);
+        assert!(q.iter().all(|&v| v <= 127) && zps.iter().all(|&z| (0..=127).contains(&z)));
+        for r in 0..rows {
+            // 127 steps span the row's range (which includes 0).
+            let row = &data[r * dim..(r + 1) * dim];
+            let range = row.iter().cloned().fold(0f32, f32::max) - row.iter().cloned().fold(0f32, f32::min);
+            assert!((scales[r] * 127.0 - range).abs() <= 1e-5 * range);
+            for c in 0..dim {
+                let real = (q[r * dim + c] as i32 - zps[r]) as f32 * scales[r];
+                assert!((real - data[r * dim + c]).abs() <= scales[r] * 0.5 + 1e-6);
+            }
+        }
+        // An all-negative row: zero point 127, the maximum value at q = 127 after widening to 0.
+        let (q, _, z) = quantize_table_per_row_u7(&[-1.0, -3.0, -4.0], 1, 3);
+        assert_eq!((q, z), (vec![95, 32, 0], vec![127]));
+        // The packed table unpacks to the same codes.
+        let (q, _, _) = quantize_table_per_row_u7(&data, rows, dim);
+        let packed = gather::pack_u7(&q, rows, dim).unwrap();
+        assert_eq!(packed.len(), rows * 14);
+        assert_eq!(gather::unpack_u7(&packed, rows, dim).unwrap(), q);
     }
 }

@@ -24,14 +24,14 @@ pub fn read(path: &Path) -> Result<Inventory> {
     }
     inv.facts.push(("converter".into(), meta.provenance.converter.clone()));
 
-    // Which tensors serve another one: `.scale` / `.zero_point` of quantized i8 / u6 tensors,
+    // Which tensors serve another one: `.scale` / `.zero_point` of quantized i8 / u6 / u7 tensors,
     // `.col_scales` / `.col_sums` of packed int8 weights.
     let dtypes: HashMap<&str, Dtype> = file.tensors().map(|t| (t.name, t.dtype)).collect();
     let companion_of = |name: &str| -> Option<String> {
         let (base, suffix) = name.rsplit_once('.')?;
         let base_dtype = *dtypes.get(base)?;
         let serves = match suffix {
-            "scale" | "zero_point" => matches!(base_dtype, Dtype::I8 | Dtype::U6),
+            "scale" | "zero_point" => matches!(base_dtype, Dtype::I8 | Dtype::U6 | Dtype::U7),
             "col_scales" | "col_sums" => base_dtype == Dtype::I8Packed,
             _ => false,
         };
@@ -67,6 +67,7 @@ fn quantization(file: &ModelFile, name: &str, dtype: Dtype, shape: &[usize]) -> 
             None => Quantization::None,
         },
         Dtype::U6 => from_quant(file.u6(name, shape[0], shape[1])?.quant),
+        Dtype::U7 => from_quant(file.u7(name, shape[0], shape[1])?.quant),
         _ => Quantization::None,
     })
 }

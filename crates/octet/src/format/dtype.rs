@@ -1,12 +1,14 @@
-//! Tensor element types ([`Dtype`]), the quantization parameters of `i8` and `u6` tensors
-//! ([`QuantParam`]), the octet-kernels packed weight layouts ([`PackedI8Layout`],
-//! [`PackedF32Layout`]) of packed tensors and the 6-bit table layout of `u6` tensors.
+//! Tensor element types ([`Dtype`]), the quantization parameters of `i8`, `u6` and `u7`
+//! tensors ([`QuantParam`]), the octet-kernels packed weight layouts ([`PackedI8Layout`],
+//! [`PackedF32Layout`]) of packed tensors and the 6- and 7-bit table layouts of `u6` and `u7`
+//! tensors.
 //!
 //! A tensor's `shape` is always its *logical* shape. For plain dtypes its byte length is
 //! `product(shape) * element size`. For the packed dtypes the shape is `[n, k]` (n output
 //! features, k input features) and the byte length is that of the octet-kernels panel layout.
 //! For `u6` the shape is `[rows, dim]` and the byte length `rows * 3 * ceil(dim / 4)`
-//! ([`octet_kernels::gather::u6`]).
+//! ([`octet_kernels::gather::u6`]); for `u7` it is `rows * 7 * ceil(dim / 8)`
+//! ([`octet_kernels::gather::u7`]).
 
 use octet_kernels::f32::PackedF32Layout;
 use octet_kernels::int8::PackedI8Layout;
@@ -36,14 +38,18 @@ pub enum Dtype {
     /// whole group (the layout of [`octet_kernels::gather::u6`]); always quantized (the entry's
     /// `quant`, per tensor or per row). Added in format 1.1.
     U6,
+    /// Unsigned 7-bit values, eight in seven bytes, shape `[rows, dim]`, each row padded to a
+    /// whole group (the layout of [`octet_kernels::gather::u7`]); always quantized, like `u6`.
+    /// Added in format 1.3.
+    U7,
 }
 
 /// Every dtype name this reader knows, for error messages.
-pub const KNOWN_DTYPES: &str = "f32, f16, bf16, i8, i32, u8, i8_packed, f32_packed, u6";
+pub const KNOWN_DTYPES: &str = "f32, f16, bf16, i8, i32, u8, i8_packed, f32_packed, u6, u7";
 
 impl Dtype {
     /// All dtypes, in spec order.
-    pub const ALL: [Dtype; 9] = [
+    pub const ALL: [Dtype; 10] = [
         Dtype::F32,
         Dtype::F16,
         Dtype::Bf16,
@@ -53,6 +59,7 @@ impl Dtype {
         Dtype::I8Packed,
         Dtype::F32Packed,
         Dtype::U6,
+        Dtype::U7,
     ];
 
     /// The name used in the JSON tensor table.
@@ -67,6 +74,7 @@ impl Dtype {
             Dtype::I8Packed => "i8_packed",
             Dtype::F32Packed => "f32_packed",
             Dtype::U6 => "u6",
+            Dtype::U7 => "u7",
         }
     }
 
@@ -75,18 +83,19 @@ impl Dtype {
         Dtype::ALL.into_iter().find(|d| d.as_str() == name)
     }
 
-    /// Bytes per stored element: the unit the data is viewed in (`u6` data is a byte array).
+    /// Bytes per stored element: the unit the data is viewed in (`u6` and `u7` data are byte
+    /// arrays).
     pub fn element_size(self) -> u64 {
         match self {
             Dtype::F32 | Dtype::I32 | Dtype::F32Packed => 4,
             Dtype::F16 | Dtype::Bf16 => 2,
-            Dtype::I8 | Dtype::U8 | Dtype::I8Packed | Dtype::U6 => 1,
+            Dtype::I8 | Dtype::U8 | Dtype::I8Packed | Dtype::U6 | Dtype::U7 => 1,
         }
     }
 
     /// Whether the byte length is `product(shape) * element_size` (not a packed layout).
     pub fn is_plain(self) -> bool {
-        !matches!(self, Dtype::I8Packed | Dtype::F32Packed | Dtype::U6)
+        !matches!(self, Dtype::I8Packed | Dtype::F32Packed | Dtype::U6 | Dtype::U7)
     }
 }
 
@@ -96,8 +105,9 @@ impl fmt::Display for Dtype {
     }
 }
 
-/// An `i8` or `u6` quantization parameter: one value for the whole tensor, or one per channel along the
-/// quantization axis (borrowed from the file by the reader, from the caller by the writer).
+/// An `i8`, `u6` or `u7` quantization parameter: one value for the whole tensor, or one per
+/// channel along the quantization axis (borrowed from the file by the reader, from the caller by
+/// the writer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum QuantParam<'a, T> {
     PerTensor(T),
@@ -164,5 +174,18 @@ pub(crate) fn u6_len(rows: u64, dim: u64) -> Result<u64, String> {
     // The values must be addressable too (the gather computes rows * dim).
     rows.checked_mul(dim).ok_or_else(too_big)?;
     let bytes = octet_kernels::gather::u6_table_bytes(rows, dim).ok_or_else(too_big)?;
+    Ok(bytes as u64)
+}
+
+/// Byte length of a `u7` tensor of logical shape `[rows, dim]`: `rows * 7 * ceil(dim / 8)`,
+/// computed by [`octet_kernels::gather::u7_table_bytes`] so the file and the kernels cannot
+/// disagree. `Err` if it does not fit this platform.
+pub(crate) fn u7_len(rows: u64, dim: u64) -> Result<u64, String> {
+    let too_big = || format!("[{rows}, {dim}] is too large for this platform");
+    let rows = usize::try_from(rows).map_err(|_| too_big())?;
+    let dim = usize::try_from(dim).map_err(|_| too_big())?;
+    // The values must be addressable too (the gather computes rows * dim).
+    rows.checked_mul(dim).ok_or_else(too_big)?;
+    let bytes = octet_kernels::gather::u7_table_bytes(rows, dim).ok_or_else(too_big)?;
     Ok(bytes as u64)
 }

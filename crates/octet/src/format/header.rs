@@ -34,7 +34,7 @@ pub const REQUIRED_FLAGS_MASK: u32 = 0xffff_0000;
 /// tensor [`super::CHANNEL_ORDER_TENSOR`], which a reader must apply to the pooled vector. A
 /// reader that ignored it would return reordered vectors, so older readers must refuse it.
 pub const FLAG_CHANNEL_ORDER: u32 = 1 << 16;
-/// Required flags this reader understands (none in formats 1.0 and 1.1).
+/// Required flags this reader understands (none in formats 1.0 and 1.1; 1.3 adds none).
 const KNOWN_REQUIRED_FLAGS: u32 = FLAG_CHANNEL_ORDER;
 
 /// The decoded header fields.

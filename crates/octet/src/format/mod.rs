@@ -35,7 +35,7 @@ pub use meta::{
 };
 pub use octet_kernels::f32::PackedF32Layout;
 pub use octet_kernels::int8::PackedI8Layout;
-pub use reader::{I8Quant, I8Tensor, ModelFile, PackedI8Parts, TensorView, U6Tensor};
+pub use reader::{I8Quant, I8Tensor, ModelFile, PackedI8Parts, TensorView, U6Tensor, U7Tensor};
 pub use table::{MAX_NAME_LEN, MAX_RANK};
 pub use writer::ModelWriter;
 
@@ -50,8 +50,10 @@ pub const MAGIC: [u8; 8] = *b"OCTETMDL";
 pub const FORMAT_MAJOR: u16 = 1;
 /// The format minor version this crate writes. A reader accepts any minor of its major.
 /// 1.1 added the `u6` dtype (older 1.x readers reject it by name, asking for an upgrade); 1.2
-/// the required flag [`FLAG_CHANNEL_ORDER`] and its tensor [`CHANNEL_ORDER_TENSOR`].
-pub const FORMAT_MINOR: u16 = 2;
+/// the required flag [`FLAG_CHANNEL_ORDER`] and its tensor [`CHANNEL_ORDER_TENSOR`]; 1.3 the
+/// `u7` dtype (rejected by name by older 1.x readers, like `u6`). Files of every older minor
+/// read as before.
+pub const FORMAT_MINOR: u16 = 3;
 /// The i32 [hidden] tensor that gives the stored order of the encoder's hidden channels: stored
 /// channel j is the source model's channel `order[j]` (FORMAT.md section 13). Present exactly
 /// when the header sets [`FLAG_CHANNEL_ORDER`].

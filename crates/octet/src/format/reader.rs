@@ -103,7 +103,7 @@ impl std::fmt::Debug for TensorView<'_> {
     }
 }
 
-/// Quantization parameters of an `i8` or `u6` tensor: `real = scale * (q - zero_point)`.
+/// Quantization parameters of an `i8`, `u6` or `u7` tensor: `real = scale * (q - zero_point)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct I8Quant<'a> {
     pub scale: QuantParam<'a, f32>,
@@ -117,6 +117,15 @@ pub struct I8Quant<'a> {
 /// tensor always has (per tensor, or per row with `axis == Some(0)`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct U6Tensor<'a> {
+    pub data: &'a [u8],
+    pub quant: I8Quant<'a>,
+}
+
+/// A `u7` table of logical shape `[rows, dim]`: its packed bytes (`rows * 7 * ceil(dim / 8)`,
+/// the layout of `octet_kernels::gather::u7`) and its quantization parameters, which a `u7`
+/// tensor always has (per tensor, or per row with `axis == Some(0)`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct U7Tensor<'a> {
     pub data: &'a [u8],
     pub quant: I8Quant<'a>,
 }
@@ -449,21 +458,36 @@ impl ModelFile {
 
     /// A `u6` table of exactly `[rows, dim]`, with its quantization parameters.
     pub fn u6(&self, name: &str, rows: usize, dim: usize) -> Result<U6Tensor<'_>, FormatError> {
-        let view = self.checked(name, Dtype::U6, Some(&[rows, dim]))?;
-        // Validated on open: every u6 tensor has `quant`.
+        let (data, quant) = self.packed_table(name, Dtype::U6, rows, dim)?;
+        Ok(U6Tensor { data, quant })
+    }
+
+    /// A `u7` table of exactly `[rows, dim]`, with its quantization parameters.
+    pub fn u7(&self, name: &str, rows: usize, dim: usize) -> Result<U7Tensor<'_>, FormatError> {
+        let (data, quant) = self.packed_table(name, Dtype::U7, rows, dim)?;
+        Ok(U7Tensor { data, quant })
+    }
+
+    /// The bytes and quantization parameters of a `u6` or `u7` table of exactly `[rows, dim]`.
+    fn packed_table(
+        &self,
+        name: &str,
+        dtype: Dtype,
+        rows: usize,
+        dim: usize,
+    ) -> Result<(&[u8], I8Quant<'_>), FormatError> {
+        let view = self.checked(name, dtype, Some(&[rows, dim]))?;
+        // Validated on open: every u6 and u7 tensor has `quant`.
         let q = view
             .info
             .quant
-            .ok_or_else(|| FormatError::bad_meta(format!("u6 tensor '{name}' without quant")))?;
+            .ok_or_else(|| FormatError::bad_meta(format!("{dtype} tensor '{name}' without quant")))?;
         let quant = I8Quant {
             scale: self.param(q.scale)?,
             zero_point: self.param(q.zero_point)?,
             axis: q.axis,
         };
-        Ok(U6Tensor {
-            data: view.bytes,
-            quant,
-        })
+        Ok((view.bytes, quant))
     }
 
     /// An `i8_packed` weight of logical shape `[n, k]`: its octet-kernels layout, the packed

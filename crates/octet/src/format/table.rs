@@ -7,7 +7,7 @@
 //! then overlaps between entries, then companion tensors (packed and quantized), then the
 //! tensors the metadata names.
 
-use super::dtype::{packed_f32_layout, packed_i8_layout, u6_len, Dtype, KNOWN_DTYPES};
+use super::dtype::{packed_f32_layout, packed_i8_layout, u6_len, u7_len, Dtype, KNOWN_DTYPES};
 use super::meta::{is_sha256_hex, Architecture, ModelMeta};
 use super::{FormatError, ALIGN};
 use octet_kernels::f32::PackedF32Layout;
@@ -30,7 +30,7 @@ pub(crate) struct RawTensorEntry {
     pub offset: u64,
     /// Byte length.
     pub len: u64,
-    /// Quantization parameters (only on `i8`, and required on `u6`).
+    /// Quantization parameters (only on `i8`, and required on `u6` and `u7`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quant: Option<RawQuant>,
     /// Group size along k (only on `i8_packed`); absent = one group spanning k.
@@ -38,8 +38,9 @@ pub(crate) struct RawTensorEntry {
     pub k_group: Option<u64>,
 }
 
-/// `quant` of an `i8` or `u6` entry as stored: `scale` is a number or a tensor name, `zero_point` an
-/// integer, a tensor name or absent (0); `axis` is required when either is a tensor.
+/// `quant` of an `i8`, `u6` or `u7` entry as stored: `scale` is a number or a tensor name,
+/// `zero_point` an integer, a tensor name or absent (0); `axis` is required when either is a
+/// tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RawQuant {
     pub scale: serde_json::Value,
@@ -73,7 +74,7 @@ pub(crate) enum ParamRef<T> {
     Tensor(usize),
 }
 
-/// Validated `quant` of an `i8` or `u6` tensor.
+/// Validated `quant` of an `i8`, `u6` or `u7` tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct QuantInfo {
     pub scale: ParamRef<f32>,
@@ -137,9 +138,9 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
     if entry.shape.len() > MAX_RANK {
         return Err(bad_shape(entry, format!("more than {MAX_RANK} dimensions")));
     }
-    if entry.quant.is_some() && !matches!(dtype, Dtype::I8 | Dtype::U6) {
+    if entry.quant.is_some() && !matches!(dtype, Dtype::I8 | Dtype::U6 | Dtype::U7) {
         return Err(FormatError::bad_meta(format!(
-            "tensor '{}' is {dtype} but has `quant` (only i8 and u6 may)",
+            "tensor '{}' is {dtype} but has `quant` (only i8, u6 and u7 may)",
             entry.name
         )));
     }
@@ -171,6 +172,12 @@ fn validate_entry(entry: &RawTensorEntry, data_len: u64) -> Result<TensorInfo, F
                 return Err(bad_shape(entry, "u6 tensors have shape [rows, dim]"));
             };
             u6_len(rows, dim).map_err(|e| bad_shape(entry, e))?
+        }
+        Dtype::U7 => {
+            let &[rows, dim] = entry.shape.as_slice() else {
+                return Err(bad_shape(entry, "u7 tensors have shape [rows, dim]"));
+            };
+            u7_len(rows, dim).map_err(|e| bad_shape(entry, e))?
         }
         _ => plain_len(&entry.shape, dtype.element_size())
             .ok_or_else(|| bad_shape(entry, "the byte size overflows 64 bits"))?,
@@ -252,7 +259,7 @@ fn require(
     Ok(i)
 }
 
-/// Validates an `i8` or `u6` entry's `quant` against the table.
+/// Validates an `i8`, `u6` or `u7` entry's `quant` against the table.
 fn validate_quant(
     raw: &RawQuant,
     info: &TensorInfo,
@@ -325,15 +332,16 @@ fn validate_quant(
     })
 }
 
-/// A `u6` table must have `quant`, per tensor or per row (axis 0): the layout packs rows.
-fn check_u6_quant(info: &TensorInfo) -> Result<(), FormatError> {
-    let name = &info.name;
+/// A `u6` or `u7` table must have `quant`, per tensor or per row (axis 0): the layout packs
+/// rows.
+fn check_packed_table_quant(info: &TensorInfo) -> Result<(), FormatError> {
+    let (name, dtype) = (&info.name, info.dtype);
     match info.quant {
         None => Err(FormatError::bad_meta(format!(
-            "tensor '{name}' is u6 but has no `quant` (a u6 table needs its scale and zero point)"
+            "tensor '{name}' is {dtype} but has no `quant` (a {dtype} table needs its scale and zero point)"
         ))),
         Some(QuantInfo { axis: Some(a), .. }) if a != 0 => Err(FormatError::bad_meta(format!(
-            "tensor '{name}' is u6 with quant axis {a}; u6 is quantized per tensor or per row (axis 0)"
+            "tensor '{name}' is {dtype} with quant axis {a}; {dtype} is quantized per tensor or per row (axis 0)"
         ))),
         Some(_) => Ok(()),
     }
@@ -444,8 +452,8 @@ pub(crate) fn validate_document(
             let quant = validate_quant(raw, &tensors[i], &tensors, &index)?;
             tensors[i].quant = Some(quant);
         }
-        if tensors[i].dtype == Dtype::U6 {
-            check_u6_quant(&tensors[i])?;
+        if matches!(tensors[i].dtype, Dtype::U6 | Dtype::U7) {
+            check_packed_table_quant(&tensors[i])?;
         }
     }
 

@@ -7,7 +7,7 @@
 //! folder, flushed and fsynced, then renamed over the target. A reader that has the old file
 //! mapped keeps the old pages; nobody ever sees a half-written model.
 
-use super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout, round_up, u6_len, Dtype, QuantParam};
+use super::dtype::{file_k_group, packed_f32_layout, packed_i8_layout, round_up, u6_len, u7_len, Dtype, QuantParam};
 use super::header::{Header, FLAG_CHANNEL_ORDER, HEADER_LEN};
 use super::meta::ModelMeta;
 use super::table::{to_hex, validate_document, RawDocumentOut, RawQuant, RawTensorEntry};
@@ -116,7 +116,7 @@ impl ModelWriter {
     pub fn add(&mut self, name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> Result<(), FormatError> {
         if !dtype.is_plain() {
             return Err(FormatError::invalid(format!(
-                "tensor '{name}': add {dtype} with add_packed_i8 / add_packed_f32 / add_u6_table"
+                "tensor '{name}': add {dtype} with add_packed_i8 / add_packed_f32 / add_u6_table / add_u7_table"
             )));
         }
         let expected = numel(shape)?
@@ -213,10 +213,44 @@ impl ModelWriter {
         zero_point: QuantParam<'_, i32>,
     ) -> Result<(), FormatError> {
         let len = u6_len(rows as u64, dim as u64).map_err(|e| FormatError::invalid(format!("tensor '{name}': {e}")))?;
+        self.add_packed_table(name, Dtype::U6, rows, dim, len, data, scale, zero_point)
+    }
+
+    /// Adds a `u7` table of logical shape `[rows, dim]` (`real = scale * (q - zero_point)`),
+    /// `data` already in the 7-bit layout (`rows * 7 * ceil(dim / 8)` bytes, as
+    /// `octet_kernels::gather::pack_u7` writes it). Per-row parameters have `rows` values and are
+    /// stored as companions `<name>.scale` (f32) and `<name>.zero_point` (i32) with axis 0.
+    pub fn add_u7_table(
+        &mut self,
+        name: &str,
+        rows: usize,
+        dim: usize,
+        data: &[u8],
+        scale: QuantParam<'_, f32>,
+        zero_point: QuantParam<'_, i32>,
+    ) -> Result<(), FormatError> {
+        let len = u7_len(rows as u64, dim as u64).map_err(|e| FormatError::invalid(format!("tensor '{name}': {e}")))?;
+        self.add_packed_table(name, Dtype::U7, rows, dim, len, data, scale, zero_point)
+    }
+
+    /// Adds a `u6` or `u7` table whose layout takes `len` bytes, with its `quant` record and
+    /// companions (per row with axis 0, or per tensor).
+    #[allow(clippy::too_many_arguments)]
+    fn add_packed_table(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        rows: usize,
+        dim: usize,
+        len: u64,
+        data: &[u8],
+        scale: QuantParam<'_, f32>,
+        zero_point: QuantParam<'_, i32>,
+    ) -> Result<(), FormatError> {
         check_len(name, "the packed bytes", data.len(), len as usize)?;
         let per_row = matches!(scale, QuantParam::PerChannel(_)) || matches!(zero_point, QuantParam::PerChannel(_));
         let (quant, companions) = self.quant_record(name, scale, zero_point, rows, per_row.then_some(0))?;
-        let mut entry = Self::plain_entry(name, Dtype::U6, &[rows, dim], data.len());
+        let mut entry = Self::plain_entry(name, dtype, &[rows, dim], data.len());
         entry.quant = Some(quant);
         self.push(entry, data.to_vec())?;
         for (companion, bytes) in companions {

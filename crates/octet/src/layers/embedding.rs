@@ -1,8 +1,8 @@
 //! [`Embedding`]: a token-embedding (or position / token-type) table and its gather.
 //!
-//! The table is f32, f16, int8 or 6-bit `u6` (both with a scale and zero point per row or per
-//! tensor), used in place from the map; the gather kernel dequantizes the selected rows on the
-//! fly, `(q - zero_point) x scale`.
+//! The table is f32, f16, int8, 7-bit `u7` or 6-bit `u6` (the last three with a scale and zero
+//! point per row or per tensor), used in place from the map; the gather kernel dequantizes the
+//! selected rows on the fly, `(q - zero_point) x scale`.
 
 use super::stored::{Stored, StoredParam};
 use crate::error::{Error, Result};
@@ -25,6 +25,11 @@ enum StoredTable {
         scale: StoredParam<f32>,
         zero_point: StoredParam<i32>,
     },
+    U7 {
+        data: Stored<u8>,
+        scale: StoredParam<f32>,
+        zero_point: StoredParam<i32>,
+    },
 }
 
 /// A token-embedding (or position / type) table of shape [rows, dim].
@@ -41,9 +46,9 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// Binds `name` as an f32, f16, int8 or u6 (both with scale and zero point) table of
-    /// [rows, dim]. The table may also be stored as [rows x b, dim / b] for a whole number of
-    /// blocks b.
+    /// Binds `name` as an f32, f16, int8, u7 or u6 (the last three with scale and zero point)
+    /// table of [rows, dim]. The table may also be stored as [rows x b, dim / b] for a whole
+    /// number of blocks b.
     pub fn load(
         file: &Arc<ModelFile>,
         arch: &str,
@@ -90,10 +95,19 @@ impl Embedding {
                     zero_point,
                 }
             }
+            Dtype::U7 => {
+                let tensor = file.u7(name, rows, dim)?;
+                let (scale, zero_point) = per_row_params(file, arch, name, "u7", tensor.quant)?;
+                StoredTable::U7 {
+                    data: Stored::of(file, tensor.data)?,
+                    scale,
+                    zero_point,
+                }
+            }
             other => {
                 return Err(Error::model(
                     arch,
-                    format!("{name} has dtype {other}; an embedding table must be f32, f16, i8 or u6"),
+                    format!("{name} has dtype {other}; an embedding table must be f32, f16, i8, u7 or u6"),
                 ))
             }
         };
@@ -130,6 +144,15 @@ impl Embedding {
                 scale,
                 zero_point,
             } => Table::U6 {
+                data: data.get(),
+                scale: param(scale),
+                zero_point: param(zero_point),
+            },
+            StoredTable::U7 {
+                data,
+                scale,
+                zero_point,
+            } => Table::U7 {
                 data: data.get(),
                 scale: param(scale),
                 zero_point: param(zero_point),
@@ -185,4 +208,37 @@ fn per_row_params(
         StoredParam::of(file, quant.scale)?,
         StoredParam::of(file, quant.zero_point)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tests::util::{ramp_u6, ramp_u7, sample_bytes};
+
+    /// The u6 and u7 tables of the format tests' sample file gather as the format defines them,
+    /// `(q - zero_point) x scale x multiplier`, per row and per tensor, here in the adding form.
+    #[test]
+    fn bit_packed_tables_gather_their_dequantized_rows() {
+        let file = Arc::new(ModelFile::from_bytes(sample_bytes()).unwrap());
+        // (name, rows, dim, values, scale per row, zero point per row), as `util` writes them.
+        let cases = [
+            ("table.u6", 3, 5, ramp_u6(15, 1), [0.5, 0.25, 0.125], [31, 0, 63]),
+            ("table.u7", 3, 9, ramp_u7(27, 3), [0.5, 0.25, 0.125], [63, 0, 127]),
+            ("table.u7t", 2, 16, ramp_u7(32, 4), [0.125; 3], [64; 3]),
+        ];
+        for (name, rows, dim, q, scales, zero_points) in cases {
+            let table = Embedding::load(&file, "bert", name, rows, dim).unwrap();
+            let ids = [rows as u32 - 1, 0, 1, 0];
+            let mut out = vec![1.0f32; ids.len() * dim];
+            table.gather(&ids, 2.0, &mut out, true).unwrap();
+            for (i, &id) in ids.iter().enumerate() {
+                let r = id as usize;
+                for j in 0..dim {
+                    let value = (q[r * dim + j] as i32 - zero_points[r]) as f32 * (scales[r] * 2.0);
+                    assert_eq!(out[i * dim + j], 1.0 + value, "{name} row {r} value {j}");
+                }
+            }
+            assert!(table.gather(&[rows as u32], 1.0, &mut out, false).is_err(), "{name}");
+        }
+    }
 }

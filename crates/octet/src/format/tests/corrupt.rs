@@ -383,6 +383,34 @@ fn sizes_inconsistent_with_dtype_and_shape_are_rejected() {
     );
     let err = edited(|p| entry_mut(p, "table.u6t")["len"] = json!(11));
     assert!(matches!(err, FormatError::SizeMismatch { expected: 12, .. }), "{err:?}");
+    // u7: 7 bytes per started group of 8 values in each row.
+    let err = edited(|p| entry_mut(p, "table.u7")["shape"] = json!([3, 17]));
+    assert!(
+        matches!(
+            err,
+            FormatError::SizeMismatch {
+                expected: 63,
+                got: 42,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The same bytes read as u6 (3 rows of 3 x 3 bytes) do not fit either.
+    let err = edited(|p| entry_mut(p, "table.u7")["dtype"] = json!("u6"));
+    assert!(
+        matches!(
+            err,
+            FormatError::SizeMismatch {
+                expected: 27,
+                got: 42,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = edited(|p| entry_mut(p, "table.u7t")["len"] = json!(27));
+    assert!(matches!(err, FormatError::SizeMismatch { expected: 28, .. }), "{err:?}");
 }
 
 #[test]
@@ -433,6 +461,18 @@ fn overflowing_or_malformed_shapes_are_rejected() {
         let err = edited(|p| entry_mut(p, "table.u6")["shape"] = shape.clone());
         assert!(matches!(err, FormatError::BadShape { .. }), "{shape}: {err:?}");
     }
+    for shape in [
+        json!([42]),
+        json!([3, 9, 1]),
+        json!([]),
+        json!([u64::MAX, 9]),
+        json!([1u64 << 62, 8]),
+        json!([1u64 << 62, 1]),
+        json!([3, u64::MAX]),
+    ] {
+        let err = edited(|p| entry_mut(p, "table.u7")["shape"] = shape.clone());
+        assert!(matches!(err, FormatError::BadShape { .. }), "{shape}: {err:?}");
+    }
 }
 
 #[test]
@@ -444,6 +484,8 @@ fn missing_or_wrong_companions_are_rejected() {
         "table.pc.zero_point",
         "table.u6.scale",
         "table.u6.zero_point",
+        "table.u7.scale",
+        "table.u7.zero_point",
         "tokenizer.json",
     ] {
         let err = edited(|p| remove_entry(p, companion));
@@ -520,6 +562,28 @@ fn invalid_quantization_records_are_rejected() {
             Box::new(|p| entry_mut(p, "table.u6")["quant"]["axis"] = json!(null)),
         ),
         (
+            "u7 without quant",
+            Box::new(|p| {
+                entry_mut(p, "table.u7t").as_object_mut().unwrap().remove("quant");
+            }),
+        ),
+        (
+            "u7 quantized along axis 1",
+            Box::new(|p| entry_mut(p, "table.u7t")["quant"]["axis"] = json!(1)),
+        ),
+        (
+            "u7 per row without axis",
+            Box::new(|p| entry_mut(p, "table.u7")["quant"]["axis"] = json!(null)),
+        ),
+        (
+            "u7 with a non-finite scale",
+            Box::new(|p| entry_mut(p, "table.u7t")["quant"]["scale"] = json!(1e39)),
+        ),
+        (
+            "k_group on u7",
+            Box::new(|p| entry_mut(p, "table.u7t")["k_group"] = json!(32)),
+        ),
+        (
             "fractional zero point",
             Box::new(|p| entry_mut(p, "table.pt")["quant"]["zero_point"] = json!(0.5)),
         ),
@@ -535,6 +599,10 @@ fn invalid_quantization_records_are_rejected() {
     assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
     let err = edited(|p| entry_mut(p, "table.u6")["quant"]["axis"] = json!(1));
     assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
+    let err = edited(|p| entry_mut(p, "table.u7")["quant"]["axis"] = json!(1));
+    assert!(matches!(err, FormatError::WrongShape { .. }), "{err:?}");
+    let err = edited(|p| entry_mut(p, "table.u7")["quant"]["zero_point"] = json!("table.u7.scale"));
+    assert!(matches!(err, FormatError::WrongDtype { .. }), "{err:?}");
     let err = edited(|p| {
         let scale = entry_mut(p, "table.u6.scale");
         scale["shape"] = json!([5]);

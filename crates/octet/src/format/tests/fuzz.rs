@@ -83,6 +83,8 @@ fn replacement(choice: u8, pick: usize) -> serde_json::Value {
         "u8",
         "i8_packed",
         "f32_packed",
+        "u6",
+        "u7",
         "emb.f32",
         "lin.i8",
         "tokenizer.json",

@@ -76,6 +76,31 @@ fn check_sample(model: &ModelFile) {
     );
     assert_eq!(model.tensor("table.u6").unwrap().dtype, Dtype::U6);
 
+    let u7 = model.u7("table.u7", 3, 9).unwrap();
+    assert_eq!(u7.data, &packed_u7(3, 9, 3)[..]);
+    assert_eq!(u7.data.len(), 3 * 14);
+    assert_eq!(octet_kernels::gather::unpack_u7(u7.data, 3, 9).unwrap(), ramp_u7(27, 3));
+    assert_eq!(
+        u7.quant,
+        I8Quant {
+            scale: QuantParam::PerChannel(&[0.5, 0.25, 0.125]),
+            zero_point: QuantParam::PerChannel(&[63, 0, 127]),
+            axis: Some(0),
+        }
+    );
+    let u7t = model.u7("table.u7t", 2, 16).unwrap();
+    assert_eq!(u7t.data, &packed_u7(2, 16, 4)[..]);
+    assert_eq!(u7t.data.len(), 2 * 14);
+    assert_eq!(
+        u7t.quant,
+        I8Quant {
+            scale: QuantParam::PerTensor(0.125),
+            zero_point: QuantParam::PerTensor(64),
+            axis: None,
+        }
+    );
+    assert_eq!(model.tensor("table.u7").unwrap().dtype, Dtype::U7);
+
     let (layout, w, s, c) = model.packed_i8_parts("lin.i8", 5, 9).unwrap();
     assert_eq!(
         (layout.n_pad, layout.k_pad, layout.groups, layout.k_group),
@@ -106,9 +131,11 @@ fn check_sample(model: &ModelFile) {
         assert_eq!(t.bytes.as_ptr() as usize % 64, 0, "{} is misaligned", t.name);
     }
     let names: Vec<&str> = model.tensors().map(|t| t.name).collect();
-    assert_eq!(names.len(), 27, "{names:?}");
+    assert_eq!(names.len(), 31, "{names:?}");
     assert!(names.contains(&"table.u6.scale") && names.contains(&"table.u6.zero_point"));
     assert!(!names.contains(&"table.u6t.scale"));
+    assert!(names.contains(&"table.u7.scale") && names.contains(&"table.u7.zero_point"));
+    assert!(!names.contains(&"table.u7t.scale"));
     assert!(names.contains(&"table.pc.scale") && names.contains(&"table.pc.zero_point"));
     assert!(names.contains(&"lin.i8.col_scales") && names.contains(&"lin.i8.col_sums"));
     assert!(!names.contains(&"table.cols.zero_point"));
@@ -205,6 +232,22 @@ fn accessors_check_dtype_shape_and_presence() {
     ));
     assert!(matches!(
         model.i8("table.u6", &[3, 5]),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(
+        model.u7("table.u7", 9, 3),
+        Err(FormatError::WrongShape { .. })
+    ));
+    assert!(matches!(
+        model.u7("table.u6", 3, 5),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(
+        model.u6("table.u7", 3, 9),
+        Err(FormatError::WrongDtype { .. })
+    ));
+    assert!(matches!(
+        model.i8("table.u7", &[3, 9]),
         Err(FormatError::WrongDtype { .. })
     ));
     assert!(model.contains("lin.i8") && !model.contains("nope"));
@@ -311,6 +354,33 @@ fn writer_rejects_inconsistent_input() {
         u6(&mut clash, "c", 2, 4, 6, QuantParam::PerChannel(&[1.0, 1.0]), zero),
         "u6 companion clashing with an existing tensor"
     );
+    assert!(invalid(w.add("x", Dtype::U7, &[1, 8], vec![0; 7])), "u7 through add");
+    let u7 = |w: &mut ModelWriter, name: &str, rows, dim, len, scale, zero_point| {
+        invalid(w.add_u7_table(name, rows, dim, &vec![0u8; len], scale, zero_point))
+    };
+    // 2 rows of 9 values take 2 x 14 bytes.
+    assert!(u7(&mut w, "u", 2, 9, 27, one, zero), "short u7 bytes");
+    assert!(u7(&mut w, "u", 2, 9, 29, one, zero), "long u7 bytes");
+    assert!(u7(&mut w, "u", 2, 9, 18, one, zero), "u7 given u6 bytes");
+    assert!(u7(&mut w, "u", usize::MAX, 8, 0, one, zero), "overflowing u7 shape");
+    assert!(u7(&mut w, "u", usize::MAX / 4, 1, 0, one, zero), "overflowing u7 bytes");
+    assert!(
+        u7(&mut w, "u", 2, 8, 14, QuantParam::PerTensor(f32::NAN), zero),
+        "NaN u7 scale"
+    );
+    assert!(
+        u7(&mut w, "u", 2, 8, 14, QuantParam::PerChannel(&[1.0]), zero),
+        "short u7 scales"
+    );
+    assert!(
+        u7(&mut w, "u", 2, 8, 14, one, QuantParam::PerChannel(&[0, 0, 0])),
+        "long u7 zero points"
+    );
+    assert!(u7(&mut w, "table.u7", 2, 8, 14, one, zero), "duplicate u7 name");
+    assert!(
+        u7(&mut clash, "c", 2, 8, 14, QuantParam::PerChannel(&[1.0, 1.0]), zero),
+        "u7 companion clashing with an existing tensor"
+    );
     // The rejected calls left nothing behind: the model still writes and reads back.
     check_sample(&ModelFile::from_bytes(w.to_bytes().unwrap()).unwrap());
 
@@ -383,6 +453,19 @@ fn optional_flags_and_newer_minor_versions_are_accepted() {
     let model = ModelFile::from_bytes(assemble(&parts)).unwrap();
     assert_eq!(model.version(), (FORMAT_MAJOR, FORMAT_MINOR + 7));
     check_sample(&model);
+}
+
+/// Files of every older minor of this major (1.0, 1.1, 1.2) still open: a minor only adds
+/// dtypes and flags that an older reader rejects by name.
+#[test]
+fn older_minor_versions_are_accepted() {
+    for minor in 0..FORMAT_MINOR {
+        let mut parts = split(&sample_bytes());
+        parts.header.minor = minor;
+        let model = ModelFile::from_bytes(assemble(&parts)).unwrap();
+        assert_eq!(model.version(), (FORMAT_MAJOR, minor));
+        check_sample(&model);
+    }
 }
 
 #[test]

@@ -71,6 +71,16 @@ pub fn packed_u6(rows: usize, dim: usize, seed: usize) -> Vec<u8> {
     octet_kernels::gather::pack_u6(&ramp_u6(rows * dim, seed), rows, dim).unwrap()
 }
 
+/// Values in 0..=127 for u7 tables.
+pub fn ramp_u7(n: usize, seed: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 53 + seed) % 128) as u8).collect()
+}
+
+/// `ramp_u7(rows * dim, seed)` in the u7 layout.
+pub fn packed_u7(rows: usize, dim: usize, seed: usize) -> Vec<u8> {
+    octet_kernels::gather::pack_u7(&ramp_u7(rows * dim, seed), rows, dim).unwrap()
+}
+
 /// A writer holding the sample model: every dtype, quantization mode and packed layout.
 pub fn sample_writer() -> ModelWriter {
     let mut w = ModelWriter::new(sample_meta());
@@ -126,6 +136,25 @@ pub fn sample_writer() -> ModelWriter {
         &packed_u6(2, 8, 2),
         QuantParam::PerTensor(0.25),
         QuantParam::PerTensor(32),
+    )
+    .unwrap();
+    // u7: 3 rows of 9 values (ragged: 14 bytes a row) per row; 2 rows of 16 per tensor.
+    w.add_u7_table(
+        "table.u7",
+        3,
+        9,
+        &packed_u7(3, 9, 3),
+        QuantParam::PerChannel(&[0.5, 0.25, 0.125]),
+        QuantParam::PerChannel(&[63, 0, 127]),
+    )
+    .unwrap();
+    w.add_u7_table(
+        "table.u7t",
+        2,
+        16,
+        &packed_u7(2, 16, 4),
+        QuantParam::PerTensor(0.125),
+        QuantParam::PerTensor(64),
     )
     .unwrap();
     // n = 5, k = 9, one group: n_pad 16, k_pad 16.
@@ -271,12 +300,16 @@ pub fn touch_everything(model: &ModelFile) {
             }
         }
         if let [n, k] = shape[..] {
-            if let Ok(t) = model.u6(&name, n, k) {
-                let _ = t.data.iter().map(|&b| b as u64).sum::<u64>();
-                if let QuantParam::PerChannel(s) = t.quant.scale {
+            let tables = [
+                model.u6(&name, n, k).map(|t| (t.data, t.quant)),
+                model.u7(&name, n, k).map(|t| (t.data, t.quant)),
+            ];
+            for (data, quant) in tables.into_iter().flatten() {
+                let _ = data.iter().map(|&b| b as u64).sum::<u64>();
+                if let QuantParam::PerChannel(s) = quant.scale {
                     let _ = s.iter().sum::<f32>();
                 }
-                if let QuantParam::PerChannel(z) = t.quant.zero_point {
+                if let QuantParam::PerChannel(z) = quant.zero_point {
                     let _ = z.iter().map(|&v| v as i64).sum::<i64>();
                 }
             }
