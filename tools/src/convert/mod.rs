@@ -253,6 +253,13 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
     bar.set_message("quantizing");
     let mut writer = ModelWriter::new(meta);
     tokenizer::add(&mut writer, "tokenizer.json", &src.tokenizer_json)?;
+    if let Some(order) = &order {
+        writer.add_i32(
+            octet::pooling::ChannelOrder::TENSOR,
+            &[order.len()],
+            &channel_order::tensor(order)?,
+        )?;
+    }
     let count = planned.len();
     let mut rounded = match &grams {
         Some((_, grams)) => round_calibrated(&planned, grams),
@@ -263,13 +270,6 @@ pub fn convert(input: &Path, output: &Path, recipe: &Recipe, show_progress: bool
         let codes = rounded.remove(&p.name);
         store::store_calibrated(&mut writer, recipe, p, codes)?;
         bar.inc(1);
-    }
-    if let Some(order) = &order {
-        writer.add_i32(
-            octet::pooling::ChannelOrder::TENSOR,
-            &[order.len()],
-            &channel_order::tensor(order)?,
-        )?;
     }
     bar.set_message("writing");
     let bytes = writer
