@@ -119,7 +119,8 @@ fn calibrated_int8_is_closer_to_f32_than_round_to_nearest() {
         .notes
         .clone()
         .unwrap_or_default();
-    assert!(notes.contains("GPTQ, calibrated on 300 texts"), "{notes}");
+    assert!(notes.contains("GPTQ, calibrated on 1290 texts"), "{notes}");
+    assert!(notes.contains("hidden channels stored largest first"), "{notes}");
     assert!(nearest.file().meta().quantization.notes.is_none());
 }
 
@@ -159,16 +160,16 @@ fn int8_file_is_at_most_a_quarter_of_the_safetensors() {
 /// The int8 recipe's token table is 6-bit and its position table int8; int8-embeddings keeps
 /// an 8-bit token table (as the browser's model did).
 #[test]
-fn int8_token_table_is_6_bit() {
+fn int8_token_table_is_7_bit() {
     use octet::format::Dtype;
     let int8 = embedder("int8").file();
     let vocab = int8.tensor("embeddings.word").unwrap();
-    assert_eq!(vocab.dtype, Dtype::U6);
+    assert_eq!(vocab.dtype, Dtype::U7);
     assert_eq!(vocab.shape, [30522, 384]);
-    assert_eq!(vocab.bytes.len(), 30522 * 384 * 3 / 4);
-    let table = int8.u6("embeddings.word", 30522, 384).unwrap();
+    assert_eq!(vocab.bytes.len(), 30522 * 384 * 7 / 8);
+    let table = int8.u7("embeddings.word", 30522, 384).unwrap();
     assert!(
-        matches!(table.quant.zero_point, octet::format::QuantParam::PerChannel(z) if z.iter().all(|z| (0..=63).contains(z)))
+        matches!(table.quant.zero_point, octet::format::QuantParam::PerChannel(z) if z.iter().all(|z| (0..=127).contains(z)))
     );
     assert_eq!(int8.tensor("embeddings.position").unwrap().dtype, Dtype::I8);
     assert_eq!(

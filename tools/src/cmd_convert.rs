@@ -70,13 +70,14 @@ pub struct ConvertArgs {
     #[arg(long)]
     k_group: Option<usize>,
     /// Bits per value of quantized token-embedding tables: 6 (four values in three bytes), 7
-    /// (eight values in seven bytes) or 8, each with a per-row scale and zero point. Default: 6
-    /// for --quant int8, 8 for int8-embeddings.
+    /// (eight values in seven bytes) or 8, each with a per-row scale and zero point. Default
+    /// for --quant int8: 7 for BERT, 8 for Gemma 3, 6 for T5; 8 for int8-embeddings.
     #[arg(long)]
     table_bits: Option<u8>,
     /// How int8 linear weights are rounded. `auto` (default): BERT and Gemma 3 models are
-    /// calibrated on the 300 built-in news sentences (the f32 model runs on them once: about
-    /// 5 s for MiniLM, 45 s for EmbeddingGemma; GPTQ then rounds each layer's
+    /// calibrated on the built-in news sentences (the f32 model runs on them once: 1,290 of
+    /// them, about 25 s, for MiniLM; the first 300, about 45 s, for EmbeddingGemma; GPTQ then
+    /// rounds each layer's
     /// weights so that its outputs on such text move least); T5 is rounded to nearest.
     /// `built-in`: the built-in sentences for any architecture. `off`: round to nearest. Or a
     /// text file, one calibration text per line.

@@ -99,6 +99,8 @@ pub struct Recipe {
     /// Precision of token-embedding tables (`I8`, `U7` or `U6` when quantized, see
     /// [`Recipe::with_table_bits`]).
     pub table: Precision,
+    /// Whether `--table-bits` chose `table` (an architecture may change only a default).
+    pub table_given: bool,
     /// Tensor-name patterns kept in f32.
     pub keep: Vec<String>,
     /// Activation-scale group along k for every int8 linear layer, overriding the default
@@ -144,6 +146,7 @@ impl Recipe {
             k_group,
             layer_k_groups: &[],
             calibration: Calibration::Auto,
+            table_given: false,
         })
     }
 
@@ -164,6 +167,7 @@ impl Recipe {
             8 => Precision::I8,
             other => bail!("--table-bits must be 6, 7 or 8, got {other}"),
         };
+        self.table_given = true;
         Ok(self)
     }
 
