@@ -5,7 +5,7 @@
 //! | `f32` | f32 packed | f32 | f32 |
 //! | `f16` | f16 `[n, k]`, packed to f32 at load | f16 | f32 |
 //! | `int8-embeddings` | f32 packed | token table int8, per-row scale and zero point | f32 |
-//! | `int8` | int8 per output channel, packed | token table 6-bit (`u6`) per row, position table int8 per row | f32 |
+//! | `int8` | int8 per output channel, packed | token table 7-bit (`u7`, BERT), 8-bit (Gemma 3) or 6-bit (`u6`, T5) per row, position table int8 per row | f32 |
 //!
 //! `f16` is a storage format only: the engine computes in f32. Linear weights are stored as
 //! plain f16 `[n, k]` and converted to f32 packed panels once when the model is opened (owned
@@ -32,12 +32,14 @@
 //!
 //! `--table-bits 7` stores token tables in 7 bits under either quantized recipe (the `u7`
 //! dtype: eight values in seven bytes, per-row scale and zero point, q in 0..=127): 7/8 of
-//! int8's table bytes, half of 6 bits' step. It is never a default (Gemma 3 keeps it when asked
-//! for, where it turns the default 6 bits into 8). MiniLM's `int8` file is then 22,081,344
-//! bytes (24.3% of the safetensors; 6 bits: 20,616,256, 8 bits: 23,546,368). A first check
-//! against octet's f32 file over the 400 Lee sentences (mean / p1 / min cosine, one run, with
-//! the channel order): 7 bits 0.999620 / 0.999334 / 0.999027, 6 bits 0.999529 / 0.999153 /
-//! 0.998947, 8 bits 0.999649 / 0.999422 / 0.999136.
+//! int8's table bytes, half of 6 bits' step. It is BERT's default under `int8` (the converter
+//! turns the recipe's 6-bit default into 7 for BERT and into 8 for Gemma 3; an explicit
+//! `--table-bits` wins). MiniLM's `int8` file is then 22,081,344 bytes (24.3% of the
+//! safetensors; 6 bits: 20,616,256, 8 bits: 23,546,368). Against fp32 sentence-transformers
+//! over the 400 Lee sentences (mean / p1 / min cosine; GPTQ on the 1,290 built-in texts, channel
+//! order, centered groups): 7 bits 0.999632 / 0.999384 / 0.999279, 6 bits 0.999538 / 0.999234 /
+//! 0.999111, 8 bits 0.999662 / 0.999462 / 0.999074 (llama.cpp Q8_0: 0.999631 mean, 0.999118
+//! min).
 //!
 //! Activations of int8 layers are quantized on the fly with one scale per token, except for
 //! layers whose input comes straight from a norm (BERT's QKV and FFN-up projections): those get
@@ -60,11 +62,16 @@
 //! | round-to-nearest | symmetric, groups of 64 | 6-bit | 0.998871 | 0.997750 | 0.997385 |
 //! | GPTQ | symmetric, groups of 64 | 6-bit | 0.999209 | 0.998734 | 0.998240 |
 //! | round-to-nearest | centered, groups of 128 | 6-bit | 0.999008 | 0.998230 | 0.998006 |
-//! | GPTQ (the default) | centered, groups of 128 | 6-bit | 0.999375 | 0.998890 | 0.998402 |
+//! | GPTQ (the previous default) | centered, groups of 128 | 6-bit | 0.999375 | 0.998890 | 0.998402 |
 //! | GPTQ | centered, groups of 128 | 8-bit (`--table-bits 8`) | 0.999513 | 0.999230 | 0.998761 |
 //! | GPTQ | centered, groups of 64 | 8-bit | 0.999616 | 0.999343 | 0.999107 |
+//! | GPTQ | centered 128, FFN down centered too | 6-bit | 0.999435 | 0.999021 | 0.998802 |
+//! | GPTQ, channel order | as above | 6-bit | 0.999529 | 0.999153 | 0.998947 |
+//! | GPTQ, channel order | as above | 7-bit | 0.999620 | 0.999334 | 0.999027 |
+//! | GPTQ on 1,290 texts, channel order (the default) | as above | 7-bit | 0.999632 | 0.999384 | 0.999279 |
 //!
-//! (llama.cpp's Q8_0 on the same sentences: 0.99963 / 0.99912, `benches/RESULTS.md`.) A
+//! The rows up to the sixth calibrate on the first 300 built-in texts.
+//! (llama.cpp's Q8_0 on the same sentences: 0.999631 / 0.999118, `benches/RESULTS.md`.) A
 //! simulation in PyTorch (scripts not kept; fp32 attention and tables) put the share of each
 //! error: per-channel int8 weights alone (fp32 activations) 0.999469, with GPTQ 0.999775; the
 //! symmetric activation groups cost about 0.0004 more.
