@@ -200,11 +200,13 @@ mod tests {
         assert!(Calibration::parse("auto").texts("gemma3_text").unwrap().is_some());
         assert_eq!(Calibration::parse("off").texts("bert").unwrap(), None);
         let built_in = Calibration::parse("auto").texts("bert").unwrap().unwrap();
-        assert_eq!(built_in.len(), 300);
-        assert_eq!(
-            Calibration::parse("built-in").texts("gemma3_text").unwrap().unwrap(),
-            built_in
-        );
+        assert_eq!(built_in.len(), 1290);
+        assert_eq!(Calibration::parse("built-in").texts("t5").unwrap().unwrap(), built_in);
+        // Gemma 3 takes the first GEMMA_BUILT_IN_TEXTS of them, with or without `built-in`.
+        for how in ["auto", "built-in"] {
+            let gemma = Calibration::parse(how).texts("gemma3_text").unwrap().unwrap();
+            assert_eq!(gemma, built_in[..GEMMA_BUILT_IN_TEXTS]);
+        }
         let missing = Calibration::parse("/nonexistent/calibration.txt")
             .texts("bert")
             .unwrap_err();
