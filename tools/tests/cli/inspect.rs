@@ -18,7 +18,7 @@ fn inspect_lists_tensors_totals_and_ports_as_text_and_json() {
     for needle in [
         "format       octet",
         "embeddings.word",
-        "u6",
+        "u7",
         "totals by dtype",
         "input",
         "output",
