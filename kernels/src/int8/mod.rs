@@ -620,6 +620,11 @@ const PARALLEL_MIN_MACS: u64 = 1 << 21;
 const BLOCK_WEIGHT_BYTES: usize = 1 << 19;
 /// Rows per row block before splitting for parallelism.
 const BLOCK_ROWS: usize = 96;
+/// Rows per row block of the 32-row AMX kernel: one row tile, so that its activations (12 KiB
+/// at k = 384) and a panel pair's weights stay in L1 while the block's panel pairs pass (kernel
+/// bench on one Sapphire Rapids-class core, MiniLM QKV with groups of 128 at m = 4096: 64- and
+/// 96-row blocks gave 360-395 GOPS, 32-row blocks 800-940; at k = 1536 no block size helped).
+const AMX_BLOCK_ROWS: usize = 32;
 /// Tasks to aim for when the work is large: small enough that a worker that joins late (a
 /// sleeping vCPU takes tens of microseconds to wake) still gets an equal share. A/B on a 2-core
 /// Zen 4 VM, MiniLM int8 at 2 threads: 32 tasks instead of 8 gave 1x128 -7.5%, 1x256 -7.4%,
@@ -651,7 +656,8 @@ impl Grid {
         let max_panels = (BLOCK_WEIGHT_BYTES / layout.panel_stride()).max(2) & !1;
         let mut col_blocks = panels.div_ceil(max_panels);
         // Row blocks of near-equal size (11 tiles: 6 + 5, not 8 + 3), so equal tasks balance.
-        let mut tiles_per_block = tiles.div_ceil(tiles.div_ceil(BLOCK_ROWS.div_ceil(mr)));
+        let block_rows = if mr >= 32 { AMX_BLOCK_ROWS } else { BLOCK_ROWS };
+        let mut tiles_per_block = tiles.div_ceil(tiles.div_ceil(block_rows.div_ceil(mr)));
         let work = m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
         if work >= PARALLEL_MIN_MACS && tiles <= SMALL_M_TILES {
             // A short input (one short text): every task takes all rows and a share of the

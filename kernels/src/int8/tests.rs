@@ -638,7 +638,8 @@ fn chained_layers_match_two_products() {
 
 /// The AMX kernel's own sweep: every m from 1 to 70 (one and two row halves, ragged row
 /// tiles), n off the 16-column grid (odd panel counts), k below, at and past multiples of 64
-/// (the narrow tile and the overlapping tail block), -128 weights, every epilogue. Exact
+/// (the narrow tile and the overlapping tail block), -128 weights, every epilogue, one scale
+/// per row and groups of 64, 128 and 192 (several groups folded in the tiles). Exact
 /// epilogues are bit-identical to the reference; GELU is bit-identical to the VNNI kernel,
 /// whose float steps and AVX-512 GELU it shares.
 #[cfg(target_arch = "x86_64")]
@@ -658,42 +659,51 @@ fn amx_ragged_shapes_every_epilogue() {
     let mut rng = TestRng(13);
     let ns = [1, 15, 17, 33, 47, 64];
     let ks = [8, 24, 56, 64, 72, 120, 136, 200, 384];
-    for m in 1..=70usize {
-        let (n, k) = (ns[m % ns.len()], ks[m % ks.len()]);
-        let layout = PackedI8Layout::new(n, k, None).unwrap();
-        let w = extreme_weights(&mut rng, n, k);
-        let w_scales: Vec<f32> = (0..n).map(|_| rng.unit().abs() * 1e-2).collect();
-        let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
-        let qa = extreme_activations(&mut rng, m, &layout, false);
-        let packed = pack_weights(&w, n, k, &w_scales, None).unwrap();
-        let activation = match m % 4 {
-            0 => Activation::None,
-            1 => Activation::Relu,
-            2 => Activation::Gelu(GeluForm::Erf),
-            _ => Activation::Gelu(GeluForm::Tanh),
-        };
-        let epi = Epilogue {
-            bias: (m % 3 != 0).then_some(&bias[..]),
-            activation,
-            accumulate: m % 2 == 1,
-        };
-        let out_stride = n + 5;
-        let init: Vec<f32> = (0..m * out_stride).map(|i| (i % 11) as f32 - 5.0).collect();
-        let mut expected = init.clone();
-        if matches!(activation, Activation::Gelu(_)) {
-            matmul_quantized(vnni, &qa, &packed.view(), &epi, &mut expected, out_stride).unwrap();
-        } else {
-            reference::gemm_quantized(&qa, &w, &w_scales, n, &epi, &mut expected, out_stride).unwrap();
-        }
-        for &kernel in &amx_kernels {
-            let mut got = init.clone();
-            matmul_quantized(kernel, &qa, &packed.view(), &epi, &mut got, out_stride).unwrap();
-            assert_eq!(bits(&got), bits(&expected), "{} m={m} n={n} k={k} {epi:?}", kernel.name);
+    // One scale per row, then groups of whole k-blocks (folded per group in the tiles).
+    for k_group in [None, Some(64), Some(128), Some(192)] {
+        for m in 1..=70usize {
+            let (n, k) = (ns[m % ns.len()], ks[m % ks.len()]);
+            let layout = PackedI8Layout::new(n, k, k_group).unwrap();
+            let w = extreme_weights(&mut rng, n, k);
+            let w_scales: Vec<f32> = (0..n).map(|_| rng.unit().abs() * 1e-2).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+            let qa = extreme_activations(&mut rng, m, &layout, false);
+            let packed = pack_weights(&w, n, k, &w_scales, k_group).unwrap();
+            let activation = match m % 4 {
+                0 => Activation::None,
+                1 => Activation::Relu,
+                2 => Activation::Gelu(GeluForm::Erf),
+                _ => Activation::Gelu(GeluForm::Tanh),
+            };
+            let epi = Epilogue {
+                bias: (m % 3 != 0).then_some(&bias[..]),
+                activation,
+                accumulate: m % 2 == 1,
+            };
+            let out_stride = n + 5;
+            let init: Vec<f32> = (0..m * out_stride).map(|i| (i % 11) as f32 - 5.0).collect();
+            let mut expected = init.clone();
+            if matches!(activation, Activation::Gelu(_)) {
+                matmul_quantized(vnni, &qa, &packed.view(), &epi, &mut expected, out_stride).unwrap();
+            } else {
+                reference::gemm_quantized(&qa, &w, &w_scales, n, &epi, &mut expected, out_stride).unwrap();
+            }
+            for &kernel in &amx_kernels {
+                assert_eq!(
+                    kernel.for_call(m, &layout).name,
+                    kernel.name,
+                    "{k_group:?} runs on the tiles"
+                );
+                let mut got = init.clone();
+                matmul_quantized(kernel, &qa, &packed.view(), &epi, &mut got, out_stride).unwrap();
+                let what = format!("{} m={m} n={n} k={k} k_group={k_group:?} {epi:?}", kernel.name);
+                assert_eq!(bits(&got), bits(&expected), "{what}");
+            }
         }
     }
 }
 
-/// Which calls the AMX kernel hands to VNNI: grouped layouts always, per-row ones below
+/// Which calls the AMX kernel hands to VNNI: groups of partial k-blocks always, the rest below
 /// `AMX_MIN_ROWS` rows.
 #[cfg(target_arch = "x86_64")]
 #[test]
@@ -704,6 +714,9 @@ fn amx_delegates_small_m_and_grouped_layouts() {
     assert_eq!(amx::KERNEL.for_call(amx::AMX_MIN_ROWS - 1, &per_row).name, vnni);
     assert_eq!(amx::KERNEL.for_call(amx::AMX_MIN_ROWS, &per_row).name, amx::KERNEL.name);
     assert_eq!(amx::KERNEL.for_call(4096, &grouped).name, vnni);
+    let whole_blocks = PackedI8Layout::new(64, 384, Some(128)).unwrap();
+    assert_eq!(amx::KERNEL.for_call(4096, &whole_blocks).name, amx::KERNEL.name);
+    assert_eq!(amx::KERNEL.for_call(amx::AMX_MIN_ROWS - 1, &whole_blocks).name, vnni);
     assert_eq!(amx::EMULATED.for_call(1, &per_row).name, amx::EMULATED.name);
     // A single group as large as k_pad is the per-row case.
     let one_group = PackedI8Layout::new(64, 100, Some(128)).unwrap();

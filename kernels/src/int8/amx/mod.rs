@@ -25,11 +25,18 @@
 //! already covered are 0 (unsigned 0 adds nothing), so every k counts once. Below `k_pad` = 64
 //! the tiles are configured narrower: A `k_pad` bytes wide, B `k_pad / 4` rows.
 //!
+//! # Groups
+//! A grouped layout (several activation scales per row) whose groups are whole k-blocks
+//! (`k_group` a multiple of 64: BERT's and Gemma's groups of 128) runs here too: its k-blocks
+//! accumulate group by group, and after each group the four accumulators are stored and
+//! folded into float accumulators with the group's row scales (and, for centered rows, its
+//! offsets), the VNNI kernel's float steps in its order, so the outputs stay bit-identical.
+//! `k_pad` is then a multiple of 64, so no tail block overlaps a group boundary.
+//!
 //! # What it delegates
-//! Grouped layouts (more than one activation scale per row, e.g. k_group = 32) need a float
-//! rescale per group; with k_group = 32 that is every half tile, which would cost more than
-//! the tiles save, so they run on the VNNI kernel, as do calls with fewer than
-//! [`AMX_MIN_ROWS`] rows. The delegation happens before packing (`Int8Kernel::delegate`).
+//! Groups that are not whole k-blocks (k_group = 32 would need a fold every half tile) run on
+//! the VNNI kernel, as do calls with fewer than [`AMX_MIN_ROWS`] rows. The delegation happens
+//! before packing (`Int8Kernel::delegate`).
 //!
 //! # Per task
 //! Each task of the grid loads the tile configuration (`ldtilecfg`) and releases it
@@ -37,8 +44,9 @@
 //! configured tile state they did not set up. Within a task: for each panel pair, for each
 //! 32-row tile, the k loop (2 A + 2 B tile loads, 4 `tdpbusd`); the weight pair stays in L1
 //! across the row tiles of the block. The four accumulators are stored to a 4 KiB buffer and
-//! the AVX-512 epilogue (correction, scales, bias, activation, residual) runs on them with the
-//! VNNI kernel's float steps, so outputs are bit-identical to the reference.
+//! the AVX-512 epilogue (correction, scales, bias, activation, residual) runs on them (or on
+//! the folded float accumulators of a grouped layout) with the VNNI kernel's float steps, so
+//! outputs are bit-identical to the reference.
 
 pub mod availability;
 mod tiles;
@@ -71,7 +79,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     a_elem: 1,
     k_align: KB,
     quantize_row: super::avx512::quantize_row,
-    quantize_row_centered: crate::int8::centered::quantize_row_centered_scalar,
+    quantize_row_centered: super::avx512::quantize_row_centered,
     pack_row,
     block,
     delegate: Some(delegate_small_or_grouped),
@@ -102,7 +110,12 @@ fn delegate_small_or_grouped(m: usize, layout: &PackedI8Layout) -> Option<&'stat
 }
 
 fn delegate_grouped(_m: usize, layout: &PackedI8Layout) -> Option<&'static Int8Kernel> {
-    (layout.groups > 1).then_some(&super::avx512::KERNEL)
+    (!groups_are_whole_blocks(layout)).then_some(&super::avx512::KERNEL)
+}
+
+/// Whether the tiles can run `layout`: one group, or groups of whole k-blocks.
+fn groups_are_whole_blocks(layout: &PackedI8Layout) -> bool {
+    layout.groups == 1 || layout.k_group.is_multiple_of(KB)
 }
 
 /// Packs row `i` (`k_pad` quantized values) into its activation tile (`MR` rows x
@@ -140,7 +153,7 @@ fn block(b: &Block<'_>, out: &mut [&mut [f32]]) {
     // SAFETY: this kernel is reachable only through `for_isa(Isa::Amx)`, which checks
     // AVX-512 F/BW/VL/VNNI, AMX-TILE and AMX-INT8 and that Linux granted the tile data
     // permission; `Block` is built by the driver, which checked the layout, the packed
-    // activations and the output rows it hands over, and delegated grouped layouts.
+    // activations and the output rows it hands over, and delegated groups of partial k-blocks.
     unsafe { block_tiles::<Hardware>(b, out) }
 }
 
@@ -155,14 +168,24 @@ fn block_emulated(b: &Block<'_>, out: &mut [&mut [f32]]) {
 #[repr(C, align(64))]
 struct Accumulators([i32; 4 * TILE_BYTES / 4]);
 
+/// A grouped layout's float accumulators, laid out as [`Accumulators`]: the sums of the groups
+/// folded so far.
+#[repr(C, align(64))]
+struct FloatAccumulators([f32; 4 * TILE_BYTES / 4]);
+
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI and `T` must be usable (AMX available for
-/// [`Hardware`]); `b` and `out` must be consistent as the driver builds them, with one group.
+/// [`Hardware`]); `b` and `out` must be consistent as the driver builds them, with one group
+/// or groups of whole k-blocks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
     let l = b.w.layout;
-    assert_eq!(l.groups, 1, "grouped layouts are delegated to the VNNI kernel");
+    assert!(
+        groups_are_whole_blocks(&l),
+        "groups of partial k-blocks are delegated to VNNI"
+    );
     let mut acc = Accumulators([0; 4 * TILE_BYTES / 4]);
+    let mut facc = FloatAccumulators([0.0; 4 * TILE_BYTES / 4]);
     // SAFETY: AMX is available (caller); the configuration is valid for k_pad.
     unsafe { T::load_config(&TileConfig::new(l.k_pad.min(KB))) };
     let row_tiles = b.rows.div_ceil(MR);
@@ -177,10 +200,10 @@ unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
             // configured on this thread.
             unsafe {
                 match (rows.len() > MR / 2, np) {
-                    (true, 2) => tile::<T, 2, 2>(b, a_tile, row0, p, rows, &mut acc),
-                    (true, _) => tile::<T, 2, 1>(b, a_tile, row0, p, rows, &mut acc),
-                    (false, 2) => tile::<T, 1, 2>(b, a_tile, row0, p, rows, &mut acc),
-                    (false, _) => tile::<T, 1, 1>(b, a_tile, row0, p, rows, &mut acc),
+                    (true, 2) => tile::<T, 2, 2>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
+                    (true, _) => tile::<T, 2, 1>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
+                    (false, 2) => tile::<T, 1, 2>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
+                    (false, _) => tile::<T, 1, 1>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
                 }
             }
         }
@@ -191,7 +214,8 @@ unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
 }
 
 /// One register block: rows `row0 ..` (`out.len()` of them, at most 16 `MH`) x panels
-/// `b.panel0 + p .. + NP`.
+/// `b.panel0 + p .. + NP`. A grouped layout accumulates group by group, folding each into
+/// `facc` ([`fold_group`]); the epilogue then starts from `facc`.
 ///
 /// # Safety
 /// As [`block_tiles`], with the tiles configured; `a_tile` is the packed tile of `row0`;
@@ -205,31 +229,46 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
     p: usize,
     out: &mut [&mut [f32]],
     acc: &mut Accumulators,
+    facc: &mut FloatAccumulators,
 ) {
     let l = b.w.layout;
     let panel = b.panel0 + p;
     let stride = l.panel_stride();
     let k_blocks = l.k_pad.div_ceil(KB);
+    let grouped = l.groups > 1;
+    // Grouped: k_group and k_pad are multiples of KB (`groups_are_whole_blocks`).
+    let blocks_per_group = if grouped { l.k_group / KB } else { k_blocks };
     debug_assert!(out.len() <= 16 * MH && a_tile.len() == MR * k_blocks * KB);
+    debug_assert_eq!(blocks_per_group * l.groups, k_blocks);
     assert!((panel + NP) * stride <= b.w.data.len());
     let w_panel = b.w.data.as_ptr().cast::<u8>().wrapping_add(panel * stride);
-    // SAFETY: configured tiles (caller). Block kb's A tiles are rows kb * 32 .. + 32 of 64
-    // bytes inside `a_tile`; its B tiles are k-quads block_start / 4 .. + min(16, k_pad / 4)
-    // of panels `panel` and `panel + 1`, which end at or before each panel's end (module
-    // docs), inside the weight slice (asserted above).
-    unsafe {
-        T::zero_acc::<MH, NP>();
-        for kb in 0..k_blocks {
-            let b_ptr = w_panel.add(block_start(kb, l.k_pad) / K_QUAD * NR * K_QUAD);
-            T::step::<MH, NP>(a_tile.as_ptr().add(kb * MR * KB), b_ptr, stride);
+    for g in 0..l.groups {
+        // SAFETY: configured tiles (caller). Block kb's A tiles are rows kb * 32 .. + 32 of 64
+        // bytes inside `a_tile`; its B tiles are k-quads block_start / 4 .. + min(16, k_pad / 4)
+        // of panels `panel` and `panel + 1`, which end at or before each panel's end (module
+        // docs), inside the weight slice (asserted above).
+        unsafe {
+            T::zero_acc::<MH, NP>();
+            for kb in g * blocks_per_group..(g + 1) * blocks_per_group {
+                let b_ptr = w_panel.add(block_start(kb, l.k_pad) / K_QUAD * NR * K_QUAD);
+                T::step::<MH, NP>(a_tile.as_ptr().add(kb * MR * KB), b_ptr, stride);
+            }
+            T::store_acc::<MH, NP>(acc.0.as_mut_ptr().cast());
         }
-        T::store_acc::<MH, NP>(acc.0.as_mut_ptr().cast());
+        if grouped {
+            // SAFETY: same features; `panel + NP` panels exist (asserted above); at most 32 rows,
+            // each with a scale in every group.
+            unsafe { fold_group::<NP>(b, g, panel, row0, out.len(), acc, facc) };
+        }
     }
 
     let epi = b.epilogue;
+    // One group: the scales of its fold, applied below; grouped rows were folded already.
     let mut sa = [0f32; MR];
-    for (i, s) in sa.iter_mut().enumerate().take(out.len()) {
-        *s = b.row_scale(row0 + i, 0);
+    if !grouped {
+        for (i, s) in sa.iter_mut().enumerate().take(out.len()) {
+            *s = b.row_scale(row0 + i, 0);
+        }
     }
     for j in 0..NP {
         let col0 = (panel + j) * NR;
@@ -254,11 +293,17 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
         for (i, row) in out.iter_mut().enumerate() {
             debug_assert!(row.len() >= local + valid);
             let at = (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR;
-            // SAFETY: 16 i32 of one row of one stored accumulator tile.
-            let sum = unsafe { _mm512_load_si512(acc.0.as_ptr().add(at).cast()) };
-            // The VNNI kernel's float steps for one group: (sum - 128 col_sum) * sa, then * sw.
-            let facc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, corr)), _mm512_set1_ps(sa[i]));
-            let mut y = _mm512_mul_ps(facc, sw);
+            let f = if grouped {
+                // SAFETY: 16 f32 of one row of one folded tile.
+                unsafe { _mm512_load_ps(facc.0.as_ptr().add(at)) }
+            } else {
+                // SAFETY: 16 i32 of one row of one stored accumulator tile.
+                let sum = unsafe { _mm512_load_si512(acc.0.as_ptr().add(at).cast()) };
+                // The VNNI kernel's float steps for one group: (sum - 128 col_sum) * sa.
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, corr)), _mm512_set1_ps(sa[i]))
+            };
+            // Then * sw, as the VNNI kernel.
+            let mut y = _mm512_mul_ps(f, sw);
             if let Some(bias) = bias {
                 y = _mm512_add_ps(y, bias);
             }
@@ -275,6 +320,66 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
                     y = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), y);
                 }
                 _mm512_mask_storeu_ps(dst, mask, y);
+            }
+        }
+    }
+}
+
+/// Folds group `g`'s stored sums (`acc`, rows `0..rows`, `NP` panels from `panel`) into
+/// `facc` with the VNNI kernel's float steps in its order: the exact i32 correction
+/// `- 128 col_sum`, then `sums * scale` (group 0) or `fma(sums, scale, facc)`, then for centered
+/// rows `fma(col_sum, offset, facc)`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `panel + NP <= n_pad / 16` and `rows <= 32`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn fold_group<const NP: usize>(
+    b: &Block<'_>,
+    g: usize,
+    panel: usize,
+    row0: usize,
+    rows: usize,
+    acc: &Accumulators,
+    facc: &mut FloatAccumulators,
+) {
+    if rows == 0 {
+        return;
+    }
+    let groups = b.w.layout.groups;
+    let mut corr = [_mm512_setzero_si512(); NP];
+    let mut col_sums_f = [_mm512_setzero_ps(); NP];
+    for j in 0..NP {
+        // SAFETY: 16 i32 inside the group's column sums of this panel.
+        let col_sums = unsafe { _mm512_loadu_si512(b.col_sums16(g, panel + j).as_ptr().cast()) };
+        corr[j] = _mm512_slli_epi32::<7>(col_sums);
+        col_sums_f[j] = _mm512_cvtepi32_ps(col_sums);
+    }
+    let scales = &b.scales[row0 * groups..(row0 + rows - 1) * groups + g + 1];
+    let offsets = b.offsets.map(|o| &o[row0 * groups..(row0 + rows - 1) * groups + g + 1]);
+    for i in 0..rows {
+        let scale = _mm512_set1_ps(scales[i * groups + g]);
+        // A match, not `map`: intrinsics inside a closure would not inherit the target features.
+        #[allow(clippy::manual_map)]
+        let offset = match offsets {
+            Some(o) => Some(_mm512_set1_ps(o[i * groups + g])),
+            None => None,
+        };
+        for j in 0..NP {
+            let at = (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR;
+            // SAFETY: 16 i32 / f32 of one row of one tile of `acc` / `facc` (at + 16 <= 1024).
+            unsafe {
+                let sum = _mm512_load_si512(acc.0.as_ptr().add(at).cast());
+                let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, corr[j]));
+                let mut f = if g == 0 {
+                    _mm512_mul_ps(sums, scale)
+                } else {
+                    _mm512_fmadd_ps(sums, scale, _mm512_load_ps(facc.0.as_ptr().add(at)))
+                };
+                if let Some(offset) = offset {
+                    f = _mm512_fmadd_ps(col_sums_f[j], offset, f);
+                }
+                _mm512_store_ps(facc.0.as_mut_ptr().add(at), f);
             }
         }
     }
