@@ -69,6 +69,9 @@ pub struct Int8Kernel {
     pub name: &'static str,
     /// Rows per register tile (and per packed activation tile).
     mr: usize,
+    /// Rows per row block of the task grid before it is split for parallelism (rounded up to
+    /// whole tiles): what keeps a block's activations in L1 beside a weight panel pair.
+    block_rows: usize,
     /// Bytes per packed activation value (1, or 2 for the AVX2 i16 form).
     a_elem: usize,
     /// Packed activation rows hold `k_pad` rounded up to a multiple of this (1, or 64 for the
@@ -149,6 +152,7 @@ impl Block<'_> {
 static SCALAR: Int8Kernel = Int8Kernel {
     name: "int8-scalar-1x16",
     mr: scalar::MR,
+    block_rows: BLOCK_ROWS,
     a_elem: 1,
     k_align: 1,
     quantize_row: quantize::quantize_row_scalar,
@@ -418,7 +422,7 @@ fn run(
         Output::F32 { .. } => 2,
         Output::Quantized { next, .. } => next.k_group.div_ceil(NR).next_multiple_of(2),
     };
-    let grid = Grid::new(m, &layout, kernel.mr, align);
+    let grid = Grid::new(m, &layout, kernel.mr, kernel.block_rows, align);
     let tile_bytes = kernel.tile_bytes(layout.k_pad);
     let block = |rb: usize, cb: usize, rows: usize| {
         let panel0 = cb * grid.panels_per_block;
@@ -618,13 +622,15 @@ const PARALLEL_MIN_MACS: u64 = 1 << 21;
 /// while all row tiles pass it (measured at m=4096, k=384, n=1536: 1 MiB blocks gave 223
 /// GOPS, 512 KiB 295 GOPS on one Sapphire Rapids core).
 const BLOCK_WEIGHT_BYTES: usize = 1 << 19;
-/// Rows per row block before splitting for parallelism.
-const BLOCK_ROWS: usize = 96;
+/// Rows per row block before splitting for parallelism (`Int8Kernel::block_rows` of the
+/// register-tile kernels).
+pub(super) const BLOCK_ROWS: usize = 96;
 /// Rows per row block of the 32-row AMX kernel: one row tile, so that its activations (12 KiB
 /// at k = 384) and a panel pair's weights stay in L1 while the block's panel pairs pass (kernel
 /// bench on one Sapphire Rapids-class core, MiniLM QKV with groups of 128 at m = 4096: 64- and
 /// 96-row blocks gave 360-395 GOPS, 32-row blocks 800-940; at k = 1536 no block size helped).
-const AMX_BLOCK_ROWS: usize = 32;
+#[cfg(target_arch = "x86_64")]
+pub(super) const AMX_BLOCK_ROWS: usize = 32;
 /// Tasks to aim for when the work is large: small enough that a worker that joins late (a
 /// sleeping vCPU takes tens of microseconds to wake) still gets an equal share. A/B on a 2-core
 /// Zen 4 VM, MiniLM int8 at 2 threads: 32 tasks instead of 8 gave 1x128 -7.5%, 1x256 -7.4%,
@@ -648,15 +654,14 @@ struct Grid {
 }
 
 impl Grid {
-    /// The grid for `m` rows on `layout` with `mr`-row tiles; every column block but the last
-    /// holds a multiple of `align` panels (even).
-    fn new(m: usize, layout: &PackedI8Layout, mr: usize, align: usize) -> Grid {
+    /// The grid for `m` rows on `layout` with `mr`-row tiles in row blocks of about
+    /// `block_rows`; every column block but the last holds a multiple of `align` panels (even).
+    fn new(m: usize, layout: &PackedI8Layout, mr: usize, block_rows: usize, align: usize) -> Grid {
         let panels = layout.panels();
         let tiles = m.div_ceil(mr);
         let max_panels = (BLOCK_WEIGHT_BYTES / layout.panel_stride()).max(2) & !1;
         let mut col_blocks = panels.div_ceil(max_panels);
         // Row blocks of near-equal size (11 tiles: 6 + 5, not 8 + 3), so equal tasks balance.
-        let block_rows = if mr >= 32 { AMX_BLOCK_ROWS } else { BLOCK_ROWS };
         let mut tiles_per_block = tiles.div_ceil(tiles.div_ceil(block_rows.div_ceil(mr)));
         let work = m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
         if work >= PARALLEL_MIN_MACS && tiles <= SMALL_M_TILES {

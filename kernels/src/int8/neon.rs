@@ -37,6 +37,7 @@ const MMLA_NC: usize = 8;
 pub(super) static NEON: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-2x16-neon",
     mr: NEON_MR,
+    block_rows: super::BLOCK_ROWS,
     quantize_row,
     quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 1,
@@ -48,6 +49,7 @@ pub(super) static NEON: Int8Kernel = Int8Kernel {
 pub(super) static DOTPROD: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-4x16-dotprod",
     mr: DOT_MR,
+    block_rows: super::BLOCK_ROWS,
     quantize_row,
     quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 1,
@@ -59,6 +61,7 @@ pub(super) static DOTPROD: Int8Kernel = Int8Kernel {
 pub(super) static I8MM: Int8Kernel = Int8Kernel {
     name: "aarch64-i8-8x8-i8mm",
     mr: MMLA_MR,
+    block_rows: super::BLOCK_ROWS,
     quantize_row,
     quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 1,

@@ -42,11 +42,11 @@
 //! Each task of the grid loads the tile configuration (`ldtilecfg`) and releases it
 //! (`tilerelease`) at its end, so rayon workers shared with other code never see a
 //! configured tile state they did not set up. Within a task: for each panel pair, for each
-//! 32-row tile, the k loop (2 A + 2 B tile loads, 4 `tdpbusd`); the weight pair stays in L1
-//! across the row tiles of the block. The four accumulators are stored to a 4 KiB buffer and
-//! the AVX-512 epilogue (correction, scales, bias, activation, residual) runs on them (or on
-//! the folded float accumulators of a grouped layout) with the VNNI kernel's float steps, so
-//! outputs are bit-identical to the reference.
+//! 32-row tile (a task holds one, `AMX_BLOCK_ROWS`, so its activations stay in L1 while the
+//! panel pairs pass), the k loop (2 A + 2 B tile loads, 4 `tdpbusd`). The four accumulators
+//! are stored to a 4 KiB buffer and the AVX-512 epilogue (correction, scales, bias,
+//! activation, residual) runs on them (or on the folded float accumulators of a grouped
+//! layout) with the VNNI kernel's float steps, so outputs are bit-identical to the reference.
 
 pub mod availability;
 mod tiles;
@@ -76,6 +76,7 @@ pub(super) const AMX_MIN_ROWS: usize = 16;
 pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-u8i8-32x32-amx",
     mr: MR,
+    block_rows: super::AMX_BLOCK_ROWS,
     a_elem: 1,
     k_align: KB,
     quantize_row: super::avx512::quantize_row,
