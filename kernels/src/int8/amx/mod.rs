@@ -344,10 +344,7 @@ unsafe fn fold_group<const NP: usize>(
     acc: &Accumulators,
     facc: &mut FloatAccumulators,
 ) {
-    if rows == 0 {
-        return;
-    }
-    let groups = b.w.layout.groups;
+    let centered = b.offsets.is_some();
     let mut corr = [_mm512_setzero_si512(); NP];
     let mut col_sums_f = [_mm512_setzero_ps(); NP];
     for j in 0..NP {
@@ -356,16 +353,9 @@ unsafe fn fold_group<const NP: usize>(
         corr[j] = _mm512_slli_epi32::<7>(col_sums);
         col_sums_f[j] = _mm512_cvtepi32_ps(col_sums);
     }
-    let scales = &b.scales[row0 * groups..(row0 + rows - 1) * groups + g + 1];
-    let offsets = b.offsets.map(|o| &o[row0 * groups..(row0 + rows - 1) * groups + g + 1]);
     for i in 0..rows {
-        let scale = _mm512_set1_ps(scales[i * groups + g]);
-        // A match, not `map`: intrinsics inside a closure would not inherit the target features.
-        #[allow(clippy::manual_map)]
-        let offset = match offsets {
-            Some(o) => Some(_mm512_set1_ps(o[i * groups + g])),
-            None => None,
-        };
+        let scale = _mm512_set1_ps(b.row_scale(row0 + i, g));
+        let offset = _mm512_set1_ps(b.row_offset(row0 + i, g));
         for j in 0..NP {
             let at = (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR;
             // SAFETY: 16 i32 / f32 of one row of one tile of `acc` / `facc` (at + 16 <= 1024).
@@ -377,7 +367,7 @@ unsafe fn fold_group<const NP: usize>(
                 } else {
                     _mm512_fmadd_ps(sums, scale, _mm512_load_ps(facc.0.as_ptr().add(at)))
                 };
-                if let Some(offset) = offset {
+                if centered {
                     f = _mm512_fmadd_ps(col_sums_f[j], offset, f);
                 }
                 _mm512_store_ps(facc.0.as_mut_ptr().add(at), f);
