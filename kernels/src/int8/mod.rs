@@ -36,6 +36,7 @@
 //! - `aarch64-i8-8x8-i8mm`: `smmla` on 2x8 row pairs and zipped column pairs.
 
 pub mod a_pack;
+mod aligned;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
 pub mod asymmetric;
@@ -81,7 +82,8 @@ pub struct Int8Kernel {
     quantize_row: fn(&[f32], usize, &mut [i8], &mut [f32]),
     /// Quantizes one row centered ([`centered`]): as `quantize_row`, plus one offset per group.
     quantize_row_centered: CenteredRowQuantizer,
-    /// Packs quantized row i (`k_pad` values) into its activation tile ([`a_pack`]).
+    /// Packs quantized row i (`k_pad` values) into its activation tile ([`a_pack`]), writing
+    /// every byte of the row's place in the tile.
     pack_row: fn(&[i8], usize, &mut [u8]),
     /// Computes one task of the grid.
     block: fn(&Block<'_>, &mut [&mut [f32]]),
@@ -379,7 +381,7 @@ thread_local! {
 /// that large batches do not pay page faults for fresh buffers every time.
 #[derive(Default)]
 struct Scratch {
-    packed_a: Vec<u8>,
+    packed_a: aligned::AlignedBytes,
     scales: Vec<f32>,
     /// Offsets of centered rows, laid out as `scales` (padding rows 0); for symmetric rows
     /// whatever an earlier call left (the blocks do not read them).
@@ -422,12 +424,12 @@ fn run(
         Output::F32 { .. } => 2,
         Output::Quantized { next, .. } => next.k_group.div_ceil(NR).next_multiple_of(2),
     };
-    let grid = Grid::new(m, &layout, kernel.mr, kernel.block_rows, align);
+    let grid = Grid::new(m, &layout, kernel.mr, kernel.block_rows, align, parallel);
     let tile_bytes = kernel.tile_bytes(layout.k_pad);
     let block = |rb: usize, cb: usize, rows: usize| {
         let panel0 = cb * grid.panels_per_block;
         Block {
-            packed_a: &scratch.packed_a,
+            packed_a: &scratch.packed_a[..],
             tile_bytes,
             scales: &scratch.scales,
             offsets: centered.then_some(&scratch.offsets[..]),
@@ -541,16 +543,11 @@ fn prepare_rows(
     let tiles = m.div_ceil(mr);
     let tile_bytes = kernel.tile_bytes(k_pad);
     let packed_len = tiles * tile_bytes;
-    if kernel.k_align == 1 {
-        // `pack_row` writes every byte of every tile (padding rows from zeros), so a buffer
-        // left longer by an earlier call is used as it is, not shrunk and zero-filled again.
-        if scratch.packed_a.len() < packed_len {
-            scratch.packed_a.resize(packed_len, 0);
-        }
-    } else {
-        // Tiles wider than k_pad (AMX's 64-byte k blocks) rely on zeroed padding.
-        scratch.packed_a.clear();
-        scratch.packed_a.resize(packed_len, 0);
+    // Every kernel's `pack_row` writes every byte of its row in the tile (AMX's zeros past k_pad
+    // too), and padding rows are packed from zeros, so a buffer left longer by an earlier call
+    // is used as it is, not shrunk and zero-filled again.
+    if scratch.packed_a.len() < packed_len {
+        scratch.packed_a.resize_zeroed(packed_len);
     }
     scratch.scales.clear();
     scratch.scales.resize(tiles * mr * groups, 0.0);
@@ -644,7 +641,8 @@ const SMALL_M_TASKS: usize = 8;
 /// columns only.
 const SMALL_M_TILES: usize = 2;
 
-/// The task grid: a function of the shape only (never of the thread count).
+/// The task grid: a function of the shape and of whether the call runs in parallel. The outputs
+/// never depend on it: each output is computed whole, with the same steps, by one task.
 #[derive(Debug)]
 struct Grid {
     rows_per_block: usize,
@@ -656,20 +654,22 @@ struct Grid {
 impl Grid {
     /// The grid for `m` rows on `layout` with `mr`-row tiles in row blocks of about
     /// `block_rows`; every column block but the last holds a multiple of `align` panels (even).
-    fn new(m: usize, layout: &PackedI8Layout, mr: usize, block_rows: usize, align: usize) -> Grid {
+    /// A call that runs in `parallel` is split further, into tasks that balance across
+    /// threads; one that does not keeps the fewest tasks (each costs some set-up, AMX's tile
+    /// configuration among it).
+    fn new(m: usize, layout: &PackedI8Layout, mr: usize, block_rows: usize, align: usize, parallel: bool) -> Grid {
         let panels = layout.panels();
         let tiles = m.div_ceil(mr);
         let max_panels = (BLOCK_WEIGHT_BYTES / layout.panel_stride()).max(2) & !1;
         let mut col_blocks = panels.div_ceil(max_panels);
         // Row blocks of near-equal size (11 tiles: 6 + 5, not 8 + 3), so equal tasks balance.
         let mut tiles_per_block = tiles.div_ceil(tiles.div_ceil(block_rows.div_ceil(mr)));
-        let work = m as u64 * layout.n_pad as u64 * layout.k_pad as u64;
-        if work >= PARALLEL_MIN_MACS && tiles <= SMALL_M_TILES {
+        if parallel && tiles <= SMALL_M_TILES {
             // A short input (one short text): every task takes all rows and a share of the
             // columns, so each weight panel is streamed once, by one core, and the tasks are
             // equal (a 12-row and a 4-row task over the same panels are not).
             col_blocks = SMALL_M_TASKS.min(panels.div_ceil(2)).max(col_blocks);
-        } else if work >= PARALLEL_MIN_MACS {
+        } else if parallel {
             let want_row_blocks = MIN_TASKS.div_ceil(col_blocks);
             if tiles.div_ceil(tiles_per_block) < want_row_blocks {
                 tiles_per_block = tiles.div_ceil(want_row_blocks).max(1);

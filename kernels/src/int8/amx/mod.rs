@@ -2,6 +2,8 @@
 //!
 //! Like the VNNI kernel ([`super::avx512`]), activations enter as unsigned bytes `q + 128`
 //! and each sum is corrected by `- 128 * col_sum`; the sums are exact for every int8 weight.
+//! Here the correction costs nothing: each accumulator tile starts from it (a `tileloadd` of
+//! one 64-byte row with row stride 0) instead of from zero.
 //!
 //! # Weights: the packed panels as they are
 //! One B tile is 16 rows of 64 bytes; row q is k-quad q of a 16-column panel, the 64 bytes the
@@ -43,10 +45,15 @@
 //! (`tilerelease`) at its end, so rayon workers shared with other code never see a
 //! configured tile state they did not set up. Within a task: for each panel pair, for each
 //! 32-row tile (a task holds one, `AMX_BLOCK_ROWS`, so its activations stay in L1 while the
-//! panel pairs pass), the k loop (2 A + 2 B tile loads, 4 `tdpbusd`). The four accumulators
-//! are stored to a 4 KiB buffer and the AVX-512 epilogue (correction, scales, bias,
-//! activation, residual) runs on them (or on the folded float accumulators of a grouped
-//! layout) with the VNNI kernel's float steps, so outputs are bit-identical to the reference.
+//! panel pairs pass), the k loop (2 A + 2 B tile loads, 4 `tdpbusd`, and a prefetch of the
+//! next k-block's B tiles, which stream from L2). The four accumulators are stored to a 4 KiB
+//! buffer and the AVX-512 epilogue (scales, bias, activation, residual), row by row, runs on
+//! them (or on the folded float accumulators of a grouped layout) with the VNNI kernel's
+//! float steps, so outputs are bit-identical to the reference.
+//!
+//! The packed activations start on a cache line ([`super::aligned`]): with the allocator's
+//! 16-byte alignment every 64-byte tile row spanned two lines, and EmbeddingGemma's shapes
+//! ran about 30% slower.
 
 pub mod availability;
 mod tiles;
@@ -120,22 +127,38 @@ fn groups_are_whole_blocks(layout: &PackedI8Layout) -> bool {
 }
 
 /// Packs row `i` (`k_pad` quantized values) into its activation tile (`MR` rows x
-/// `k_pad` rounded up to [`KB`]) as described in the module docs, flipping the sign bit.
+/// `k_pad` rounded up to [`KB`]) as described in the module docs, flipping the sign bit. It
+/// writes all 64 bytes of the row in every k-block (zeros where no k belongs), so a packed
+/// tile never depends on what the buffer held before.
 fn pack_row(row: &[i8], i: usize, tile: &mut [u8]) {
-    let k_pad = row.len();
-    let k_blocks = k_pad.div_ceil(KB);
+    let k_blocks = row.len().div_ceil(KB);
     assert!(i < MR && tile.len() == MR * k_blocks * KB);
-    for kb in 0..k_blocks {
+    // SAFETY: this kernel is reachable only through `for_isa(Isa::Amx)`, which checks
+    // AVX-512 F/BW (the tests that call it check them too).
+    unsafe { pack_row_avx512(row, i, tile) }
+}
+
+/// [`pack_row`] with one masked 64-byte load, `xor` and store per k-block.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW; `i < MR` and `tile` is `MR * k_blocks * KB` bytes.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_row_avx512(row: &[i8], i: usize, tile: &mut [u8]) {
+    let k_pad = row.len();
+    for kb in 0..k_pad.div_ceil(KB) {
         let start = block_start(kb, k_pad);
         // Bytes j in lo..hi hold k = start + j; the rest are 0.
         let lo = kb * KB - start;
         let hi = (k_pad - start).min(KB);
+        let mask: __mmask64 = (u64::MAX >> (64 - hi)) & (u64::MAX << lo);
         let dst = &mut tile[(kb * MR + i) * KB..][..KB];
-        dst[..lo].fill(0);
-        for (d, &s) in dst[lo..hi].iter_mut().zip(&row[start + lo..start + hi]) {
-            *d = s as u8 ^ 0x80;
+        // SAFETY: the mask selects bytes start + lo .. start + hi <= k_pad of `row` (masked-off
+        // bytes are not read); `dst` is 64 bytes.
+        unsafe {
+            let x = _mm512_maskz_loadu_epi8(mask, row.as_ptr().add(start));
+            let v = _mm512_maskz_mov_epi8(mask, _mm512_xor_si512(x, _mm512_set1_epi8(i8::MIN)));
+            _mm512_storeu_si512(dst.as_mut_ptr().cast(), v);
         }
-        dst[hi..].fill(0);
     }
 }
 
@@ -165,7 +188,7 @@ fn block_emulated(b: &Block<'_>, out: &mut [&mut [f32]]) {
     unsafe { block_tiles::<tiles::Emulated>(b, out) }
 }
 
-/// The four accumulator tiles, stored for the epilogue: tile `2 h + j` at `[256 * (2 h + j)..]`.
+/// The four accumulator tiles, stored for the vector work: tile `2 h + j` at `[256 * (2 h + j)..]`.
 #[repr(C, align(64))]
 struct Accumulators([i32; 4 * TILE_BYTES / 4]);
 
@@ -173,6 +196,11 @@ struct Accumulators([i32; 4 * TILE_BYTES / 4]);
 /// folded so far.
 #[repr(C, align(64))]
 struct FloatAccumulators([f32; 4 * TILE_BYTES / 4]);
+
+/// The row each accumulator starts from, per panel of a register block: `-128 col_sum` of
+/// one group, the exact correction for the `+ 128` of the unsigned activations.
+#[repr(C, align(64))]
+struct Corrections([i32; 2 * NR]);
 
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI and `T` must be usable (AMX available for
@@ -185,8 +213,14 @@ unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
         groups_are_whole_blocks(&l),
         "groups of partial k-blocks are delegated to VNNI"
     );
-    let mut acc = Accumulators([0; 4 * TILE_BYTES / 4]);
-    let mut facc = FloatAccumulators([0.0; 4 * TILE_BYTES / 4]);
+    // Not zeroed: the tiles store every value the vector steps read, and a grouped layout's
+    // first fold writes its float accumulators before any read.
+    let mut acc = std::mem::MaybeUninit::<Accumulators>::uninit();
+    let mut facc = std::mem::MaybeUninit::<FloatAccumulators>::uninit();
+    let sums = Sums {
+        acc: acc.as_mut_ptr().cast(),
+        facc: facc.as_mut_ptr().cast(),
+    };
     // SAFETY: AMX is available (caller); the configuration is valid for k_pad.
     unsafe { T::load_config(&TileConfig::new(l.k_pad.min(KB))) };
     let row_tiles = b.rows.div_ceil(MR);
@@ -198,13 +232,13 @@ unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
             let a_tile = b.a_tile(row0, MR);
             let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
             // SAFETY: same features; the tile and panel indices are in range; the tiles are
-            // configured on this thread.
+            // configured on this thread; `sums` points at this frame's buffers.
             unsafe {
                 match (rows.len() > MR / 2, np) {
-                    (true, 2) => tile::<T, 2, 2>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
-                    (true, _) => tile::<T, 2, 1>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
-                    (false, 2) => tile::<T, 1, 2>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
-                    (false, _) => tile::<T, 1, 1>(b, a_tile, row0, p, rows, &mut acc, &mut facc),
+                    (true, 2) => tile::<T, 2, 2>(b, a_tile, row0, p, rows, sums),
+                    (true, _) => tile::<T, 2, 1>(b, a_tile, row0, p, rows, sums),
+                    (false, 2) => tile::<T, 1, 2>(b, a_tile, row0, p, rows, sums),
+                    (false, _) => tile::<T, 1, 1>(b, a_tile, row0, p, rows, sums),
                 }
             }
         }
@@ -214,13 +248,24 @@ unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
     unsafe { T::release() };
 }
 
+/// The buffers a register block's vector steps read and write: the stored accumulator tiles
+/// ([`Accumulators`]) and a grouped layout's float accumulators ([`FloatAccumulators`]).
+#[derive(Clone, Copy)]
+struct Sums {
+    acc: *mut i32,
+    facc: *mut f32,
+}
+
 /// One register block: rows `row0 ..` (`out.len()` of them, at most 16 `MH`) x panels
-/// `b.panel0 + p .. + NP`. A grouped layout accumulates group by group, folding each into
-/// `facc` ([`fold_group`]); the epilogue then starts from `facc`.
+/// `b.panel0 + p .. + NP`. Each group's accumulators start from the group's correction
+/// ([`Corrections`]), so the stored sums are already `sum - 128 col_sum`. A grouped layout
+/// folds each group into the float accumulators ([`fold_group`]); the epilogue then starts
+/// from them.
 ///
 /// # Safety
 /// As [`block_tiles`], with the tiles configured; `a_tile` is the packed tile of `row0`;
-/// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`.
+/// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`; `sums`
+/// points at writable buffers of 4 tiles each.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
@@ -229,8 +274,7 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
     row0: usize,
     p: usize,
     out: &mut [&mut [f32]],
-    acc: &mut Accumulators,
-    facc: &mut FloatAccumulators,
+    sums: Sums,
 ) {
     let l = b.w.layout;
     let panel = b.panel0 + p;
@@ -243,70 +287,195 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
     debug_assert_eq!(blocks_per_group * l.groups, k_blocks);
     assert!((panel + NP) * stride <= b.w.data.len());
     let w_panel = b.w.data.as_ptr().cast::<u8>().wrapping_add(panel * stride);
+    let mut corr = Corrections([0; 2 * NR]);
     for g in 0..l.groups {
-        // SAFETY: configured tiles (caller). Block kb's A tiles are rows kb * 32 .. + 32 of 64
-        // bytes inside `a_tile`; its B tiles are k-quads block_start / 4 .. + min(16, k_pad / 4)
-        // of panels `panel` and `panel + 1`, which end at or before each panel's end (module
-        // docs), inside the weight slice (asserted above).
+        for j in 0..NP {
+            // SAFETY: 16 column sums of the group inside the panel; 16 i32 inside `corr`.
+            unsafe {
+                let col_sums = _mm512_loadu_si512(b.col_sums16(g, panel + j).as_ptr().cast());
+                let c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(col_sums));
+                _mm512_store_si512(corr.0.as_mut_ptr().add(j * NR).cast(), c);
+            }
+        }
+        // SAFETY: configured tiles (caller); `corr` holds NP rows of 64 bytes. Block kb's A
+        // tiles are rows kb * 32 .. + 32 of 64 bytes inside `a_tile`; its B tiles are k-quads
+        // block_start / 4 .. + min(16, k_pad / 4) of panels `panel` and `panel + 1`, which end
+        // at or before each panel's end (module docs), inside the weight slice (asserted
+        // above); `sums.acc` has 4 tiles (caller).
         unsafe {
-            T::zero_acc::<MH, NP>();
+            T::start_acc::<MH, NP>(corr.0.as_ptr().cast());
             for kb in g * blocks_per_group..(g + 1) * blocks_per_group {
                 let b_ptr = w_panel.add(block_start(kb, l.k_pad) / K_QUAD * NR * K_QUAD);
+                prefetch_next_b::<NP>(b, b_ptr, stride);
                 T::step::<MH, NP>(a_tile.as_ptr().add(kb * MR * KB), b_ptr, stride);
             }
-            T::store_acc::<MH, NP>(acc.0.as_mut_ptr().cast());
+            T::store_acc::<MH, NP>(sums.acc.cast());
         }
         if grouped {
             // SAFETY: same features; `panel + NP` panels exist (asserted above); at most 32 rows,
-            // each with a scale in every group.
-            unsafe { fold_group::<NP>(b, g, panel, row0, out.len(), acc, facc) };
+            // each with a scale in every group; the buffers have 4 tiles (caller).
+            unsafe { fold_group::<NP>(b, g, panel, row0, out.len(), sums) };
         }
     }
+    // SAFETY: as above; the stored sums (one group) or folded sums cover `out.len()` rows.
+    unsafe {
+        if grouped {
+            epilogue::<NP, true>(b, row0, p, out, sums)
+        } else {
+            epilogue::<NP, false>(b, row0, p, out, sums)
+        }
+    }
+}
 
-    let epi = b.epilogue;
-    // One group: the scales of its fold, applied below; grouped rows were folded already.
-    let mut sa = [0f32; MR];
-    if !grouped {
-        for (i, s) in sa.iter_mut().enumerate().take(out.len()) {
-            *s = b.row_scale(row0 + i, 0);
+/// Prefetches into L1 the B tiles that follow those at `b_ptr` (the next k-block's, or past
+/// the panel's end the next panel's first), up to the end of the weights: a tile load that
+/// misses L1 holds up the tile unit, and the weights stream from L2. Measured on the AMX
+/// machine, one thread: +4-8% on MiniLM's and EmbeddingGemma's per-token shapes, 0-5% on
+/// grouped ones.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn prefetch_next_b<const NP: usize>(b: &Block<'_>, b_ptr: *const u8, stride: usize) {
+    let end = b.w.data.as_ptr_range().end.cast::<u8>();
+    let next = b_ptr.wrapping_add(TILE_BYTES);
+    for j in 0..NP {
+        for line in 0..TILE_BYTES / 64 {
+            let at = next.wrapping_add(j * stride + line * 64);
+            if at < end {
+                _mm_prefetch::<_MM_HINT_T0>(at.cast());
+            }
         }
     }
+}
+
+/// Offset in [`Accumulators`] / [`FloatAccumulators`] of row `i` (of 32) of panel `j`'s tile.
+#[inline]
+fn tile_row(i: usize, j: usize) -> usize {
+    (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR
+}
+
+/// Folds group `g`'s stored sums (`sums.acc`: already `sum - 128 col_sum`, rows `0..rows`,
+/// `NP` panels from `panel`) into `sums.facc` with the VNNI kernel's float steps in its order:
+/// `sums * scale` (group 0) or `fma(sums, scale, facc)`, then for centered rows
+/// `fma(col_sum, offset, facc)`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `panel + NP <= n_pad / 16`, `rows <= 32`, and both buffers
+/// hold 4 tiles, `sums.acc` stored for these rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn fold_group<const NP: usize>(b: &Block<'_>, g: usize, panel: usize, row0: usize, rows: usize, sums: Sums) {
+    // SAFETY: forwarded (caller).
+    unsafe {
+        match (g == 0, b.offsets.is_some()) {
+            (true, true) => fold_rows::<NP, true, true>(b, g, panel, row0, rows, sums),
+            (true, false) => fold_rows::<NP, true, false>(b, g, panel, row0, rows, sums),
+            (false, true) => fold_rows::<NP, false, true>(b, g, panel, row0, rows, sums),
+            (false, false) => fold_rows::<NP, false, false>(b, g, panel, row0, rows, sums),
+        }
+    }
+}
+
+/// [`fold_group`] for the first group or a later one, centered rows or symmetric ones.
+///
+/// # Safety
+/// As [`fold_group`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn fold_rows<const NP: usize, const FIRST: bool, const CENTERED: bool>(
+    b: &Block<'_>,
+    g: usize,
+    panel: usize,
+    row0: usize,
+    rows: usize,
+    sums: Sums,
+) {
+    let mut col_sums_f = [_mm512_setzero_ps(); NP];
+    if CENTERED {
+        for (j, c) in col_sums_f.iter_mut().enumerate() {
+            // SAFETY: 16 i32 inside the group's column sums of this panel.
+            *c = _mm512_cvtepi32_ps(unsafe { _mm512_loadu_si512(b.col_sums16(g, panel + j).as_ptr().cast()) });
+        }
+    }
+    for i in 0..rows {
+        let scale = _mm512_set1_ps(b.row_scale(row0 + i, g));
+        let offset = _mm512_set1_ps(if CENTERED { b.row_offset(row0 + i, g) } else { 0.0 });
+        for (j, col_sums_f) in col_sums_f.iter().enumerate() {
+            let at = tile_row(i, j);
+            // SAFETY: 16 i32 / f32 of one row of one tile of each buffer (at + 16 <= 1024).
+            unsafe {
+                let sum = _mm512_cvtepi32_ps(_mm512_load_si512(sums.acc.add(at).cast()));
+                let mut f = if FIRST {
+                    _mm512_mul_ps(sum, scale)
+                } else {
+                    _mm512_fmadd_ps(sum, scale, _mm512_load_ps(sums.facc.add(at)))
+                };
+                if CENTERED {
+                    f = _mm512_fmadd_ps(*col_sums_f, offset, f);
+                }
+                _mm512_store_ps(sums.facc.add(at), f);
+            }
+        }
+    }
+}
+
+/// The epilogue of one register block (rows `row0 ..`, `out.len()` of them; panels
+/// `b.panel0 + p .. + NP`), row by row: the stored sums times the row's scale (one group), or
+/// the folded float accumulators (`GROUPED`), then `* col_scale`, bias, activation, residual
+/// and store, the VNNI kernel's float steps in its order.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI; `p + NP <= b.panels`; `out[i]` covers the block's columns; `sums`
+/// holds the block's stored (or folded) sums for `out.len()` rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn epilogue<const NP: usize, const GROUPED: bool>(
+    b: &Block<'_>,
+    row0: usize,
+    p: usize,
+    out: &mut [&mut [f32]],
+    sums: Sums,
+) {
+    let l = b.w.layout;
+    let epi = b.epilogue;
+    let panel = b.panel0 + p;
+    let local = p * NR;
+    let mut masks = [0 as __mmask16; NP];
+    let mut sw = [_mm512_setzero_ps(); NP];
+    let mut bias = [_mm512_setzero_ps(); NP];
     for j in 0..NP {
         let col0 = (panel + j) * NR;
         let valid = (l.n - col0).min(NR);
-        let mask: __mmask16 = ((1u32 << valid) - 1) as __mmask16;
-        // SAFETY: col_sums (one group) and col_scales have n_pad entries; the bias (n
-        // entries) is read under the mask.
-        let (corr, sw) = unsafe {
-            (
-                _mm512_slli_epi32::<7>(_mm512_loadu_si512(b.w.col_sums.as_ptr().add(col0).cast())),
-                _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0)),
-            )
-        };
-        // A match, not `map`: intrinsics inside a closure would not inherit the target features.
-        #[allow(clippy::manual_map)]
-        let bias = match epi.bias {
-            // SAFETY: as above.
-            Some(bias) => Some(unsafe { _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col0)) }),
-            None => None,
-        };
-        let local = (p + j) * NR;
-        for (i, row) in out.iter_mut().enumerate() {
-            debug_assert!(row.len() >= local + valid);
-            let at = (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR;
-            let f = if grouped {
+        masks[j] = ((1u32 << valid) - 1) as __mmask16;
+        // SAFETY: col_scales has n_pad entries; the bias (n entries) is read under the mask.
+        unsafe {
+            sw[j] = _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0));
+            if let Some(bias_row) = epi.bias {
+                bias[j] = _mm512_maskz_loadu_ps(masks[j], bias_row.as_ptr().add(col0));
+            }
+        }
+    }
+    let has_bias = epi.bias.is_some();
+    for (i, row) in out.iter_mut().enumerate() {
+        debug_assert!(row.len() >= local + (NP - 1) * NR + masks[NP - 1].count_ones() as usize);
+        let sa = _mm512_set1_ps(if GROUPED { 0.0 } else { b.row_scale(row0 + i, 0) });
+        let dst = row.as_mut_ptr().wrapping_add(local);
+        for j in 0..NP {
+            let at = tile_row(i, j);
+            let f = if GROUPED {
                 // SAFETY: 16 f32 of one row of one folded tile.
-                unsafe { _mm512_load_ps(facc.0.as_ptr().add(at)) }
+                unsafe { _mm512_load_ps(sums.facc.add(at)) }
             } else {
-                // SAFETY: 16 i32 of one row of one stored accumulator tile.
-                let sum = unsafe { _mm512_load_si512(acc.0.as_ptr().add(at).cast()) };
-                // The VNNI kernel's float steps for one group: (sum - 128 col_sum) * sa.
-                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(sum, corr)), _mm512_set1_ps(sa[i]))
+                // SAFETY: 16 i32 of one row of one stored accumulator tile. The VNNI kernel's
+                // float steps for one group: (sum - 128 col_sum) * sa, the correction done.
+                _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(unsafe { _mm512_load_si512(sums.acc.add(at).cast()) }),
+                    sa,
+                )
             };
             // Then * sw, as the VNNI kernel.
-            let mut y = _mm512_mul_ps(f, sw);
-            if let Some(bias) = bias {
-                y = _mm512_add_ps(y, bias);
+            let mut y = _mm512_mul_ps(f, sw[j]);
+            if has_bias {
+                y = _mm512_add_ps(y, bias[j]);
             }
             y = match epi.activation {
                 Activation::None => y,
@@ -314,63 +483,14 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
                 // SAFETY: AVX-512F is enabled here.
                 Activation::Gelu(form) => unsafe { activation::avx512::gelu(form, y) },
             };
-            // SAFETY: `valid` columns from `local` lie inside the row; loads and stores are masked.
+            // SAFETY: the valid columns of panel j lie inside the row; loads and stores are
+            // masked.
             unsafe {
-                let dst = row.as_mut_ptr().add(local);
+                let dst = dst.add(j * NR);
                 if epi.accumulate {
-                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), y);
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(masks[j], dst), y);
                 }
-                _mm512_mask_storeu_ps(dst, mask, y);
-            }
-        }
-    }
-}
-
-/// Folds group `g`'s stored sums (`acc`, rows `0..rows`, `NP` panels from `panel`) into
-/// `facc` with the VNNI kernel's float steps in its order: the exact i32 correction
-/// `- 128 col_sum`, then `sums * scale` (group 0) or `fma(sums, scale, facc)`, then for centered
-/// rows `fma(col_sum, offset, facc)`.
-///
-/// # Safety
-/// The CPU must support AVX-512 F; `panel + NP <= n_pad / 16` and `rows <= 32`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn fold_group<const NP: usize>(
-    b: &Block<'_>,
-    g: usize,
-    panel: usize,
-    row0: usize,
-    rows: usize,
-    acc: &Accumulators,
-    facc: &mut FloatAccumulators,
-) {
-    let centered = b.offsets.is_some();
-    let mut corr = [_mm512_setzero_si512(); NP];
-    let mut col_sums_f = [_mm512_setzero_ps(); NP];
-    for j in 0..NP {
-        // SAFETY: 16 i32 inside the group's column sums of this panel.
-        let col_sums = unsafe { _mm512_loadu_si512(b.col_sums16(g, panel + j).as_ptr().cast()) };
-        corr[j] = _mm512_slli_epi32::<7>(col_sums);
-        col_sums_f[j] = _mm512_cvtepi32_ps(col_sums);
-    }
-    for i in 0..rows {
-        let scale = _mm512_set1_ps(b.row_scale(row0 + i, g));
-        let offset = _mm512_set1_ps(b.row_offset(row0 + i, g));
-        for j in 0..NP {
-            let at = (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR;
-            // SAFETY: 16 i32 / f32 of one row of one tile of `acc` / `facc` (at + 16 <= 1024).
-            unsafe {
-                let sum = _mm512_load_si512(acc.0.as_ptr().add(at).cast());
-                let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, corr[j]));
-                let mut f = if g == 0 {
-                    _mm512_mul_ps(sums, scale)
-                } else {
-                    _mm512_fmadd_ps(sums, scale, _mm512_load_ps(facc.0.as_ptr().add(at)))
-                };
-                if centered {
-                    f = _mm512_fmadd_ps(col_sums_f[j], offset, f);
-                }
-                _mm512_store_ps(facc.0.as_mut_ptr().add(at), f);
+                _mm512_mask_storeu_ps(dst, masks[j], y);
             }
         }
     }

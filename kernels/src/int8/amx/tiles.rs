@@ -76,11 +76,12 @@ pub(super) unsafe trait TileUnit {
     /// AMX must be available to this process.
     unsafe fn load_config(cfg: &TileConfig);
 
-    /// `tilezero` on the accumulators in use.
+    /// Starts the accumulators in use: every row of C[h][j] is the 64 bytes (16 i32) at
+    /// `rows + j * 64` (a `tileloadd` with row stride 0).
     ///
     /// # Safety
-    /// A configuration is loaded on this thread.
-    unsafe fn zero_acc<const MH: usize, const NP: usize>();
+    /// A configuration is loaded on this thread; `rows` has `NP * 64` readable bytes.
+    unsafe fn start_acc<const MH: usize, const NP: usize>(rows: *const u8);
 
     /// Loads A[h] from `a + h * TILE_BYTES` and B[j] from `b + j * b_stride` (row stride 64)
     /// and accumulates the `MH x NP` products.
@@ -115,17 +116,19 @@ unsafe impl TileUnit for Hardware {
     }
 
     #[inline]
-    unsafe fn zero_acc<const MH: usize, const NP: usize>() {
-        // SAFETY: a configuration is loaded (caller); register-only.
+    unsafe fn start_acc<const MH: usize, const NP: usize>(rows: *const u8) {
+        let r1 = rows.wrapping_add(ROW_BYTES);
+        // SAFETY: a configuration is loaded; `rows` has NP rows of 64 readable bytes (caller),
+        // and a stride of 0 reads only them.
         unsafe {
-            core::arch::asm!("tilezero tmm0", options(nostack, nomem));
+            core::arch::asm!("tileloadd tmm0, [{p} + {z}*1]", p = in(reg) rows, z = in(reg) 0usize, options(nostack, readonly));
             if NP == 2 {
-                core::arch::asm!("tilezero tmm1", options(nostack, nomem));
+                core::arch::asm!("tileloadd tmm1, [{p} + {z}*1]", p = in(reg) r1, z = in(reg) 0usize, options(nostack, readonly));
             }
             if MH == 2 {
-                core::arch::asm!("tilezero tmm2", options(nostack, nomem));
+                core::arch::asm!("tileloadd tmm2, [{p} + {z}*1]", p = in(reg) rows, z = in(reg) 0usize, options(nostack, readonly));
                 if NP == 2 {
-                    core::arch::asm!("tilezero tmm3", options(nostack, nomem));
+                    core::arch::asm!("tileloadd tmm3, [{p} + {z}*1]", p = in(reg) r1, z = in(reg) 0usize, options(nostack, readonly));
                 }
             }
         }
@@ -239,23 +242,16 @@ mod emulation {
         });
     }
 
-    pub(super) fn zero(t: usize) {
-        STATE.with_borrow_mut(|s| {
-            shape(s, t);
-            s.tiles[t] = [0; TILE_BYTES];
-        });
-    }
-
     /// # Safety
-    /// `rows` rows of `colsb` bytes at `base + r * ROW_BYTES` are readable.
-    pub(super) unsafe fn load(t: usize, base: *const u8) {
+    /// `rows` rows of `colsb` bytes at `base + r * stride` are readable.
+    pub(super) unsafe fn load(t: usize, base: *const u8, stride: usize) {
         STATE.with_borrow_mut(|s| {
             let (rows, colsb) = shape(s, t);
             let tile = &mut s.tiles[t];
             *tile = [0; TILE_BYTES];
             for r in 0..rows {
                 // SAFETY: the caller guarantees the row is readable.
-                let src = unsafe { std::slice::from_raw_parts(base.add(r * ROW_BYTES), colsb) };
+                let src = unsafe { std::slice::from_raw_parts(base.add(r * stride), colsb) };
                 tile[r * ROW_BYTES..r * ROW_BYTES + colsb].copy_from_slice(src);
             }
         });
@@ -320,10 +316,11 @@ unsafe impl TileUnit for Emulated {
         emulation::load_config(cfg);
     }
 
-    unsafe fn zero_acc<const MH: usize, const NP: usize>() {
+    unsafe fn start_acc<const MH: usize, const NP: usize>(rows: *const u8) {
         for h in 0..MH {
             for j in 0..NP {
-                emulation::zero(2 * h + j);
+                // SAFETY: the caller guarantees NP readable rows of 64 bytes at `rows`.
+                unsafe { emulation::load(2 * h + j, rows.wrapping_add(j * ROW_BYTES), 0) };
             }
         }
     }
@@ -331,11 +328,11 @@ unsafe impl TileUnit for Emulated {
     unsafe fn step<const MH: usize, const NP: usize>(a: *const u8, b: *const u8, b_stride: usize) {
         for h in 0..MH {
             // SAFETY: the caller guarantees the tile rows are readable.
-            unsafe { emulation::load(4 + h, a.wrapping_add(h * TILE_BYTES)) };
+            unsafe { emulation::load(4 + h, a.wrapping_add(h * TILE_BYTES), ROW_BYTES) };
         }
         for j in 0..NP {
             // SAFETY: as above.
-            unsafe { emulation::load(6 + j, b.wrapping_add(j * b_stride)) };
+            unsafe { emulation::load(6 + j, b.wrapping_add(j * b_stride), ROW_BYTES) };
         }
         for h in 0..MH {
             for j in 0..NP {
@@ -385,7 +382,7 @@ mod tests {
         // SAFETY: emulated tiles; every buffer holds whole tiles.
         unsafe {
             Emulated::load_config(&TileConfig::new(ka));
-            Emulated::zero_acc::<1, 1>();
+            Emulated::start_acc::<1, 1>([0u8; 64].as_ptr());
             Emulated::step::<1, 1>(a.as_ptr(), b.as_ptr(), 0);
             Emulated::step::<1, 1>(a.as_ptr(), b.as_ptr(), 0);
             Emulated::store_acc::<1, 1>(c.as_mut_ptr());
