@@ -28,7 +28,7 @@ pub(super) static TILES: Tiles = Tiles {
 
 /// The AVX-512 softmax's steps up to the sum ([`crate::vector::avx512::softmax_exps`]), then
 /// its last step (times 1 / Σ, the same IEEE product) fused into [`round_pairs`].
-fn softmax_pairs(row: &mut [f32], dst: &mut [u32]) {
+pub(super) fn softmax_pairs(row: &mut [f32], dst: &mut [u32]) {
     assert!(dst.len() >= row.len().div_ceil(2));
     // SAFETY: AVX-512F detected (module docs).
     let inv = unsafe { crate::vector::avx512::softmax_exps(row) };
@@ -61,7 +61,7 @@ unsafe fn scale_round_pairs_simd(src: *const f32, whole: usize, s: f32, dst: *mu
     }
 }
 
-fn round_pairs(src: &[f32], dst: &mut [u32]) {
+pub(super) fn round_pairs(src: &[f32], dst: &mut [u32]) {
     assert!(dst.len() >= src.len().div_ceil(2));
     let whole = src.len() / 32 * 32;
     // SAFETY: AVX-512 and BF16 detected (module docs); src holds `whole` values and dst
@@ -89,7 +89,7 @@ unsafe fn round_pairs_simd(src: *const f32, whole: usize, dst: *mut u32) {
     }
 }
 
-fn interleave(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
+pub(super) fn interleave(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
     let n = first.len();
     assert!(dst.len() >= n && second.is_none_or(|s| s.len() >= n));
     let whole = n / 16 * 16;
@@ -155,7 +155,7 @@ const ROWS: usize = 8;
 /// AVX-512F must be available and `p` must point to 16 readable `u32`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn load_pairs(p: *const u32) -> __m512bh {
+pub(super) unsafe fn load_pairs(p: *const u32) -> __m512bh {
     // SAFETY: 16 readable words (caller); __m512i and __m512bh are both 64-byte vectors of
     // plain bits, so reinterpreting one as the other is sound.
     unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast())) }
@@ -167,7 +167,7 @@ unsafe fn load_pairs(p: *const u32) -> __m512bh {
 /// AVX-512F must be available.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn broadcast_pair(word: u32) -> __m512bh {
+pub(super) unsafe fn broadcast_pair(word: u32) -> __m512bh {
     // SAFETY: as in `load_pairs`, a reinterpretation of 64 bytes of plain bits.
     unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(word as i32)) }
 }

@@ -38,11 +38,14 @@
 //! multiply-adds and the SIMD `exp` (a few ulp, see [`crate::activation`]); tests.rs states
 //! the tolerances.
 //!
-//! Files: [`scalar`] (reference), `avx2`, `avx512`, `neon` (one per ISA), `tests`.
+//! Files: [`scalar`] (reference), `avx2`, `avx512`, `neon` (one per ISA), the bf16 forms
+//! (`bf16`, `avx512_bf16`, `amx_bf16`), `tests`.
 
 mod bf16;
 mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+mod amx_bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -193,6 +196,26 @@ static AVX512_BF16_SCORES: AttentionKernel = AttentionKernel {
     bf16_values: false,
 };
 
+#[cfg(target_arch = "x86_64")]
+static AMX_BF16: AttentionKernel = AttentionKernel {
+    name: "x86_64-attention-bf16-16x64-amxbf16",
+    scores: avx512::scores,
+    probs_values: avx512::probs_values,
+    vector: &vector::AVX512,
+    bf16: Some(&amx_bf16::TILES),
+    bf16_values: true,
+};
+
+#[cfg(target_arch = "x86_64")]
+static AMX_BF16_SCORES: AttentionKernel = AttentionKernel {
+    name: "x86_64-attention-bf16scores-16x64-amxbf16",
+    scores: avx512::scores,
+    probs_values: avx512::probs_values,
+    vector: &vector::AVX512,
+    bf16: Some(&amx_bf16::TILES),
+    bf16_values: false,
+};
+
 #[cfg(target_arch = "aarch64")]
 static NEON: AttentionKernel = AttentionKernel {
     name: "aarch64-attention-f32-4x16-neon",
@@ -223,9 +246,15 @@ pub fn for_isa(isa: Isa) -> &'static AttentionKernel {
 }
 
 /// The bf16 attention kernel at `isa`, where this CPU multiplies bf16 pairs in hardware
-/// (AVX-512 BF16 at the `avx512` and `amx` levels); `None` elsewhere: without the instruction
-/// bf16 would only lose precision. [`bf16_reference`] is the scalar form tests compare with.
+/// (AVX-512 BF16 at the `avx512` and `amx` levels; at `amx`, where the CPU also has AMX-BF16,
+/// the kernel whose products run on tiles, [`amx_bf16`]); `None` elsewhere: without the
+/// instruction bf16 would only lose precision. [`bf16_reference`] is the scalar form tests
+/// compare with.
 pub fn bf16_for_isa(isa: Isa) -> Option<&'static AttentionKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx && bf16_hardware(isa) && amx_bf16::available() {
+        return Some(&AMX_BF16);
+    }
     bf16_hardware(isa).then_some(HARDWARE_BF16).flatten()
 }
 
@@ -235,9 +264,14 @@ pub fn bf16_reference() -> &'static AttentionKernel {
 }
 
 /// The attention kernel at `isa` that computes only the scores on bf16 pairs (Q and K rounded
-/// to bf16) and P V in f32, where this CPU multiplies bf16 pairs in hardware; `None` elsewhere.
+/// to bf16) and P V in f32, where this CPU multiplies bf16 pairs in hardware (on tiles at `amx`
+/// with AMX-BF16, as [`bf16_for_isa`]); `None` elsewhere.
 /// [`bf16_scores_reference`] is the scalar form tests compare with.
 pub fn bf16_scores_for_isa(isa: Isa) -> Option<&'static AttentionKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx && bf16_hardware(isa) && amx_bf16::available() {
+        return Some(&AMX_BF16_SCORES);
+    }
     bf16_hardware(isa).then_some(HARDWARE_BF16_SCORES).flatten()
 }
 

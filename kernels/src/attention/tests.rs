@@ -318,8 +318,20 @@ fn bad_arguments_are_errors() {
 /// then the hardware ones.
 fn bf16_kernels() -> Vec<&'static AttentionKernel> {
     let mut out = vec![bf16_reference(), bf16_scores_reference()];
-    out.extend(Isa::supported().into_iter().filter_map(bf16_for_isa).take(1));
-    out.extend(Isa::supported().into_iter().filter_map(bf16_scores_for_isa).take(1));
+    out.extend(hardware(bf16_for_isa));
+    out.extend(hardware(bf16_scores_for_isa));
+    out
+}
+
+/// Every distinct kernel `pick` gives at the levels this host supports (AMX-BF16 tiles at the
+/// `amx` level and AVX-512 BF16 at `avx512`, where present).
+fn hardware(pick: fn(Isa) -> Option<&'static AttentionKernel>) -> Vec<&'static AttentionKernel> {
+    let mut out: Vec<&'static AttentionKernel> = Vec::new();
+    for kernel in Isa::supported().into_iter().filter_map(pick) {
+        if !out.iter().any(|k| k.name == kernel.name) {
+            out.push(kernel);
+        }
+    }
     out
 }
 
@@ -357,48 +369,83 @@ fn bf16_kernels_match_direct_f64_attention() {
     }
 }
 
-/// The hardware bf16 tiles against the scalar bf16 tiles on the same packed pairs. Both add
-/// the two exact products of each pair to an f32 sum in the same order, so they agree to a
-/// few ulp (`vdpbf16ps` flushes denormals, which these values never reach).
+/// The hardware bf16 tiles against the scalar bf16 tiles on the same packed pairs. Every
+/// product of two bf16 values is exact in f32, so the sums differ only by the order of the f32
+/// additions (the values never reach the denormals both instructions flush): `vdpbf16ps` adds
+/// in the scalar order (a few ulp apart), `tdpbf16ps` in its own. Each side of a sum of n
+/// terms is within (n - 1) 2^-24 Σ|terms| of the exact sum, so twice that bounds the gap.
+/// The shapes cover the AMX tiles' whole blocks of 16 pairs, up to 8 strips of 16 columns,
+/// 16 rows, P V tails of 3 and 8 pairs, and the shapes they hand to AVX-512 BF16 (short rows
+/// of keys among them).
 #[test]
 fn bf16_tiles_match_the_scalar_tiles() {
-    let Some(kernel) = Isa::supported().into_iter().find_map(bf16_for_isa) else {
-        return; // no bf16 hardware here: the reference is all there is to run
+    let reference = bf16_reference().bf16.unwrap();
+    let words = |rng: &mut TestRng, n: usize| -> Vec<u32> {
+        rng.vec(2 * n, 2.0)
+            .chunks_exact(2)
+            .map(|p| bf16::to_bf16(p[0]) as u32 | (bf16::to_bf16(p[1]) as u32) << 16)
+            .collect()
     };
-    let (simd, reference) = (kernel.bf16.unwrap(), bf16_reference().bf16.unwrap());
-    let mut rng = TestRng(41);
-    for (rows, pairs, cols) in [(1, 1, 16), (3, 4, 32), (8, 16, 48), (13, 128, 64), (8, 24, 16)] {
-        let words = |rng: &mut TestRng, n: usize| -> Vec<u32> {
-            rng.vec(2 * n, 2.0)
-                .chunks_exact(2)
-                .map(|p| bf16::to_bf16(p[0]) as u32 | (bf16::to_bf16(p[1]) as u32) << 16)
-                .collect()
-        };
-        let q = words(&mut rng, rows * pairs);
-        let k = words(&mut rng, pairs * cols);
-        let (mut a, mut b) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
-        (simd.scores)(&q, pairs, rows, &k, cols, cols, pairs, 0.3, &mut a, cols);
-        (reference.scores)(&q, pairs, rows, &k, cols, cols, pairs, 0.3, &mut b, cols);
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
-                "scores {rows}x{pairs}x{cols}: {x} vs {y}"
-            );
-        }
-        let head_dim = cols - 8 * (cols % 32 / 16); // 16, 32, 40, 64, 8: strips and a scalar tail
-        let v = words(&mut rng, pairs * head_dim);
-        let (mut a, mut b) = (vec![0f32; rows * head_dim], vec![0f32; rows * head_dim]);
-        {
-            let mut ra: Vec<&mut [f32]> = a.chunks_exact_mut(head_dim).collect();
-            let mut rb: Vec<&mut [f32]> = b.chunks_exact_mut(head_dim).collect();
-            (simd.probs_values)(&q, pairs, &v, head_dim, pairs, head_dim, &mut ra, 0);
-            (reference.probs_values)(&q, pairs, &v, head_dim, pairs, head_dim, &mut rb, 0);
-        }
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
-                "pv {rows}x{pairs}x{head_dim}: {x} vs {y}"
-            );
+    // Σ|products| of the pairs a[t] . b(t), t < n.
+    let abs_dot = |a: &[u32], b: &dyn Fn(usize) -> u32, n: usize| -> f32 {
+        let half = |w: u32, i: u32| bf16::from_bf16((w >> (16 * i)) as u16).abs();
+        (0..n)
+            .map(|t| half(a[t], 0) * half(b(t), 0) + half(a[t], 1) * half(b(t), 1))
+            .sum()
+    };
+    let bound = |pairs: usize, abs: f32| 2.0 * (2 * pairs) as f32 * (f32::EPSILON / 2.0) * abs + 1e-7;
+    for kernel in hardware(bf16_for_isa) {
+        let simd = kernel.bf16.unwrap();
+        let mut rng = TestRng(41);
+        let shapes = [
+            (1, 1, 16, 16),
+            (3, 4, 32, 32),
+            (8, 16, 48, 40),
+            (13, 128, 64, 64),
+            (8, 24, 16, 8),
+            (16, 48, 96, 96),
+            (5, 40, 32, 64),
+            (9, 35, 16, 32),
+            (16, 16, 80, 16),
+            (8, 32, 64, 32),
+            (7, 64, 128, 48),
+        ];
+        for (rows, pairs, cols, head_dim) in shapes {
+            let q = words(&mut rng, rows * pairs);
+            let k = words(&mut rng, pairs * cols);
+            let (mut a, mut b) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
+            (simd.scores)(&q, pairs, rows, &k, cols, cols, pairs, 0.3, &mut a, cols);
+            (reference.scores)(&q, pairs, rows, &k, cols, cols, pairs, 0.3, &mut b, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (x, y) = (a[r * cols + c], b[r * cols + c]);
+                    let abs = 0.3 * abs_dot(&q[r * pairs..], &|t| k[t * cols + c], pairs);
+                    assert!(
+                        (x - y).abs() <= bound(pairs, abs),
+                        "{}: scores {rows}x{pairs}x{cols} [{r}][{c}]: {x} vs {y}",
+                        kernel.name
+                    );
+                }
+            }
+            let v = words(&mut rng, pairs * head_dim);
+            let (mut a, mut b) = (vec![0f32; rows * head_dim], vec![0f32; rows * head_dim]);
+            {
+                let mut ra: Vec<&mut [f32]> = a.chunks_exact_mut(head_dim).collect();
+                let mut rb: Vec<&mut [f32]> = b.chunks_exact_mut(head_dim).collect();
+                (simd.probs_values)(&q, pairs, &v, head_dim, pairs, head_dim, &mut ra, 0);
+                (reference.probs_values)(&q, pairs, &v, head_dim, pairs, head_dim, &mut rb, 0);
+            }
+            for r in 0..rows {
+                for e in 0..head_dim {
+                    let (x, y) = (a[r * head_dim + e], b[r * head_dim + e]);
+                    let abs = abs_dot(&q[r * pairs..], &|t| v[t * head_dim + e], pairs);
+                    assert!(
+                        (x - y).abs() <= bound(pairs, abs),
+                        "{}: pv {rows}x{pairs}x{head_dim} [{r}][{e}]: {x} vs {y}",
+                        kernel.name
+                    );
+                }
+            }
         }
     }
 }
@@ -426,9 +473,12 @@ fn bf16_single_token_returns_its_rounded_value() {
 /// rounded pairs summed in the same order, then the f32 P V tiles of f32 attention).
 #[test]
 fn bf16_scores_kernels_match_their_reference() {
-    let Some(kernel) = Isa::supported().into_iter().find_map(bf16_scores_for_isa) else {
-        return; // no bf16 hardware here: the reference is all there is to run
-    };
+    for kernel in hardware(bf16_scores_for_isa) {
+        bf16_scores_kernel_matches_its_reference(kernel);
+    }
+}
+
+fn bf16_scores_kernel_matches_its_reference(kernel: &AttentionKernel) {
     assert!(kernel.is_bf16() && !kernel.rounds_values());
     for (seed, (len, hd, heads, scale, window, bias)) in shapes().into_iter().enumerate() {
         let case = Case::new(seed as u64 + 500, len, hd, heads, scale, window, bias);
@@ -437,7 +487,8 @@ fn bf16_scores_kernels_match_their_reference() {
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(
             worst < 1e-5,
-            "len {len} hd {hd} heads {heads} window {window:?}: max difference {worst}"
+            "{} len {len} hd {hd} heads {heads} window {window:?}: max difference {worst}",
+            kernel.name
         );
     }
 }
@@ -446,9 +497,12 @@ fn bf16_scores_kernels_match_their_reference() {
 /// the words are equal (values here are never denormal, which the hardware flushes).
 #[test]
 fn bf16_conversions_match_the_scalar_ones() {
-    let Some(kernel) = Isa::supported().into_iter().find_map(bf16_for_isa) else {
-        return;
-    };
+    for kernel in hardware(bf16_for_isa) {
+        bf16_conversions_match(kernel);
+    }
+}
+
+fn bf16_conversions_match(kernel: &AttentionKernel) {
     let (simd, reference) = (kernel.bf16.unwrap(), bf16_reference().bf16.unwrap());
     let mut rng = TestRng(43);
     for len in [1, 2, 15, 16, 31, 32, 33, 64, 77, 256] {
@@ -477,7 +531,7 @@ fn bf16_conversions_match_the_scalar_ones() {
 fn softmax_pairs_match_softmax_then_rounding() {
     let mut rng = TestRng(47);
     let mut kernels: Vec<&AttentionKernel> = vec![bf16_reference()];
-    kernels.extend(Isa::supported().into_iter().find_map(bf16_for_isa));
+    kernels.extend(hardware(bf16_for_isa));
     for kernel in kernels {
         let tiles = kernel.bf16.unwrap();
         for len in [1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 256, 257] {

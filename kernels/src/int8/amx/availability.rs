@@ -75,6 +75,17 @@ pub fn availability() -> &'static Result<(), AmxUnavailable> {
     STATE.get_or_init(|| decide(cpu_amx(), request_tile_permission))
 }
 
+/// Whether the CPU has AMX-BF16 (`tdpbf16ps`; CPUID leaf 7, EDX bit 22). Only meaningful
+/// together with [`availability`], which covers the tile state and the permission.
+pub fn cpu_has_amx_bf16() -> bool {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    // SAFETY: CPUID exists on every x86_64 CPU; leaf 7 is read only when supported.
+    #[allow(unused_unsafe)]
+    unsafe {
+        __cpuid(0).eax >= 7 && __cpuid_count(7, 0).edx & (1 << 22) != 0
+    }
+}
+
 /// Reads CPUID leaf 7 and, when the OS uses XSAVE, XCR0.
 fn cpu_amx() -> CpuAmx {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
