@@ -247,7 +247,7 @@ pub fn for_isa(isa: Isa) -> &'static AttentionKernel {
 
 /// The bf16 attention kernel at `isa`, where this CPU multiplies bf16 pairs in hardware
 /// (AVX-512 BF16 at the `avx512` and `amx` levels; at `amx`, where the CPU also has AMX-BF16,
-/// the kernel whose products run on tiles, [`amx_bf16`]); `None` elsewhere: without the
+/// the kernel whose products run on tiles, `amx_bf16.rs`); `None` elsewhere: without the
 /// instruction bf16 would only lose precision. [`bf16_reference`] is the scalar form tests
 /// compare with.
 pub fn bf16_for_isa(isa: Isa) -> Option<&'static AttentionKernel> {
