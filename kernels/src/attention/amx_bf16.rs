@@ -41,6 +41,7 @@ pub(super) static TILES: Tiles = Tiles {
     round_pairs: avx512_bf16::round_pairs,
     interleave: avx512_bf16::interleave,
     softmax_pairs: avx512_bf16::softmax_pairs,
+    group_rows: MAX_ROWS,
 };
 
 /// f32 lanes (and bf16 pairs) per tile row.

@@ -24,6 +24,7 @@ pub(super) static TILES: Tiles = Tiles {
     round_pairs,
     interleave,
     softmax_pairs,
+    group_rows: super::GROUP_ROWS,
 };
 
 /// The AVX-512 softmax's steps up to the sum ([`crate::vector::avx512::softmax_exps`]), then

@@ -31,9 +31,7 @@
 // Tile functions take each slice with its stride and extent explicitly, as the f32 tiles do.
 #![allow(clippy::too_many_arguments)]
 
-use super::{
-    padded, prefetch_span, probabilities, visible_keys, AttentionBlock, AttentionKernel, GROUP_ROWS, KEY_ALIGN,
-};
+use super::{padded, prefetch_span, probabilities, visible_keys, AttentionBlock, AttentionKernel, KEY_ALIGN};
 use crate::{vector, KernelError};
 use std::ops::Range;
 
@@ -86,6 +84,9 @@ pub(super) struct Tiles {
     pub(super) round_pairs: RoundPairsFn,
     pub(super) interleave: InterleaveFn,
     pub(super) softmax_pairs: SoftmaxPairsFn,
+    /// Query rows whose scores are held at once ([`super::GROUP_ROWS`], or 16 for the AMX
+    /// tiles: one tile of rows, so each tile instruction does twice the work).
+    pub(super) group_rows: usize,
 }
 
 /// The scalar reference tiles: the same sums in plain f32 loops.
@@ -95,6 +96,7 @@ pub(super) static SCALAR_TILES: Tiles = Tiles {
     round_pairs: scalar_round_pairs,
     interleave: scalar_interleave,
     softmax_pairs: scalar_softmax_pairs,
+    group_rows: super::GROUP_ROWS,
 };
 
 /// `x` rounded to the nearest bf16 (ties to even), as its 16 bits; a NaN stays a quiet NaN.
@@ -213,12 +215,13 @@ pub(super) fn attend(
     let n = keys.len();
     let k_stride = padded(n);
     let p_stride = k_stride / 2 + 1;
-    let (scores, rest) = scratch.split_at_mut(GROUP_ROWS * k_stride);
+    let group_rows = tiles.group_rows;
+    let (scores, rest) = scratch.split_at_mut(group_rows * k_stride);
     let words: &mut [u32] = bytemuck::cast_slice_mut(rest);
     let (keys_p, rest) = words.split_at_mut(half * k_stride);
     let (values_p, rest) = rest.split_at_mut(n.div_ceil(2) * hd);
-    let (q_p, rest) = rest.split_at_mut(GROUP_ROWS * half);
-    let (p_p, rest) = rest.split_at_mut(GROUP_ROWS * p_stride);
+    let (q_p, rest) = rest.split_at_mut(group_rows * half);
+    let (p_p, rest) = rest.split_at_mut(group_rows * p_stride);
     let row_words = &mut rest[..KEYS_AT_ONCE * half];
     pack_keys(tiles, b, &keys, k_stride, row_words, keys_p);
     let round_values = kernel.bf16_values;
@@ -231,7 +234,7 @@ pub(super) fn attend(
 
     let mut r0 = b.rows.start;
     while r0 < b.rows.end {
-        let r1 = (r0 + GROUP_ROWS).min(b.rows.end);
+        let r1 = (r0 + group_rows).min(b.rows.end);
         let group = r0..r1;
         let union = visible_keys(&group, b.len, b.window);
         let (u0, u1) = (union.start - keys.start, union.end - keys.start);
@@ -242,7 +245,7 @@ pub(super) fn attend(
         let key_pairs = (u1 - e0).div_ceil(2);
         let out_rows = &mut out[r0 - b.rows.start..r1 - b.rows.start];
         // The next group's query rows, all heads of the block: their first touch is a cache miss.
-        for r in r1..(r1 + GROUP_ROWS).min(b.rows.end) {
+        for r in r1..(r1 + group_rows).min(b.rows.end) {
             prefetch_span(&b.qkv[r * b.stride + b.q_col..][..b.heads * hd]);
         }
         for g in 0..b.heads {

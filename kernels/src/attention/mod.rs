@@ -66,6 +66,10 @@ use std::ops::Range;
 /// `GROUP_ROWS x padded keys`. A multiple of every ISA's row tile (4 or 8).
 pub const GROUP_ROWS: usize = 8;
 
+/// The most query rows any kernel holds at once (the AMX bf16 tiles take 16: one tile of rows);
+/// [`scratch_len`] provides for this many.
+const MAX_GROUP_ROWS: usize = 16;
+
 /// The packed keys' column count is rounded up to this, a multiple of every ISA's key strip
 /// (4, 8 or 16 lanes), so Q K^T tiles never need a column tail.
 pub const KEY_ALIGN: usize = 16;
@@ -363,7 +367,7 @@ fn padded(n: usize) -> usize {
 /// group's scores (f32), plus a group's query and probability rows in bf16 pairs (bf16; the
 /// key and value pairs take no more than the f32 keys).
 pub fn scratch_len(keys: usize, head_dim: usize) -> usize {
-    padded(keys) * (head_dim + GROUP_ROWS) + GROUP_ROWS * (head_dim + padded(keys))
+    padded(keys) * (head_dim + MAX_GROUP_ROWS) + MAX_GROUP_ROWS * (head_dim + padded(keys))
 }
 
 /// Panics unless the slices of a scores tile call hold their tiles: every ISA's safe wrapper
