@@ -10,6 +10,9 @@ Every engine embeds the same texts on the same machine in the same run, with the
   and one under `LD_PRELOAD=noamx.so` (AMX tile permission refused, so MLAS uses its AVX-512 VNNI kernels:
   `ort-int8-noamx`). MiniLM has several int8 candidates (plain, eager-attention and optimizer-fused exports,
   reduce_range); "the fastest peer int8" is chosen per point and round among them and llama.cpp Q8_0;
+- on a CPU with AMX, MiniLM also runs as `octet-int8-vnni`: the same file in a second timer process under
+  OCTET_KERNEL=avx512 (octet's VNNI kernels and AVX-512 BF16 attention, no tiles), the side of the VNNI-only
+  target that `ort-int8-noamx` is the other side of;
 - PyTorch f32 through sentence-transformers (MiniLM: an engine; both models: the quality reference);
 - llama.cpp GGUF (MiniLM f32 / f16 / Q8_0, EmbeddingGemma Q8_0 with its two Dense layers), built by
   benches/peers/setup.sh from the sources vendored in the llama-cpp-python sdist, called through that sdist's
@@ -138,6 +141,8 @@ def run_model(key, args, ctx):
     file_bytes.update({k: v.stat().st_size for k, v in gguf_paths.items()})
     if ctx["noamx_worker"] is not None:
         file_bytes["ort-int8-noamx"] = file_bytes[noamx_model]
+    if key == "minilm" and ctx["vnni_server"] is not None:
+        file_bytes["octet-int8-vnni"] = file_bytes["octet-int8"]
     if key == "minilm":
         file_bytes["pytorch-f32"] = (spec["source"] / "model.safetensors").stat().st_size
 
@@ -150,6 +155,8 @@ def run_model(key, args, ctx):
     engines_per_thread = {}
     for t in threads:
         engines = {f"octet-{r}": OctetEngine(server, f"{key}-{r}", octet_paths[r], t) for r in spec["recipes"]}
+        if key == "minilm" and ctx["vnni_server"] is not None:
+            engines["octet-int8-vnni"] = OctetEngine(ctx["vnni_server"], f"{key}-int8-vnni", octet_paths["int8"], t)
         for name, (path, output) in onnx.items():
             engines[name] = RemoteOrtEngine(ctx["ort_worker"], f"{key}-{name}", path, spec["source"], t, output,
                                             spec["max_length"])
@@ -271,7 +278,7 @@ def main():
     llama = (None, "--skip-llama") if args.skip_llama else load_llama()
     amx_cpu = "amx_int8" in cpu_description()[1].split()
     noamx = not args.no_noamx
-    counts = {"minilm": 3 + 6 + int(args.ort_quint8) + int(noamx) + int(args.ort_in_process) + 1
+    counts = {"minilm": 3 + 6 + int(args.ort_quint8) + int(noamx) + int(args.ort_in_process) + 1 + int(amx_cpu)
               + (len(MODELS["minilm"]["llama_kinds"]) if llama[0] else 0),
               "gemma": 1 + 1 + int(noamx) + int(args.ort_in_process) + (1 if llama[0] else 0)}
     eta = estimate_seconds([k for k in keys if k in counts], threads, rounds, seconds, counts)
@@ -282,6 +289,10 @@ def main():
     meter = CpuMeter()
     server = OctetServer(timer)
     meter.pids.add(server.pid)
+    vnni_server = None
+    if amx_cpu:
+        vnni_server = OctetServer(timer, env=dict(os.environ, OCTET_KERNEL="avx512"))
+        meter.pids.add(vnni_server.pid)
     ort_worker = OrtWorker(sys.executable)
     meter.pids.add(ort_worker.pid)
     noamx_worker = None
@@ -295,6 +306,7 @@ def main():
     log(f"ONNX Runtime {ort_worker.hello['ort']}; AMX permission: {amx}; CPU has amx_int8: {amx_cpu}")
     ctx = {"threads": threads, "rounds": rounds, "seconds": seconds, "cli": cli, "timer": timer, "server": server,
            "meter": meter, "ort_worker": ort_worker, "noamx_worker": noamx_worker, "llama": llama,
+           "vnni_server": vnni_server,
            "ort_version": ort_worker.hello["ort"], "amx": amx, "waitidle": waitidle, "python": sys.executable}
     started = time.perf_counter()
     try:
@@ -309,6 +321,8 @@ def main():
                 log(f"wrote {path}")
     finally:
         server.close()
+        if vnni_server is not None:
+            vnni_server.close()
         ort_worker.close()
         if noamx_worker is not None:
             noamx_worker.close()

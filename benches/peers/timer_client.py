@@ -45,5 +45,5 @@ class JsonLinesChild:
 class OctetServer(JsonLinesChild):
     """`octet-bench-timer serve` in a child process."""
 
-    def __init__(self, timer):
-        super().__init__([timer, "serve"], "octet-bench-timer")
+    def __init__(self, timer, env=None):
+        super().__init__([timer, "serve"], "octet-bench-timer", env)
