@@ -92,8 +92,10 @@ pub fn measure(instruction: PeakInstruction, threads: usize) -> Option<f64> {
     Some(ops_per_run / best.as_secs_f64() / 1e9)
 }
 
-/// Runs `run(trips)` on `threads` threads started together and returns the wall time until
-/// the last one finishes.
+/// Runs `run(trips)` on `threads` threads started together and returns the wall time from the
+/// first one starting to the last one finishing, as the threads themselves clock it (a
+/// spawning thread that timed it could be descheduled until the work is done: with two workers
+/// on two vCPUs it once measured almost nothing, and a 2-thread AMX peak of millions of GOPS).
 fn time_on_threads(run: fn(u64), trips: u64, threads: usize) -> Duration {
     if threads == 1 {
         run(trips / 16); // wake the vector unit up before timing
@@ -101,21 +103,24 @@ fn time_on_threads(run: fn(u64), trips: u64, threads: usize) -> Duration {
         run(trips);
         return start.elapsed();
     }
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                run(trips / 16);
-                barrier.wait();
-                run(trips);
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        // Leaving the scope joins every thread.
-        start
-    })
-    .elapsed()
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    run(trips / 16);
+                    barrier.wait();
+                    let start = Instant::now();
+                    run(trips);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("peak worker")).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().expect("threads > 1");
+    let last = spans.iter().map(|s| s.1).max().expect("threads > 1");
+    last - first
 }
 
 /// The safe loop for `instruction`, if this CPU runs it.
