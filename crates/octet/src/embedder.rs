@@ -22,6 +22,8 @@ use rayon::prelude::*;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+// Keeping the other workers spinning through a run of passes.
+mod awake;
 // `Embedder::tokenize` and `embed_ids`: embed's two halves, for callers that batch.
 mod tokens;
 
@@ -317,36 +319,41 @@ impl Embedder {
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .unwrap_or_default();
-        let mut start = 0;
-        while start < order.len() {
-            // The next pass: up to batch_size sequences and max_batch_tokens tokens, at least one.
-            let (mut end, mut pass_tokens) = (start, 0);
-            while end < order.len() && end - start < batch_size {
-                let len = seqs[order[end]].len();
-                if end > start && pass_tokens + len > max_batch_tokens {
-                    break;
+        // The other workers spin between the passes' parallel regions instead of falling
+        // asleep (awake.rs): batch-1 passes of short texts gain most.
+        let result = awake::with_workers_awake(|| -> Result<()> {
+            let mut start = 0;
+            while start < order.len() {
+                // The next pass: up to batch_size sequences and max_batch_tokens tokens, at least one.
+                let (mut end, mut pass_tokens) = (start, 0);
+                while end < order.len() && end - start < batch_size {
+                    let len = seqs[order[end]].len();
+                    if end > start && pass_tokens + len > max_batch_tokens {
+                        break;
+                    }
+                    pass_tokens += len;
+                    end += 1;
                 }
-                pass_tokens += len;
-                end += 1;
+                let chunk = &order[start..end];
+                start = end;
+                let batch = PackedBatch::new(chunk.iter().map(|&i| seqs[i]));
+                let states = self.encoder.forward(&batch, &mut scratch)?;
+                let mut pooled = pooling::pool(mode, states, hidden, &batch.spans);
+                if let Some(order) = &self.channel_order {
+                    order.restore(&mut pooled);
+                }
+                for layer in &self.dense {
+                    pooled = layer.forward(&pooled, chunk.len())?;
+                }
+                let pooled_width = pooled.len() / chunk.len();
+                for (&i, row) in chunk.iter().zip(pooled.chunks_exact(pooled_width)) {
+                    pooling::finish_into(row, normalize, &mut out[i * width..(i + 1) * width]);
+                }
             }
-            let chunk = &order[start..end];
-            start = end;
-            let batch = PackedBatch::new(chunk.iter().map(|&i| seqs[i]));
-            let states = self.encoder.forward(&batch, &mut scratch)?;
-            let mut pooled = pooling::pool(mode, states, hidden, &batch.spans);
-            if let Some(order) = &self.channel_order {
-                order.restore(&mut pooled);
-            }
-            for layer in &self.dense {
-                pooled = layer.forward(&pooled, chunk.len())?;
-            }
-            let pooled_width = pooled.len() / chunk.len();
-            for (&i, row) in chunk.iter().zip(pooled.chunks_exact(pooled_width)) {
-                pooling::finish_into(row, normalize, &mut out[i * width..(i + 1) * width]);
-            }
-        }
+            Ok(())
+        });
         self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
-        Ok(())
+        result
     }
 
     /// The prefix a prompt name stands for.
