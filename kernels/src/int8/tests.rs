@@ -639,7 +639,7 @@ fn chained_layers_match_two_products() {
 /// The AMX kernel's own sweep: every m from 1 to 70 (one and two row halves, ragged row
 /// tiles), n off the 16-column grid (odd panel counts), k below, at and past multiples of 64
 /// (the narrow tile and the overlapping tail block), -128 weights, every epilogue, one scale
-/// per row and groups of 64, 128 and 192 (several groups folded in the tiles). Exact
+/// per row and groups of 64, 128 and 192 (up to 9 groups, folded a few at a time). Exact
 /// epilogues are bit-identical to the reference; GELU is bit-identical to the VNNI kernel,
 /// whose float steps and AVX-512 GELU it shares.
 #[cfg(target_arch = "x86_64")]
@@ -658,7 +658,7 @@ fn amx_ragged_shapes_every_epilogue() {
     let vnni = for_isa(Isa::Avx512);
     let mut rng = TestRng(13);
     let ns = [1, 15, 17, 33, 47, 64];
-    let ks = [8, 24, 56, 64, 72, 120, 136, 200, 384];
+    let ks = [8, 24, 56, 64, 72, 120, 136, 200, 384, 576];
     // One scale per row, then groups of whole k-blocks (folded per group in the tiles).
     for k_group in [None, Some(64), Some(128), Some(192)] {
         for m in 1..=70usize {
@@ -846,6 +846,9 @@ fn centered_rows_match_reference() {
         check_centered(1, 50, 70, 32, 1 + s as u64, epi, None);
         check_centered(13, 50, 96, 32, 3 + s as u64, epi, None);
         check_centered(7, 50, 200, 64, 5 + s as u64, epi, None);
+        // Nine groups of 128 (EmbeddingGemma's FFN down): the AMX kernel folds them in three
+        // passes of FOLD_GROUPS.
+        check_centered(40, 50, 1152, 128, 9 + s as u64, epi, None);
     }
     // Model shapes: MiniLM's QKV (groups of 64) and FFN up with its GELU.
     check_centered(33, 1152, 384, 64, 7, &Epilogue::NONE, None);

@@ -31,9 +31,15 @@
 //! # Groups
 //! A grouped layout (several activation scales per row) whose groups are whole k-blocks
 //! (`k_group` a multiple of 64: BERT's and Gemma's groups of 128) runs here too: its k-blocks
-//! accumulate group by group, and after each group the four accumulators are stored and
-//! folded into float accumulators with the group's row scales (and, for centered rows, its
-//! offsets), the VNNI kernel's float steps in its order, so the outputs stay bit-identical.
+//! accumulate group by group, and each group's four accumulators are stored side by side with
+//! those of the next groups, [`FOLD_GROUPS`] at a time. One vector pass then folds them into
+//! each output's float sum in registers, with the groups' row scales (and, for centered rows,
+//! their offsets), the VNNI kernel's float steps in its order, so the outputs stay
+//! bit-identical; the float sums go to memory between passes only, and the last pass runs the
+//! epilogue. (AMX tiles and the vector units barely overlap on Sapphire Rapids: a vector pass
+//! costs its full time however it is interleaved with tile work, so what pays is fewer vector
+//! instructions. Folding one group per pass, with a float load and store per group, was
+//! 2.5-6% slower end to end.)
 //! `k_pad` is then a multiple of 64, so no tail block overlaps a group boundary.
 //!
 //! # What it delegates
@@ -190,14 +196,24 @@ fn block_emulated(b: &Block<'_>, out: &mut [&mut [f32]]) {
     unsafe { block_tiles::<tiles::Emulated>(b, out) }
 }
 
-/// The four accumulator tiles, stored for the vector work: tile `2 h + j` at `[256 * (2 h + j)..]`.
-#[repr(C, align(64))]
-struct Accumulators([i32; 4 * TILE_BYTES / 4]);
+/// Groups of a grouped layout whose sums one vector pass folds: their accumulators are stored
+/// side by side ([`Accumulators`]), then each output row's float sum takes all of them in
+/// registers, so the float accumulators are read and written once per [`FOLD_GROUPS`] groups
+/// instead of once per group, and the last pass goes straight on to the epilogue.
+const FOLD_GROUPS: usize = 3;
 
-/// A grouped layout's float accumulators, laid out as [`Accumulators`]: the sums of the groups
-/// folded so far.
+/// Ints per stored set of four accumulator tiles.
+const SET: usize = 4 * TILE_BYTES / 4;
+
+/// The accumulator tiles of up to [`FOLD_GROUPS`] groups, stored for the vector work: group
+/// `c`'s tile `2 h + j` at `[SET * c + 256 * (2 h + j)..]`.
 #[repr(C, align(64))]
-struct FloatAccumulators([f32; 4 * TILE_BYTES / 4]);
+struct Accumulators([i32; FOLD_GROUPS * SET]);
+
+/// A grouped layout's float accumulators, laid out as one set of [`Accumulators`]: the sums of
+/// the groups folded so far.
+#[repr(C, align(64))]
+struct FloatAccumulators([f32; SET]);
 
 thread_local! {
     /// The rows the accumulators start from, for one task: `-128 col_sum` (the exact
@@ -260,7 +276,7 @@ unsafe fn block_tiles<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]]) {
 ///
 /// # Safety
 /// As [`block_tiles`]; `corr` was filled by [`fill_corrections`] for `b`; `sums` points at
-/// writable buffers of 4 tiles each.
+/// writable [`Accumulators`] and [`FloatAccumulators`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn block_tiles_from<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]], sums: Sums, corr: &[u8]) {
     let l = b.w.layout;
@@ -301,14 +317,14 @@ struct Sums {
 
 /// One register block: rows `row0 ..` (`out.len()` of them, at most 16 `MH`) x panels
 /// `b.panel0 + p .. + NP`. Each group's accumulators start from the group's correction
-/// rows (`corr`, see [`CORRECTIONS`]), so the stored sums are already `sum - 128 col_sum`. A grouped layout
-/// folds each group into the float accumulators ([`fold_group`]); the epilogue then starts
-/// from them.
+/// rows (`corr`, see [`CORRECTIONS`]), so the stored sums are already `sum - 128 col_sum`. A
+/// grouped layout stores up to [`FOLD_GROUPS`] groups' sums, then folds them
+/// ([`fold_groups`]), the last pass with the epilogue.
 ///
 /// # Safety
 /// As [`block_tiles`], with the tiles configured; `a_tile` is the packed tile of `row0`;
 /// `p + NP <= b.panels`; `out[i]` covers the block's columns for row `row0 + i`; `sums`
-/// points at writable buffers of 4 tiles each.
+/// points at writable [`Accumulators`] and [`FloatAccumulators`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
@@ -331,13 +347,14 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
     debug_assert_eq!(blocks_per_group * l.groups, k_blocks);
     assert!((panel + NP) * stride <= b.w.data.len());
     let w_panel = b.w.data.as_ptr().cast::<u8>().wrapping_add(panel * stride);
-    for g in 0..l.groups {
+    // Accumulates group `g` into the accumulator tiles and stores them as set `set`.
+    let group = |g: usize, set: usize| {
         let corr_rows = &corr[(g * b.panels + p) * TILE_ROW..][..NP * TILE_ROW];
         // SAFETY: configured tiles (caller); `corr_rows` holds NP rows of 64 bytes. Block kb's A
         // tiles are rows kb * 32 .. + 32 of 64 bytes inside `a_tile`; its B tiles are k-quads
         // block_start / 4 .. + min(16, k_pad / 4) of panels `panel` and `panel + 1`, which end
         // at or before each panel's end (module docs), inside the weight slice (asserted
-        // above); `sums.acc` has 4 tiles (caller).
+        // above); `sums.acc` has FOLD_GROUPS sets of 4 tiles (caller) and set < FOLD_GROUPS.
         unsafe {
             T::start_acc::<MH, NP>(corr_rows.as_ptr());
             for kb in g * blocks_per_group..(g + 1) * blocks_per_group {
@@ -345,21 +362,25 @@ unsafe fn tile<T: TileUnit, const MH: usize, const NP: usize>(
                 prefetch_next_b::<NP>(b, b_ptr, stride);
                 T::step::<MH, NP>(a_tile.as_ptr().add(kb * MR * KB), b_ptr, stride);
             }
-            T::store_acc::<MH, NP>(sums.acc.cast());
+            T::store_acc::<MH, NP>(sums.acc.add(set * SET).cast());
         }
-        if grouped {
-            // SAFETY: same features; `panel + NP` panels exist (asserted above); at most 32 rows,
-            // each with a scale in every group; the buffers have 4 tiles (caller).
-            unsafe { fold_group::<NP>(b, g, panel, row0, out.len(), sums) };
-        }
+    };
+    if !grouped {
+        group(0, 0);
+        // SAFETY: same features; the stored sums cover `out.len()` rows.
+        unsafe { epilogue::<NP>(b, row0, p, out, sums) };
+        return;
     }
-    // SAFETY: as above; the stored sums (one group) or folded sums cover `out.len()` rows.
-    unsafe {
-        if grouped {
-            epilogue::<NP, true>(b, row0, p, out, sums)
-        } else {
-            epilogue::<NP, false>(b, row0, p, out, sums)
+    let mut g0 = 0;
+    while g0 < l.groups {
+        let count = FOLD_GROUPS.min(l.groups - g0);
+        for set in 0..count {
+            group(g0 + set, set);
         }
+        // SAFETY: same features; `panel + NP` panels exist (asserted above); at most 32 rows,
+        // each with a scale in every group; sets 0..count are stored for these rows.
+        unsafe { fold_groups::<NP>(b, g0, count, p, row0, out, sums) };
+        g0 += count;
     }
 }
 
@@ -374,10 +395,12 @@ fn prefetch_next_b<const NP: usize>(b: &Block<'_>, b_ptr: *const u8, stride: usi
     let end = b.w.data.as_ptr_range().end.cast::<u8>();
     let next = b_ptr.wrapping_add(TILE_BYTES);
     for j in 0..NP {
-        for line in 0..TILE_BYTES / 64 {
-            let at = next.wrapping_add(j * stride + line * 64);
-            if at < end {
-                _mm_prefetch::<_MM_HINT_T0>(at.cast());
+        // One bound check per tile (the weights end on a whole tile: module docs), so the
+        // prefetches are 16 plain instructions.
+        let tile = next.wrapping_add(j * stride);
+        if tile.wrapping_add(TILE_BYTES) <= end {
+            for line in 0..TILE_BYTES / 64 {
+                _mm_prefetch::<_MM_HINT_T0>(tile.wrapping_add(line * 64).cast());
             }
         }
     }
@@ -389,144 +412,207 @@ fn tile_row(i: usize, j: usize) -> usize {
     (2 * (i / 16) + j) * (TILE_BYTES / 4) + (i % 16) * NR
 }
 
-/// Folds group `g`'s stored sums (`sums.acc`: already `sum - 128 col_sum`, rows `0..rows`,
-/// `NP` panels from `panel`) into `sums.facc` with the VNNI kernel's float steps in its order:
-/// `sums * scale` (group 0) or `fma(sums, scale, facc)`, then for centered rows
-/// `fma(col_sum, offset, facc)`.
+/// Folds groups `g0 .. g0 + count` (stored as sets `0 .. count`, already `sum - 128
+/// col_sum`; rows `0..out.len()`, panels `b.panel0 + p .. + NP`) with the VNNI kernel's float
+/// steps in its order: for each group `sums * scale` (the first group of all) or `fma(sums,
+/// scale, f)`, then for centered rows `fma(col_sum, offset, f)`. Between passes the float sums
+/// wait in `sums.facc`; the last pass hands them to the epilogue ([`Finish`]).
 ///
 /// # Safety
-/// The CPU must support AVX-512 F; `panel + NP <= n_pad / 16`, `rows <= 32`, and both buffers
-/// hold 4 tiles, `sums.acc` stored for these rows.
+/// The CPU must support AVX-512 F/BW/VL/VNNI; `p + NP <= b.panels`, `out.len() <= 32`,
+/// `1 <= count <= FOLD_GROUPS`, `g0 + count <= groups`, sets `0..count` of `sums.acc` stored
+/// for these rows, and `out[i]` covers the block's columns.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn fold_group<const NP: usize>(b: &Block<'_>, g: usize, panel: usize, row0: usize, rows: usize, sums: Sums) {
-    // SAFETY: forwarded (caller).
-    unsafe {
-        match (g == 0, b.offsets.is_some()) {
-            (true, true) => fold_rows::<NP, true, true>(b, g, panel, row0, rows, sums),
-            (true, false) => fold_rows::<NP, true, false>(b, g, panel, row0, rows, sums),
-            (false, true) => fold_rows::<NP, false, true>(b, g, panel, row0, rows, sums),
-            (false, false) => fold_rows::<NP, false, false>(b, g, panel, row0, rows, sums),
-        }
-    }
-}
-
-/// [`fold_group`] for the first group or a later one, centered rows or symmetric ones.
-///
-/// # Safety
-/// As [`fold_group`].
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn fold_rows<const NP: usize, const FIRST: bool, const CENTERED: bool>(
+unsafe fn fold_groups<const NP: usize>(
     b: &Block<'_>,
-    g: usize,
-    panel: usize,
-    row0: usize,
-    rows: usize,
-    sums: Sums,
-) {
-    let mut col_sums_f = [_mm512_setzero_ps(); NP];
-    if CENTERED {
-        for (j, c) in col_sums_f.iter_mut().enumerate() {
-            // SAFETY: 16 i32 inside the group's column sums of this panel.
-            *c = _mm512_cvtepi32_ps(unsafe { _mm512_loadu_si512(b.col_sums16(g, panel + j).as_ptr().cast()) });
-        }
-    }
-    for i in 0..rows {
-        let scale = _mm512_set1_ps(b.row_scale(row0 + i, g));
-        let offset = _mm512_set1_ps(if CENTERED { b.row_offset(row0 + i, g) } else { 0.0 });
-        for (j, col_sums_f) in col_sums_f.iter().enumerate() {
-            let at = tile_row(i, j);
-            // SAFETY: 16 i32 / f32 of one row of one tile of each buffer (at + 16 <= 1024).
-            unsafe {
-                let sum = _mm512_cvtepi32_ps(_mm512_load_si512(sums.acc.add(at).cast()));
-                let mut f = if FIRST {
-                    _mm512_mul_ps(sum, scale)
-                } else {
-                    _mm512_fmadd_ps(sum, scale, _mm512_load_ps(sums.facc.add(at)))
-                };
-                if CENTERED {
-                    f = _mm512_fmadd_ps(*col_sums_f, offset, f);
-                }
-                _mm512_store_ps(sums.facc.add(at), f);
-            }
-        }
-    }
-}
-
-/// The epilogue of one register block (rows `row0 ..`, `out.len()` of them; panels
-/// `b.panel0 + p .. + NP`), row by row: the stored sums times the row's scale (one group), or
-/// the folded float accumulators (`GROUPED`), then `* col_scale`, bias, activation, residual
-/// and store, the VNNI kernel's float steps in its order.
-///
-/// # Safety
-/// AVX-512 F/BW/VL/VNNI; `p + NP <= b.panels`; `out[i]` covers the block's columns; `sums`
-/// holds the block's stored (or folded) sums for `out.len()` rows.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn epilogue<const NP: usize, const GROUPED: bool>(
-    b: &Block<'_>,
-    row0: usize,
+    g0: usize,
+    count: usize,
     p: usize,
+    row0: usize,
     out: &mut [&mut [f32]],
     sums: Sums,
 ) {
-    let l = b.w.layout;
-    let epi = b.epilogue;
+    let last = g0 + count == b.w.layout.groups;
+    // SAFETY: forwarded (caller).
+    unsafe {
+        match (g0 == 0, b.offsets.is_some(), last) {
+            (true, true, true) => fold_rows::<NP, true, true, true>(b, g0, count, p, row0, out, sums),
+            (true, true, false) => fold_rows::<NP, true, true, false>(b, g0, count, p, row0, out, sums),
+            (true, false, true) => fold_rows::<NP, true, false, true>(b, g0, count, p, row0, out, sums),
+            (true, false, false) => fold_rows::<NP, true, false, false>(b, g0, count, p, row0, out, sums),
+            (false, true, true) => fold_rows::<NP, false, true, true>(b, g0, count, p, row0, out, sums),
+            (false, true, false) => fold_rows::<NP, false, true, false>(b, g0, count, p, row0, out, sums),
+            (false, false, true) => fold_rows::<NP, false, false, true>(b, g0, count, p, row0, out, sums),
+            (false, false, false) => fold_rows::<NP, false, false, false>(b, g0, count, p, row0, out, sums),
+        }
+    }
+}
+
+/// [`fold_groups`] for the first pass or a later one, centered rows or symmetric ones, the last
+/// pass or not.
+///
+/// # Safety
+/// As [`fold_groups`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // j picks a panel's tile row, column sums and epilogue state
+unsafe fn fold_rows<const NP: usize, const FIRST: bool, const CENTERED: bool, const LAST: bool>(
+    b: &Block<'_>,
+    g0: usize,
+    count: usize,
+    p: usize,
+    row0: usize,
+    out: &mut [&mut [f32]],
+    sums: Sums,
+) {
     let panel = b.panel0 + p;
-    let local = p * NR;
-    let mut masks = [0 as __mmask16; NP];
-    let mut sw = [_mm512_setzero_ps(); NP];
-    let mut bias = [_mm512_setzero_ps(); NP];
-    for j in 0..NP {
-        let col0 = (panel + j) * NR;
-        let valid = (l.n - col0).min(NR);
-        masks[j] = ((1u32 << valid) - 1) as __mmask16;
-        // SAFETY: col_scales has n_pad entries; the bias (n entries) is read under the mask.
-        unsafe {
-            sw[j] = _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0));
-            if let Some(bias_row) = epi.bias {
-                bias[j] = _mm512_maskz_loadu_ps(masks[j], bias_row.as_ptr().add(col0));
+    let mut col_sums_f = [[_mm512_setzero_ps(); NP]; FOLD_GROUPS];
+    if CENTERED {
+        for (c, col_sums_f) in col_sums_f.iter_mut().enumerate().take(count) {
+            for (j, cs) in col_sums_f.iter_mut().enumerate() {
+                // SAFETY: 16 i32 inside the group's column sums of this panel.
+                *cs =
+                    _mm512_cvtepi32_ps(unsafe { _mm512_loadu_si512(b.col_sums16(g0 + c, panel + j).as_ptr().cast()) });
             }
         }
     }
-    let has_bias = epi.bias.is_some();
+    // SAFETY: same features; panels `panel .. + NP` exist (caller).
+    let finish = unsafe { Finish::<NP>::new(b, p) };
     for (i, row) in out.iter_mut().enumerate() {
-        debug_assert!(row.len() >= local + (NP - 1) * NR + masks[NP - 1].count_ones() as usize);
-        let sa = _mm512_set1_ps(if GROUPED { 0.0 } else { b.row_scale(row0 + i, 0) });
-        let dst = row.as_mut_ptr().wrapping_add(local);
+        let mut scale = [_mm512_setzero_ps(); FOLD_GROUPS];
+        let mut offset = [_mm512_setzero_ps(); FOLD_GROUPS];
+        for c in 0..count {
+            scale[c] = _mm512_set1_ps(b.row_scale(row0 + i, g0 + c));
+            if CENTERED {
+                offset[c] = _mm512_set1_ps(b.row_offset(row0 + i, g0 + c));
+            }
+        }
         for j in 0..NP {
             let at = tile_row(i, j);
-            let f = if GROUPED {
-                // SAFETY: 16 f32 of one row of one folded tile.
-                unsafe { _mm512_load_ps(sums.facc.add(at)) }
-            } else {
-                // SAFETY: 16 i32 of one row of one stored accumulator tile. The VNNI kernel's
-                // float steps for one group: (sum - 128 col_sum) * sa, the correction done.
-                _mm512_mul_ps(
-                    _mm512_cvtepi32_ps(unsafe { _mm512_load_si512(sums.acc.add(at).cast()) }),
-                    sa,
-                )
-            };
-            // Then * sw, as the VNNI kernel.
-            let mut y = _mm512_mul_ps(f, sw[j]);
-            if has_bias {
-                y = _mm512_add_ps(y, bias[j]);
-            }
-            y = match epi.activation {
-                Activation::None => y,
-                Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
-                // SAFETY: AVX-512F is enabled here.
-                Activation::Gelu(form) => unsafe { activation::avx512::gelu(form, y) },
-            };
-            // SAFETY: the valid columns of panel j lie inside the row; loads and stores are
-            // masked.
+            // SAFETY: 16 i32 / f32 of one row of one tile of each set of both buffers (at + 16
+            // <= SET; sets below count are stored).
             unsafe {
-                let dst = dst.add(j * NR);
-                if epi.accumulate {
-                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(masks[j], dst), y);
+                let sum = |c: usize| _mm512_cvtepi32_ps(_mm512_load_si512(sums.acc.add(c * SET + at).cast()));
+                let mut f = if FIRST {
+                    _mm512_mul_ps(sum(0), scale[0])
+                } else {
+                    _mm512_fmadd_ps(sum(0), scale[0], _mm512_load_ps(sums.facc.add(at)))
+                };
+                if CENTERED {
+                    f = _mm512_fmadd_ps(col_sums_f[0][j], offset[0], f);
                 }
-                _mm512_mask_storeu_ps(dst, masks[j], y);
+                for c in 1..count {
+                    f = _mm512_fmadd_ps(sum(c), scale[c], f);
+                    if CENTERED {
+                        f = _mm512_fmadd_ps(col_sums_f[c][j], offset[c], f);
+                    }
+                }
+                if LAST {
+                    finish.store(f, j, row);
+                } else {
+                    _mm512_store_ps(sums.facc.add(at), f);
+                }
+            }
+        }
+    }
+}
+
+/// The epilogue's per-column state for one register block (panels `b.panel0 + p .. + NP`):
+/// column scales, bias and masks, and the steps after the sums, in the VNNI kernel's order:
+/// `* col_scale`, bias, activation, residual, store.
+struct Finish<'b, const NP: usize> {
+    masks: [__mmask16; NP],
+    sw: [__m512; NP],
+    bias: Option<[__m512; NP]>,
+    epilogue: &'b crate::Epilogue<'b>,
+    local: usize,
+}
+
+impl<'b, const NP: usize> Finish<'b, NP> {
+    /// # Safety
+    /// AVX-512 F; `p + NP <= b.panels`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn new(b: &'b Block<'b>, p: usize) -> Self {
+        let l = b.w.layout;
+        let panel = b.panel0 + p;
+        let mut masks = [0 as __mmask16; NP];
+        let mut sw = [_mm512_setzero_ps(); NP];
+        let mut bias = [_mm512_setzero_ps(); NP];
+        for j in 0..NP {
+            let col0 = (panel + j) * NR;
+            let valid = (l.n - col0).min(NR);
+            masks[j] = ((1u32 << valid) - 1) as __mmask16;
+            // SAFETY: col_scales has n_pad entries; the bias (n entries) is read under the mask.
+            unsafe {
+                sw[j] = _mm512_loadu_ps(b.w.col_scales.as_ptr().add(col0));
+                if let Some(bias_row) = b.epilogue.bias {
+                    bias[j] = _mm512_maskz_loadu_ps(masks[j], bias_row.as_ptr().add(col0));
+                }
+            }
+        }
+        Finish {
+            masks,
+            sw,
+            bias: b.epilogue.bias.map(|_| bias),
+            epilogue: b.epilogue,
+            local: p * NR,
+        }
+    }
+
+    /// Finishes the float sums `f` of panel `j` of one output row and stores them.
+    ///
+    /// # Safety
+    /// AVX-512 F; `row` covers the block's columns.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn store(&self, f: __m512, j: usize, row: &mut [f32]) {
+        debug_assert!(row.len() >= self.local + j * NR + self.masks[j].count_ones() as usize);
+        let mut y = _mm512_mul_ps(f, self.sw[j]);
+        if let Some(bias) = &self.bias {
+            y = _mm512_add_ps(y, bias[j]);
+        }
+        y = match self.epilogue.activation {
+            Activation::None => y,
+            Activation::Relu => _mm512_max_ps(y, _mm512_setzero_ps()),
+            // SAFETY: AVX-512F is enabled here.
+            Activation::Gelu(form) => unsafe { activation::avx512::gelu(form, y) },
+        };
+        // SAFETY: the valid columns of panel j lie inside the row; loads and stores are masked.
+        unsafe {
+            let dst = row.as_mut_ptr().add(self.local + j * NR);
+            if self.epilogue.accumulate {
+                y = _mm512_add_ps(_mm512_maskz_loadu_ps(self.masks[j], dst), y);
+            }
+            _mm512_mask_storeu_ps(dst, self.masks[j], y);
+        }
+    }
+}
+
+/// The epilogue of one register block of a one-group layout (rows `row0 ..`, `out.len()` of
+/// them; panels `b.panel0 + p .. + NP`), row by row: the stored sums times the row's scale (the
+/// VNNI kernel's `(sum - 128 col_sum) * sa`, the correction done), then [`Finish`].
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI; `p + NP <= b.panels`; `out[i]` covers the block's columns; set 0 of
+/// `sums.acc` holds the block's stored sums for `out.len()` rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn epilogue<const NP: usize>(b: &Block<'_>, row0: usize, p: usize, out: &mut [&mut [f32]], sums: Sums) {
+    // SAFETY: same features; `p + NP <= b.panels` (caller).
+    let finish = unsafe { Finish::<NP>::new(b, p) };
+    for (i, row) in out.iter_mut().enumerate() {
+        let sa = _mm512_set1_ps(b.row_scale(row0 + i, 0));
+        for j in 0..NP {
+            // SAFETY: 16 i32 of one row of one stored accumulator tile; `row` covers the
+            // block's columns (caller).
+            unsafe {
+                let f = _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(_mm512_load_si512(sums.acc.add(tile_row(i, j)).cast())),
+                    sa,
+                );
+                finish.store(f, j, row);
             }
         }
     }
