@@ -12,6 +12,9 @@
 //! - P V: up to 16 rows x 64 output columns per pass; the key pairs in whole blocks of 16 go
 //!   through the tiles, the last `key_pairs % 16` are added with `vdpbf16ps` before the store.
 //!   A head width that is not a multiple of 16 runs the AVX-512 BF16 tile.
+//! - Split-value P V (the scores-only kernel's, [`super::bf16`]): the same passes with three
+//!   products per block, `p_hi v_hi`, `p_lo v_hi` and `p_hi v_lo`: `tmm4` and `tmm5` hold the
+//!   `hi` and `lo` probability tiles, `tmm6` and `tmm7` a strip's `hi` and `lo` value tiles.
 //!
 //! Each call loads the tile configuration and releases it at its end, as the int8 AMX kernel
 //! does, so rayon workers shared with other code never see a tile state they did not set up.
@@ -30,7 +33,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::avx512_bf16;
-use super::bf16::Tiles;
+use super::bf16::{bf16_residual, to_bf16, SplitTiles, Tiles};
 use super::{assert_probs_values_args, assert_scores_args};
 use std::arch::x86_64::*;
 
@@ -42,6 +45,15 @@ pub(super) static TILES: Tiles = Tiles {
     interleave: avx512_bf16::interleave,
     softmax_pairs: avx512_bf16::softmax_pairs,
     group_rows: MAX_ROWS,
+    split: Some(&SPLIT),
+};
+
+/// Split-value P V ([`super::bf16`]'s module docs) on the tiles, for the scores-only kernel.
+static SPLIT: SplitTiles = SplitTiles {
+    probs_values: probs_values_split,
+    split_pairs,
+    interleave: interleave_split,
+    min_key_pairs: MIN_KEYS / 2,
 };
 
 /// f32 lanes (and bf16 pairs) per tile row.
@@ -68,12 +80,24 @@ struct Config([u8; 64]);
 
 impl Config {
     fn new(rows: usize) -> Config {
+        Config::with_b_from(rows, 5)
+    }
+
+    /// For the split-value passes: the accumulators and both probability tiles (`tmm0..tmm5`)
+    /// `rows` x 64 bytes, the value tiles (`tmm6`, `tmm7`) 16 x 64 bytes. (A `tdpbf16ps` whose
+    /// A tile has other rows than its accumulator is an invalid instruction.)
+    fn split(rows: usize) -> Config {
+        Config::with_b_from(rows, 6)
+    }
+
+    /// Tiles below `first_b` have `rows` rows, the rest 16.
+    fn with_b_from(rows: usize, first_b: usize) -> Config {
         assert!((1..=MAX_ROWS).contains(&rows));
         let mut c = [0u8; 64];
         c[0] = 1; // palette 1
         for t in 0..8 {
             c[16 + 2 * t] = 64; // bytes per row (u16, little-endian)
-            c[48 + t] = if t >= 5 { 16 } else { rows as u8 };
+            c[48 + t] = if t >= first_b { 16 } else { rows as u8 };
         }
         Config(c)
     }
@@ -384,6 +408,312 @@ unsafe fn finish_rows(
                 }
                 _mm512_storeu_ps(row.as_mut_ptr().add(at + s * LANES), acc);
             }
+        }
+    }
+}
+
+/// `tileloadd tmm{T}, [p + stride]`.
+///
+/// # Safety
+/// A configuration is loaded; every row of 64 bytes it reads is readable.
+#[inline(always)]
+unsafe fn load<const T: u8>(p: *const u32, stride: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        core::arch::asm!("tileloadd tmm{t}, [{p} + {s}*1]", t = const T, p = in(reg) p, s = in(reg) stride, options(nostack, readonly));
+    }
+}
+
+/// `tdpbf16ps tmm{C}, tmm{A}, tmm{B}`.
+///
+/// # Safety
+/// A configuration is loaded and the three tiles hold data.
+#[inline(always)]
+unsafe fn dot<const C: u8, const A: u8, const B: u8>() {
+    // SAFETY: as the caller guarantees; register-only.
+    unsafe {
+        core::arch::asm!("tdpbf16ps tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B, options(nostack, nomem))
+    };
+}
+
+/// One strip of a split pass: the `hi` and `lo` value tiles at `hi` and `lo` and their three
+/// products with the probability tiles (`tmm4` hi, `tmm5` lo) into accumulator `tmm{C}`.
+///
+/// # Safety
+/// Tiles configured, `tmm4` and `tmm5` loaded; the 16 rows of each value tile are readable.
+#[inline(always)]
+unsafe fn split_strip<const C: u8>(hi: *const u32, lo: *const u32, stride: usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        load::<6>(hi, stride);
+        dot::<C, 4, 6>();
+        dot::<C, 5, 6>();
+        load::<7>(lo, stride);
+        dot::<C, 4, 7>();
+    }
+}
+
+/// [`products`] on split pairs: `NS` accumulators of 16 columns, `steps` blocks of 16 pairs,
+/// three products per block. Strides are in words.
+///
+/// # Safety
+/// Tiles configured; the probability rows (`p_stride` apart) and value rows lie in readable
+/// memory.
+#[inline(always)]
+unsafe fn products_split<const NS: usize>(
+    p_hi: *const u32,
+    p_lo: *const u32,
+    p_stride: usize,
+    v_hi: *const u32,
+    v_lo: *const u32,
+    v_stride: usize,
+    steps: usize,
+) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        zero::<0>();
+        if NS > 1 {
+            zero::<1>();
+        }
+        if NS > 2 {
+            zero::<2>();
+        }
+        if NS > 3 {
+            zero::<3>();
+        }
+        for step in 0..steps {
+            let t = step * LANES;
+            load::<4>(p_hi.add(t), p_stride * 4);
+            load::<5>(p_lo.add(t), p_stride * 4);
+            let (hi, lo) = (v_hi.add(t * v_stride), v_lo.add(t * v_stride));
+            split_strip::<0>(hi, lo, v_stride * 4);
+            if NS > 1 {
+                split_strip::<1>(hi.add(LANES), lo.add(LANES), v_stride * 4);
+            }
+            if NS > 2 {
+                split_strip::<2>(hi.add(2 * LANES), lo.add(2 * LANES), v_stride * 4);
+            }
+            if NS > 3 {
+                split_strip::<3>(hi.add(3 * LANES), lo.add(3 * LANES), v_stride * 4);
+            }
+        }
+    }
+}
+
+fn probs_values_split(
+    p_hi: &[u32],
+    p_lo: &[u32],
+    p_stride: usize,
+    v_hi: &[u32],
+    v_lo: &[u32],
+    v_stride: usize,
+    key_pairs: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+) {
+    assert_probs_values_args(p_hi, p_stride, v_hi, v_stride, key_pairs, head_dim, out, col);
+    assert_probs_values_args(p_lo, p_stride, v_lo, v_stride, key_pairs, head_dim, out, col);
+    let rows = out.len();
+    assert!(
+        rows <= MAX_ROWS && head_dim.is_multiple_of(LANES),
+        "split tiles: {rows} rows, head width {head_dim}"
+    );
+    if rows == 0 || key_pairs == 0 {
+        for row in out.iter_mut() {
+            row[col..col + head_dim].fill(0.0);
+        }
+        return;
+    }
+    let steps = key_pairs / LANES;
+    let mut buf = Stored([0.0; 4 * MAX_ROWS * LANES]);
+    let bp = buf.0.as_mut_ptr();
+    let tail = steps * LANES..key_pairs;
+    // SAFETY: AMX-BF16 and AVX-512 available (module docs). The A tiles read `rows` rows of
+    // both probability halves (the first steps x 16 pairs of each), the B tiles those pair rows
+    // of both value halves, columns below head_dim; the stores write inside `buf`; the tails
+    // and the output rows stay inside the slices checked above.
+    unsafe {
+        load_config(&Config::split(rows));
+        let mut e = 0;
+        while e < head_dim {
+            let ns = ((head_dim - e) / LANES).min(4);
+            let (ph, pl, vh, vl) = (p_hi.as_ptr(), p_lo.as_ptr(), v_hi.as_ptr().add(e), v_lo.as_ptr().add(e));
+            match ns {
+                4 => {
+                    products_split::<4>(ph, pl, p_stride, vh, vl, v_stride, steps);
+                    store_all::<4>(bp, MAX_ROWS * LANES, LANES);
+                }
+                3 => {
+                    products_split::<3>(ph, pl, p_stride, vh, vl, v_stride, steps);
+                    store_all::<3>(bp, MAX_ROWS * LANES, LANES);
+                }
+                2 => {
+                    products_split::<2>(ph, pl, p_stride, vh, vl, v_stride, steps);
+                    store_all::<2>(bp, MAX_ROWS * LANES, LANES);
+                }
+                _ => {
+                    products_split::<1>(ph, pl, p_stride, vh, vl, v_stride, steps);
+                    store_all::<1>(bp, MAX_ROWS * LANES, LANES);
+                }
+            }
+            finish_rows_split(
+                bp,
+                ns,
+                [p_hi, p_lo],
+                p_stride,
+                [v_hi, v_lo],
+                v_stride,
+                tail.clone(),
+                out,
+                col + e,
+                e,
+            );
+            e += ns * LANES;
+        }
+        release();
+    }
+}
+
+/// [`finish_rows`] on split pairs: the tail pairs' three products per pair.
+///
+/// # Safety
+/// As [`finish_rows`], for both halves.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn finish_rows_split(
+    buf: *const f32,
+    ns: usize,
+    [p_hi, p_lo]: [&[u32]; 2],
+    p_stride: usize,
+    [v_hi, v_lo]: [&[u32]; 2],
+    v_stride: usize,
+    tail: std::ops::Range<usize>,
+    out: &mut [&mut [f32]],
+    at: usize,
+    e: usize,
+) {
+    for (r, row) in out.iter_mut().enumerate() {
+        for s in 0..ns {
+            // SAFETY: inside `buf`, the value halves and the row, as the caller guarantees.
+            unsafe {
+                let mut acc = _mm512_loadu_ps(buf.add((s * MAX_ROWS + r) * LANES));
+                for t in tail.clone() {
+                    let (ph, pl) = (
+                        avx512_bf16::broadcast_pair(p_hi[r * p_stride + t]),
+                        avx512_bf16::broadcast_pair(p_lo[r * p_stride + t]),
+                    );
+                    let v = t * v_stride + e + s * LANES;
+                    let vh = avx512_bf16::load_pairs(v_hi.as_ptr().add(v));
+                    acc = _mm512_dpbf16_ps(acc, ph, vh);
+                    acc = _mm512_dpbf16_ps(acc, pl, vh);
+                    acc = _mm512_dpbf16_ps(acc, ph, avx512_bf16::load_pairs(v_lo.as_ptr().add(v)));
+                }
+                _mm512_storeu_ps(row.as_mut_ptr().add(at + s * LANES), acc);
+            }
+        }
+    }
+}
+
+/// The bf16 bits of 16 values as the low halves of 16 lanes, and the values they stand for.
+///
+/// # Safety
+/// AVX-512F and BF16 available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn round16(x: __m512) -> (__m512i, __m512) {
+    // SAFETY: __m256bh and __m256i are both 32-byte vectors of plain bits.
+    let bits = _mm512_cvtepu16_epi32(unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x)) });
+    (bits, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits)))
+}
+
+fn split_pairs(src: &[f32], hi: &mut [u32], lo: &mut [u32]) {
+    let words = src.len().div_ceil(2);
+    assert!(hi.len() >= words && lo.len() >= words);
+    let whole = src.len() / 32 * 32;
+    // SAFETY: AVX-512 and BF16 available (module docs); `src` holds `whole` values and each
+    // half `whole / 2` words (checked above).
+    unsafe { split_pairs_simd(src.as_ptr(), whole, hi.as_mut_ptr(), lo.as_mut_ptr()) };
+    for (i, two) in src[whole..].chunks(2).enumerate() {
+        let (a, b) = (two[0], two.get(1).copied().unwrap_or(0.0));
+        let w = whole / 2 + i;
+        hi[w] = to_bf16(a) as u32 | (to_bf16(b) as u32) << 16;
+        lo[w] = to_bf16(bf16_residual(a)) as u32 | (to_bf16(bf16_residual(b)) as u32) << 16;
+    }
+}
+
+/// [`split_pairs`] on the first `whole` (a multiple of 32) values.
+///
+/// # Safety
+/// AVX-512F and BF16 available; `src` holds `whole` values, `hi` and `lo` `whole / 2` writable
+/// words each.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn split_pairs_simd(src: *const f32, whole: usize, hi: *mut u32, lo: *mut u32) {
+    for i in (0..whole).step_by(32) {
+        // SAFETY: every offset stays below the caller's bounds.
+        unsafe {
+            for half in 0..2 {
+                let x = _mm512_loadu_ps(src.add(i + 16 * half));
+                let (bits, value) = round16(x);
+                let (rest_bits, _) = round16(_mm512_sub_ps(x, value));
+                // 16 bf16 values = 8 words: the low halves of the lanes, packed.
+                _mm256_storeu_si256(hi.add(i / 2 + 8 * half).cast(), _mm512_cvtepi32_epi16(bits));
+                _mm256_storeu_si256(lo.add(i / 2 + 8 * half).cast(), _mm512_cvtepi32_epi16(rest_bits));
+            }
+        }
+    }
+}
+
+fn interleave_split(first: &[f32], second: Option<&[f32]>, hi: &mut [u32], lo: &mut [u32]) {
+    let n = first.len();
+    assert!(hi.len() >= n && lo.len() >= n && second.is_none_or(|s| s.len() >= n));
+    let whole = n / 16 * 16;
+    // SAFETY: AVX-512 and BF16 available (module docs); both rows hold `whole` values and each
+    // half `whole` words (checked above).
+    unsafe {
+        interleave_split_simd(
+            first.as_ptr(),
+            second.map(<[f32]>::as_ptr),
+            whole,
+            hi.as_mut_ptr(),
+            lo.as_mut_ptr(),
+        )
+    };
+    for e in whole..n {
+        let (a, b) = (first[e], second.map_or(0.0, |s| s[e]));
+        hi[e] = to_bf16(a) as u32 | (to_bf16(b) as u32) << 16;
+        lo[e] = to_bf16(bf16_residual(a)) as u32 | (to_bf16(bf16_residual(b)) as u32) << 16;
+    }
+}
+
+/// [`interleave_split`] on the first `whole` (a multiple of 16) columns.
+///
+/// # Safety
+/// AVX-512F and BF16 available; `first` (and `second`, if any) hold `whole` values, `hi` and
+/// `lo` `whole` writable words each.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn interleave_split_simd(
+    first: *const f32,
+    second: Option<*const f32>,
+    whole: usize,
+    hi: *mut u32,
+    lo: *mut u32,
+) {
+    for i in (0..whole).step_by(16) {
+        // SAFETY: every offset stays below the caller's bounds.
+        unsafe {
+            let x = _mm512_loadu_ps(first.add(i));
+            let (xb, xv) = round16(x);
+            let (xr, _) = round16(_mm512_sub_ps(x, xv));
+            let (mut h, mut l) = (xb, xr);
+            if let Some(second) = second {
+                let y = _mm512_loadu_ps(second.add(i));
+                let (yb, yv) = round16(y);
+                let (yr, _) = round16(_mm512_sub_ps(y, yv));
+                h = _mm512_or_si512(h, _mm512_slli_epi32::<16>(yb));
+                l = _mm512_or_si512(l, _mm512_slli_epi32::<16>(yr));
+            }
+            _mm512_storeu_si512(hi.add(i).cast(), h);
+            _mm512_storeu_si512(lo.add(i).cast(), l);
         }
     }
 }

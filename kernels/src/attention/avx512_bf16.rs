@@ -25,6 +25,8 @@ pub(super) static TILES: Tiles = Tiles {
     interleave,
     softmax_pairs,
     group_rows: super::GROUP_ROWS,
+    // Three `vdpbf16ps` per pair cost about what two f32 FMAs do: no split here.
+    split: None,
 };
 
 /// The AVX-512 softmax's steps up to the sum ([`crate::vector::avx512::softmax_exps`]), then

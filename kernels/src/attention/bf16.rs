@@ -27,6 +27,16 @@
 //! rows in place, as f32 attention does. Half the products are bf16, and the probabilities and
 //! values keep f32's precision (EmbeddingGemma's cosine moves with P and V, not with Q and K:
 //! see `octet::model::gemma3`).
+//!
+//! **Split values.** Where the level has tiles for it ([`SplitTiles`]: AMX-BF16), such a kernel
+//! runs P V on bf16 pairs after all, with f32's precision kept by splitting each probability
+//! and value into two bf16 parts, `x = hi + lo` with `hi = bf16(x)` and `lo = bf16(x - hi)`,
+//! and summing three products per pair: `p_hi v_hi + p_hi v_lo + p_lo v_hi`. What this leaves
+//! out is `p_lo v_lo` and the rounding of the `lo` parts, each at most 2^-18 of `|p v|`, so
+//! the output is within about 3 x 2^-18 (1.2e-5) of `Σ |p| |v|` of f32's (tests.rs checks
+//! this against f64), against 2^-8 for rounded P and V. Three tile products cost less than a
+//! third of f32's vector ones. The value pairs `[ceil(keys / 2), head_dim]` and probability
+//! pairs are then written twice, `hi` and `lo` words, in the layouts above.
 
 // Tile functions take each slice with its stride and extent explicitly, as the f32 tiles do.
 #![allow(clippy::too_many_arguments)]
@@ -77,6 +87,39 @@ pub(super) type InterleaveFn = fn(first: &[f32], second: Option<&[f32]>, dst: &m
 /// by 1 / Σ) is done as the pairs are written.
 pub(super) type SoftmaxPairsFn = fn(row: &mut [f32], dst: &mut [u32]);
 
+/// Split-value P V on pairs ([module docs](self)): `out[r][col + e] = Σ_{t < key_pairs}
+/// dot2(p_hi, v_hi) + dot2(p_hi, v_lo) + dot2(p_lo, v_hi)` at `(r * p_stride + t)` and
+/// `(t * v_stride + e)`, for `r < out.len()` (at most 16), `e < head_dim` (a multiple of 16).
+pub(super) type ProbsValuesSplitFn = fn(
+    p_hi: &[u32],
+    p_lo: &[u32],
+    p_stride: usize,
+    v_hi: &[u32],
+    v_lo: &[u32],
+    v_stride: usize,
+    key_pairs: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+);
+
+/// [`RoundPairsFn`] into `hi`, and the same of `src - hi` into `lo`.
+pub(super) type SplitPairsFn = fn(src: &[f32], hi: &mut [u32], lo: &mut [u32]);
+
+/// [`InterleaveFn`] into `hi`, and the same of the rows minus their `hi` values into `lo`.
+pub(super) type InterleaveSplitFn = fn(first: &[f32], second: Option<&[f32]>, hi: &mut [u32], lo: &mut [u32]);
+
+/// A level's split-value P V ([module docs](self)), used by the scores-only kernels.
+// Only the AMX-BF16 level (x86_64) has split tiles.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) struct SplitTiles {
+    pub(super) probs_values: ProbsValuesSplitFn,
+    pub(super) split_pairs: SplitPairsFn,
+    pub(super) interleave: InterleaveSplitFn,
+    /// Fewer key pairs than this run P V in f32: the tiles' set-up costs more than they save.
+    pub(super) min_key_pairs: usize,
+}
+
 /// The bf16 tiles and conversions of one instruction-set level.
 pub(super) struct Tiles {
     pub(super) scores: ScoresFn,
@@ -87,6 +130,8 @@ pub(super) struct Tiles {
     /// Query rows whose scores are held at once ([`super::GROUP_ROWS`], or 16 for the AMX
     /// tiles: one tile of rows, so each tile instruction does twice the work).
     pub(super) group_rows: usize,
+    /// Split-value P V for the scores-only kernels, where the level has it.
+    pub(super) split: Option<&'static SplitTiles>,
 }
 
 /// The scalar reference tiles: the same sums in plain f32 loops.
@@ -97,7 +142,67 @@ pub(super) static SCALAR_TILES: Tiles = Tiles {
     interleave: scalar_interleave,
     softmax_pairs: scalar_softmax_pairs,
     group_rows: super::GROUP_ROWS,
+    split: None,
 };
+
+/// The scalar forms of [`SplitTiles`], which the tests compare the hardware ones with (the
+/// reference kernels keep P V in f32).
+#[cfg(test)]
+pub(super) static SCALAR_SPLIT: SplitTiles = SplitTiles {
+    probs_values: scalar_probs_values_split,
+    split_pairs: scalar_split_pairs,
+    interleave: scalar_interleave_split,
+    min_key_pairs: 0,
+};
+
+/// `x - bf16(x)`: the part of `x` its bf16 rounding leaves out.
+// Only the AMX-BF16 level (x86_64) has split tiles.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) fn bf16_residual(x: f32) -> f32 {
+    x - from_bf16(to_bf16(x))
+}
+
+#[cfg(test)]
+fn scalar_split_pairs(src: &[f32], hi: &mut [u32], lo: &mut [u32]) {
+    scalar_round_pairs(src, hi);
+    let rest: Vec<f32> = src.iter().map(|&x| bf16_residual(x)).collect();
+    scalar_round_pairs(&rest, lo);
+}
+
+#[cfg(test)]
+fn scalar_interleave_split(first: &[f32], second: Option<&[f32]>, hi: &mut [u32], lo: &mut [u32]) {
+    scalar_interleave(first, second, hi);
+    let rest = |row: &[f32]| row.iter().map(|&x| bf16_residual(x)).collect::<Vec<f32>>();
+    let second_rest = second.map(rest);
+    scalar_interleave(&rest(first), second_rest.as_deref(), lo);
+}
+
+#[cfg(test)]
+fn scalar_probs_values_split(
+    p_hi: &[u32],
+    p_lo: &[u32],
+    p_stride: usize,
+    v_hi: &[u32],
+    v_lo: &[u32],
+    v_stride: usize,
+    key_pairs: usize,
+    head_dim: usize,
+    out: &mut [&mut [f32]],
+    col: usize,
+) {
+    for (r, out_row) in out.iter_mut().enumerate() {
+        for e in 0..head_dim {
+            let mut acc = 0.0;
+            for t in 0..key_pairs {
+                let (p, v) = (r * p_stride + t, t * v_stride + e);
+                acc = dot2(acc, p_hi[p], v_hi[v]);
+                acc = dot2(acc, p_hi[p], v_lo[v]);
+                acc = dot2(acc, p_lo[p], v_hi[v]);
+            }
+            out_row[col + e] = acc;
+        }
+    }
+}
 
 /// `x` rounded to the nearest bf16 (ties to even), as its 16 bits; a NaN stays a quiet NaN.
 pub fn to_bf16(x: f32) -> u16 {
@@ -222,7 +327,15 @@ pub(super) fn attend(
     let (values_p, rest) = rest.split_at_mut(n.div_ceil(2) * hd);
     let (q_p, rest) = rest.split_at_mut(group_rows * half);
     let (p_p, rest) = rest.split_at_mut(group_rows * p_stride);
-    let row_words = &mut rest[..KEYS_AT_ONCE * half];
+    let (row_words, rest) = rest.split_at_mut(KEYS_AT_ONCE * half);
+    // Split values (scores-only kernels with split tiles): the `lo` parts of the value and
+    // probability pairs; `values_p` and `p_p` hold the `hi` parts.
+    let split = tiles
+        .split
+        .filter(|_| !kernel.bf16_values && hd.is_multiple_of(SPLIT_COLUMNS) && group_rows <= SPLIT_ROWS);
+    let (values_lo, rest) = rest.split_at_mut(if split.is_some() { n.div_ceil(2) * hd } else { 0 });
+    let p_lo = &mut rest[..if split.is_some() { group_rows * p_stride } else { 0 }];
+    let mut values_split = false;
     pack_keys(tiles, b, &keys, k_stride, row_words, keys_p);
     let round_values = kernel.bf16_values;
     if round_values {
@@ -266,9 +379,37 @@ pub(super) fn attend(
             );
             if !round_values {
                 // Scores only: P V in f32 on the probabilities and V rows in place, as f32
-                // attention does.
+                // attention does, or on split pairs.
                 for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
                     probabilities(kernel, b, g, r0 + r, &union, keys.start + a0, row)?;
+                }
+                if let Some(split) = split.filter(|s| key_pairs >= s.min_key_pairs) {
+                    if !values_split {
+                        pack_values_split(split, b, &keys, values_p, values_lo);
+                        values_split = true;
+                    }
+                    for (r, row) in scores.chunks_exact_mut(k_stride).take(group.len()).enumerate() {
+                        // Key e0 = u0 - 1 (when u0 is odd) is outside the union: probability 0.
+                        row[e0 - a0..u0 - a0].fill(0.0);
+                        let (hi, lo) = (
+                            &mut p_p[r * p_stride..][..key_pairs],
+                            &mut p_lo[r * p_stride..][..key_pairs],
+                        );
+                        (split.split_pairs)(&row[e0 - a0..u1 - a0], hi, lo);
+                    }
+                    (split.probs_values)(
+                        p_p,
+                        p_lo,
+                        p_stride,
+                        &values_p[e0 / 2 * hd..],
+                        &values_lo[e0 / 2 * hd..],
+                        hd,
+                        key_pairs,
+                        hd,
+                        out_rows,
+                        g * hd,
+                    );
+                    continue;
                 }
                 let v = &b.qkv[union.start * b.stride + b.v_col..];
                 (kernel.probs_values)(&scores[u0 - a0..], k_stride, v, b.stride, u1 - u0, hd, out_rows, g * hd);
@@ -340,6 +481,30 @@ fn pack_keys(
         for t in 0..half {
             keys_p[t * k_stride + n..(t + 1) * k_stride].fill(0);
         }
+    }
+}
+
+/// Head widths the split tiles take: whole tiles of 16 output columns.
+const SPLIT_COLUMNS: usize = 16;
+/// Most query rows the split tiles take: one tile of rows.
+const SPLIT_ROWS: usize = 16;
+
+/// [`pack_values`] as split pairs: the `hi` words in `hi`, the `lo` words in `lo`.
+fn pack_values_split(split: &SplitTiles, b: &AttentionBlock<'_>, keys: &Range<usize>, hi: &mut [u32], lo: &mut [u32]) {
+    let hd = b.head_dim;
+    let value = |j: usize| &b.qkv[(keys.start + j) * b.stride + b.v_col..][..hd];
+    let pairs = keys.len().div_ceil(2);
+    for (t, (hi, lo)) in hi
+        .chunks_exact_mut(hd)
+        .zip(lo.chunks_exact_mut(hd))
+        .take(pairs)
+        .enumerate()
+    {
+        for j in (2 * t + 8..2 * t + 10).filter(|&j| j < keys.len()) {
+            prefetch_span(value(j));
+        }
+        let second = (2 * t + 1 < keys.len()).then(|| value(2 * t + 1));
+        (split.interleave)(value(2 * t), second, hi, lo);
     }
 }
 

@@ -365,9 +365,13 @@ fn padded(n: usize) -> usize {
 /// Scratch values [`attend`] needs for a block whose rows see `keys` keys (see
 /// [`visible_keys`]) with heads `head_dim` wide, for any kernel: the transposed keys and one
 /// group's scores (f32), plus a group's query and probability rows in bf16 pairs (bf16; the
-/// key and value pairs take no more than the f32 keys).
+/// key and value pairs take no more than the f32 keys), plus the split tiles' second halves.
 pub fn scratch_len(keys: usize, head_dim: usize) -> usize {
-    padded(keys) * (head_dim + MAX_GROUP_ROWS) + MAX_GROUP_ROWS * (head_dim + padded(keys))
+    // The split-value tiles (`bf16.rs`) add the `lo` halves of the value and probability
+    // pairs: half a value row per key and half a probability row per group row.
+    padded(keys) * (head_dim + MAX_GROUP_ROWS)
+        + MAX_GROUP_ROWS * (head_dim + padded(keys))
+        + (padded(keys) / 2 + 1) * (head_dim + MAX_GROUP_ROWS)
 }
 
 /// Panics unless the slices of a scores tile call hold their tiles: every ISA's safe wrapper

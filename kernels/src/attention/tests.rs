@@ -480,13 +480,20 @@ fn bf16_scores_kernels_match_their_reference() {
 
 fn bf16_scores_kernel_matches_its_reference(kernel: &AttentionKernel) {
     assert!(kernel.is_bf16() && !kernel.rounds_values());
+    // Split-value P V (`bf16.rs`) leaves out at most 3 x 2^-18 of Σ_j p_j |v_j| <= max |v| = 2
+    // per output against the reference's f32 P V.
+    let split = if kernel.bf16.unwrap().split.is_some() {
+        3.0 * 2f32.powi(-18) * 2.0
+    } else {
+        0.0
+    };
     for (seed, (len, hd, heads, scale, window, bias)) in shapes().into_iter().enumerate() {
         let case = Case::new(seed as u64 + 500, len, hd, heads, scale, window, bias);
         let want = case.run(bf16_scores_reference(), &blocks(len, true));
         let got = case.run(kernel, &blocks(len, false));
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(
-            worst < 1e-5,
+            worst < 1e-5 + split,
             "{} len {len} hd {hd} heads {heads} window {window:?}: max difference {worst}",
             kernel.name
         );
@@ -546,6 +553,96 @@ fn softmax_pairs_match_softmax_then_rounding() {
                 let mut got = vec![9u32; len.div_ceil(2)];
                 (tiles.softmax_pairs)(&mut got_row, &mut got);
                 assert_eq!(got, want, "{} len {len}", kernel.name);
+            }
+        }
+    }
+}
+
+/// The split-value tiles (`bf16.rs`, AMX-BF16): the conversions give the scalar forms' words
+/// bit for bit, and P V is within the split's bound of exact f64 P V on the unsplit f32 values:
+/// 3 x 2^-18 of Σ|p||v| for the parts left out, plus the f32 sums' order (n u Σ|terms| for the
+/// 6 products per key pair).
+#[test]
+fn split_tiles_match_f64_and_their_scalar_forms() {
+    let reference = &bf16::SCALAR_SPLIT;
+    for kernel in hardware(bf16_scores_for_isa) {
+        let Some(split) = kernel.bf16.unwrap().split else {
+            continue;
+        };
+        let mut rng = TestRng(53);
+        for len in [1, 2, 15, 16, 31, 32, 33, 64, 77, 256] {
+            let src = rng.vec(len, 3.0);
+            let words = len.div_ceil(2);
+            let (mut a, mut b) = (
+                (vec![7u32; words], vec![7u32; words]),
+                (vec![9u32; words], vec![9u32; words]),
+            );
+            (split.split_pairs)(&src, &mut a.0, &mut a.1);
+            (reference.split_pairs)(&src, &mut b.0, &mut b.1);
+            assert_eq!(a, b, "split_pairs {len}");
+            let other = rng.vec(len, 3.0);
+            for second in [Some(other.as_slice()), None] {
+                let (mut a, mut b) = ((vec![7u32; len], vec![7u32; len]), (vec![9u32; len], vec![9u32; len]));
+                (split.interleave)(&src, second, &mut a.0, &mut a.1);
+                (reference.interleave)(&src, second, &mut b.0, &mut b.1);
+                assert_eq!(a, b, "interleave_split {len} {}", second.is_some());
+            }
+        }
+        // (rows, key pairs, head width): tails of 1-15 pairs, no whole block, 1-4 strips.
+        for (rows, pairs, hd) in [
+            (1, 32, 16),
+            (16, 32, 256),
+            (7, 40, 48),
+            (16, 100, 64),
+            (3, 17, 32),
+            (16, 5, 16),
+            (12, 64, 80),
+        ] {
+            let keys = 2 * pairs;
+            let p: Vec<f32> = rng.vec(rows * keys, 1.0).iter().map(|x| x.abs()).collect();
+            let v = rng.vec(keys * hd, 2.0);
+            let (mut p_hi, mut p_lo) = (vec![0u32; rows * pairs], vec![0u32; rows * pairs]);
+            for r in 0..rows {
+                let (hi, lo) = (&mut p_hi[r * pairs..][..pairs], &mut p_lo[r * pairs..][..pairs]);
+                (reference.split_pairs)(&p[r * keys..][..keys], hi, lo);
+            }
+            let (mut v_hi, mut v_lo) = (vec![0u32; pairs * hd], vec![0u32; pairs * hd]);
+            for t in 0..pairs {
+                let (hi, lo) = (&mut v_hi[t * hd..][..hd], &mut v_lo[t * hd..][..hd]);
+                (reference.interleave)(&v[2 * t * hd..][..hd], Some(&v[(2 * t + 1) * hd..][..hd]), hi, lo);
+            }
+            let col = 3;
+            let run = |f: bf16::ProbsValuesSplitFn| {
+                let mut out = vec![vec![f32::NAN; col + hd + 2]; rows];
+                let mut rows_out: Vec<&mut [f32]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+                f(&p_hi, &p_lo, pairs, &v_hi, &v_lo, hd, pairs, hd, &mut rows_out, col);
+                out
+            };
+            let (got, scalar) = (run(split.probs_values), run(reference.probs_values));
+            for r in 0..rows {
+                assert!(
+                    got[r][col + hd].is_nan() && got[r][col - 1].is_nan(),
+                    "{}: writes outside its columns",
+                    kernel.name
+                );
+                for e in 0..hd {
+                    let (exact, abs) = (0..keys).fold((0f64, 0f64), |(s, a), j| {
+                        let term = f64::from(p[r * keys + j]) * f64::from(v[j * hd + e]);
+                        (s + term, a + term.abs())
+                    });
+                    let order = (6 * pairs) as f64 * f64::from(f32::EPSILON / 2.0) * abs;
+                    let bound = 3.0 * 2f64.powi(-18) * abs + order + 1e-7;
+                    let what = format!("{} split {rows}x{pairs}x{hd} [{r}][{e}]", kernel.name);
+                    assert!(
+                        (f64::from(got[r][col + e]) - exact).abs() <= bound,
+                        "{what}: {} vs {exact}",
+                        got[r][col + e]
+                    );
+                    assert!(
+                        (got[r][col + e] - scalar[r][col + e]).abs() as f64 <= 2.0 * order + 1e-7,
+                        "{what}: vs scalar"
+                    );
+                }
             }
         }
     }

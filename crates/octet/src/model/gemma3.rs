@@ -364,7 +364,11 @@ impl Encoder for Gemma3 {
             // 0.998563). On the 82 fixture texts vs octet f32: 0.99914 / 0.99560 against
             // 0.99914 / 0.99599 (special_tokens_02; the test's bound is 0.995). Rounding P and V
             // too (OCTET_ATTENTION=bf16) is 1.5x faster on the attention itself but costs
-            // cosine: Lee min 0.998049, fixture min 0.99422.
+            // cosine: Lee min 0.998049, fixture min 0.99422. With AMX-BF16, P V runs on split
+            // pairs instead (octet_kernels::attention's bf16 docs: f32's precision within
+            // 1.2e-5, three tile products): 1x128 0.923 and 1x512 0.852 of the f32 P V time per
+            // call (one thread, alternating runs), cosines unchanged to 5-6 decimals (fixture
+            // 0.99921 / 0.99585, Lee 0.999417 / 0.999142 / 0.999023 vs octet f32).
             let shape = AttentionShape {
                 math: attention_math(layer.qkv.allows_bf16_attention(), AttentionMath::Bf16Scores),
                 ..*shape
