@@ -436,20 +436,34 @@ unsafe fn dot<const C: u8, const A: u8, const B: u8>() {
     };
 }
 
-/// One strip of a split pass: the `hi` and `lo` value tiles at `hi` and `lo` and their three
-/// products with the probability tiles (`tmm4` hi, `tmm5` lo) into accumulator `tmm{C}`.
+/// Two strips of a split pass, accumulators `tmm{C}` and `tmm{C + 1}`: their `hi` value tiles
+/// at `hi` and `hi + 16`, `lo` tiles at `lo` and `lo + 16`, each multiplied by the
+/// probability tiles (`tmm4` hi, `tmm5` lo) as `p_hi v_hi + p_lo v_hi + p_hi v_lo`, in an order
+/// that alternates the two accumulators (a tile product waits for the previous one into the
+/// same accumulator). With `TWO` false, the first strip alone.
 ///
 /// # Safety
 /// Tiles configured, `tmm4` and `tmm5` loaded; the 16 rows of each value tile are readable.
 #[inline(always)]
-unsafe fn split_strip<const C: u8>(hi: *const u32, lo: *const u32, stride: usize) {
+unsafe fn split_strips<const C: u8, const D: u8, const TWO: bool>(hi: *const u32, lo: *const u32, stride: usize) {
     // SAFETY: as the caller guarantees.
     unsafe {
         load::<6>(hi, stride);
         dot::<C, 4, 6>();
+        if TWO {
+            load::<7>(hi.add(LANES), stride);
+            dot::<D, 4, 7>();
+        }
         dot::<C, 5, 6>();
-        load::<7>(lo, stride);
-        dot::<C, 4, 7>();
+        if TWO {
+            dot::<D, 5, 7>();
+        }
+        load::<6>(lo, stride);
+        dot::<C, 4, 6>();
+        if TWO {
+            load::<7>(lo.add(LANES), stride);
+            dot::<D, 4, 7>();
+        }
     }
 }
 
@@ -486,15 +500,17 @@ unsafe fn products_split<const NS: usize>(
             load::<4>(p_hi.add(t), p_stride * 4);
             load::<5>(p_lo.add(t), p_stride * 4);
             let (hi, lo) = (v_hi.add(t * v_stride), v_lo.add(t * v_stride));
-            split_strip::<0>(hi, lo, v_stride * 4);
-            if NS > 1 {
-                split_strip::<1>(hi.add(LANES), lo.add(LANES), v_stride * 4);
-            }
-            if NS > 2 {
-                split_strip::<2>(hi.add(2 * LANES), lo.add(2 * LANES), v_stride * 4);
-            }
-            if NS > 3 {
-                split_strip::<3>(hi.add(3 * LANES), lo.add(3 * LANES), v_stride * 4);
+            match NS {
+                1 => split_strips::<0, 1, false>(hi, lo, v_stride * 4),
+                2 => split_strips::<0, 1, true>(hi, lo, v_stride * 4),
+                3 => {
+                    split_strips::<0, 1, true>(hi, lo, v_stride * 4);
+                    split_strips::<2, 3, false>(hi.add(2 * LANES), lo.add(2 * LANES), v_stride * 4);
+                }
+                _ => {
+                    split_strips::<0, 1, true>(hi, lo, v_stride * 4);
+                    split_strips::<2, 3, true>(hi.add(2 * LANES), lo.add(2 * LANES), v_stride * 4);
+                }
             }
         }
     }
