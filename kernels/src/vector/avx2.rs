@@ -301,6 +301,30 @@ unsafe fn gelu_impl(form: GeluForm, x: &mut [f32]) {
     scalar::gelu(form, &mut x[blocks..]);
 }
 
+pub(super) fn gelu_mul(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == up.len() && gate.len() == out.len());
+    // SAFETY: AVX2 and FMA detected (module docs); the lengths are equal.
+    unsafe { gelu_mul_impl(form, gate, up, out) }
+}
+
+/// # Safety
+/// AVX2 and FMA must be available; the three lengths are equal.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_mul_impl(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let blocks = gate.len() / LANES * LANES;
+    for i in (0..blocks).step_by(LANES) {
+        // SAFETY: i + 8 <= blocks, inside all three slices; `simd::gelu` needs AVX2 and FMA.
+        unsafe {
+            let g = simd::gelu(form, _mm256_loadu_ps(gate.as_ptr().add(i)));
+            _mm256_storeu_ps(
+                out.as_mut_ptr().add(i),
+                _mm256_mul_ps(g, _mm256_loadu_ps(up.as_ptr().add(i))),
+            );
+        }
+    }
+    scalar::gelu_mul(form, &gate[blocks..], &up[blocks..], &mut out[blocks..]);
+}
+
 pub(super) fn add(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len());
     // SAFETY: AVX2 detected (module docs); the lengths are equal.

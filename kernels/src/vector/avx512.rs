@@ -290,6 +290,31 @@ unsafe fn gelu_impl(form: GeluForm, x: &mut [f32]) {
     }
 }
 
+pub(super) fn gelu_mul(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == up.len() && gate.len() == out.len());
+    // SAFETY: AVX-512F detected (module docs); the lengths are equal.
+    unsafe { gelu_mul_impl(form, gate, up, out) }
+}
+
+/// # Safety
+/// AVX-512F must be available; the three lengths are equal.
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_mul_impl(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let n = gate.len();
+    let mut i = 0;
+    while i < n {
+        let k = mask_for(n - i);
+        // SAFETY: masked lanes lie below n in all three slices; `simd::gelu` needs only
+        // AVX-512F.
+        unsafe {
+            let g = simd::gelu(form, _mm512_maskz_loadu_ps(k, gate.as_ptr().add(i)));
+            let y = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(k, up.as_ptr().add(i)));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), k, y);
+        }
+        i += LANES;
+    }
+}
+
 pub(super) fn add(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len());
     // SAFETY: AVX-512F detected (module docs); the lengths are equal.

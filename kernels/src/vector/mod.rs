@@ -10,6 +10,7 @@
 //!               y = x * (1 / sqrt(ms + eps)) * w       with w = 1 + weight (Gemma) or weight (T5)
 //! softmax:      m = max x;  e = exp(x - m), and exactly 0 where x - m < -87;  y = e * (1 / Σe)
 //! gelu:         crate::activation::gelu, element by element
+//! gelu_mul:     out = gelu(gate) * up, element by element (a gated GELU: two IEEE steps)
 //! add:          dst = dst + src
 //! scale:        x = x * s
 //! dot:          Σ a * b
@@ -62,6 +63,7 @@ pub struct VectorKernel {
     rms_norm_row: fn(x: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
     softmax_row: fn(x: &mut [f32]),
     gelu: fn(form: GeluForm, x: &mut [f32]),
+    gelu_mul: fn(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]),
     add: fn(dst: &mut [f32], src: &[f32]),
     scale: fn(x: &mut [f32], s: f32),
     dot: fn(a: &[f32], b: &[f32]) -> f32,
@@ -73,6 +75,7 @@ pub(crate) static SCALAR: VectorKernel = VectorKernel {
     rms_norm_row: scalar::rms_norm_row,
     softmax_row: scalar::softmax_row,
     gelu: scalar::gelu,
+    gelu_mul: scalar::gelu_mul,
     add: scalar::add,
     scale: scalar::scale,
     dot: scalar::dot,
@@ -85,6 +88,7 @@ pub(crate) static AVX2: VectorKernel = VectorKernel {
     rms_norm_row: avx2::rms_norm_row,
     softmax_row: avx2::softmax_row,
     gelu: avx2::gelu,
+    gelu_mul: avx2::gelu_mul,
     add: avx2::add,
     scale: avx2::scale,
     dot: avx2::dot,
@@ -97,6 +101,7 @@ pub(crate) static AVX512: VectorKernel = VectorKernel {
     rms_norm_row: avx512::rms_norm_row,
     softmax_row: avx512::softmax_row,
     gelu: avx512::gelu,
+    gelu_mul: avx512::gelu_mul,
     add: avx512::add,
     scale: avx512::scale,
     dot: avx512::dot,
@@ -109,6 +114,7 @@ pub(crate) static NEON: VectorKernel = VectorKernel {
     rms_norm_row: neon::rms_norm_row,
     softmax_row: neon::softmax_row,
     gelu: neon::gelu,
+    gelu_mul: neon::gelu_mul,
     add: neon::add,
     scale: neon::scale,
     dot: neon::dot,
@@ -215,6 +221,21 @@ pub(crate) fn softmax_one(k: &VectorKernel, row: &mut [f32]) {
 /// GELU of the given form, in place, element by element.
 pub fn gelu(k: &VectorKernel, form: GeluForm, x: &mut [f32]) {
     (k.gelu)(form, x)
+}
+
+/// Gated GELU: `out = gelu(gate) * up`, element by element (the GELU rounded to f32, then
+/// the product), in one pass. The three lengths must be equal.
+pub fn gelu_mul(
+    k: &VectorKernel,
+    form: GeluForm,
+    gate: &[f32],
+    up: &[f32],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    check_exact("gelu_mul up", up.len(), gate.len())?;
+    check_exact("gelu_mul output", out.len(), gate.len())?;
+    (k.gelu_mul)(form, gate, up, out);
+    Ok(())
 }
 
 /// Residual add: `dst += src`. The lengths must be equal.

@@ -197,6 +197,23 @@ pub(super) fn gelu(form: GeluForm, x: &mut [f32]) {
     scalar::gelu(form, &mut x[blocks..]);
 }
 
+pub(super) fn gelu_mul(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert!(gate.len() == up.len() && gate.len() == out.len());
+    let blocks = gate.len() / LANES * LANES;
+    for ((o, g), u) in out
+        .chunks_exact_mut(LANES)
+        .zip(gate.chunks_exact(LANES))
+        .zip(up.chunks_exact(LANES))
+    {
+        // SAFETY: NEON is baseline; each chunk holds exactly 4 values.
+        unsafe {
+            let y = vmulq_f32(simd::gelu(form, vld1q_f32(g.as_ptr())), vld1q_f32(u.as_ptr()));
+            vst1q_f32(o.as_mut_ptr(), y);
+        }
+    }
+    scalar::gelu_mul(form, &gate[blocks..], &up[blocks..], &mut out[blocks..]);
+}
+
 pub(super) fn add(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len());
     let blocks = dst.len() / LANES * LANES;

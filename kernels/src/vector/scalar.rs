@@ -57,6 +57,13 @@ pub(super) fn gelu(form: GeluForm, x: &mut [f32]) {
     }
 }
 
+pub(super) fn gelu_mul(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    debug_assert!(gate.len() == up.len() && gate.len() == out.len());
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = activation::gelu(form, g) * u;
+    }
+}
+
 pub(super) fn add(dst: &mut [f32], src: &[f32]) {
     debug_assert_eq!(dst.len(), src.len());
     for (d, &s) in dst.iter_mut().zip(src) {

@@ -218,6 +218,36 @@ fn gelu_matches_scalar_in_both_forms() {
     }
 }
 
+/// Gated GELU: each kernel's `gelu_mul` is its own GELU then one IEEE product, bit for bit,
+/// and within the GELU tolerance of the scalar form (the product keeps relative errors).
+#[test]
+fn gelu_mul_is_gelu_then_product() {
+    let mut rng = TestRng(7);
+    for dim in LENGTHS {
+        let gate = rng.vec_around(dim, 6.0, 0.0);
+        let up = rng.vec_around(dim, 3.0, 0.5);
+        for form in [GeluForm::Erf, GeluForm::Tanh] {
+            let want: Vec<f32> = gate
+                .iter()
+                .zip(&up)
+                .map(|(&g, &u)| activation::gelu(form, g) * u)
+                .collect();
+            for k in std::iter::once(&SCALAR).chain(simd_kernels()) {
+                let mut own = gate.clone();
+                gelu(k, form, &mut own);
+                let own: Vec<f32> = own.iter().zip(&up).map(|(g, u)| g * u).collect();
+                let mut got = vec![f32::NAN; dim];
+                gelu_mul(k, form, &gate, &up, &mut got).unwrap();
+                assert_eq!(got, own, "{} gelu_mul {form:?} n={dim}", k.name);
+                assert_close(&got, &want, 2e-6, 4.0, &format!("{} gelu_mul {form:?} n={dim}", k.name));
+            }
+        }
+    }
+    let k = &SCALAR;
+    assert!(gelu_mul(k, GeluForm::Tanh, &[1.0; 3], &[1.0; 2], &mut [0.0; 3]).is_err());
+    assert!(gelu_mul(k, GeluForm::Tanh, &[1.0; 3], &[1.0; 3], &mut [0.0; 4]).is_err());
+}
+
 /// One IEEE add or multiply per element: bit-exact.
 #[test]
 fn add_and_scale_are_bit_exact() {

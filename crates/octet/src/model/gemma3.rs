@@ -298,20 +298,19 @@ impl Gemma3 {
     }
 }
 
-/// `out[r] = GELU_tanh(gate[r]) * up[r]` for rows `[gate | up]` of `gate_up`.
-fn gated_gelu(gate_up: &mut [f32], inter: usize, out: &mut [f32]) {
+/// `out[r] = GELU_tanh(gate[r]) * up[r]` for rows `[gate | up]` of `gate_up`, in one pass per
+/// row (`vector::gelu_mul`).
+fn gated_gelu(gate_up: &[f32], inter: usize, out: &mut [f32]) -> Result<()> {
     let k = kernels().vector;
     gate_up
-        .par_chunks_mut(2 * inter)
+        .par_chunks(2 * inter)
         .zip(out.par_chunks_mut(inter))
         .with_min_len(4)
-        .for_each(|(row, o)| {
-            let (gate, up) = row.split_at_mut(inter);
-            vector::gelu(k, GeluForm::Tanh, gate);
-            for ((o, g), u) in o.iter_mut().zip(gate.iter()).zip(up.iter()) {
-                *o = g * u;
-            }
-        });
+        .try_for_each(|(row, o)| {
+            let (gate, up) = row.split_at(inter);
+            vector::gelu_mul(k, GeluForm::Tanh, gate, up, o)
+        })?;
+    Ok(())
 }
 
 impl Encoder for Gemma3 {
@@ -382,7 +381,7 @@ impl Encoder for Gemma3 {
             // their own tiles (as BERT's FFN does with Linear::forward_to): 1.5% faster at 8x128,
             // up to 4% slower at 1x16 (2 threads), so the steps stay separate here.
             layer.gate_up.forward(normed, t, gate_up, Activation::None, false)?;
-            gated_gelu(gate_up, inter, inner);
+            gated_gelu(gate_up, inter, inner)?;
             layer.down.forward(inner, t, block_out, Activation::None, false)?;
             layer.ffn_post_norm.apply_and_add(block_out, x)?;
         }
