@@ -28,6 +28,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-i8-4x8-avx2",
     mr: MR,
     block_rows: super::BLOCK_ROWS,
+    sequential_block_rows: super::BLOCK_ROWS,
     quantize_row,
     quantize_row_centered: super::centered::quantize_row_centered_scalar,
     a_elem: 2,

@@ -35,6 +35,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-u8i8-12x32-avx512vnni",
     mr: MR,
     block_rows: super::BLOCK_ROWS,
+    sequential_block_rows: super::BLOCK_ROWS,
     quantize_row,
     quantize_row_centered,
     a_elem: 1,

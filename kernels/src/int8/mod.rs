@@ -73,6 +73,10 @@ pub struct Int8Kernel {
     /// Rows per row block of the task grid before it is split for parallelism (rounded up to
     /// whole tiles): what keeps a block's activations in L1 beside a weight panel pair.
     block_rows: usize,
+    /// Rows per row block when a call runs on one thread: `block_rows`, or all rows
+    /// (`usize::MAX`) for a kernel whose task walks its row tiles one by one anyway (AMX),
+    /// so a column block is one task and its per-task set-up is paid once.
+    sequential_block_rows: usize,
     /// Bytes per packed activation value (1, or 2 for the AVX2 i16 form).
     a_elem: usize,
     /// Packed activation rows hold `k_pad` rounded up to a multiple of this (1, or 64 for the
@@ -155,6 +159,7 @@ static SCALAR: Int8Kernel = Int8Kernel {
     name: "int8-scalar-1x16",
     mr: scalar::MR,
     block_rows: BLOCK_ROWS,
+    sequential_block_rows: BLOCK_ROWS,
     a_elem: 1,
     k_align: 1,
     quantize_row: quantize::quantize_row_scalar,
@@ -424,7 +429,12 @@ fn run(
         Output::F32 { .. } => 2,
         Output::Quantized { next, .. } => next.k_group.div_ceil(NR).next_multiple_of(2),
     };
-    let grid = Grid::new(m, &layout, kernel.mr, kernel.block_rows, align, parallel);
+    let block_rows = if parallel {
+        kernel.block_rows
+    } else {
+        kernel.sequential_block_rows
+    };
+    let grid = Grid::new(m, &layout, kernel.mr, block_rows, align, parallel);
     let tile_bytes = kernel.tile_bytes(layout.k_pad);
     let block = |rb: usize, cb: usize, rows: usize| {
         let panel0 = cb * grid.panels_per_block;

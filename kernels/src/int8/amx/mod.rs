@@ -92,6 +92,7 @@ pub(super) static KERNEL: Int8Kernel = Int8Kernel {
     name: "x86_64-u8i8-32x32-amx",
     mr: MR,
     block_rows: super::AMX_BLOCK_ROWS,
+    sequential_block_rows: usize::MAX,
     a_elem: 1,
     k_align: KB,
     quantize_row: super::avx512::quantize_row,
@@ -282,14 +283,15 @@ unsafe fn block_tiles_from<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]], s
     let l = b.w.layout;
     // SAFETY: AMX is available (caller); the configuration is valid for k_pad.
     unsafe { T::load_config(&TileConfig::new(l.k_pad.min(KB))) };
-    let row_tiles = b.rows.div_ceil(MR);
-    let mut p = 0;
-    while p < b.panels {
-        let np = if b.panels - p >= 2 { 2 } else { 1 };
-        for t in 0..row_tiles {
-            let row0 = b.row0 + t * MR;
-            let a_tile = b.a_tile(row0, MR);
-            let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
+    // Row tiles outermost: a tile's activations stay in L1 while the block's panel pairs pass
+    // (a task of a parallel call holds one row tile; one on a single thread, all of them).
+    for t in 0..b.rows.div_ceil(MR) {
+        let row0 = b.row0 + t * MR;
+        let a_tile = b.a_tile(row0, MR);
+        let rows = &mut out[t * MR..(t * MR + MR).min(b.rows)];
+        let mut p = 0;
+        while p < b.panels {
+            let np = if b.panels - p >= 2 { 2 } else { 1 };
             // SAFETY: same features; the tile and panel indices are in range; the tiles are
             // configured on this thread; `sums` points at this frame's buffers.
             unsafe {
@@ -300,8 +302,8 @@ unsafe fn block_tiles_from<T: TileUnit>(b: &Block<'_>, out: &mut [&mut [f32]], s
                     (false, _) => tile::<T, 1, 1>(b, a_tile, row0, p, rows, sums, corr),
                 }
             }
+            p += np;
         }
-        p += np;
     }
     // SAFETY: as for `load_config`.
     unsafe { T::release() };
