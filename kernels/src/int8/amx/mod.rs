@@ -50,10 +50,11 @@
 //! # Per task
 //! Each task of the grid loads the tile configuration (`ldtilecfg`) and releases it
 //! (`tilerelease`) at its end, so rayon workers shared with other code never see a
-//! configured tile state they did not set up. Within a task: for each panel pair, for each
-//! 32-row tile (a task holds one, `AMX_BLOCK_ROWS`, so its activations stay in L1 while the
-//! panel pairs pass), the k loop (2 A + 2 B tile loads, 4 `tdpbusd`, and a prefetch of the
-//! next k-block's B tiles, which stream from L2). The four accumulators are stored to a 4 KiB
+//! configured tile state they did not set up. Within a task: for each 32-row tile (a task of
+//! a parallel call holds one, `AMX_BLOCK_ROWS`; a call on one thread makes one task per column
+//! block with all rows), for each panel pair (the tile's activations stay in L1 while the
+//! pairs pass), the k loop (2 A + 2 B tile loads, 4 `tdpbusd`, and a prefetch of the next
+//! k-block's B tiles, which stream from L2). The four accumulators are stored to a 4 KiB
 //! buffer and the AVX-512 epilogue (scales, bias, activation, residual), row by row, runs on
 //! them (or on the folded float accumulators of a grouped layout) with the VNNI kernel's
 //! float steps, so outputs are bit-identical to the reference.
