@@ -129,6 +129,27 @@ unsafe fn zero<const C: u8>() {
     unsafe { core::arch::asm!("tilezero tmm{c}", c = const C, options(nostack, nomem)) };
 }
 
+/// Zeroes the first `NS` (1 to 4) accumulators, `tmm0 ..`.
+///
+/// # Safety
+/// A configuration is loaded on this thread.
+#[inline(always)]
+unsafe fn zero_first<const NS: usize>() {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        zero::<0>();
+        if NS > 1 {
+            zero::<1>();
+        }
+        if NS > 2 {
+            zero::<2>();
+        }
+        if NS > 3 {
+            zero::<3>();
+        }
+    }
+}
+
 /// Loads the A tile (`tmm4`) from `a`, rows `stride` bytes apart.
 ///
 /// # Safety
@@ -181,16 +202,7 @@ unsafe fn store<const C: u8>(out: *mut f32, stride: usize) {
 unsafe fn products<const NS: usize>(a: *const u32, a_stride: usize, b: *const u32, b_stride: usize, steps: usize) {
     // SAFETY: as the caller guarantees.
     unsafe {
-        zero::<0>();
-        if NS > 1 {
-            zero::<1>();
-        }
-        if NS > 2 {
-            zero::<2>();
-        }
-        if NS > 3 {
-            zero::<3>();
-        }
+        zero_first::<NS>();
         for step in 0..steps {
             let t = step * LANES;
             load_a(a.add(t), a_stride * 4);
@@ -485,16 +497,7 @@ unsafe fn products_split<const NS: usize>(
 ) {
     // SAFETY: as the caller guarantees.
     unsafe {
-        zero::<0>();
-        if NS > 1 {
-            zero::<1>();
-        }
-        if NS > 2 {
-            zero::<2>();
-        }
-        if NS > 3 {
-            zero::<3>();
-        }
+        zero_first::<NS>();
         for step in 0..steps {
             let t = step * LANES;
             load::<4>(p_hi.add(t), p_stride * 4);
