@@ -216,6 +216,54 @@ unsafe fn rms_norm_impl(x: &mut [f32], weight: &[f32], eps: f32, one_plus_weight
     }
 }
 
+pub(super) fn rms_norm_into_row(src: &[f32], dst: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool) {
+    assert!(weight.len() == src.len() && dst.len() == src.len());
+    // SAFETY: AVX-512F detected (module docs); the lengths are equal.
+    unsafe { rms_norm_to_impl::<false>(src, dst, weight, eps, one_plus_weight) }
+}
+
+pub(super) fn rms_norm_add_row(x: &mut [f32], residual: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool) {
+    assert!(weight.len() == x.len() && residual.len() == x.len());
+    // SAFETY: AVX-512F detected (module docs); the lengths are equal.
+    unsafe { rms_norm_to_impl::<true>(x, residual, weight, eps, one_plus_weight) }
+}
+
+/// [`rms_norm_impl`] reading `src` and writing `dst` (`ADD`: adding into it, as [`add_impl`]
+/// after the norm would), with the same IEEE steps in the same order.
+///
+/// # Safety
+/// AVX-512F must be available; `weight`, `src` and `dst` have equal lengths.
+#[target_feature(enable = "avx512f")]
+unsafe fn rms_norm_to_impl<const ADD: bool>(
+    src: &[f32],
+    dst: &mut [f32],
+    weight: &[f32],
+    eps: f32,
+    one_plus_weight: bool,
+) {
+    let n = src.len();
+    // SAFETY: same target features; same slice twice.
+    let mean_square = unsafe { dot_impl(src, src) } / n as f32;
+    let rstd = _mm512_set1_ps(1.0 / (mean_square + eps).sqrt());
+    let offset = _mm512_set1_ps(if one_plus_weight { 1.0 } else { 0.0 });
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i < n {
+        let k = mask_for(n - i);
+        // SAFETY: masked lanes lie below n in all three slices.
+        unsafe {
+            let w = _mm512_maskz_loadu_ps(k, weight.as_ptr().add(i));
+            let w = if one_plus_weight { _mm512_add_ps(offset, w) } else { w };
+            let mut y = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, s.add(i)), rstd), w);
+            if ADD {
+                y = _mm512_add_ps(_mm512_maskz_loadu_ps(k, d.add(i)), y);
+            }
+            _mm512_mask_storeu_ps(d.add(i), k, y);
+        }
+        i += LANES;
+    }
+}
+
 pub(super) fn softmax_row(x: &mut [f32]) {
     // SAFETY: AVX-512F detected (module docs).
     unsafe { softmax_impl(x) }

@@ -9,6 +9,8 @@
 //! rms_norm:     ms = Σx² / n  (f32, as Gemma and T5 compute it)
 //!               y = x * (1 / sqrt(ms + eps)) * w       with w = 1 + weight (Gemma) or weight (T5)
 //! softmax:      m = max x;  e = exp(x - m), and exactly 0 where x - m < -87;  y = e * (1 / Σe)
+//! rms_norm_into: dst = rms_norm(src), src unchanged (one pass fewer than a copy, then rms_norm)
+//! rms_norm_add: residual += rms_norm(x) (x left unspecified)
 //! gelu:         crate::activation::gelu, element by element
 //! gelu_mul:     out = gelu(gate) * up, element by element (a gated GELU: two IEEE steps)
 //! add:          dst = dst + src
@@ -61,6 +63,8 @@ pub struct VectorKernel {
     pub name: &'static str,
     layer_norm_row: fn(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32),
     rms_norm_row: fn(x: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
+    rms_norm_into_row: fn(src: &[f32], dst: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
+    rms_norm_add_row: fn(x: &mut [f32], residual: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
     softmax_row: fn(x: &mut [f32]),
     gelu: fn(form: GeluForm, x: &mut [f32]),
     gelu_mul: fn(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]),
@@ -73,6 +77,8 @@ pub(crate) static SCALAR: VectorKernel = VectorKernel {
     name: "generic-vector-f32x1-scalar",
     layer_norm_row: scalar::layer_norm_row,
     rms_norm_row: scalar::rms_norm_row,
+    rms_norm_into_row: scalar::rms_norm_into_row,
+    rms_norm_add_row: scalar::rms_norm_add_row,
     softmax_row: scalar::softmax_row,
     gelu: scalar::gelu,
     gelu_mul: scalar::gelu_mul,
@@ -86,6 +92,8 @@ pub(crate) static AVX2: VectorKernel = VectorKernel {
     name: "x86_64-vector-f32x8x4-avx2",
     layer_norm_row: avx2::layer_norm_row,
     rms_norm_row: avx2::rms_norm_row,
+    rms_norm_into_row: avx2::rms_norm_into_row,
+    rms_norm_add_row: avx2::rms_norm_add_row,
     softmax_row: avx2::softmax_row,
     gelu: avx2::gelu,
     gelu_mul: avx2::gelu_mul,
@@ -99,6 +107,8 @@ pub(crate) static AVX512: VectorKernel = VectorKernel {
     name: "x86_64-vector-f32x16x4-avx512",
     layer_norm_row: avx512::layer_norm_row,
     rms_norm_row: avx512::rms_norm_row,
+    rms_norm_into_row: avx512::rms_norm_into_row,
+    rms_norm_add_row: avx512::rms_norm_add_row,
     softmax_row: avx512::softmax_row,
     gelu: avx512::gelu,
     gelu_mul: avx512::gelu_mul,
@@ -112,6 +122,8 @@ pub(crate) static NEON: VectorKernel = VectorKernel {
     name: "aarch64-vector-f32x4x4-neon",
     layer_norm_row: neon::layer_norm_row,
     rms_norm_row: neon::rms_norm_row,
+    rms_norm_into_row: neon::rms_norm_into_row,
+    rms_norm_add_row: neon::rms_norm_add_row,
     softmax_row: neon::softmax_row,
     gelu: neon::gelu,
     gelu_mul: neon::gelu_mul,
@@ -199,6 +211,46 @@ pub fn rms_norm(
     check_exact("rms_norm weight", weight.len(), dim)?;
     for row in x.chunks_exact_mut(dim) {
         (k.rms_norm_row)(row, weight, eps, one_plus_weight);
+    }
+    Ok(())
+}
+
+/// `dst` = [`rms_norm`] of `src`, row by row, bit for bit; `src` is unchanged. The lengths must
+/// be equal.
+pub fn rms_norm_into(
+    k: &VectorKernel,
+    src: &[f32],
+    dst: &mut [f32],
+    dim: usize,
+    weight: &[f32],
+    eps: f32,
+    one_plus_weight: bool,
+) -> Result<(), KernelError> {
+    check_rows("rms_norm_into input", src.len(), dim)?;
+    check_exact("rms_norm_into output", dst.len(), src.len())?;
+    check_exact("rms_norm_into weight", weight.len(), dim)?;
+    for (s, d) in src.chunks_exact(dim).zip(dst.chunks_exact_mut(dim)) {
+        (k.rms_norm_into_row)(s, d, weight, eps, one_plus_weight);
+    }
+    Ok(())
+}
+
+/// `residual += ` [`rms_norm`] of `x`, row by row, bit for bit as the norm then [`add`]; what
+/// `x` holds afterwards is unspecified. The lengths must be equal.
+pub fn rms_norm_add(
+    k: &VectorKernel,
+    x: &mut [f32],
+    residual: &mut [f32],
+    dim: usize,
+    weight: &[f32],
+    eps: f32,
+    one_plus_weight: bool,
+) -> Result<(), KernelError> {
+    check_rows("rms_norm_add input", x.len(), dim)?;
+    check_exact("rms_norm_add residual", residual.len(), x.len())?;
+    check_exact("rms_norm_add weight", weight.len(), dim)?;
+    for (x, r) in x.chunks_exact_mut(dim).zip(residual.chunks_exact_mut(dim)) {
+        (k.rms_norm_add_row)(x, r, weight, eps, one_plus_weight);
     }
     Ok(())
 }

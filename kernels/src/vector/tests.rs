@@ -248,6 +248,35 @@ fn gelu_mul_is_gelu_then_product() {
     assert!(gelu_mul(k, GeluForm::Tanh, &[1.0; 3], &[1.0; 3], &mut [0.0; 4]).is_err());
 }
 
+/// The fused RMSNorm forms are their kernel's norm (then add) bit for bit, and check lengths.
+#[test]
+fn rms_norm_into_and_add_are_the_norm_then_add() {
+    let mut rng = TestRng(8);
+    for dim in LENGTHS {
+        let rows = 3;
+        let x = rng.vec_around(rows * dim, 4.0, 0.3);
+        let weight = rng.vec_around(dim, 1.0, 0.0);
+        let residual = rng.vec_around(rows * dim, 2.0, 0.0);
+        for k in std::iter::once(&SCALAR).chain(simd_kernels()) {
+            for plus_one in [false, true] {
+                let mut normed = x.clone();
+                rms_norm(k, &mut normed, dim, &weight, 1e-6, plus_one).unwrap();
+                let mut want_sum = residual.clone();
+                add(k, &mut want_sum, &normed).unwrap();
+                let mut into = vec![f32::NAN; x.len()];
+                rms_norm_into(k, &x, &mut into, dim, &weight, 1e-6, plus_one).unwrap();
+                assert_eq!(into, normed, "{} rms_norm_into n={dim}", k.name);
+                let (mut x2, mut sum) = (x.clone(), residual.clone());
+                rms_norm_add(k, &mut x2, &mut sum, dim, &weight, 1e-6, plus_one).unwrap();
+                assert_eq!(sum, want_sum, "{} rms_norm_add n={dim}", k.name);
+            }
+        }
+    }
+    let k = &SCALAR;
+    assert!(rms_norm_into(k, &[1.0; 4], &mut [0.0; 3], 2, &[1.0; 2], 1e-6, true).is_err());
+    assert!(rms_norm_add(k, &mut [1.0; 4], &mut [0.0; 4], 2, &[1.0; 3], 1e-6, true).is_err());
+}
+
 /// One IEEE add or multiply per element: bit-exact.
 #[test]
 fn add_and_scale_are_bit_exact() {

@@ -89,14 +89,23 @@ impl Norm {
         let chunk = self.dim * ROWS_PER_TASK;
         dst.par_chunks_mut(chunk)
             .zip(src.par_chunks(chunk))
-            .try_for_each(|(d, s)| {
-                d.copy_from_slice(s);
-                self.apply_rows(d)
+            .try_for_each(|(d, s)| match &self.kind {
+                // One pass fewer: the norm reads `s` and writes `d`.
+                Kind::Rms { plus_one } => {
+                    let (weight, k) = (self.weight.get(), kernels().vector);
+                    vector::rms_norm_into(k, s, d, self.dim, weight, self.eps, *plus_one)?;
+                    Ok(())
+                }
+                Kind::Layer { .. } => {
+                    d.copy_from_slice(s);
+                    self.apply_rows(d)
+                }
             })
     }
 
-    /// Normalizes `block_out` in place and adds it to `residual` (a post-norm before the
-    /// residual add), one parallel pass over both.
+    /// Adds the normalized rows of `block_out` to `residual` (a post-norm before the residual
+    /// add), one parallel pass over both. `block_out` is left normalized (LayerNorm) or
+    /// unspecified (RMSNorm, whose rows go straight into the residual).
     pub fn apply_and_add(&self, block_out: &mut [f32], residual: &mut [f32]) -> Result<()> {
         check_same_len(block_out.len(), residual.len())?;
         let (k, chunk) = (kernels().vector, self.dim * ROWS_PER_TASK);
@@ -104,8 +113,16 @@ impl Norm {
             .par_chunks_mut(chunk)
             .zip(residual.par_chunks_mut(chunk))
             .try_for_each(|(b, r)| {
-                self.apply_rows(b)?;
-                vector::add(k, r, b)?;
+                match &self.kind {
+                    // The normalized rows go straight into the residual.
+                    Kind::Rms { plus_one } => {
+                        vector::rms_norm_add(k, b, r, self.dim, self.weight.get(), self.eps, *plus_one)?
+                    }
+                    Kind::Layer { .. } => {
+                        self.apply_rows(b)?;
+                        vector::add(k, r, b)?;
+                    }
+                }
                 Ok(())
             })
     }
