@@ -54,6 +54,11 @@ pub const L2_NORM_EPS: f32 = 1e-12;
 /// It is the clamp floor of [`crate::activation::exp`]; e^-87 = 1.6e-38.
 const SOFTMAX_FLOOR: f32 = -87.0;
 
+/// A fused [`rms_norm_into`] row: (src, dst, weight, eps, one_plus_weight).
+type RmsNormIntoRow = fn(&[f32], &mut [f32], &[f32], f32, bool);
+/// A fused [`rms_norm_add`] row: (x, residual, weight, eps, one_plus_weight).
+type RmsNormAddRow = fn(&mut [f32], &mut [f32], &[f32], f32, bool);
+
 /// The vector implementation for one instruction-set level. Holding one proves the CPU
 /// supports it: the statics are crate-private (the attention family reuses them) and handed
 /// out only by [`for_isa`]. Each field works on one row (or one pair of equal-length slices,
@@ -63,8 +68,10 @@ pub struct VectorKernel {
     pub name: &'static str,
     layer_norm_row: fn(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32),
     rms_norm_row: fn(x: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
-    rms_norm_into_row: fn(src: &[f32], dst: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
-    rms_norm_add_row: fn(x: &mut [f32], residual: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool),
+    /// A fused [`rms_norm_into`] row, or `None`: a copy, then `rms_norm_row`.
+    rms_norm_into_row: Option<RmsNormIntoRow>,
+    /// A fused [`rms_norm_add`] row, or `None`: `rms_norm_row` in place, then `add`.
+    rms_norm_add_row: Option<RmsNormAddRow>,
     softmax_row: fn(x: &mut [f32]),
     gelu: fn(form: GeluForm, x: &mut [f32]),
     gelu_mul: fn(form: GeluForm, gate: &[f32], up: &[f32], out: &mut [f32]),
@@ -77,8 +84,8 @@ pub(crate) static SCALAR: VectorKernel = VectorKernel {
     name: "generic-vector-f32x1-scalar",
     layer_norm_row: scalar::layer_norm_row,
     rms_norm_row: scalar::rms_norm_row,
-    rms_norm_into_row: scalar::rms_norm_into_row,
-    rms_norm_add_row: scalar::rms_norm_add_row,
+    rms_norm_into_row: None,
+    rms_norm_add_row: None,
     softmax_row: scalar::softmax_row,
     gelu: scalar::gelu,
     gelu_mul: scalar::gelu_mul,
@@ -92,8 +99,8 @@ pub(crate) static AVX2: VectorKernel = VectorKernel {
     name: "x86_64-vector-f32x8x4-avx2",
     layer_norm_row: avx2::layer_norm_row,
     rms_norm_row: avx2::rms_norm_row,
-    rms_norm_into_row: avx2::rms_norm_into_row,
-    rms_norm_add_row: avx2::rms_norm_add_row,
+    rms_norm_into_row: None,
+    rms_norm_add_row: None,
     softmax_row: avx2::softmax_row,
     gelu: avx2::gelu,
     gelu_mul: avx2::gelu_mul,
@@ -107,8 +114,8 @@ pub(crate) static AVX512: VectorKernel = VectorKernel {
     name: "x86_64-vector-f32x16x4-avx512",
     layer_norm_row: avx512::layer_norm_row,
     rms_norm_row: avx512::rms_norm_row,
-    rms_norm_into_row: avx512::rms_norm_into_row,
-    rms_norm_add_row: avx512::rms_norm_add_row,
+    rms_norm_into_row: Some(avx512::rms_norm_into_row),
+    rms_norm_add_row: Some(avx512::rms_norm_add_row),
     softmax_row: avx512::softmax_row,
     gelu: avx512::gelu,
     gelu_mul: avx512::gelu_mul,
@@ -122,8 +129,8 @@ pub(crate) static NEON: VectorKernel = VectorKernel {
     name: "aarch64-vector-f32x4x4-neon",
     layer_norm_row: neon::layer_norm_row,
     rms_norm_row: neon::rms_norm_row,
-    rms_norm_into_row: neon::rms_norm_into_row,
-    rms_norm_add_row: neon::rms_norm_add_row,
+    rms_norm_into_row: None,
+    rms_norm_add_row: None,
     softmax_row: neon::softmax_row,
     gelu: neon::gelu,
     gelu_mul: neon::gelu_mul,
@@ -230,7 +237,13 @@ pub fn rms_norm_into(
     check_exact("rms_norm_into output", dst.len(), src.len())?;
     check_exact("rms_norm_into weight", weight.len(), dim)?;
     for (s, d) in src.chunks_exact(dim).zip(dst.chunks_exact_mut(dim)) {
-        (k.rms_norm_into_row)(s, d, weight, eps, one_plus_weight);
+        match k.rms_norm_into_row {
+            Some(fused) => fused(s, d, weight, eps, one_plus_weight),
+            None => {
+                d.copy_from_slice(s);
+                (k.rms_norm_row)(d, weight, eps, one_plus_weight);
+            }
+        }
     }
     Ok(())
 }
@@ -250,7 +263,13 @@ pub fn rms_norm_add(
     check_exact("rms_norm_add residual", residual.len(), x.len())?;
     check_exact("rms_norm_add weight", weight.len(), dim)?;
     for (x, r) in x.chunks_exact_mut(dim).zip(residual.chunks_exact_mut(dim)) {
-        (k.rms_norm_add_row)(x, r, weight, eps, one_plus_weight);
+        match k.rms_norm_add_row {
+            Some(fused) => fused(x, r, weight, eps, one_plus_weight),
+            None => {
+                (k.rms_norm_row)(x, weight, eps, one_plus_weight);
+                (k.add)(r, x);
+            }
+        }
     }
     Ok(())
 }

@@ -81,15 +81,3 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(&x, &y)| x * y).sum()
 }
-
-/// [`rms_norm_row`] of a copy of `src` in `dst`.
-pub(super) fn rms_norm_into_row(src: &[f32], dst: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool) {
-    dst.copy_from_slice(src);
-    rms_norm_row(dst, weight, eps, one_plus_weight);
-}
-
-/// [`rms_norm_row`] of `x` in place, then `residual += x`.
-pub(super) fn rms_norm_add_row(x: &mut [f32], residual: &mut [f32], weight: &[f32], eps: f32, one_plus_weight: bool) {
-    rms_norm_row(x, weight, eps, one_plus_weight);
-    add(residual, x);
-}
